@@ -1,0 +1,206 @@
+"""``esg-leads generate``: a seeded synthetic world, written as a recording plus truth.
+
+The simulation (:mod:`replay.simulate`) says what happens; this module turns it into
+Kafka messages the way real feeds deliver them: keyed and partitioned, in ingest
+order, with duplicate deliveries and a configurable share of malformed messages
+(bad JSON, wrong types, out-of-range values, unknown tenants, missing fields).
+
+Output directory layout::
+
+    OUT/segment-*.parquet, OUT/manifest.json   the recording (connectors.recording)
+    OUT/truth.parquet                           per-investor ground truth
+    OUT/world.json                              the arguments and what came out
+    OUT/config.toml                             settings naming the world's tenants
+
+Same arguments, same bytes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import random
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from connectors.recording import RecordedMessage, RecordingWriter
+from replay.simulate import DAY_S, Simulation, Truth, WorldSpec
+
+HEADERS = (("schema-version", b"1"), ("content-type", b"application/json"))
+UNKNOWN_TENANT = "ghost-fund"
+MALFORMED_KINDS = ("bad_json", "wrong_type", "out_of_range", "unknown_tenant", "missing_field")
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationReport:
+    messages: int
+    per_topic: dict[str, int]
+    malformed: int
+    malformed_by_kind: dict[str, int]
+    duplicates: int
+    late: int
+    investors: int
+    decided: int
+    converted: int
+    seconds: float
+
+    @property
+    def events_per_second(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+
+def _corrupt(kind: str, topic: str, payload: dict, value: bytes, rng: random.Random) -> bytes:
+    """A malformed version of a good message, of the given kind."""
+    if kind == "bad_json":
+        return value[: max(1, len(value) // 2)]
+    broken = dict(payload)
+    if kind == "wrong_type":
+        field = rng.choice(("event_time", "tenant", "event_id"))
+        broken[field] = 12345 if field != "event_id" else ["e"]
+    elif kind == "out_of_range":
+        if topic == "esg.property-signals":
+            broken["energy_star_score"] = 140
+        elif topic == "investor.engagements":
+            broken["duration_s"] = -5.0
+        else:
+            broken["event_time"] = "1999-12-31T23:59:59+00:00"
+    elif kind == "unknown_tenant":
+        broken["tenant"] = UNKNOWN_TENANT
+    elif kind == "missing_field":
+        broken.pop("event_id", None)
+    return orjson.dumps(broken)
+
+
+def _truth_table(truths: list[Truth], start_s: float) -> pa.Table:
+    def ts(seconds: float | None) -> int | None:
+        return None if seconds is None else int(seconds * 1000)
+
+    columns: dict[str, list] = {
+        "tenant": [t.investor.tenant for t in truths],
+        "investor_id": [t.investor.investor_id for t in truths],
+        "esg_receptivity": [t.investor.receptivity for t in truths],
+        "intent": [t.investor.intent for t in truths],
+        "p_convert": [t.p_convert for t in truths],
+        "p_convert_pre_drift": [t.p_pre_drift for t in truths],
+        "p_convert_post_drift": [t.p_post_drift for t in truths],
+        "first_engagement_at": [ts(t.first_engagement_s) for t in truths],
+        "decision_at": [ts(t.decision_s) for t in truths],
+        "converted": [t.converted if t.decision_s is not None else None for t in truths],
+        "converted_at": [ts(t.decision_s) if t.converted else None for t in truths],
+        "engagements": [t.engagements for t in truths],
+        "erased": [t.erased for t in truths],
+    }
+    schema = pa.schema([
+        ("tenant", pa.string()), ("investor_id", pa.string()),
+        ("esg_receptivity", pa.float64()), ("intent", pa.float64()),
+        ("p_convert", pa.float64()), ("p_convert_pre_drift", pa.float64()),
+        ("p_convert_post_drift", pa.float64()),
+        ("first_engagement_at", pa.timestamp("ms", tz="UTC")),
+        ("decision_at", pa.timestamp("ms", tz="UTC")),
+        ("converted", pa.bool_()), ("converted_at", pa.timestamp("ms", tz="UTC")),
+        ("engagements", pa.int32()), ("erased", pa.bool_()),
+    ])
+    return pa.table(columns, schema=schema)
+
+
+def generate(spec: WorldSpec, out: str | Path,
+             progress: Callable[[int, int], None] | None = None,
+             overwrite: bool = False) -> GenerationReport:
+    """Simulate ``spec`` and write the recording, truth and metadata under ``out``."""
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sim = Simulation(spec)
+    noise = random.Random(f"{spec.seed}:noise")
+    offsets: Counter[tuple[str, int]] = Counter()
+    per_topic: Counter[str] = Counter()
+    by_kind: Counter[str] = Counter()
+    duplicates = late = 0
+    # Malformed messages come on top of the good ones, so that the world's truth is
+    # untouched and the malformed share of all messages is the requested rate.
+    extra_rate = spec.malformed_rate / (1 - spec.malformed_rate) if spec.malformed_rate else 0.0
+    last_day = -1
+
+    with RecordingWriter(out, overwrite=overwrite) as writer:
+
+        def publish(topic: str, key: bytes, value: bytes, ingest_s: float) -> None:
+            partition = zlib.crc32(key) % spec.partitions
+            offset = offsets[(topic, partition)]
+            offsets[(topic, partition)] = offset + 1
+            per_topic[topic] += 1
+            writer.write(RecordedMessage(topic, partition, offset, int(ingest_s * 1000), key,
+                                         value, HEADERS))
+
+        # Redeliveries and malformed copies arrive a little after their original; they
+        # wait here so that offsets follow arrival (ingest) order within a partition.
+        extras: list[tuple[float, int, str, bytes, bytes]] = []
+        order = itertools.count()
+        for emitted in sim.events():
+            while extras and extras[0][0] <= emitted.ingest_s:
+                ingest_s, _, topic, key, value = heapq.heappop(extras)
+                publish(topic, key, value, ingest_s)
+            key = emitted.key.encode()
+            value = orjson.dumps(emitted.payload)
+            publish(emitted.topic, key, value, emitted.ingest_s)
+            late += emitted.late
+            if noise.random() < spec.duplicate_rate:  # a producer retry: same bytes again
+                duplicates += 1
+                heapq.heappush(extras, (emitted.ingest_s + noise.uniform(1, 600), next(order),
+                                        emitted.topic, key, value))
+            if extra_rate and noise.random() < extra_rate:
+                kind = noise.choice(MALFORMED_KINDS)
+                by_kind[kind] += 1
+                bad = _corrupt(kind, emitted.topic, emitted.payload, value, noise)
+                heapq.heappush(extras, (emitted.ingest_s + noise.uniform(0, 5), next(order),
+                                        emitted.topic, key, bad))
+            day = int((emitted.ingest_s - sim.t0) // DAY_S)
+            if progress is not None and day != last_day:
+                last_day = day
+                progress(min(day, spec.days), spec.days)
+        while extras:
+            ingest_s, _, topic, key, value = heapq.heappop(extras)
+            publish(topic, key, value, ingest_s)
+
+    truths = sim.truths
+    pq.write_table(_truth_table(truths, sim.t0), out / "truth.parquet", compression="zstd")
+    decided = [t for t in truths if t.decision_s is not None]
+    report = GenerationReport(
+        messages=sum(per_topic.values()),
+        per_topic=dict(sorted(per_topic.items())),
+        malformed=sum(by_kind.values()),
+        malformed_by_kind=dict(sorted(by_kind.items())),
+        duplicates=duplicates,
+        late=late,
+        investors=len(truths),
+        decided=len(decided),
+        converted=sum(t.converted for t in decided),
+        seconds=time.perf_counter() - started,
+    )
+    world = {
+        "spec": {**asdict(spec), "start": spec.start.isoformat()},
+        "tenants": [t.name for t in sim.tenants],
+        "unknown_tenant_used_for_noise": UNKNOWN_TENANT,
+        "messages": report.messages,
+        "per_topic": report.per_topic,
+        "malformed": report.malformed,
+        "malformed_by_kind": report.malformed_by_kind,
+        "duplicates": report.duplicates,
+        "late_engagements": report.late,
+        "investors": report.investors,
+        "decided": report.decided,
+        "converted": report.converted,
+    }
+    (out / "world.json").write_text(json.dumps(world, indent=2, sort_keys=True) + "\n")
+    tenants_toml = "".join(f'[tenants."{t.name}"]\n\n' for t in sim.tenants)
+    (out / "config.toml").write_text(
+        "# Settings for replaying this generated world: its tenants.\n" + tenants_toml)
+    return report

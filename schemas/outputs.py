@@ -1,0 +1,321 @@
+"""Output topics: what the flow publishes.
+
+Output records are built on the hot path as plain dicts (validating every record
+through pydantic would cost more than scoring it); these models are the contract
+those dicts are tested against and the JSON Schema that consumers validate with.
+Fields marked *processing-time* are the only ones that may differ between two runs
+over the same input.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from schemas.common import (
+    ConsentStatus,
+    ContactChannel,
+    EntityId,
+    OutputModel,
+    Probability,
+    Score100,
+    TenantId,
+    UtcDatetime,
+)
+
+SCHEMA_VERSION = 1
+
+# --------------------------------------------------------------------------- shared
+
+
+class LeadState(StrEnum):
+    RECEIVED = "received"
+    ENRICHED = "enriched"
+    SCORED = "scored"
+    PLANNED = "planned"
+    IN_REVIEW = "in_review"
+    HANDED_OFF = "handed_off"
+    DISQUALIFIED = "disqualified"
+    SUPPRESSED = "suppressed"
+    ERASED = "erased"
+
+
+class Tier(StrEnum):
+    HOT = "hot"
+    WARM = "warm"
+    NURTURE = "nurture"
+    COLD = "cold"
+
+
+class SourceRef(OutputModel):
+    """Where an input event came from (lineage)."""
+
+    event_id: EntityId
+    topic: str
+    partition: int
+    offset: int
+
+
+class Interval(OutputModel):
+    low: Probability
+    high: Probability
+    level: Probability
+
+
+class Contribution(OutputModel):
+    feature: str
+    value: float
+    contribution: float
+
+
+class SourceWeights(OutputModel):
+    """Share of the explanation owed to each data source; the shares sum to 1."""
+
+    property_epc: Probability
+    certifications: Probability
+    climate_risk: Probability
+    engagement: Probability
+    profile: Probability
+
+
+class Explanation(OutputModel):
+    top_positive: Annotated[list[Contribution], Field(max_length=5)]
+    top_negative: Annotated[list[Contribution], Field(max_length=5)]
+    source_weights: SourceWeights
+    prior_reasons: Annotated[list[str], Field(max_length=6)] = []
+
+
+class EsgAlignment(OutputModel):
+    score: Score100
+    components: dict[str, Score100]
+
+
+class ModelInfo(OutputModel):
+    model_version: str
+    feature_set_version: str
+    tenant_labels: Annotated[int, Field(ge=0)]
+    prior_weight: Probability
+    global_weight: Probability
+
+
+class ClaimKind(StrEnum):
+    ENERGY_EFFICIENT = "energy_efficient"
+    CERTIFIED = "certified"
+    LOW_CLIMATE_RISK = "low_climate_risk"
+    SFDR_ARTICLE_8 = "sfdr_article_8"
+    SFDR_ARTICLE_9 = "sfdr_article_9"
+    UK_SDR_LABEL = "uk_sdr_label"
+
+
+class Claim(OutputModel):
+    property_id: EntityId
+    claim: ClaimKind
+    evidence: Annotated[str, Field(max_length=256)]
+
+
+class RemovedClaim(OutputModel):
+    property_id: EntityId
+    claim: ClaimKind
+    reason: Annotated[str, Field(max_length=256)]
+
+
+class OutreachStep(OutputModel):
+    order: Annotated[int, Field(ge=1, le=10)]
+    channel: Literal["email", "phone", "sms", "meeting_invite"]
+    action: Annotated[str, Field(max_length=128)]
+    wait_days: Annotated[float, Field(ge=0, le=90)]
+    trigger: Annotated[str, Field(max_length=128)]
+    escalation: bool
+
+
+class OutreachPlan(OutputModel):
+    plan_id: str
+    agent_version: str
+    steps: Annotated[list[OutreachStep], Field(max_length=10)]
+    lead_properties: Annotated[list[EntityId], Field(max_length=5)]
+    claims: Annotated[list[Claim], Field(max_length=20)]
+
+
+class BlockedChannel(OutputModel):
+    channel: ContactChannel
+    rule_id: str
+    reason: Annotated[str, Field(max_length=256)]
+
+
+class ComplianceVerdict(StrEnum):
+    ALLOWED = "allowed"
+    RESTRICTED = "restricted"  #: some channels or claims removed
+    BLOCKED = "blocked"  #: no lawful channel: do not contact
+    UNSURE = "unsure"  #: rules cannot decide: a person must
+
+
+class Compliance(OutputModel):
+    verdict: ComplianceVerdict
+    pack: Literal["EU", "UK", "US"]
+    agent_version: str
+    allowed_channels: list[ContactChannel]
+    blocked_channels: list[BlockedChannel]
+    removed_claims: list[RemovedClaim]
+    rules_applied: list[str]
+
+
+# -------------------------------------------------------------------- leads.scored
+
+
+class ScoredLead(OutputModel):
+    """``leads.scored`` — one record per scoring of an investor. Key: ``investor_id``."""
+
+    schema_version: Literal[1]
+    idempotency_key: str
+    tenant: TenantId
+    investor_id: EntityId
+    event_time: UtcDatetime  #: event time the score is as of (end of the window)
+    processed_at: UtcDatetime  #: processing-time
+    probability: Probability
+    score: Annotated[int, Field(ge=0, le=100)]
+    interval: Interval
+    tier: Tier
+    esg_alignment: EsgAlignment
+    intent: Score100
+    engagement_readiness: Score100
+    data_freshness_days: Annotated[float, Field(ge=0)] | None
+    explanation: Explanation
+    model: ModelInfo
+    features: dict[str, float]
+    state: LeadState
+    outreach_plan: OutreachPlan | None = None
+    compliance: Compliance | None = None
+    lineage: Annotated[list[SourceRef], Field(max_length=64)]
+
+
+# -------------------------------------------------------------------- leads.review
+
+
+class ReviewReason(OutputModel):
+    code: Literal[
+        "ambiguous_score",
+        "wide_interval",
+        "ticket_over_limit",
+        "stale_esg_data",
+        "self_reported_esg_data",
+        "conflicting_esg_data",
+        "compliance_unsure",
+        "reviewer_needs_info",
+    ]
+    detail: Annotated[str, Field(max_length=256)]
+    check: Annotated[str, Field(max_length=256)]
+
+
+class ReviewCase(OutputModel):
+    """``leads.review`` — a case for a person to decide. Key: ``investor_id``."""
+
+    schema_version: Literal[1]
+    idempotency_key: str
+    case_id: EntityId
+    tenant: TenantId
+    investor_id: EntityId
+    event_time: UtcDatetime
+    processed_at: UtcDatetime  #: processing-time
+    reasons: Annotated[list[ReviewReason], Field(min_length=1, max_length=8)]
+    probability: Probability
+    score: Annotated[int, Field(ge=0, le=100)]
+    interval: Interval
+    tier: Tier
+    state: LeadState
+    lineage: Annotated[list[SourceRef], Field(max_length=64)]
+
+
+# ---------------------------------------------------------------------- crm.handoff
+
+
+class CrmHandoff(OutputModel):
+    """``crm.handoff`` — a qualified lead for the CRM; upsert by ``investor_id``."""
+
+    schema_version: Literal[1]
+    idempotency_key: str
+    qualification_id: EntityId
+    tenant: TenantId
+    investor_id: EntityId
+    event_time: UtcDatetime
+    processed_at: UtcDatetime  #: processing-time
+    score: Annotated[int, Field(ge=0, le=100)]
+    probability: Probability
+    tier: Tier
+    esg_alignment_score: Score100
+    esg_min_epc_band: str | None
+    esg_required_certifications: list[str]
+    sfdr_target: str | None
+    uk_sdr_label: str | None
+    target_asset_classes: list[str]
+    target_countries: list[str]
+    ticket_max_eur: float | None
+    consent: dict[ContactChannel, ConsentStatus]
+    contact_ref: str | None  #: salted hash of the contact details, for matching in the CRM
+    outreach_plan: OutreachPlan
+    compliance: Compliance
+    approved_by_review: bool
+
+
+# ----------------------------------------------------------------------- ops.alerts
+
+
+class AlertKind(StrEnum):
+    DRIFT_DETECTED = "drift_detected"
+    RETRAINING_TRIGGERED = "retraining_triggered"
+    MODEL_PROMOTED = "model_promoted"
+    MODEL_ROLLED_BACK = "model_rolled_back"
+    FEED_STALE = "feed_stale"
+
+
+class Alert(OutputModel):
+    """``ops.alerts`` — something an operator should know. Key: ``tenant``."""
+
+    schema_version: Literal[1]
+    idempotency_key: str
+    tenant: TenantId
+    kind: AlertKind
+    detector: str
+    subject: str
+    event_time: UtcDatetime
+    processed_at: UtcDatetime  #: processing-time
+    details: dict[str, float | str]
+
+
+# ------------------------------------------------------------------------ leads.dlq
+
+
+class DlqReason(StrEnum):
+    DECODE_ERROR = "decode_error"  #: not JSON
+    SCHEMA_ERROR = "schema_error"  #: JSON, but not a valid event of its topic
+    UNKNOWN_TOPIC = "unknown_topic"
+    UNKNOWN_TENANT = "unknown_tenant"
+    KEY_MISMATCH = "key_mismatch"  #: message key is not the event's entity id
+    DUPLICATE = "duplicate"  #: an event_id already seen (redelivery)
+    LATE = "late"  #: older than its window's allowed lateness
+    ERASED_SUBJECT = "erased_subject"  #: investor erased; payload withheld
+    UNKNOWN_CASE = "unknown_case"  #: review decision for no open case
+    PROCESSING_ERROR = "processing_error"  #: an operator failed on this event
+
+
+class DeadLetter(OutputModel):
+    """``leads.dlq`` — an input the flow could not use, with its original bytes.
+
+    Key: the original message key. ``value_b64`` is withheld (``null``) only for
+    events about an erased investor, as the erasure requires.
+    """
+
+    schema_version: Literal[1]
+    idempotency_key: str
+    reason: DlqReason
+    detail: Annotated[str, Field(max_length=1024)]
+    topic: str
+    partition: int
+    offset: int
+    timestamp: UtcDatetime | None
+    key_b64: str | None
+    value_b64: str | None
+    tenant: str | None
+    event_id: str | None
+    processed_at: UtcDatetime  #: processing-time

@@ -1,0 +1,183 @@
+"""Settings of a run, as one validated model.
+
+Precedence, lowest first: defaults < ``ESG_LEADS_*`` environment variables < the
+config file (TOML) < command-line flags. ``flows.config`` does the layering; this
+module only says what is valid. Durations accept seconds or ISO 8601 (``"PT1H"``).
+
+>>> Settings().windows.length
+datetime.timedelta(seconds=3600)
+>>> Settings.model_validate({"windows": {"length": "PT0S"}})
+Traceback (most recent call last):
+...
+pydantic_core._pydantic_core.ValidationError: 1 validation error for Settings
+windows.length
+  Value error, must be positive [type=value_error, input_value='PT0S', input_type=str]
+    For further information visit ...
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from schemas.common import TenantId
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be positive")
+    return value
+
+
+def _not_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("must not be negative")
+    return value
+
+
+Positive = Annotated[timedelta, AfterValidator(_positive)]
+NotNegative = Annotated[timedelta, AfterValidator(_not_negative)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TenantSettings(Section):
+    """Per-tenant business limits."""
+
+    #: Tickets above this size always go to a person before handoff.
+    review_ticket_limit_eur: Annotated[float, Field(gt=0)] = 50_000_000
+    #: Whether this tenant's labels may train the cross-tenant global model.
+    contribute_to_global: bool = True
+
+
+class WindowSettings(Section):
+    length: Positive = timedelta(hours=1)
+    allowed_lateness: NotNegative = timedelta(minutes=15)
+    #: Investor windows are grouped into this many keys per tenant (see DESIGN notes).
+    shards_per_tenant: Annotated[int, Field(ge=1, le=4096)] = 16
+
+
+class DedupSettings(Section):
+    #: How long (event time) an event_id is remembered to recognise redelivery.
+    horizon: Positive = timedelta(days=3)
+
+
+class FeatureSettings(Section):
+    #: Half-lives of the decayed engagement counters.
+    half_lives: tuple[Positive, ...] = (timedelta(days=1), timedelta(days=7), timedelta(days=30))
+    #: ESG data older than this counts as stale.
+    stale_after: Positive = timedelta(days=365)
+    #: Re-score an investor after these silences (event time): a lead cools down when
+    #: nothing happens, and sales should see that before they act.
+    rescore_after: tuple[Positive, ...] = (timedelta(days=3),)
+    #: Climate-risk score (0-100) at or below which a property counts as low-risk.
+    low_climate_risk_max: Annotated[int, Field(ge=0, le=100)] = 30
+
+
+class DriftSettings(Section):
+    enabled: bool = True
+    #: ADWIN confidence on the model's error stream (smaller: fewer false alarms).
+    error_delta: Annotated[float, Field(gt=0, lt=1)] = 0.002
+    #: ADWIN confidence on watched features.
+    feature_delta: Annotated[float, Field(gt=0, lt=1)] = 1e-5
+    #: A feature change smaller than this many standard deviations is not reported.
+    min_effect: Annotated[float, Field(ge=0)] = 0.25
+    #: Observations before feature detectors may fire (the stream's warm-up is not drift).
+    warmup: Annotated[int, Field(ge=0)] = 2000
+    #: Features watched for drift.
+    features: tuple[str, ...] = ("esg_content_lift", "depth_per_window", "stated_esg")
+
+
+class ScoringSettings(Section):
+    model: Literal["logistic", "logistic_bagged"] = "logistic_bagged"
+    #: Members of the online bagged ensemble that gives the confidence interval.
+    ensemble_size: Annotated[int, Field(ge=2, le=64)] = 8
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.003
+    l2: Annotated[float, Field(ge=0, le=1)] = 1e-3
+    #: Tenant labels after which the cold-start prior has (almost) no weight.
+    prior_labels: Annotated[int, Field(ge=1)] = 300
+    #: Tenant labels after which the tenant model outweighs the global model.
+    tenant_labels_for_trust: Annotated[int, Field(ge=1)] = 5000
+    interval_level: Annotated[float, Field(gt=0.5, lt=1)] = 0.9
+    #: Spread (logit scale) the features leave unexplained whatever the labels: an
+    #: investor's true propensity varies around any estimate from behaviour. Set from
+    #: the interval's coverage of the true probability in bench/model_quality.py.
+    interval_floor: Annotated[float, Field(ge=0, le=5)] = 0.55
+    #: Probability thresholds of the tiers.
+    hot: Fraction = 0.5
+    warm: Fraction = 0.25
+    nurture: Fraction = 0.1
+    calibration_bins: Annotated[int, Field(ge=5, le=100)] = 20
+    seed: int = 42
+    global_model: bool = True
+    drift: DriftSettings = DriftSettings()
+
+    @model_validator(mode="after")
+    def _tiers_ordered(self) -> ScoringSettings:
+        if not self.hot > self.warm > self.nurture:
+            raise ValueError("tier thresholds must satisfy hot > warm > nurture")
+        return self
+
+
+class LifecycleSettings(Section):
+    #: A scored lead is re-emitted only when its score moves by at least this much.
+    material_score_change: Annotated[int, Field(ge=0, le=100)] = 5
+    qualification_threshold: Fraction = 0.5
+    #: Half-width of the ambiguous band around the threshold, routed to review.
+    review_band: Fraction = 0.05
+    #: Intervals wider than this go to review instead of handoff.
+    max_interval_width: Fraction = 0.35
+    disqualify_below: Fraction = 0.03
+
+
+class KafkaSettings(Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    #: Extra librdkafka client settings, e.g. ``security.protocol``, ``sasl.*``.
+    client: dict[str, str | int | bool] = {}
+    #: Secrets (``sasl.password``, ``ssl.key.password``) kept apart so they are masked.
+    secrets: dict[str, SecretStr] = {}
+    starting_offset: Literal["beginning", "end"] = "beginning"
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    #: How long the merged source holds a partition back waiting for an idle one.
+    merge_max_wait_ms: Annotated[int, Field(ge=0, le=600_000)] = 2000
+    #: Physical topic names, by logical name (defaults: the logical names).
+    topics: dict[str, str] = {}
+
+
+class RecoverySettings(Section):
+    directory: str | None = None
+    snapshot_interval: Positive = timedelta(seconds=10)
+    backup_interval: NotNegative = timedelta(0)
+    partitions: Annotated[int, Field(ge=1, le=64)] = 1
+
+
+class MetricsSettings(Section):
+    port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    host: str = "127.0.0.1"
+
+
+class Settings(Section):
+    """Everything a run needs; ``Settings()`` is a working development default."""
+
+    tenants: dict[TenantId, TenantSettings] = {
+        "acme-capital": TenantSettings(),
+        "borealis-re": TenantSettings(),
+        "cityline-im": TenantSettings(),
+    }
+    windows: WindowSettings = WindowSettings()
+    dedup: DedupSettings = DedupSettings()
+    features: FeatureSettings = FeatureSettings()
+    scoring: ScoringSettings = ScoringSettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    recovery: RecoverySettings = RecoverySettings()
+    metrics: MetricsSettings = MetricsSettings()
+    #: Salt for hashing contact details; set it per deployment (env or secret file).
+    contact_hash_salt: SecretStr = SecretStr("dev-only-salt")
+    #: Validate every output record against its schema (slow; for tests and debugging).
+    validate_outputs: bool = False

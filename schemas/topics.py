@@ -1,0 +1,48 @@
+"""The topic registry: which model each topic carries and which field is its key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from schemas.inputs import (
+    Engagement,
+    ErasureRequest,
+    InvestorProfile,
+    Outcome,
+    PropertySignal,
+    ReviewDecision,
+)
+from schemas.outputs import Alert, CrmHandoff, DeadLetter, ReviewCase, ScoredLead
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    name: str
+    model: type[BaseModel]
+    key_field: str
+    description: str
+
+
+PROPERTY_SIGNALS = Topic("esg.property-signals", PropertySignal, "property_id", "Property ESG facts")
+INVESTOR_PROFILES = Topic("investor.profiles", InvestorProfile, "investor_id", "Stated preferences, consent")
+ENGAGEMENTS = Topic("investor.engagements", Engagement, "investor_id", "Investor interactions")
+OUTCOMES = Topic("crm.outcomes", Outcome, "investor_id", "Delayed CRM labels")
+ERASURE = Topic("investor.erasure", ErasureRequest, "investor_id", "Right-to-erasure requests")
+REVIEW_DECISIONS = Topic("lead.review-decisions", ReviewDecision, "investor_id", "Reviewer verdicts")
+
+LEADS_SCORED = Topic("leads.scored", ScoredLead, "investor_id", "Scored, explained leads")
+LEADS_REVIEW = Topic("leads.review", ReviewCase, "investor_id", "Cases for human review")
+CRM_HANDOFF = Topic("crm.handoff", CrmHandoff, "investor_id", "Qualified leads (upsert by key)")
+OPS_ALERTS = Topic("ops.alerts", Alert, "tenant", "Drift and model alerts")
+LEADS_DLQ = Topic("leads.dlq", DeadLetter, "key_b64", "Inputs that could not be used")
+
+INPUT_TOPICS: dict[str, Topic] = {
+    t.name: t
+    for t in (PROPERTY_SIGNALS, INVESTOR_PROFILES, ENGAGEMENTS, OUTCOMES, ERASURE, REVIEW_DECISIONS)
+}
+OUTPUT_TOPICS: dict[str, Topic] = {
+    t.name: t for t in (LEADS_SCORED, LEADS_REVIEW, CRM_HANDOFF, OPS_ALERTS, LEADS_DLQ)
+}
+ALL_TOPICS: dict[str, Topic] = {**INPUT_TOPICS, **OUTPUT_TOPICS}

@@ -1,0 +1,165 @@
+"""The world generator: determinism and the statistics it promises."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from connectors.recording import RecordingReader
+from online_models.quality import roc_auc
+from replay.generator import UNKNOWN_TENANT, generate
+from replay.simulate import WorldSpec
+from schemas.codec import DecodeFailure, decode_event
+
+SPEC = WorldSpec(tenants=3, investors=2500, properties=400, days=40, seed=11,
+                 malformed_rate=0.02)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    out = tmp_path_factory.mktemp("world")
+    report = generate(SPEC, out)
+    return out, report
+
+
+def _digest(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def test_same_arguments_same_bytes(tmp_path: Path) -> None:
+    spec = WorldSpec(investors=300, properties=60, days=10, seed=5)
+    generate(spec, tmp_path / "a")
+    generate(spec, tmp_path / "b")
+    a, b = _digest(tmp_path / "a"), _digest(tmp_path / "b")
+    assert a == b
+    assert {"truth.parquet", "world.json", "config.toml", "manifest.json"} <= set(a)
+    generate(WorldSpec(investors=300, properties=60, days=10, seed=6), tmp_path / "c")
+    assert _digest(tmp_path / "c")["truth.parquet"] != a["truth.parquet"]
+
+
+def test_messages_are_in_ingest_order_with_offsets_per_partition(world) -> None:
+    out, report = world
+    last_offset: dict[tuple[str, int], int] = {}
+    last_ts = 0
+    n = 0
+    for message in RecordingReader(out):
+        assert message.timestamp_ms >= last_ts
+        last_ts = message.timestamp_ms
+        key = (message.topic, message.partition)
+        assert message.offset == last_offset.get(key, -1) + 1
+        last_offset[key] = message.offset
+        n += 1
+    assert n == report.messages
+
+
+def test_epc_mix_is_weighted_to_the_middle_bands(world) -> None:
+    out, _ = world
+    bands: Counter[str] = Counter()
+    for message in RecordingReader(out):
+        if message.topic == "esg.property-signals":
+            try:
+                payload = orjson.loads(message.value)
+            except orjson.JSONDecodeError:
+                continue
+            if "epc_band" in payload:
+                bands[payload["epc_band"]] += 1
+    total = sum(bands.values())
+    middle = (bands["C"] + bands["D"]) / total
+    assert 0.35 < middle < 0.65
+    assert bands.most_common(1)[0][0] in ("C", "D")
+    assert (bands["A+"] + bands["A"]) / total < 0.15
+    assert bands["G"] / total < 0.1
+
+
+def test_malformed_share_and_kinds(world) -> None:
+    out, report = world
+    assert report.malformed / report.messages == pytest.approx(SPEC.malformed_rate, abs=0.004)
+    assert set(report.malformed_by_kind) == {"bad_json", "wrong_type", "out_of_range",
+                                              "unknown_tenant", "missing_field"}
+    failures, unknown_tenants = 0, 0
+    for message in RecordingReader(out):
+        try:
+            event = decode_event(message.topic, message.value)
+        except DecodeFailure:
+            failures += 1
+            continue
+        unknown_tenants += event.tenant == UNKNOWN_TENANT
+    # Every malformed message fails to decode, except unknown tenants, which are valid
+    # JSON events that only the flow (knowing its tenants) can refuse.
+    assert failures + unknown_tenants == report.malformed
+    assert unknown_tenants == report.malformed_by_kind["unknown_tenant"]
+
+
+def test_duplicates_repeat_bytes_and_event_ids(world) -> None:
+    out, report = world
+    seen: Counter[bytes] = Counter(m.value for m in RecordingReader(out))
+    repeated = sum(n - 1 for n in seen.values() if n > 1)
+    assert report.duplicates > 0
+    assert repeated >= report.duplicates
+
+
+def test_conversion_rate_delays_and_oracle(world) -> None:
+    out, _ = world
+    truth = pq.read_table(out / "truth.parquet")
+    decided = truth.filter(pc.is_valid(truth["decision_at"]))
+    converted = decided["converted"].to_pylist()
+    rate = sum(converted) / len(converted)
+    assert 0.1 < rate < 0.35
+    delays = pc.divide(pc.cast(pc.subtract(decided["decision_at"], decided["first_engagement_at"]),
+                               "int64"), 86_400_000.0).to_pylist()
+    assert min(delays) >= 3 - 1e-9 and max(delays) <= 45 + 1e-9
+    assert 8 < sorted(delays)[len(delays) // 2] < 18  # median of days-to-weeks
+    oracle = roc_auc(decided["p_convert"].to_pylist(), converted)
+    assert 0.65 < oracle < 0.9  # learnable, yet well below 1
+
+
+def test_outcomes_follow_truth_and_arrive_after_the_decision(world) -> None:
+    out, _ = world
+    truth = {r["investor_id"]: r for r in pq.read_table(out / "truth.parquet").to_pylist()}
+    checked = 0
+    for message in RecordingReader(out):
+        if message.topic != "crm.outcomes":
+            continue
+        try:
+            event = decode_event(message.topic, message.value)
+        except DecodeFailure:
+            continue
+        if event.kind.value not in ("qualified", "disqualified") or event.tenant == UNKNOWN_TENANT:
+            continue
+        row = truth[event.investor_id]
+        assert (event.kind.value == "qualified") == row["converted"]
+        assert message.timestamp_ms >= event.event_time.timestamp() * 1000
+        checked += 1
+    assert checked > 500
+
+
+def test_drift_changes_the_drivers(tmp_path: Path) -> None:
+    spec = WorldSpec(investors=800, properties=100, days=20, seed=3, drift_at=10)
+    generate(spec, tmp_path)
+    rows = pq.read_table(tmp_path / "truth.parquet").to_pylist()
+    start_ms = spec.start.timestamp() * 1000
+    before = [r for r in rows if r["decision_at"] and r["decision_at"].timestamp() * 1000 < start_ms + 10 * 86_400_000]
+    after = [r for r in rows if r["decision_at"] and r["decision_at"].timestamp() * 1000 >= start_ms + 10 * 86_400_000]
+    assert before and after
+    assert all(r["p_convert"] == r["p_convert_pre_drift"] for r in before)
+    assert all(r["p_convert"] == r["p_convert_post_drift"] for r in after)
+    # After the drift, ESG receptivity drives conversion much more than before.
+    from scipy.stats import spearmanr
+
+    pre = spearmanr([r["esg_receptivity"] for r in rows], [r["p_convert_pre_drift"] for r in rows])[0]
+    post = spearmanr([r["esg_receptivity"] for r in rows], [r["p_convert_post_drift"] for r in rows])[0]
+    assert post > pre + 0.2
+
+
+def test_bad_spec_is_refused() -> None:
+    with pytest.raises(ValueError, match="drift day"):
+        WorldSpec(days=10, drift_at=12)
+    with pytest.raises(ValueError, match="malformed"):
+        WorldSpec(malformed_rate=0.7)
