@@ -75,6 +75,11 @@ def encode(record: dict[str, Any] | BaseModel) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)
 
 
+def validate_record(topic: str, record: dict[str, Any]) -> BaseModel:
+    """Check an output record the way a consumer sees it: its JSON against the topic model."""
+    return ALL_TOPICS[topic].model.model_validate_json(encode(record))
+
+
 def b64(data: bytes | None) -> str | None:
     """Base64 text of raw bytes, as dead letters carry them."""
     return None if data is None else base64.b64encode(data).decode("ascii")

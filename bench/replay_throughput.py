@@ -1,0 +1,205 @@
+"""End-to-end replay throughput, and the no-framework limit of the same operators.
+
+    python bench/replay_throughput.py [--recording DIR | --investors 28000 --days 60]
+
+1. ``esg-leads replay`` (bytewax, one worker) over the recording: events/s.
+2. The same operator objects — parser, property catalog, window fold, investor
+   shards, tenant scorers, global learner — called in a plain Python loop with the
+   same keying and batching and an equivalent tumbling-window/lateness rule, and
+   outputs encoded as the sinks would: events/s and time per stage.
+3. Their ratio (bytewax / plain loop).
+
+Run it on an idle machine; both figures come from the same run, so their ratio is
+meaningful even when the absolute numbers are not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+
+from connectors.recording import RecordingReader
+from flows.config import load_settings
+from flows.pipeline import WINDOW_ALIGN
+from flows.steps import shard_key, tune_gc
+from operators.investor_state import InvestorShard
+from operators.investor_window import WindowFolder
+from operators.property_catalog import PropertyCatalog
+from operators.scoring import GlobalLearner, TenantScorer
+from operators.validation import Parser
+from replay.generator import generate
+from replay.runner import replay
+from replay.simulate import WorldSpec
+from schemas.records import FeatureVector, GlobalModelUpdate, Ingested, LabelledExample
+from schemas.settings import Settings
+
+CATALOG = {"esg.property-signals", "investor.engagements", "investor.erasure"}
+INVESTOR = {"investor.profiles", "crm.outcomes", "investor.erasure"}
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def time(self, stage: str, fn, *args):
+        started = time.perf_counter()
+        result = fn(*args)
+        self.seconds[stage] += time.perf_counter() - started
+        return result
+
+
+def group(items, key) -> dict[str, list]:
+    groups: dict[str, list] = defaultdict(list)
+    for item in items:
+        groups[key(item)].append(item)
+    return groups
+
+
+def plain_loop(recording: Path, settings: Settings) -> tuple[int, float, dict[str, float], int]:
+    """The flow's operators without bytewax. Returns (messages, seconds, stages, leads)."""
+    watch = Stopwatch()
+    parser = Parser(settings.tenants)
+    catalogs: dict[str, PropertyCatalog] = {}
+    shards: dict[str, InvestorShard] = {}
+    scorers: dict[str, TenantScorer] = {}
+    global_learner = GlobalLearner(settings)
+    folder = WindowFolder(settings.features.stale_after)
+    length = settings.windows.length
+    lateness = settings.windows.allowed_lateness
+    n_shards = settings.windows.shards_per_tenant
+    windows: dict[str, dict[int, dict]] = defaultdict(dict)  # shard key -> window id -> acc
+    watermark: dict[str, datetime] = {}
+    leads = messages = 0
+    sink_bytes = 0
+
+    def close_windows(key: str, upto: datetime, investor_inputs: dict) -> None:
+        tenant = key.rsplit("/", 1)[0]
+        for window_id in sorted(windows[key]):
+            start = WINDOW_ALIGN + length * window_id
+            if start + length > upto:
+                continue
+            for investor_id, aggregate in windows[key].pop(window_id).items():
+                from schemas.records import InvestorWindow
+
+                investor_inputs[key].append(
+                    InvestorWindow(tenant, investor_id, start, start + length, aggregate))
+
+    def run_investors(investor_inputs: dict, now: datetime) -> list:
+        out = []
+        for key, items in investor_inputs.items():
+            shard = shards.get(key) or shards.setdefault(key, InvestorShard(settings))
+            out.extend(watch.time("investors", shard.process, items, now))
+        return out
+
+    def run_scoring(items: list, now: datetime) -> int:
+        nonlocal sink_bytes
+        scoring_in = [i for i in items if isinstance(i, (FeatureVector, LabelledExample))]
+        labels = [i for i in scoring_in if isinstance(i, LabelledExample)]
+        for model, n in watch.time("global_model", global_learner.process, labels, now):
+            for tenant in settings.tenants:
+                scoring_in.append(GlobalModelUpdate(tenant, model, n))
+        produced = 0
+        for tenant, batch in group(scoring_in, lambda i: i.tenant).items():
+            scorer = scorers.get(tenant) or scorers.setdefault(tenant, TenantScorer(tenant, settings))
+            records = watch.time("scoring", scorer.process, batch, now)
+            started = time.perf_counter()
+            for record in records:
+                sink_bytes += len(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS))
+            watch.seconds["sink_encode"] += time.perf_counter() - started
+            produced += sum(1 for r in records if "kind" not in r)
+        return produced
+
+    tune_gc()
+    started = time.perf_counter()
+    for batch in RecordingReader(recording, batch_rows=2000).iter_batches():
+        messages += len(batch)
+        now = datetime.now(timezone.utc)
+        parsed = watch.time("parse", parser.parse_batch, batch, now)
+        valid = [p for p in parsed if isinstance(p, Ingested)]
+        investor_inputs: dict[str, list] = defaultdict(list)
+        for tenant, items in group([v for v in valid if v.topic in CATALOG], lambda i: i.tenant).items():
+            catalog = catalogs.get(tenant) or catalogs.setdefault(tenant, PropertyCatalog(settings))
+            for item in watch.time("catalog", catalog.process, items, now):
+                if isinstance(item, dict):
+                    continue
+                event = item.ingested.event
+                key = shard_key(tenant, event.investor_id, n_shards)
+                if event.action == "unsubscribe":
+                    investor_inputs[key].append(item.ingested)
+                    continue
+                started_w = time.perf_counter()
+                ts = event.event_time
+                mark = watermark.get(key)
+                if mark is None or ts - lateness > mark:
+                    watermark[key] = mark = ts - lateness
+                if ts >= mark or mark is None:
+                    window_id = (ts - WINDOW_ALIGN) // length
+                    acc = windows[key].get(window_id)
+                    if acc is None:
+                        acc = windows[key][window_id] = folder.empty()
+                    folder(acc, item)
+                watch.seconds["windows"] += time.perf_counter() - started_w
+        for v in valid:
+            if v.topic in INVESTOR:
+                investor_inputs[shard_key(v.tenant, v.event.investor_id, n_shards)].append(v)
+        started_w = time.perf_counter()
+        for key in list(windows):
+            close_windows(key, watermark[key], investor_inputs)
+        watch.seconds["windows"] += time.perf_counter() - started_w
+        leads += run_scoring(run_investors(investor_inputs, now), now)
+    # End of stream: every window closes.
+    investor_inputs = defaultdict(list)
+    for key in list(windows):
+        close_windows(key, datetime.max.replace(tzinfo=timezone.utc), investor_inputs)
+    now = datetime.now(timezone.utc)
+    leads += run_scoring(run_investors(investor_inputs, now), now)
+    seconds = time.perf_counter() - started
+    return messages, seconds, dict(watch.seconds), leads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recording", type=Path, default=None)
+    parser.add_argument("--investors", type=int, default=28000)
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="esg-bench-"))
+    try:
+        recording = args.recording
+        if recording is None:
+            recording = tmp / "world"
+            report = generate(WorldSpec(investors=args.investors, days=args.days, seed=args.seed,
+                                        properties=args.investors // 10), recording)
+            print(f"generated {report.messages:,} messages in {report.seconds:.1f}s "
+                  f"({report.events_per_second:,.0f} events/s)")
+        config = recording / "config.toml"
+        settings = load_settings(config if config.exists() else None)
+
+        summary = replay(recording, tmp / "run", settings)
+        flow_eps = summary["messages"] / summary["wall_seconds"]
+        print(f"bytewax flow : {summary['messages']:,} messages in {summary['wall_seconds']:.1f}s "
+              f"= {flow_eps:,.0f} events/s ({summary['outputs']['leads']:,} leads)")
+        print("  stage seconds (operator time inside bytewax): "
+              + json.dumps({k: v["seconds"] for k, v in summary["stages"].items()}))
+
+        messages, seconds, stages, leads = plain_loop(recording, settings)
+        loop_eps = messages / seconds
+        print(f"plain loop   : {messages:,} messages in {seconds:.1f}s = {loop_eps:,.0f} events/s "
+              f"({leads:,} leads)")
+        print("  stage seconds: " + json.dumps({k: round(v, 2) for k, v in sorted(stages.items())}))
+        print(f"ratio flow/plain: {flow_eps / loop_eps:.2f}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

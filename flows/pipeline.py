@@ -1,0 +1,171 @@
+"""``build_flow``: the whole qualification pipeline, wired once for every way of running it.
+
+    input ─ parse ─┬─ signals, engagements ─ catalog[tenant] ─ windows[tenant/shard] ─┐
+                   │                                    └─ unsubscribes ───────────────┤
+                   ├─ profiles, outcomes, erasure ─────────────── investors[tenant/shard]
+                   │                                     ├─ features, labels ─ scoring[tenant] ─ leads, alerts
+                   │                                     └─ labels ─ global model ─ (broadcast)┘
+                   └─ dead letters (parse, duplicates, late, erased) ─────────────────── dlq
+
+Investor windows are keyed by ``tenant/shard`` (a stable hash of the investor id
+into ``windows.shards_per_tenant`` groups) rather than by investor: bytewax keeps
+one event clock per key, so a per-investor clock only advances when that investor
+acts again — a quiet investor's window would stay open until the end of the
+stream — and per-key window bookkeeping costs ~28 µs per event against ~4 µs for a
+shard key (measured on bytewax 0.21). The shard's clock advances with the shard's
+traffic; the aggregates inside stay per investor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import bytewax.operators as op
+import bytewax.operators.windowing as win
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+
+from flows.steps import Clock, operator_builder, shard_key, system_clock
+from flows.telemetry import Telemetry
+from operators.investor_state import InvestorShard
+from operators.investor_window import WindowFolder
+from operators.property_catalog import PropertyCatalog
+from operators.scoring import GlobalLearner, TenantScorer
+from operators.validation import Parser, dead_letter
+from schemas.outputs import DlqReason
+from schemas.records import (
+    FeatureVector,
+    GlobalModelUpdate,
+    Ingested,
+    InvestorWindow,
+    LabelledExample,
+)
+from schemas.settings import Settings
+
+#: Windows are aligned to this instant (a Monday, midnight UTC).
+WINDOW_ALIGN = datetime(2024, 1, 1, tzinfo=timezone.utc)
+_CATALOG_TOPICS = frozenset(("esg.property-signals", "investor.engagements", "investor.erasure"))
+_INVESTOR_TOPICS = frozenset(("investor.profiles", "crm.outcomes", "investor.erasure"))
+
+
+@dataclass(frozen=True)
+class Sinks:
+    """Where each output stream goes; the caller decides (Parquet, Kafka, test lists)."""
+
+    leads: Sink
+    dlq: Sink
+    alerts: Sink
+
+
+def _frozen_now() -> datetime:
+    """Event-time clock: the watermark moves only with event times, never with wall time."""
+    return WINDOW_ALIGN
+
+
+def build_flow(settings: Settings, source: Source, sinks: Sinks,
+               telemetry: Telemetry | None = None, clock: Clock = system_clock) -> Dataflow:
+    telemetry = telemetry if telemetry is not None else Telemetry()
+    shards = settings.windows.shards_per_tenant
+    flow = Dataflow("esg_leads")
+
+    # 1. Parse & validate ------------------------------------------------------
+    raw = op.input("input", flow, source)
+    parser = Parser(settings.tenants)
+
+    def parse(batch: list) -> list:
+        for message in batch:
+            telemetry.count("in", message.topic)
+        return parser.parse_batch(batch, clock())
+
+    parsed = op.flat_map_batch("parse", raw, parse)
+    checked = op.branch("valid", parsed, lambda x: isinstance(x, Ingested))
+    valid: Stream[Ingested] = checked.trues
+    rejected: Stream[dict] = checked.falses
+
+    # 2. Property catalog (the ESG signal agent), one per tenant -----------------
+    to_catalog = op.filter("to_catalog", valid, lambda i: i.topic in _CATALOG_TOPICS)
+    catalog = op.stateful_batch(
+        "catalog", op.key_on("by_tenant", to_catalog, lambda i: i.tenant),
+        operator_builder("catalog", lambda _: PropertyCatalog(settings), telemetry, clock))
+    catalog_out = op.branch("catalog_ok", op.key_rm("catalog_unkey", catalog),
+                            lambda x: not isinstance(x, dict))
+    unsubscribes = op.branch("unsubscribe", catalog_out.trues,
+                             lambda e: e.ingested.event.action == "unsubscribe")
+
+    # 3. Investor windows, keyed by tenant/shard --------------------------------
+    def by_shard(tenant: str, investor_id: str) -> str:
+        return shard_key(tenant, investor_id, shards)
+
+    engagements = op.key_on("engagement_shard", unsubscribes.falses,
+                            lambda e: by_shard(e.ingested.tenant, e.ingested.event.investor_id))
+    folder = WindowFolder(settings.features.stale_after)
+    length = settings.windows.length
+    windows = win.fold_window(
+        "investor_windows", engagements,
+        win.EventClock(lambda e: e.ingested.event.event_time,
+                       wait_for_system_duration=settings.windows.allowed_lateness,
+                       now_getter=_frozen_now, to_system_utc=lambda _: None),
+        win.TumblingWindower(length=length, align_to=WINDOW_ALIGN),
+        folder.empty, folder, folder.merge, ordered=False)
+
+    def closed(key_window: tuple[str, tuple[int, dict]]) -> list[tuple[str, InvestorWindow]]:
+        key, (window_id, aggregates) = key_window
+        start = WINDOW_ALIGN + length * window_id
+        tenant = key.rsplit("/", 1)[0]
+        used = 0
+        out = []
+        for investor_id, aggregate in aggregates.items():
+            used += aggregate.n
+            out.append((key, InvestorWindow(tenant, investor_id, start, start + length, aggregate)))
+        telemetry.count("used", "investor.engagements", used)
+        return out
+
+    investor_windows = op.flat_map("closed_windows", windows.down, closed)
+    late = op.map("late", op.key_rm("late_unkey", windows.late),
+                  lambda wv: dead_letter(wv[1].ingested, DlqReason.LATE,
+                                         "event time is behind its window's allowed lateness",
+                                         clock()))
+
+    # 4. Investor state, features and point-in-time labels ----------------------
+    investor_events = op.key_on(
+        "investor_shard",
+        op.merge("investor_inputs",
+                 op.filter("to_investors", valid, lambda i: i.topic in _INVESTOR_TOPICS),
+                 op.map("unsubscribe_events", unsubscribes.trues, lambda e: e.ingested)),
+        lambda i: by_shard(i.tenant, i.event.investor_id))
+    investors = op.key_rm("investors_unkey", op.stateful_batch(
+        "investors", op.merge("investor_stage_in", investor_windows, investor_events),
+        operator_builder("investors", lambda _: InvestorShard(settings), telemetry, clock)))
+    investor_dlq = op.filter("investor_dlq", investors, lambda x: isinstance(x, dict))
+    to_score = op.filter("to_score", investors,
+                         lambda x: isinstance(x, (FeatureVector, LabelledExample)))
+
+    # 5. Scoring per tenant, with a cross-tenant global model -------------------
+    scoring_in = [op.key_on("score_by_tenant", to_score, lambda x: x.tenant)]
+    if settings.scoring.global_model:
+        labels = op.filter("labels", to_score, lambda x: isinstance(x, LabelledExample))
+        global_updates = op.stateful_batch(
+            "global_model", op.key_on("global_key", labels, lambda _: "global"),
+            operator_builder("global_model", lambda _: GlobalLearner(settings), telemetry, clock))
+        tenants = tuple(settings.tenants)
+        scoring_in.append(op.flat_map(
+            "broadcast_global", op.key_rm("global_unkey", global_updates),
+            lambda update: [(t, GlobalModelUpdate(t, *update)) for t in tenants]))
+    scored = op.key_rm("scoring_unkey", op.stateful_batch(
+        "scoring", op.merge("scoring_in", *scoring_in),
+        operator_builder("scoring", lambda first: TenantScorer(first.tenant, settings),
+                         telemetry, clock)))
+    outputs = op.branch("is_alert", scored, lambda r: "kind" in r)
+
+    # 6. Outputs ------------------------------------------------------------------
+    dead = op.merge("dead_letters", rejected, catalog_out.falses, late, investor_dlq)
+    op.output("leads_out", outputs.falses, sinks.leads)
+    op.output("alerts_out", outputs.trues, sinks.alerts)
+    op.output("dlq_out", op.inspect("count_dlq", dead,
+                                    lambda _s, r: telemetry.dead_letters([r])), sinks.dlq)
+    return flow
+
+
+__all__ = ["Sinks", "build_flow"]

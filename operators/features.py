@@ -1,0 +1,309 @@
+"""Investor features, the ESG alignment score, intent and engagement readiness.
+
+Every feature is a plain float with a documented meaning and a data source (the
+source drives the "weight of each data source" in explanations). Shares computed
+from few observations are shrunk towards their neutral value, so that one viewed
+property cannot make an investor look like an ESG champion.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from operators.investor_profile import InvestorProfileState
+from schemas.records import FeatureVector, InvestorContext
+
+FEATURE_SET_VERSION = "fs-2"
+
+#: Feature name -> data source. Sources: property_epc, certifications, climate_risk,
+#: engagement, profile. The model sees exactly these features, in this order.
+FEATURE_SOURCES: dict[str, str] = {
+    "eng_1d": "engagement",
+    "eng_7d": "engagement",
+    "eng_30d": "engagement",
+    "depth_7d": "engagement",
+    "depth_30d": "engagement",
+    "views_30d": "engagement",
+    "esg_reports_30d": "engagement",
+    "meetings": "engagement",
+    "replies": "engagement",
+    "active_windows_30d": "engagement",
+    "recency_days": "engagement",
+    "tenure_days": "engagement",
+    "windows_per_day": "engagement",
+    "events_per_window": "engagement",
+    "views_per_window": "engagement",
+    "depth_per_window": "engagement",
+    "esg_report_rate": "engagement",
+    "dwell_per_view": "engagement",
+    "green_dwell_ratio": "property_epc",
+    "high_epc_lift": "property_epc",
+    "epc_quality": "property_epc",
+    "certified_lift": "certifications",
+    "low_risk_lift": "climate_risk",
+    "esg_content_lift": "property_epc",
+    "verified_share": "certifications",
+    "data_freshness": "property_epc",
+    "pref_match_epc": "profile",
+    "pref_match_geo": "profile",
+    "pref_match_asset": "profile",
+    "stated_esg": "profile",
+    "stated_gap": "profile",
+    "geo_concentration": "engagement",
+    "asset_concentration": "engagement",
+    "ticket_fit": "profile",
+    "ticket_catalog_fit": "profile",
+    "ticket_known": "profile",
+    "profile_completeness": "profile",
+    "contactable": "profile",
+    "institutional": "profile",
+}
+FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_SOURCES)
+SOURCES: tuple[str, ...] = ("property_epc", "certifications", "climate_risk", "engagement", "profile")
+
+_INSTITUTIONAL = frozenset(("asset_manager", "pension_fund", "insurer", "reit", "sovereign_wealth"))
+_PROFILE_FIELDS = 8
+#: Pseudo-observations that shrink shares towards neutral.
+_PRIOR_VIEWS = 3.0
+
+
+def _shrunk(num: float, den: float, neutral: float) -> float:
+    return (num + _PRIOR_VIEWS * neutral) / (den + _PRIOR_VIEWS)
+
+
+def _hhi(table: dict[str, float]) -> float:
+    total = sum(table.values())
+    if total <= 0:
+        return 0.0
+    return sum((v / total) ** 2 for v in table.values())
+
+
+def _share_in(table: dict[str, float], keys: tuple[str, ...]) -> float:
+    total = sum(table.values())
+    if total <= 0 or not keys:
+        return 0.0
+    return _shrunk(sum(table.get(k, 0.0) for k in keys), total, 0.5)
+
+
+def stated_esg_strength(state: InvestorProfileState) -> float:
+    """How strongly the investor *says* ESG matters, 0-1."""
+    score = 0.0
+    if state.min_epc_rank is not None:
+        score += {0: 0.35, 1: 0.35, 2: 0.3, 3: 0.2, 4: 0.1}.get(state.min_epc_rank, 0.0)
+    if state.required_certifications:
+        score += 0.2
+    if state.sfdr_target == "article_9":
+        score += 0.3
+    elif state.sfdr_target == "article_8":
+        score += 0.2
+    if state.uk_sdr_label:
+        score += 0.15
+    if state.max_climate_risk is not None:
+        score += 0.1
+    return min(1.0, score)
+
+
+def profile_completeness(state: InvestorProfileState) -> float:
+    if not state.has_profile:
+        return 0.0
+    present = sum((
+        state.investor_type is not None,
+        state.jurisdiction is not None,
+        bool(state.consents),
+        state.ticket_max is not None,
+        bool(state.target_countries),
+        bool(state.target_assets),
+        state.risk_tolerance is not None,
+        state.contact_ref is not None,
+    ))
+    return present / _PROFILE_FIELDS
+
+
+def is_contactable(state: InvestorProfileState) -> bool:
+    email = state.consents.get("email") in ("opted_in", "soft_opt_in") and not state.unsubscribed
+    phone = state.consents.get("phone") == "opted_in" and not state.do_not_call
+    return email or phone
+
+
+def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, float]:
+    """The feature dict of ``state`` at ``as_of`` (state must already be decayed there)."""
+    counts, depth = state.counts, state.depth
+    c = state.content
+    n = c[0]
+    high = _shrunk(c[1], n, c[5] / n if n else 0.0)
+    expected_high = c[5] / n if n else 0.0
+    certified = _shrunk(c[2], n, c[6] / n if n else 0.0)
+    expected_certified = c[6] / n if n else 0.0
+    low_risk = _shrunk(c[3], n, c[7] / n if n else 0.0)
+    expected_low_risk = c[7] / n if n else 0.0
+    high_lift = high - expected_high
+    cert_lift = certified - expected_certified
+    risk_lift = low_risk - expected_low_risk
+    ranks = state.epc_ranks
+    rank_n = sum(ranks)
+    mean_rank = sum(i * r for i, r in enumerate(ranks)) / rank_n if rank_n else 3.5
+    if state.min_epc_rank is not None and rank_n:
+        meets = sum(ranks[: state.min_epc_rank + 1])
+        pref_epc = _shrunk(meets, rank_n, 0.5)
+    else:
+        pref_epc = 0.0
+    stated = stated_esg_strength(state)
+    behaviour = (high + certified + low_risk) / 3 if n else 0.0
+    mean_age = c[8] / n if n else 365.0
+    if state.ticket_max and state.value_n:
+        mean_log_value = state.value_sum / state.value_n
+        ticket_fit = math.exp(-abs(mean_log_value - math.log(state.ticket_max)) / 2)
+    else:
+        ticket_fit = 0.0
+    if state.ticket_max and state.catalog_log_value is not None:
+        # How well the investor's ticket fits the fund's typical lot size.
+        catalog_fit = math.exp(-abs(math.log(state.ticket_max) - state.catalog_log_value) / 2)
+    else:
+        catalog_fit = 0.0
+    # Days since the activity before this score: the previous window for a score on
+    # activity, the last window for a re-score after a silence.
+    previous = state.previous_active if state.last_active == as_of else state.last_active
+    recency = min(60.0, (as_of - previous).total_seconds() / 86_400) if previous else 60.0
+    tenure = min(90.0, (as_of - state.first_seen).total_seconds() / 86_400) if state.first_seen else 0.0
+    log1p = math.log1p
+    windows, events, views, depth_total, reports = state.totals
+    per_window = 1.0 / windows if windows else 0.0
+    green_s, green_n, other_s, other_n = state.dwell
+    viewed = green_n + other_n
+    dwell_per_view = math.log1p((green_s + other_s) / viewed) if viewed else 0.0
+    # Lingering on ESG-strong properties more than on others: log ratio of mean dwell.
+    green_ratio = (math.log((green_s / green_n + 10) / (other_s / other_n + 10))
+                   if green_n and other_n else 0.0)
+    return {
+        "eng_1d": log1p(counts[0]),
+        "eng_7d": log1p(counts[1]),
+        "eng_30d": log1p(counts[2]),
+        "depth_7d": log1p(depth[1]),
+        "depth_30d": log1p(depth[2]),
+        "views_30d": log1p(state.views),
+        "esg_reports_30d": log1p(state.esg_reports),
+        "meetings": float(min(state.meetings, 5)),
+        "replies": float(min(state.replies, 10)),
+        "active_windows_30d": log1p(state.active_windows),
+        "recency_days": recency,
+        "tenure_days": tenure,
+        # Rates separate how engaged an investor is from how long we have known them.
+        "windows_per_day": windows / max(1.0, tenure),
+        "events_per_window": log1p(events * per_window),
+        "views_per_window": log1p(views * per_window),
+        "depth_per_window": log1p(depth_total * per_window),
+        "esg_report_rate": reports * per_window,
+        "dwell_per_view": dwell_per_view,
+        "green_dwell_ratio": green_ratio,
+        "high_epc_lift": high_lift,
+        "epc_quality": 1.0 - mean_rank / 7.0,
+        "certified_lift": cert_lift,
+        "low_risk_lift": risk_lift,
+        "esg_content_lift": (high_lift + cert_lift + risk_lift) / 3,
+        "verified_share": _shrunk(c[4], n, 0.5),
+        "data_freshness": math.exp(-mean_age / 365.0),
+        "pref_match_epc": pref_epc,
+        "pref_match_geo": _share_in(state.countries, state.target_countries),
+        "pref_match_asset": _share_in(state.assets, state.target_assets),
+        "stated_esg": stated,
+        "stated_gap": stated - behaviour if stated else 0.0,
+        "geo_concentration": _hhi(state.countries),
+        "asset_concentration": _hhi(state.assets),
+        "ticket_fit": ticket_fit,
+        "ticket_catalog_fit": catalog_fit,
+        "ticket_known": float(state.ticket_max is not None),
+        "profile_completeness": profile_completeness(state),
+        "contactable": float(is_contactable(state)),
+        "institutional": float(state.investor_type in _INSTITUTIONAL),
+    }
+
+
+def esg_alignment(features: dict[str, float], state: InvestorProfileState) -> tuple[float, dict[str, float]]:
+    """ESG alignment 0-100 and its named components (each 0-100, 50 = catalog-neutral).
+
+    Behaviour is read *relative to the catalog*: looking at green properties in an
+    all-green catalog says little; seeking them out in a brown one says a lot.
+    """
+    def clip(x: float) -> float:
+        return max(0.0, min(100.0, x))
+
+    components = {
+        "energy_efficiency": clip(50 + 125 * features["high_epc_lift"]),
+        "certification": clip(50 + 125 * features["certified_lift"]),
+        "climate_resilience": clip(50 + 125 * features["low_risk_lift"]),
+        "esg_research": clip(100 * (1 - math.exp(-1.5 * features["esg_reports_30d"]))),
+        "stated_commitment": clip(100 * features["stated_esg"]),
+        "preference_fit": clip(100 * features["pref_match_epc"]) if state.min_epc_rank is not None else 50.0,
+    }
+    weights = (0.25, 0.15, 0.1, 0.2, 0.15, 0.15)
+    score = sum(w * v for w, v in zip(weights, components.values(), strict=True))
+    return round(score, 2), {k: round(v, 2) for k, v in components.items()}
+
+
+def intent_score(features: dict[str, float]) -> float:
+    """Purchase intent 0-100 from depth, frequency and concentration of engagement."""
+    raw = (
+        0.6 * features["depth_7d"]
+        + 0.3 * features["depth_30d"]
+        + 0.25 * features["eng_7d"]
+        + 0.5 * features["meetings"]
+        + 0.15 * features["replies"]
+        + 0.3 * features["geo_concentration"] * features["views_30d"]
+    )
+    return round(100 * (1 - math.exp(-raw / 2.5)), 2)
+
+
+def engagement_readiness(features: dict[str, float], intent: float) -> float:
+    """How ready the investor is to be contacted now, 0-100."""
+    if not features["contactable"]:
+        return 0.0
+    freshness = math.exp(-features["recency_days"] / 21)
+    return round(100 * (0.35 + 0.65 * intent / 100) * (0.4 + 0.6 * freshness), 2)
+
+
+def investor_context(state: InvestorProfileState) -> InvestorContext:
+    """The slow-moving facts later agents (compliance, outreach, handoff) need."""
+    return InvestorContext(
+        investor_type=state.investor_type,
+        subscriber_type=state.subscriber_type,
+        jurisdiction=state.jurisdiction,
+        consents=dict(state.consents),
+        do_not_call=state.do_not_call,
+        unsubscribed=state.unsubscribed,
+        ticket_min_eur=state.ticket_min,
+        ticket_max_eur=state.ticket_max,
+        min_epc_band=state.min_epc_band,
+        required_certifications=state.required_certifications,
+        sfdr_target=state.sfdr_target,
+        uk_sdr_label=state.uk_sdr_label,
+        max_climate_risk=state.max_climate_risk,
+        target_countries=state.target_countries,
+        target_asset_classes=state.target_assets,
+        contact_ref=state.contact_ref,
+        engaged_properties=state.engaged_properties(),
+    )
+
+
+def build_vector(state: InvestorProfileState, tenant: str, investor_id: str,
+                 as_of: datetime) -> FeatureVector:
+    features = compute_features(state, as_of)
+    alignment, components = esg_alignment(features, state)
+    intent = intent_score(features)
+    n = state.content[0]
+    context = investor_context(state)
+    return FeatureVector(
+        tenant=tenant,
+        investor_id=investor_id,
+        as_of=as_of,
+        feature_set_version=FEATURE_SET_VERSION,
+        features=features,
+        values=tuple(features.values()),
+        esg_alignment=alignment,
+        esg_components=components,
+        intent=intent,
+        engagement_readiness=engagement_readiness(features, intent),
+        data_freshness_days=round(state.content[8] / n, 1) if n else None,
+        context=context,
+        lineage=tuple(state.lineage),
+    )

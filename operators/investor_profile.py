@@ -1,0 +1,251 @@
+"""Long-horizon state of one investor: what windows cannot hold.
+
+Decayed engagement counters over several half-lives, the ESG content of what the
+investor looked at (also decayed, so tastes can change), stated preferences and
+consent, and the last few feature vectors sent for scoring (for point-in-time
+learning). :mod:`operators.features` turns this state into a feature vector.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from operators.investor_window import ACTION_INDEX, WindowAggregate
+from schemas.common import EPC_RANK
+from schemas.inputs import InvestorProfile
+from schemas.records import FeatureVector, PropertyFacts
+
+LN2 = math.log(2)
+#: How much each engagement action says about depth of interest.
+DEPTH_WEIGHTS: dict[str, float] = {
+    "brochure_download": 1.0,
+    "esg_report_download": 1.5,
+    "webinar_attended": 1.0,
+    "reply": 2.0,
+    "meeting_booked": 4.0,
+    "call": 2.0,
+}
+_DEPTH = [(ACTION_INDEX[a], w) for a, w in DEPTH_WEIGHTS.items()]
+_VIEW = ACTION_INDEX["property_view"]
+_ESG_REPORT = ACTION_INDEX["esg_report_download"]
+#: Feature vectors kept for point-in-time learning (an outcome pairs with one of them).
+HISTORY = 4
+TOP_PROPERTIES = 8
+MAX_LINEAGE = 32
+_CONTENT_HALF_LIFE_DAYS = 30.0
+
+
+class InvestorProfileState:
+    """Everything the flow remembers about one investor between windows."""
+
+    __slots__ = (
+        "tenant",
+        # stated profile
+        "has_profile", "investor_type", "subscriber_type", "jurisdiction", "consents",
+        "do_not_call", "ticket_min", "ticket_max", "min_epc_rank", "min_epc_band",
+        "required_certifications", "sfdr_target", "uk_sdr_label", "max_climate_risk",
+        "excluded_assets", "target_countries", "target_assets", "risk_tolerance",
+        "contact_ref", "unsubscribed",
+        # behaviour
+        "clock", "counts", "depth", "views", "esg_reports", "active_windows",
+        "content", "epc_ranks", "countries", "assets", "value_n", "value_sum", "value_sq",
+        "meetings", "replies", "totals", "dwell", "catalog_log_value", "first_seen", "last_active", "previous_active",
+        "top_properties", "lineage", "history",
+    )
+
+    def __init__(self, half_lives_days: tuple[float, ...]) -> None:
+        self.tenant = ""
+        self.has_profile = False
+        self.investor_type: str | None = None
+        self.subscriber_type: str | None = None
+        self.jurisdiction: str | None = None
+        self.consents: dict[str, str] = {}
+        self.do_not_call = False
+        self.ticket_min: float | None = None
+        self.ticket_max: float | None = None
+        self.min_epc_rank: int | None = None
+        self.min_epc_band: str | None = None
+        self.required_certifications: tuple[str, ...] = ()
+        self.sfdr_target: str | None = None
+        self.uk_sdr_label: str | None = None
+        self.max_climate_risk: int | None = None
+        self.excluded_assets: tuple[str, ...] = ()
+        self.target_countries: tuple[str, ...] = ()
+        self.target_assets: tuple[str, ...] = ()
+        self.risk_tolerance: str | None = None
+        self.contact_ref: str | None = None
+        self.unsubscribed = False
+        # Decayed counters, one slot per half-life; all decayed to ``clock``.
+        self.clock: float | None = None
+        n = len(half_lives_days)
+        self.counts = [0.0] * n
+        self.depth = [0.0] * n
+        self.views = 0.0  # 30-day content half-life, like the ESG content below
+        self.esg_reports = 0.0
+        self.active_windows = 0.0
+        # ESG content of viewed properties: with_facts, high, certified, low_risk,
+        # third_party, expected_high, expected_certified, expected_low_risk, age_sum, stale
+        self.content = [0.0] * 10
+        self.epc_ranks = [0.0] * 8
+        self.countries: dict[str, float] = {}
+        self.assets: dict[str, float] = {}
+        self.value_n = self.value_sum = self.value_sq = 0.0
+        self.meetings = 0
+        self.replies = 0
+        # Undecayed totals since first seen: windows, events, views, depth, ESG reports.
+        self.totals = [0, 0, 0, 0.0, 0]
+        self.catalog_log_value: float | None = None  # the tenant's typical lot size, last seen
+        self.dwell = [0.0, 0, 0.0, 0]  # undecayed, as in WindowAggregate.dwell
+        self.first_seen: datetime | None = None
+        self.last_active: datetime | None = None
+        self.previous_active: datetime | None = None
+        self.top_properties: dict[str, list] = {}  # property_id -> [weight, facts]
+        self.lineage: list[dict] = []
+        self.history: list[FeatureVector] = []
+
+    # ------------------------------------------------------------- profile
+
+    def apply_profile(self, profile: InvestorProfile, contact_ref: str | None) -> None:
+        prefs = profile.preferences
+        self.has_profile = True
+        self.investor_type = profile.investor_type.value
+        self.subscriber_type = profile.subscriber_type.value
+        self.jurisdiction = profile.jurisdiction
+        self.consents = {c.channel.value: c.status.value for c in profile.consents}
+        if self.unsubscribed:  # an unsubscribe outranks an older CRM consent record
+            self.consents["email"] = "opted_out"
+        self.do_not_call = profile.do_not_call
+        self.ticket_min = profile.ticket_min_eur
+        self.ticket_max = profile.ticket_max_eur
+        self.min_epc_band = prefs.min_epc_band.value if prefs.min_epc_band else None
+        self.min_epc_rank = EPC_RANK[self.min_epc_band] if self.min_epc_band else None
+        self.required_certifications = tuple(prefs.required_certifications)
+        self.sfdr_target = prefs.sfdr_target.value if prefs.sfdr_target else None
+        self.uk_sdr_label = prefs.uk_sdr_label.value if prefs.uk_sdr_label else None
+        self.max_climate_risk = prefs.max_climate_risk
+        self.excluded_assets = tuple(a.value for a in prefs.excluded_asset_classes)
+        self.target_countries = tuple(profile.target_countries)
+        self.target_assets = tuple(a.value for a in profile.target_asset_classes)
+        self.risk_tolerance = profile.risk_tolerance.value if profile.risk_tolerance else None
+        self.contact_ref = contact_ref
+
+    def unsubscribe(self) -> None:
+        self.unsubscribed = True
+        self.consents["email"] = "opted_out"
+
+    # ------------------------------------------------------------ behaviour
+
+    def decay_to(self, now: datetime, half_lives_days: tuple[float, ...]) -> None:
+        ts = now.timestamp()
+        if self.clock is not None and ts > self.clock:
+            days = (ts - self.clock) / 86_400
+            for i, h in enumerate(half_lives_days):
+                f = math.exp(-LN2 * days / h)
+                self.counts[i] *= f
+                self.depth[i] *= f
+            f = math.exp(-LN2 * days / _CONTENT_HALF_LIFE_DAYS)
+            self.views *= f
+            self.esg_reports *= f
+            self.active_windows *= f
+            content = self.content
+            for i in range(len(content)):
+                content[i] *= f
+            ranks = self.epc_ranks
+            for i in range(8):
+                ranks[i] *= f
+            for table in (self.countries, self.assets):
+                for k in table:
+                    table[k] *= f
+            self.value_n *= f
+            self.value_sum *= f
+            self.value_sq *= f
+            for entry in self.top_properties.values():
+                entry[0] *= f
+        if self.clock is None or ts > self.clock:
+            self.clock = ts
+
+    def apply_window(self, agg: WindowAggregate, window_end: datetime,
+                     half_lives_days: tuple[float, ...]) -> None:
+        self.decay_to(window_end, half_lives_days)
+        actions = agg.actions
+        depth = sum(actions[i] * w for i, w in _DEPTH)
+        for i in range(len(self.counts)):
+            self.counts[i] += agg.n
+            self.depth[i] += depth
+        self.views += actions[_VIEW]
+        self.esg_reports += actions[_ESG_REPORT]
+        self.active_windows += 1
+        self.meetings += actions[ACTION_INDEX["meeting_booked"]]
+        self.replies += actions[ACTION_INDEX["reply"]]
+        if agg.catalog_log_value is not None:
+            self.catalog_log_value = agg.catalog_log_value
+        dwell = self.dwell
+        for i, v in enumerate(agg.dwell):
+            dwell[i] += v
+        totals = self.totals
+        totals[0] += 1
+        totals[1] += agg.n
+        totals[2] += actions[_VIEW]
+        totals[3] += depth
+        totals[4] += actions[_ESG_REPORT]
+        c = self.content
+        c[0] += agg.with_facts
+        c[1] += agg.high_epc
+        c[2] += agg.certified
+        c[3] += agg.low_risk
+        c[4] += agg.third_party
+        c[5] += agg.expected_high
+        c[6] += agg.expected_certified
+        c[7] += agg.expected_low_risk
+        c[8] += agg.data_age_days
+        c[9] += agg.stale
+        for i, n in enumerate(agg.epc_ranks):
+            if n:
+                self.epc_ranks[i] += n
+        for k, n in agg.countries.items():
+            self.countries[k] = self.countries.get(k, 0.0) + n
+        for k, n in agg.assets.items():
+            self.assets[k] = self.assets.get(k, 0.0) + n
+        for v in agg.log_values:
+            self.value_n += 1
+            self.value_sum += v
+            self.value_sq += v * v
+        self._merge_properties(agg)
+        if self.first_seen is None or (agg.first is not None and agg.first < self.first_seen):
+            self.first_seen = agg.first
+        self.previous_active = self.last_active
+        self.last_active = window_end
+        self.lineage = (self.lineage + agg.refs)[-MAX_LINEAGE:]
+
+    def _merge_properties(self, agg: WindowAggregate) -> None:
+        top = self.top_properties
+        for property_id, (count, facts) in agg.properties.items():
+            entry = top.get(property_id)
+            if entry is None:
+                top[property_id] = [float(count), facts]
+            else:
+                entry[0] += count
+                if facts.effective >= entry[1].effective:
+                    entry[1] = facts
+        if len(top) > TOP_PROPERTIES:
+            keep = sorted(top.items(), key=lambda kv: (-kv[1][0], kv[0]))[:TOP_PROPERTIES]
+            self.top_properties = dict(keep)
+
+    def engaged_properties(self, limit: int = 5) -> tuple[PropertyFacts, ...]:
+        ranked = sorted(self.top_properties.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        return tuple(entry[1] for _, entry in ranked[:limit])
+
+    # ---------------------------------------------------- point-in-time
+
+    def remember(self, vector: FeatureVector) -> None:
+        self.history.append(vector)
+        if len(self.history) > HISTORY:
+            del self.history[0]
+
+    def features_as_of(self, when: datetime) -> FeatureVector | None:
+        """The last vector scored with ``as_of <= when``: what the model knew then."""
+        for vector in reversed(self.history):
+            if vector.as_of <= when:
+                return vector
+        return None

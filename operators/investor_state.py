@@ -1,0 +1,210 @@
+"""The investor stage: long-horizon state per investor, features, point-in-time labels.
+
+One :class:`InvestorShard` holds the investors of one (tenant, shard) key. It
+receives closed windows, profiles, CRM outcomes, unsubscribes and erasure requests,
+and emits:
+
+* a :class:`~schemas.records.FeatureVector` for every investor with activity in a
+  closed window (to scoring);
+* a :class:`~schemas.records.LabelledExample` for every qualified/disqualified
+  outcome, joined to the feature vector the investor had when last scored *before*
+  the outcome's event time — never a later one, which would leak the label;
+* :class:`~schemas.records.InvestorNotice` records for the lead lifecycle;
+* dead letters (dicts) for duplicates and events about erased investors.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from datetime import datetime, timezone
+
+from operators.dedup import EventIdDedup
+from operators.features import build_vector, investor_context
+from operators.investor_profile import InvestorProfileState
+from operators.property_catalog import salted_id
+from operators.validation import dead_letter, processing_error
+from schemas.inputs import InvestorProfile
+from schemas.outputs import DlqReason
+from schemas.records import (
+    Ingested,
+    InvestorNotice,
+    InvestorWindow,
+    LabelledExample,
+)
+from schemas.settings import Settings
+
+AGENT_VERSION = "investor-state/1"
+#: CRM outcome kinds that are labels for the qualification model.
+LABELS = {"qualified": True, "disqualified": False}
+
+
+def contact_ref(salt: str, profile: InvestorProfile) -> str | None:
+    """A salted hash of the contact details: lets a CRM match, reveals nothing."""
+    contact = profile.contact
+    if contact is None or (contact.email is None and contact.phone is None):
+        return None
+    key = (contact.email or "").strip().lower() + "|" + (contact.phone or "").replace(" ", "")
+    return salted_id(salt, key)
+
+
+class InvestorShard:
+    """State of the investors of one (tenant, shard) key."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._half_lives = tuple(h.total_seconds() / 86_400 for h in settings.features.half_lives)
+        self._salt = settings.contact_hash_salt.get_secret_value()
+        self._dedup = EventIdDedup(settings.dedup.horizon)
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.investors: dict[str, InvestorProfileState] = {}
+        self._erased: set[str] = set()
+        self._rescore_after = tuple(d.total_seconds() for d in settings.features.rescore_after)
+        #: Pending re-scores: (due timestamp, investor id, last activity it was planned for).
+        self._due: list[tuple[float, str, float]] = []
+        #: The shard's event-time clock: the latest event time it has processed.
+        self._clock = float("-inf")
+
+    @property
+    def _handlers(self) -> dict:
+        return {
+            "investor.profiles": self._on_profile,
+            "crm.outcomes": self._on_outcome,
+            "investor.erasure": self._on_erasure,
+            "investor.engagements": self._on_unsubscribe,  # only unsubscribes come this way
+        }
+
+    def process(self, items: list, now: datetime) -> list:
+        """Handle a batch of closed windows and investor events, in arrival order."""
+        out: list = []
+        for item in items:
+            if isinstance(item, InvestorWindow):
+                out.extend(self.on_window(item))
+                when = item.window_end
+            else:
+                try:
+                    out.extend(self.on_event(item, now))
+                except Exception as error:  # noqa: BLE001 - errors are data here
+                    out.append(processing_error(item, error, now))
+                when = item.event.event_time
+            if when.timestamp() > self._clock:
+                self._clock = when.timestamp()
+        out.extend(self._rescore_due())
+        return out
+
+    def _rescore_due(self) -> list:
+        """Feature vectors for investors whose silence has reached a re-score point."""
+        out = []
+        due = self._due
+        while due and due[0][0] <= self._clock:
+            at, investor_id, planned_for = heapq.heappop(due)
+            state = self.investors.get(investor_id)
+            if state is None or state.last_active is None or \
+                    state.last_active.timestamp() != planned_for:
+                continue  # erased, or active again since: that activity re-planned it
+            as_of = datetime.fromtimestamp(at, tz=timezone.utc)
+            state.decay_to(as_of, self._half_lives)
+            vector = build_vector(state, state.tenant, investor_id, as_of)
+            state.remember(vector)
+            self.counts[("rescores", vector.tenant)] += 1
+            out.append(vector)
+        return out
+
+    def _state(self, investor_id: str) -> InvestorProfileState:
+        state = self.investors.get(investor_id)
+        if state is None:
+            state = self.investors[investor_id] = InvestorProfileState(self._half_lives)
+        return state
+
+    def _erased_subject(self, investor_id: str) -> bool:
+        return bool(self._erased) and salted_id(self._salt, investor_id) in self._erased
+
+    # ------------------------------------------------------------ windows
+
+    def on_window(self, window: InvestorWindow) -> list:
+        if self._erased_subject(window.investor_id):
+            return []  # accepted before the erasure; nothing may be derived from it now
+        state = self._state(window.investor_id)
+        state.apply_window(window.aggregate, window.window_end, self._half_lives)  # type: ignore[arg-type]
+        state.tenant = window.tenant
+        self.counts[("feature_vectors", window.tenant)] += 1
+        vector = build_vector(state, window.tenant, window.investor_id, window.window_end)
+        state.remember(vector)
+        end = window.window_end.timestamp()
+        for delay in self._rescore_after:
+            heapq.heappush(self._due, (end + delay, window.investor_id, end))
+        return [vector]
+
+    # ------------------------------------------------------------- events
+
+    def on_event(self, ingested: Ingested, now: datetime) -> list:
+        event = ingested.event
+        investor_id = event.investor_id  # type: ignore[attr-defined]
+        if self._erased_subject(investor_id):
+            return [dead_letter(ingested, DlqReason.ERASED_SUBJECT,
+                                "investor has been erased; payload withheld", now,
+                                withhold_value=True)]
+        if not self._dedup.first_time(event.event_id, event.event_time):  # type: ignore[attr-defined]
+            return [dead_letter(ingested, DlqReason.DUPLICATE,
+                                f"event_id {event.event_id!r} already processed", now)]  # type: ignore[attr-defined]
+        topic = ingested.topic
+        handler = self._handlers.get(topic)
+        if handler is None:
+            raise ValueError(f"investor stage does not handle topic {topic!r}")
+        out = handler(ingested)
+        self.counts[("used", topic)] += 1
+        return out
+
+    def _notice(self, ingested: Ingested, kind: str, state: InvestorProfileState | None,
+                detail: str | None = None) -> InvestorNotice:
+        event = ingested.event
+        return InvestorNotice(
+            tenant=event.tenant,  # type: ignore[attr-defined]
+            investor_id=event.investor_id,  # type: ignore[attr-defined]
+            kind=kind,
+            event_time=event.event_time,  # type: ignore[attr-defined]
+            ref=ingested.ref(),
+            context=investor_context(state) if state is not None else None,
+            detail=detail,
+        )
+
+    def _on_profile(self, ingested: Ingested) -> list:
+        profile: InvestorProfile = ingested.event  # type: ignore[assignment]
+        state = self._state(profile.investor_id)
+        state.apply_profile(profile, contact_ref(self._salt, profile))
+        return [self._notice(ingested, "profile", state)]
+
+    def _on_unsubscribe(self, ingested: Ingested) -> list:
+        state = self._state(ingested.event.investor_id)  # type: ignore[attr-defined]
+        state.unsubscribe()
+        return [self._notice(ingested, "unsubscribe", state)]
+
+    def _on_outcome(self, ingested: Ingested) -> list:
+        outcome = ingested.event
+        kind = outcome.kind.value  # type: ignore[attr-defined]
+        state = self.investors.get(outcome.investor_id)  # type: ignore[attr-defined]
+        out: list = [self._notice(ingested, "outcome", state, detail=kind)]
+        label = LABELS.get(kind)
+        if label is None or state is None:
+            if label is not None:
+                self.counts[("outcomes_without_score", outcome.tenant)] += 1  # type: ignore[attr-defined]
+            return out
+        vector = state.features_as_of(outcome.event_time)  # type: ignore[attr-defined]
+        if vector is None:
+            self.counts[("outcomes_without_score", outcome.tenant)] += 1  # type: ignore[attr-defined]
+            return out
+        self.counts[("labels", outcome.tenant)] += 1  # type: ignore[attr-defined]
+        out.append(LabelledExample(
+            tenant=outcome.tenant,  # type: ignore[attr-defined]
+            investor_id=outcome.investor_id,  # type: ignore[attr-defined]
+            features=vector,
+            label=label,
+            outcome_time=outcome.event_time,  # type: ignore[attr-defined]
+            outcome_event_id=outcome.event_id,  # type: ignore[attr-defined]
+        ))
+        return out
+
+    def _on_erasure(self, ingested: Ingested) -> list:
+        investor_id = ingested.event.investor_id  # type: ignore[attr-defined]
+        self.investors.pop(investor_id, None)
+        self._erased.add(salted_id(self._salt, investor_id))
+        return [self._notice(ingested, "erasure", None)]

@@ -1,0 +1,338 @@
+"""The scoring agent: per-tenant online model, blended with a prior and a global model.
+
+For each feature vector the tenant's score is
+
+    p_raw = w_prior * prior + (1 - w_prior) * (w_tenant * p_tenant + (1 - w_tenant) * p_global)
+
+where the prior is the transparent rule of :mod:`operators.prior`, ``w_prior``
+fades as labels accumulate (``prior_labels``), and ``w_tenant`` grows with the
+tenant's own labels (``tenant_labels_for_trust``); then ``p = calibrate(p_raw)``.
+The interval combines the bagged members' disagreement with terms for thin
+evidence (few model labels, few events from this investor) and stale ESG data,
+so it is wide when little is known and narrows as evidence grows.
+
+Labels arrive as :class:`~schemas.records.LabelledExample` — features as they were
+when the investor was scored before the outcome — and are used test-then-train:
+first to score quality and calibration, then to learn.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import zlib
+from collections import Counter
+from datetime import datetime
+from statistics import NormalDist
+
+import numpy as np
+
+from online_models.bagged_logistic import BaggedLogisticRegression, probabilities
+from online_models.calibration import OnlineCalibrator
+from online_models.drift import Detection, DriftMonitor
+from online_models.quality import RollingQuality
+from online_models.registry import ModelRegistry
+from operators.features import FEATURE_NAMES, FEATURE_SOURCES, SOURCES
+from operators.prior import prior_many, prior_probability
+from schemas.outputs import SCHEMA_VERSION
+from schemas.records import FeatureVector, LabelledExample
+from schemas.settings import ScoringSettings, Settings
+
+AGENT_VERSION = "scoring/1"
+MODEL_NAME = "bagged-logreg"
+_SOURCE_MATRIX = np.array(
+    [[1.0 if FEATURE_SOURCES[f] == s else 0.0 for s in SOURCES] for f in FEATURE_NAMES]
+)
+#: How the prior's terms spread over the data sources (property_epc, certifications,
+#: climate_risk, engagement, profile): intent is engagement, ESG alignment is
+#: property data, completeness and consent are profile.
+_PRIOR_SHARES = np.array([0.15, 0.09, 0.06, 0.6, 0.1])
+_COMPLETENESS = FEATURE_NAMES.index("profile_completeness")
+_CONTACTABLE = FEATURE_NAMES.index("contactable")
+_ENG_30D = FEATURE_NAMES.index("eng_30d")
+_FRESHNESS = FEATURE_NAMES.index("data_freshness")
+
+
+def tenant_seed(seed: int, tenant: str) -> int:
+    return (seed * 1_000_003 + zlib.crc32(tenant.encode())) % (2**31)
+
+
+def make_model(settings: ScoringSettings, seed: int) -> BaggedLogisticRegression:
+    return BaggedLogisticRegression(settings.ensemble_size, settings.learning_rate,
+                                    settings.l2, seed=seed)
+
+
+class ModelFactory:
+    """Builds a tenant's model for a registry generation (picklable, unlike a lambda)."""
+
+    def __init__(self, settings: ScoringSettings, seed: int) -> None:
+        self.settings = settings
+        self.seed = seed
+
+    def __call__(self, generation: int) -> BaggedLogisticRegression:
+        return make_model(self.settings, self.seed + generation)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+class TenantScorer:
+    """Scoring state of one tenant (its model registry, calibrator, drift, quality)."""
+
+    def __init__(self, tenant: str, settings: Settings) -> None:
+        s = settings.scoring
+        self.tenant = tenant
+        self.s = s
+        seed = tenant_seed(s.seed, tenant)
+        self.registry = ModelRegistry(ModelFactory(s, seed))
+        self.global_model: BaggedLogisticRegression | None = None
+        self.global_labels = 0
+        self.calibrator = OnlineCalibrator(bins=s.calibration_bins)
+        d = s.drift
+        self.drift = DriftMonitor(d.features if d.enabled else (), d.error_delta, d.feature_delta,
+                                  d.min_effect, d.warmup)
+        self.quality = RollingQuality(500)
+        self.labels = 0
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self._z = NormalDist().inv_cdf(0.5 + s.interval_level / 2)
+
+    def process(self, items: list, now: datetime) -> list[dict]:
+        """Score feature vectors (in vectorised runs), learn labels, take global updates.
+
+        Arrival order is kept: a label that arrives between two vectors is learned
+        before the second is scored.
+        """
+        out: list[dict] = []
+        pending: list[FeatureVector] = []
+        for item in items:
+            if isinstance(item, FeatureVector):
+                pending.append(item)
+                continue
+            if pending:
+                self._flush(pending, now, out)
+                pending = []
+            if isinstance(item, LabelledExample):
+                out.extend(self.learn(item, now))
+            else:
+                self.set_global(item.model, item.labels)
+        if pending:
+            self._flush(pending, now, out)
+        return out
+
+    def _flush(self, vectors: list[FeatureVector], now: datetime, out: list[dict]) -> None:
+        records, alerts = self.score_many(vectors, now)
+        out.extend(records)
+        out.extend(alerts)
+        for record in records:
+            self.counts[("leads", record["tier"])] += 1
+        for alert in alerts:
+            self.counts[("alerts", alert["kind"])] += 1
+
+    # -------------------------------------------------------------- blend
+
+    def blend_weights(self) -> tuple[float, float]:
+        """(prior weight, tenant weight within the model part)."""
+        s = self.s
+        global_n = self.global_labels if (s.global_model and self.global_model) else 0
+        w_prior = s.prior_labels / (s.prior_labels + self.labels + 0.5 * global_n)
+        if global_n:
+            w_tenant = self.labels / (self.labels + s.tenant_labels_for_trust)
+        else:
+            w_tenant = 1.0
+        return w_prior, w_tenant
+
+    def _members(self, X: np.ndarray, intent: np.ndarray, alignment: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Blended member probabilities, blended contributions and data-source weights.
+
+        ``X`` holds one feature vector per row, columns in ``FEATURE_NAMES`` order.
+        """
+        w_prior, w_tenant = self.blend_weights()
+        model = self.registry.champion
+        Z = model.standardise(X, FEATURE_NAMES)
+        members = probabilities(model.member_logits_many(Z, FEATURE_NAMES)) * w_tenant
+        contrib = model.contributions_many(Z, FEATURE_NAMES) * w_tenant
+        if w_tenant < 1.0:
+            g = self.global_model
+            Zg = g.standardise(X, FEATURE_NAMES)
+            members += probabilities(g.member_logits_many(Zg, FEATURE_NAMES)) * (1 - w_tenant)
+            contrib += g.contributions_many(Zg, FEATURE_NAMES) * (1 - w_tenant)
+        prior = prior_many(X[:, _COMPLETENESS], X[:, _CONTACTABLE], intent, alignment)
+        members = w_prior * prior[:, None] + (1 - w_prior) * members
+        # Data-source shares: the model's |contributions| plus the prior's terms.
+        model_sources = np.abs(contrib) @ _SOURCE_MATRIX
+        totals = model_sources.sum(axis=1, keepdims=True)
+        model_sources = np.divide(model_sources, totals, out=np.full_like(model_sources, 0.2),
+                                  where=totals > 0)
+        sources = w_prior * _PRIOR_SHARES + (1 - w_prior) * model_sources
+        return members, contrib * (1 - w_prior), sources
+
+    # ------------------------------------------------------------ scoring
+
+    def score_many(self, vectors: list[FeatureVector], now: datetime) -> tuple[list[dict], list[dict]]:
+        """Lead records for ``vectors`` (one vectorised pass), and drift alerts they raised."""
+        if not vectors:
+            return [], []
+        s = self.s
+        X = np.array([v.values for v in vectors], dtype=float)
+        intent = np.array([v.intent for v in vectors])
+        alignment = np.array([v.esg_alignment for v in vectors])
+        members, contrib, sources = self._members(X, intent, alignment)
+        calibrated = self.calibrator.transform_many(members.ravel()).reshape(members.shape)
+        p = self.calibrator.transform_many(members.mean(axis=1))
+        w_prior, w_tenant = self.blend_weights()
+        evidence = self.labels + 0.5 * (self.global_labels if self.global_model else 0)
+        # The interval, on the logit scale: members' disagreement, thin model evidence,
+        # what behaviour cannot tell (the floor), thin investor history, stale ESG data.
+        events = np.expm1(X[:, _ENG_30D])
+        stale = 1.0 - X[:, _FRESHNESS]
+        variance = (_logit(calibrated).std(axis=1) ** 2 + 1.0 / (4.0 + evidence * p * (1 - p))
+                    + s.interval_floor ** 2 + 0.6 / (1.0 + events) + 0.5 * stale * stale)
+        centre, half = _logit(p), self._z * np.sqrt(variance)
+        low, high = 1 / (1 + np.exp(half - centre)), 1 / (1 + np.exp(-(centre + half)))
+        tiers = np.select([p >= s.hot, p >= s.warm, p >= s.nurture], ["hot", "warm", "nurture"],
+                          "cold").tolist()
+        order = np.argsort(contrib, axis=1, kind="stable")
+        shares = (sources / sources.sum(axis=1, keepdims=True)).round(4).tolist()
+        contrib_rows = contrib.round(4).tolist()
+        model_info = {
+            "model_version": f"{MODEL_NAME}:{self.tenant}:g{self.registry.generation}:n{self.labels}",
+            "feature_set_version": vectors[0].feature_set_version,
+            "tenant_labels": self.labels,
+            "prior_weight": round(w_prior, 4),
+            "global_weight": round((1 - w_prior) * (1 - w_tenant), 4),
+        }
+        level = s.interval_level
+        records, alerts = [], []
+        for i, (vector, pi, lo, hi, tier, row, share) in enumerate(zip(
+                vectors, p.round(6).tolist(), low.round(6).tolist(), high.round(6).tolist(), tiers,
+                contrib_rows, shares, strict=True)):
+            f = vector.features
+            ranked = order[i].tolist()
+            negative = [{"feature": FEATURE_NAMES[j], "value": f[FEATURE_NAMES[j]],
+                         "contribution": row[j]} for j in ranked[:3] if row[j] < 0]
+            positive = [{"feature": FEATURE_NAMES[j], "value": f[FEATURE_NAMES[j]],
+                         "contribution": row[j]} for j in ranked[:-4:-1] if row[j] > 0]
+            reasons = (prior_probability(f, vector.intent, vector.esg_alignment)[1]
+                       if w_prior > 0.2 else [])
+            as_of = vector.as_of
+            records.append({
+                "schema_version": SCHEMA_VERSION,
+                "idempotency_key": f"lead:{vector.tenant}:{vector.investor_id}:{int(as_of.timestamp())}",
+                "tenant": vector.tenant,
+                "investor_id": vector.investor_id,
+                "event_time": as_of,
+                "processed_at": now,
+                "probability": pi,
+                "score": int(round(100 * pi)),
+                "interval": {"low": lo, "high": hi, "level": level},
+                "tier": tier,
+                "esg_alignment": {"score": vector.esg_alignment, "components": vector.esg_components},
+                "intent": vector.intent,
+                "engagement_readiness": vector.engagement_readiness,
+                "data_freshness_days": vector.data_freshness_days,
+                "explanation": {
+                    "top_positive": positive,
+                    "top_negative": negative,
+                    "source_weights": dict(zip(SOURCES, share, strict=True)),
+                    "prior_reasons": reasons,
+                },
+                "model": model_info,
+                "features": f,
+                "state": "scored",
+                "lineage": list(vector.lineage),
+            })
+            for detection in self.drift.update_features(f):
+                alerts.append(self.alert("drift_detected", detection, as_of, now))
+        return records, alerts
+
+    # ----------------------------------------------------------- learning
+
+    def learn(self, example: LabelledExample, now: datetime) -> list[dict]:
+        """Test-then-train on one label; returns alerts (drift, retraining, promotion)."""
+        p_raw = self._raw_probability_one(example.features)
+        p = self.calibrator.transform(p_raw)
+        y = example.label
+        self.quality.add(p, y)
+        self.calibrator.learn_one(p_raw, y)
+        event = self.registry.learn_one(example.features.features, y)
+        self.labels += 1
+        alerts = []
+        when = example.outcome_time
+        if event is not None:
+            alerts.append(self.alert(event, Detection("registry", "tenant_model", self.labels,
+                                                      float(self.registry.generation), 0), when, now))
+        detections = self.drift.update_error((float(y) - p) ** 2) if self.s.drift.enabled else []
+        for detection in detections:
+            alerts.append(self.alert("drift_detected", detection, when, now))
+            started = self.registry.start_challenger()
+            if started is not None:
+                alerts.append(self.alert(started, detection, when, now))
+        for alert in alerts:
+            self.counts[("alerts", alert["kind"])] += 1
+        return alerts
+
+    def _raw_probability_one(self, vector: FeatureVector) -> float:
+        """The blended, uncalibrated probability of one vector (River's dict path).
+
+        Equals the mean of :meth:`_members`' row for the same vector; used for labels,
+        which come one at a time, where NumPy's per-call overhead would dominate.
+        """
+        w_prior, w_tenant = self.blend_weights()
+        x = vector.features
+        p_model = w_tenant * self.registry.champion.predict_proba_one(x)[True]
+        if w_tenant < 1.0:
+            p_model += (1 - w_tenant) * self.global_model.predict_proba_one(x)[True]
+        prior, _ = prior_probability(x, vector.intent, vector.esg_alignment)
+        return w_prior * prior + (1 - w_prior) * p_model
+
+    def set_global(self, model_bytes: bytes, labels: int) -> None:
+        self.global_model = pickle.loads(model_bytes)
+        self.global_labels = labels
+
+    def alert(self, kind: str, detection: Detection, when: datetime, now: datetime) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "idempotency_key": f"alert:{self.tenant}:{kind}:{detection.subject}:{detection.index}",
+            "tenant": self.tenant,
+            "kind": kind,
+            "detector": detection.detector,
+            "subject": detection.subject,
+            "event_time": when,
+            "processed_at": now,
+            "details": {
+                "index": detection.index,
+                "mean_after": round(detection.mean_after, 6),
+                "window": detection.width,
+                "effect_sd": detection.effect,
+                "tenant_labels": self.labels,
+                "model_generation": self.registry.generation,
+            },
+        }
+
+
+class GlobalLearner:
+    """The cross-tenant fallback model: learns from every contributing tenant's labels
+    and publishes a copy to the tenant scorers every ``publish_every`` labels."""
+
+    def __init__(self, settings: Settings, publish_every: int = 50) -> None:
+        self.model = make_model(settings.scoring, tenant_seed(settings.scoring.seed, "*global*"))
+        self.contributors = frozenset(
+            t for t, cfg in settings.tenants.items() if cfg.contribute_to_global)
+        self.publish_every = publish_every
+        self.labels = 0
+
+    def process(self, items: list[LabelledExample], now: datetime) -> list[tuple[bytes, int]]:
+        """Learn a batch of labels; returns the model updates to broadcast, if any."""
+        return [u for u in (self.learn(e) for e in items) if u is not None]
+
+    def learn(self, example: LabelledExample) -> tuple[bytes, int] | None:
+        if example.tenant not in self.contributors:
+            return None
+        self.model.learn_one(example.features.features, example.label)
+        self.labels += 1
+        if self.labels % self.publish_every == 0:
+            return pickle.dumps(self.model, protocol=pickle.HIGHEST_PROTOCOL), self.labels
+        return None

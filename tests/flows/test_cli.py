@@ -1,0 +1,68 @@
+"""The ``esg-leads`` command line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from flows.cli import main
+from schemas.topics import ALL_TOPICS
+
+
+def test_schema_prints_every_topic(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    schemas = json.loads(capsys.readouterr().out)
+    assert set(schemas) == set(ALL_TOPICS)
+    for schema in schemas.values():
+        jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_schema_of_one_topic_and_an_unknown_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema", "leads.scored"]) == 0
+    assert json.loads(capsys.readouterr().out)["$id"] == "urn:esg-leads:topic:leads.scored"
+    assert main(["schema", "leads.nope"]) == 2
+    assert "unknown topic 'leads.nope'" in capsys.readouterr().err
+
+
+def test_generate_then_replay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    world, run = tmp_path / "world", tmp_path / "run"
+    assert main(["generate", "--investors", "200", "--days", "5", "--seed", "3",
+                 "--out", str(world)]) == 0
+    assert "messages" in capsys.readouterr().err
+    assert main(["replay", str(world), "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "reconciled: yes" in err and "config.toml" in err
+    assert {p.name for p in run.iterdir()} >= {"leads.parquet", "dlq.parquet", "alerts.parquet",
+                                               "summary.json"}
+
+
+def test_invalid_config_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    world = tmp_path / "world"
+    main(["generate", "--investors", "50", "--days", "2", "--out", str(world)])
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[windows]\nshards_per_tenant = 0\n")
+    assert main(["replay", str(world), "--out", str(tmp_path / "run"), "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "windows.shards_per_tenant" in err and "Traceback" not in err
+    bad.write_text("[windows\n")
+    assert main(["replay", str(world), "--out", str(tmp_path / "run"), "--config", str(bad)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_bad_generate_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", "--days", "5", "--drift-at", "9", "--out", str(tmp_path)]) == 2
+    assert "drift day" in capsys.readouterr().err
+
+
+def test_console_script_is_installed() -> None:
+    exe = shutil.which("esg-leads", path=str(Path(sys.executable).parent))
+    assert exe is not None
+    done = subprocess.run([exe, "schema", "crm.outcomes"], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert json.loads(done.stdout)["x-kafka-key"] == "investor_id"
