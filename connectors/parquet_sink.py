@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
@@ -34,7 +35,10 @@ COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
     "handoff": (("idempotency_key", pa.string()), ("qualification_id", pa.string()),
                 ("tenant", pa.string()), ("investor_id", pa.string()), ("event_time", _TS),
                 ("processed_at", _TS), ("score", pa.int32()), ("tier", pa.string())),
+    "tombstones": (("topic", pa.string()), ("key", pa.string())),
 }
+#: Output kinds whose records are deleted by an erasure tombstone, and their topics.
+ERASABLE = {"leads": "leads.scored", "review": "leads.review", "handoff": "crm.handoff"}
 
 
 def schema_of(kind: str) -> pa.Schema:
@@ -45,6 +49,67 @@ def to_table(kind: str, records: list[dict]) -> pa.Table:
     columns = {name: [r.get(name) for r in records] for name, _ in COLUMNS[kind]}
     columns["record"] = [orjson.dumps(r, option=orjson.OPT_NON_STR_KEYS).decode() for r in records]
     return pa.table(columns, schema=schema_of(kind))
+
+
+class _AuditPartition(StatelessSinkPartition[dict]):
+    """Buffers audit rows per (tenant, date) and writes hive-style partitions."""
+
+    def __init__(self, directory: Path, worker: int, row_group: int) -> None:
+        self._directory = directory
+        self._worker = worker
+        self._row_group = row_group
+        self._buffers: dict[tuple[str, str], list[dict]] = {}
+        self._writers: dict[tuple[str, str], pq.ParquetWriter] = {}
+
+    def write_batch(self, items: list[dict]) -> None:
+        for record in items:
+            key = (record["tenant"], record["date"])
+            buffer = self._buffers.get(key)
+            if buffer is None:
+                buffer = self._buffers[key] = []
+            buffer.append(record)
+            if len(buffer) >= self._row_group:
+                self._flush(key)
+
+    def _flush(self, key: tuple[str, str]) -> None:
+        rows = self._buffers.pop(key, [])
+        if not rows:
+            return
+        writer = self._writers.get(key)
+        if writer is None:
+            tenant, day = key
+            folder = self._directory / f"tenant={tenant}" / f"date={day}"
+            folder.mkdir(parents=True, exist_ok=True)
+            writer = self._writers[key] = pq.ParquetWriter(
+                folder / f"part-{self._worker:03d}.parquet", AUDIT_SCHEMA, compression="zstd")
+        writer.write_table(pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA))
+
+    def close(self) -> None:
+        for key in list(self._buffers):
+            self._flush(key)
+        for writer in self._writers.values():
+            writer.close()
+
+
+#: Audit rows (``operators.audit.audit_record``); ``tenant`` and ``date`` become the
+#: hive partition directories ``tenant=<t>/date=<yyyy-mm-dd>``.
+AUDIT_SCHEMA = pa.schema([
+    ("audit_id", pa.string()), ("investor_id", pa.string()), ("event_time", _TS),
+    ("agent", pa.string()), ("agent_version", pa.string()), ("decision", pa.string()),
+    ("reason", pa.string()), ("inputs", pa.string()), ("output", pa.string()),
+    ("lineage", pa.string()), ("processed_at", _TS),
+])
+
+
+class AuditSink(DynamicSink[dict]):
+    """The audit trail as Parquet partitioned by tenant and date (``audit/``)."""
+
+    def __init__(self, directory: str | Path, row_group: int = 20_000) -> None:
+        self.directory = Path(directory)
+        self.row_group = row_group
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _AuditPartition:
+        return _AuditPartition(self.directory, worker_index, self.row_group)
 
 
 class _ParquetPartition(StatelessSinkPartition[dict]):
@@ -86,23 +151,47 @@ class ParquetSink(DynamicSink[dict]):
         return _ParquetPartition(path, self.kind, self.row_group)
 
 
-def finalize(parts_dir: str | Path, kind: str, out_path: str | Path) -> int:
-    """Join the workers' part files into one file; returns its row count.
+def finalize(parts_dir: str | Path, kind: str, out_path: str | Path,
+             erased: dict[str, set[str]] | None = None) -> int:
+    """Join the workers' part files into ``out_path``; returns the rows written.
 
     With one worker the part is the file (its order is the flow's, deterministic);
     with several, rows are sorted by event time and idempotency key so that the
-    result does not depend on how work was spread over workers.
+    result does not depend on how work was spread over workers. Like a consumer
+    of the topic, the file upserts by idempotency key: replaying into an existing
+    output adds nothing twice. Investors in ``erased[topic]`` are deleted.
     """
     parts = sorted(Path(parts_dir).glob(f"{kind}-*.parquet"))
     out_path = Path(out_path)
-    if len(parts) == 1:
+    gone = (erased or {}).get(ERASABLE.get(kind, ""), set())
+    if len(parts) == 1 and not out_path.exists() and not gone:
         parts[0].replace(out_path)
         return pq.ParquetFile(out_path).metadata.num_rows
-    tables = [pq.read_table(p) for p in parts] or [schema_of(kind).empty_table()]
+    tables = [pq.read_table(out_path)] if out_path.exists() else []
+    tables += [pq.read_table(p) for p in parts] or [schema_of(kind).empty_table()]
     table = pa.concat_tables(tables)
-    keys = [("event_time", "ascending")] if "event_time" in table.column_names else []
-    table = table.sort_by([*keys, ("idempotency_key", "ascending")])
+    if gone:
+        keep = pc.invert(pc.is_in(table.column("investor_id"), pa.array(sorted(gone))))
+        table = table.filter(keep)
+    if "idempotency_key" in table.column_names:
+        keys = table.column("idempotency_key").to_pylist()
+        seen: set[str] = set()
+        first = [i for i, k in enumerate(keys) if not (k in seen or seen.add(k))]
+        if len(first) < len(keys):
+            table = table.take(first)
+        if len(parts) > 1:
+            order = [("event_time", "ascending")] if "event_time" in table.column_names else []
+            table = table.sort_by([*order, ("idempotency_key", "ascending")])
     pq.write_table(table, out_path, compression="zstd")
     for p in parts:
         p.unlink()
     return table.num_rows
+
+
+def erased_keys(parts_dir: str | Path) -> dict[str, set[str]]:
+    """Tombstones written by the run: ``{topic: {investor ids}}``."""
+    gone: dict[str, set[str]] = {}
+    for part in sorted(Path(parts_dir).glob("tombstones-*.parquet")):
+        for row in pq.read_table(part).to_pylist():
+            gone.setdefault(row["topic"], set()).add(row["key"])
+    return gone

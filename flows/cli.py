@@ -111,6 +111,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0 if summary["reconciled"] else 1
 
 
+# ----------------------------------------------------------------------- explain
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from flows.explain import explain
+
+    if not args.out.is_dir():
+        raise UsageError(f"no run outputs at {args.out}")
+    return explain(args.out, args.investor_id, recording=args.recording)
+
+
 # ------------------------------------------------------------------------ demo
 
 
@@ -159,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=None,
                    help="TOML settings (default: RECORDING/config.toml if present)")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("explain", help="print one lead's whole story from a run's outputs")
+    p.add_argument("investor_id")
+    p.add_argument("--out", required=True, type=Path, help="the run's output directory")
+    p.add_argument("--recording", type=Path, default=None,
+                   help="the recording it ran on, to show what each input event was")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("demo", help="generate a small world, run the flow, show the top leads")
     p.add_argument("--out", type=Path, default=Path(".demo"))

@@ -14,7 +14,6 @@ import orjson
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.console import Console
-from rich.table import Table
 
 from flows.config import load_settings
 from flows.progress import Progress
@@ -60,30 +59,37 @@ def run_demo(out: Path, seed: int = 7, investors: int = 3000, days: int = 45) ->
 
     console.print(f"[bold]esg-leads demo[/bold] — {report.investors:,} investors, "
                   f"{days} days, {report.messages:,} messages (seed {seed})")
-    table = Table(title="Top leads (each investor's latest score)", title_justify="left")
-    for column in ("investor", "tenant", "score", "90% interval", "tier", "ESG", "intent",
-                   "top reasons"):
-        table.add_column(column, overflow="fold")
-    for record in _latest_leads(run_dir / "leads.parquet", 10):
+    console.print("[bold]Top leads[/bold] (each investor's latest published score)")
+    top = _latest_leads(run_dir / "leads.parquet", 6)
+    for rank, record in enumerate(top, 1):
         interval = record["interval"]
-        table.add_row(record["investor_id"], record["tenant"], str(record["score"]),
-                      f"{100 * interval['low']:.0f}–{100 * interval['high']:.0f}",
-                      record["tier"], f"{record['esg_alignment']['score']:.0f}",
-                      f"{record['intent']:.0f}", _reasons(record))
-    console.print(table)
-
-    topics = Table(title="Reconciliation per input topic", title_justify="left")
-    for column in ("topic", "in", "used", "dead-lettered", "reasons", "ok"):
-        topics.add_column(column)
+        plan = record.get("outreach_plan") or {"steps": [], "claims": []}
+        channels = "→".join(step["channel"] for step in plan["steps"]) or "no lawful channel"
+        compliance = record.get("compliance") or {}
+        pack = f" ({compliance['pack']})" if compliance.get("pack") else ""
+        console.print(
+            f"{rank:>2}. [bold]{record['investor_id']}[/bold] ({record['tenant']})  score "
+            f"{record['score']} [{100 * interval['low']:.0f}–{100 * interval['high']:.0f}] "
+            f"{record['tier']} · ESG {record['esg_alignment']['score']:.0f} · "
+            f"intent {record['intent']:.0f}\n"
+            f"    state {record['state']} · compliance {compliance.get('verdict', '-')}{pack} · "
+            f"plan {channels}, {len(plan['claims'])} ESG claims kept\n"
+            f"    why: {_reasons(record)}", highlight=False)
+    console.print("[bold]Reconciliation[/bold] (messages in = used + dead-lettered)")
     for topic, row in summary["topics"].items():
         reasons = ", ".join(f"{r} {n}" for r, n in row["dlq_by_reason"].items())
-        topics.add_row(topic, f"{row['in']:,}", f"{row['used']:,}", f"{row['dead_lettered']:,}",
-                       reasons, "yes" if row["reconciled"] else "NO")
-    console.print(topics)
+        mark = "ok" if row["reconciled"] else "[red]MISMATCH[/red]"
+        console.print(f"  {topic:<22} {row['in']:>7,} = {row['used']:>7,} + "
+                      f"{row['dead_lettered']:>5,}  {mark}  {reasons}", highlight=False)
     tiers = ", ".join(f"{t} {n:,}" for t, n in summary["leads_by_tier"].items())
     alerts = ", ".join(f"{k} {n}" for k, n in summary["alerts_by_kind"].items()) or "none"
-    console.print(f"leads scored: {summary['outputs']['leads']:,} ({tiers}); "
-                  f"labels learned: {summary['labels_learned']:,}; alerts: {alerts}")
-    console.print(f"replay: {summary['events_per_second']:,} events/s; demo total "
-                  f"{time.perf_counter() - started:.1f}s; outputs in {run_dir}/")
+    console.print(f"scorings {sum(summary['leads_by_tier'].values()):,} ({tiers}); published "
+                  f"{summary['outputs']['leads']:,}; review cases {summary['review_cases']:,}; "
+                  f"handoffs {summary['handoffs']:,}; labels learned "
+                  f"{summary['labels_learned']:,}; alerts: {alerts}", highlight=False)
+    console.print(f"replay {summary['events_per_second']:,} events/s; demo total "
+                  f"{time.perf_counter() - started:.1f}s; outputs in {run_dir}/", highlight=False)
+    if top:
+        console.print(f"one lead's story: esg-leads explain --out {run_dir} "
+                      f"--recording {world_dir} {top[0]['investor_id']}", highlight=False)
     return 0 if summary["reconciled"] else 1

@@ -3,9 +3,12 @@
     input ─ parse ─┬─ signals, engagements ─ catalog[tenant] ─ windows[tenant/shard] ─┐
                    │                                    └─ unsubscribes ───────────────┤
                    ├─ profiles, outcomes, erasure ─────────────── investors[tenant/shard]
-                   │                                     ├─ features, labels ─ scoring[tenant] ─ leads, alerts
-                   │                                     └─ labels ─ global model ─ (broadcast)┘
-                   └─ dead letters (parse, duplicates, late, erased) ─────────────────── dlq
+                   │                 ├─ features, labels ─ scoring[tenant] ─┬─ alerts  │
+                   │                 │   └─ labels ─ global model (broadcast)┘ │        │
+                   │                 └─ notices ──────────────────┐        scored      │
+                   ├─ review decisions ───────────── lifecycle[tenant/shard] ─ leads, review,
+                   │                                                handoff, audit, tombstones
+                   └─ dead letters (parse, duplicates, late, erased, unknown case) ──── dlq
 
 Investor windows are keyed by ``tenant/shard`` (a stable hash of the investor id
 into ``windows.shards_per_tenant`` groups) rather than by investor: bytewax keeps
@@ -31,6 +34,7 @@ from flows.steps import Clock, operator_builder, shard_key, system_clock
 from flows.telemetry import Telemetry
 from operators.investor_state import InvestorShard
 from operators.investor_window import WindowFolder
+from operators.lifecycle import LifecycleShard
 from operators.property_catalog import PropertyCatalog
 from operators.scoring import GlobalLearner, TenantScorer
 from operators.validation import Parser, dead_letter
@@ -39,6 +43,7 @@ from schemas.records import (
     FeatureVector,
     GlobalModelUpdate,
     Ingested,
+    InvestorNotice,
     InvestorWindow,
     LabelledExample,
 )
@@ -57,6 +62,11 @@ class Sinks:
     leads: Sink
     dlq: Sink
     alerts: Sink
+    review: Sink
+    handoff: Sink
+    audit: Sink
+    #: ``{"topic", "key"}``: delete ``key`` from ``topic`` (erasure).
+    tombstones: Sink
 
 
 def _frozen_now() -> datetime:
@@ -157,12 +167,40 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
         "scoring", op.merge("scoring_in", *scoring_in),
         operator_builder("scoring", lambda first: TenantScorer(first.tenant, settings),
                          telemetry, clock)))
-    outputs = op.branch("is_alert", scored, lambda r: "kind" in r)
+    scores = op.branch("is_alert", scored, lambda r: isinstance(r, dict))
 
-    # 6. Outputs ------------------------------------------------------------------
-    dead = op.merge("dead_letters", rejected, catalog_out.falses, late, investor_dlq)
-    op.output("leads_out", outputs.falses, sinks.leads)
-    op.output("alerts_out", outputs.trues, sinks.alerts)
+    # 6. Lead lifecycle: compliance, outreach, review routing, state machine, handoff --
+    lifecycle_in = op.merge(
+        "lifecycle_in",
+        op.key_on("scored_shard", scores.falses,
+                  lambda s: by_shard(s.record["tenant"], s.record["investor_id"])),
+        op.key_on("notice_shard", op.filter("notices", investors,
+                                            lambda x: isinstance(x, InvestorNotice)),
+                  lambda n: by_shard(n.tenant, n.investor_id)),
+        op.key_on("decision_shard",
+                  op.filter("to_lifecycle", valid, lambda i: i.topic == "lead.review-decisions"),
+                  lambda i: by_shard(i.tenant, i.event.investor_id)))
+    lifecycle = op.key_rm("lifecycle_unkey", op.stateful_batch(
+        "lifecycle", lifecycle_in,
+        operator_builder("lifecycle", lambda _: LifecycleShard(settings), telemetry, clock)))
+
+    def emitted(kind: str) -> Stream:
+        return op.filter(f"emitted_{kind}", lifecycle, lambda e: e.kind == kind)
+
+    def records(kind: str) -> Stream:
+        return op.map(f"{kind}_records", emitted(kind), lambda e: e.record)
+
+    # 7. Outputs ------------------------------------------------------------------
+    dead = op.merge("dead_letters", rejected, catalog_out.falses, late, investor_dlq,
+                    records("dlq"))
+    op.output("leads_out", records("leads"), sinks.leads)
+    op.output("review_out", records("review"), sinks.review)
+    op.output("handoff_out", records("handoff"), sinks.handoff)
+    op.output("audit_out", records("audit"), sinks.audit)
+    op.output("tombstones_out", op.map("tombstone_records", emitted("tombstone"),
+                                       lambda e: {"topic": e.topic, "key": e.key}),
+              sinks.tombstones)
+    op.output("alerts_out", scores.trues, sinks.alerts)
     op.output("dlq_out", op.inspect("count_dlq", dead,
                                     lambda _s, r: telemetry.dead_letters([r])), sinks.dlq)
     return flow

@@ -280,6 +280,7 @@ def investor_context(state: InvestorProfileState) -> InvestorContext:
         max_climate_risk=state.max_climate_risk,
         target_countries=state.target_countries,
         target_asset_classes=state.target_assets,
+        excluded_asset_classes=state.excluded_assets,
         contact_ref=state.contact_ref,
         engaged_properties=state.engaged_properties(),
     )

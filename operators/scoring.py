@@ -35,7 +35,7 @@ from online_models.registry import ModelRegistry
 from operators.features import FEATURE_NAMES, FEATURE_SOURCES, SOURCES
 from operators.prior import prior_many, prior_probability
 from schemas.outputs import SCHEMA_VERSION
-from schemas.records import FeatureVector, LabelledExample
+from schemas.records import FeatureVector, LabelledExample, Scored
 from schemas.settings import ScoringSettings, Settings
 
 AGENT_VERSION = "scoring/1"
@@ -98,13 +98,13 @@ class TenantScorer:
         self.counts: Counter[tuple[str, str]] = Counter()
         self._z = NormalDist().inv_cdf(0.5 + s.interval_level / 2)
 
-    def process(self, items: list, now: datetime) -> list[dict]:
+    def process(self, items: list, now: datetime) -> list[Scored | dict]:
         """Score feature vectors (in vectorised runs), learn labels, take global updates.
 
         Arrival order is kept: a label that arrives between two vectors is learned
         before the second is scored.
         """
-        out: list[dict] = []
+        out: list[Scored | dict] = []
         pending: list[FeatureVector] = []
         for item in items:
             if isinstance(item, FeatureVector):
@@ -121,12 +121,12 @@ class TenantScorer:
             self._flush(pending, now, out)
         return out
 
-    def _flush(self, vectors: list[FeatureVector], now: datetime, out: list[dict]) -> None:
+    def _flush(self, vectors: list[FeatureVector], now: datetime, out: list[Scored | dict]) -> None:
         records, alerts = self.score_many(vectors, now)
         out.extend(records)
         out.extend(alerts)
-        for record in records:
-            self.counts[("leads", record["tier"])] += 1
+        for scored in records:
+            self.counts[("leads", scored.record["tier"])] += 1
         for alert in alerts:
             self.counts[("alerts", alert["kind"])] += 1
 
@@ -171,8 +171,8 @@ class TenantScorer:
 
     # ------------------------------------------------------------ scoring
 
-    def score_many(self, vectors: list[FeatureVector], now: datetime) -> tuple[list[dict], list[dict]]:
-        """Lead records for ``vectors`` (one vectorised pass), and drift alerts they raised."""
+    def score_many(self, vectors: list[FeatureVector], now: datetime) -> tuple[list[Scored], list[dict]]:
+        """Scored leads for ``vectors`` (one vectorised pass), and drift alerts they raised."""
         if not vectors:
             return [], []
         s = self.s
@@ -218,7 +218,7 @@ class TenantScorer:
             reasons = (prior_probability(f, vector.intent, vector.esg_alignment)[1]
                        if w_prior > 0.2 else [])
             as_of = vector.as_of
-            records.append({
+            records.append(Scored({
                 "schema_version": SCHEMA_VERSION,
                 "idempotency_key": f"lead:{vector.tenant}:{vector.investor_id}:{int(as_of.timestamp())}",
                 "tenant": vector.tenant,
@@ -243,7 +243,7 @@ class TenantScorer:
                 "features": f,
                 "state": "scored",
                 "lineage": list(vector.lineage),
-            })
+            }, vector.context))
             for detection in self.drift.update_features(f):
                 alerts.append(self.alert("drift_detected", detection, as_of, now))
         return records, alerts

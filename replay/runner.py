@@ -1,8 +1,10 @@
 """``esg-leads replay``: the very same ``build_flow`` over a recording, into Parquet.
 
-Writes ``leads.parquet``, ``dlq.parquet``, ``alerts.parquet`` and ``summary.json``
-into the output directory. The summary reconciles every input topic: messages in =
-messages used + messages dead-lettered.
+Writes ``leads.parquet``, ``review.parquet``, ``handoff.parquet``, ``dlq.parquet``,
+``alerts.parquet``, the audit trail under ``audit/`` (partitioned by tenant and
+date) and ``summary.json`` into the output directory. The summary reconciles every
+input topic: messages in = messages used + messages dead-lettered. Replaying into an
+existing output directory upserts by idempotency key, as a topic consumer would.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from bytewax.run import cli_main
 from bytewax.testing import run_main
 
-from connectors.parquet_sink import ParquetSink, finalize
+from connectors.parquet_sink import AuditSink, ParquetSink, erased_keys, finalize
 from connectors.recording import RecordingReader
 from connectors.recording_source import RecordingSource
 from flows.pipeline import Sinks, build_flow
@@ -25,7 +27,7 @@ from flows.steps import Clock, system_clock, tune_gc
 from flows.telemetry import Telemetry
 from schemas.settings import Settings
 
-OUTPUT_KINDS = ("leads", "dlq", "alerts")
+OUTPUT_KINDS = ("leads", "review", "handoff", "dlq", "alerts")
 
 
 def summarise(telemetry: Telemetry, outputs: dict[str, int], messages: int,
@@ -61,6 +63,10 @@ def summarise(telemetry: Telemetry, outputs: dict[str, int], messages: int,
         "dlq_by_reason": dict(sorted(by_reason.items())),
         "outputs": outputs,
         "leads_by_tier": telemetry.per_topic("leads"),
+        "lead_states_emitted": telemetry.per_topic("state"),
+        "review_cases": sum(telemetry.per_topic("review_cases").values()),
+        "handoffs": sum(telemetry.per_topic("handoffs").values()),
+        "quiet_rescores": sum(telemetry.per_topic("lifecycle_quiet").values()),
         "alerts_by_kind": telemetry.per_topic("alerts"),
         "feature_vectors": sum(telemetry.per_topic("feature_vectors").values()),
         "labels_learned": sum(telemetry.per_topic("labels").values()),
@@ -78,7 +84,8 @@ def replay(recording: str | Path, out: str | Path, settings: Settings, *, worker
     parts = out / ".parts"
     shutil.rmtree(parts, ignore_errors=True)
     telemetry = Telemetry()
-    sinks = Sinks(**{kind: ParquetSink(parts, kind) for kind in OUTPUT_KINDS})
+    sinks = Sinks(**{kind: ParquetSink(parts, kind) for kind in (*OUTPUT_KINDS, "tombstones")},
+                  audit=AuditSink(out / "audit"))
     flow = build_flow(settings, RecordingSource(recording, progress=progress), sinks,
                       telemetry, clock)
     messages = RecordingReader(recording).count()
@@ -91,7 +98,9 @@ def replay(recording: str | Path, out: str | Path, settings: Settings, *, worker
     else:
         cli_main(flow, workers_per_process=workers, epoch_interval=epoch)
     seconds = time.perf_counter() - started
-    outputs = {kind: finalize(parts, kind, out / f"{kind}.parquet") for kind in OUTPUT_KINDS}
+    erased = erased_keys(parts)
+    outputs = {kind: finalize(parts, kind, out / f"{kind}.parquet", erased)
+               for kind in OUTPUT_KINDS}
     shutil.rmtree(parts, ignore_errors=True)
     summary = summarise(telemetry, outputs, messages, seconds)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

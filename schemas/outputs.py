@@ -153,7 +153,7 @@ class ComplianceVerdict(StrEnum):
 
 class Compliance(OutputModel):
     verdict: ComplianceVerdict
-    pack: Literal["EU", "UK", "US"]
+    pack: Literal["EU", "UK", "US"] | None  #: ``None``: no pack covers the jurisdiction
     agent_version: str
     allowed_channels: list[ContactChannel]
     blocked_channels: list[BlockedChannel]

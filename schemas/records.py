@@ -129,6 +129,7 @@ class InvestorContext(NamedTuple):
     max_climate_risk: int | None
     target_countries: tuple[str, ...]
     target_asset_classes: tuple[str, ...]
+    excluded_asset_classes: tuple[str, ...]
     contact_ref: str | None
     #: Properties this investor engaged with most, latest facts first known to us.
     engaged_properties: tuple[PropertyFacts, ...] = ()
@@ -187,3 +188,23 @@ class GlobalModelUpdate(NamedTuple):
     tenant: str
     model: bytes  #: the pickled model
     labels: int  #: labels the global model has learned from
+
+
+class Scored(NamedTuple):
+    """A scored lead record on its way to the lifecycle agents, with what they need."""
+
+    record: dict  #: a :class:`~schemas.outputs.ScoredLead` record, state not yet decided
+    context: InvestorContext
+
+
+class Emitted(NamedTuple):
+    """An output of the lifecycle stage, tagged with the output it goes to.
+
+    ``kind`` is one of ``leads``, ``review``, ``handoff``, ``audit``, ``dlq`` or
+    ``tombstone`` (``record`` is then ``None``: delete ``key`` from ``topic``).
+    """
+
+    kind: str
+    key: str
+    record: dict | None
+    topic: str | None = None

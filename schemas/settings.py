@@ -53,6 +53,11 @@ class TenantSettings(Section):
     review_ticket_limit_eur: Annotated[float, Field(gt=0)] = 50_000_000
     #: Whether this tenant's labels may train the cross-tenant global model.
     contribute_to_global: bool = True
+    #: The fund's own SFDR classification and UK SDR label, if it has them: the only
+    #: basis on which outreach may mention either (see the anti-greenwashing check).
+    sfdr_classification: Literal["article_6", "article_8", "article_9"] | None = None
+    uk_sdr_label: Literal["sustainability_focus", "sustainability_improvers",
+                          "sustainability_impact", "sustainability_mixed_goals"] | None = None
 
 
 class WindowSettings(Section):
@@ -131,8 +136,7 @@ class LifecycleSettings(Section):
     #: Half-width of the ambiguous band around the threshold, routed to review.
     review_band: Fraction = 0.05
     #: Intervals wider than this go to review instead of handoff.
-    max_interval_width: Fraction = 0.35
-    disqualify_below: Fraction = 0.03
+    max_interval_width: Fraction = 0.5
 
 
 class KafkaSettings(Section):

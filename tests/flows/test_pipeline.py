@@ -41,7 +41,7 @@ def settings(**overrides) -> Settings:
 
 
 def run(messages: list[RawMessage], config: Settings | None = None) -> tuple[dict, Telemetry]:
-    out = {"leads": [], "dlq": [], "alerts": []}
+    out = {k: [] for k in ("leads", "dlq", "alerts", "review", "handoff", "audit", "tombstones")}
     telemetry = Telemetry()
     flow = build_flow(config or settings(), TestingSource(messages, batch_size=4),
                       Sinks(**{k: TestingSink(v) for k, v in out.items()}), telemetry,
@@ -154,7 +154,8 @@ def test_rescore_after_silence_and_unsubscribe_is_immediate() -> None:
         engagement("e-3", "inv-3", at(3 * 24 * 60 + 5)),
         engagement("e-4", "inv-4", at(3 * 24 * 60 + 6)),
     ]
-    out, telemetry = run(messages, settings(windows={"shards_per_tenant": 1}))
+    out, telemetry = run(messages, settings(windows={"shards_per_tenant": 1},
+                                            lifecycle={"material_score_change": 0}))
     inv1 = [r for r in out["leads"] if r["investor_id"] == "inv-1"]
     assert [r["event_time"] for r in inv1] == [at(60), at(60) + timedelta(days=2)]
     rescore = inv1[1]

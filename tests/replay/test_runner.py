@@ -70,9 +70,11 @@ def test_a_different_model_setting_changes_the_scores(world: Path, tmp_path: Pat
     other = load_settings(world / "config.toml", overrides={"scoring": {"learning_rate": 0.05}})
     replay(world, tmp_path / "a", base)
     replay(world, tmp_path / "b", other)
-    a, b = records(tmp_path / "a" / "leads.parquet"), records(tmp_path / "b" / "leads.parquet")
-    assert [r["idempotency_key"] for r in a] == [r["idempotency_key"] for r in b]
-    assert any(x["probability"] != y["probability"] for x, y in zip(a, b, strict=True))
+    a = {r["idempotency_key"]: r["probability"] for r in records(tmp_path / "a" / "leads.parquet")}
+    b = {r["idempotency_key"]: r["probability"] for r in records(tmp_path / "b" / "leads.parquet")}
+    common = a.keys() & b.keys()
+    assert len(common) > 100
+    assert sum(a[k] != b[k] for k in common) > len(common) / 2
 
 
 def test_no_personal_contact_data_in_any_output(world: Path, tmp_path: Path) -> None:
@@ -81,3 +83,47 @@ def test_no_personal_contact_data_in_any_output(world: Path, tmp_path: Path) -> 
         blob = (tmp_path / f"{kind}.parquet").read_bytes()
         text = pq.read_table(tmp_path / f"{kind}.parquet").to_pylist().__repr__()
         assert "@example.org" not in text and b"@example.org" not in blob
+
+
+def test_replaying_twice_into_one_output_hands_off_each_qualification_once(
+        world: Path, tmp_path: Path) -> None:
+    # A lenient qualification policy, so that this small world has handoffs.
+    settings = load_settings(world / "config.toml", overrides={"lifecycle": {
+        "qualification_threshold": 0.25, "review_band": 0.01, "max_interval_width": 0.95}})
+    first = replay(world, tmp_path, settings)
+    handoffs = pq.read_table(tmp_path / "handoff.parquet").to_pylist()
+    assert first["handoffs"] == len(handoffs) > 0
+    second = replay(world, tmp_path, settings)  # same recording, same output directory
+    again = pq.read_table(tmp_path / "handoff.parquet").to_pylist()
+    assert second["handoffs"] == first["handoffs"]
+    keys = [h["idempotency_key"] for h in again]
+    assert len(keys) == len(set(keys)) == len(handoffs)
+    per_qualification = {(h["investor_id"], h["qualification_id"]) for h in again}
+    assert len(per_qualification) == len(again)
+    for kind in ("leads", "review"):
+        rows = pq.read_table(tmp_path / f"{kind}.parquet", columns=["idempotency_key"])
+        column = rows.column("idempotency_key").to_pylist()
+        assert len(column) == len(set(column)), kind
+
+
+def test_lifecycle_outputs_and_audit_partitions(world: Path, tmp_path: Path) -> None:
+    summary = replay(world, tmp_path, load_settings(world / "config.toml"))
+    # Cases of investors erased later are deleted from the output (tombstones).
+    assert summary["review_cases"] >= summary["outputs"]["review"] > 0
+    partitions = sorted(p.relative_to(tmp_path / "audit").parts[:2]
+                        for p in (tmp_path / "audit").rglob("*.parquet"))
+    assert partitions and all(t.startswith("tenant=") and d.startswith("date=")
+                              for t, d in partitions)
+    audit = pq.read_table(tmp_path / "audit")
+    assert set(audit.column("agent").to_pylist()) >= {"scoring", "compliance", "outreach",
+                                                      "review-routing", "state-machine"}
+    text = repr(audit.to_pylist())
+    assert "@example.org" not in text and "+44 20" not in text
+    for row in pq.read_table(tmp_path / "review.parquet").column("record").to_pylist()[:100]:
+        validate_record("leads.review", orjson.loads(row))
+    for row in pq.read_table(tmp_path / "handoff.parquet").column("record").to_pylist():
+        validate_record("crm.handoff", orjson.loads(row))
+    leads = [orjson.loads(r) for r in pq.read_table(tmp_path / "leads.parquet")
+             .column("record").to_pylist()]
+    assert all(lead["compliance"] and lead["outreach_plan"] for lead in leads)
+    assert {lead["state"] for lead in leads} >= {"planned", "in_review"}

@@ -1,0 +1,131 @@
+"""``esg-leads explain --out DIR INVESTOR_ID``: one lead's whole story from a run's outputs.
+
+Reads the scored leads, review cases, handoffs and the audit trail of a replay (or
+a recorded live run) and prints, in event-time order: the input events behind the
+lead (lineage; with ``--recording``, what each event was), its scores with intervals
+and reasons, the latest features, every agent decision, and the state history.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.table import Table
+
+
+def _records(path: Path, investor_id: str) -> list[dict]:
+    if not path.exists():
+        return []
+    table = pq.read_table(path, columns=["investor_id", "record"],
+                          filters=[("investor_id", "=", investor_id)])
+    return [orjson.loads(r) for r in table.column("record").to_pylist()]
+
+
+def _audit(out: Path, investor_id: str) -> list[dict]:
+    folder = out / "audit"
+    if not folder.exists():
+        return []
+    dataset = ds.dataset(folder, format="parquet", partitioning="hive")
+    table = dataset.to_table(filter=pc.field("investor_id") == investor_id)
+    rows = table.to_pylist()
+    rows.sort(key=lambda r: (r["event_time"], r["audit_id"]))
+    return rows
+
+
+def _events(recording: Path, refs: set[tuple[str, int, int]]) -> dict[tuple[str, int, int], dict]:
+    """What the referenced input events were (engagement fields only: no contact data)."""
+    from connectors.recording import RecordingReader
+
+    found = {}
+    for message in RecordingReader(recording):
+        ref = (message.topic, message.partition, message.offset)
+        if ref in refs:
+            payload = orjson.loads(message.value)
+            found[ref] = {k: payload.get(k) for k in ("event_time", "action", "channel",
+                                                      "property_id", "campaign_id", "kind")
+                          if payload.get(k) is not None}
+    return found
+
+
+def explain(out: Path, investor_id: str, recording: Path | None = None,
+            console: Console | None = None) -> int:
+    console = console or Console()
+    leads = sorted(_records(out / "leads.parquet", investor_id), key=lambda r: r["event_time"])
+    cases = _records(out / "review.parquet", investor_id)
+    handoffs = _records(out / "handoff.parquet", investor_id)
+    audit = _audit(out, investor_id)
+    if not (leads or audit):
+        console.print(f"no lead {investor_id!r} in {out} (erased, never scored, or a typo)")
+        return 1
+    tenant = (leads or audit)[0]["tenant"]
+    console.print(f"[bold]Lead {investor_id}[/bold] — tenant {tenant}, "
+                  f"{len(leads)} published scores, {len(cases)} review cases, "
+                  f"{len(handoffs)} handoffs")
+
+    refs = {}
+    for lead in leads:
+        for ref in lead["lineage"]:
+            refs[(ref["topic"], ref["partition"], ref["offset"])] = ref["event_id"]
+    details = _events(recording, set(refs)) if recording is not None else {}
+    events = Table(title="Input events (lineage)", title_justify="left")
+    for column in ("event", "topic/partition/offset", "what"):
+        events.add_column(column)
+    for (topic, partition, offset), event_id in sorted(refs.items(), key=lambda kv: kv[1]):
+        what = details.get((topic, partition, offset))
+        events.add_row(event_id, f"{topic}/{partition}/{offset}",
+                       " ".join(f"{k}={v}" for k, v in what.items()) if what else "")
+    console.print(events)
+
+    scores = Table(title="Scores", title_justify="left")
+    for column in ("as of", "score", "90% interval", "tier", "state", "compliance", "why"):
+        scores.add_column(column, overflow="fold")
+    for lead in leads:
+        e = lead["explanation"]
+        why = ", ".join([f"+{c['feature']}" for c in e["top_positive"]]
+                        + [f"-{c['feature']}" for c in e["top_negative"]])
+        compliance = lead.get("compliance") or {}
+        scores.add_row(str(lead["event_time"])[:16], str(lead["score"]),
+                       f"{100 * lead['interval']['low']:.0f}–{100 * lead['interval']['high']:.0f}",
+                       lead["tier"], lead["state"], compliance.get("verdict", ""), why)
+    console.print(scores)
+
+    if leads:
+        latest = leads[-1]
+        features = ", ".join(f"{k}={v:.3g}" for k, v in latest["features"].items())
+        console.print(f"[bold]Latest features[/bold] ({latest['model']['feature_set_version']}, "
+                      f"model {latest['model']['model_version']}): {features}")
+        sources = ", ".join(f"{k} {v:.0%}" for k, v in latest["explanation"]["source_weights"].items())
+        console.print(f"[bold]Data sources[/bold]: {sources}")
+        plan = latest.get("outreach_plan")
+        if plan:
+            steps = " → ".join(f"{s['channel']} (+{s['wait_days']:g}d, {s['trigger']})"
+                               for s in plan["steps"]) or "no lawful channel"
+            claims = "; ".join(f"{c['claim']} on {c['property_id']} ({c['evidence']})"
+                               for c in plan["claims"]) or "none"
+            console.print(f"[bold]Outreach plan[/bold]: {steps}\n  leading with "
+                          f"{', '.join(plan['lead_properties']) or '-'}; claims: {claims}")
+
+    decisions = Table(title="Agent decisions (audit trail)", title_justify="left")
+    for column in ("as of", "agent", "version", "decision", "reason"):
+        decisions.add_column(column, overflow="fold")
+    for row in audit:
+        decisions.add_row(str(row["event_time"])[:16], row["agent"], row["agent_version"],
+                          row["decision"], row["reason"])
+    console.print(decisions)
+
+    history = [(row["event_time"], orjson.loads(row["output"]).get("transitions", []))
+               for row in audit if row["agent"] == "state-machine"]
+    path = [f"{a}→{b}" for _, moves in history for a, b in moves]
+    console.print("[bold]State history[/bold]: " + (", ".join(path) or "no transitions"))
+    for case in cases:
+        console.print(f"review case {case['case_id']}: "
+                      + "; ".join(f"{r['code']} — check: {r['check']}" for r in case["reasons"]))
+    for handoff in handoffs:
+        console.print(f"handoff {handoff['idempotency_key']} (score {handoff['score']}, "
+                      f"approved by review: {handoff['approved_by_review']})")
+    return 0

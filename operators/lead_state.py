@@ -1,0 +1,94 @@
+"""The lead state machine: explicit, validated transitions with a history.
+
+    received -> enriched -> scored -> planned -> in_review -> handed_off
+                                         \\-> disqualified, suppressed, erased (see TRANSITIONS)
+
+An illegal transition raises :class:`IllegalTransition`; nothing is ever silently
+overwritten. ``erased`` is terminal.
+
+>>> lead = LeadStateMachine()
+>>> lead.move("scored", 1.0, "first score")
+('received', 'scored')
+>>> lead.move("handed_off", 2.0, "jump")
+Traceback (most recent call last):
+...
+operators.lead_state.IllegalTransition: scored -> handed_off is not a lead transition
+"""
+
+from __future__ import annotations
+
+from schemas.outputs import LeadState
+
+R, E, S, P, IR, H, D, SU, ER = (s.value for s in (
+    LeadState.RECEIVED, LeadState.ENRICHED, LeadState.SCORED, LeadState.PLANNED,
+    LeadState.IN_REVIEW, LeadState.HANDED_OFF, LeadState.DISQUALIFIED, LeadState.SUPPRESSED,
+    LeadState.ERASED))
+
+#: Every legal transition. Re-scoring keeps a lead where it is (no transition);
+#: a scored, planned or disqualified lead goes back to ``scored`` when its plan no
+#: longer applies; ``suppressed`` leads come back when a lawful channel reappears.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    R: frozenset({E, S, SU, ER}),
+    E: frozenset({S, SU, ER}),
+    S: frozenset({P, D, SU, ER}),
+    P: frozenset({S, IR, H, D, SU, ER}),
+    IR: frozenset({P, H, D, SU, ER}),
+    H: frozenset({D, SU, ER}),
+    D: frozenset({S, SU, ER}),
+    SU: frozenset({S, ER}),
+    ER: frozenset(),
+}
+HISTORY = 32
+
+
+class IllegalTransition(ValueError):
+    """A transition the lead state machine does not allow."""
+
+
+class LeadStateMachine:
+    """One lead's state and its recent transitions ``(time, from, to, reason)``."""
+
+    __slots__ = ("state", "history")
+
+    def __init__(self, state: str = R) -> None:
+        if state not in TRANSITIONS:
+            raise IllegalTransition(f"unknown lead state {state!r}")
+        self.state = state
+        self.history: list[tuple[float, str, str, str]] = []
+
+    def can(self, target: str) -> bool:
+        return target in TRANSITIONS[self.state]
+
+    def move(self, target: str, when: float, reason: str) -> tuple[str, str]:
+        """Move to ``target``; returns ``(from, to)``. Raises on an illegal move."""
+        if target not in TRANSITIONS:
+            raise IllegalTransition(f"unknown lead state {target!r}")
+        if target not in TRANSITIONS[self.state]:
+            raise IllegalTransition(f"{self.state} -> {target} is not a lead transition")
+        transition = (self.state, target)
+        self.history.append((when, self.state, target, reason))
+        if len(self.history) > HISTORY:
+            del self.history[0]
+        self.state = target
+        return transition
+
+    def path_to(self, target: str) -> list[str]:
+        """The shortest legal path from the current state to ``target`` (exclusive of now).
+
+        >>> LeadStateMachine("received").path_to("planned")
+        ['scored', 'planned']
+        """
+        if target == self.state:
+            return []
+        frontier = [[self.state]]
+        seen = {self.state}
+        while frontier:
+            path = frontier.pop(0)
+            for nxt in sorted(TRANSITIONS[path[-1]]):
+                if nxt in seen:
+                    continue
+                if nxt == target:
+                    return path[1:] + [nxt]
+                seen.add(nxt)
+                frontier.append(path + [nxt])
+        raise IllegalTransition(f"no path from {self.state} to {target}")

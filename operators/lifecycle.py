@@ -1,0 +1,448 @@
+"""The lead lifecycle stage: from a score to a decision a regulated fund can stand behind.
+
+For each scored lead, in order: the compliance agent decides which channels are
+lawful; the outreach agent plans a sequence and proposes ESG claims; the
+anti-greenwashing check keeps only supported claims; the review agent lists what
+a person must check; the state machine moves the lead. A lead goes to review
+(``leads.review``) or, when clearly qualified, to the CRM (``crm.handoff``).
+
+Emission is idempotent by construction: a lead record is emitted only on a state
+transition or a material score change, and every record's idempotency key derives
+from the lead and the transition (``handoff:<tenant>:<investor>:q<n>`` for the n-th
+qualification), so replaying the input, or resuming after a crash, reproduces the
+same keys and a consumer that upserts by key sees each handoff once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+import orjson
+
+from operators import compliance as compliance_agent
+from operators import outreach, review
+from operators.audit import audit_record
+from operators.claims import ClaimCheck
+from operators.compliance import ComplianceAgent
+from operators.dedup import EventIdDedup
+from operators.lead_state import LeadStateMachine
+from operators.property_catalog import salted_id
+from operators.validation import dead_letter, processing_error
+from schemas.outputs import SCHEMA_VERSION, DlqReason
+from schemas.records import Emitted, Ingested, InvestorContext, InvestorNotice, Scored
+from schemas.settings import Settings
+
+AGENT_VERSION = "lifecycle/1"
+OUTPUT_TOPICS = ("leads.scored", "leads.review", "crm.handoff")
+
+
+def effective_consents(context: InvestorContext) -> dict[str, str]:
+    consents = dict(context.consents)
+    if context.unsubscribed:
+        consents["email"] = "opted_out"
+    return consents
+
+
+class LeadRecord:
+    """What the lifecycle remembers about one lead."""
+
+    __slots__ = ("machine", "context", "last_score", "last_record", "qualifications", "cases",
+                 "open_case", "needs_info")
+
+    def __init__(self, context: InvestorContext | None) -> None:
+        self.machine = LeadStateMachine()
+        self.context = context
+        self.last_score: int | None = None
+        self.last_record: bytes | None = None  #: the last emitted lead record (JSON)
+        self.qualifications = 0
+        self.cases = 0
+        self.open_case: str | None = None
+        self.needs_info = False
+
+    def __getstate__(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state: tuple) -> None:
+        for name, value in zip(self.__slots__, state, strict=True):
+            setattr(self, name, value)
+
+
+class LifecycleShard:
+    """Lifecycle state of the leads of one (tenant, shard) key."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.leads: dict[str, LeadRecord] = {}
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self._dedup = EventIdDedup(settings.dedup.horizon)
+        self._erased: set[str] = set()
+        self._agents()
+
+    def _agents(self) -> None:
+        s = self.settings
+        self._salt = s.contact_hash_salt.get_secret_value()
+        self._compliance = ComplianceAgent()
+        self._claims = ClaimCheck(s.features.stale_after.total_seconds() / 86_400)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        for agent in ("_compliance", "_claims", "_salt"):
+            state.pop(agent)  # rebuilt from settings: rule packs are code, not state
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._agents()
+
+    # -------------------------------------------------------------- routing
+
+    def process(self, items: list, now: datetime) -> list[Emitted]:
+        out: list[Emitted] = []
+        for item in items:
+            if isinstance(item, Scored):
+                self._on_scored(item, now, out)
+            elif isinstance(item, InvestorNotice):
+                self._on_notice(item, now, out)
+            else:
+                try:
+                    self._on_review_decision(item, now, out)
+                except Exception as error:  # noqa: BLE001 - errors are data here
+                    out.append(Emitted("dlq", "", processing_error(item, error, now)))
+        return out
+
+    def _erased_subject(self, investor_id: str) -> bool:
+        return bool(self._erased) and salted_id(self._salt, investor_id) in self._erased
+
+    # -------------------------------------------------------- scored leads
+
+    def _on_scored(self, scored: Scored, now: datetime, out: list[Emitted]) -> None:
+        record, context = scored.record, scored.context
+        investor_id = record["investor_id"]
+        if self._erased_subject(investor_id):
+            return
+        lead = self.leads.get(investor_id)
+        if lead is None:
+            lead = self.leads[investor_id] = LeadRecord(context)
+        lead.context = context
+        as_of: datetime = record["event_time"]
+        when = as_of.timestamp()
+        transitions: list[tuple[str, str, str]] = []
+
+        def move(target: str, reason: str) -> None:
+            for step in lead.machine.path_to(target):
+                transitions.append((*lead.machine.move(step, when, reason), reason))
+
+        if lead.machine.state == "received":
+            if context.engaged_properties:
+                move("enriched", "ESG facts of engaged properties attached")
+            move("scored", "first score")
+
+        s = self.settings
+        p = record["probability"]
+        channels = self._compliance.channels(context.jurisdiction, context.subscriber_type,
+                                             effective_consents(context), context.do_not_call)
+        properties, fits = outreach.lead_properties(context)
+        esg = record["esg_alignment"]["score"]
+        proposed = outreach.proposed_claims(properties, context, esg)
+        tenant_cfg = s.tenants.get(record["tenant"])
+        fund = {"sfdr": getattr(tenant_cfg, "sfdr_classification", None),
+                "uk_sdr_label": getattr(tenant_cfg, "uk_sdr_label", None)}
+        today = as_of.date().toordinal()
+        kept, removed = self._claims.check(proposed, {f.property_id: f for f in properties},
+                                           today, fund)
+        compliance = self._compliance.verdict(channels, removed, self._claims.rule_ids(proposed))
+        plan = {
+            "plan_id": f"plan:{record['tenant']}:{investor_id}:{int(when)}",
+            "agent_version": outreach.AGENT_VERSION,
+            "steps": outreach.plan_steps(channels.allowed, record["intent"],
+                                         record["engagement_readiness"], esg, len(properties)),
+            "lead_properties": [f.property_id for f in properties],
+            "claims": kept,
+        }
+        cfg = s.lifecycle
+        interval = record["interval"]
+        weights = record["explanation"]["source_weights"]
+        reasons = []
+        if p >= cfg.qualification_threshold - cfg.review_band or channels.unsure:
+            reasons = review.review_reasons(
+                probability=p, low=interval["low"], high=interval["high"],
+                ticket_max=context.ticket_max_eur,
+                ticket_limit=tenant_cfg.review_ticket_limit_eur if tenant_cfg else float("inf"),
+                esg_weight=weights["property_epc"] + weights["certifications"] + weights["climate_risk"],
+                facts=properties, today=today,
+                stale_days=s.features.stale_after.total_seconds() / 86_400,
+                compliance_unsure=channels.unsure, needs_info=lead.needs_info, settings=cfg)
+
+        target = self._target(lead, p, compliance["verdict"], reasons)
+        if target != lead.machine.state:
+            move(target, self._why(target, p, compliance["verdict"], reasons))
+        if lead.machine.state != "in_review":
+            lead.open_case = None  # a case closes when its lead leaves review any other way
+        record["state"] = lead.machine.state
+        record["outreach_plan"] = plan
+        record["compliance"] = compliance
+
+        material = lead.last_score is None or abs(record["score"] - lead.last_score) >= cfg.material_score_change
+        if not transitions and not material:
+            self.counts[("lifecycle_quiet", record["tenant"])] += 1
+            return
+        lead.last_score = record["score"]
+        lead.last_record = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)
+        out.append(Emitted("leads", investor_id, record, "leads.scored"))
+        self.counts[("state", lead.machine.state)] += 1
+        if transitions and transitions[-1][1] == "in_review":
+            out.append(self._open_case(lead, record, reasons, now))
+        if transitions and transitions[-1][1] == "handed_off":
+            out.append(self._handoff(lead, record, context, now, approved=False))
+        self._audit_scored(record, context, channels, proposed, removed, reasons, transitions,
+                           fits, now, out)
+
+    def _target(self, lead: LeadRecord, p: float, verdict: str, reasons: list[dict]) -> str:
+        """Where the lead should be after this score."""
+        state = lead.machine.state
+        if verdict == "blocked":
+            return "suppressed"
+        if state in ("handed_off", "in_review"):
+            return state  # the CRM, or a person, owns the lead now
+        cfg = self.settings.lifecycle
+        if state == "disqualified" and p < cfg.qualification_threshold:
+            return state  # only a strong new signal revives a disqualified lead
+        if reasons:
+            return "in_review"
+        if p >= cfg.qualification_threshold:
+            return "handed_off"
+        return "planned" if p >= self.settings.scoring.warm else "scored"
+
+    def _why(self, target: str, p: float, verdict: str, reasons: list[dict]) -> str:
+        if target == "suppressed":
+            return "no lawful contact channel (compliance verdict blocked)"
+        if target == "in_review":
+            return "review needed: " + ", ".join(r["code"] for r in reasons)
+        if target == "handed_off":
+            return f"qualified: probability {p:.2f} >= {self.settings.lifecycle.qualification_threshold:.2f}, nothing to review"
+        if target == "planned":
+            return f"worth outreach: probability {p:.2f}"
+        return f"below outreach threshold: probability {p:.2f}"
+
+    # ------------------------------------------------------------ outputs
+
+    def _open_case(self, lead: LeadRecord, record: dict, reasons: list[dict], now: datetime) -> Emitted:
+        lead.cases += 1
+        lead.needs_info = False
+        investor_id, tenant = record["investor_id"], record["tenant"]
+        case_id = f"case:{investor_id}:{lead.cases}"
+        lead.open_case = case_id
+        self.counts[("review_cases", tenant)] += 1
+        return Emitted("review", investor_id, {
+            "schema_version": SCHEMA_VERSION,
+            "idempotency_key": f"review:{tenant}:{investor_id}:c{lead.cases}",
+            "case_id": case_id,
+            "tenant": tenant,
+            "investor_id": investor_id,
+            "event_time": record["event_time"],
+            "processed_at": now,
+            "reasons": reasons or [{"code": "ambiguous_score", "detail": "routed to review",
+                                    "check": "review the lead"}],
+            "probability": record["probability"],
+            "score": record["score"],
+            "interval": record["interval"],
+            "tier": record["tier"],
+            "state": "in_review",
+            "lineage": record["lineage"],
+        }, "leads.review")
+
+    def _handoff(self, lead: LeadRecord, record: dict, context: InvestorContext | None,
+                 now: datetime, approved: bool) -> Emitted:
+        lead.qualifications += 1
+        investor_id, tenant = record["investor_id"], record["tenant"]
+        n = lead.qualifications
+        self.counts[("handoffs", tenant)] += 1
+        ctx = context or lead.context
+        consents = effective_consents(ctx) if ctx else {}
+        return Emitted("handoff", investor_id, {
+            "schema_version": SCHEMA_VERSION,
+            "idempotency_key": f"handoff:{tenant}:{investor_id}:q{n}",
+            "qualification_id": f"q:{investor_id}:{n}",
+            "tenant": tenant,
+            "investor_id": investor_id,
+            "event_time": record["event_time"],
+            "processed_at": now,
+            "score": record["score"],
+            "probability": record["probability"],
+            "tier": record["tier"],
+            "esg_alignment_score": record["esg_alignment"]["score"],
+            "esg_min_epc_band": ctx.min_epc_band if ctx else None,
+            "esg_required_certifications": list(ctx.required_certifications) if ctx else [],
+            "sfdr_target": ctx.sfdr_target if ctx else None,
+            "uk_sdr_label": ctx.uk_sdr_label if ctx else None,
+            "target_asset_classes": list(ctx.target_asset_classes) if ctx else [],
+            "target_countries": list(ctx.target_countries) if ctx else [],
+            "ticket_max_eur": ctx.ticket_max_eur if ctx else None,
+            "consent": {c: consents.get(c, "none") for c in compliance_agent.CHANNELS},
+            "contact_ref": ctx.contact_ref if ctx else None,
+            "outreach_plan": record["outreach_plan"],
+            "compliance": record["compliance"],
+            "approved_by_review": approved,
+        }, "crm.handoff")
+
+    def _audit_scored(self, record: dict, context: InvestorContext, channels, proposed: list,
+                      removed: list, reasons: list, transitions: list, fits: bool,
+                      now: datetime, out: list[Emitted]) -> None:
+        tenant, investor_id, as_of = record["tenant"], record["investor_id"], record["event_time"]
+        lineage = record["lineage"]
+        model = record["model"]
+
+        def audit(agent: str, version: str, decision: str, reason: str, inputs: dict,
+                  output: dict) -> None:
+            out.append(Emitted("audit", investor_id, audit_record(
+                tenant, investor_id, as_of, now, agent, version, decision, reason, inputs,
+                output, lineage)))
+
+        top = [c["feature"] for c in record["explanation"]["top_positive"]]
+        audit("scoring", model["model_version"], record["tier"],
+              "top positive: " + (", ".join(top) or "none"),
+              {"feature_set_version": model["feature_set_version"],
+               "prior_weight": model["prior_weight"], "global_weight": model["global_weight"]},
+              {"probability": record["probability"], "interval": record["interval"],
+               "score": record["score"]})
+        audit("compliance", compliance_agent.AGENT_VERSION, record["compliance"]["verdict"],
+              f"pack {channels.pack}; allowed {', '.join(channels.allowed) or 'none'}",
+              {"jurisdiction": context.jurisdiction, "subscriber_type": context.subscriber_type,
+               "consents": effective_consents(context), "do_not_call": context.do_not_call,
+               "claims_proposed": [list(c) for c in proposed]},
+              {"blocked": record["compliance"]["blocked_channels"], "removed_claims": removed,
+               "rules_applied": record["compliance"]["rules_applied"]})
+        plan = record["outreach_plan"]
+        audit("outreach", outreach.AGENT_VERSION, f"{len(plan['steps'])} steps",
+              "lead properties meet stated preferences" if fits
+              else "no engaged property meets the stated preferences",
+              {"intent": record["intent"], "readiness": record["engagement_readiness"],
+               "esg_alignment": record["esg_alignment"]["score"]},
+              {"plan_id": plan["plan_id"], "channels": [s["channel"] for s in plan["steps"]],
+               "lead_properties": plan["lead_properties"], "claims": plan["claims"]})
+        audit("review-routing", review.AGENT_VERSION, "review" if reasons else "no review",
+              ", ".join(r["code"] for r in reasons) or "nothing to check",
+              {"probability": record["probability"], "interval": record["interval"]},
+              {"reasons": reasons})
+        audit("state-machine", AGENT_VERSION, record["state"],
+              "; ".join(f"{a}->{b}: {why}" for a, b, why in transitions) or "no transition",
+              {"score": record["score"]}, {"transitions": [[a, b] for a, b, _ in transitions]})
+
+    # -------------------------------------------------------------- notices
+
+    def _on_notice(self, notice: InvestorNotice, now: datetime, out: list[Emitted]) -> None:
+        investor_id = notice.investor_id
+        if notice.kind == "erasure":
+            self._erase(notice, now, out)
+            return
+        lead = self.leads.get(investor_id)
+        if lead is None:
+            if notice.context is not None:
+                self.leads[investor_id] = LeadRecord(notice.context)
+            return
+        if notice.context is not None:
+            lead.context = notice.context
+        when = notice.event_time.timestamp()
+        if notice.kind in ("profile", "unsubscribe") and lead.context is not None:
+            ctx = lead.context
+            channels = self._compliance.channels(ctx.jurisdiction, ctx.subscriber_type,
+                                                 effective_consents(ctx), ctx.do_not_call)
+            state = lead.machine.state
+            if not channels.allowed and channels.unsure is None and lead.machine.can("suppressed"):
+                lead.machine.move("suppressed", when, f"{notice.kind}: no lawful channel left")
+                lead.open_case = None
+                self._reemit(lead, notice, now, out)
+            elif channels.allowed and state == "suppressed":
+                lead.machine.move("scored", when, f"{notice.kind}: lawful channel restored")
+                self._reemit(lead, notice, now, out)
+        elif notice.kind == "outcome":
+            if notice.detail == "disqualified" and lead.machine.can("disqualified"):
+                lead.machine.move("disqualified", when, "CRM disqualified the lead")
+                lead.open_case = None
+                self._reemit(lead, notice, now, out)
+            self._audit_notice(notice, lead, now, out)
+
+    def _reemit(self, lead: LeadRecord, notice: InvestorNotice, now: datetime,
+                out: list[Emitted]) -> None:
+        """Publish the lead's new state with its last scores (a state-only change)."""
+        if lead.last_record is None:
+            return
+        record = orjson.loads(lead.last_record)
+        record["event_time"] = notice.event_time
+        record["processed_at"] = now
+        record["state"] = lead.machine.state
+        record["idempotency_key"] = (f"lead:{notice.tenant}:{notice.investor_id}:"
+                                     f"{int(notice.event_time.timestamp())}:{lead.machine.state}")
+        record["lineage"] = [*record["lineage"][-63:], {"event_id": notice.ref[0],
+                                                        "topic": notice.ref[1],
+                                                        "partition": notice.ref[2],
+                                                        "offset": notice.ref[3]}]
+        lead.last_record = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)
+        out.append(Emitted("leads", notice.investor_id, record, "leads.scored"))
+        self.counts[("state", lead.machine.state)] += 1
+        self._audit_notice(notice, lead, now, out)
+
+    def _audit_notice(self, notice: InvestorNotice, lead: LeadRecord, now: datetime,
+                      out: list[Emitted]) -> None:
+        last = lead.machine.history[-1] if lead.machine.history else None
+        out.append(Emitted("audit", notice.investor_id, audit_record(
+            notice.tenant, notice.investor_id, notice.event_time, now, "state-machine",
+            AGENT_VERSION, lead.machine.state, last[3] if last else notice.kind,
+            {"notice": notice.kind, "detail": notice.detail}, {"state": lead.machine.state},
+            [{"event_id": notice.ref[0], "topic": notice.ref[1], "partition": notice.ref[2],
+              "offset": notice.ref[3]}], sequence=notice.ref[0])))
+
+    def _erase(self, notice: InvestorNotice, now: datetime, out: list[Emitted]) -> None:
+        investor_id = notice.investor_id
+        self.leads.pop(investor_id, None)
+        self._erased.add(salted_id(self._salt, investor_id))
+        for topic in OUTPUT_TOPICS:
+            out.append(Emitted("tombstone", investor_id, None, topic))
+        out.append(Emitted("audit", investor_id, audit_record(
+            notice.tenant, investor_id, notice.event_time, now, "erasure", AGENT_VERSION,
+            "erased", "right to erasure: lead state deleted, outputs tombstoned", {}, {},
+            [{"event_id": notice.ref[0], "topic": notice.ref[1], "partition": notice.ref[2],
+              "offset": notice.ref[3]}])))
+
+    # ---------------------------------------------------- review decisions
+
+    def _on_review_decision(self, ingested: Ingested, now: datetime, out: list[Emitted]) -> None:
+        decision = ingested.event
+        investor_id = decision.investor_id  # type: ignore[attr-defined]
+        if self._erased_subject(investor_id):
+            out.append(Emitted("dlq", investor_id, dead_letter(
+                ingested, DlqReason.ERASED_SUBJECT, "investor has been erased; payload withheld",
+                now, withhold_value=True)))
+            return
+        if not self._dedup.first_time(decision.event_id, decision.event_time):  # type: ignore[attr-defined]
+            out.append(Emitted("dlq", investor_id, dead_letter(
+                ingested, DlqReason.DUPLICATE,
+                f"event_id {decision.event_id!r} already processed", now)))  # type: ignore[attr-defined]
+            return
+        lead = self.leads.get(investor_id)
+        if lead is None or lead.open_case != decision.case_id or lead.last_record is None:  # type: ignore[attr-defined]
+            out.append(Emitted("dlq", investor_id, dead_letter(
+                ingested, DlqReason.UNKNOWN_CASE,
+                f"no open review case {decision.case_id!r} for this investor", now)))  # type: ignore[attr-defined]
+            return
+        verdict = decision.verdict.value  # type: ignore[attr-defined]
+        when = decision.event_time.timestamp()  # type: ignore[attr-defined]
+        lead.open_case = None
+        notice = InvestorNotice(decision.tenant, investor_id, "review_decision",  # type: ignore[attr-defined]
+                                decision.event_time, ingested.ref(), None, verdict,  # type: ignore[attr-defined]
+                                decision.case_id)  # type: ignore[attr-defined]
+        reason = f"reviewer {decision.reviewer} decided {verdict} on {decision.case_id}"  # type: ignore[attr-defined]
+        if verdict == "approve":
+            lead.machine.move("handed_off", when, reason)
+            self._reemit(lead, notice, now, out)
+            out.append(self._handoff(lead, orjson.loads(lead.last_record), None, now, approved=True))
+        elif verdict == "reject":
+            lead.machine.move("disqualified", when, reason)
+            self._reemit(lead, notice, now, out)
+        else:
+            lead.needs_info = True
+            lead.machine.move("planned", when, reason)
+            self._reemit(lead, notice, now, out)
+        self.counts[("used", ingested.topic)] += 1
+

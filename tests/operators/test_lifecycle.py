@@ -1,0 +1,218 @@
+"""The lifecycle stage: transitions, review decisions, opt-outs, erasure, idempotent handoff."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import date, datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from operators.lifecycle import LifecycleShard
+from schemas.codec import decode_event, validate_record
+from schemas.records import Emitted, Ingested, InvestorContext, InvestorNotice, PropertyFacts, Scored
+from schemas.settings import Settings
+
+T0 = datetime(2026, 3, 2, 10, tzinfo=timezone.utc)
+NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
+SETTINGS = Settings.model_validate({"tenants": {"acme": {"review_ticket_limit_eur": 1e8}}})
+
+
+def facts(property_id: str = "p-1", *, third_party: bool = True, age_days: int = 30) -> PropertyFacts:
+    return PropertyFacts(property_id, "acme", T0 - timedelta(days=1), "GB", "office", 2e7, "B", 2,
+                         None, True, True, "BREEAM excellent", 90.0, 18.0, 20, third_party,
+                         (T0.date() - timedelta(days=age_days)).toordinal(), True, True)
+
+
+def context(**changes) -> InvestorContext:
+    base = dict(investor_type="family_office", subscriber_type="corporate", jurisdiction="GB",
+                consents={"email": "opted_in", "phone": "opted_in"}, do_not_call=False,
+                unsubscribed=False, ticket_min_eur=1e6, ticket_max_eur=2e7, min_epc_band="C",
+                required_certifications=(), sfdr_target=None, uk_sdr_label=None,
+                max_climate_risk=None, target_countries=("GB",), target_asset_classes=("office",),
+                excluded_asset_classes=(), contact_ref="abc123", engaged_properties=(facts(),))
+    base.update(changes)
+    return InvestorContext(**base)
+
+
+def scored(p: float, hours: float = 0, investor_id: str = "inv-1", ctx: InvestorContext | None = None,
+           low: float | None = None, high: float | None = None) -> Scored:
+    as_of = T0 + timedelta(hours=hours)
+    record = {
+        "schema_version": 1, "idempotency_key": f"lead:acme:{investor_id}:{int(as_of.timestamp())}",
+        "tenant": "acme", "investor_id": investor_id, "event_time": as_of, "processed_at": NOW,
+        "probability": p, "score": round(100 * p),
+        "interval": {"low": low if low is not None else max(0.0, p - 0.1),
+                     "high": high if high is not None else min(1.0, p + 0.1), "level": 0.9},
+        "tier": "hot" if p >= 0.5 else "warm", "esg_alignment": {"score": 70.0, "components": {}},
+        "intent": 80.0, "engagement_readiness": 70.0, "data_freshness_days": 30.0,
+        "explanation": {"top_positive": [], "top_negative": [], "prior_reasons": [],
+                        "source_weights": {"property_epc": 0.1, "certifications": 0.05,
+                                           "climate_risk": 0.05, "engagement": 0.7, "profile": 0.1}},
+        "model": {"model_version": "m", "feature_set_version": "fs-2", "tenant_labels": 10,
+                  "prior_weight": 0.1, "global_weight": 0.0},
+        "features": {"eng_1d": 1.0}, "state": "scored",
+        "lineage": [{"event_id": "e1", "topic": "investor.engagements", "partition": 0, "offset": 1}],
+    }
+    return Scored(record, ctx or context())
+
+
+def notice(kind: str, hours: float, ctx: InvestorContext | None = None, detail: str | None = None,
+           investor_id: str = "inv-1") -> InvestorNotice:
+    return InvestorNotice("acme", investor_id, kind, T0 + timedelta(hours=hours),
+                          (f"n-{kind}-{hours}", "investor.profiles", 0, 5), ctx, detail)
+
+
+def decision(case_id: str, verdict: str, event_id: str = "d-1", investor_id: str = "inv-1") -> Ingested:
+    payload = {"tenant": "acme", "event_id": event_id, "event_time": (T0 + timedelta(hours=5)).isoformat(),
+               "source": "review-ui", "investor_id": investor_id, "case_id": case_id,
+               "verdict": verdict, "reviewer": "rev-7"}
+    value = orjson.dumps(payload)
+    return Ingested(decode_event("lead.review-decisions", value), "lead.review-decisions", 0, 9,
+                    0, investor_id.encode(), value)
+
+
+def of(out: list[Emitted], kind: str) -> list[dict]:
+    return [e.record for e in out if e.kind == kind]
+
+
+TOPIC = {"leads": "leads.scored", "review": "leads.review", "handoff": "crm.handoff", "dlq": "leads.dlq"}
+
+
+def check_records(out: list[Emitted]) -> None:
+    for e in out:
+        if e.kind in TOPIC:
+            validate_record(TOPIC[e.kind], e.record)
+
+
+def test_clear_qualification_hands_off_once_with_a_stable_key() -> None:
+    shard = LifecycleShard(SETTINGS)
+    out = shard.process([scored(0.8)], NOW)
+    check_records(out)
+    [lead] = of(out, "leads")
+    assert lead["state"] == "handed_off"
+    [handoff] = of(out, "handoff")
+    assert handoff["idempotency_key"] == "handoff:acme:inv-1:q1"
+    assert handoff["consent"] == {"email": "opted_in", "phone": "opted_in", "sms": "none"}
+    assert handoff["contact_ref"] == "abc123" and not handoff["approved_by_review"]
+    assert {a["agent"] for a in of(out, "audit")} == {"scoring", "compliance", "outreach",
+                                                      "review-routing", "state-machine"}
+    # Re-scores of a handed-off lead never hand it off again.
+    again = shard.process([scored(0.85, 1), scored(0.9, 2)], NOW)
+    assert not of(again, "handoff")
+
+
+def test_quiet_rescores_are_not_published() -> None:
+    shard = LifecycleShard(SETTINGS)
+    shard.process([scored(0.30)], NOW)
+    assert not of(shard.process([scored(0.31, 1)], NOW), "leads")  # below material change
+    assert of(shard.process([scored(0.40, 2)], NOW), "leads")
+
+
+def test_ambiguous_score_opens_a_review_case_and_approve_hands_off() -> None:
+    shard = LifecycleShard(SETTINGS)
+    out = shard.process([scored(0.52)], NOW)
+    [case] = of(out, "review")
+    assert [r["code"] for r in case["reasons"]] == ["ambiguous_score"]
+    assert of(out, "leads")[0]["state"] == "in_review"
+    out = shard.process([decision(case["case_id"], "approve")], NOW)
+    check_records(out)
+    [handoff] = of(out, "handoff")
+    assert handoff["approved_by_review"] and handoff["idempotency_key"] == "handoff:acme:inv-1:q1"
+    assert of(out, "leads")[0]["state"] == "handed_off"
+    # The same decision delivered again is a duplicate; a decision for a closed case is unknown.
+    assert of(shard.process([decision(case["case_id"], "approve")], NOW), "dlq")[0]["reason"] == "duplicate"
+    stale = shard.process([decision(case["case_id"], "reject", event_id="d-2")], NOW)
+    assert of(stale, "dlq")[0]["reason"] == "unknown_case"
+
+
+def test_reject_disqualifies_and_needs_info_reopens_with_the_reason() -> None:
+    shard = LifecycleShard(SETTINGS)
+    [case] = of(shard.process([scored(0.52)], NOW), "review")
+    out = shard.process([decision(case["case_id"], "needs_info")], NOW)
+    assert of(out, "leads")[0]["state"] == "planned"
+    [case2] = of(shard.process([scored(0.53, 6)], NOW), "review")
+    assert "reviewer_needs_info" in [r["code"] for r in case2["reasons"]]
+    assert case2["case_id"] != case["case_id"]
+    out = shard.process([decision(case2["case_id"], "reject", event_id="d-3")], NOW)
+    assert of(out, "leads")[0]["state"] == "disqualified"
+    assert not of(out, "handoff")
+
+
+def test_unsubscribe_suppresses_at_once_when_no_channel_is_left() -> None:
+    shard = LifecycleShard(SETTINGS)
+    ctx = context(subscriber_type="individual", consents={"email": "opted_in", "phone": "none"},
+                  do_not_call=True)
+    shard.process([scored(0.3, ctx=ctx)], NOW)
+    out = shard.process([notice("unsubscribe", 1, ctx._replace(unsubscribed=True))], NOW)
+    check_records(out)
+    [lead] = of(out, "leads")
+    assert lead["state"] == "suppressed"
+    assert lead["idempotency_key"].endswith(":suppressed")
+    # Consent given again later: the lead comes back.
+    back = shard.process([notice("profile", 30, ctx._replace(consents={"email": "opted_in",
+                                                                        "phone": "opted_in"},
+                                                              do_not_call=False,
+                                                              unsubscribed=True))], NOW)
+    assert of(back, "leads")[0]["state"] == "scored"
+
+
+def test_compliance_unsure_and_ticket_limit_route_to_review() -> None:
+    shard = LifecycleShard(SETTINGS)
+    out = shard.process([scored(0.8, ctx=context(jurisdiction="AU"))], NOW)
+    [case] = of(out, "review")
+    assert [r["code"] for r in case["reasons"]] == ["compliance_unsure"]
+    big = Settings.model_validate({"tenants": {"acme": {"review_ticket_limit_eur": 1e6}}})
+    [case] = of(LifecycleShard(big).process([scored(0.8, investor_id="inv-2")], NOW), "review")
+    assert "ticket_over_limit" in [r["code"] for r in case["reasons"]]
+
+
+def test_unsupported_claims_are_removed_and_recorded() -> None:
+    shard = LifecycleShard(SETTINGS)
+    ctx = context(engaged_properties=(facts(third_party=False),), sfdr_target="article_9")
+    [lead] = of(shard.process([scored(0.3, ctx=ctx)], NOW), "leads")
+    removed = {(c["claim"]) for c in lead["compliance"]["removed_claims"]}
+    assert removed == {"energy_efficient", "low_climate_risk", "sfdr_article_9"}
+    assert [c["claim"] for c in lead["outreach_plan"]["claims"]] == ["certified"]
+    assert lead["compliance"]["verdict"] == "restricted"
+
+
+def test_crm_disqualification_moves_the_lead() -> None:
+    shard = LifecycleShard(SETTINGS)
+    shard.process([scored(0.3)], NOW)
+    out = shard.process([notice("outcome", 3, detail="disqualified")], NOW)
+    assert of(out, "leads")[0]["state"] == "disqualified"
+
+
+def test_erasure_tombstones_outputs_and_forgets_the_lead() -> None:
+    shard = LifecycleShard(SETTINGS)
+    shard.process([scored(0.8)], NOW)
+    out = shard.process([notice("erasure", 2)], NOW)
+    assert sorted(e.topic for e in out if e.kind == "tombstone") == ["crm.handoff", "leads.review",
+                                                                      "leads.scored"]
+    assert "inv-1" not in shard.leads
+    assert not shard.process([scored(0.9, 3)], NOW)  # in-flight scores for an erased lead
+    dead = of(shard.process([decision("case:inv-1:1", "approve", "d-9")], NOW), "dlq")
+    assert dead[0]["reason"] == "erased_subject" and dead[0]["value_b64"] is None
+
+
+def test_no_contact_data_in_audit_and_state_survives_pickling() -> None:
+    shard = LifecycleShard(SETTINGS)
+    out = shard.process([scored(0.52)], NOW)
+    blob = orjson.dumps([e.record for e in out if e.kind == "audit"])
+    assert b"@" not in blob and b"+44" not in blob
+    restored = pickle.loads(pickle.dumps(shard))
+    case_id = of(out, "review")[0]["case_id"]
+    a = of(shard.process([decision(case_id, "approve")], NOW), "handoff")
+    b = of(restored.process([decision(case_id, "approve")], NOW), "handoff")
+    assert a == b and a[0]["idempotency_key"] == "handoff:acme:inv-1:q1"
+
+
+@pytest.mark.parametrize("p", [0.05, 0.3, 0.52, 0.8])
+def test_every_emitted_record_validates(p: float) -> None:
+    check_records(LifecycleShard(SETTINGS).process([scored(p)], NOW))
+
+
+def test_date_of_audit_partition_is_the_event_date() -> None:
+    out = LifecycleShard(SETTINGS).process([scored(0.3, hours=20)], NOW)
+    assert {a["date"] for a in of(out, "audit")} == {date(2026, 3, 3).isoformat()}
