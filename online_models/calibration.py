@@ -67,7 +67,8 @@ class OnlineCalibrator:
         if self._stale > max_stale:
             # A tiny ramp makes the map strictly increasing: pooled (flat) stretches of
             # the isotonic fit would otherwise tie leads the model had ranked apart.
-            self._map = _isotonic(self.positives / self.totals, self.totals) + 1e-4 * self.centres
+            self._map = (1 - 1e-4) * _isotonic(self.positives / self.totals, self.totals) \
+                + 1e-4 * self.centres  # a convex mix: stays within [0, 1]
             self._stale = 0
         return self._map
 
@@ -77,17 +78,16 @@ class OnlineCalibrator:
         One-at-a-time callers (prequential checks on labels) may see a map up to ten
         labels old; :meth:`transform_many`, which scores leads, always sees it fresh.
         """
-        curve = self._current_map(max_stale=10)
-        if p < self.centres[0]:
-            return float(curve[0] * p / self.centres[0])
-        return float(np.interp(p, self.centres, curve))
+        return float(self._interpolate(np.array([p]), self._current_map(max_stale=10))[0])
 
     def transform_many(self, ps: np.ndarray) -> np.ndarray:
-        curve = self._current_map()
-        out = np.interp(ps, self.centres, curve)
-        below = ps < self.centres[0]
-        out[below] = curve[0] * ps[below] / self.centres[0]
-        return out
+        return self._interpolate(ps, self._current_map())
+
+    def _interpolate(self, ps: np.ndarray, curve: np.ndarray) -> np.ndarray:
+        """Linear between bin centres, and from the outer centres to (0, 0) and (1, 1)."""
+        xs = np.concatenate(([0.0], self.centres, [1.0]))
+        ys = np.concatenate(([0.0], curve, [1.0]))
+        return np.interp(ps, xs, ys)
 
 
 def _isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:

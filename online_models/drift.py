@@ -1,20 +1,23 @@
 """Drift detectors per tenant: on the model's error stream and on key features.
 
-Bookkeeping around :mod:`river.drift`: ADWIN on the prequential squared error
-(concept drift: the model got worse) and ADWIN on each watched feature (data drift:
-the inputs changed). A feature detection is reported only after a warm-up and only
-if the change is material — at least ``min_effect`` standard deviations of the
-feature — since on a busy stream ADWIN finds statistically certain but tiny
-shifts. A cool-down keeps one change from raising a burst of alerts.
+Bookkeeping around :mod:`river.drift`. ADWIN watches the prequential squared error
+(concept drift: the model got *worse*) and each watched feature (data drift: the
+inputs changed). ADWIN fires early, when its estimate still mixes old and new
+data, and on a busy stream it also finds changes that are certain but tiny; so a
+detection is only a *candidate*: the next ``confirm`` observations are compared
+with the reference statistics from before it, and the change is reported only if
+it is material — at least ``min_effect`` reference standard deviations (for the
+error stream: upwards, since a model that improves has not drifted). Warm-up and a
+cool-down keep the stream's start and one change's aftermath from raising alerts.
 
 >>> import random
 >>> rng = random.Random(0)
->>> monitor = DriftMonitor(features=("x",), feature_delta=0.002, warmup=100)
+>>> monitor = DriftMonitor(features=("x",), feature_delta=0.002, warmup=100, confirm=50)
 >>> hits = []
 >>> for i in range(2000):
 ...     hits += monitor.update_features({"x": rng.gauss(0 if i < 1000 else 3, 1)})
->>> [(h.subject, h.index) for h in hits]
-[('feature:x', 1024)]
+>>> [(h.subject, h.index, round(h.effect, 1)) for h in hits]
+[('feature:x', 1024, 2.5)]
 """
 
 from __future__ import annotations
@@ -28,19 +31,19 @@ from river import drift
 class Detection:
     detector: str
     subject: str
-    index: int  #: number of updates the detector had seen when it fired
-    mean_after: float  #: the detector's estimate of the new mean
-    width: int  #: observations the detector kept after the change
-    effect: float = 0.0  #: size of the change in standard deviations (features only)
+    index: int  #: observations the stream had seen when ADWIN fired (never reset)
+    mean_after: float  #: mean of the confirmation window
+    width: int  #: observations in the confirmation window
+    effect: float = 0.0  #: change in reference standard deviations (signed)
 
 
 class _Running:
-    """Welford mean and variance: the reference a feature change is measured against."""
+    """Welford mean and variance: the reference a change is measured against."""
 
     __slots__ = ("n", "mean", "m2")
 
-    def __init__(self) -> None:
-        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+    def __init__(self, n: int = 0, mean: float = 0.0, m2: float = 0.0) -> None:
+        self.n, self.mean, self.m2 = n, mean, m2
 
     def update(self, x: float) -> None:
         self.n += 1
@@ -53,6 +56,44 @@ class _Running:
         return (self.m2 / (self.n - 1)) ** 0.5 if self.n > 1 else 0.0
 
 
+class _Watched:
+    """One stream: its ADWIN, reference statistics and any candidate change."""
+
+    __slots__ = ("name", "adwin", "reference", "seen", "quiet_until", "candidate", "window")
+
+    def __init__(self, name: str, delta: float, warmup: int) -> None:
+        self.name = name
+        self.adwin = drift.ADWIN(delta=delta)
+        self.reference = _Running()
+        self.seen = 0
+        self.quiet_until = warmup
+        self.candidate: tuple[int, float, float] | None = None  # (fired at, mean, std)
+        self.window = _Running()
+
+    def update(self, value: float, confirm: int, min_effect: float, upward_only: bool,
+               cooldown: int) -> Detection | None:
+        self.seen += 1
+        self.adwin.update(value)
+        if self.candidate is None:
+            self.reference.update(value)
+            if self.adwin.drift_detected and self.seen >= self.quiet_until:
+                self.candidate = (self.seen, self.reference.mean, self.reference.std)
+                self.window = _Running()
+            return None
+        self.window.update(value)
+        if self.window.n < confirm:
+            return None
+        fired, mean, std = self.candidate
+        self.candidate = None
+        effect = (self.window.mean - mean) / std if std > 0 else 0.0
+        material = effect >= min_effect if upward_only else abs(effect) >= min_effect
+        if not material:
+            return None
+        self.quiet_until = self.seen + cooldown
+        self.reference = _Running(self.window.n, self.window.mean, self.window.m2)
+        return Detection("ADWIN", self.name, fired, self.window.mean, self.window.n, effect)
+
+
 class DriftMonitor:
     """ADWIN detectors on the error stream and on selected features.
 
@@ -62,54 +103,39 @@ class DriftMonitor:
         Names of the features to watch.
     error_delta, feature_delta
         ADWIN confidence parameters (smaller: fewer false alarms, slower detection).
-    min_effect
-        Smallest feature change, in standard deviations, worth an alert.
+    min_effect, error_min_effect
+        Smallest change worth an alert, in reference standard deviations.
     warmup
-        Feature observations before feature alerts may fire.
+        Observations before a stream may raise anything.
+    confirm
+        Observations after ADWIN fires that decide whether the change is material.
     cooldown
-        Updates to ignore a detector after it fired.
+        Observations to ignore a stream after it raised an alert.
     """
 
     def __init__(self, features: tuple[str, ...], error_delta: float = 0.002,
-                 feature_delta: float = 1e-5, min_effect: float = 0.25, warmup: int = 2000,
+                 feature_delta: float = 1e-5, min_effect: float = 0.25,
+                 error_min_effect: float = 0.1, warmup: int = 2000, confirm: int = 200,
                  cooldown: int = 500) -> None:
         self.features = features
         self.min_effect = min_effect
-        self.warmup = warmup
+        self.error_min_effect = error_min_effect
+        self.confirm = confirm
         self.cooldown = cooldown
-        self.error = drift.ADWIN(delta=error_delta)
-        self.error_updates = 0
-        self.error_quiet_until = 0
-        self.feature_detectors = {name: drift.ADWIN(delta=feature_delta) for name in features}
-        self.reference = {name: _Running() for name in features}
-        self.feature_quiet_until = {name: warmup for name in features}
+        self.error = _Watched("model_error", error_delta, min(warmup, 200))
+        self.watched = {name: _Watched(f"feature:{name}", feature_delta, warmup) for name in features}
 
     def update_error(self, squared_error: float) -> list[Detection]:
-        error = self.error
-        error.update(squared_error)
-        self.error_updates += 1
-        if error.drift_detected and self.error_updates >= self.error_quiet_until:
-            self.error_quiet_until = self.error_updates + self.cooldown
-            return [Detection("ADWIN", "model_error", self.error_updates, error.estimation,
-                              int(error.width))]
-        return []
+        found = self.error.update(squared_error, self.confirm, self.error_min_effect, True,
+                                  self.cooldown)
+        return [found] if found is not None else []
 
     def update_features(self, features: dict[str, float]) -> list[Detection]:
         detections = []
-        for name, detector in self.feature_detectors.items():
+        for name, watched in self.watched.items():
             value = features.get(name)
-            if value is None:
-                continue
-            reference = self.reference[name]
-            reference.update(value)
-            detector.update(value)
-            if detector.drift_detected and reference.n >= self.feature_quiet_until[name]:
-                after = detector.estimation
-                std = reference.std
-                effect = abs(after - reference.mean) / std if std > 0 else 0.0
-                if effect >= self.min_effect:
-                    self.feature_quiet_until[name] = reference.n + self.cooldown
-                    detections.append(Detection("ADWIN", f"feature:{name}", reference.n, after,
-                                                int(detector.width), round(effect, 3)))
-                    self.reference[name] = _Running()  # measure the next change from here
+            if value is not None:
+                found = watched.update(value, self.confirm, self.min_effect, False, self.cooldown)
+                if found is not None:
+                    detections.append(found)
         return detections

@@ -87,7 +87,9 @@ class ComplianceAgent:
                     "channel": rule.channel, "rule_id": rule.id,
                     "reason": f"requires {rule.requires.replace('_', ' ')} ({rule.citation}); "
                               f"consent is {status}"[:256]})
-            elif rule.do_not_call and do_not_call:
+            elif rule.do_not_call and do_not_call and status != "opted_in":
+                # A register listing yields to the subscriber's own consent to be called
+                # (PECR reg. 21(4); the TSR's express-permission exemption).
                 verdict.blocked.append({"channel": rule.channel, "rule_id": rule.id,
                                         "reason": f"number on a do-not-call register ({rule.citation})"[:256]})
             else:

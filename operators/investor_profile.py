@@ -46,11 +46,11 @@ class InvestorProfileState:
         "do_not_call", "ticket_min", "ticket_max", "min_epc_rank", "min_epc_band",
         "required_certifications", "sfdr_target", "uk_sdr_label", "max_climate_risk",
         "excluded_assets", "target_countries", "target_assets", "risk_tolerance",
-        "contact_ref", "unsubscribed",
+        "contact_ref", "unsubscribed", "unsubscribed_at",
         # behaviour
         "clock", "counts", "depth", "views", "esg_reports", "active_windows",
         "content", "epc_ranks", "countries", "assets", "value_n", "value_sum", "value_sq",
-        "meetings", "replies", "totals", "dwell", "catalog_log_value", "first_seen", "last_active", "previous_active",
+        "meetings", "replies", "totals", "dwell", "catalog_log_value", "ingest_ms", "first_seen", "last_active", "previous_active",
         "top_properties", "lineage", "history",
     )
 
@@ -76,6 +76,7 @@ class InvestorProfileState:
         self.risk_tolerance: str | None = None
         self.contact_ref: str | None = None
         self.unsubscribed = False
+        self.unsubscribed_at: datetime | None = None
         # Decayed counters, one slot per half-life; all decayed to ``clock``.
         self.clock: float | None = None
         n = len(half_lives_days)
@@ -97,6 +98,7 @@ class InvestorProfileState:
         self.totals = [0, 0, 0, 0.0, 0]
         self.catalog_log_value: float | None = None  # the tenant's typical lot size, last seen
         self.dwell = [0.0, 0, 0.0, 0]  # undecayed, as in WindowAggregate.dwell
+        self.ingest_ms: int | None = None  # of the latest window's inputs
         self.first_seen: datetime | None = None
         self.last_active: datetime | None = None
         self.previous_active: datetime | None = None
@@ -113,8 +115,16 @@ class InvestorProfileState:
         self.subscriber_type = profile.subscriber_type.value
         self.jurisdiction = profile.jurisdiction
         self.consents = {c.channel.value: c.status.value for c in profile.consents}
-        if self.unsubscribed:  # an unsubscribe outranks an older CRM consent record
-            self.consents["email"] = "opted_out"
+        if self.unsubscribed:
+            # An unsubscribe outranks older consent records; only a fresh, explicit
+            # opt-in recorded after it restores e-mail.
+            email = next((c for c in profile.consents if c.channel.value == "email"), None)
+            if (email is not None and email.status.value == "opted_in"
+                    and email.updated_at is not None and self.unsubscribed_at is not None
+                    and email.updated_at > self.unsubscribed_at):
+                self.unsubscribed, self.unsubscribed_at = False, None
+            else:
+                self.consents["email"] = "opted_out"
         self.do_not_call = profile.do_not_call
         self.ticket_min = profile.ticket_min_eur
         self.ticket_max = profile.ticket_max_eur
@@ -130,8 +140,9 @@ class InvestorProfileState:
         self.risk_tolerance = profile.risk_tolerance.value if profile.risk_tolerance else None
         self.contact_ref = contact_ref
 
-    def unsubscribe(self) -> None:
+    def unsubscribe(self, when: datetime) -> None:
         self.unsubscribed = True
+        self.unsubscribed_at = when
         self.consents["email"] = "opted_out"
 
     # ------------------------------------------------------------ behaviour
@@ -180,6 +191,7 @@ class InvestorProfileState:
         self.replies += actions[ACTION_INDEX["reply"]]
         if agg.catalog_log_value is not None:
             self.catalog_log_value = agg.catalog_log_value
+        self.ingest_ms = agg.ingest_ms or None
         dwell = self.dwell
         for i, v in enumerate(agg.dwell):
             dwell[i] += v

@@ -77,18 +77,20 @@ class InvestorShard:
         """Handle a batch of closed windows and investor events, in arrival order."""
         out: list = []
         for item in items:
+            when = (item.window_end if isinstance(item, InvestorWindow)
+                    else item.event.event_time).timestamp()
+            if when > self._clock:
+                # Re-scores fall due in event time: emit those before this item, so an
+                # outcome after a silence finds the re-score as its latest vector.
+                self._clock = when
+                out.extend(self._rescore_due())
             if isinstance(item, InvestorWindow):
                 out.extend(self.on_window(item))
-                when = item.window_end
             else:
                 try:
                     out.extend(self.on_event(item, now))
                 except Exception as error:  # noqa: BLE001 - errors are data here
                     out.append(processing_error(item, error, now))
-                when = item.event.event_time
-            if when.timestamp() > self._clock:
-                self._clock = when.timestamp()
-        out.extend(self._rescore_due())
         return out
 
     def _rescore_due(self) -> list:
@@ -143,7 +145,7 @@ class InvestorShard:
             return [dead_letter(ingested, DlqReason.ERASED_SUBJECT,
                                 "investor has been erased; payload withheld", now,
                                 withhold_value=True)]
-        if not self._dedup.first_time(event.event_id, event.event_time):  # type: ignore[attr-defined]
+        if not self._dedup.first_time(f"{ingested.topic}/{event.event_id}", event.event_time):  # type: ignore[attr-defined]
             return [dead_letter(ingested, DlqReason.DUPLICATE,
                                 f"event_id {event.event_id!r} already processed", now)]  # type: ignore[attr-defined]
         topic = ingested.topic
@@ -175,7 +177,7 @@ class InvestorShard:
 
     def _on_unsubscribe(self, ingested: Ingested) -> list:
         state = self._state(ingested.event.investor_id)  # type: ignore[attr-defined]
-        state.unsubscribe()
+        state.unsubscribe(ingested.event.event_time)  # type: ignore[attr-defined]
         return [self._notice(ingested, "unsubscribe", state)]
 
     def _on_outcome(self, ingested: Ingested) -> list:
@@ -207,4 +209,8 @@ class InvestorShard:
         investor_id = ingested.event.investor_id  # type: ignore[attr-defined]
         self.investors.pop(investor_id, None)
         self._erased.add(salted_id(self._salt, investor_id))
+        if any(entry[1] == investor_id for entry in self._due):
+            # Nothing about an erased investor may stay in clear, not even a pending re-score.
+            self._due = [entry for entry in self._due if entry[1] != investor_id]
+            heapq.heapify(self._due)
         return [self._notice(ingested, "erasure", None)]

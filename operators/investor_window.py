@@ -35,7 +35,7 @@ class WindowAggregate:
         "n", "actions", "with_facts", "high_epc", "certified", "low_risk", "third_party",
         "expected_high", "expected_certified", "expected_low_risk", "data_age_days", "stale",
         "epc_ranks", "countries", "assets", "log_values", "properties", "first", "last",
-        "refs", "dwell", "unknown_property", "catalog_log_value",
+        "refs", "dwell", "unknown_property", "catalog_log_value", "ingest_ms",
     )
 
     def __init__(self) -> None:
@@ -58,6 +58,7 @@ class WindowAggregate:
         self.dwell = [0.0, 0, 0.0, 0]
         self.unknown_property = 0
         self.catalog_log_value: float | None = None
+        self.ingest_ms = 0  # latest Kafka timestamp of the window's events
 
     def add(self, item: EnrichedEngagement, stale_days: float) -> None:
         ingested = item.ingested
@@ -65,6 +66,8 @@ class WindowAggregate:
         when = event.event_time  # type: ignore[attr-defined]
         self.n += 1
         self.actions[ACTION_INDEX[event.action]] += 1  # type: ignore[attr-defined]
+        if ingested.timestamp_ms > self.ingest_ms:
+            self.ingest_ms = ingested.timestamp_ms
         if self.first is None or when < self.first:
             self.first = when
         if self.last is None or when > self.last:

@@ -75,6 +75,8 @@ class LifecycleShard:
         self.settings = settings
         self.leads: dict[str, LeadRecord] = {}
         self.counts: Counter[tuple[str, str]] = Counter()
+        #: Latency and data-age samples for the metrics, drained after every batch.
+        self.observations: list[tuple[str, str, float]] = []
         self._dedup = EventIdDedup(settings.dedup.horizon)
         self._erased: set[str] = set()
         self._agents()
@@ -87,6 +89,7 @@ class LifecycleShard:
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
+        state["observations"] = []
         for agent in ("_compliance", "_claims", "_salt"):
             state.pop(agent)  # rebuilt from settings: rule packs are code, not state
         return state
@@ -191,12 +194,21 @@ class LifecycleShard:
         lead.last_record = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)
         out.append(Emitted("leads", investor_id, record, "leads.scored"))
         self.counts[("state", lead.machine.state)] += 1
+        self._observe(record, scored.ingest_ms, now)
         if transitions and transitions[-1][1] == "in_review":
             out.append(self._open_case(lead, record, reasons, now))
         if transitions and transitions[-1][1] == "handed_off":
             out.append(self._handoff(lead, record, context, now, approved=False))
         self._audit_scored(record, context, channels, proposed, removed, reasons, transitions,
                            fits, now, out)
+
+    def _observe(self, record: dict, ingest_ms: int | None, now: datetime) -> None:
+        samples = self.observations
+        samples.append(("lead_latency", "event", (now - record["event_time"]).total_seconds()))
+        if ingest_ms is not None:
+            samples.append(("lead_latency", "ingest", now.timestamp() - ingest_ms / 1000))
+        if record["data_freshness_days"] is not None:
+            samples.append(("esg_data_age_days", record["tenant"], record["data_freshness_days"]))
 
     def _target(self, lead: LeadRecord, p: float, verdict: str, reasons: list[dict]) -> str:
         """Where the lead should be after this score."""
@@ -415,7 +427,7 @@ class LifecycleShard:
                 ingested, DlqReason.ERASED_SUBJECT, "investor has been erased; payload withheld",
                 now, withhold_value=True)))
             return
-        if not self._dedup.first_time(decision.event_id, decision.event_time):  # type: ignore[attr-defined]
+        if not self._dedup.first_time(f"{ingested.topic}/{decision.event_id}", decision.event_time):  # type: ignore[attr-defined]
             out.append(Emitted("dlq", investor_id, dead_letter(
                 ingested, DlqReason.DUPLICATE,
                 f"event_id {decision.event_id!r} already processed", now)))  # type: ignore[attr-defined]

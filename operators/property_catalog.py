@@ -153,7 +153,7 @@ class PropertyCatalog:
 
     def apply_signal(self, ingested: Ingested) -> PropertyFacts | None:
         signal: PropertySignal = ingested.event  # type: ignore[assignment]
-        if not self._dedup.first_time(signal.event_id, signal.event_time):
+        if not self._dedup.first_time(f"{ingested.topic}/{signal.event_id}", signal.event_time):
             return None
         facts = facts_from_signal(signal, self._low_risk_max)
         versions = self._properties.get(signal.property_id)
@@ -203,7 +203,7 @@ class PropertyCatalog:
 
     def enrich(self, ingested: Ingested) -> EnrichedEngagement | None:
         event = ingested.event
-        if not self._dedup.first_time(event.event_id, event.event_time):  # type: ignore[attr-defined]
+        if not self._dedup.first_time(f"{ingested.topic}/{event.event_id}", event.event_time):  # type: ignore[attr-defined]
             return None
         property_id = event.property_id  # type: ignore[attr-defined]
         facts = self.facts_as_of(property_id, event.event_time) if property_id else None  # type: ignore[attr-defined]

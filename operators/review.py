@@ -7,7 +7,7 @@ or conflicting, compliance cannot decide, or a reviewer asked for more informati
 Every reason says what the reviewer should check.
 
 >>> from schemas.settings import LifecycleSettings
->>> reasons = review_reasons(probability=0.52, low=0.2, high=0.7, ticket_max=None,
+>>> reasons = review_reasons(probability=0.52, low=0.2, high=0.75, ticket_max=None,
 ...     ticket_limit=5e7, esg_weight=0.1, facts=[], today=0, stale_days=365,
 ...     compliance_unsure=None, needs_info=False, settings=LifecycleSettings())
 >>> [r["code"] for r in reasons]
@@ -36,7 +36,7 @@ def review_reasons(*, probability: float, low: float, high: float, ticket_max: f
                    needs_info: bool, settings: LifecycleSettings) -> list[dict]:
     reasons = []
     threshold = settings.qualification_threshold
-    if abs(probability - threshold) <= settings.review_band:
+    if abs(probability - threshold) <= settings.review_band + 1e-9:  # float-safe edge
         reasons.append(_reason(
             "ambiguous_score", f"probability {probability:.2f} within {settings.review_band:.2f} "
             f"of the threshold {threshold:.2f}",

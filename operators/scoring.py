@@ -92,10 +92,11 @@ class TenantScorer:
         self.calibrator = OnlineCalibrator(bins=s.calibration_bins)
         d = s.drift
         self.drift = DriftMonitor(d.features if d.enabled else (), d.error_delta, d.feature_delta,
-                                  d.min_effect, d.warmup)
+                                  d.min_effect, d.error_min_effect, d.warmup, d.confirm)
         self.quality = RollingQuality(500)
         self.labels = 0
         self.counts: Counter[tuple[str, str]] = Counter()
+        self.gauges: dict[tuple[str, str], float] = {}
         self._z = NormalDist().inv_cdf(0.5 + s.interval_level / 2)
 
     def process(self, items: list, now: datetime) -> list[Scored | dict]:
@@ -183,7 +184,7 @@ class TenantScorer:
         calibrated = self.calibrator.transform_many(members.ravel()).reshape(members.shape)
         p = self.calibrator.transform_many(members.mean(axis=1))
         w_prior, w_tenant = self.blend_weights()
-        evidence = self.labels + 0.5 * (self.global_labels if self.global_model else 0)
+        evidence = self.labels + 0.5 * (self.global_labels if (s.global_model and self.global_model) else 0)
         # The interval, on the logit scale: members' disagreement, thin model evidence,
         # what behaviour cannot tell (the floor), thin investor history, stale ESG data.
         events = np.expm1(X[:, _ENG_30D])
@@ -243,7 +244,7 @@ class TenantScorer:
                 "features": f,
                 "state": "scored",
                 "lineage": list(vector.lineage),
-            }, vector.context))
+            }, vector.context, vector.ingest_ms))
             for detection in self.drift.update_features(f):
                 alerts.append(self.alert("drift_detected", detection, as_of, now))
         return records, alerts
@@ -259,6 +260,12 @@ class TenantScorer:
         self.calibrator.learn_one(p_raw, y)
         event = self.registry.learn_one(example.features.features, y)
         self.labels += 1
+        if self.labels % 50 == 0:  # rolling quality, for the metrics
+            loss, auc = self.quality.log_loss(), self.quality.auc()
+            if loss is not None:
+                self.gauges[("model_log_loss", self.tenant)] = loss
+            if auc is not None:
+                self.gauges[("model_auc", self.tenant)] = auc
         alerts = []
         when = example.outcome_time
         if event is not None:

@@ -29,6 +29,8 @@ from schemas.topics import INPUT_TOPICS
 
 AGENT_VERSION = "validation/1"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MIN_MS = int(datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+_MAX_MS = int(datetime(2100, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
 
 
 def dead_letter(
@@ -38,18 +40,18 @@ def dead_letter(
     processed_at: datetime,
     *,
     withhold_value: bool = False,
+    event: object = None,
 ) -> dict:
     """A :class:`~schemas.outputs.DeadLetter` record for a message the flow cannot use.
 
     The idempotency key names the message's position in its topic, so a re-delivered
     dead letter (after a resume) upserts onto the first one.
     """
-    event = getattr(raw, "event", None)
-    timestamp = (
-        _EPOCH.fromtimestamp(raw.timestamp_ms / 1000, tz=timezone.utc)
-        if raw.timestamp_ms is not None
-        else None
-    )
+    event = getattr(raw, "event", None) if event is None else event
+    # Kafka reports -1 when a message has no timestamp; keep only plausible instants.
+    ms = raw.timestamp_ms
+    timestamp = (_EPOCH.fromtimestamp(ms / 1000, tz=timezone.utc)
+                 if ms is not None and _MIN_MS <= ms < _MAX_MS else None)
     return {
         "schema_version": SCHEMA_VERSION,
         "idempotency_key": f"dlq:{raw.topic}:{raw.partition}:{raw.offset}:{reason.value}",
@@ -61,7 +63,7 @@ def dead_letter(
         "timestamp": timestamp,
         "key_b64": b64(raw.key),
         "value_b64": None if withhold_value else b64(raw.value),
-        "tenant": getattr(event, "tenant", None),
+        "tenant": (getattr(event, "tenant", None) or None) and str(event.tenant)[:64],  # type: ignore[attr-defined]
         "event_id": getattr(event, "event_id", None),
         "processed_at": processed_at,
     }
@@ -96,12 +98,13 @@ class Parser:
             return dead_letter(raw, failure.reason, failure.detail, now)
         if event.tenant not in self.tenants:  # type: ignore[attr-defined]
             return dead_letter(raw, DlqReason.UNKNOWN_TENANT,
-                               f"tenant {event.tenant!r} is not served here", now)  # type: ignore[attr-defined]
+                               f"tenant {event.tenant!r} is not served here", now,  # type: ignore[attr-defined]
+                               event=event)
         entity = getattr(event, self._key_fields[raw.topic])
         if raw.key is not None and raw.key != entity.encode():
             return dead_letter(raw, DlqReason.KEY_MISMATCH,
                                f"message key does not match {self._key_fields[raw.topic]}",
-                               now)
+                               now, event=event)
         return Ingested(event, raw.topic, raw.partition, raw.offset, raw.timestamp_ms,
                         raw.key, raw.value)
 

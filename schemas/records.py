@@ -151,6 +151,8 @@ class FeatureVector(NamedTuple):
     data_freshness_days: float | None
     context: InvestorContext
     lineage: tuple[dict, ...]  #: ``{"event_id", "topic", "partition", "offset"}`` of inputs
+    #: Latest Kafka (ingest) timestamp among the inputs behind this vector, if new input.
+    ingest_ms: int | None = None
 
 
 class LabelledExample(NamedTuple):
@@ -195,6 +197,7 @@ class Scored(NamedTuple):
 
     record: dict  #: a :class:`~schemas.outputs.ScoredLead` record, state not yet decided
     context: InvestorContext
+    ingest_ms: int | None = None  #: see :attr:`FeatureVector.ingest_ms`
 
 
 class Emitted(NamedTuple):

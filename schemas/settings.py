@@ -73,8 +73,10 @@ class DedupSettings(Section):
 
 
 class FeatureSettings(Section):
-    #: Half-lives of the decayed engagement counters.
-    half_lives: tuple[Positive, ...] = (timedelta(days=1), timedelta(days=7), timedelta(days=30))
+    #: Half-lives of the decayed engagement counters: short, medium, long (the
+    #: features ``eng_1d``, ``eng_7d``, ``eng_30d`` are named after the defaults).
+    half_lives: tuple[Positive, Positive, Positive] = (
+        timedelta(days=1), timedelta(days=7), timedelta(days=30))
     #: ESG data older than this counts as stale.
     stale_after: Positive = timedelta(days=365)
     #: Re-score an investor after these silences (event time): a lead cools down when
@@ -92,6 +94,10 @@ class DriftSettings(Section):
     feature_delta: Annotated[float, Field(gt=0, lt=1)] = 1e-5
     #: A feature change smaller than this many standard deviations is not reported.
     min_effect: Annotated[float, Field(ge=0)] = 0.25
+    #: The same for a rise of the model's squared error.
+    error_min_effect: Annotated[float, Field(ge=0)] = 0.1
+    #: Observations after a detector fires that decide whether the change is material.
+    confirm: Annotated[int, Field(ge=1)] = 200
     #: Observations before feature detectors may fire (the stream's warm-up is not drift).
     warmup: Annotated[int, Field(ge=0)] = 2000
     #: Features watched for drift.
@@ -152,12 +158,38 @@ class KafkaSettings(Section):
     #: Physical topic names, by logical name (defaults: the logical names).
     topics: dict[str, str] = {}
 
+    @model_validator(mode="after")
+    def _known_topics(self) -> KafkaSettings:
+        from schemas.topics import ALL_TOPICS
+
+        unknown = sorted(set(self.topics) - set(ALL_TOPICS))
+        if unknown:
+            raise ValueError(f"unknown logical topic(s) {unknown}; known: {sorted(ALL_TOPICS)}")
+        return self
+
+    def topic(self, logical: str) -> str:
+        """The physical name of a logical topic."""
+        return self.topics.get(logical, logical)
+
+    def client_config(self) -> dict[str, str | int | bool]:
+        """librdkafka settings with the secrets revealed: for clients only, never for logs."""
+        config: dict[str, str | int | bool] = {"bootstrap.servers": self.bootstrap_servers}
+        config.update(self.client)
+        config.update({k: v.get_secret_value() for k, v in self.secrets.items()})
+        return config
+
 
 class RecoverySettings(Section):
     directory: str | None = None
     snapshot_interval: Positive = timedelta(seconds=10)
     backup_interval: NotNegative = timedelta(0)
     partitions: Annotated[int, Field(ge=1, le=64)] = 1
+
+
+class AuditSettings(Section):
+    #: Where ``esg-leads run`` writes the audit trail (Parquet, by tenant and date);
+    #: ``None`` turns it off. Replays write it under their output directory.
+    directory: str | None = "audit-log"
 
 
 class MetricsSettings(Section):
@@ -181,6 +213,7 @@ class Settings(Section):
     kafka: KafkaSettings = KafkaSettings()
     recovery: RecoverySettings = RecoverySettings()
     metrics: MetricsSettings = MetricsSettings()
+    audit: AuditSettings = AuditSettings()
     #: Salt for hashing contact details; set it per deployment (env or secret file).
     contact_hash_salt: SecretStr = SecretStr("dev-only-salt")
     #: Validate every output record against its schema (slow; for tests and debugging).

@@ -1,0 +1,220 @@
+"""WindowAggregate / WindowFolder: what one investor did in one window."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from operators.investor_window import (
+    ACTIONS,
+    MAX_PROPERTIES,
+    MAX_REFS,
+    MAX_VALUES,
+    WindowAggregate,
+    WindowFolder,
+)
+from schemas.codec import decode_event
+from schemas.records import CatalogMix, EnrichedEngagement, Ingested, PropertyFacts
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 1, 1).toordinal()  # data_as_of of every property below
+MIX = CatalogMix(10, high_epc=0.2, certified=0.1, low_climate_risk=0.5, log_value=math.log(5e6))
+STALE = timedelta(days=365)
+
+
+def facts(pid: str, *, high: bool = False, certified: bool = False, low_risk: bool = False,
+          third_party: bool = True, rank: int | None = 3, country: str = "GB",
+          asset: str = "office", value: float | None = None, as_of: int = AS_OF,
+          effective: datetime = T0 - timedelta(days=30)) -> PropertyFacts:
+    return PropertyFacts(
+        property_id=pid, tenant="acme", effective=effective, country=country, asset_class=asset,
+        value_eur=value, epc_band=None, epc_rank=rank, energy_star_score=None, certified=certified,
+        certified_verified=certified, certification=None, energy_intensity=None,
+        carbon_intensity=None, max_climate_risk=None, third_party=third_party,
+        data_as_of_ordinal=as_of, high_epc=high, low_climate_risk=low_risk,
+    )
+
+
+_offsets = iter(range(10**9))
+
+
+def item(action: str = "property_view", *, minutes: int = 0, f: PropertyFacts | None = None,
+         property_id: str | None = None, duration: float | None = None,
+         investor: str = "inv-1", mix: CatalogMix = MIX) -> EnrichedEngagement:
+    offset = next(_offsets)
+    payload = {"tenant": "acme", "event_id": f"e{offset}",
+               "event_time": (T0 + timedelta(minutes=minutes)).isoformat(), "source": "web",
+               "investor_id": investor, "action": action, "channel": "web"}
+    pid = property_id or (f.property_id if f is not None else None)
+    if pid is not None:
+        payload["property_id"] = pid
+    if duration is not None:
+        payload["duration_s"] = duration
+    value = orjson.dumps(payload)
+    ingested = Ingested(decode_event("investor.engagements", value), "investor.engagements", 0,
+                        offset, 0, investor.encode(), value)
+    return EnrichedEngagement(ingested, f, mix)
+
+
+def fold(items: list[EnrichedEngagement]) -> dict[str, WindowAggregate]:
+    folder = WindowFolder(stale_after=STALE)
+    acc = folder.empty()
+    for it in items:
+        acc = folder(acc, it)
+    return acc
+
+
+def test_empty_accumulator_and_new_aggregate():
+    assert WindowFolder(STALE).empty() == {}
+    agg = WindowAggregate()
+    assert agg.n == 0 and agg.first is None and agg.last is None
+    assert all(agg.action(a) == 0 for a in ACTIONS)
+
+
+def test_counts_by_action_and_time_span():
+    acc = fold([item("email_open", minutes=5), item("email_click", minutes=1),
+                item("email_open", minutes=40), item("meeting_booked", minutes=20)])
+    agg = acc["inv-1"]
+    assert agg.n == 4
+    assert (agg.action("email_open"), agg.action("email_click"), agg.action("meeting_booked")) == (2, 1, 1)
+    assert agg.action("property_view") == 0
+    assert agg.first == T0 + timedelta(minutes=1) and agg.last == T0 + timedelta(minutes=40)
+    assert agg.with_facts == 0 and agg.unknown_property == 0
+
+
+def test_one_aggregate_per_investor():
+    acc = fold([item(investor="a"), item(investor="b"), item(investor="a")])
+    assert sorted(acc) == ["a", "b"]
+    assert acc["a"].n == 2 and acc["b"].n == 1
+
+
+def test_esg_content_sums_and_expected_shares_from_the_catalog_mix():
+    green = facts("p1", high=True, certified=True, low_risk=True, rank=1, country="GB")
+    brown = facts("p2", rank=6, third_party=False, country="DE", asset="retail")
+    agg = fold([item(f=green), item(f=green), item(f=brown)])["inv-1"]
+    assert agg.with_facts == 3
+    assert (agg.high_epc, agg.certified, agg.low_risk, agg.third_party) == (2, 2, 2, 2)
+    # Each viewed property adds the catalog's base rates: what a random browser would see.
+    assert agg.expected_high == pytest.approx(3 * 0.2)
+    assert agg.expected_certified == pytest.approx(3 * 0.1)
+    assert agg.expected_low_risk == pytest.approx(3 * 0.5)
+    assert agg.epc_ranks[1] == 2 and agg.epc_ranks[6] == 1 and sum(agg.epc_ranks) == 3
+    assert agg.countries == {"GB": 2, "DE": 1}
+    assert agg.assets == {"office": 2, "retail": 1}
+    assert agg.catalog_log_value == pytest.approx(math.log(5e6))
+
+
+def test_data_age_and_staleness():
+    fresh = facts("p1", as_of=T0.toordinal() - 10)
+    old = facts("p2", as_of=T0.toordinal() - 400)
+    agg = fold([item(f=fresh), item(f=old)])["inv-1"]
+    assert agg.data_age_days == 410
+    assert agg.stale == 1
+
+
+def test_unknown_property_is_counted_but_adds_no_content():
+    agg = fold([item(property_id="p-unknown"), item("email_open")])["inv-1"]
+    assert agg.unknown_property == 1  # the email open names no property
+    assert agg.with_facts == 0 and agg.expected_high == 0.0
+
+
+def test_property_entry_keeps_the_latest_facts_and_a_count():
+    old = facts("p1", rank=5, effective=T0 - timedelta(days=50))
+    new = facts("p1", rank=1, high=True, effective=T0 - timedelta(days=5))
+    agg = fold([item(f=new), item(f=old), item(f=old)])["inv-1"]
+    count, kept = agg.properties["p1"]
+    assert count == 3 and kept is new
+
+
+def test_dwell_is_tracked_only_for_property_views_split_by_esg_strength():
+    green = facts("p1", high=True)
+    certified = facts("p2", certified=True)
+    plain = facts("p3")
+    agg = fold([
+        item(f=green, duration=60.0), item(f=certified, duration=30.0), item(f=plain, duration=10.0),
+        item("brochure_download", f=green, duration=500.0),  # not a view: no dwell
+        item(f=plain),  # a view without a duration
+        item(property_id="p-unknown", duration=99.0),  # no facts: no dwell
+    ])["inv-1"]
+    assert agg.dwell == [90.0, 2, 10.0, 1]
+
+
+def test_log_values_of_valued_properties():
+    agg = fold([item(f=facts("p1", value=1e6)), item(f=facts("p2"))])["inv-1"]
+    assert agg.log_values == [pytest.approx(math.log(1e6))]
+
+
+def test_lineage_refs_name_each_event():
+    it = item("email_open")
+    agg = fold([it])["inv-1"]
+    assert agg.refs == [{"event_id": it.ingested.event.event_id, "topic": "investor.engagements",
+                         "partition": 0, "offset": it.ingested.offset}]
+
+
+def test_state_is_bounded_whatever_the_traffic():
+    items = [item(f=facts(f"p{i}", value=1e6 + i)) for i in range(100)]
+    agg = fold(items)["inv-1"]
+    assert agg.n == 100 and agg.with_facts == 100  # counts still see everything
+    assert len(agg.refs) == MAX_REFS
+    assert len(agg.properties) == MAX_PROPERTIES
+    assert len(agg.log_values) == MAX_VALUES
+    assert sum(c for c, _ in agg.properties.values()) == MAX_PROPERTIES
+
+
+def test_tumbling_windows_never_merge():
+    with pytest.raises(ValueError):
+        WindowFolder.merge({}, {})
+
+
+# --------------------------------------------------------------------- properties
+
+PROPS = [facts("p1", high=True, certified=True, low_risk=True, rank=0, value=2e6),
+         facts("p2", rank=7, country="FR", asset="hotel", as_of=AS_OF - 500),
+         facts("p3", low_risk=True, rank=2, third_party=False, country="US", value=9e6)]
+MIXES = [MIX, CatalogMix(3, 1 / 3, 0.7, 0.123, None)]
+
+items_strategy = st.lists(
+    st.builds(
+        lambda action, minute, f, duration, mix: item(action, minutes=minute, f=f,
+                                                      duration=duration, mix=mix),
+        st.sampled_from(ACTIONS),
+        st.integers(0, 59),
+        st.none() | st.sampled_from(PROPS),
+        st.none() | st.floats(0, 3600, allow_nan=False),
+        st.sampled_from(MIXES),
+    ),
+    max_size=25,
+)
+
+
+def _summary(agg: WindowAggregate) -> dict:
+    return {
+        "n": agg.n, "actions": agg.actions, "with_facts": agg.with_facts,
+        "content": (agg.high_epc, agg.certified, agg.low_risk, agg.third_party, agg.stale,
+                    agg.data_age_days, agg.unknown_property),
+        "epc_ranks": agg.epc_ranks, "countries": agg.countries, "assets": agg.assets,
+        "first": agg.first, "last": agg.last, "dwell_counts": (agg.dwell[1], agg.dwell[3]),
+        "properties": {k: v[0] for k, v in agg.properties.items()},
+        "log_values": sorted(agg.log_values),
+    }
+
+
+@settings(max_examples=150, deadline=None)
+@given(items_strategy, st.randoms(use_true_random=False))
+def test_folding_a_permutation_gives_the_same_counts_and_sums(items, rnd):
+    shuffled = list(items)
+    rnd.shuffle(shuffled)
+    a, b = fold(items), fold(shuffled)
+    assert a.keys() == b.keys()
+    for investor in a:
+        x, y = a[investor], b[investor]
+        assert _summary(x) == _summary(y)
+        for attr in ("expected_high", "expected_certified", "expected_low_risk"):
+            assert getattr(x, attr) == pytest.approx(getattr(y, attr))
+        assert x.dwell[0] == pytest.approx(y.dwell[0]) and x.dwell[2] == pytest.approx(y.dwell[2])
+        assert x.n == sum(x.actions) == len(items)

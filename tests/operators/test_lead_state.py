@@ -1,0 +1,256 @@
+"""The lead state machine: legal moves only, a bounded history, and paths between states."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from operators.lead_state import HISTORY, TRANSITIONS, IllegalTransition, LeadStateMachine
+from schemas.outputs import LeadState
+
+STATES = [s.value for s in LeadState]
+HAPPY_PATH = ["enriched", "scored", "planned", "in_review", "handed_off"]
+
+
+def reachable(start: str) -> dict[str, int]:
+    """Shortest hop count from ``start`` to every state reachable from it (itself: 0)."""
+    distance = {start: 0}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for state in frontier:
+            for target in TRANSITIONS[state]:
+                if target not in distance:
+                    distance[target] = distance[state] + 1
+                    nxt.append(target)
+        frontier = nxt
+    return distance
+
+
+def assert_legal_path(start: str, path: list[str], target: str) -> None:
+    assert path and path[-1] == target
+    for here, there in zip([start, *path], path):
+        assert there in TRANSITIONS[here], f"{here} -> {there} in {path}"
+
+
+# ------------------------------------------------------------------- the transitions
+
+
+def test_the_transitions_name_exactly_the_lead_states():
+    assert set(TRANSITIONS) == set(STATES)
+    for targets in TRANSITIONS.values():
+        assert targets <= set(STATES)
+
+
+def test_a_new_lead_is_received_with_no_history():
+    lead = LeadStateMachine()
+    assert lead.state == "received" and lead.history == []
+
+
+def test_the_happy_path_is_legal_and_recorded():
+    lead = LeadStateMachine()
+    previous = "received"
+    for when, target in enumerate(HAPPY_PATH, start=1):
+        assert lead.move(target, float(when), f"to {target}") == (previous, target)
+        previous = target
+    assert lead.state == "handed_off"
+    assert lead.history == [(float(i), a, b, f"to {b}") for i, (a, b) in
+                            enumerate(zip(["received", *HAPPY_PATH], HAPPY_PATH), start=1)]
+
+
+@pytest.mark.parametrize("start, target", [
+    ("received", "handed_off"), ("received", "planned"), ("scored", "handed_off"),
+    ("scored", "in_review"), ("enriched", "received"), ("handed_off", "planned"),
+    ("suppressed", "planned"), ("disqualified", "handed_off"), ("scored", "scored"),
+])
+def test_an_illegal_move_raises_and_changes_nothing(start, target):
+    lead = LeadStateMachine(start)
+    with pytest.raises(IllegalTransition, match=f"{start} -> {target}"):
+        lead.move(target, 1.0, "not allowed")
+    assert lead.state == start and lead.history == []
+
+
+def test_a_move_to_an_unknown_state_raises_and_changes_nothing():
+    lead = LeadStateMachine("scored")
+    with pytest.raises(IllegalTransition, match="unknown"):
+        lead.move("qualified", 1.0, "no such state")
+    assert lead.state == "scored" and lead.history == []
+
+
+def test_a_lead_cannot_start_in_an_unknown_state():
+    with pytest.raises(IllegalTransition):
+        LeadStateMachine("qualified")
+
+
+@pytest.mark.parametrize("target", STATES)
+def test_erased_is_terminal(target):
+    lead = LeadStateMachine("erased")
+    assert not lead.can(target)
+    with pytest.raises(IllegalTransition):
+        lead.move(target, 1.0, "after erasure")
+    assert lead.state == "erased"
+
+
+def test_can_agrees_with_move():
+    for start in STATES:
+        for target in STATES:
+            lead = LeadStateMachine(start)
+            if lead.can(target):
+                lead.move(target, 0.0, "")
+                assert lead.state == target
+            else:
+                with pytest.raises(IllegalTransition):
+                    lead.move(target, 0.0, "")
+
+
+def test_history_keeps_only_the_latest_moves():
+    lead = LeadStateMachine("scored")
+    for i in range(HISTORY + 9):
+        lead.move("planned" if lead.state == "scored" else "scored", float(i), f"move {i}")
+    assert len(lead.history) == HISTORY
+    assert lead.history[0][0] == 9.0 and lead.history[-1][0] == float(HISTORY + 8)
+
+
+def test_a_lead_survives_a_snapshot():
+    lead = LeadStateMachine()
+    lead.move("scored", 1.0, "first score")
+    restored = pickle.loads(pickle.dumps(lead))
+    assert (restored.state, restored.history) == (lead.state, lead.history)
+    restored.move("planned", 2.0, "plan")
+    assert lead.state == "scored"
+
+
+# ----------------------------------------------------------------------- reachability
+
+
+@pytest.mark.parametrize("start", [s for s in STATES if s != "erased"])
+def test_every_live_state_can_reach_erased(start):
+    """Erasure must always be possible (GDPR art. 17)."""
+    lead = LeadStateMachine(start)
+    assert lead.path_to("erased") == ["erased"]  # directly, from anywhere
+
+
+@pytest.mark.parametrize("start", [s for s in STATES if s != "erased"])
+def test_every_live_state_can_reach_suppressed(start):
+    lead = LeadStateMachine(start)
+    expected = [] if start == "suppressed" else ["suppressed"]
+    assert lead.path_to("suppressed") == expected
+
+
+def test_path_to_is_the_shortest_legal_path():
+    assert LeadStateMachine("received").path_to("handed_off") == ["scored", "planned", "handed_off"]
+    assert LeadStateMachine("suppressed").path_to("in_review") == ["scored", "planned", "in_review"]
+    assert LeadStateMachine("planned").path_to("planned") == []
+
+
+@pytest.mark.parametrize("start, target", [
+    ("erased", "received"), ("erased", "scored"), ("scored", "received"), ("planned", "enriched"),
+    ("handed_off", "received"), ("scored", "qualified"),
+])
+def test_path_to_raises_when_no_path_exists(start, target):
+    lead = LeadStateMachine(start)
+    with pytest.raises(IllegalTransition):
+        lead.path_to(target)
+    assert lead.state == start
+
+
+@given(start=st.sampled_from(STATES), target=st.sampled_from(STATES))
+def test_path_to_agrees_with_an_independent_search(start, target):
+    distances = reachable(start)
+    lead = LeadStateMachine(start)
+    if target not in distances:
+        with pytest.raises(IllegalTransition):
+            lead.path_to(target)
+        return
+    path = lead.path_to(target)
+    assert len(path) == distances[target]
+    if path:
+        assert_legal_path(start, path, target)
+    for step in path:  # and the machine itself accepts every hop
+        lead.move(step, 0.0, "follow the path")
+    assert lead.state == target
+
+
+# ---------------------------------------------------------------- stateful property
+
+
+class LeadMachine(RuleBasedStateMachine):
+    """Random moves, legal and illegal, against a model of the state and the history."""
+
+    @initialize(start=st.sampled_from([s for s in STATES if s != "erased"]))
+    def start(self, start):
+        self.lead = LeadStateMachine(start)
+        self.state = start
+        self.moves: list[tuple[float, str, str, str]] = []
+        self.clock = 0.0
+
+    def _move(self, target: str) -> None:
+        self.clock += 1.0
+        reason = f"step {self.clock:.0f}"
+        before = self.lead.state
+        if target in TRANSITIONS[self.state]:
+            assert self.lead.move(target, self.clock, reason) == (self.state, target)
+            self.moves.append((self.clock, self.state, target, reason))
+            self.state = target
+        else:
+            with pytest.raises(IllegalTransition):
+                self.lead.move(target, self.clock, reason)
+            assert self.lead.state == before
+
+    @precondition(lambda self: self.state != "erased")
+    @rule(data=st.data(), burst=st.integers(1, 8))
+    def legal_moves(self, data, burst):
+        # Bursts clear of erasure, so that runs live long enough to fill the history.
+        for _ in range(burst):
+            allowed = sorted(TRANSITIONS[self.state] - {"erased"})
+            self._move(data.draw(st.sampled_from(allowed)))
+
+    @rule(state=st.sampled_from([*STATES, "qualified"]))
+    def any_move(self, state):
+        self._move(state)
+
+    @rule(goal=st.sampled_from(STATES))
+    def plan_a_path(self, goal):
+        distances = reachable(self.state)
+        if goal in distances:
+            path = self.lead.path_to(goal)
+            assert len(path) == distances[goal]
+            if path:
+                assert_legal_path(self.state, path, goal)
+        else:
+            with pytest.raises(IllegalTransition):
+                self.lead.path_to(goal)
+        assert self.lead.state == self.state  # planning a path moves nothing
+
+    @invariant()
+    def state_matches_the_model(self):
+        assert self.lead.state == self.state
+
+    @invariant()
+    def history_is_exactly_the_latest_successful_moves(self):
+        assert len(self.lead.history) <= HISTORY
+        assert self.lead.history == self.moves[-HISTORY:]
+
+    @invariant()
+    def history_is_a_chain_of_legal_moves_ending_here(self):
+        history = self.lead.history
+        for _, here, there, _ in history:
+            assert there in TRANSITIONS[here]
+        for earlier, later in zip(history, history[1:]):
+            assert earlier[2] == later[1]
+        if history:
+            assert history[-1][2] == self.lead.state
+
+    @invariant()
+    def erasure_and_suppression_stay_within_reach(self):
+        if self.state != "erased":
+            assert self.lead.path_to("erased") == ["erased"]
+            assert self.lead.path_to("suppressed") in ([], ["suppressed"])
+
+
+TestLeadMachine = LeadMachine.TestCase
+TestLeadMachine.settings = settings(max_examples=100, stateful_step_count=120, deadline=None)
