@@ -1,15 +1,26 @@
-"""Counters and timings of a run: the summary's numbers, and later Prometheus' too.
+"""Counters, gauges and timings of a run: the summary's numbers, and Prometheus' too.
 
-Operators count what they used in a ``counts`` Counter keyed by ``(name, label)``;
-the step adapters drain those counters here after every batch, so operators stay
-free of any metrics library and their snapshots carry no history.
+Operators keep what they have to report in three plain attributes — ``counts``
+(a Counter keyed by ``(name, label)``), ``gauges`` (``(name, label) -> value``)
+and ``observations`` (``(name, label, value)`` samples) — and the step adapters
+drain them here after every batch, so operators stay free of any metrics library
+and their snapshots carry no history. Listeners (the Prometheus exporter) see
+every update.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter, defaultdict
-from typing import Any
+from typing import Any, Protocol
+
+
+class Listener(Protocol):
+    def on_counts(self, counts: Counter) -> None: ...
+    def on_gauges(self, gauges: dict) -> None: ...
+    def on_observations(self, samples: list) -> None: ...
+    def on_stage(self, stage: str, items: int, seconds: float) -> None: ...
+    def on_dead_letters(self, records: list[dict]) -> None: ...
 
 
 class Telemetry:
@@ -18,14 +29,19 @@ class Telemetry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.counts: Counter[tuple[str, str]] = Counter()
+        self.gauges: dict[tuple[str, str], float] = {}
         self.dlq: Counter[tuple[str, str]] = Counter()  # (topic, reason)
         self.stage_seconds: defaultdict[str, float] = defaultdict(float)
         self.stage_items: Counter[str] = Counter()
-        self.listeners: list[Any] = []
+        self.listeners: list[Listener] = []
 
     def count(self, name: str, label: str, n: int = 1) -> None:
         with self._lock:
             self.counts[(name, label)] += n
+        if self.listeners:
+            update = Counter({(name, label): n})
+            for listener in self.listeners:
+                listener.on_counts(update)
 
     def drain(self, operator: Any) -> None:
         counts: Counter | None = getattr(operator, "counts", None)
@@ -35,11 +51,25 @@ class Telemetry:
             for listener in self.listeners:
                 listener.on_counts(counts)
             counts.clear()
+        gauges: dict | None = getattr(operator, "gauges", None)
+        if gauges:
+            with self._lock:
+                self.gauges.update(gauges)
+            for listener in self.listeners:
+                listener.on_gauges(gauges)
+            gauges.clear()
+        samples: list | None = getattr(operator, "observations", None)
+        if samples:
+            for listener in self.listeners:
+                listener.on_observations(samples)
+            samples.clear()
 
     def dead_letters(self, records: list[dict]) -> None:
         with self._lock:
             for record in records:
                 self.dlq[(record["topic"], record["reason"])] += 1
+        for listener in self.listeners:
+            listener.on_dead_letters(records)
 
     def stage_batch(self, stage: str, items: int, seconds: float) -> None:
         with self._lock:

@@ -187,6 +187,7 @@ def test_processing_errors_become_dead_letters_and_the_flow_goes_on(
 
 def test_drift_alerts_are_published() -> None:
     config = settings(scoring={"drift": {"features": ["eng_1d"], "warmup": 5, "min_effect": 0.1,
+                                         "confirm": 20,
                                          "feature_delta": 0.05}})
     messages = [signal("s-1", "p-1", at(0))]
     minute = 10
