@@ -111,6 +111,70 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0 if summary["reconciled"] else 1
 
 
+# ------------------------------------------------------------------ run / config
+
+
+def _run_overrides(args: argparse.Namespace) -> dict:
+    overrides: dict = {}
+    if getattr(args, "bootstrap", None):
+        overrides.setdefault("kafka", {})["bootstrap_servers"] = args.bootstrap
+    if getattr(args, "recovery_dir", None):
+        overrides.setdefault("recovery", {})["directory"] = str(args.recovery_dir)
+    if getattr(args, "metrics_port", None) is not None:
+        overrides.setdefault("metrics", {})["port"] = args.metrics_port
+    return overrides
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import logging
+
+    from flows.run import run
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    settings = _settings(args.config, _run_overrides(args))
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    addresses = args.addresses.split(";") if args.addresses else None
+    return run(settings, workers=args.workers, until_end=args.until_end,
+               process_id=args.process_id, addresses=addresses, summary_path=args.summary)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from flows.config import masked
+
+    print(json.dumps(masked(_settings(args.config, _run_overrides(args))), indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------- broker / produce
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from connectors.dev_broker import run_forever
+    from schemas.topics import ALL_TOPICS
+
+    if args.brokers < 1:
+        raise UsageError("--brokers must be at least 1")
+    run_forever(args.brokers, args.port, list(ALL_TOPICS))
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from connectors.publish import publish_recording
+    from flows.progress import Progress
+
+    if not args.recording.is_dir():
+        raise UsageError(f"no recording at {args.recording}")
+    if args.speed is not None and args.speed <= 0:
+        raise UsageError("--speed must be positive")
+    with Progress("publishing", total=1, unit="messages") as progress:
+        result = publish_recording(args.recording, args.bootstrap, speed=args.speed,
+                                   progress=progress.update)
+    print(f"published {result['messages']:,} messages in {result['seconds']:.1f}s "
+          f"({result['messages_per_s']:,.0f}/s) to {args.bootstrap}", file=sys.stderr)
+    return 0
+
+
 # ----------------------------------------------------------------------- explain
 
 
@@ -170,6 +234,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=None,
                    help="TOML settings (default: RECORDING/config.toml if present)")
     p.set_defaults(func=cmd_replay)
+
+    def run_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", type=Path, default=None, help="TOML settings file")
+        p.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers")
+        p.add_argument("--recovery-dir", type=Path, default=None)
+        p.add_argument("--metrics-port", type=int, default=None)
+
+    p = sub.add_parser("run", help="run the flow against Kafka (production mode)")
+    run_flags(p)
+    p.add_argument("--workers", type=int, default=1, help="worker threads in this process")
+    p.add_argument("--process-id", type=int, default=None,
+                   help="this process's index in a multi-process cluster")
+    p.add_argument("--addresses", default=None,
+                   help="host:port of every process in the cluster, ';'-separated")
+    p.add_argument("--until-end", action="store_true",
+                   help="stop when the input partitions reach the end they had at start")
+    p.add_argument("--summary", type=Path, default=None,
+                   help="write the run summary (reconciliation, counts) here on exit")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("config", help="print the effective settings (secrets masked)")
+    run_flags(p)
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("broker", help="a Kafka-protocol broker on loopback for development")
+    p.add_argument("--port", type=int, default=9092,
+                   help="fixed bootstrap port (a loopback forwarder to the mock brokers)")
+    p.add_argument("--brokers", type=int, default=1)
+    p.set_defaults(func=cmd_broker)
+
+    p = sub.add_parser("produce", help="publish a recording to Kafka")
+    p.add_argument("recording", type=Path)
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--speed", type=float, default=None,
+                   help="X times the recorded pace (default: as fast as possible)")
+    p.set_defaults(func=cmd_produce)
 
     p = sub.add_parser("explain", help="print one lead's whole story from a run's outputs")
     p.add_argument("investor_id")

@@ -80,3 +80,47 @@ class Telemetry:
 
     def per_topic(self, name: str) -> dict[str, int]:
         return {label: n for (kind, label), n in sorted(self.counts.items()) if kind == name}
+
+    def summary(self, outputs: dict[str, int], messages: int, seconds: float) -> dict:
+        """The run summary: per-topic reconciliation, dead letters by reason, stage counts."""
+        telemetry = self  # noqa: F841 - reads as the report it is
+        inputs = telemetry.per_topic("in")
+        used = telemetry.per_topic("used")
+        topics = {}
+        for topic in sorted(inputs):
+            reasons = {r: n for (t, r), n in sorted(telemetry.dlq.items()) if t == topic}
+            dead = sum(reasons.values())
+            topics[topic] = {
+                "in": inputs[topic],
+                "used": used.get(topic, 0),
+                "dead_lettered": dead,
+                "dlq_by_reason": reasons,
+                "reconciled": inputs[topic] == used.get(topic, 0) + dead,
+            }
+        by_reason: dict[str, int] = {}
+        for (_, reason), n in telemetry.dlq.items():
+            by_reason[reason] = by_reason.get(reason, 0) + n
+        stages = {
+            stage: {"items": telemetry.stage_items[stage],
+                    "seconds": round(telemetry.stage_seconds[stage], 3)}
+            for stage in sorted(telemetry.stage_items)
+        }
+        return {
+            "messages": messages,
+            "wall_seconds": round(seconds, 3),
+            "events_per_second": round(messages / seconds) if seconds else None,
+            "reconciled": all(t["reconciled"] for t in topics.values()),
+            "topics": topics,
+            "dlq_by_reason": dict(sorted(by_reason.items())),
+            "outputs": outputs,
+            "leads_by_tier": telemetry.per_topic("leads"),
+            "lead_states_emitted": telemetry.per_topic("state"),
+            "review_cases": sum(telemetry.per_topic("review_cases").values()),
+            "handoffs": sum(telemetry.per_topic("handoffs").values()),
+            "quiet_rescores": sum(telemetry.per_topic("lifecycle_quiet").values()),
+            "alerts_by_kind": telemetry.per_topic("alerts"),
+            "feature_vectors": sum(telemetry.per_topic("feature_vectors").values()),
+            "labels_learned": sum(telemetry.per_topic("labels").values()),
+            "outcomes_without_score": sum(telemetry.per_topic("outcomes_without_score").values()),
+            "stages": stages,
+        }

@@ -208,7 +208,7 @@ class LifecycleShard:
         if ingest_ms is not None:
             samples.append(("lead_latency", "ingest", now.timestamp() - ingest_ms / 1000))
         if record["data_freshness_days"] is not None:
-            samples.append(("esg_data_age_days", record["tenant"], record["data_freshness_days"]))
+            samples.append(("esg_data_age", record["tenant"], record["data_freshness_days"] * 86_400))
 
     def _target(self, lead: LeadRecord, p: float, verdict: str, reasons: list[dict]) -> str:
         """Where the lead should be after this score."""

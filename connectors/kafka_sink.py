@@ -1,0 +1,103 @@
+"""Kafka outputs: one keyed sink per output topic.
+
+Message key: the investor id (the tenant for ``ops.alerts``, the original message
+key for ``leads.dlq``); value: the record as compact JSON; headers: schema
+version, content type, tenant and idempotency key. Each worker's producer flushes
+at the end of every batch bytewax hands it, so an epoch's outputs are on the
+broker before the epoch's snapshot is; after a resume, outputs of the replayed
+epoch are sent again with the same idempotency keys (consumers upsert by key).
+Tombstones (``record is None``) delete a key on compacted topics.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from collections.abc import Callable
+
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import KafkaException, Producer
+
+from schemas.codec import encode
+from schemas.outputs import SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+_SCHEMA = str(SCHEMA_VERSION).encode()
+
+#: Every live producer, so that a graceful stop can flush them all.
+PRODUCERS: list[Producer] = []
+_LOCK = threading.Lock()
+
+
+def key_of(kind: str, record: dict) -> bytes | None:
+    if kind == "alerts":
+        return record["tenant"].encode()
+    if kind == "dlq":
+        return base64.b64decode(record["key_b64"]) if record.get("key_b64") else None
+    return record["investor_id"].encode()
+
+
+class _TopicPartition(StatelessSinkPartition[dict]):
+    def __init__(self, producer: Producer, topic: str, kind: str,
+                 on_sent: Callable[[str, list[dict]], None] | None) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._kind = kind
+        self._on_sent = on_sent
+        self._errors: list[str] = []
+
+    def _delivered(self, error, message) -> None:  # noqa: ANN001 - librdkafka callback
+        if error is not None:
+            self._errors.append(str(error))
+
+    def write_batch(self, items: list[dict]) -> None:
+        produce, poll = self._producer.produce, self._producer.poll
+        for record in items:
+            if self._kind == "tombstones":
+                topic, key, value, headers = record["topic"], record["key"].encode(), None, []
+            else:
+                topic, key, value = self._topic, key_of(self._kind, record), encode(record)
+                headers = [("schema-version", _SCHEMA), ("content-type", b"application/json"),
+                           ("tenant", (record.get("tenant") or "").encode()),
+                           ("idempotency-key", record.get("idempotency_key", "").encode())]
+            while True:
+                try:
+                    produce(topic, value=value, key=key, headers=headers, on_delivery=self._delivered)
+                    break
+                except BufferError:  # local queue full: let deliveries drain
+                    poll(0.1)
+            poll(0)
+        self._producer.flush()
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise KafkaException(f"{len(errors)} deliveries to {self._topic} failed: {errors[0]}")
+        if self._on_sent is not None and self._kind != "tombstones":
+            self._on_sent(self._kind, items)
+
+    def close(self) -> None:
+        self._producer.flush()
+
+
+class KafkaTopicSink(DynamicSink[dict]):
+    """Records of one output ``kind`` to ``topic`` (``tombstones``: the record names it)."""
+
+    def __init__(self, config: dict, topic: str, kind: str,
+                 on_sent: Callable[[str, list[dict]], None] | None = None) -> None:
+        self.config = config
+        self.topic = topic
+        self.kind = kind
+        self.on_sent = on_sent
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _TopicPartition:
+        producer = Producer({"linger.ms": 5, "acks": "all", "enable.idempotence": True,
+                             **self.config})
+        with _LOCK:
+            PRODUCERS.append(producer)
+        return _TopicPartition(producer, self.topic, self.kind, self.on_sent)
+
+
+def flush_all(timeout: float = 10.0) -> int:
+    """Flush every producer; returns the messages still queued (0 when all delivered)."""
+    with _LOCK:
+        return sum(producer.flush(timeout) for producer in PRODUCERS)

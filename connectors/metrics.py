@@ -1,0 +1,109 @@
+"""Prometheus metrics: the run's telemetry, served on ``/metrics``.
+
+Label values are bounded: topics, DLQ reasons, stages, tiers, states, alert kinds
+and tenants (a configured list) — never investor or event ids. With several
+processes (``--processes``), each serves its own port (``metrics.port + process
+index``); Prometheus sums them (``sum by (topic) (...)``). Threads of one process
+share one registry.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+from prometheus_client import Counter as PromCounter
+
+#: Telemetry count name -> (metric name, label name, help).
+COUNTS: dict[str, tuple[str, str, str]] = {
+    "in": ("esg_leads_input_messages", "topic", "Messages read from input topics"),
+    "used": ("esg_leads_used_messages", "topic", "Input messages the flow used"),
+    "leads": ("esg_leads_scorings", "tier", "Leads scored, by tier"),
+    "state": ("esg_leads_published_leads", "state", "Lead records published, by lead state"),
+    "alerts": ("esg_leads_alerts", "kind", "Alerts raised (drift, retraining, promotion)"),
+    "labels": ("esg_leads_labels", "tenant", "CRM labels joined to point-in-time features"),
+    "feature_vectors": ("esg_leads_feature_vectors", "tenant", "Feature vectors from closed windows"),
+    "rescores": ("esg_leads_rescores", "tenant", "Re-scores after an investor's silence"),
+    "review_cases": ("esg_leads_review_cases", "tenant", "Review cases opened"),
+    "handoffs": ("esg_leads_handoffs", "tenant", "Leads handed off to the CRM"),
+    "lifecycle_quiet": ("esg_leads_unpublished_rescores", "tenant",
+                        "Scores not published: no transition, no material change"),
+    "outcomes_without_score": ("esg_leads_outcomes_without_score", "tenant",
+                               "Labels that found no earlier score to learn from"),
+    "published": ("esg_leads_output_messages", "output", "Records written to outputs"),
+}
+#: Telemetry gauge name -> (metric name, label name, help).
+GAUGES: dict[str, tuple[str, str, str]] = {
+    "model_log_loss": ("esg_leads_model_log_loss", "tenant", "Rolling prequential log loss"),
+    "model_auc": ("esg_leads_model_auc", "tenant", "Rolling prequential ROC AUC"),
+    "consumer_lag": ("esg_leads_consumer_lag", "partition", "Messages behind the partition end"),
+}
+#: Observation name -> (metric name, label name, help, buckets).
+HISTOGRAMS: dict[str, tuple[str, str, str, tuple[float, ...]]] = {
+    "lead_latency": ("esg_leads_lead_latency_seconds", "since",
+                     "From an input's ingest (or event) time to its lead being published",
+                     (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900,
+                      3600, 7200, 86400)),
+    "esg_data_age": ("esg_leads_esg_data_age_seconds", "tenant",
+                     "Age of the ESG data behind each published lead (Prometheus base unit)",
+                     tuple(d * 86_400 for d in (7, 30, 90, 180, 365, 730, 1460, 2920))),
+}
+
+
+class PrometheusListener:
+    """Turns telemetry updates into Prometheus metrics on its own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self._counters = {
+            name: PromCounter(metric, text, [label], registry=self.registry)
+            for name, (metric, label, text) in COUNTS.items()
+        }
+        self._gauges = {
+            name: Gauge(metric, text, [label], registry=self.registry)
+            for name, (metric, label, text) in GAUGES.items()
+        }
+        self._histograms = {
+            name: Histogram(metric, text, [label], buckets=buckets, registry=self.registry)
+            for name, (metric, label, text, buckets) in HISTOGRAMS.items()
+        }
+        self._dead = PromCounter("esg_leads_dead_letters", "Inputs sent to the dead-letter output",
+                                 ["topic", "reason"], registry=self.registry)
+        self._stage = Histogram(
+            "esg_leads_stage_batch_seconds", "Time an agent/stage spends on one batch",
+            ["stage"], buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+            registry=self.registry)
+        self._stage_items = PromCounter("esg_leads_stage_items", "Items handled per stage",
+                                        ["stage"], registry=self.registry)
+
+    def on_counts(self, counts: Counter) -> None:
+        for (name, label), n in counts.items():
+            counter = self._counters.get(name)
+            if counter is not None and n > 0:
+                counter.labels(label).inc(n)
+
+    def on_gauges(self, gauges: dict) -> None:
+        for (name, label), value in gauges.items():
+            gauge = self._gauges.get(name)
+            if gauge is not None:
+                gauge.labels(label).set(value)
+
+    def on_observations(self, samples: list) -> None:
+        for name, label, value in samples:
+            histogram = self._histograms.get(name)
+            if histogram is not None:
+                histogram.labels(label).observe(value)
+
+    def on_stage(self, stage: str, items: int, seconds: float) -> None:
+        self._stage.labels(stage).observe(seconds)
+        self._stage_items.labels(stage).inc(items)
+
+    def on_dead_letters(self, records: list[dict]) -> None:
+        for record in records:
+            self._dead.labels(record["topic"], record["reason"]).inc()
+
+
+def serve(listener: PrometheusListener, port: int, host: str = "127.0.0.1") -> int:
+    """Serve ``/metrics`` on ``host:port`` (0 picks a free port); returns the port."""
+    server, _thread = start_http_server(port, addr=host, registry=listener.registry)
+    return server.server_address[1]

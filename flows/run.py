@@ -1,0 +1,189 @@
+"""``esg-leads run``: the flow as a Kafka service.
+
+Reads every input topic (merged in replay order, see ``connectors.kafka_source``),
+writes every output topic, snapshots state to a bytewax recovery directory and
+serves Prometheus metrics. On SIGTERM/SIGINT it stops taking input; with recovery
+it waits for the current epoch's snapshot, flushes the producers and exits (a
+restart resumes from that snapshot); without recovery, where state would be lost
+anyway, it drains: open windows close, their leads are published, then it exits.
+A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+
+from connectors import kafka_sink, kafka_source
+from connectors.kafka_sink import KafkaTopicSink
+from connectors.kafka_source import KafkaInput, wait_for_metadata
+from connectors.metrics import PrometheusListener, serve
+from connectors.parquet_sink import AuditSink
+from flows.pipeline import Sinks, build_flow
+from flows.steps import tune_gc
+from flows.telemetry import Telemetry
+from schemas.settings import Settings
+from schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
+
+log = logging.getLogger("esg_leads.run")
+OUTPUT_KINDS = {"leads": "leads.scored", "review": "leads.review", "handoff": "crm.handoff",
+                "alerts": "ops.alerts", "dlq": "leads.dlq"}
+
+
+def _lag_reporter(telemetry: Telemetry):
+    """librdkafka statistics -> consumer lag gauges (topic:partition labels)."""
+    import orjson
+
+    class Lag:
+        gauges: dict = {}
+
+    lag = Lag()
+
+    def on_stats(raw: str) -> None:
+        stats = orjson.loads(raw)
+        for topic, info in stats.get("topics", {}).items():
+            for partition, p in info.get("partitions", {}).items():
+                if partition != "-1" and p.get("consumer_lag", -1) >= 0:
+                    lag.gauges[("consumer_lag", f"{topic}:{partition}")] = p["consumer_lag"]
+        telemetry.drain(lag)
+
+    return on_stats
+
+
+def _recovery(settings: Settings) -> RecoveryConfig | None:
+    directory = settings.recovery.directory
+    if directory is None:
+        return None
+    path = Path(directory)
+    if not any(path.glob("part-*.sqlite3")):
+        path.mkdir(parents=True, exist_ok=True)
+        init_db_dir(path, settings.recovery.partitions)  # first run: empty partitions
+    backup = settings.recovery.backup_interval
+    return RecoveryConfig(path, backup if backup.total_seconds() else None)
+
+
+def _install_stop(source: KafkaInput, recovering: bool, epoch_seconds: float) -> None:
+    def stop(signum, frame) -> None:  # noqa: ANN001 - signal handler protocol
+        if kafka_source.STOP.is_set():
+            os._exit(130)  # second signal: now
+        print(f"esg-leads run: {signal.Signals(signum).name}: stopping "
+              f"({'after the next snapshot' if recovering else 'draining open windows'})",
+              file=sys.stderr, flush=True)
+        kafka_source.STOP.set()
+        if recovering:
+            threading.Thread(target=_exit_after_snapshot, args=(source, epoch_seconds),
+                             daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def _exit_after_snapshot(source: KafkaInput, epoch_seconds: float) -> None:
+    """With recovery: once every input partition has snapshotted twice since the stop
+    (the first snapshot's epoch is then durably written), flush producers and exit."""
+    deadline = time.monotonic() + 3 * epoch_seconds + 10
+    while time.monotonic() < deadline:
+        if source.partitions and all(p.epochs_since_stop >= 2 for p in source.partitions):
+            break
+        time.sleep(0.05)
+    left = kafka_sink.flush_all()
+    print(f"esg-leads run: stopped ({left} messages undelivered)", file=sys.stderr, flush=True)
+    os._exit(0 if left == 0 else 1)
+
+
+def startup_line(settings: Settings, workers: int, metrics_url: str | None) -> str:
+    kafka = settings.kafka
+    recovery = settings.recovery
+    return (
+        f"esg-leads run: brokers={kafka.bootstrap_servers} "
+        f"inputs={','.join(kafka.topic(t) for t in INPUT_TOPICS)} "
+        f"outputs={','.join(kafka.topic(t) for t in OUTPUT_TOPICS)} "
+        f"tenants={','.join(settings.tenants)} workers={workers} "
+        f"recovery={recovery.directory or 'off'}"
+        + (f" (snapshot every {recovery.snapshot_interval.total_seconds():g}s)"
+           if recovery.directory else "")
+        + f" metrics={metrics_url or 'off'} audit={settings.audit.directory or 'off'}"
+    )
+
+
+def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
+        process_id: int | None = None, addresses: list[str] | None = None,
+        summary_path: Path | None = None) -> int:
+    """Run the flow against Kafka until stopped (or, with ``until_end``, drained).
+
+    A bounded or drained run writes the same summary as a replay to ``summary_path``.
+    """
+    kafka = settings.kafka
+    config = kafka.client_config()
+    telemetry = Telemetry()
+    metrics_url = None
+    if settings.metrics.port is not None:
+        listener = PrometheusListener()
+        telemetry.listeners.append(listener)
+        port = serve(listener, settings.metrics.port + (process_id or 0), settings.metrics.host)
+        metrics_url = f"http://{settings.metrics.host}:{port}/metrics"
+    recovery = _recovery(settings)
+    print(startup_line(settings, workers, metrics_url), file=sys.stderr, flush=True)
+
+    inputs = [kafka.topic(t) for t in INPUT_TOPICS]
+    try:
+        wait_for_metadata(config, inputs, log_fn=lambda m: print(f"esg-leads run: {m}",
+                                                                 file=sys.stderr, flush=True))
+    except TimeoutError:
+        return 0
+    source = KafkaInput(config, inputs, starting_offset=kafka.starting_offset,
+                        batch_size=kafka.batch_size, merge_max_wait_ms=kafka.merge_max_wait_ms,
+                        until_end=until_end, on_stats=_lag_reporter(telemetry))
+    source_drains = recovery is None
+    kafka_source.DRAIN_ON_STOP = source_drains
+    def sent(kind: str, records: list) -> None:
+        telemetry.count("published", kind, len(records))
+
+    sinks = Sinks(
+        **{kind: KafkaTopicSink(config, kafka.topic(topic), kind, on_sent=sent)
+           for kind, topic in OUTPUT_KINDS.items()},
+        tombstones=KafkaTopicSink(config, "", "tombstones"),
+        audit=AuditSink(settings.audit.directory) if settings.audit.directory
+        else _discard(),
+    )
+    flow = build_flow(settings, source, sinks, telemetry)
+    epoch = settings.recovery.snapshot_interval
+    _install_stop(source, recovery is not None, epoch.total_seconds())
+    tune_gc()
+    started = time.perf_counter()
+    cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses,
+             epoch_interval=epoch, recovery_config=recovery)
+    left = kafka_sink.flush_all()
+    seconds = time.perf_counter() - started
+    summary = telemetry.summary(telemetry.per_topic("published"),
+                                sum(telemetry.per_topic("in").values()), seconds)
+    if summary_path is not None:
+        import json
+
+        Path(summary_path).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(f"esg-leads run: done: {summary['messages']:,} messages in {seconds:.1f}s; outputs "
+          f"{summary['outputs']}; reconciled: {'yes' if summary['reconciled'] else 'NO'}",
+          file=sys.stderr, flush=True)
+    return 0 if left == 0 else 1
+
+
+def _discard():
+    from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+    class _Nothing(StatelessSinkPartition):
+        def write_batch(self, items: list) -> None:
+            pass
+
+    class Discard(DynamicSink):
+        def build(self, *args) -> _Nothing:  # noqa: ANN002
+            return _Nothing()
+
+    return Discard()

@@ -1,0 +1,467 @@
+"""Tests of connectors.dev_broker: the mock cluster, the fixed-port forwarder, kcat, CLI.
+
+Everything runs on loopback.  kcat tests are skipped when kcat is missing, unless
+ESG_LEADS_REQUIRE_TOOLS=1, which turns a missing kcat into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from connectors.dev_broker import (
+    MOCK_DEFAULT_PARTITIONS,
+    DevBroker,
+    TcpForwarder,
+    native_mock_available,
+    wait_until_ready,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Loopback-tuned client settings: fail fast, reconnect fast.
+CLIENT: dict[str, Any] = {
+    "socket.timeout.ms": 5000,
+    "socket.connection.setup.timeout.ms": 2000,
+    "reconnect.backoff.ms": 20,
+    "reconnect.backoff.max.ms": 200,
+}
+CONSUMER: dict[str, Any] = {
+    **CLIENT,
+    "session.timeout.ms": 6000,
+    "heartbeat.interval.ms": 500,
+    "fetch.wait.max.ms": 10,
+}
+
+
+def require_tool(name: str) -> str:
+    """Path of *name*; skip if missing, or fail when ESG_LEADS_REQUIRE_TOOLS=1."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed"
+        if os.environ.get("ESG_LEADS_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{message} (ESG_LEADS_REQUIRE_TOOLS=1 requires it)")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def kcat() -> str:
+    return require_tool("kcat")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    errors: list[KafkaError] = []
+    producer = Producer(
+        {**CLIENT, "bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5}
+    )
+    for key, value in records:
+        producer.produce(
+            topic, value=value, key=key, on_delivery=lambda e, _m: e and errors.append(e)
+        )
+    assert producer.flush(10) == 0
+    assert errors == []
+
+
+def consume_all(bootstrap: str, topic: str, partitions: int) -> list[Any]:
+    """Every message of *topic*, read with assign() from the beginning to the end."""
+    consumer = Consumer(
+        {
+            **CONSUMER,
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{topic}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        out, at_end = [], set()
+        deadline = time.monotonic() + 15
+        while len(at_end) < partitions:
+            assert time.monotonic() < deadline, f"timed out reading {topic}"
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
+                at_end.add(msg.partition())
+                continue
+            at_end.discard(msg.partition())
+            out.append(msg)
+        return out
+    finally:
+        consumer.close()
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({**CLIENT, "bootstrap.servers": bootstrap})
+
+
+# --------------------------------------------------------------------------- broker
+
+
+def test_native_backend_is_available_with_the_wheel() -> None:
+    # The documented default: the confluent-kafka wheel bundles librdkafka with the
+    # mock API, so topics get exactly the requested partition count.
+    assert native_mock_available()
+
+
+@pytest.mark.parametrize("brokers", [1, 3])
+def test_round_trip_metadata_and_topics(brokers: int) -> None:
+    with DevBroker(brokers=brokers, topics=["orders", "audit"], partitions=3) as broker:
+        assert broker.backend == "native"
+        addresses = broker.broker_addresses
+        assert len(addresses) == brokers
+        assert all(a.startswith("127.0.0.1:") for a in addresses)
+        assert broker.bootstrap == ",".join(addresses)
+        assert broker.port is None
+
+        md = admin(broker.bootstrap).list_topics(timeout=5)
+        assert sorted(md.brokers) == list(range(1, brokers + 1))
+        assert [f"{b.host}:{b.port}" for _, b in sorted(md.brokers.items())] == addresses
+        for name in ("orders", "audit"):
+            parts = md.topics[name].partitions
+            assert sorted(parts) == [0, 1, 2]
+            for p in parts.values():
+                assert p.leader in md.brokers
+                assert len(p.replicas) == min(3, brokers) == broker.replication_factor
+        assert broker.topic_partitions("orders") == 3
+
+        records = [(f"investor-{i % 7}".encode(), f"event-{i}".encode()) for i in range(30)]
+        produce(broker.bootstrap, "orders", records)
+
+        # A consumer group (subscribe) gets its assignment at once: the mock's 3 s
+        # initial rebalance delay is set to 0.
+        consumer = Consumer(
+            {
+                **CONSUMER,
+                "bootstrap.servers": broker.bootstrap,
+                "group.id": "round-trip",
+                "auto.offset.reset": "earliest",
+            }
+        )
+        got = []
+        started = time.monotonic()
+        try:
+            consumer.subscribe(["orders"])
+            while len(got) < len(records) and time.monotonic() - started < 15:
+                msg = consumer.poll(0.2)
+                if msg is not None and not msg.error():
+                    got.append((msg.key(), msg.value()))
+        finally:
+            consumer.close()
+        assert sorted(got) == sorted(records)
+        assert time.monotonic() - started < 2.5  # no 3 s group delay
+
+        # The same messages through assign() on every partition.
+        assert sorted((m.key(), m.value()) for m in consume_all(broker.bootstrap, "orders", 3)) == (
+            sorted(records)
+        )
+    assert not broker.running
+
+
+def test_partitions_requested_vs_auto_created() -> None:
+    with DevBroker(brokers=2, topics=["wide"], partitions=7) as broker:
+        assert broker.topic_partitions("wide") == 7
+        assert broker.create_topic("narrow", 1) == 1
+        assert broker.create_topic("narrow", 5) == 1  # an existing topic is left alone
+        assert broker.create_topic("default-count") == 7  # the constructor's partitions
+        # Asking for metadata of all topics never auto-creates one ...
+        assert broker.topic_partitions("fresh") is None
+        # ... but producing does, with the mock's fixed default.
+        produce(broker.bootstrap, "fresh", [(b"k", b"v")])
+        assert broker.topic_partitions("fresh") == MOCK_DEFAULT_PARTITIONS == 4
+
+
+def test_client_backend_gives_the_mock_default() -> None:
+    with pytest.warns(RuntimeWarning, match="4 partitions"):
+        broker = DevBroker(brokers=1, topics=["c"], partitions=3, backend="client")
+        broker.start()
+    try:
+        assert broker.backend == "client"
+        assert broker.topic_partitions("c") == MOCK_DEFAULT_PARTITIONS
+        produce(broker.bootstrap, "c", [(b"k", b"v")])
+        assert [(m.key(), m.value()) for m in consume_all(broker.bootstrap, "c", 4)] == [
+            (b"k", b"v")
+        ]
+        with pytest.raises(NotImplementedError):
+            broker.inject_request_errors(0, [29])
+    finally:
+        broker.stop()
+
+
+def test_lifecycle_errors_and_data_is_lost_on_stop() -> None:
+    broker = DevBroker(topics=["t"])
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = broker.bootstrap
+    bootstrap = broker.start()
+    with pytest.raises(RuntimeError, match="already started"):
+        broker.start()
+    addresses = broker.broker_addresses
+    broker.stop()
+    broker.stop()  # idempotent
+    for address in addresses:  # the mock's listeners are gone
+        host, port = address.rsplit(":", 1)
+        with pytest.raises(OSError):
+            socket.create_connection((host, int(port)), timeout=1).close()
+    # A restart is a brand-new, empty cluster.
+    assert broker.start() != bootstrap
+    try:
+        assert broker.topic_partitions("t") == 3
+        assert consume_all(broker.bootstrap, "t", 3) == []
+    finally:
+        broker.stop()
+    with pytest.raises(ValueError):
+        DevBroker(brokers=0)
+    with pytest.raises(ValueError):
+        DevBroker(backend="zookeeper")
+
+
+def test_wait_until_ready() -> None:
+    with DevBroker(brokers=3) as broker:
+        assert wait_until_ready(broker.bootstrap, timeout=5) == broker.broker_addresses
+    port = free_port()  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=f"127.0.0.1:{port}"):
+        wait_until_ready(f"127.0.0.1:{port}", timeout=1.0)
+    assert time.monotonic() - started < 4
+
+
+# --------------------------------------------------------------------------- forwarder
+
+
+def test_fixed_port_with_clients_and_kcat(kcat: str) -> None:
+    port = free_port()
+    broker = DevBroker(brokers=3, port=port, topics=["inbound", "outbound"], partitions=3)
+    bootstrap = broker.start()
+    try:
+        assert bootstrap == broker.bootstrap == f"127.0.0.1:{port}"
+        assert broker.port == port
+        addresses = broker.broker_addresses
+        assert f"127.0.0.1:{port}" not in addresses  # brokers advertise their own ports
+
+        # confluent-kafka bootstraps through the fixed port.
+        md = admin(bootstrap).list_topics(timeout=5)
+        assert [f"{b.host}:{b.port}" for _, b in sorted(md.brokers.items())] == addresses
+
+        # kcat -L lists the three brokers and the topics.
+        listing = subprocess.run(
+            [kcat, "-b", bootstrap, "-L", "-m", "5"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+        assert "3 brokers:" in listing
+        for broker_id, address in enumerate(addresses, start=1):
+            assert f"broker {broker_id} at {address}" in listing
+        assert 'topic "inbound" with 3 partitions' in listing
+
+        # kcat -P, then our consumer reads.
+        lines = [f"key-{i}:value-{i}" for i in range(12)]
+        subprocess.run(
+            [kcat, "-b", bootstrap, "-P", "-t", "inbound", "-K", ":"],
+            input="\n".join(lines) + "\n",
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        )
+        got = consume_all(bootstrap, "inbound", 3)
+        assert sorted(f"{m.key().decode()}:{m.value().decode()}" for m in got) == sorted(lines)
+
+        # Our producer, then kcat -C reads to the end.
+        records = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(9)]
+        produce(bootstrap, "outbound", records)
+        out = subprocess.run(
+            [kcat, "-b", bootstrap, "-C", "-e", "-q", "-t", "outbound", "-f", "%k=%s\n"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+        assert sorted(out.splitlines()) == sorted(f"{k.decode()}={v.decode()}" for k, v in records)
+    finally:
+        broker.stop()
+
+    # stop() frees the port: nothing listens, it can be bound, a new broker can use it.
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen()
+    with DevBroker(port=port) as again:
+        assert again.bootstrap == f"127.0.0.1:{port}"
+        assert wait_until_ready(again.bootstrap, timeout=5) == again.broker_addresses
+
+
+def test_port_zero_and_port_in_use() -> None:
+    with DevBroker(port=0) as broker:
+        port = broker.port
+        assert port and broker.bootstrap == f"127.0.0.1:{port}"
+        with pytest.raises(OSError):
+            DevBroker(port=port).start()  # the failed start cleaned up after itself
+        assert wait_until_ready(broker.bootstrap, timeout=5)
+
+
+class _EchoServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    request_queue_size = 256  # the default backlog (5) drops SYNs under a burst
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        while data := self.request.recv(65536):
+            self.request.sendall(data)
+        self.request.shutdown(socket.SHUT_WR)
+
+
+def _echo_through(port: int, payload: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+
+        def send() -> None:
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)  # half-close: the echo side still answers
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+        sender.join()
+    return b"".join(chunks)
+
+
+def test_tcp_forwarder_many_connections_large_payloads_half_close() -> None:
+    server = _EchoServer(("127.0.0.1", 0), _Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    forwarder = TcpForwarder(server.server_address, port=0)  # type: ignore[arg-type]
+    port = forwarder.start()
+    try:
+        payloads = [os.urandom(1000 + 997 * i) for i in range(60)] + [os.urandom(3 << 20)] * 2
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            echoed = list(pool.map(lambda p: _echo_through(port, p), payloads))
+        assert [len(e) for e in echoed] == [len(p) for p in payloads]
+        assert echoed == payloads
+        assert forwarder.accepted == len(payloads)
+        deadline = time.monotonic() + 5
+        while forwarder.active_connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert forwarder.active_connections == 0
+
+        # stop() with a connection still open: the client is cut off at once.
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"ping")
+        assert s.recv(4) == b"ping"
+        forwarder.stop()
+        try:
+            assert s.recv(10) == b""
+        except ConnectionResetError:
+            pass
+        s.close()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    finally:
+        forwarder.stop()
+        server.shutdown()
+        server.server_close()
+
+
+def test_tcp_forwarder_unreachable_target_closes_client() -> None:
+    forwarder = TcpForwarder(("127.0.0.1", free_port()), port=0)
+    port = forwarder.start()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            try:
+                assert s.recv(10) == b""
+            except ConnectionResetError:
+                pass
+    finally:
+        forwarder.stop()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _read_line(stream: Any, timeout: float) -> str:
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        pytest.fail(f"no line within {timeout}s")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_run_forever_in_a_subprocess(signum: int) -> None:
+    port = free_port()
+    code = f"from connectors.dev_broker import run_forever; run_forever(1, {port}, ['t'])"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = _read_line(proc.stdout, timeout=20).rstrip("\n")
+        prefix = f"bootstrap=127.0.0.1:{port} brokers=127.0.0.1:"
+        assert line.startswith(prefix), line
+        assert line.endswith(" (mock cluster, memory only)"), line
+        bootstrap = line.split()[0].removeprefix("bootstrap=")
+
+        md = admin(bootstrap).list_topics(timeout=5)
+        assert len(md.topics["t"].partitions) == 3
+        produce(bootstrap, "t", [(b"cli", b"works")])
+        assert [(m.key(), m.value()) for m in consume_all(bootstrap, "t", 3)] == [
+            (b"cli", b"works")
+        ]
+
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - sent < 5
+        assert proc.stdout is not None and proc.stdout.read() == ""  # one line only
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_require_tool_fails_when_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    monkeypatch.setenv("ESG_LEADS_REQUIRE_TOOLS", "1")
+    with pytest.raises(pytest.fail.Exception, match="ESG_LEADS_REQUIRE_TOOLS"):
+        require_tool("kcat")
+    monkeypatch.delenv("ESG_LEADS_REQUIRE_TOOLS")
+    with pytest.raises(pytest.skip.Exception):
+        require_tool("kcat")

@@ -1,0 +1,159 @@
+"""``esg-leads run`` end to end: a real subprocess against a Kafka-protocol broker."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import jsonschema
+import orjson
+import pytest
+
+from connectors.dev_broker import DevBroker
+from connectors.publish import publish_recording
+from replay.generator import generate
+from replay.simulate import WorldSpec
+from schemas.codec import json_schema
+from schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
+from tests.flows.kafka_helpers import (
+    ESG_LEADS,
+    consume_all,
+    free_port,
+    produce,
+    require_tool,
+    start_run,
+    stop,
+    values,
+    wait_for,
+)
+
+SPEC = WorldSpec(tenants=2, investors=250, properties=60, days=6, seed=9, malformed_rate=0.03)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("world")
+    generate(SPEC, out)
+    return out
+
+
+@pytest.fixture
+def broker():
+    with DevBroker(brokers=1, topics=list(ALL_TOPICS), partitions=3) as running:
+        yield running.bootstrap
+
+
+def test_bounded_run_reconciles_and_publishes_valid_records(world: Path, broker: str,
+                                                            tmp_path: Path) -> None:
+    published = publish_recording(world, broker)
+    summary_path = tmp_path / "summary.json"
+    done = subprocess.run(
+        [ESG_LEADS, "run", "--bootstrap", broker, "--config", str(world / "config.toml"),
+         "--until-end", "--summary", str(summary_path)],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "esg-leads run: brokers=" in done.stderr  # the start-up line
+    summary = json.loads(summary_path.read_text())
+    assert summary["messages"] == published["messages"]
+    assert summary["reconciled"], summary["topics"]
+    for topic, row in summary["topics"].items():
+        assert row["in"] == row["used"] + row["dead_lettered"], topic
+
+    outputs = {topic: consume_all(broker, topic) for topic in OUTPUT_TOPICS}
+    dead = values(outputs["leads.dlq"])
+    assert len(dead) == sum(summary["dlq_by_reason"].values()) > 0
+    leads = values(outputs["leads.scored"])  # tombstones (erasures) have no value
+    assert len(leads) == summary["outputs"]["leads"] > 0
+    for topic, messages in outputs.items():
+        schema = json_schema(topic)
+        for message in messages:
+            if message.value() is None:
+                continue  # an erasure tombstone
+            jsonschema.validate(orjson.loads(message.value()), schema)
+            headers = dict(message.headers())
+            assert headers["schema-version"] == b"1"
+            record = orjson.loads(message.value())
+            assert headers["idempotency-key"].decode() == record["idempotency_key"]
+            if topic in ("leads.scored", "leads.review", "crm.handoff"):
+                assert message.key().decode() == record["investor_id"]
+    # A malformed input keeps its original bytes and position in the dead letter.
+    bad_json = next(d for d in dead if d["reason"] == "decode_error")
+    original = base64.b64decode(bad_json["value_b64"])
+    assert bad_json["topic"] in INPUT_TOPICS and bad_json["offset"] >= 0
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(original)
+
+
+def test_metrics_dead_letters_while_running_and_graceful_stop(world: Path, broker: str,
+                                                              tmp_path: Path) -> None:
+    port = free_port()
+    process = start_run("--bootstrap", broker, "--config", str(world / "config.toml"),
+                        "--metrics-port", str(port), log=tmp_path / "run.log")
+    try:
+        publish_recording(world, broker)
+        wait_for(lambda: consume_all(broker, "leads.scored", timeout=2), 120, "first leads")
+        produce(broker, "investor.engagements", b"inv-x", b'{"tenant": "acme-capital", oops')
+        dead = wait_for(lambda: [d for d in values(consume_all(broker, "leads.dlq", timeout=2))
+                                 if d["reason"] == "decode_error"
+                                 and base64.b64decode(d["value_b64"]).endswith(b"oops")],
+                        60, "the malformed message in leads.dlq")
+        assert dead[0]["key_b64"] == base64.b64encode(b"inv-x").decode()
+        assert process.poll() is None, "the flow keeps running after a malformed message"
+
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+        text = metrics.decode()
+        for name in ("esg_leads_input_messages_total", "esg_leads_used_messages_total",
+                     "esg_leads_dead_letters_total", "esg_leads_stage_batch_seconds_bucket",
+                     "esg_leads_scorings_total", "esg_leads_lead_latency_seconds_bucket",
+                     "esg_leads_published_leads_total"):
+            assert name in text, name
+        assert 'reason="decode_error"' in text
+        assert "investor_id" not in text and "inv-" not in text  # bounded labels
+        promtool = require_tool("promtool")
+        checked = subprocess.run([promtool, "check", "metrics"], input=metrics,
+                                 capture_output=True, timeout=60)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    finally:
+        code = stop(process)
+    log = (tmp_path / "run.log").read_text()
+    assert code == 0, log
+    assert "SIGTERM: stopping" in log and "Traceback" not in log
+
+
+def test_kcat_produces_and_consumes_our_topics(broker: str, tmp_path: Path) -> None:
+    kcat = require_tool("kcat")
+    lines = []
+    for i in range(3):
+        event = {"tenant": "acme-capital", "event_id": f"kc-{i}", "source": "kcat",
+                 "event_time": f"2026-03-02T10:{10 + i}:00+00:00", "investor_id": "inv-kcat",
+                 "action": "reply", "channel": "email"}
+        lines.append(f"inv-kcat\t{json.dumps(event)}")
+    lines.append('inv-kcat\t{"tenant": "acme-capital", "truncated')  # malformed
+    later = {"tenant": "acme-capital", "event_id": "kc-late", "source": "kcat",
+             "event_time": "2026-03-02T13:00:00+00:00", "investor_id": "inv-other",
+             "action": "email_open", "channel": "email"}
+    lines.append(f"inv-other\t{json.dumps(later)}")
+    produced = subprocess.run([kcat, "-b", broker, "-P", "-t", "investor.engagements", "-K", "\t"],
+                              input="\n".join(lines) + "\n", text=True, capture_output=True,
+                              timeout=60)
+    assert produced.returncode == 0, produced.stderr
+    done = subprocess.run([ESG_LEADS, "run", "--bootstrap", broker, "--until-end"],
+                          capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+    def read(topic: str) -> list[dict]:
+        out = subprocess.run([kcat, "-b", broker, "-C", "-t", topic, "-e", "-q", "-f", "%k\t%s\n"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return [(line.split("\t", 1)[0], json.loads(line.split("\t", 1)[1]))
+                for line in out.stdout.splitlines() if "\t" in line]
+
+    dead = read("leads.dlq")
+    assert [(key, d["reason"]) for key, d in dead] == [("inv-kcat", "decode_error")]
+    leads = read("leads.scored")
+    assert ("inv-kcat", "inv-kcat") in {(key, lead["investor_id"]) for key, lead in leads}
+    lead = next(lead for key, lead in leads if key == "inv-kcat")
+    assert lead["features"]["replies"] == 3
