@@ -40,11 +40,13 @@ def key_of(kind: str, record: dict) -> bytes | None:
 
 class _TopicPartition(StatelessSinkPartition[dict]):
     def __init__(self, producer: Producer, topic: str, kind: str,
-                 on_sent: Callable[[str, list[dict]], None] | None) -> None:
+                 on_sent: Callable[[str, list[dict]], None] | None,
+                 topic_of: Callable[[str], str]) -> None:
         self._producer = producer
         self._topic = topic
         self._kind = kind
         self._on_sent = on_sent
+        self._topic_of = topic_of
         self._errors: list[str] = []
 
     def _delivered(self, error, message) -> None:  # noqa: ANN001 - librdkafka callback
@@ -55,7 +57,8 @@ class _TopicPartition(StatelessSinkPartition[dict]):
         produce, poll = self._producer.produce, self._producer.poll
         for record in items:
             if self._kind == "tombstones":
-                topic, key, value, headers = record["topic"], record["key"].encode(), None, []
+                topic, key, value, headers = (self._topic_of(record["topic"]),
+                                              record["key"].encode(), None, [])
             else:
                 topic, key, value = self._topic, key_of(self._kind, record), encode(record)
                 headers = [("schema-version", _SCHEMA), ("content-type", b"application/json"),
@@ -80,21 +83,27 @@ class _TopicPartition(StatelessSinkPartition[dict]):
 
 
 class KafkaTopicSink(DynamicSink[dict]):
-    """Records of one output ``kind`` to ``topic`` (``tombstones``: the record names it)."""
+    """Records of one output ``kind`` to ``topic``.
+
+    For ``tombstones`` the record names the logical topic; ``topic_of`` maps it to
+    the physical one.
+    """
 
     def __init__(self, config: dict, topic: str, kind: str,
-                 on_sent: Callable[[str, list[dict]], None] | None = None) -> None:
+                 on_sent: Callable[[str, list[dict]], None] | None = None,
+                 topic_of: Callable[[str], str] = lambda logical: logical) -> None:
         self.config = config
         self.topic = topic
         self.kind = kind
         self.on_sent = on_sent
+        self.topic_of = topic_of
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _TopicPartition:
         producer = Producer({"linger.ms": 5, "acks": "all", "enable.idempotence": True,
                              **self.config})
         with _LOCK:
             PRODUCERS.append(producer)
-        return _TopicPartition(producer, self.topic, self.kind, self.on_sent)
+        return _TopicPartition(producer, self.topic, self.kind, self.on_sent, self.topic_of)
 
 
 def flush_all(timeout: float = 10.0) -> int:

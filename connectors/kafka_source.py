@@ -161,12 +161,12 @@ class _MergedPartition(StatefulSourcePartition[RawMessage, dict]):
         out: list[RawMessage] = []
         started = time.monotonic()
         while True:
+            arrived = self._fill()
             self._merge_into(out, force=time.monotonic() - started >= self._max_wait)
             if len(out) >= self._batch_size or self._caught_up():
                 return out
-            if time.monotonic() - started >= self._max_wait and not self._fill():
+            if time.monotonic() - started >= self._max_wait and not arrived:
                 return out  # nothing arrives: hand over what there is
-            self._fill()
 
     def _caught_up(self) -> bool:
         """Nothing buffered and every partition at its end: no more input right now."""

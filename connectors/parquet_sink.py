@@ -51,13 +51,18 @@ def to_table(kind: str, records: list[dict]) -> pa.Table:
     return pa.table(columns, schema=schema_of(kind))
 
 
+#: Open audit partitions, so that a process stopping early can still close its files.
+OPEN_AUDIT: list[_AuditPartition] = []
+
+
 class _AuditPartition(StatelessSinkPartition[dict]):
     """Buffers audit rows per (tenant, date) and writes hive-style partitions."""
 
-    def __init__(self, directory: Path, worker: int, row_group: int) -> None:
+    def __init__(self, directory: Path, name: str, row_group: int) -> None:
         self._directory = directory
-        self._worker = worker
+        self._name = name
         self._row_group = row_group
+        self._closed = False
         self._buffers: dict[tuple[str, str], list[dict]] = {}
         self._writers: dict[tuple[str, str], pq.ParquetWriter] = {}
 
@@ -81,10 +86,13 @@ class _AuditPartition(StatelessSinkPartition[dict]):
             folder = self._directory / f"tenant={tenant}" / f"date={day}"
             folder.mkdir(parents=True, exist_ok=True)
             writer = self._writers[key] = pq.ParquetWriter(
-                folder / f"part-{self._worker:03d}.parquet", AUDIT_SCHEMA, compression="zstd")
+                folder / self._name, AUDIT_SCHEMA, compression="zstd")
         writer.write_table(pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA))
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         for key in list(self._buffers):
             self._flush(key)
         for writer in self._writers.values():
@@ -102,14 +110,29 @@ AUDIT_SCHEMA = pa.schema([
 
 
 class AuditSink(DynamicSink[dict]):
-    """The audit trail as Parquet partitioned by tenant and date (``audit/``)."""
+    """The audit trail as Parquet partitioned by tenant and date (``audit/``).
 
-    def __init__(self, directory: str | Path, row_group: int = 20_000) -> None:
+    Files are named ``part-<worker><tag>.parquet``: a replay (no tag) rewrites its own
+    output; a long-running service tags each start so a restart never overwrites
+    what an earlier process wrote.
+    """
+
+    def __init__(self, directory: str | Path, row_group: int = 20_000, tag: str = "") -> None:
         self.directory = Path(directory)
         self.row_group = row_group
+        self.tag = tag
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _AuditPartition:
-        return _AuditPartition(self.directory, worker_index, self.row_group)
+        partition = _AuditPartition(self.directory, f"part-{worker_index:03d}{self.tag}.parquet",
+                                    self.row_group)
+        OPEN_AUDIT.append(partition)
+        return partition
+
+
+def close_audit() -> None:
+    """Write out and close every open audit file (a stopping process calls this)."""
+    for partition in OPEN_AUDIT:
+        partition.close()
 
 
 class _ParquetPartition(StatelessSinkPartition[dict]):

@@ -30,7 +30,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from flows.steps import Clock, operator_builder, shard_key, system_clock
+from flows.steps import Clock, operator_builder, shard_key, system_clock, window_phases
 from flows.telemetry import Telemetry
 from operators.investor_state import InvestorShard
 from operators.investor_window import WindowFolder
@@ -110,19 +110,23 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
 
     engagements = op.key_on("engagement_shard", unsubscribes.falses,
                             lambda e: by_shard(e.ingested.tenant, e.ingested.event.investor_id))
-    folder = WindowFolder(settings.features.stale_after)
     length = settings.windows.length
+    phase = window_phases(length, settings.windows.stagger)
+    # Each shard's windows are shifted by its phase, so that window closes (and the
+    # bursts of scoring they start) spread over time instead of all landing on the hour.
+    phased = op.map("phase", engagements,
+                    lambda kv: (kv[0], (kv[1].ingested.event.event_time + phase(kv[0]), kv[1])))
+    folder = WindowFolder(settings.features.stale_after)
     windows = win.fold_window(
-        "investor_windows", engagements,
-        win.EventClock(lambda e: e.ingested.event.event_time,
-                       wait_for_system_duration=settings.windows.allowed_lateness,
+        "investor_windows", phased,
+        win.EventClock(lambda tv: tv[0], wait_for_system_duration=settings.windows.allowed_lateness,
                        now_getter=_frozen_now, to_system_utc=lambda _: None),
         win.TumblingWindower(length=length, align_to=WINDOW_ALIGN),
-        folder.empty, folder, folder.merge, ordered=False)
+        folder.empty, lambda acc, tv: folder(acc, tv[1]), folder.merge, ordered=False)
 
     def closed(key_window: tuple[str, tuple[int, dict]]) -> list[tuple[str, InvestorWindow]]:
         key, (window_id, aggregates) = key_window
-        start = WINDOW_ALIGN + length * window_id
+        start = WINDOW_ALIGN + length * window_id - phase(key)
         tenant = key.rsplit("/", 1)[0]
         used = 0
         out = []
@@ -134,7 +138,7 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
 
     investor_windows = op.flat_map("closed_windows", windows.down, closed)
     late = op.map("late", op.key_rm("late_unkey", windows.late),
-                  lambda wv: dead_letter(wv[1].ingested, DlqReason.LATE,
+                  lambda wv: dead_letter(wv[1][1].ingested, DlqReason.LATE,
                                          "event time is behind its window's allowed lateness",
                                          clock()))
 

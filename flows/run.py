@@ -26,7 +26,7 @@ from connectors import kafka_sink, kafka_source
 from connectors.kafka_sink import KafkaTopicSink
 from connectors.kafka_source import KafkaInput, wait_for_metadata
 from connectors.metrics import PrometheusListener, serve
-from connectors.parquet_sink import AuditSink
+from connectors.parquet_sink import AuditSink, close_audit
 from flows.pipeline import Sinks, build_flow
 from flows.steps import tune_gc
 from flows.telemetry import Telemetry
@@ -95,6 +95,7 @@ def _exit_after_snapshot(source: KafkaInput, epoch_seconds: float) -> None:
             break
         time.sleep(0.05)
     left = kafka_sink.flush_all()
+    close_audit()
     print(f"esg-leads run: stopped ({left} messages undelivered)", file=sys.stderr, flush=True)
     os._exit(0 if left == 0 else 1)
 
@@ -150,9 +151,9 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
     sinks = Sinks(
         **{kind: KafkaTopicSink(config, kafka.topic(topic), kind, on_sent=sent)
            for kind, topic in OUTPUT_KINDS.items()},
-        tombstones=KafkaTopicSink(config, "", "tombstones"),
-        audit=AuditSink(settings.audit.directory) if settings.audit.directory
-        else _discard(),
+        tombstones=KafkaTopicSink(config, "", "tombstones", topic_of=kafka.topic),
+        audit=AuditSink(settings.audit.directory, tag=f"-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        if settings.audit.directory else _discard(),
     )
     flow = build_flow(settings, source, sinks, telemetry)
     epoch = settings.recovery.snapshot_interval

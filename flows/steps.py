@@ -11,7 +11,7 @@ import pickle
 import time
 import zlib
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from bytewax.operators import StatefulBatchLogic
@@ -44,6 +44,21 @@ def system_clock() -> datetime:
 def shard_key(tenant: str, investor_id: str, shards: int) -> str:
     """``tenant/shard`` key of an investor; crc32 so it is stable across processes."""
     return f"{tenant}/{zlib.crc32(investor_id.encode()) % shards:04d}"
+
+
+def window_phases(length: timedelta, stagger: bool) -> Callable[[str], timedelta]:
+    """Phase of each window key: a stable fraction of the window length (or zero)."""
+    cache: dict[str, timedelta] = {}
+
+    def phase(key: str) -> timedelta:
+        offset = cache.get(key)
+        if offset is None:
+            fraction = (zlib.crc32(key.encode()) % 10_000) / 10_000 if stagger else 0.0
+            offset = cache[key] = timedelta(microseconds=int(length / timedelta(microseconds=1)
+                                                               * fraction))
+        return offset
+
+    return phase
 
 
 class Operator(Protocol):

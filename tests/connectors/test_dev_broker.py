@@ -1,7 +1,7 @@
 """Tests of connectors.dev_broker: the mock cluster, the fixed-port forwarder, kcat, CLI.
 
 Everything runs on loopback.  kcat tests are skipped when kcat is missing, unless
-ESG_LEADS_REQUIRE_TOOLS=1, which turns a missing kcat into a failure.
+REQUIRE_TEST_TOOLS=1, which turns a missing kcat into a failure.
 """
 
 from __future__ import annotations
@@ -50,12 +50,12 @@ CONSUMER: dict[str, Any] = {
 
 
 def require_tool(name: str) -> str:
-    """Path of *name*; skip if missing, or fail when ESG_LEADS_REQUIRE_TOOLS=1."""
+    """Path of *name*; skip if missing, or fail when REQUIRE_TEST_TOOLS=1."""
     path = shutil.which(name)
     if path is None:
         message = f"{name} is not installed"
-        if os.environ.get("ESG_LEADS_REQUIRE_TOOLS") == "1":
-            pytest.fail(f"{message} (ESG_LEADS_REQUIRE_TOOLS=1 requires it)")
+        if os.environ.get("REQUIRE_TEST_TOOLS") == "1":
+            pytest.fail(f"{message} (REQUIRE_TEST_TOOLS=1 requires it)")
         pytest.skip(message)
     return path
 
@@ -459,9 +459,9 @@ def test_run_forever_in_a_subprocess(signum: int) -> None:
 
 def test_require_tool_fails_when_required(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda _name: None)
-    monkeypatch.setenv("ESG_LEADS_REQUIRE_TOOLS", "1")
-    with pytest.raises(pytest.fail.Exception, match="ESG_LEADS_REQUIRE_TOOLS"):
+    monkeypatch.setenv("REQUIRE_TEST_TOOLS", "1")
+    with pytest.raises(pytest.fail.Exception, match="REQUIRE_TEST_TOOLS"):
         require_tool("kcat")
-    monkeypatch.delenv("ESG_LEADS_REQUIRE_TOOLS")
+    monkeypatch.delenv("REQUIRE_TEST_TOOLS")
     with pytest.raises(pytest.skip.Exception):
         require_tool("kcat")

@@ -22,8 +22,8 @@ def require_tool(name: str) -> str:
     """Path of a third-party tool; skip without it, unless CI requires the tools."""
     path = shutil.which(name)
     if path is None:
-        if os.environ.get("ESG_LEADS_REQUIRE_TOOLS") == "1":
-            pytest.fail(f"{name} is required here (ESG_LEADS_REQUIRE_TOOLS=1) but not installed")
+        if os.environ.get("REQUIRE_TEST_TOOLS") == "1":
+            pytest.fail(f"{name} is required here (REQUIRE_TEST_TOOLS=1) but not installed")
         pytest.skip(f"{name} is not installed")
     return path
 
@@ -75,8 +75,9 @@ def produce(bootstrap: str, topic: str, key: bytes | None, value: bytes) -> None
 
 
 def start_run(*args: str, log: Path) -> subprocess.Popen:
+    """``esg-leads run`` in the background, working in the log's folder (audit files)."""
     return subprocess.Popen([ESG_LEADS, "run", *args], stdout=log.open("w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True, cwd=log.parent)
 
 
 def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60) -> int:

@@ -33,7 +33,8 @@ NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
 def settings(**overrides) -> Settings:
     base = {"tenants": {"acme": {}, "beta": {}},
-            "windows": {"length": "PT1H", "allowed_lateness": "PT15M", "shards_per_tenant": 2},
+            "windows": {"length": "PT1H", "allowed_lateness": "PT15M", "shards_per_tenant": 2,
+                        "stagger": False},
             "features": {"rescore_after": ["P2D"]}}
     for key, value in overrides.items():
         base[key] = base.get(key, {}) | value if isinstance(value, dict) else value
