@@ -99,7 +99,7 @@ class KafkaTopicSink(DynamicSink[dict]):
         self.topic_of = topic_of
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _TopicPartition:
-        producer = Producer({"linger.ms": 5, "acks": "all", "enable.idempotence": True,
+        producer = Producer({"linger.ms": 0, "acks": "all", "enable.idempotence": True,
                              **self.config})
         with _LOCK:
             PRODUCERS.append(producer)

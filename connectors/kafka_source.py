@@ -83,6 +83,8 @@ class _MergedPartition(StatefulSourcePartition[RawMessage, dict]):
             "group.id": config.get("group.id", "esg-leads-unused"),  # offsets live in snapshots
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            "fetch.wait.max.ms": 10,  # a live lead should not wait for a fuller fetch
+            **{k: v for k, v in config.items() if k == "fetch.wait.max.ms"},
         }
         if on_stats is not None:
             consumer_config.setdefault("statistics.interval.ms", 5000)
@@ -109,15 +111,16 @@ class _MergedPartition(StatefulSourcePartition[RawMessage, dict]):
         self._max_wait = max_wait_ms / 1000
         #: In a bounded run, where each partition ended when the run started.
         self._end_offsets: dict[str, int] | None = ends if until_end else None
+        self._strict = until_end
         self._stop_epochs = 0
         #: Messages the merge had to emit without waiting for an idle partition.
         self.forced_merges = 0
 
     # ----------------------------------------------------------------- input
 
-    def _fill(self) -> bool:
-        """Read what the consumer has (waiting up to 50 ms); whether anything came."""
-        messages = self._consumer.consume(self._batch_size, 0.05)
+    def _fill(self, timeout: float) -> bool:
+        """Read what the consumer has (waiting up to ``timeout`` s); whether anything came."""
+        messages = self._consumer.consume(self._batch_size, timeout)
         for message in messages:
             key = f"{message.topic()}:{message.partition()}"
             error = message.error()
@@ -161,12 +164,24 @@ class _MergedPartition(StatefulSourcePartition[RawMessage, dict]):
         out: list[RawMessage] = []
         started = time.monotonic()
         while True:
-            arrived = self._fill()
+            # A bounded run may wait for full batches (its input is all written); a
+            # live run hands over what it has as soon as nothing more is at hand.
+            arrived = self._fill(0.05 if self._strict or not out else 0.002)
             self._merge_into(out, force=time.monotonic() - started >= self._max_wait)
             if len(out) >= self._batch_size or self._caught_up():
-                return out
+                return self._trace(out)
+            if out and not arrived and not self._strict:
+                return self._trace(out)
             if time.monotonic() - started >= self._max_wait and not arrived:
                 return out  # nothing arrives: hand over what there is
+
+    def _trace(self, out):
+        import os, sys
+        if os.environ.get("LATENCY_TRACE") and out:
+            now = time.time() * 1000
+            print(f"TRACE batch={len(out)} lag_ms={now - max(m.timestamp_ms for m in out):.1f} "
+                  f"oldest_ms={now - min(m.timestamp_ms for m in out):.1f}", file=sys.stderr)
+        return out
 
     def _caught_up(self) -> bool:
         """Nothing buffered and every partition at its end: no more input right now."""

@@ -175,6 +175,38 @@ def cmd_produce(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ record / diff
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from flows.progress import Progress
+    from replay.record import record
+    from schemas.topics import INPUT_TOPICS
+
+    if not args.until_end and args.duration is None:
+        raise UsageError("say when to stop: --until-end or --duration S")
+    settings = _settings(args.config, _run_overrides(args))
+    topics = args.topics or [settings.kafka.topic(t) for t in INPUT_TOPICS]
+    with Progress("recording", total=1, unit="messages") as progress:
+        result = record(settings.kafka.client_config(), topics, args.out,
+                        until_end=args.until_end, duration=args.duration,
+                        overwrite=args.overwrite, progress=progress.update)
+    print(f"recorded {result['messages']:,} messages from {len(topics)} topics to {args.out} "
+          f"in {result['seconds']:.1f}s", file=sys.stderr)
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from replay.diff import compare, load_run, render
+
+    for run in (args.run_a, args.run_b):
+        if not run.is_dir():
+            raise UsageError(f"no run outputs at {run}")
+    report = compare(load_run(args.run_a), load_run(args.run_b))
+    print(json.dumps(report, indent=2, default=str) if args.json else render(report))
+    return 0 if report["equal"] else 1
+
+
 # ----------------------------------------------------------------------- explain
 
 
@@ -270,6 +302,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=None,
                    help="X times the recorded pace (default: as fast as possible)")
     p.set_defaults(func=cmd_produce)
+
+    p = sub.add_parser("record", help="record Kafka topics into a recording")
+    run_flags(p)
+    p.add_argument("--topics", nargs="+", default=None, help="default: every input topic")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--until-end", action="store_true",
+                   help="stop at the end each partition had when recording started")
+    p.add_argument("--duration", type=float, default=None, metavar="S")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("diff", help="compare two runs' outputs (exit 0 when equal)")
+    p.add_argument("run_a", type=Path)
+    p.add_argument("run_b", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("explain", help="print one lead's whole story from a run's outputs")
     p.add_argument("investor_id")

@@ -20,8 +20,12 @@ import orjson
 
 def audit_record(tenant: str, investor_id: str, event_time: datetime, processed_at: datetime,
                  agent: str, agent_version: str, decision: str, reason: str, inputs: dict,
-                 output: dict, lineage: list[dict], sequence: str = "") -> dict:
-    """One agent decision about one lead, ready for the audit output."""
+                 output: dict, lineage: list[dict] | str, sequence: str = "") -> dict:
+    """One agent decision about one lead, ready for the audit output.
+
+    ``lineage`` may come already encoded (a JSON string): the agents deciding about
+    one score share it, and it is the largest part of a row.
+    """
     suffix = f":{sequence}" if sequence else ""
     return {
         "audit_id": f"audit:{tenant}:{investor_id}:{int(event_time.timestamp())}:{agent}{suffix}",
@@ -35,6 +39,6 @@ def audit_record(tenant: str, investor_id: str, event_time: datetime, processed_
         "reason": reason[:512],
         "inputs": orjson.dumps(inputs, option=orjson.OPT_NON_STR_KEYS).decode(),
         "output": orjson.dumps(output, option=orjson.OPT_NON_STR_KEYS).decode(),
-        "lineage": orjson.dumps(lineage).decode(),
+        "lineage": lineage if isinstance(lineage, str) else orjson.dumps(lineage).decode(),
         "processed_at": processed_at,
     }

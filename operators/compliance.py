@@ -64,9 +64,23 @@ class ComplianceAgent:
 
     def __init__(self, packs: dict[str, RulePack] | None = None) -> None:
         self.packs = packs if packs is not None else load_packs()
+        #: Verdicts by their inputs: few combinations exist, and every lead asks.
+        self._memo: dict[tuple, ChannelVerdict] = {}
 
     def channels(self, jurisdiction: str | None, subscriber: str | None,
                  consents: dict[str, str], do_not_call: bool) -> ChannelVerdict:
+        """Lawful channels; the verdict returned is shared, callers must not change it."""
+        key = (jurisdiction, subscriber, tuple(sorted(consents.items())), do_not_call)
+        verdict = self._memo.get(key)
+        if verdict is None:
+            if len(self._memo) > 10_000:
+                self._memo.clear()
+            verdict = self._memo[key] = self._channels(jurisdiction, subscriber, consents,
+                                                       do_not_call)
+        return verdict
+
+    def _channels(self, jurisdiction: str | None, subscriber: str | None,
+                  consents: dict[str, str], do_not_call: bool) -> ChannelVerdict:
         pack = self.packs.get(jurisdiction or "")
         if pack is None:
             return ChannelVerdict(None, unsure=f"no rule pack for jurisdiction {jurisdiction!r}")

@@ -72,20 +72,6 @@ def _shrunk(num: float, den: float, neutral: float) -> float:
     return (num + _PRIOR_VIEWS * neutral) / (den + _PRIOR_VIEWS)
 
 
-def _hhi(table: dict[str, float]) -> float:
-    total = sum(table.values())
-    if total <= 0:
-        return 0.0
-    return sum((v / total) ** 2 for v in table.values())
-
-
-def _share_in(table: dict[str, float], keys: tuple[str, ...]) -> float:
-    total = sum(table.values())
-    if total <= 0 or not keys:
-        return 0.0
-    return _shrunk(sum(table.get(k, 0.0) for k in keys), total, 0.5)
-
-
 def stated_esg_strength(state: InvestorProfileState) -> float:
     """How strongly the investor *says* ESG matters, 0-1."""
     score = 0.0
@@ -127,39 +113,57 @@ def is_contactable(state: InvestorProfileState) -> bool:
     return email or phone
 
 
+def _table_features(table: dict[str, float], keys: tuple[str, ...]) -> tuple[float, float]:
+    """(shrunk share of the table's weight on ``keys``, Herfindahl concentration)."""
+    if not table:
+        return 0.0, 0.0
+    total = sum(table.values())
+    if total <= 0:
+        return 0.0, 0.0
+    share = _shrunk(sum(table.get(k, 0.0) for k in keys), total, 0.5) if keys else 0.0
+    inverse = 1.0 / total
+    return share, sum((v * inverse) ** 2 for v in table.values())
+
+
 def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, float]:
     """The feature dict of ``state`` at ``as_of`` (state must already be decayed there)."""
     counts, depth = state.counts, state.depth
     c = state.content
     n = c[0]
-    high = _shrunk(c[1], n, c[5] / n if n else 0.0)
-    expected_high = c[5] / n if n else 0.0
-    certified = _shrunk(c[2], n, c[6] / n if n else 0.0)
-    expected_certified = c[6] / n if n else 0.0
-    low_risk = _shrunk(c[3], n, c[7] / n if n else 0.0)
-    expected_low_risk = c[7] / n if n else 0.0
+    if n:
+        inv = 1.0 / n
+        expected_high, expected_certified, expected_low_risk = c[5] * inv, c[6] * inv, c[7] * inv
+        mean_age = c[8] * inv
+    else:
+        expected_high = expected_certified = expected_low_risk = 0.0
+        mean_age = 365.0
+    den = n + _PRIOR_VIEWS
+    high = (c[1] + _PRIOR_VIEWS * expected_high) / den
+    certified = (c[2] + _PRIOR_VIEWS * expected_certified) / den
+    low_risk = (c[3] + _PRIOR_VIEWS * expected_low_risk) / den
     high_lift = high - expected_high
     cert_lift = certified - expected_certified
     risk_lift = low_risk - expected_low_risk
     ranks = state.epc_ranks
     rank_n = sum(ranks)
-    mean_rank = sum(i * r for i, r in enumerate(ranks)) / rank_n if rank_n else 3.5
-    if state.min_epc_rank is not None and rank_n:
-        meets = sum(ranks[: state.min_epc_rank + 1])
-        pref_epc = _shrunk(meets, rank_n, 0.5)
+    if rank_n:
+        mean_rank = sum(i * r for i, r in enumerate(ranks)) / rank_n
+        pref_epc = (_shrunk(sum(ranks[: state.min_epc_rank + 1]), rank_n, 0.5)
+                    if state.min_epc_rank is not None else 0.0)
     else:
-        pref_epc = 0.0
-    stated = stated_esg_strength(state)
+        mean_rank, pref_epc = 3.5, 0.0
+    profile = state.profile_features()
+    stated = profile["stated_esg"]
     behaviour = (high + certified + low_risk) / 3 if n else 0.0
-    mean_age = c[8] / n if n else 365.0
-    if state.ticket_max and state.value_n:
+    ticket_max = state.ticket_max
+    if ticket_max and state.value_n:
         mean_log_value = state.value_sum / state.value_n
-        ticket_fit = math.exp(-abs(mean_log_value - math.log(state.ticket_max)) / 2)
+        ticket_fit = math.exp(-abs(mean_log_value - math.log(ticket_max)) / 2)
     else:
         ticket_fit = 0.0
-    if state.ticket_max and state.catalog_log_value is not None:
+    if ticket_max and state.catalog_log_value is not None:
         # How well the investor's ticket fits the fund's typical lot size.
-        catalog_fit = math.exp(-abs(math.log(state.ticket_max) - state.catalog_log_value) / 2)
+        catalog_fit = math.exp(-abs(math.log(ticket_max) - state.catalog_log_value) / 2)
     else:
         catalog_fit = 0.0
     # Days since the activity before this score: the previous window for a score on
@@ -172,10 +176,12 @@ def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, 
     per_window = 1.0 / windows if windows else 0.0
     green_s, green_n, other_s, other_n = state.dwell
     viewed = green_n + other_n
-    dwell_per_view = math.log1p((green_s + other_s) / viewed) if viewed else 0.0
+    dwell_per_view = log1p((green_s + other_s) / viewed) if viewed else 0.0
     # Lingering on ESG-strong properties more than on others: log ratio of mean dwell.
     green_ratio = (math.log((green_s / green_n + 10) / (other_s / other_n + 10))
                    if green_n and other_n else 0.0)
+    geo_match, geo_concentration = _table_features(state.countries, state.target_countries)
+    asset_match, asset_concentration = _table_features(state.assets, state.target_assets)
     return {
         "eng_1d": log1p(counts[0]),
         "eng_7d": log1p(counts[1]),
@@ -205,14 +211,25 @@ def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, 
         "verified_share": _shrunk(c[4], n, 0.5),
         "data_freshness": math.exp(-mean_age / 365.0),
         "pref_match_epc": pref_epc,
-        "pref_match_geo": _share_in(state.countries, state.target_countries),
-        "pref_match_asset": _share_in(state.assets, state.target_assets),
+        "pref_match_geo": geo_match,
+        "pref_match_asset": asset_match,
         "stated_esg": stated,
         "stated_gap": stated - behaviour if stated else 0.0,
-        "geo_concentration": _hhi(state.countries),
-        "asset_concentration": _hhi(state.assets),
+        "geo_concentration": geo_concentration,
+        "asset_concentration": asset_concentration,
         "ticket_fit": ticket_fit,
         "ticket_catalog_fit": catalog_fit,
+        "ticket_known": profile["ticket_known"],
+        "profile_completeness": profile["profile_completeness"],
+        "contactable": profile["contactable"],
+        "institutional": profile["institutional"],
+    }
+
+
+def profile_features(state: InvestorProfileState) -> dict[str, float]:
+    """The features that depend on the stated profile only (cached between changes)."""
+    return {
+        "stated_esg": stated_esg_strength(state),
         "ticket_known": float(state.ticket_max is not None),
         "profile_completeness": profile_completeness(state),
         "contactable": float(is_contactable(state)),

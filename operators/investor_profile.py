@@ -46,7 +46,7 @@ class InvestorProfileState:
         "do_not_call", "ticket_min", "ticket_max", "min_epc_rank", "min_epc_band",
         "required_certifications", "sfdr_target", "uk_sdr_label", "max_climate_risk",
         "excluded_assets", "target_countries", "target_assets", "risk_tolerance",
-        "contact_ref", "unsubscribed", "unsubscribed_at",
+        "contact_ref", "unsubscribed", "unsubscribed_at", "_profile_features",
         # behaviour
         "clock", "counts", "depth", "views", "esg_reports", "active_windows",
         "content", "epc_ranks", "countries", "assets", "value_n", "value_sum", "value_sq",
@@ -77,6 +77,7 @@ class InvestorProfileState:
         self.contact_ref: str | None = None
         self.unsubscribed = False
         self.unsubscribed_at: datetime | None = None
+        self._profile_features: dict[str, float] | None = None
         # Decayed counters, one slot per half-life; all decayed to ``clock``.
         self.clock: float | None = None
         n = len(half_lives_days)
@@ -110,6 +111,7 @@ class InvestorProfileState:
 
     def apply_profile(self, profile: InvestorProfile, contact_ref: str | None) -> None:
         prefs = profile.preferences
+        self._profile_features = None
         self.has_profile = True
         self.investor_type = profile.investor_type.value
         self.subscriber_type = profile.subscriber_type.value
@@ -144,36 +146,43 @@ class InvestorProfileState:
         self.unsubscribed = True
         self.unsubscribed_at = when
         self.consents["email"] = "opted_out"
+        self._profile_features = None
+
+    def profile_features(self) -> dict[str, float]:
+        """Features of the stated profile, recomputed only after it changes."""
+        cached = self._profile_features
+        if cached is None:
+            from operators.features import profile_features
+
+            cached = self._profile_features = profile_features(self)
+        return cached
 
     # ------------------------------------------------------------ behaviour
 
     def decay_to(self, now: datetime, half_lives_days: tuple[float, ...]) -> None:
         ts = now.timestamp()
-        if self.clock is not None and ts > self.clock:
-            days = (ts - self.clock) / 86_400
-            for i, h in enumerate(half_lives_days):
-                f = math.exp(-LN2 * days / h)
-                self.counts[i] *= f
-                self.depth[i] *= f
-            f = math.exp(-LN2 * days / _CONTENT_HALF_LIFE_DAYS)
+        clock = self.clock
+        if clock is not None and ts > clock:
+            days = (ts - clock) / 86_400
+            exp = math.exp
+            factors = [exp(-LN2 * days / h) for h in half_lives_days]
+            self.counts = [v * f for v, f in zip(self.counts, factors)]
+            self.depth = [v * f for v, f in zip(self.depth, factors)]
+            f = exp(-LN2 * days / _CONTENT_HALF_LIFE_DAYS)
             self.views *= f
             self.esg_reports *= f
             self.active_windows *= f
-            content = self.content
-            for i in range(len(content)):
-                content[i] *= f
-            ranks = self.epc_ranks
-            for i in range(8):
-                ranks[i] *= f
-            for table in (self.countries, self.assets):
-                for k in table:
-                    table[k] *= f
+            self.content = [v * f for v in self.content]
+            self.epc_ranks = [v * f for v in self.epc_ranks]
+            if self.countries:
+                self.countries = {k: v * f for k, v in self.countries.items()}
+                self.assets = {k: v * f for k, v in self.assets.items()}
             self.value_n *= f
             self.value_sum *= f
             self.value_sq *= f
             for entry in self.top_properties.values():
                 entry[0] *= f
-        if self.clock is None or ts > self.clock:
+        if clock is None or ts > clock:
             self.clock = ts
 
     def apply_window(self, agg: WindowAggregate, window_end: datetime,

@@ -142,32 +142,18 @@ class LifecycleShard:
             move("scored", "first score")
 
         s = self.settings
+        cfg = s.lifecycle
         p = record["probability"]
         channels = self._compliance.channels(context.jurisdiction, context.subscriber_type,
                                              effective_consents(context), context.do_not_call)
+        blocked = channels.unsure is None and not channels.allowed
         properties, fits = outreach.lead_properties(context)
-        esg = record["esg_alignment"]["score"]
-        proposed = outreach.proposed_claims(properties, context, esg)
         tenant_cfg = s.tenants.get(record["tenant"])
-        fund = {"sfdr": getattr(tenant_cfg, "sfdr_classification", None),
-                "uk_sdr_label": getattr(tenant_cfg, "uk_sdr_label", None)}
         today = as_of.date().toordinal()
-        kept, removed = self._claims.check(proposed, {f.property_id: f for f in properties},
-                                           today, fund)
-        compliance = self._compliance.verdict(channels, removed, self._claims.rule_ids(proposed))
-        plan = {
-            "plan_id": f"plan:{record['tenant']}:{investor_id}:{int(when)}",
-            "agent_version": outreach.AGENT_VERSION,
-            "steps": outreach.plan_steps(channels.allowed, record["intent"],
-                                         record["engagement_readiness"], esg, len(properties)),
-            "lead_properties": [f.property_id for f in properties],
-            "claims": kept,
-        }
-        cfg = s.lifecycle
-        interval = record["interval"]
-        weights = record["explanation"]["source_weights"]
         reasons = []
         if p >= cfg.qualification_threshold - cfg.review_band or channels.unsure:
+            interval = record["interval"]
+            weights = record["explanation"]["source_weights"]
             reasons = review.review_reasons(
                 probability=p, low=interval["low"], high=interval["high"],
                 ticket_max=context.ticket_max_eur,
@@ -177,19 +163,34 @@ class LifecycleShard:
                 stale_days=s.features.stale_after.total_seconds() / 86_400,
                 compliance_unsure=channels.unsure, needs_info=lead.needs_info, settings=cfg)
 
-        target = self._target(lead, p, compliance["verdict"], reasons)
+        target = self._target(lead, p, blocked, reasons)
         if target != lead.machine.state:
-            move(target, self._why(target, p, compliance["verdict"], reasons))
+            move(target, self._why(target, p, reasons))
         if lead.machine.state != "in_review":
             lead.open_case = None  # a case closes when its lead leaves review any other way
-        record["state"] = lead.machine.state
-        record["outreach_plan"] = plan
-        record["compliance"] = compliance
-
-        material = lead.last_score is None or abs(record["score"] - lead.last_score) >= cfg.material_score_change
+        material = (lead.last_score is None
+                    or abs(record["score"] - lead.last_score) >= cfg.material_score_change)
         if not transitions and not material:
             self.counts[("lifecycle_quiet", record["tenant"])] += 1
-            return
+            return  # nothing to publish: no plan or claims to work out either
+
+        esg = record["esg_alignment"]["score"]
+        proposed = outreach.proposed_claims(properties, context, esg)
+        fund = {"sfdr": getattr(tenant_cfg, "sfdr_classification", None),
+                "uk_sdr_label": getattr(tenant_cfg, "uk_sdr_label", None)}
+        kept, removed = self._claims.check(proposed, {f.property_id: f for f in properties},
+                                           today, fund)
+        record["state"] = lead.machine.state
+        record["outreach_plan"] = {
+            "plan_id": f"plan:{record['tenant']}:{investor_id}:{int(when)}",
+            "agent_version": outreach.AGENT_VERSION,
+            "steps": outreach.plan_steps(channels.allowed, record["intent"],
+                                         record["engagement_readiness"], esg, len(properties)),
+            "lead_properties": [f.property_id for f in properties],
+            "claims": kept,
+        }
+        record["compliance"] = self._compliance.verdict(channels, removed,
+                                                        self._claims.rule_ids(proposed))
         lead.last_score = record["score"]
         lead.last_record = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)
         out.append(Emitted("leads", investor_id, record, "leads.scored"))
@@ -210,10 +211,10 @@ class LifecycleShard:
         if record["data_freshness_days"] is not None:
             samples.append(("esg_data_age", record["tenant"], record["data_freshness_days"] * 86_400))
 
-    def _target(self, lead: LeadRecord, p: float, verdict: str, reasons: list[dict]) -> str:
+    def _target(self, lead: LeadRecord, p: float, blocked: bool, reasons: list[dict]) -> str:
         """Where the lead should be after this score."""
         state = lead.machine.state
-        if verdict == "blocked":
+        if blocked:
             return "suppressed"
         if state in ("handed_off", "in_review"):
             return state  # the CRM, or a person, owns the lead now
@@ -226,7 +227,7 @@ class LifecycleShard:
             return "handed_off"
         return "planned" if p >= self.settings.scoring.warm else "scored"
 
-    def _why(self, target: str, p: float, verdict: str, reasons: list[dict]) -> str:
+    def _why(self, target: str, p: float, reasons: list[dict]) -> str:
         if target == "suppressed":
             return "no lawful contact channel (compliance verdict blocked)"
         if target == "in_review":
@@ -302,7 +303,7 @@ class LifecycleShard:
                       removed: list, reasons: list, transitions: list, fits: bool,
                       now: datetime, out: list[Emitted]) -> None:
         tenant, investor_id, as_of = record["tenant"], record["investor_id"], record["event_time"]
-        lineage = record["lineage"]
+        lineage = orjson.dumps(record["lineage"]).decode()  # once, for every agent's row
         model = record["model"]
 
         def audit(agent: str, version: str, decision: str, reason: str, inputs: dict,

@@ -1,0 +1,174 @@
+"""Processing latency and sustained throughput through a Kafka-protocol broker.
+
+    python bench/kafka_latency.py [--rate 5000] [--seconds 30] [--investors 3000]
+
+Starts the dev broker (librdkafka's mock cluster) and ``esg-leads run`` as a real
+subprocess, then publishes engagements at ``--rate`` events/s with event time =
+wall time. Every published lead is matched to the moment its window could first
+close — window end + allowed lateness, in event (= wall) time — and
+
+    latency = lead's Kafka timestamp - (window end + allowed lateness)
+
+is the processing latency from the input that closed the window to the lead on
+the output topic: consume, merge, parse, catalog, window, investor state, scoring,
+lifecycle, produce — the window wait itself excluded. Prints p50/p95/p99, the
+input rate achieved and the rate the flow processed (from its /metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from connectors.dev_broker import DevBroker
+from schemas.topics import ALL_TOPICS
+
+TENANTS = ("acme-capital", "borealis-re", "cityline-im")
+ESG_LEADS = str(Path(sys.executable).parent / "esg-leads")
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+
+
+def metric(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def seed_world(producer: Producer, investors: int, properties: int) -> None:
+    now = time.time()
+    for i in range(properties):
+        tenant = TENANTS[i % 3]
+        producer.produce("esg.property-signals", key=f"p-{i}".encode(), value=orjson.dumps({
+            "tenant": tenant, "event_id": f"s-{i}", "event_time": iso(now), "source": "bench",
+            "property_id": f"p-{i}", "country": "GB", "asset_class": "office",
+            "floor_area_m2": 5000.0, "value_eur": 2e7, "epc_band": "BCD"[i % 3],
+            "verification": "third_party", "data_as_of": "2026-01-01"}))
+    for i in range(investors):
+        producer.produce("investor.profiles", key=f"inv-{i}".encode(), value=orjson.dumps({
+            "tenant": TENANTS[i % 3], "event_id": f"pr-{i}", "event_time": iso(now),
+            "source": "bench", "investor_id": f"inv-{i}", "investor_type": "asset_manager",
+            "subscriber_type": "corporate", "jurisdiction": "GB",
+            "consents": [{"channel": "email", "status": "opted_in"}]}))
+    producer.flush()
+
+
+def publish(producer: Producer, rate: float, seconds: float, investors: int, properties: int,
+            counter: list[int]) -> None:
+    rng = random.Random(1)
+    chunk = max(1, int(rate / 200))  # 5 ms worth of events per send
+    started = time.time()
+    sent = 0
+    while (now := time.time()) - started < seconds:
+        due = int((now - started) * rate)
+        while sent < due:
+            for _ in range(chunk):
+                investor = rng.randrange(investors)
+                prop = rng.randrange(properties // 3) * 3 + investor % 3
+                producer.produce("investor.engagements", key=f"inv-{investor}".encode(),
+                                 value=orjson.dumps({
+                                     "tenant": TENANTS[investor % 3], "event_id": f"e-{sent}",
+                                     "event_time": iso(time.time()), "source": "bench",
+                                     "investor_id": f"inv-{investor}", "action": "property_view",
+                                     "channel": "web", "property_id": f"p-{prop}",
+                                     "duration_s": 30.0}))
+                sent += 1
+            producer.poll(0)
+        time.sleep(0.002)
+    producer.flush()
+    counter[0] = sent
+
+
+def collect(bootstrap: str, lateness_s: float, stop: threading.Event, out: list[float]) -> None:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-latency",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.assign([TopicPartition("leads.scored", p, 0) for p in range(3)])
+    while not stop.is_set():
+        message = consumer.poll(0.2)
+        if message is None or message.error() or message.value() is None:
+            continue
+        lead = orjson.loads(message.value())
+        closable = datetime.fromisoformat(lead["event_time"]).timestamp() + lateness_s
+        out.append(message.timestamp()[1] / 1000 - closable)
+    consumer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=5000)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--investors", type=int, default=3000)
+    parser.add_argument("--properties", type=int, default=300)
+    parser.add_argument("--window-seconds", type=float, default=10)
+    parser.add_argument("--lateness-seconds", type=float, default=1)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="esg-latency-"))
+    config = tmp / "bench.toml"
+    config.write_text(
+        "".join(f'[tenants."{t}"]\n' for t in TENANTS)
+        + f"[windows]\nlength = {args.window_seconds}\nallowed_lateness = {args.lateness_seconds}\n"
+        + "[kafka]\nbatch_size = 500\nmerge_max_wait_ms = 50\n[audit]\n")
+    port = 19464
+    with DevBroker(brokers=1, topics=list(ALL_TOPICS), partitions=3) as broker:
+        run = subprocess.Popen([ESG_LEADS, "run", "--bootstrap", broker.bootstrap, "--config",
+                                str(config), "--metrics-port", str(port)], cwd=tmp,
+                               stdout=subprocess.DEVNULL, stderr=(tmp / "run.log").open("w"),
+                               env={**__import__("os").environ, "LATENCY_TRACE": "1"})
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 2})
+        seed_world(producer, args.investors, args.properties)
+        time.sleep(3)  # let the flow start and read the seed
+        latencies: list[float] = []
+        stop = threading.Event()
+        reader = threading.Thread(target=collect, args=(broker.bootstrap, args.lateness_seconds,
+                                                        stop, latencies), daemon=True)
+        reader.start()
+        consumed_before = metric(port, "esg_leads_input_messages_total")
+        counter = [0]
+        started = time.time()
+        publish(producer, args.rate, args.seconds, args.investors, args.properties, counter)
+        produced_seconds = time.time() - started
+        # Wait for the flow to catch up, then let the last windows close.
+        deadline = time.time() + 120
+        target = consumed_before + counter[0]
+        while metric(port, "esg_leads_input_messages_total") < target and time.time() < deadline:
+            time.sleep(0.2)
+        caught_up_seconds = time.time() - started
+        time.sleep(args.window_seconds + args.lateness_seconds + 2)
+        stop.set()
+        reader.join(10)
+        run.send_signal(signal.SIGTERM)
+        run.wait(60)
+    print("log", tmp / "run.log")
+    if not latencies:
+        sys.exit(f"no leads came out; see {tmp / 'run.log'}")
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+
+    print(f"input: {counter[0]:,} engagements at {counter[0] / produced_seconds:,.0f}/s "
+          f"(target {args.rate:,.0f}/s) for {produced_seconds:.1f}s")
+    print(f"processed: all inputs within {caught_up_seconds:.1f}s of the start "
+          f"= {counter[0] / caught_up_seconds:,.0f} events/s sustained")
+    print(f"leads: {len(latencies):,}; processing latency (window wait excluded): "
+          f"p50 {pct(0.5):.1f} ms, p95 {pct(0.95):.1f} ms, p99 {pct(0.99):.1f} ms, "
+          f"max {1000 * latencies[-1]:.1f} ms, mean {1000 * statistics.fmean(latencies):.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
