@@ -169,19 +169,11 @@ class _MergedPartition(StatefulSourcePartition[RawMessage, dict]):
             arrived = self._fill(0.05 if self._strict or not out else 0.002)
             self._merge_into(out, force=time.monotonic() - started >= self._max_wait)
             if len(out) >= self._batch_size or self._caught_up():
-                return self._trace(out)
+                return out
             if out and not arrived and not self._strict:
-                return self._trace(out)
+                return out
             if time.monotonic() - started >= self._max_wait and not arrived:
                 return out  # nothing arrives: hand over what there is
-
-    def _trace(self, out):
-        import os, sys
-        if os.environ.get("LATENCY_TRACE") and out:
-            now = time.time() * 1000
-            print(f"TRACE batch={len(out)} lag_ms={now - max(m.timestamp_ms for m in out):.1f} "
-                  f"oldest_ms={now - min(m.timestamp_ms for m in out):.1f}", file=sys.stderr)
-        return out
 
     def _caught_up(self) -> bool:
         """Nothing buffered and every partition at its end: no more input right now."""
