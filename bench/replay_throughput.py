@@ -29,16 +29,24 @@ import orjson
 from connectors.recording import RecordingReader
 from flows.config import load_settings
 from flows.pipeline import WINDOW_ALIGN
-from flows.steps import shard_key, tune_gc
+from flows.steps import shard_key, tune_gc, window_phases
 from operators.investor_state import InvestorShard
 from operators.investor_window import WindowFolder
+from operators.lifecycle import LifecycleShard
 from operators.property_catalog import PropertyCatalog
 from operators.scoring import GlobalLearner, TenantScorer
 from operators.validation import Parser
 from replay.generator import generate
 from replay.runner import replay
 from replay.simulate import WorldSpec
-from schemas.records import FeatureVector, GlobalModelUpdate, Ingested, LabelledExample
+from schemas.records import (
+    FeatureVector,
+    GlobalModelUpdate,
+    Ingested,
+    InvestorNotice,
+    InvestorWindow,
+    LabelledExample,
+)
 from schemas.settings import Settings
 
 CATALOG = {"esg.property-signals", "investor.engagements", "investor.erasure"}
@@ -64,71 +72,91 @@ def group(items, key) -> dict[str, list]:
 
 
 def plain_loop(recording: Path, settings: Settings) -> tuple[int, float, dict[str, float], int]:
-    """The flow's operators without bytewax. Returns (messages, seconds, stages, leads)."""
+    """The flow's operators without bytewax. Returns (messages, seconds, stages, leads).
+
+    Same keys, same batch size, the same event-time rule for windows (per shard key:
+    watermark = latest event time - allowed lateness, phase-shifted windows, late items
+    dropped), outputs encoded as the sinks encode them.
+    """
     watch = Stopwatch()
     parser = Parser(settings.tenants)
     catalogs: dict[str, PropertyCatalog] = {}
     shards: dict[str, InvestorShard] = {}
     scorers: dict[str, TenantScorer] = {}
+    lifecycles: dict[str, LifecycleShard] = {}
     global_learner = GlobalLearner(settings)
     folder = WindowFolder(settings.features.stale_after)
     length = settings.windows.length
     lateness = settings.windows.allowed_lateness
     n_shards = settings.windows.shards_per_tenant
+    phase = window_phases(length, settings.windows.stagger)
     windows: dict[str, dict[int, dict]] = defaultdict(dict)  # shard key -> window id -> acc
     watermark: dict[str, datetime] = {}
-    leads = messages = 0
-    sink_bytes = 0
+    leads = 0
 
     def close_windows(key: str, upto: datetime, investor_inputs: dict) -> None:
         tenant = key.rsplit("/", 1)[0]
         for window_id in sorted(windows[key]):
-            start = WINDOW_ALIGN + length * window_id
-            if start + length > upto:
+            end = WINDOW_ALIGN + length * (window_id + 1)
+            if end > upto:
                 continue
+            start = end - length - phase(key)
             for investor_id, aggregate in windows[key].pop(window_id).items():
-                from schemas.records import InvestorWindow
-
                 investor_inputs[key].append(
                     InvestorWindow(tenant, investor_id, start, start + length, aggregate))
 
-    def run_investors(investor_inputs: dict, now: datetime) -> list:
-        out = []
+    def sink(records: list) -> None:
+        started = time.perf_counter()
+        for record in records:
+            orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)
+        watch.seconds["sinks"] += time.perf_counter() - started
+
+    def downstream(investor_inputs: dict, lifecycle_inputs: dict, now: datetime) -> int:
+        investor_out = []
         for key, items in investor_inputs.items():
             shard = shards.get(key) or shards.setdefault(key, InvestorShard(settings))
-            out.extend(watch.time("investors", shard.process, items, now))
-        return out
-
-    def run_scoring(items: list, now: datetime) -> int:
-        nonlocal sink_bytes
-        scoring_in = [i for i in items if isinstance(i, (FeatureVector, LabelledExample))]
+            investor_out.extend(watch.time("investors", shard.process, items, now))
+        scoring_in = [i for i in investor_out if isinstance(i, (FeatureVector, LabelledExample))]
+        for notice in (i for i in investor_out if isinstance(i, InvestorNotice)):
+            lifecycle_inputs[shard_key(notice.tenant, notice.investor_id, n_shards)].append(notice)
+        sink([i for i in investor_out if isinstance(i, dict)])
         labels = [i for i in scoring_in if isinstance(i, LabelledExample)]
         for model, n in watch.time("global_model", global_learner.process, labels, now):
             for tenant in settings.tenants:
                 scoring_in.append(GlobalModelUpdate(tenant, model, n))
-        produced = 0
         for tenant, batch in group(scoring_in, lambda i: i.tenant).items():
             scorer = scorers.get(tenant) or scorers.setdefault(tenant, TenantScorer(tenant, settings))
-            records = watch.time("scoring", scorer.process, batch, now)
-            started = time.perf_counter()
-            for record in records:
-                sink_bytes += len(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS))
-            watch.seconds["sink_encode"] += time.perf_counter() - started
-            produced += sum(1 for r in records if "kind" not in r)
-        return produced
+            for item in watch.time("scoring", scorer.process, batch, now):
+                if isinstance(item, dict):
+                    sink([item])
+                else:
+                    record = item.record
+                    key = shard_key(record["tenant"], record["investor_id"], n_shards)
+                    lifecycle_inputs[key].append(item)
+        published = 0
+        for key, items in lifecycle_inputs.items():
+            stage = lifecycles.get(key) or lifecycles.setdefault(key, LifecycleShard(settings))
+            emitted = watch.time("lifecycle", stage.process, items, now)
+            sink([e.record for e in emitted if e.record is not None])
+            published += sum(1 for e in emitted if e.kind == "leads")
+        return published
 
     tune_gc()
     started = time.perf_counter()
-    for batch in RecordingReader(recording, batch_rows=2000).iter_batches():
+    messages = 0
+    for batch in RecordingReader(recording, batch_rows=settings.kafka.batch_size).iter_batches():
         messages += len(batch)
         now = datetime.now(timezone.utc)
         parsed = watch.time("parse", parser.parse_batch, batch, now)
+        sink([p for p in parsed if isinstance(p, dict)])
         valid = [p for p in parsed if isinstance(p, Ingested)]
         investor_inputs: dict[str, list] = defaultdict(list)
+        lifecycle_inputs: dict[str, list] = defaultdict(list)
         for tenant, items in group([v for v in valid if v.topic in CATALOG], lambda i: i.tenant).items():
             catalog = catalogs.get(tenant) or catalogs.setdefault(tenant, PropertyCatalog(settings))
             for item in watch.time("catalog", catalog.process, items, now):
                 if isinstance(item, dict):
+                    sink([item])
                     continue
                 event = item.ingested.event
                 key = shard_key(tenant, event.investor_id, n_shards)
@@ -136,11 +164,11 @@ def plain_loop(recording: Path, settings: Settings) -> tuple[int, float, dict[st
                     investor_inputs[key].append(item.ingested)
                     continue
                 started_w = time.perf_counter()
-                ts = event.event_time
+                ts = event.event_time + phase(key)
                 mark = watermark.get(key)
                 if mark is None or ts - lateness > mark:
                     watermark[key] = mark = ts - lateness
-                if ts >= mark or mark is None:
+                if ts >= mark:
                     window_id = (ts - WINDOW_ALIGN) // length
                     acc = windows[key].get(window_id)
                     if acc is None:
@@ -150,17 +178,18 @@ def plain_loop(recording: Path, settings: Settings) -> tuple[int, float, dict[st
         for v in valid:
             if v.topic in INVESTOR:
                 investor_inputs[shard_key(v.tenant, v.event.investor_id, n_shards)].append(v)
+            elif v.topic == "lead.review-decisions":
+                lifecycle_inputs[shard_key(v.tenant, v.event.investor_id, n_shards)].append(v)
         started_w = time.perf_counter()
         for key in list(windows):
             close_windows(key, watermark[key], investor_inputs)
         watch.seconds["windows"] += time.perf_counter() - started_w
-        leads += run_scoring(run_investors(investor_inputs, now), now)
+        leads += downstream(investor_inputs, lifecycle_inputs, now)
     # End of stream: every window closes.
     investor_inputs = defaultdict(list)
     for key in list(windows):
         close_windows(key, datetime.max.replace(tzinfo=timezone.utc), investor_inputs)
-    now = datetime.now(timezone.utc)
-    leads += run_scoring(run_investors(investor_inputs, now), now)
+    leads += downstream(investor_inputs, defaultdict(list), datetime.now(timezone.utc))
     seconds = time.perf_counter() - started
     return messages, seconds, dict(watch.seconds), leads
 

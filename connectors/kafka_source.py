@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
+from datetime import datetime
 from collections.abc import Callable
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -105,6 +106,8 @@ class _MergedPartition(StatefulSourcePartition[RawMessage, dict]):
                 self._offsets[key] = high
         self._consumer.assign([TopicPartition(t, p, self._offsets[f"{t}:{p}"])
                                for t, p in assignments])
+        #: How far the merge has taken each partition (handed over or pending).
+        self._merged = dict(self._offsets)
         self._buffers: dict[str, deque[RawMessage]] = {k: deque() for k in self._keys}
         self._at_end = dict.fromkeys(self._keys, False)
         self._batch_size = batch_size
@@ -112,6 +115,10 @@ class _MergedPartition(StatefulSourcePartition[RawMessage, dict]):
         #: In a bounded run, where each partition ended when the run started.
         self._end_offsets: dict[str, int] | None = ends if until_end else None
         self._strict = until_end
+        #: Messages merged but not yet handed over (a bounded run fills whole batches).
+        self._pending: list[RawMessage] = []
+        #: Since when the merge has been waiting for a partition with nothing buffered.
+        self._held_since: float | None = None
         self._stop_epochs = 0
         #: Messages the merge had to emit without waiting for an idle partition.
         self.forced_merges = 0
@@ -145,35 +152,42 @@ class _MergedPartition(StatefulSourcePartition[RawMessage, dict]):
         ends = self._end_offsets
         if ends is None:
             return False
-        return all(self._offsets[k] >= ends[k] and not self._buffers[k] for k in self._keys)
+        return all(self._merged[k] >= ends[k] and not self._buffers[k] for k in self._keys)
+
+    def next_awake(self) -> datetime | None:
+        return None  # bytewax calls again at once, or after 1 ms when a batch was empty
 
     def next_batch(self) -> list[RawMessage]:
-        """The next ``batch_size`` messages in merged order (fewer only when caught up).
+        """Merged messages; never blocks (the whole worker waits while a source does).
 
-        Batches are cut by count, never by arrival timing: when the input is already
-        written (a bounded run, or a consumer behind the head), a run batches exactly
-        as a replay of the same messages with the same batch size, and so decides the
-        same (see README, "Determinism").
+        A bounded run (``--until-end``: its input is all written) hands over batches of
+        exactly ``batch_size`` messages, the last one excepted, accumulating across
+        calls: it then batches exactly as a replay of the same messages with the same
+        batch size, and so decides the same (see README, "Determinism"). A live run
+        hands over what it has as soon as it has it.
         """
         if STOP.is_set():
             if DRAIN_ON_STOP:
                 raise StopIteration
             return []  # take no more input; the run exits after the next snapshot
-        if self._drained():
+        pending = self._pending
+        if self._drained() and not pending:
             raise StopIteration
-        out: list[RawMessage] = []
-        started = time.monotonic()
-        while True:
-            # A bounded run may wait for full batches (its input is all written); a
-            # live run hands over what it has as soon as nothing more is at hand.
-            arrived = self._fill(0.05 if self._strict or not out else 0.002)
-            self._merge_into(out, force=time.monotonic() - started >= self._max_wait)
-            if len(out) >= self._batch_size or self._caught_up():
-                return out
-            if out and not arrived and not self._strict:
-                return out
-            if time.monotonic() - started >= self._max_wait and not arrived:
-                return out  # nothing arrives: hand over what there is
+        self._fill(0)
+        now = time.monotonic()
+        if self._held_since is None:
+            self._held_since = now
+        self._merge_into(pending, force=now - self._held_since >= self._max_wait)
+        full = len(pending) >= self._batch_size
+        if full or (pending and (not self._strict or self._caught_up())):
+            batch = pending[: self._batch_size]
+            self._pending = pending[self._batch_size:]
+            self._held_since = None
+            offsets = self._offsets
+            for message in batch:  # resume state: only what was handed over
+                offsets[f"{message.topic}:{message.partition}"] = message.offset + 1
+            return batch
+        return []
 
     def _caught_up(self) -> bool:
         """Nothing buffered and every partition at its end: no more input right now."""
@@ -183,7 +197,7 @@ class _MergedPartition(StatefulSourcePartition[RawMessage, dict]):
     def _merge_into(self, out: list[RawMessage], force: bool) -> None:
         heads = [(b[0].sort_key(), k) for k, b in self._buffers.items() if b]
         heapq.heapify(heads)
-        while heads and len(out) < self._batch_size:
+        while heads and len(out) < 2 * self._batch_size:
             # A partition with nothing buffered may still hold an earlier message.
             if any(not self._buffers[k] and not self._at_end[k] and not self._past_end(k)
                    for k in self._keys):
@@ -192,16 +206,13 @@ class _MergedPartition(StatefulSourcePartition[RawMessage, dict]):
                 self.forced_merges += 1
             _, key = heapq.heappop(heads)
             message = self._buffers[key].popleft()
-            self._offsets[key] = message.offset + 1
+            self._merged[key] = message.offset + 1
             out.append(message)
             if self._buffers[key]:
                 heapq.heappush(heads, (self._buffers[key][0].sort_key(), key))
 
     def _past_end(self, key: str) -> bool:
-        return self._end_offsets is not None and self._offsets[key] >= self._end_offsets[key]
-
-    def next_awake(self):  # noqa: ANN201 - bytewax protocol
-        return None
+        return self._end_offsets is not None and self._merged[key] >= self._end_offsets[key]
 
     def snapshot(self) -> dict:
         if STOP.is_set():

@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from bytewax.recovery import RecoveryConfig, init_db_dir
@@ -141,7 +142,9 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
     except TimeoutError:
         return 0
     source = KafkaInput(config, inputs, starting_offset=kafka.starting_offset,
-                        batch_size=kafka.batch_size, merge_max_wait_ms=kafka.merge_max_wait_ms,
+                        batch_size=kafka.batch_size,
+                        merge_max_wait_ms=(kafka.merge_max_wait_ms if until_end
+                                           else kafka.live_merge_wait_ms),
                         until_end=until_end, on_stats=_lag_reporter(telemetry))
     source_drains = recovery is None
     kafka_source.DRAIN_ON_STOP = source_drains
@@ -156,7 +159,9 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
         if settings.audit.directory else _discard(),
     )
     flow = build_flow(settings, source, sinks, telemetry)
-    epoch = settings.recovery.snapshot_interval
+    # Epochs pace snapshots; without recovery nobody reads them, and bytewax still
+    # takes them (deep copies of window state included): make them rare.
+    epoch = settings.recovery.snapshot_interval if recovery is not None else timedelta(hours=1)
     _install_stop(source, recovery is not None, epoch.total_seconds())
     tune_gc()
     started = time.perf_counter()

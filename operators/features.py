@@ -9,6 +9,7 @@ property cannot make an investor look like an ESG champion.
 from __future__ import annotations
 
 import math
+import operator
 from datetime import datetime
 
 from operators.investor_profile import InvestorProfileState
@@ -62,6 +63,7 @@ FEATURE_SOURCES: dict[str, str] = {
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_SOURCES)
 SOURCES: tuple[str, ...] = ("property_epc", "certifications", "climate_risk", "engagement", "profile")
 
+_RANKS = tuple(range(8))
 _INSTITUTIONAL = frozenset(("asset_manager", "pension_fund", "insurer", "reit", "sovereign_wealth"))
 _PROFILE_FIELDS = 8
 #: Pseudo-observations that shrink shares towards neutral.
@@ -117,12 +119,18 @@ def _table_features(table: dict[str, float], keys: tuple[str, ...]) -> tuple[flo
     """(shrunk share of the table's weight on ``keys``, Herfindahl concentration)."""
     if not table:
         return 0.0, 0.0
-    total = sum(table.values())
+    total = 0.0
+    squares = 0.0
+    for v in table.values():
+        total += v
+        squares += v * v
     if total <= 0:
         return 0.0, 0.0
-    share = _shrunk(sum(table.get(k, 0.0) for k in keys), total, 0.5) if keys else 0.0
-    inverse = 1.0 / total
-    return share, sum((v * inverse) ** 2 for v in table.values())
+    on_keys = 0.0
+    for k in keys:
+        on_keys += table.get(k, 0.0)
+    share = (on_keys + _PRIOR_VIEWS * 0.5) / (total + _PRIOR_VIEWS) if keys else 0.0
+    return share, squares / (total * total)
 
 
 def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, float]:
@@ -147,7 +155,7 @@ def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, 
     ranks = state.epc_ranks
     rank_n = sum(ranks)
     if rank_n:
-        mean_rank = sum(i * r for i, r in enumerate(ranks)) / rank_n
+        mean_rank = sum(map(operator.mul, _RANKS, ranks)) / rank_n
         pref_epc = (_shrunk(sum(ranks[: state.min_epc_rank + 1]), rank_n, 0.5)
                     if state.min_epc_rank is not None else 0.0)
     else:
@@ -243,20 +251,23 @@ def esg_alignment(features: dict[str, float], state: InvestorProfileState) -> tu
     Behaviour is read *relative to the catalog*: looking at green properties in an
     all-green catalog says little; seeking them out in a brown one says a lot.
     """
-    def clip(x: float) -> float:
-        return max(0.0, min(100.0, x))
-
-    components = {
-        "energy_efficiency": clip(50 + 125 * features["high_epc_lift"]),
-        "certification": clip(50 + 125 * features["certified_lift"]),
-        "climate_resilience": clip(50 + 125 * features["low_risk_lift"]),
-        "esg_research": clip(100 * (1 - math.exp(-1.5 * features["esg_reports_30d"]))),
-        "stated_commitment": clip(100 * features["stated_esg"]),
-        "preference_fit": clip(100 * features["pref_match_epc"]) if state.min_epc_rank is not None else 50.0,
+    efficiency = min(100.0, max(0.0, 50 + 125 * features["high_epc_lift"]))
+    certification = min(100.0, max(0.0, 50 + 125 * features["certified_lift"]))
+    climate = min(100.0, max(0.0, 50 + 125 * features["low_risk_lift"]))
+    research = min(100.0, max(0.0, 100 * (1 - math.exp(-1.5 * features["esg_reports_30d"]))))
+    stated = min(100.0, max(0.0, 100 * features["stated_esg"]))
+    fit = (min(100.0, max(0.0, 100 * features["pref_match_epc"]))
+           if state.min_epc_rank is not None else 50.0)
+    score = (0.25 * efficiency + 0.15 * certification + 0.1 * climate + 0.2 * research
+             + 0.15 * stated + 0.15 * fit)
+    return round(score, 2), {
+        "energy_efficiency": round(efficiency, 2),
+        "certification": round(certification, 2),
+        "climate_resilience": round(climate, 2),
+        "esg_research": round(research, 2),
+        "stated_commitment": round(stated, 2),
+        "preference_fit": round(fit, 2),
     }
-    weights = (0.25, 0.15, 0.1, 0.2, 0.15, 0.15)
-    score = sum(w * v for w, v in zip(weights, components.values(), strict=True))
-    return round(score, 2), {k: round(v, 2) for k, v in components.items()}
 
 
 def intent_score(features: dict[str, float]) -> float:

@@ -51,7 +51,7 @@ class InvestorProfileState:
         "clock", "counts", "depth", "views", "esg_reports", "active_windows",
         "content", "epc_ranks", "countries", "assets", "value_n", "value_sum", "value_sq",
         "meetings", "replies", "totals", "dwell", "catalog_log_value", "ingest_ms", "first_seen", "last_active", "previous_active",
-        "top_properties", "lineage", "history",
+        "top_properties", "_engaged", "lineage", "history",
     )
 
     def __init__(self, half_lives_days: tuple[float, ...]) -> None:
@@ -104,6 +104,7 @@ class InvestorProfileState:
         self.last_active: datetime | None = None
         self.previous_active: datetime | None = None
         self.top_properties: dict[str, list] = {}  # property_id -> [weight, facts]
+        self._engaged: tuple[PropertyFacts, ...] | None = None  # cached ranking
         self.lineage: list[dict] = []
         self.history: list[FeatureVector] = []
 
@@ -240,6 +241,8 @@ class InvestorProfileState:
         self.lineage = (self.lineage + agg.refs)[-MAX_LINEAGE:]
 
     def _merge_properties(self, agg: WindowAggregate) -> None:
+        if agg.properties:
+            self._engaged = None
         top = self.top_properties
         for property_id, (count, facts) in agg.properties.items():
             entry = top.get(property_id)
@@ -254,8 +257,12 @@ class InvestorProfileState:
             self.top_properties = dict(keep)
 
     def engaged_properties(self, limit: int = 5) -> tuple[PropertyFacts, ...]:
-        ranked = sorted(self.top_properties.items(), key=lambda kv: (-kv[1][0], kv[0]))
-        return tuple(entry[1] for _, entry in ranked[:limit])
+        """The most engaged properties; decay scales all weights alike, so the ranking
+        only changes when a window brings new views."""
+        if self._engaged is None:
+            ranked = sorted(self.top_properties.items(), key=lambda kv: (-kv[1][0], kv[0]))
+            self._engaged = tuple(entry[1] for _, entry in ranked[:5])
+        return self._engaged[:limit]
 
     # ---------------------------------------------------- point-in-time
 

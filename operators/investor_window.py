@@ -120,6 +120,22 @@ class WindowAggregate:
     def action(self, name: str) -> int:
         return self.actions[ACTION_INDEX[name]]
 
+    def __deepcopy__(self, memo: dict) -> WindowAggregate:
+        """A snapshot copy (bytewax deep-copies window state at every epoch).
+
+        Only the containers this object mutates are copied; the facts and lineage
+        entries they hold are never changed in place, so they are shared.
+        """
+        copy = WindowAggregate.__new__(WindowAggregate)
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if type(value) is list:
+                value = list(value)
+            elif type(value) is dict:
+                value = {k: (list(v) if type(v) is list else v) for k, v in value.items()}
+            setattr(copy, name, value)
+        return copy
+
 
 class WindowFolder:
     """The fold of a shard window: investor id -> :class:`WindowAggregate`."""

@@ -156,8 +156,13 @@ class KafkaSettings(Section):
     secrets: dict[str, SecretStr] = {}
     starting_offset: Literal["beginning", "end"] = "beginning"
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
-    #: How long the merged source holds a partition back waiting for an idle one.
+    #: How long the merged source waits for a partition that has nothing buffered yet
+    #: before merging without it: in a bounded run (``--until-end``, input already
+    #: written) ...
     merge_max_wait_ms: Annotated[int, Field(ge=0, le=600_000)] = 2000
+    #: ... and in a live run, where waiting is latency and a few milliseconds of
+    #: disorder between partitions is well inside the windows' allowed lateness.
+    live_merge_wait_ms: Annotated[int, Field(ge=0, le=600_000)] = 5
     #: Physical topic names, by logical name (defaults: the logical names).
     topics: dict[str, str] = {}
 
