@@ -92,7 +92,9 @@ def test_label_carries_the_vector_scored_before_the_outcome_never_a_later_one(sh
     assert first[0].features != second[0].features
     out = shard.process([outcome("o1", T0 + 30 * MIN)], NOW)
     (example,) = of(LabelledExample, out)
-    assert example.features is first[0]  # exactly the vector emitted for 10:00
+    # Exactly the features emitted for 10:00 (the history keeps them without context).
+    assert example.features.features == first[0].features
+    assert example.features.values == first[0].values
     assert example.features.as_of == T0
     assert (example.label, example.outcome_time, example.outcome_event_id) == (True, T0 + 30 * MIN, "o1")
     assert shard.counts[("labels", "acme")] == 1
