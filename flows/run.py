@@ -31,7 +31,7 @@ from connectors.parquet_sink import AuditSink, close_audit
 from flows.pipeline import Sinks, build_flow
 from flows.steps import tune_gc
 from flows.telemetry import Telemetry
-from schemas.settings import Settings
+from schemas.settings import DEV_CONTACT_HASH_SALT, Settings
 from schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
 
 log = logging.getLogger("esg_leads.run")
@@ -116,6 +116,16 @@ def startup_line(settings: Settings, workers: int, metrics_url: str | None) -> s
     )
 
 
+def startup_warnings(settings: Settings) -> list[str]:
+    """What an operator should fix before trusting this deployment."""
+    warnings = []
+    if settings.contact_hash_salt.get_secret_value() == DEV_CONTACT_HASH_SALT:
+        # Hashes under a public salt can be reversed by hashing known e-mail addresses.
+        warnings.append("contact_hash_salt is the development default; "
+                        "set ESG_LEADS_CONTACT_HASH_SALT for this deployment")
+    return warnings
+
+
 def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
         process_id: int | None = None, addresses: list[str] | None = None,
         summary_path: Path | None = None) -> int:
@@ -134,6 +144,8 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
         metrics_url = f"http://{settings.metrics.host}:{port}/metrics"
     recovery = _recovery(settings)
     print(startup_line(settings, workers, metrics_url), file=sys.stderr, flush=True)
+    for warning in startup_warnings(settings):
+        print(f"esg-leads run: WARNING {warning}", file=sys.stderr, flush=True)
 
     inputs = [kafka.topic(t) for t in INPUT_TOPICS]
     try:

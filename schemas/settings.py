@@ -205,6 +205,10 @@ class MetricsSettings(Section):
     host: str = "127.0.0.1"
 
 
+#: The salt used when none is configured: fine for replays, weak in production.
+DEV_CONTACT_HASH_SALT = "dev-only-salt"
+
+
 class Settings(Section):
     """Everything a run needs; ``Settings()`` is a working development default."""
 
@@ -223,6 +227,7 @@ class Settings(Section):
     metrics: MetricsSettings = MetricsSettings()
     audit: AuditSettings = AuditSettings()
     #: Salt for hashing contact details; set it per deployment (env or secret file).
-    contact_hash_salt: SecretStr = SecretStr("dev-only-salt")
+    #: ``esg-leads run`` warns at start-up while it is still the development default.
+    contact_hash_salt: SecretStr = SecretStr(DEV_CONTACT_HASH_SALT)
     #: Validate every output record against its schema (slow; for tests and debugging).
     validate_outputs: bool = False

@@ -12,6 +12,8 @@ import jsonschema
 import pytest
 
 from flows.cli import main
+from flows.run import startup_warnings
+from schemas.settings import Settings
 from schemas.topics import ALL_TOPICS
 
 
@@ -66,3 +68,8 @@ def test_console_script_is_installed() -> None:
     done = subprocess.run([exe, "schema", "crm.outcomes"], capture_output=True, text=True,
                           timeout=60, check=True)
     assert json.loads(done.stdout)["x-kafka-key"] == "investor_id"
+
+
+def test_run_warns_only_while_the_contact_salt_is_the_dev_default() -> None:
+    assert any("contact_hash_salt" in w for w in startup_warnings(Settings()))
+    assert startup_warnings(Settings.model_validate({"contact_hash_salt": "s3cret"})) == []

@@ -56,6 +56,7 @@ def test_bounded_run_reconciles_and_publishes_valid_records(world: Path, broker:
         capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "esg-leads run: brokers=" in done.stderr  # the start-up line
+    assert "WARNING contact_hash_salt is the development default" in done.stderr
     summary = json.loads(summary_path.read_text())
     assert summary["messages"] == published["messages"]
     assert summary["reconciled"], summary["topics"]
