@@ -98,9 +98,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     settings = _settings(config)
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    listeners = []
+    if args.metrics_port is not None:
+        from connectors.metrics import PrometheusListener, serve
+
+        listeners.append(PrometheusListener())
+        port = serve(listeners[0], args.metrics_port, settings.metrics.host)
+        print(f"metrics on http://{settings.metrics.host}:{port}/metrics", file=sys.stderr)
     with Progress("replaying", total=1, unit="messages") as progress:
         summary = replay(args.recording, args.out, settings, workers=args.workers,
-                         progress=progress.update)
+                         progress=progress.update, listeners=listeners)
     print(
         f"{summary['messages']:,} messages in {summary['wall_seconds']:.1f}s "
         f"({summary['events_per_second']:,} events/s): {summary['outputs']['leads']:,} leads, "
@@ -265,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--config", type=Path, default=None,
                    help="TOML settings (default: RECORDING/config.toml if present)")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve /metrics while replaying (0: any free port)")
     p.set_defaults(func=cmd_replay)
 
     def run_flags(p: argparse.ArgumentParser) -> None:

@@ -3,7 +3,14 @@
 Environment variables name a field path with double underscores, e.g.
 ``ESG_LEADS_KAFKA__BOOTSTRAP_SERVERS=broker:9092`` or
 ``ESG_LEADS_SCORING__ENSEMBLE_SIZE=16``; values are read as JSON when they parse
-as JSON (numbers, booleans, lists, objects) and as plain strings otherwise.
+as JSON (numbers, booleans, lists, objects) and as plain strings otherwise (secrets
+are always strings). librdkafka keys under ``kafka.client`` and ``kafka.secrets`` take
+``_`` for ``.``, since a shell variable name cannot hold a dot:
+
+>>> s = load_settings(environ={"ESG_LEADS_KAFKA__SECRETS__SASL_PASSWORD": "0042",
+...                            "ESG_LEADS_KAFKA__CLIENT__SECURITY_PROTOCOL": "SASL_SSL"})
+>>> s.kafka.client_config()["sasl.password"], s.kafka.client_config()["security.protocol"]
+('0042', 'SASL_SSL')
 
 >>> load_settings(environ={"ESG_LEADS_WINDOWS__LENGTH": "7200"}).windows.length.total_seconds()
 7200.0
@@ -49,10 +56,16 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
         if not name.startswith(ENV_PREFIX) or len(name) == len(ENV_PREFIX):
             continue
         path = name[len(ENV_PREFIX):].lower().split("__")
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
+        if path[:2] in (["kafka", "client"], ["kafka", "secrets"]) and len(path) == 3:
+            # librdkafka keys are dotted, and a shell variable name cannot hold a dot:
+            # ESG_LEADS_KAFKA__SECRETS__SASL_PASSWORD names ``sasl.password``.
+            path[2] = path[2].replace("_", ".")
+        value: Any = raw
+        if path[:2] != ["kafka", "secrets"] and path != ["contact_hash_salt"]:
+            try:  # a secret stays the string it is, even when it looks like a number
+                value = json.loads(raw)
+            except ValueError:
+                pass
         node = tree
         for part in path[:-1]:
             node = node.setdefault(part, {})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,13 +32,17 @@ OUTPUT_KINDS = ("leads", "review", "handoff", "dlq", "alerts")
 
 def replay(recording: str | Path, out: str | Path, settings: Settings, *, workers: int = 1,
            progress: Callable[[int, int], None] | None = None,
-           clock: Clock = system_clock) -> dict:
-    """Run the flow over ``recording``; write outputs and ``summary.json`` to ``out``."""
+           clock: Clock = system_clock, listeners: Sequence[object] = ()) -> dict:
+    """Run the flow over ``recording``; write outputs and ``summary.json`` to ``out``.
+
+    ``listeners`` receive the run's telemetry as it happens (e.g. a Prometheus exporter).
+    """
     recording, out = Path(recording), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     parts = out / ".parts"
     shutil.rmtree(parts, ignore_errors=True)
     telemetry = Telemetry()
+    telemetry.listeners.extend(listeners)
     sinks = Sinks(**{kind: ParquetSink(parts, kind) for kind in (*OUTPUT_KINDS, "tombstones")},
                   audit=AuditSink(out / "audit"))
     # Same batch size as a live run reads Kafka with: replay then decides as it did.

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import jsonschema
@@ -73,3 +74,16 @@ def test_console_script_is_installed() -> None:
 def test_run_warns_only_while_the_contact_salt_is_the_dev_default() -> None:
     assert any("contact_hash_salt" in w for w in startup_warnings(Settings()))
     assert startup_warnings(Settings.model_validate({"contact_hash_salt": "s3cret"})) == []
+
+
+def test_replay_serves_metrics_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    world, run = tmp_path / "world", tmp_path / "run"
+    main(["generate", "--investors", "100", "--days", "3", "--seed", "5", "--out", str(world)])
+    assert main(["replay", str(world), "--out", str(run), "--metrics-port", "0"]) == 0
+    err = capsys.readouterr().err
+    url = next(word for word in err.split() if word.endswith("/metrics"))
+    body = urllib.request.urlopen(url, timeout=5).read().decode()  # the server outlives the run
+    summary = json.loads((run / "summary.json").read_text())
+    read = sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+               if line.startswith("esg_leads_input_messages_total{"))
+    assert read == summary["messages"] > 0

@@ -84,8 +84,17 @@ def test_sigkill_and_resume_gives_the_uninterrupted_decisions(world, tmp_path: P
             process.wait(30)
             return False
 
+        def store_mtimes() -> list[int]:
+            stamps = []
+            for path in recovery.glob("part-*.sqlite3*"):
+                try:
+                    stamps.append(path.stat().st_mtime_ns)
+                except FileNotFoundError:  # SQLite removes its -wal/-shm files as it goes
+                    pass
+            return stamps
+
         def snapshot_written() -> bool:
-            stamps = [p.stat().st_mtime_ns for p in recovery.glob("part-*.sqlite3*")]
+            stamps = store_mtimes()
             return bool(stamps) and max(stamps) > snapshot_written.seen
 
         kills = 0
@@ -93,7 +102,7 @@ def test_sigkill_and_resume_gives_the_uninterrupted_decisions(world, tmp_path: P
         kills += kill_when(lambda: published() > 0,
                            bounded_run(crashing.bootstrap, config, recovery, tmp_path))
         # 2: the moment a snapshot write shows on disk (during or just after it).
-        snapshot_written.seen = max(p.stat().st_mtime_ns for p in recovery.glob("part-*.sqlite3*"))
+        snapshot_written.seen = max(store_mtimes())
         kills += kill_when(snapshot_written,
                            bounded_run(crashing.bootstrap, config, recovery, tmp_path))
         # 3: once most leads are out; then let it drain.
