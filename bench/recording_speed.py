@@ -1,4 +1,4 @@
-"""Benchmark the recording format (connectors/recording.py).
+"""Benchmark the recording format (connectors/recording/).
 
 Writes ``--n`` synthetic Kafka messages (~300-byte JSON values, 6 topics,
 4 partitions each, mostly increasing timestamps with jitter, ~20% with

@@ -1,4 +1,4 @@
-"""Tests for connectors/recording.py (the Parquet recording format)."""
+"""Tests for connectors/recording/ (the Parquet recording format)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors import recording
 from connectors.recording import (
     SCHEMA,
     RecordedMessage,
@@ -30,6 +29,8 @@ from connectors.recording import (
     read_messages,
     write_messages,
 )
+from connectors.recording import format as recording_format
+from connectors.recording import reader as recording_reader
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -148,7 +149,7 @@ def test_headers_decoding_variants(tmp_path: Path) -> None:
 def test_merge_order_across_many_segments(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefetch_limit: int
 ) -> None:
-    monkeypatch.setattr(recording, "_MAX_PREFETCH_SEGMENTS", prefetch_limit)
+    monkeypatch.setattr(recording_reader, "_MAX_PREFETCH_SEGMENTS", prefetch_limit)
     msgs = make_messages(3_000, seed=1)
     random.Random(2).shuffle(msgs)
     write_messages(tmp_path, msgs, segment_rows=97, row_group_rows=13)
@@ -292,7 +293,7 @@ def test_different_input_gives_different_bytes(tmp_path: Path) -> None:
 def test_start_at_resumes_after_n_messages(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, segment_rows: int, prefetch_limit: int
 ) -> None:
-    monkeypatch.setattr(recording, "_MAX_PREFETCH_SEGMENTS", prefetch_limit)
+    monkeypatch.setattr(recording_reader, "_MAX_PREFETCH_SEGMENTS", prefetch_limit)
     msgs = make_messages(1_000, seed=11)
     random.Random(4).shuffle(msgs)
     write_messages(tmp_path, msgs, segment_rows=segment_rows, row_group_rows=50)
@@ -509,7 +510,7 @@ def test_abandoned_iteration_stops_prefetch_threads(tmp_path: Path) -> None:
 
 
 def test_slot_based_construction_matches_dataclass_init() -> None:
-    built = recording._build_messages(
+    built = recording_format._build_messages(
         (["t"], [1], [2], [3], [b"k"], [None], [(("h", b"v"),)])
     )[0]
     normal = RecordedMessage("t", 1, 2, 3, b"k", None, (("h", b"v"),))
@@ -537,7 +538,7 @@ def test_decode_headers_respects_array_slicing() -> None:
         [[{"key": k, "value": v} for k, v in h] for h in headers],
         type=SCHEMA.field("headers").type,
     )
-    assert recording._decode_headers(column) == headers
-    assert recording._decode_headers(column.slice(1, 3)) == headers[1:4]
-    assert recording._decode_headers(column.slice(3, 2)) == headers[3:5]
-    assert recording._decode_headers(column.slice(0, 1)) == [()]
+    assert recording_reader._decode_headers(column) == headers
+    assert recording_reader._decode_headers(column.slice(1, 3)) == headers[1:4]
+    assert recording_reader._decode_headers(column.slice(3, 2)) == headers[3:5]
+    assert recording_reader._decode_headers(column.slice(0, 1)) == [()]

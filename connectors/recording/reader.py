@@ -1,0 +1,562 @@
+"""Reading a recording: a streaming k-way merge of its segments in replay order."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator
+from itertools import accumulate
+from pathlib import Path
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from connectors.recording.format import (
+    _KEY_COLUMNS,
+    _SORT_KEYS,
+    MANIFEST_NAME,
+    RecordedMessage,
+    _build_messages,
+    _check_schema,
+    _gc_paused,
+    _list_segments,
+)
+
+# Above this many segments the reader does not start a prefetch thread per
+# segment and decodes synchronously instead.
+_MAX_PREFETCH_SEGMENTS: Final = 64
+
+
+class _Prefetcher:
+    """Decode the next Arrow batch in a daemon thread while the current one is used.
+
+    Parquet decoding (decompression, page decoding) releases the GIL, so it
+    overlaps with the Python work of turning the previous batch into
+    messages.  The thread decodes a batch only after the consumer has taken
+    the previous one, so at most two decoded batches exist per segment (the
+    consumer's and the prefetched one).  :meth:`close` stops the thread.
+    """
+
+    _DONE: Final = object()
+
+    def __init__(self, batches: Iterator[pa.RecordBatch]) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._slot = threading.Semaphore(1)
+        self._stop = threading.Event()
+        self._finished = False
+        self._thread = threading.Thread(
+            target=self._run, args=(batches,), name="recording-prefetch", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, batches: Iterator[pa.RecordBatch]) -> None:
+        item: Any = self._DONE
+        try:
+            while True:
+                self._slot.acquire()
+                if self._stop.is_set():
+                    return
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                self._queue.put(batch)
+        except BaseException as exc:  # re-raised in the consumer
+            item = exc
+        self._queue.put(item)
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        if self._finished:
+            raise StopIteration
+        item = self._queue.get()
+        if item is self._DONE:
+            self._finished = True
+            self._thread.join()
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._finished = True
+            raise item
+        self._slot.release()  # let the thread decode the next batch
+        return item
+
+    def close(self) -> None:
+        """Stop the background thread and drop a prefetched batch."""
+        self._finished = True
+        self._stop.set()
+        self._slot.release()  # wake the thread if it waits for a slot
+        self._thread.join()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+
+
+class _Cursor:
+    """Streams one segment batch by batch, exposing the sort-key columns.
+
+    ``ts``/``topic``/``partition``/``offset`` are Python lists for the current
+    batch; :meth:`messages` builds the batch's :class:`RecordedMessage` list on
+    first use.  ``base`` is the segment row number of the batch's first row.
+    """
+
+    __slots__ = (
+        "_pf",
+        "_prefetcher",
+        "_batches",
+        "_skip",
+        "_batch",
+        "_msgs",
+        "index",
+        "base",
+        "n",
+        "pos",
+        "ts",
+        "topic",
+        "partition",
+        "offset",
+    )
+
+    def __init__(
+        self,
+        index: int,
+        pf: pq.ParquetFile,
+        batch_rows: int,
+        start_row: int = 0,
+        columns: list[str] | None = None,
+        prefetch: bool = True,
+    ) -> None:
+        self.index = index
+        md = pf.metadata
+        first_group = 0
+        base = 0
+        while first_group < md.num_row_groups:
+            group_rows = md.row_group(first_group).num_rows
+            if base + group_rows > start_row:
+                break
+            base += group_rows
+            first_group += 1
+        batches = pf.iter_batches(
+            batch_size=batch_rows,
+            row_groups=range(first_group, md.num_row_groups),
+            columns=columns,
+        )
+        self._pf = pf
+        self._prefetcher = _Prefetcher(batches) if prefetch else None
+        self._batches: Iterator[pa.RecordBatch] = (
+            batches if self._prefetcher is None else self._prefetcher
+        )
+        self._skip = start_row - base
+        self._batch: pa.RecordBatch | None = None
+        self._msgs: list[RecordedMessage] | None = None
+        self.base = base
+        self.n = 0
+        self.pos = 0
+        self.ts: list[int] = []
+        self.topic: list[str] = []
+        self.partition: list[int] = []
+        self.offset: list[int] = []
+
+    def advance(self) -> bool:
+        """Load the next non-empty batch; False when the segment is exhausted."""
+        self.base += self.n
+        for batch in self._batches:
+            rows = batch.num_rows
+            if self._skip:
+                if self._skip >= rows:
+                    self._skip -= rows
+                    self.base += rows
+                    continue
+                pos, self._skip = self._skip, 0
+            else:
+                pos = 0
+            if pos == rows:
+                continue
+            topic = batch.column(0)
+            if isinstance(topic, pa.DictionaryArray):
+                names = topic.dictionary.to_pylist()
+                self.topic = list(map(names.__getitem__, topic.indices.to_pylist()))
+            else:
+                self.topic = topic.to_pylist()
+            self.partition = batch.column(1).to_pylist()
+            self.offset = batch.column(2).to_pylist()
+            self.ts = batch.column(3).view(pa.int64()).to_pylist()
+            self._batch = batch
+            self._msgs = None
+            self.n = rows
+            self.pos = pos
+            return True
+        self._batch = None
+        self._msgs = None
+        self.n = self.pos = 0
+        self.ts = self.topic = self.partition = self.offset = []
+        return False
+
+    def close(self) -> None:
+        """Stop prefetching and close the file (safe to call more than once)."""
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+        self._pf.close()
+
+    def arrow_batch(self) -> pa.RecordBatch:
+        """The current Arrow batch."""
+        assert self._batch is not None
+        return self._batch
+
+    def key(self, i: int) -> tuple[int, str, int, int]:
+        return (self.ts[i], self.topic[i], self.partition[i], self.offset[i])
+
+    def messages(self) -> list[RecordedMessage]:
+        """All messages of the current batch (built once per batch)."""
+        msgs = self._msgs
+        if msgs is None:
+            batch = self._batch
+            assert batch is not None
+            with _gc_paused():
+                msgs = self._msgs = _build_messages(
+                    (
+                        self.topic,
+                        self.partition,
+                        self.offset,
+                        self.ts,
+                        batch.column(4).to_pylist(),
+                        batch.column(5).to_pylist(),
+                        _decode_headers(batch.column(6)),
+                    )
+                )
+        return msgs
+
+
+def _decode_headers(column: pa.ListArray) -> list[tuple[tuple[str, bytes | None], ...]]:
+    n = len(column)
+    out: list[tuple[tuple[str, bytes | None], ...]] = [()] * n
+    flat = column.flatten()  # the header structs of all rows, in row order
+    if len(flat) == 0:
+        return out  # no headers in this batch
+    pairs = list(zip(flat.field(0).to_pylist(), flat.field(1).to_pylist(), strict=True))
+    lengths = pc.list_value_length(column)
+    rows = pc.indices_nonzero(lengths)
+    bounds = pc.min_max(lengths.take(rows))
+    width = bounds["min"].as_py()
+    if width == bounds["max"].as_py():
+        # Every row with headers has the same number of them (typical: one
+        # producer, one header set): group the pairs in C.
+        grouped: Iterable[tuple[tuple[str, bytes | None], ...]] = zip(*[iter(pairs)] * width)
+    else:
+        counts = lengths.take(rows).to_pylist()
+        grouped = (tuple(pairs[e - k : e]) for e, k in zip(accumulate(counts), counts))
+    if len(rows) == n:
+        return list(grouped)
+    for i, headers in zip(rows.to_pylist(), grouped):
+        out[i] = headers
+    return out
+
+
+_Part = tuple["_Cursor", int, int]
+
+
+def _block_order(parts: list[_Part]) -> list[int]:
+    """Permutation sorting the concatenated parts by the replay key.
+
+    Sorted in C++ on the Arrow key columns (no Python key tuples); the sort
+    is stable, so equal keys keep part (cursor) order, then position.
+    """
+    cols: list[list[pa.Array]] = [[], [], [], []]
+    for c, lo, hi in parts:
+        batch = c.arrow_batch().slice(lo, hi - lo)
+        topic = batch.column(0)
+        if isinstance(topic, pa.DictionaryArray):
+            topic = topic.dictionary_decode()
+        cols[0].append(batch.column(3))
+        cols[1].append(topic)
+        cols[2].append(batch.column(1))
+        cols[3].append(batch.column(2))
+    table = pa.table(
+        [pa.concat_arrays(chunks) for chunks in cols],
+        names=["timestamp", "topic", "partition", "offset"],
+    )
+    order: list[int] = pc.sort_indices(table, sort_keys=_SORT_KEYS).to_pylist()
+    return order
+
+
+def _merge_blocks(cursors: list[_Cursor]) -> Iterator[tuple[list[_Part], list[int] | None]]:
+    """Streaming k-way merge of sorted cursors, one block at a time.
+
+    Yields ``(parts, order)``.  ``parts`` lists ``(cursor, lo, hi)`` slices of
+    the cursors' current batches that together are the next rows in global
+    order; ``order`` is ``None`` when there is a single part (already in
+    order), else the permutation of the concatenated parts that sorts them.
+
+    Each step takes the *frontier* ``F``: the smallest last key among the
+    current batches (ties: lowest cursor index).  Every row ``<= F`` in any
+    current batch precedes every row not yet loaded, so those rows form the
+    next block; the frontier's batch is always consumed entirely, so every
+    step makes progress and the number of steps is at most the number of
+    batches.  Rows with equal sort keys are ordered by cursor (segment)
+    index, then by position, which keeps the merge stable.
+
+    Disjoint segments (the usual case: time-ordered input) yield whole
+    batches without any sorting; blocks drawn from several interleaved
+    segments are ordered by a stable Arrow sort (:func:`_block_order`).
+    """
+    active = [c for c in cursors if c.advance()]
+    while len(active) > 1:
+        frontier = active[0].key(active[0].n - 1)
+        fi = 0
+        for j in range(1, len(active)):
+            c = active[j]
+            last = c.key(c.n - 1)
+            if last < frontier:
+                frontier, fi = last, j
+        f_ts = frontier[0]
+        parts: list[_Part] = []
+        for j, c in enumerate(active):
+            lo, n = c.pos, c.n
+            if j == fi:
+                hi = n
+            else:
+                ts = c.ts
+                hi = bisect_left(ts, f_ts, lo, n)
+                if hi < n and ts[hi] == f_ts:
+                    # Equal timestamps: compare full keys; on a full tie the
+                    # lower cursor index goes first.
+                    topic, partition, offset = c.topic, c.partition, c.offset
+                    while hi < n and ts[hi] == f_ts:
+                        key = (f_ts, topic[hi], partition[hi], offset[hi])
+                        if key < frontier or (key == frontier and j < fi):
+                            hi += 1
+                        else:
+                            break
+            if hi > lo:
+                parts.append((c, lo, hi))
+        order: list[int] | None = None
+        if len(parts) > 1:
+            order = _block_order(parts)
+        yield parts, order
+        exhausted = False
+        for c, _, hi in parts:
+            c.pos = hi
+            if hi == c.n and not c.advance():
+                exhausted = True
+        if exhausted:
+            active = [c for c in active if c.n]
+    if active:
+        c = active[0]
+        while True:
+            yield [(c, c.pos, c.n)], None
+            if not c.advance():
+                return
+
+
+class RecordingReader:
+    """Replay a recording in ``(timestamp_ms, topic, partition, offset)`` order.
+
+    Parameters
+    ----------
+    directory
+        A recording directory written by :class:`RecordingWriter`.
+    batch_rows
+        Rows decoded per segment at a time, and the size of the lists yielded
+        by :meth:`iter_batches`.  At most ``segments + 1`` batches of
+        :class:`RecordedMessage` objects are alive inside the reader, and at
+        most two decoded Arrow batches per segment.
+    start_at
+        Number of messages (in replay order) to skip -- the resume state of a
+        consumer that already emitted that many messages.  Skipping merges
+        only the four sort-key columns and never builds message objects.
+
+    Notes
+    -----
+    Each iteration (:meth:`__iter__` / :meth:`iter_batches`) is an independent
+    pass that starts at ``start_at``.  While it runs, every segment (up to 64)
+    has a daemon thread decoding its next Parquet batch; the threads stop when
+    the pass ends or its generator is closed or garbage-collected.  The cyclic
+    GC is paused while each batch of messages is built (see ``_gc_paused``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from connectors.recording import write_messages
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = write_messages(
+    ...         tmp,
+    ...         [RecordedMessage("t", i % 2, i, 100 - i, None, b"x") for i in range(6)],
+    ...         segment_rows=4,
+    ...     )
+    ...     reader = RecordingReader(tmp, batch_rows=4)
+    ...     print(reader.count(), reader.topics(), reader.segment_count)
+    ...     print([len(b) for b in reader.iter_batches()])
+    ...     print([m.offset for m in RecordingReader(tmp, start_at=2)])
+    6 ['t'] 2
+    [4, 2]
+    [3, 2, 1, 0]
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        batch_rows: int = 10_000,
+        start_at: int = 0,
+    ) -> None:
+        if batch_rows < 1:
+            raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
+        if start_at < 0:
+            raise ValueError(f"start_at must be >= 0, got {start_at}")
+        self._dir = Path(directory)
+        if not self._dir.is_dir():
+            raise FileNotFoundError(f"recording directory not found: {self._dir}")
+        self._paths = _list_segments(self._dir)
+        self._batch_rows = batch_rows
+        self._start_at = start_at
+        for path in self._paths:
+            _check_schema(pq.read_schema(path), path)
+        total = self.count()
+        if start_at > total:
+            raise ValueError(f"start_at={start_at} exceeds the recording's {total} messages")
+
+    @property
+    def directory(self) -> Path:
+        """The recording directory."""
+        return self._dir
+
+    @property
+    def segment_count(self) -> int:
+        """Number of segment files."""
+        return len(self._paths)
+
+    @property
+    def manifest(self) -> dict[str, Any] | None:
+        """Parsed ``manifest.json``, or ``None`` if the writer never closed."""
+        try:
+            text = (self._dir / MANIFEST_NAME).read_text()
+        except FileNotFoundError:
+            return None
+        manifest: dict[str, Any] = json.loads(text)
+        return manifest
+
+    def count(self) -> int:
+        """Total messages in the recording (from Parquet footers; ignores ``start_at``)."""
+        return sum(pq.read_metadata(path).num_rows for path in self._paths)
+
+    def topics(self) -> list[str]:
+        """Sorted topic names (from the manifest, else by scanning the topic column)."""
+        manifest = self.manifest
+        if manifest is not None and "topics" in manifest:
+            return sorted(manifest["topics"])
+        names: set[str] = set()
+        for path in self._paths:
+            pf = pq.ParquetFile(path, read_dictionary=["topic"])
+            for batch in pf.iter_batches(batch_size=65_536, columns=["topic"]):
+                names.update(pc.unique(batch.column(0).dictionary_decode()).to_pylist())
+        return sorted(names)
+
+    def _open(self, path: Path) -> pq.ParquetFile:
+        # Buffered, page-by-page reads: no memory map (mapped file pages would
+        # count towards RSS for the whole file) and no pre-buffering of whole
+        # row groups, so memory stays proportional to batch_rows.
+        return pq.ParquetFile(
+            path,
+            read_dictionary=["topic"],
+            memory_map=False,
+            pre_buffer=False,
+            buffer_size=1 << 20,
+        )
+
+    def _start_rows(self) -> list[int]:
+        """Per-segment row positions after skipping ``start_at`` merged messages."""
+        remaining = self._start_at
+        rows = [0] * len(self._paths)
+        if len(self._paths) == 1 or remaining == 0:
+            rows[0] = remaining
+            return rows
+        # Merge the sort-key columns only (keys, values and headers are not
+        # even read) to find how far into each segment the first
+        # ``start_at`` messages reach.
+        cursors: list[_Cursor] = []
+        prefetch = len(self._paths) <= _MAX_PREFETCH_SEGMENTS
+        try:
+            for i, path in enumerate(self._paths):
+                cursors.append(
+                    _Cursor(i, self._open(path), self._batch_rows, 0, _KEY_COLUMNS, prefetch)
+                )
+            for parts, order in _merge_blocks(cursors):
+                size = sum(hi - lo for _, lo, hi in parts)
+                if size <= remaining:
+                    for c, _, hi in parts:
+                        rows[c.index] = c.base + hi
+                    remaining -= size
+                else:
+                    # Only a prefix (in merged order) of this block is skipped;
+                    # it is a prefix of every part, so count rows per part.
+                    taken = [0] * len(parts)
+                    if order is None:
+                        taken[0] = remaining
+                    else:
+                        starts = list(accumulate([hi - lo for _, lo, hi in parts]))
+                        for x in order[:remaining]:
+                            taken[bisect_right(starts, x)] += 1
+                    for (c, lo, _), k in zip(parts, taken, strict=True):
+                        rows[c.index] = c.base + lo + k
+                    remaining = 0
+                if remaining == 0:
+                    break
+        finally:
+            for c in cursors:
+                c.close()
+        return rows
+
+    def iter_batches(self) -> Iterator[list[RecordedMessage]]:
+        """Yield lists of up to ``batch_rows`` messages in global replay order.
+
+        Every list but the last has exactly ``batch_rows`` messages.
+        """
+        if not self._paths:
+            return
+        starts = self._start_rows()
+        cursors: list[_Cursor] = []
+        prefetch = len(self._paths) <= _MAX_PREFETCH_SEGMENTS
+        try:
+            for i, (path, start) in enumerate(zip(self._paths, starts, strict=True)):
+                cursors.append(
+                    _Cursor(i, self._open(path), self._batch_rows, start, None, prefetch)
+                )
+            size = self._batch_rows
+            out: list[RecordedMessage] = []
+            for parts, order in _merge_blocks(cursors):
+                if order is None:
+                    c, lo, hi = parts[0]
+                    msgs = c.messages()
+                    if not out and lo == 0 and hi == size == len(msgs):
+                        yield msgs  # fast path: a whole decoded batch
+                        continue
+                else:
+                    cat: list[RecordedMessage] = []
+                    for c, lo, hi in parts:
+                        cat.extend(c.messages()[lo:hi])
+                    msgs = list(map(cat.__getitem__, order))
+                    lo, hi = 0, len(msgs)
+                while lo < hi:
+                    take = min(hi - lo, size - len(out))
+                    out.extend(msgs[lo : lo + take])
+                    lo += take
+                    if len(out) == size:
+                        yield out
+                        out = []
+            if out:
+                yield out
+        finally:
+            for c in cursors:
+                c.close()
+
+    def __iter__(self) -> Iterator[RecordedMessage]:
+        """Yield every message (after ``start_at``) in global replay order."""
+        for batch in self.iter_batches():
+            yield from batch
