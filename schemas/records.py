@@ -9,14 +9,36 @@ Topic contracts are the pydantic models in :mod:`schemas.inputs` and
 
 from __future__ import annotations
 
-from typing import NamedTuple
 from datetime import datetime
+from typing import NamedTuple
 
 from pydantic import BaseModel
 
 
 class RawMessage(NamedTuple):
-    """One Kafka message as a source delivers it (or a recording replays it)."""
+    """One Kafka message as a source delivers it, or as a recording stores and replays it.
+
+    Parameters
+    ----------
+    topic, partition, offset
+        Kafka coordinates of the message.
+    timestamp_ms
+        Kafka message timestamp, in milliseconds since the Unix epoch (UTC).
+    key, value
+        Raw message key and value; ``None`` for a null key / tombstone.
+    headers
+        Kafka headers as ``(name, value)`` pairs, in their original order.
+        Header values may be ``None``.
+
+    Examples
+    --------
+    >>> m = RawMessage("leads", 2, 41, 1_700_000_000_000, b"id-7", b"{}")
+    >>> m.sort_key(), m.headers
+    ((1700000000000, 'leads', 2, 41), ())
+    >>> [m.topic for m in sorted([RawMessage("b", 0, 5, 10, None, None),
+    ...                           RawMessage("a", 1, 0, 10, None, None)], key=RawMessage.sort_key)]
+    ['a', 'b']
+    """
 
     topic: str
     partition: int

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient
 
 from connectors.dev_broker import (
@@ -31,6 +31,7 @@ from connectors.dev_broker import (
     native_mock_available,
     wait_until_ready,
 )
+from tests.kafka_helpers import consume_all
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,36 +84,6 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> N
     assert producer.flush(10) == 0
     assert errors == []
 
-
-def consume_all(bootstrap: str, topic: str, partitions: int) -> list[Any]:
-    """Every message of *topic*, read with assign() from the beginning to the end."""
-    consumer = Consumer(
-        {
-            **CONSUMER,
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{topic}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    try:
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-        out, at_end = [], set()
-        deadline = time.monotonic() + 15
-        while len(at_end) < partitions:
-            assert time.monotonic() < deadline, f"timed out reading {topic}"
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
-                at_end.add(msg.partition())
-                continue
-            at_end.discard(msg.partition())
-            out.append(msg)
-        return out
-    finally:
-        consumer.close()
 
 
 def admin(bootstrap: str) -> AdminClient:
@@ -176,7 +147,7 @@ def test_round_trip_metadata_and_topics(brokers: int) -> None:
         assert time.monotonic() - started < 2.5  # no 3 s group delay
 
         # The same messages through assign() on every partition.
-        assert sorted((m.key(), m.value()) for m in consume_all(broker.bootstrap, "orders", 3)) == (
+        assert sorted((m.key(), m.value()) for m in consume_all(broker.bootstrap, "orders")) == (
             sorted(records)
         )
     assert not broker.running
@@ -203,7 +174,7 @@ def test_client_backend_gives_the_mock_default() -> None:
         assert broker.backend == "client"
         assert broker.topic_partitions("c") == MOCK_DEFAULT_PARTITIONS
         produce(broker.bootstrap, "c", [(b"k", b"v")])
-        assert [(m.key(), m.value()) for m in consume_all(broker.bootstrap, "c", 4)] == [
+        assert [(m.key(), m.value()) for m in consume_all(broker.bootstrap, "c")] == [
             (b"k", b"v")
         ]
         with pytest.raises(NotImplementedError):
@@ -230,7 +201,7 @@ def test_lifecycle_errors_and_data_is_lost_on_stop() -> None:
     assert broker.start() != bootstrap
     try:
         assert broker.topic_partitions("t") == 3
-        assert consume_all(broker.bootstrap, "t", 3) == []
+        assert consume_all(broker.bootstrap, "t") == []
     finally:
         broker.stop()
     with pytest.raises(ValueError):
@@ -289,7 +260,7 @@ def test_fixed_port_with_clients_and_kcat(kcat: str) -> None:
             timeout=20,
             check=True,
         )
-        got = consume_all(bootstrap, "inbound", 3)
+        got = consume_all(bootstrap, "inbound")
         assert sorted(f"{m.key().decode()}:{m.value().decode()}" for m in got) == sorted(lines)
 
         # Our producer, then kcat -C reads to the end.
@@ -437,7 +408,7 @@ def test_run_forever_in_a_subprocess(signum: int) -> None:
         md = admin(bootstrap).list_topics(timeout=5)
         assert len(md.topics["t"].partitions) == 3
         produce(bootstrap, "t", [(b"cli", b"works")])
-        assert [(m.key(), m.value()) for m in consume_all(bootstrap, "t", 3)] == [
+        assert [(m.key(), m.value()) for m in consume_all(bootstrap, "t")] == [
             (b"cli", b"works")
         ]
 

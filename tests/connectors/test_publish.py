@@ -9,16 +9,14 @@ from typing import Any
 
 import pytest
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     TIMESTAMP_CREATE_TIME,
-    Consumer,
     KafkaError,
-    TopicPartition,
 )
 
 from connectors.dev_broker import MOCK_DEFAULT_PARTITIONS, DevBroker
 from connectors.publish import PublishError, publish_recording
 from connectors.recording import RecordedMessage, write_messages
+from tests.kafka_helpers import consume_all
 
 T0 = 1_700_000_000_000
 SIGNALS = "esg.property-signals"
@@ -35,28 +33,6 @@ CONSUMER: dict[str, Any] = {
     "enable.partition.eof": True,
 }
 
-
-def consume_all(bootstrap: str, topic: str, partitions: int) -> list[Any]:
-    """Every message of *topic*: assign all partitions from the beginning, read to EOF."""
-    consumer = Consumer({**CONSUMER, "bootstrap.servers": bootstrap, "group.id": f"chk-{topic}"})
-    try:
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-        out, at_end = [], set()
-        deadline = time.monotonic() + 15
-        while len(at_end) < partitions:
-            assert time.monotonic() < deadline, f"timed out reading {topic}"
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
-                at_end.add(msg.partition())
-                continue
-            at_end.discard(msg.partition())
-            out.append(msg)
-        return out
-    finally:
-        consumer.close()
 
 
 def as_tuple(msg: Any) -> tuple[Any, ...]:
@@ -112,7 +88,7 @@ def test_publish_round_trip_preserves_messages_and_partitions(
             batch=8,
             progress=lambda sent, total: calls.append((sent, total)),
         )
-        got = {t: consume_all(broker.bootstrap, t, 3) for t in (SIGNALS, ENGAGEMENTS)}
+        got = {t: consume_all(broker.bootstrap, t) for t in (SIGNALS, ENGAGEMENTS)}
 
     by_topic = Counter(m.topic for m in msgs)
     assert stats["topics"] == dict(by_topic)
@@ -166,8 +142,8 @@ def test_topic_map_and_auto_created_topics(
         )
         assert broker.topic_partitions("replayed.signals") == MOCK_DEFAULT_PARTITIONS
         assert broker.topic_partitions(SIGNALS) is None  # mapped away, never created
-        signals = consume_all(broker.bootstrap, "replayed.signals", MOCK_DEFAULT_PARTITIONS)
-        engagements = consume_all(broker.bootstrap, ENGAGEMENTS, MOCK_DEFAULT_PARTITIONS)
+        signals = consume_all(broker.bootstrap, "replayed.signals")
+        engagements = consume_all(broker.bootstrap, ENGAGEMENTS)
     n_sig = sum(m.topic == SIGNALS for m in msgs)
     n_eng = len(msgs) - n_sig
     assert stats["topics"] == {"replayed.signals": n_sig, ENGAGEMENTS: n_eng}
@@ -197,7 +173,7 @@ def test_speed_paces_sends(tmp_path: Path) -> None:
         started = time.monotonic()
         stats = publish_recording(directory, broker.bootstrap, speed=4.0)
         elapsed = time.monotonic() - started
-        assert len(consume_all(broker.bootstrap, "paced", 2)) == 9
+        assert len(consume_all(broker.bootstrap, "paced")) == 9
     # 2 s of recorded time at 4x is 0.5 s; allow for a loaded machine.
     assert 0.3 <= elapsed <= 1.5, elapsed
     assert 0.45 <= stats["seconds"] <= 1.5, stats
@@ -223,7 +199,7 @@ def test_full_local_queue_and_config_overrides(tmp_path: Path) -> None:
             broker.bootstrap,
             config={"queue.buffering.max.messages": 5, "enable.idempotence": False, "acks": 1},
         )
-        got = consume_all(broker.bootstrap, "bulk", 3)
+        got = consume_all(broker.bootstrap, "bulk")
     assert stats["messages"] == len(got) == 600
     assert sorted(msg.timestamp()[1] for msg in got) == [m.timestamp_ms for m in msgs]
 

@@ -509,7 +509,7 @@ def test_abandoned_iteration_stops_prefetch_threads(tmp_path: Path) -> None:
     assert threading.active_count() == before
 
 
-def test_slot_based_construction_matches_dataclass_init() -> None:
+def test_fast_construction_matches_the_constructor() -> None:
     built = recording_format._build_messages(
         (["t"], [1], [2], [3], [b"k"], [None], [(("h", b"v"),)])
     )[0]

@@ -18,14 +18,14 @@ import pytest
 
 from connectors.dev_broker import DevBroker
 from connectors.publish import publish_recording
+from flows.config import load_settings
 from replay.diff import compare, load_run
 from replay.generator import generate
 from replay.record import record
 from replay.runner import replay
-from flows.config import load_settings
 from replay.simulate import WorldSpec
 from schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
-from tests.flows.kafka_helpers import ESG_LEADS, consume_all, values
+from tests.kafka_helpers import ESG_LEADS, consume_all, values
 
 SPEC = WorldSpec(tenants=2, investors=700, properties=120, days=10, seed=12, malformed_rate=0.01)
 # A lenient qualification policy, so that a small world has handoffs to protect.

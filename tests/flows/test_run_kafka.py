@@ -18,7 +18,7 @@ from replay.generator import generate
 from replay.simulate import WorldSpec
 from schemas.codec import json_schema
 from schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
-from tests.flows.kafka_helpers import (
+from tests.kafka_helpers import (
     ESG_LEADS,
     consume_all,
     free_port,
