@@ -1,6 +1,7 @@
 """Processing latency and sustained throughput through a Kafka-protocol broker.
 
     python bench/kafka_latency.py [--rate 5000] [--seconds 30] [--investors 3000]
+                                  [--shards 16] [--no-audit]
 
 Starts the dev broker (librdkafka's mock cluster) and ``esg-leads run`` as a real
 subprocess, then publishes engagements at ``--rate`` events/s with event time =
@@ -40,7 +41,6 @@ from flows.steps import shard_key
 from schemas.topics import ALL_TOPICS
 
 TENANTS = ("acme-capital", "borealis-re", "cityline-im")
-SHARDS = 16
 ESG_LEADS = str(Path(sys.executable).parent / "esg-leads")
 
 
@@ -73,7 +73,7 @@ def seed_world(producer: Producer, investors: int, properties: int) -> None:
 
 
 def publish(producer: Producer, rate: float, seconds: float, investors: int, properties: int,
-            counter: list[int], produced: dict[str, list[float]]) -> None:
+            counter: list[int], produced: dict[str, list[float]], shards: int) -> None:
     rng = random.Random(1)
     chunk = max(1, int(rate / 200))  # 5 ms worth of events per send
     started = time.time()
@@ -86,7 +86,7 @@ def publish(producer: Producer, rate: float, seconds: float, investors: int, pro
                 prop = rng.randrange(properties // 3) * 3 + investor % 3
                 at = time.time()
                 tenant = TENANTS[investor % 3]
-                produced.setdefault(shard_key(tenant, f"inv-{investor}", SHARDS), []).append(at)
+                produced.setdefault(shard_key(tenant, f"inv-{investor}", shards), []).append(at)
                 producer.produce("investor.engagements", key=f"inv-{investor}".encode(),
                                  value=orjson.dumps({
                                      "tenant": tenant, "event_id": f"e-{sent}",
@@ -101,7 +101,7 @@ def publish(producer: Producer, rate: float, seconds: float, investors: int, pro
     counter[0] = sent
 
 
-def collect(bootstrap: str, lateness_s: float, stop: threading.Event,
+def collect(bootstrap: str, lateness_s: float, shards: int, stop: threading.Event,
             out: list[tuple[float, str, float]]) -> None:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-latency",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
@@ -112,7 +112,7 @@ def collect(bootstrap: str, lateness_s: float, stop: threading.Event,
             continue
         lead = orjson.loads(message.value())
         closable = datetime.fromisoformat(lead["event_time"]).timestamp() + lateness_s
-        key = shard_key(lead["tenant"], lead["investor_id"], SHARDS)
+        key = shard_key(lead["tenant"], lead["investor_id"], shards)
         out.append((message.timestamp()[1] / 1000, key, closable))
     consumer.close()
 
@@ -125,13 +125,17 @@ def main() -> None:
     parser.add_argument("--properties", type=int, default=300)
     parser.add_argument("--window-seconds", type=float, default=10)
     parser.add_argument("--lateness-seconds", type=float, default=1)
+    parser.add_argument("--shards", type=int, default=16, help="windows.shards_per_tenant")
+    parser.add_argument("--no-audit", action="store_true", help="run without the audit trail")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="esg-latency-"))
     config = tmp / "bench.toml"
     config.write_text(
         "".join(f'[tenants."{t}"]\n' for t in TENANTS)
         + f"[windows]\nlength = {args.window_seconds}\nallowed_lateness = {args.lateness_seconds}\n"
-        + "[kafka]\nbatch_size = 500\n[audit]\ndirectory = \"\"\n")
+        + f"shards_per_tenant = {args.shards}\n"
+        + "[kafka]\nbatch_size = 500\n"
+        + ("[audit]\ndirectory = \"\"\n" if args.no_audit else ""))
     port = 19464
     with DevBroker(brokers=1, topics=list(ALL_TOPICS), partitions=3) as broker:
         run = subprocess.Popen([ESG_LEADS, "run", "--bootstrap", broker.bootstrap, "--config",
@@ -144,13 +148,13 @@ def main() -> None:
         produced: dict[str, list[float]] = {}
         stop = threading.Event()
         reader = threading.Thread(target=collect, args=(broker.bootstrap, args.lateness_seconds,
-                                                        stop, leads), daemon=True)
+                                                        args.shards, stop, leads), daemon=True)
         reader.start()
         consumed_before = metric(port, "esg_leads_input_messages_total")
         counter = [0]
         started = time.time()
         publish(producer, args.rate, args.seconds, args.investors, args.properties, counter,
-                produced)
+                produced, args.shards)
         produced_seconds = time.time() - started
         # Wait for the flow to catch up, then let the last windows close.
         deadline = time.time() + 120
