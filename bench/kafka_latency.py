@@ -1,7 +1,7 @@
 """Processing latency and sustained throughput through a Kafka-protocol broker.
 
     python bench/kafka_latency.py [--rate 5000] [--seconds 30] [--investors 3000]
-                                  [--shards 16] [--no-audit]
+                                  [--shards 16] [--no-audit] [--no-pin]
 
 Starts the dev broker (librdkafka's mock cluster) and ``esg-leads run`` as a real
 subprocess, then publishes engagements at ``--rate`` events/s with event time =
@@ -16,12 +16,18 @@ measured from the input that actually closed the window — the first event of t
 lead's shard at or after window end + lateness, whose produce time the bench knows
 — to the lead on the output topic: consume, merge, parse, catalog, window,
 investor state, scoring, lifecycle, produce; window wait excluded. Prints
-p50/p95/p99 of both, the input rate and the rate the flow processed.
+p50/p95/p99 of both, the input rate and the rate the flow processed, and where the
+flow's operator time went (per stage, from its own metrics).
+
+On a machine with two cores or more, the bench (load generator, broker, measuring
+consumer) is pinned to one core and the flow to the others, as they would run on
+different machines in production; ``--no-pin`` lets them share.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import signal
 import subprocess
@@ -52,6 +58,19 @@ def metric(port: int, name: str) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def stage_seconds(port: int) -> dict[str, tuple[float, float]]:
+    """Per stage: (seconds spent, batches handled) so far, from the flow's histogram."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        for suffix, slot in (("_sum", 0), ("_count", 1)):
+            prefix = f"esg_leads_stage_batch_seconds{suffix}{{stage=\""
+            if line.startswith(prefix):
+                stage = line[len(prefix):].split('"', 1)[0]
+                out.setdefault(stage, [0.0, 0.0])[slot] = float(line.rsplit(" ", 1)[1])
+    return {k: (v[0], v[1]) for k, v in out.items()}
 
 
 def seed_world(producer: Producer, investors: int, properties: int) -> None:
@@ -127,7 +146,16 @@ def main() -> None:
     parser.add_argument("--lateness-seconds", type=float, default=1)
     parser.add_argument("--shards", type=int, default=16, help="windows.shards_per_tenant")
     parser.add_argument("--no-audit", action="store_true", help="run without the audit trail")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="let the flow share every core with the load generator and broker")
     args = parser.parse_args()
+    cores = sorted(os.sched_getaffinity(0))
+    pin = not args.no_pin and len(cores) >= 2
+    if pin:
+        # The load generator, the broker and the consumer measuring leads would run on
+        # other machines; here they get one core and the flow process the others, so
+        # the flow's latency is not the scheduler handing its core to the bench.
+        os.sched_setaffinity(0, cores[:1])  # threads started from here on inherit it
     tmp = Path(tempfile.mkdtemp(prefix="esg-latency-"))
     config = tmp / "bench.toml"
     config.write_text(
@@ -140,7 +168,8 @@ def main() -> None:
     with DevBroker(brokers=1, topics=list(ALL_TOPICS), partitions=3) as broker:
         run = subprocess.Popen([ESG_LEADS, "run", "--bootstrap", broker.bootstrap, "--config",
                                 str(config), "--metrics-port", str(port)], cwd=tmp,
-                               stdout=subprocess.DEVNULL, stderr=(tmp / "run.log").open("w"))
+                               stdout=subprocess.DEVNULL, stderr=(tmp / "run.log").open("w"),
+                               preexec_fn=(lambda: os.sched_setaffinity(0, cores[1:])) if pin else None)
         producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 2})
         seed_world(producer, args.investors, args.properties)
         time.sleep(3)  # let the flow start and read the seed
@@ -151,6 +180,7 @@ def main() -> None:
                                                         args.shards, stop, leads), daemon=True)
         reader.start()
         consumed_before = metric(port, "esg_leads_input_messages_total")
+        stages_before = stage_seconds(port)
         counter = [0]
         started = time.time()
         publish(producer, args.rate, args.seconds, args.investors, args.properties, counter,
@@ -163,6 +193,8 @@ def main() -> None:
             time.sleep(0.2)
         caught_up_seconds = time.time() - started
         time.sleep(args.window_seconds + args.lateness_seconds + 2)
+        stages = {k: (v[0] - stages_before.get(k, (0, 0))[0], v[1] - stages_before.get(k, (0, 0))[1])
+                  for k, v in stage_seconds(port).items()}
         stop.set()
         reader.join(10)
         run.send_signal(signal.SIGTERM)
@@ -188,6 +220,10 @@ def main() -> None:
     print(f"processed: all inputs within {caught_up_seconds:.1f}s of the start "
           f"= {counter[0] / caught_up_seconds:,.0f} events/s sustained")
     print(f"leads: {len(leads):,}")
+    busy = sum(seconds for seconds, _ in stages.values())
+    print(f"operator time: {busy:.1f}s of {caught_up_seconds:.1f}s; per stage, ms per batch:")
+    print("  " + ", ".join(f"{k} {1000 * v[0] / max(v[1], 1):.2f}" for k, v in
+                           sorted(stages.items(), key=lambda kv: -kv[1][0])))
     for name, values in (("processing latency (closing input -> lead)", processing),
                          ("incl. wait for the shard clock", with_wait)):
         print(f"  {name}: p50 {pct(values, 0.5):.1f} ms, p95 {pct(values, 0.95):.1f} ms, "
