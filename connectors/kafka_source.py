@@ -84,7 +84,12 @@ class _MergedPartition(StatefulSourcePartition[RawMessage, dict]):
             "group.id": config.get("group.id", "esg-leads-unused"),  # offsets live in snapshots
             "enable.auto.commit": False,
             "enable.partition.eof": True,
-            "fetch.wait.max.ms": 10,  # a live lead should not wait for a fuller fetch
+            # A live lead should not wait for a fuller fetch: on the dev broker, a fetch
+            # that finds nothing new sleeps out this wait even if data arrives meanwhile
+            # (consume latency p50/p99 5.5/10.5 ms at 2 ms vs 9.0/16.4 ms at 10 ms, at
+            # 5,000 msg/s); a real broker answers as soon as data arrives. Override it in
+            # kafka.client to poll an idle real cluster less often.
+            "fetch.wait.max.ms": 2,
             **{k: v for k, v in config.items() if k == "fetch.wait.max.ms"},
         }
         if on_stats is not None:
@@ -195,21 +200,33 @@ class _MergedPartition(StatefulSourcePartition[RawMessage, dict]):
                    for k in self._keys)
 
     def _merge_into(self, out: list[RawMessage], force: bool) -> None:
-        heads = [(b[0].sort_key(), k) for k, b in self._buffers.items() if b]
+        buffers = self._buffers
+        # A partition with nothing buffered may still hold an earlier message. Only
+        # the partition just taken from can newly run dry, so this is checked once
+        # up front and then only for that partition (not for all on every message).
+        blocked = any(not buffers[k] and self._live(k) for k in self._keys)
+        if blocked and not force:
+            return
+        heads = [(b[0].sort_key(), k) for k, b in buffers.items() if b]
         heapq.heapify(heads)
         while heads and len(out) < 2 * self._batch_size:
-            # A partition with nothing buffered may still hold an earlier message.
-            if any(not self._buffers[k] and not self._at_end[k] and not self._past_end(k)
-                   for k in self._keys):
+            if blocked:
                 if not force:
                     return
                 self.forced_merges += 1
             _, key = heapq.heappop(heads)
-            message = self._buffers[key].popleft()
+            buffer = buffers[key]
+            message = buffer.popleft()
             self._merged[key] = message.offset + 1
             out.append(message)
-            if self._buffers[key]:
-                heapq.heappush(heads, (self._buffers[key][0].sort_key(), key))
+            if buffer:
+                heapq.heappush(heads, (buffer[0].sort_key(), key))
+            elif self._live(key):
+                blocked = True
+
+    def _live(self, key: str) -> bool:
+        """Whether the partition may have more messages than have been read from it."""
+        return not self._at_end[key] and not self._past_end(key)
 
     def _past_end(self, key: str) -> bool:
         return self._end_offsets is not None and self._merged[key] >= self._end_offsets[key]
