@@ -75,32 +75,43 @@ class PrometheusListener:
             registry=self.registry)
         self._stage_items = PromCounter("esg_leads_stage_items", "Items handled per stage",
                                         ["stage"], registry=self.registry)
+        self._children: dict[tuple, object] = {}
+
+    def _child(self, metric, *labels: str):  # noqa: ANN001, ANN202 - prometheus types
+        """``metric.labels(*labels)``, cached: the flow updates metrics after every
+        batch of every stage, and ``labels()`` validates and locks on each call.
+        Label values are bounded (see the module docstring), and so is the cache."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def on_counts(self, counts: Counter) -> None:
         for (name, label), n in counts.items():
             counter = self._counters.get(name)
             if counter is not None and n > 0:
-                counter.labels(label).inc(n)
+                self._child(counter, label).inc(n)
 
     def on_gauges(self, gauges: dict) -> None:
         for (name, label), value in gauges.items():
             gauge = self._gauges.get(name)
             if gauge is not None:
-                gauge.labels(label).set(value)
+                self._child(gauge, label).set(value)
 
     def on_observations(self, samples: list) -> None:
         for name, label, value in samples:
             histogram = self._histograms.get(name)
             if histogram is not None:
-                histogram.labels(label).observe(value)
+                self._child(histogram, label).observe(value)
 
     def on_stage(self, stage: str, items: int, seconds: float) -> None:
-        self._stage.labels(stage).observe(seconds)
-        self._stage_items.labels(stage).inc(items)
+        self._child(self._stage, stage).observe(seconds)
+        self._child(self._stage_items, stage).inc(items)
 
     def on_dead_letters(self, records: list[dict]) -> None:
         for record in records:
-            self._dead.labels(record["topic"], record["reason"]).inc()
+            self._child(self._dead, record["topic"], record["reason"]).inc()
 
 
 def serve(listener: PrometheusListener, port: int, host: str = "127.0.0.1") -> int:

@@ -21,6 +21,7 @@ traffic; the aggregates inside stay per investor.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -85,8 +86,8 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     parser = Parser(settings.tenants)
 
     def parse(batch: list) -> list:
-        for message in batch:
-            telemetry.count("in", message.topic)
+        # Counted per batch: a lock and a Prometheus update per message cost ~10 us each.
+        telemetry.count_many(Counter(("in", message.topic) for message in batch))
         return parser.parse_batch(batch, clock())
 
     parsed = op.flat_map_batch("parse", raw, parse)

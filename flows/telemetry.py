@@ -43,6 +43,13 @@ class Telemetry:
             for listener in self.listeners:
                 listener.on_counts(update)
 
+    def count_many(self, counts: Counter) -> None:
+        """Several ``(name, label) -> n`` at once: one lock and one listener call per batch."""
+        with self._lock:
+            self.counts.update(counts)
+        for listener in self.listeners:
+            listener.on_counts(counts)
+
     def drain(self, operator: Any) -> None:
         counts: Counter | None = getattr(operator, "counts", None)
         if counts:
