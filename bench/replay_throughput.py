@@ -29,7 +29,7 @@ import orjson
 from connectors.recording import RecordingReader
 from flows.config import load_settings
 from flows.pipeline import WINDOW_ALIGN
-from flows.steps import shard_key, tune_gc, window_phases
+from flows.steps import shard_key, streaming_gc, window_phases
 from operators.investor_state import InvestorShard
 from operators.investor_window import WindowFolder
 from operators.lifecycle import LifecycleShard
@@ -141,7 +141,6 @@ def plain_loop(recording: Path, settings: Settings) -> tuple[int, float, dict[st
             published += sum(1 for e in emitted if e.kind == "leads")
         return published
 
-    tune_gc()
     started = time.perf_counter()
     messages = 0
     for batch in RecordingReader(recording, batch_rows=settings.kafka.batch_size).iter_batches():
@@ -220,7 +219,8 @@ def main() -> None:
         print("  stage seconds (operator time inside bytewax): "
               + json.dumps({k: v["seconds"] for k, v in summary["stages"].items()}))
 
-        messages, seconds, stages, leads = plain_loop(recording, settings)
+        with streaming_gc():  # as the flow runs
+            messages, seconds, stages, leads = plain_loop(recording, settings)
         loop_eps = messages / seconds
         print(f"plain loop   : {messages:,} messages in {seconds:.1f}s = {loop_eps:,.0f} events/s "
               f"({leads:,} leads)")

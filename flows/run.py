@@ -29,7 +29,7 @@ from connectors.kafka_source import KafkaInput, wait_for_metadata
 from connectors.metrics import PrometheusListener, serve
 from connectors.parquet_sink import AuditSink, close_audit
 from flows.pipeline import Sinks, build_flow
-from flows.steps import tune_gc
+from flows.steps import streaming_gc
 from flows.telemetry import Telemetry
 from schemas.settings import DEV_CONTACT_HASH_SALT, Settings
 from schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
@@ -175,10 +175,10 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
     # takes them (deep copies of window state included): make them rare.
     epoch = settings.recovery.snapshot_interval if recovery is not None else timedelta(hours=1)
     _install_stop(source, recovery is not None, epoch.total_seconds())
-    tune_gc()
     started = time.perf_counter()
-    cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses,
-             epoch_interval=epoch, recovery_config=recovery)
+    with streaming_gc():
+        cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses,
+                 epoch_interval=epoch, recovery_config=recovery)
     left = kafka_sink.flush_all()
     seconds = time.perf_counter() - started
     summary = telemetry.summary(telemetry.per_topic("published"),

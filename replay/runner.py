@@ -23,7 +23,7 @@ from connectors.parquet_sink import AuditSink, ParquetSink, erased_keys, finaliz
 from connectors.recording import RecordingReader
 from connectors.recording_source import RecordingSource
 from flows.pipeline import Sinks, build_flow
-from flows.steps import Clock, system_clock, tune_gc
+from flows.steps import Clock, streaming_gc, system_clock
 from flows.telemetry import Telemetry
 from schemas.settings import Settings
 
@@ -49,14 +49,14 @@ def replay(recording: str | Path, out: str | Path, settings: Settings, *, worker
     source = RecordingSource(recording, batch_rows=settings.kafka.batch_size, progress=progress)
     flow = build_flow(settings, source, sinks, telemetry, clock)
     messages = RecordingReader(recording).count()
-    tune_gc()
     started = time.perf_counter()
     # Without recovery, epochs only pace snapshots nobody reads: make them rare.
     epoch = timedelta(hours=1)
-    if workers == 1:
-        run_main(flow, epoch_interval=epoch)
-    else:
-        cli_main(flow, workers_per_process=workers, epoch_interval=epoch)
+    with streaming_gc():
+        if workers == 1:
+            run_main(flow, epoch_interval=epoch)
+        else:
+            cli_main(flow, workers_per_process=workers, epoch_interval=epoch)
     seconds = time.perf_counter() - started
     erased = erased_keys(parts)
     outputs = {kind: finalize(parts, kind, out / f"{kind}.parquet", erased)
