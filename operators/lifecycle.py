@@ -54,14 +54,28 @@ class LeadRecord:
         self.machine = LeadStateMachine()
         self.context = context
         self.last_score: int | None = None
-        self.last_record: bytes | None = None  #: the last emitted lead record (JSON)
+        #: The last emitted lead record: the dict as published (never mutated after),
+        #: or its JSON after a restore. Encoded only when a snapshot is taken, not on
+        #: every publish: snapshots are rarer than scores, and replays take none.
+        self.last_record: dict | bytes | None = None
         self.qualifications = 0
         self.cases = 0
         self.open_case: str | None = None
         self.needs_info = False
 
     def __getstate__(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        state = [getattr(self, name) for name in self.__slots__]
+        if isinstance(self.last_record, dict):
+            state[self.__slots__.index("last_record")] = orjson.dumps(
+                self.last_record, option=orjson.OPT_NON_STR_KEYS)
+        return tuple(state)
+
+    def last_record_copy(self) -> dict:
+        """A fresh copy of the last emitted record, as a consumer decoded it."""
+        record = self.last_record
+        if isinstance(record, dict):
+            record = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)
+        return orjson.loads(record)  # type: ignore[arg-type]
 
     def __setstate__(self, state: tuple) -> None:
         for name, value in zip(self.__slots__, state, strict=True):
@@ -192,7 +206,7 @@ class LifecycleShard:
         record["compliance"] = self._compliance.verdict(channels, removed,
                                                         self._claims.rule_ids(proposed))
         lead.last_score = record["score"]
-        lead.last_record = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)
+        lead.last_record = record
         out.append(Emitted("leads", investor_id, record, "leads.scored"))
         self.counts[("state", lead.machine.state)] += 1
         self._observe(record, scored.ingest_ms, now)
@@ -381,7 +395,7 @@ class LifecycleShard:
         """Publish the lead's new state with its last scores (a state-only change)."""
         if lead.last_record is None:
             return
-        record = orjson.loads(lead.last_record)
+        record = lead.last_record_copy()
         record["event_time"] = notice.event_time
         record["processed_at"] = now
         record["state"] = lead.machine.state
@@ -391,7 +405,7 @@ class LifecycleShard:
                                                         "topic": notice.ref[1],
                                                         "partition": notice.ref[2],
                                                         "offset": notice.ref[3]}]
-        lead.last_record = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)
+        lead.last_record = record
         out.append(Emitted("leads", notice.investor_id, record, "leads.scored"))
         self.counts[("state", lead.machine.state)] += 1
         self._audit_notice(notice, lead, now, out)
@@ -449,7 +463,7 @@ class LifecycleShard:
         if verdict == "approve":
             lead.machine.move("handed_off", when, reason)
             self._reemit(lead, notice, now, out)
-            out.append(self._handoff(lead, orjson.loads(lead.last_record), None, now, approved=True))
+            out.append(self._handoff(lead, lead.last_record_copy(), None, now, approved=True))
         elif verdict == "reject":
             lead.machine.move("disqualified", when, reason)
             self._reemit(lead, notice, now, out)
