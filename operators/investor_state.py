@@ -106,7 +106,7 @@ class InvestorShard:
             as_of = datetime.fromtimestamp(at, tz=timezone.utc)
             state.decay_to(as_of, self._half_lives)
             vector = build_vector(state, state.tenant, investor_id, as_of)
-            state.remember(vector._replace(context=None, lineage=()))  # learning needs the features only
+            state.remember(vector.features_only())
             self.counts[("rescores", vector.tenant)] += 1
             out.append(vector)
         return out
@@ -130,7 +130,7 @@ class InvestorShard:
         state.tenant = window.tenant
         self.counts[("feature_vectors", window.tenant)] += 1
         vector = build_vector(state, window.tenant, window.investor_id, window.window_end)
-        state.remember(vector._replace(context=None, lineage=()))  # learning needs the features only
+        state.remember(vector.features_only())
         end = window.window_end.timestamp()
         for delay in self._rescore_after:
             heapq.heappush(self._due, (end + delay, window.investor_id, end))

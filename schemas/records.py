@@ -176,6 +176,13 @@ class FeatureVector(NamedTuple):
     #: Latest Kafka (ingest) timestamp among the inputs behind this vector, if new input.
     ingest_ms: int | None = None
 
+    def features_only(self) -> FeatureVector:
+        """This vector without context and lineage: what point-in-time learning keeps.
+
+        Same as ``_replace(context=None, lineage=())`` at less than half the cost.
+        """
+        return FeatureVector(*self[:-3], None, (), self[-1])  # type: ignore[arg-type]
+
 
 class LabelledExample(NamedTuple):
     """A CRM label joined to the features the investor had when last scored before it."""
