@@ -9,6 +9,7 @@ share one registry.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
@@ -76,6 +77,10 @@ class PrometheusListener:
         self._stage_items = PromCounter("esg_leads_stage_items", "Items handled per stage",
                                         ["stage"], registry=self.registry)
         self._children: dict[tuple, object] = {}
+        # Objects the streaming GC policy froze (flows.steps.streaming_gc): it should
+        # level off with the flow's state; steady growth would be leaked cycles.
+        Gauge("esg_leads_gc_frozen_objects", "Objects in CPython's permanent GC generation",
+              registry=self.registry).set_function(gc.get_freeze_count)
 
     def _child(self, metric, *labels: str):  # noqa: ANN001, ANN202 - prometheus types
         """``metric.labels(*labels)``, cached: the flow updates metrics after every
