@@ -54,9 +54,10 @@ class LeadRecord:
         self.machine = LeadStateMachine()
         self.context = context
         self.last_score: int | None = None
-        #: The last emitted lead record: the dict as published (never mutated after),
-        #: or its JSON after a restore. Encoded only when a snapshot is taken, not on
-        #: every publish: snapshots are rarer than scores, and replays take none.
+        #: The last emitted lead record: the dict as published (never mutated after:
+        #: it shares parts with investor and compliance state), or its JSON. The
+        #: first snapshot after a publish encodes it and keeps the bytes, so a
+        #: record is encoded at most once, and not at all in runs without snapshots.
         self.last_record: dict | bytes | None = None
         self.qualifications = 0
         self.cases = 0
@@ -64,11 +65,11 @@ class LeadRecord:
         self.needs_info = False
 
     def __getstate__(self) -> tuple:
-        state = [getattr(self, name) for name in self.__slots__]
         if isinstance(self.last_record, dict):
-            state[self.__slots__.index("last_record")] = orjson.dumps(
-                self.last_record, option=orjson.OPT_NON_STR_KEYS)
-        return tuple(state)
+            # Keep the encoding: later snapshots of this shard reuse it until the
+            # next publish replaces the record (snapshots cover every lead of a shard).
+            self.last_record = orjson.dumps(self.last_record, option=orjson.OPT_NON_STR_KEYS)
+        return tuple(getattr(self, name) for name in self.__slots__)
 
     def last_record_copy(self) -> dict:
         """A fresh copy of the last emitted record, as a consumer decoded it."""

@@ -216,3 +216,18 @@ def test_every_emitted_record_validates(p: float) -> None:
 def test_date_of_audit_partition_is_the_event_date() -> None:
     out = LifecycleShard(SETTINGS).process([scored(0.3, hours=20)], NOW)
     assert {a["date"] for a in of(out, "audit")} == {date(2026, 3, 3).isoformat()}
+
+
+def test_last_record_is_encoded_once_by_a_snapshot_and_reemits_the_same() -> None:
+    from_dict, from_bytes = LifecycleShard(SETTINGS), LifecycleShard(SETTINGS)
+    for shard in (from_dict, from_bytes):
+        shard.process([scored(0.3)], NOW)
+    assert isinstance(from_bytes.leads["inv-1"].last_record, dict)
+    first = pickle.dumps(from_bytes)
+    encoded = from_bytes.leads["inv-1"].last_record
+    assert isinstance(encoded, bytes)  # kept: the next snapshot does not encode again
+    assert pickle.dumps(from_bytes) == first and from_bytes.leads["inv-1"].last_record is encoded
+    crm = notice("outcome", 3, detail="disqualified")
+    a = of(from_dict.process([crm], NOW), "leads")
+    b = of(from_bytes.process([crm], NOW), "leads")
+    assert a == b and a[0]["state"] == "disqualified"
