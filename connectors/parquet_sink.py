@@ -14,7 +14,12 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import (
+    DynamicSink,
+    FixedPartitionedSink,
+    StatefulSinkPartition,
+    StatelessSinkPartition,
+)
 
 _TS = pa.timestamp("us", tz="UTC")
 #: Flat columns per output kind; every file also has ``record`` (the JSON record).
@@ -55,16 +60,22 @@ def to_table(kind: str, records: list[dict]) -> pa.Table:
 OPEN_AUDIT: list[_AuditPartition] = []
 
 
-class _AuditPartition(StatelessSinkPartition[dict]):
-    """Buffers audit rows per (tenant, date) and writes hive-style partitions."""
+class _AuditPartition(StatefulSinkPartition[dict, int]):
+    """Buffers audit rows per (tenant, date); writes each batch of them as a whole file.
 
-    def __init__(self, directory: Path, name: str, row_group: int) -> None:
+    A Parquet file is readable only once its writer has closed it, and a resumed run
+    replays only the epochs after the last snapshot: so the rows of an epoch are
+    written — as complete files, renamed into place — before the epoch's snapshot
+    returns, and never held in an open file a crash would leave unreadable.
+    """
+
+    def __init__(self, directory: Path, tag: str, row_group: int, written: int) -> None:
         self._directory = directory
-        self._name = name
+        self._tag = tag
         self._row_group = row_group
+        self._written = written  #: files written so far: numbers the next one
         self._closed = False
         self._buffers: dict[tuple[str, str], list[dict]] = {}
-        self._writers: dict[tuple[str, str], pq.ParquetWriter] = {}
 
     def write_batch(self, items: list[dict]) -> None:
         for record in items:
@@ -80,14 +91,23 @@ class _AuditPartition(StatelessSinkPartition[dict]):
         rows = self._buffers.pop(key, [])
         if not rows:
             return
-        writer = self._writers.get(key)
-        if writer is None:
-            tenant, day = key
-            folder = self._directory / f"tenant={tenant}" / f"date={day}"
-            folder.mkdir(parents=True, exist_ok=True)
-            writer = self._writers[key] = pq.ParquetWriter(
-                folder / self._name, AUDIT_SCHEMA, compression="zstd")
-        writer.write_table(pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA))
+        tenant, day = key
+        folder = self._directory / f"tenant={tenant}" / f"date={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"part{self._tag}-{self._written:06d}.parquet"
+        # Written under a dot name (which readers skip) and renamed: a crash mid-write
+        # leaves no half file where readers look.
+        partial = folder / f".{name}.partial"
+        pq.write_table(pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA), partial,
+                       compression="zstd")
+        partial.replace(folder / name)
+        self._written += 1
+
+    def snapshot(self) -> int:
+        """End of an epoch: its rows go to disk before bytewax commits it."""
+        for key in list(self._buffers):
+            self._flush(key)
+        return self._written
 
     def close(self) -> None:
         if self._closed:
@@ -95,8 +115,6 @@ class _AuditPartition(StatelessSinkPartition[dict]):
         self._closed = True
         for key in list(self._buffers):
             self._flush(key)
-        for writer in self._writers.values():
-            writer.close()
 
 
 #: Audit rows (``operators.audit.audit_record``); ``tenant`` and ``date`` become the
@@ -109,12 +127,16 @@ AUDIT_SCHEMA = pa.schema([
 ])
 
 
-class AuditSink(DynamicSink[dict]):
+class AuditSink(FixedPartitionedSink[dict, int]):
     """The audit trail as Parquet partitioned by tenant and date (``audit/``).
 
-    Files are named ``part-<worker><tag>.parquet``: a replay (no tag) rewrites its own
-    output; a long-running service tags each start so a restart never overwrites
-    what an earlier process wrote.
+    One sink partition (``audit``) takes every row — bytewax routes them to the
+    worker that owns it — so that files are written at each epoch's snapshot (see
+    :class:`_AuditPartition`). Files are named ``part<tag>-<n>.parquet``: one per
+    tenant and date per snapshot interval (or per ``row_group`` rows), complete
+    when they appear. A replay (no tag) writes its own output directory; a
+    long-running service tags each start so a restart never overwrites what an
+    earlier process wrote. Items are ``(key, row)``: the flow keys them.
     """
 
     def __init__(self, directory: str | Path, row_group: int = 20_000, tag: str = "") -> None:
@@ -122,9 +144,14 @@ class AuditSink(DynamicSink[dict]):
         self.row_group = row_group
         self.tag = tag
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _AuditPartition:
-        partition = _AuditPartition(self.directory, f"part-{worker_index:03d}{self.tag}.parquet",
-                                    self.row_group)
+    def list_parts(self) -> list[str]:
+        return ["audit"]
+
+    def part_fn(self, item_key: str) -> int:
+        return 0
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _AuditPartition:
+        partition = _AuditPartition(self.directory, self.tag, self.row_group, resume_state or 0)
         OPEN_AUDIT.append(partition)
         return partition
 

@@ -29,7 +29,7 @@ import bytewax.operators as op
 import bytewax.operators.windowing as win
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
-from bytewax.outputs import Sink
+from bytewax.outputs import FixedPartitionedSink, Sink
 
 from flows.steps import Clock, operator_builder, shard_key, system_clock, window_phases
 from flows.telemetry import Telemetry
@@ -201,7 +201,10 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     op.output("leads_out", records("leads"), sinks.leads)
     op.output("review_out", records("review"), sinks.review)
     op.output("handoff_out", records("handoff"), sinks.handoff)
-    op.output("audit_out", records("audit"), sinks.audit)
+    audit = records("audit")
+    if isinstance(sinks.audit, FixedPartitionedSink):  # e.g. AuditSink: writes at snapshots
+        audit = op.key_on("audit_key", audit, lambda r: r["tenant"])
+    op.output("audit_out", audit, sinks.audit)
     op.output("tombstones_out", op.map("tombstone_records", emitted("tombstone"),
                                        lambda e: {"topic": e.topic, "key": e.key}),
               sinks.tombstones)

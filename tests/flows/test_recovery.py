@@ -4,7 +4,9 @@ An uninterrupted bounded run is the reference. The same input is then processed 
 a run that is SIGKILLed several times — at a time, right after a snapshot write is
 seen on disk, early — and restarted from its recovery directory until it drains.
 After consumer-side dedup by idempotency key, every output topic must hold exactly
-the reference's records: no lead missing, no handoff or review case twice.
+the reference's records: no lead missing, no handoff or review case twice. The audit
+trail the killed processes left must be readable and, deduplicated by audit id, hold
+exactly the reference's rows.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from connectors.dev_broker import DevBroker
@@ -65,7 +68,10 @@ def test_sigkill_and_resume_gives_the_uninterrupted_decisions(world, tmp_path: P
             DevBroker(topics=list(ALL_TOPICS), partitions=3) as crashing:
         publish_recording(recording, reference.bootstrap)
         publish_recording(recording, crashing.bootstrap)
-        assert bounded_run(reference.bootstrap, config, tmp_path / "r-ref", tmp_path).wait(180) == 0
+        ref_dir, crash_dir = tmp_path / "ref", tmp_path / "crash"  # each has its audit-log/
+        ref_dir.mkdir()
+        crash_dir.mkdir()
+        assert bounded_run(reference.bootstrap, config, tmp_path / "r-ref", ref_dir).wait(180) == 0
 
         recovery = tmp_path / "r-crash"
         total = len(values(consume_all(reference.bootstrap, "leads.scored")))
@@ -100,15 +106,15 @@ def test_sigkill_and_resume_gives_the_uninterrupted_decisions(world, tmp_path: P
         kills = 0
         # 1: as soon as the first leads are out (mid-stream, early).
         kills += kill_when(lambda: published() > 0,
-                           bounded_run(crashing.bootstrap, config, recovery, tmp_path))
+                           bounded_run(crashing.bootstrap, config, recovery, crash_dir))
         # 2: the moment a snapshot write shows on disk (during or just after it).
         snapshot_written.seen = max(store_mtimes())
         kills += kill_when(snapshot_written,
-                           bounded_run(crashing.bootstrap, config, recovery, tmp_path))
+                           bounded_run(crashing.bootstrap, config, recovery, crash_dir))
         # 3: once most leads are out; then let it drain.
         kills += kill_when(lambda: published() > 0.6 * total,
-                           bounded_run(crashing.bootstrap, config, recovery, tmp_path))
-        assert bounded_run(crashing.bootstrap, config, recovery, tmp_path).wait(180) == 0
+                           bounded_run(crashing.bootstrap, config, recovery, crash_dir))
+        assert bounded_run(crashing.bootstrap, config, recovery, crash_dir).wait(180) == 0
 
         raw_duplicates = {}
         for topic in ("leads.scored", "leads.review", "crm.handoff", "leads.dlq"):
@@ -118,6 +124,10 @@ def test_sigkill_and_resume_gives_the_uninterrupted_decisions(world, tmp_path: P
             assert got.keys() == expected.keys(), topic
             assert got == expected, topic
             raw_duplicates[topic] = len(values(got_raw)) - len(got)
+        reference_audit = set(pq.read_table(ref_dir / "audit-log").column("audit_id").to_pylist())
+        crashed_audit = pq.read_table(crash_dir / "audit-log").column("audit_id").to_pylist()
+        assert reference_audit and set(crashed_audit) == reference_audit
+        raw_duplicates["audit"] = len(crashed_audit) - len(set(crashed_audit))
         assert kills >= 2
         assert deduped(consume_all(reference.bootstrap, "crm.handoff")), "the test needs handoffs"
         print(f"\nraw duplicate outputs after {kills} crashes: {raw_duplicates}")
