@@ -363,16 +363,21 @@ def test_tcp_forwarder_many_connections_large_payloads_half_close() -> None:
 
 
 def test_tcp_forwarder_unreachable_target_closes_client() -> None:
-    forwarder = TcpForwarder(("127.0.0.1", free_port()), port=0)
-    port = forwarder.start()
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            try:
-                assert s.recv(10) == b""
-            except ConnectionResetError:
-                pass
-    finally:
-        forwarder.stop()
+    # A bound socket that never listens: connecting to it is refused, and the port
+    # cannot be handed to anyone else meanwhile (a port that was merely free once
+    # could become the forwarder's own listening port).
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        forwarder = TcpForwarder(closed.getsockname(), port=0)
+        port = forwarder.start()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                try:
+                    assert s.recv(10) == b""
+                except ConnectionResetError:
+                    pass
+        finally:
+            forwarder.stop()
 
 
 # --------------------------------------------------------------------------- CLI
