@@ -8,6 +8,7 @@ in row groups, so memory stays bounded; :func:`finalize` joins the parts.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import orjson
@@ -76,45 +77,53 @@ class _AuditPartition(StatefulSinkPartition[dict, int]):
         self._written = written  #: files written so far: numbers the next one
         self._closed = False
         self._buffers: dict[tuple[str, str], list[dict]] = {}
+        # A stopping `run` closes audit files from its stop thread (close_audit) while
+        # the worker may still write or snapshot: one at a time, so no row is appended
+        # to a buffer being written and no two files share a number.
+        self._lock = threading.RLock()
 
     def write_batch(self, items: list[dict]) -> None:
-        for record in items:
-            key = (record["tenant"], record["date"])
-            buffer = self._buffers.get(key)
-            if buffer is None:
-                buffer = self._buffers[key] = []
-            buffer.append(record)
-            if len(buffer) >= self._row_group:
-                self._flush(key)
+        with self._lock:
+            for record in items:
+                key = (record["tenant"], record["date"])
+                buffer = self._buffers.get(key)
+                if buffer is None:
+                    buffer = self._buffers[key] = []
+                buffer.append(record)
+                if len(buffer) >= self._row_group:
+                    self._flush(key)
 
     def _flush(self, key: tuple[str, str]) -> None:
-        rows = self._buffers.pop(key, [])
-        if not rows:
-            return
-        tenant, day = key
-        folder = self._directory / f"tenant={tenant}" / f"date={day}"
-        folder.mkdir(parents=True, exist_ok=True)
-        name = f"part{self._tag}-{self._written:06d}.parquet"
-        # Written under a dot name (which readers skip) and renamed: a crash mid-write
-        # leaves no half file where readers look.
-        partial = folder / f".{name}.partial"
-        pq.write_table(pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA), partial,
-                       compression="zstd")
-        partial.replace(folder / name)
-        self._written += 1
+        with self._lock:
+            rows = self._buffers.pop(key, [])
+            if not rows:
+                return
+            tenant, day = key
+            folder = self._directory / f"tenant={tenant}" / f"date={day}"
+            folder.mkdir(parents=True, exist_ok=True)
+            name = f"part{self._tag}-{self._written:06d}.parquet"
+            # Written under a dot name (which readers skip) and renamed: a crash
+            # mid-write leaves no half file where readers look.
+            partial = folder / f".{name}.partial"
+            pq.write_table(pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA), partial,
+                           compression="zstd")
+            partial.replace(folder / name)
+            self._written += 1
 
     def snapshot(self) -> int:
         """End of an epoch: its rows go to disk before bytewax commits it."""
-        for key in list(self._buffers):
-            self._flush(key)
-        return self._written
+        with self._lock:
+            for key in list(self._buffers):
+                self._flush(key)
+            return self._written
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        for key in list(self._buffers):
-            self._flush(key)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for key in list(self._buffers):
+                self._flush(key)
 
 
 #: Audit rows (``operators.audit.audit_record``); ``tenant`` and ``date`` become the
