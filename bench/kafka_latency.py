@@ -1,7 +1,7 @@
 """Processing latency and sustained throughput through a Kafka-protocol broker.
 
     python bench/kafka_latency.py [--rate 5000] [--seconds 30] [--investors 3000]
-                                  [--shards 16] [--no-audit] [--no-pin]
+                                  [--shards N] [--no-audit] [--no-pin]
 
 Starts the dev broker (librdkafka's mock cluster) and ``esg-leads run`` as a real
 subprocess, then publishes engagements at ``--rate`` events/s with event time =
@@ -44,6 +44,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.dev_broker import DevBroker
 from flows.steps import shard_key
+from schemas.settings import Settings
 from schemas.topics import ALL_TOPICS
 
 TENANTS = ("acme-capital", "borealis-re", "cityline-im")
@@ -144,7 +145,8 @@ def main() -> None:
     parser.add_argument("--properties", type=int, default=300)
     parser.add_argument("--window-seconds", type=float, default=10)
     parser.add_argument("--lateness-seconds", type=float, default=1)
-    parser.add_argument("--shards", type=int, default=16, help="windows.shards_per_tenant")
+    parser.add_argument("--shards", type=int, default=Settings().windows.shards_per_tenant,
+                        help="windows.shards_per_tenant (default: the shipped default)")
     parser.add_argument("--no-audit", action="store_true", help="run without the audit trail")
     parser.add_argument("--no-pin", action="store_true",
                         help="let the flow share every core with the load generator and broker")
