@@ -64,7 +64,7 @@ class WindowSettings(Section):
     length: Positive = timedelta(hours=1)
     allowed_lateness: NotNegative = timedelta(minutes=15)
     #: Investor windows are grouped into this many keys per tenant (see DESIGN notes).
-    shards_per_tenant: Annotated[int, Field(ge=1, le=4096)] = 48
+    shards_per_tenant: Annotated[int, Field(ge=1, le=4096)] = 16
     #: Shift each shard's windows by a stable phase, so that closes (and the scoring
     #: bursts they start) spread over the window length instead of all at once.
     stagger: bool = True
