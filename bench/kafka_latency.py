@@ -1,7 +1,7 @@
 """Processing latency and sustained throughput through a Kafka-protocol broker.
 
     python bench/kafka_latency.py [--rate 5000] [--seconds 30] [--investors 3000]
-                                  [--shards N] [--no-audit] [--no-pin]
+                                  [--shards N] [--no-audit] [--no-pin] [--dump CSV]
 
 Starts the dev broker (librdkafka's mock cluster) and ``esg-leads run`` as a real
 subprocess, then publishes engagements at ``--rate`` events/s with event time =
@@ -10,10 +10,10 @@ close — window end + allowed lateness, in event (= wall) time — and
 
     latency = lead's Kafka timestamp - (window end + allowed lateness)
 
-includes the wait for the shard's event clock to pass that point: an event time
-clock only moves when an event of that shard arrives. The processing latency is
+includes the wait for the tenant's event clock to pass that point: an event time
+clock only moves when an event of that tenant arrives. The processing latency is
 measured from the input that actually closed the window — the first event of the
-lead's shard at or after window end + lateness, whose produce time the bench knows
+lead's tenant at or after window end + lateness, whose produce time the bench knows
 — to the lead on the output topic: consume, merge, parse, catalog, window,
 investor state, scoring, lifecycle, produce; window wait excluded. Prints
 p50/p95/p99 of both, the input rate and the rate the flow processed, and where the
@@ -43,7 +43,6 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.dev_broker import DevBroker
-from flows.steps import shard_key
 from schemas.settings import Settings
 from schemas.topics import ALL_TOPICS
 
@@ -93,7 +92,7 @@ def seed_world(producer: Producer, investors: int, properties: int) -> None:
 
 
 def publish(producer: Producer, rate: float, seconds: float, investors: int, properties: int,
-            counter: list[int], produced: dict[str, list[float]], shards: int) -> None:
+            counter: list[int], produced: dict[str, list[float]]) -> None:
     rng = random.Random(1)
     chunk = max(1, int(rate / 200))  # 5 ms worth of events per send
     started = time.time()
@@ -106,7 +105,7 @@ def publish(producer: Producer, rate: float, seconds: float, investors: int, pro
                 prop = rng.randrange(properties // 3) * 3 + investor % 3
                 at = time.time()
                 tenant = TENANTS[investor % 3]
-                produced.setdefault(shard_key(tenant, f"inv-{investor}", shards), []).append(at)
+                produced.setdefault(tenant, []).append(at)
                 producer.produce("investor.engagements", key=f"inv-{investor}".encode(),
                                  value=orjson.dumps({
                                      "tenant": tenant, "event_id": f"e-{sent}",
@@ -121,7 +120,7 @@ def publish(producer: Producer, rate: float, seconds: float, investors: int, pro
     counter[0] = sent
 
 
-def collect(bootstrap: str, lateness_s: float, shards: int, stop: threading.Event,
+def collect(bootstrap: str, lateness_s: float, stop: threading.Event,
             out: list[tuple[float, str, float]]) -> None:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-latency",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
@@ -132,8 +131,7 @@ def collect(bootstrap: str, lateness_s: float, shards: int, stop: threading.Even
             continue
         lead = orjson.loads(message.value())
         closable = datetime.fromisoformat(lead["event_time"]).timestamp() + lateness_s
-        key = shard_key(lead["tenant"], lead["investor_id"], shards)
-        out.append((message.timestamp()[1] / 1000, key, closable))
+        out.append((message.timestamp()[1] / 1000, lead["tenant"], closable))
     consumer.close()
 
 
@@ -148,6 +146,8 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=Settings().windows.shards_per_tenant,
                         help="windows.shards_per_tenant (default: the shipped default)")
     parser.add_argument("--no-audit", action="store_true", help="run without the audit trail")
+    parser.add_argument("--dump", type=Path, default=None,
+                        help="write every lead's emit time and latencies (ms) to this CSV file")
     parser.add_argument("--no-pin", action="store_true",
                         help="let the flow share every core with the load generator and broker")
     args = parser.parse_args()
@@ -179,14 +179,14 @@ def main() -> None:
         produced: dict[str, list[float]] = {}
         stop = threading.Event()
         reader = threading.Thread(target=collect, args=(broker.bootstrap, args.lateness_seconds,
-                                                        args.shards, stop, leads), daemon=True)
+                                                        stop, leads), daemon=True)
         reader.start()
         consumed_before = metric(port, "esg_leads_input_messages_total")
         stages_before = stage_seconds(port)
         counter = [0]
         started = time.time()
         publish(producer, args.rate, args.seconds, args.investors, args.properties, counter,
-                produced, args.shards)
+                produced)
         produced_seconds = time.time() - started
         # Wait for the flow to catch up, then let the last windows close.
         deadline = time.time() + 120
@@ -205,13 +205,17 @@ def main() -> None:
         sys.exit(f"no leads came out; see {tmp / 'run.log'}")
     from bisect import bisect_left
 
-    processing, with_wait = [], []
-    for emitted, key, closable in leads:
-        times = produced.get(key, [])
+    processing, with_wait, rows = [], [], []
+    for emitted, tenant, closable in leads:
+        times = produced.get(tenant, [])
         i = bisect_left(times, closable)
         with_wait.append(emitted - closable)
-        if i < len(times):  # the input that closed this shard's window
+        if i < len(times):  # the input that closed this window: the tenant's clock passed it
             processing.append(emitted - times[i])
+        rows.append(f"{emitted - started:.4f},{tenant},{1000 * (emitted - closable):.2f},"
+                    + (f"{1000 * (emitted - times[i]):.2f}" if i < len(times) else ""))
+    if args.dump is not None:
+        args.dump.write_text("emitted_s,tenant,with_wait_ms,processing_ms\n" + "\n".join(rows) + "\n")
 
     def pct(values: list[float], q: float) -> float:
         values = sorted(values)
@@ -227,7 +231,7 @@ def main() -> None:
     print("  " + ", ".join(f"{k} {1000 * v[0] / max(v[1], 1):.2f}" for k, v in
                            sorted(stages.items(), key=lambda kv: -kv[1][0])))
     for name, values in (("processing latency (closing input -> lead)", processing),
-                         ("incl. wait for the shard clock", with_wait)):
+                         ("incl. wait for the tenant clock", with_wait)):
         print(f"  {name}: p50 {pct(values, 0.5):.1f} ms, p95 {pct(values, 0.95):.1f} ms, "
               f"p99 {pct(values, 0.99):.1f} ms, max {1000 * max(values):.1f} ms")
 

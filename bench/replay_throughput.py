@@ -3,10 +3,10 @@
     python bench/replay_throughput.py [--recording DIR | --investors 28000 --days 60]
 
 1. ``esg-leads replay`` (bytewax, one worker) over the recording: events/s.
-2. The same operator objects — parser, property catalog, window fold, investor
-   shards, tenant scorers, global learner — called in a plain Python loop with the
-   same keying and batching and an equivalent tumbling-window/lateness rule, and
-   outputs encoded as the sinks would: events/s and time per stage.
+2. The same operator objects — parser, property catalog, investor windows, investor
+   shards, tenant scorers, global learner, lifecycle — called in a plain Python loop
+   with the same keying and batching, and outputs encoded as the sinks would:
+   events/s and time per stage.
 3. Their ratio (bytewax / plain loop).
 
 Run it on an idle machine; both figures come from the same run, so their ratio is
@@ -28,10 +28,9 @@ import orjson
 
 from connectors.recording import RecordingReader
 from flows.config import load_settings
-from flows.pipeline import WINDOW_ALIGN
-from flows.steps import shard_key, streaming_gc, window_phases
+from flows.steps import shard_key, streaming_gc
 from operators.investor_state import InvestorShard
-from operators.investor_window import WindowFolder
+from operators.investor_window import InvestorWindows
 from operators.lifecycle import LifecycleShard
 from operators.property_catalog import PropertyCatalog
 from operators.scoring import GlobalLearner, TenantScorer
@@ -74,9 +73,7 @@ def group(items, key) -> dict[str, list]:
 def plain_loop(recording: Path, settings: Settings) -> tuple[int, float, dict[str, float], int]:
     """The flow's operators without bytewax. Returns (messages, seconds, stages, leads).
 
-    Same keys, same batch size, the same event-time rule for windows (per shard key:
-    watermark = latest event time - allowed lateness, phase-shifted windows, late items
-    dropped), outputs encoded as the sinks encode them.
+    Same keys, same batch size, same operators; outputs encoded as the sinks encode them.
     """
     watch = Stopwatch()
     parser = Parser(settings.tenants)
@@ -85,25 +82,16 @@ def plain_loop(recording: Path, settings: Settings) -> tuple[int, float, dict[st
     scorers: dict[str, TenantScorer] = {}
     lifecycles: dict[str, LifecycleShard] = {}
     global_learner = GlobalLearner(settings)
-    folder = WindowFolder(settings.features.stale_after)
-    length = settings.windows.length
-    lateness = settings.windows.allowed_lateness
+    windows: dict[str, InvestorWindows] = {}
     n_shards = settings.windows.shards_per_tenant
-    phase = window_phases(length, settings.windows.stagger)
-    windows: dict[str, dict[int, dict]] = defaultdict(dict)  # shard key -> window id -> acc
-    watermark: dict[str, datetime] = {}
     leads = 0
 
-    def close_windows(key: str, upto: datetime, investor_inputs: dict) -> None:
-        tenant = key.rsplit("/", 1)[0]
-        for window_id in sorted(windows[key]):
-            end = WINDOW_ALIGN + length * (window_id + 1)
-            if end > upto:
-                continue
-            start = end - length - phase(key)
-            for investor_id, aggregate in windows[key].pop(window_id).items():
-                investor_inputs[key].append(
-                    InvestorWindow(tenant, investor_id, start, start + length, aggregate))
+    def route_windows(closed: list, investor_inputs: dict) -> None:
+        for window in closed:
+            if isinstance(window, InvestorWindow):
+                investor_inputs[shard_key(window.tenant, window.investor_id, n_shards)].append(window)
+            else:
+                sink([window])
 
     def sink(records: list) -> None:
         started = time.perf_counter()
@@ -153,41 +141,27 @@ def plain_loop(recording: Path, settings: Settings) -> tuple[int, float, dict[st
         lifecycle_inputs: dict[str, list] = defaultdict(list)
         for tenant, items in group([v for v in valid if v.topic in CATALOG], lambda i: i.tenant).items():
             catalog = catalogs.get(tenant) or catalogs.setdefault(tenant, PropertyCatalog(settings))
+            engagements = []
             for item in watch.time("catalog", catalog.process, items, now):
                 if isinstance(item, dict):
                     sink([item])
-                    continue
-                event = item.ingested.event
-                key = shard_key(tenant, event.investor_id, n_shards)
-                if event.action == "unsubscribe":
-                    investor_inputs[key].append(item.ingested)
-                    continue
-                started_w = time.perf_counter()
-                ts = event.event_time + phase(key)
-                mark = watermark.get(key)
-                if mark is None or ts - lateness > mark:
-                    watermark[key] = mark = ts - lateness
-                if ts >= mark:
-                    window_id = (ts - WINDOW_ALIGN) // length
-                    acc = windows[key].get(window_id)
-                    if acc is None:
-                        acc = windows[key][window_id] = folder.empty()
-                    folder(acc, item)
-                watch.seconds["windows"] += time.perf_counter() - started_w
+                elif item.ingested.event.action == "unsubscribe":
+                    event = item.ingested.event
+                    investor_inputs[shard_key(tenant, event.investor_id, n_shards)].append(item.ingested)
+                else:
+                    engagements.append(item)
+            stage = windows.get(tenant) or windows.setdefault(tenant, InvestorWindows(tenant, settings))
+            route_windows(watch.time("windows", stage.process, engagements, now), investor_inputs)
         for v in valid:
             if v.topic in INVESTOR:
                 investor_inputs[shard_key(v.tenant, v.event.investor_id, n_shards)].append(v)
             elif v.topic == "lead.review-decisions":
                 lifecycle_inputs[shard_key(v.tenant, v.event.investor_id, n_shards)].append(v)
-        started_w = time.perf_counter()
-        for key in list(windows):
-            close_windows(key, watermark[key], investor_inputs)
-        watch.seconds["windows"] += time.perf_counter() - started_w
         leads += downstream(investor_inputs, lifecycle_inputs, now)
     # End of stream: every window closes.
     investor_inputs = defaultdict(list)
-    for key in list(windows):
-        close_windows(key, datetime.max.replace(tzinfo=timezone.utc), investor_inputs)
+    for stage in windows.values():
+        route_windows(stage.flush(datetime.now(timezone.utc)), investor_inputs)
     leads += downstream(investor_inputs, defaultdict(list), datetime.now(timezone.utc))
     seconds = time.perf_counter() - started
     return messages, seconds, dict(watch.seconds), leads

@@ -1,6 +1,6 @@
 """``build_flow``: the whole qualification pipeline, wired once for every way of running it.
 
-    input ─ parse ─┬─ signals, engagements ─ catalog[tenant] ─ windows[tenant/shard] ─┐
+    input ─ parse ─┬─ signals, engagements ─ catalog[tenant] ─ windows[tenant] ───────┐
                    │                                    └─ unsubscribes ───────────────┤
                    ├─ profiles, outcomes, erasure ─────────────── investors[tenant/shard]
                    │                 ├─ features, labels ─ scoring[tenant] ─┬─ alerts  │
@@ -10,36 +10,36 @@
                    │                                                handoff, audit, tombstones
                    └─ dead letters (parse, duplicates, late, erased, unknown case) ──── dlq
 
-Investor windows are keyed by ``tenant/shard`` (a stable hash of the investor id
-into ``windows.shards_per_tenant`` groups) rather than by investor: bytewax keeps
-one event clock per key, so a per-investor clock only advances when that investor
-acts again — a quiet investor's window would stay open until the end of the
-stream — and per-key window bookkeeping costs ~28 µs per event against ~4 µs for a
-shard key (measured on bytewax 0.21). The shard's clock advances with the shard's
-traffic; the aggregates inside stay per investor.
+Investor windows are one operator per tenant, closed by the tenant's watermark
+(its latest event time), not by a clock per key: bytewax's windowing keeps one
+event clock per key, so a per-investor clock only advances when that investor acts
+again, and a per-shard clock waits for the shard's own traffic. With one clock per
+tenant every window closes as soon as any of the tenant's events passes its end
+plus the allowed lateness; each investor's windows are phase-shifted, so closes —
+and the scoring they start — arrive as a trickle rather than as bursts. Investor
+state, scoring's inputs and the lead lifecycle are keyed ``tenant/shard`` (a stable
+hash of the investor id into ``windows.shards_per_tenant`` groups), the unit of
+parallelism across workers.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 import bytewax.operators as op
-import bytewax.operators.windowing as win
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import FixedPartitionedSink, Sink
 
-from flows.steps import Clock, operator_builder, shard_key, system_clock, window_phases
+from flows.steps import Clock, operator_builder, shard_key, system_clock
 from flows.telemetry import Telemetry
 from operators.investor_state import InvestorShard
-from operators.investor_window import WindowFolder
+from operators.investor_window import InvestorWindows
 from operators.lifecycle import LifecycleShard
 from operators.property_catalog import PropertyCatalog
 from operators.scoring import GlobalLearner, TenantScorer
-from operators.validation import Parser, dead_letter
-from schemas.outputs import DlqReason
+from operators.validation import Parser
 from schemas.records import (
     FeatureVector,
     GlobalModelUpdate,
@@ -50,8 +50,6 @@ from schemas.records import (
 )
 from schemas.settings import Settings
 
-#: Windows are aligned to this instant (a Monday, midnight UTC).
-WINDOW_ALIGN = datetime(2024, 1, 1, tzinfo=timezone.utc)
 _CATALOG_TOPICS = frozenset(("esg.property-signals", "investor.engagements", "investor.erasure"))
 _INVESTOR_TOPICS = frozenset(("investor.profiles", "crm.outcomes", "investor.erasure"))
 
@@ -68,11 +66,6 @@ class Sinks:
     audit: Sink
     #: ``{"topic", "key"}``: delete ``key`` from ``topic`` (erasure).
     tombstones: Sink
-
-
-def _frozen_now() -> datetime:
-    """Event-time clock: the watermark moves only with event times, never with wall time."""
-    return WINDOW_ALIGN
 
 
 def build_flow(settings: Settings, source: Source, sinks: Sinks,
@@ -105,43 +98,17 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     unsubscribes = op.branch("unsubscribe", catalog_out.trues,
                              lambda e: e.ingested.event.action == "unsubscribe")
 
-    # 3. Investor windows, keyed by tenant/shard --------------------------------
+    # 3. Investor windows, one operator per tenant ------------------------------
     def by_shard(tenant: str, investor_id: str) -> str:
         return shard_key(tenant, investor_id, shards)
 
-    engagements = op.key_on("engagement_shard", unsubscribes.falses,
-                            lambda e: by_shard(e.ingested.tenant, e.ingested.event.investor_id))
-    length = settings.windows.length
-    phase = window_phases(length, settings.windows.stagger)
-    # Each shard's windows are shifted by its phase, so that window closes (and the
-    # bursts of scoring they start) spread over time instead of all landing on the hour.
-    phased = op.map("phase", engagements,
-                    lambda kv: (kv[0], (kv[1].ingested.event.event_time + phase(kv[0]), kv[1])))
-    folder = WindowFolder(settings.features.stale_after)
-    windows = win.fold_window(
-        "investor_windows", phased,
-        win.EventClock(lambda tv: tv[0], wait_for_system_duration=settings.windows.allowed_lateness,
-                       now_getter=_frozen_now, to_system_utc=lambda _: None),
-        win.TumblingWindower(length=length, align_to=WINDOW_ALIGN),
-        folder.empty, lambda acc, tv: folder(acc, tv[1]), folder.merge, ordered=False)
-
-    def closed(key_window: tuple[str, tuple[int, dict]]) -> list[tuple[str, InvestorWindow]]:
-        key, (window_id, aggregates) = key_window
-        start = WINDOW_ALIGN + length * window_id - phase(key)
-        tenant = key.rsplit("/", 1)[0]
-        used = 0
-        out = []
-        for investor_id, aggregate in aggregates.items():
-            used += aggregate.n
-            out.append((key, InvestorWindow(tenant, investor_id, start, start + length, aggregate)))
-        telemetry.count("used", "investor.engagements", used)
-        return out
-
-    investor_windows = op.flat_map("closed_windows", windows.down, closed)
-    late = op.map("late", op.key_rm("late_unkey", windows.late),
-                  lambda wv: dead_letter(wv[1][1].ingested, DlqReason.LATE,
-                                         "event time is behind its window's allowed lateness",
-                                         clock()))
+    windowed = op.branch("window_ok", op.key_rm("windows_unkey", op.stateful_batch(
+        "investor_windows", op.key_on("window_tenant", unsubscribes.falses,
+                                      lambda e: e.ingested.tenant),
+        operator_builder("investor_windows", lambda e: InvestorWindows(e.ingested.tenant, settings),
+                         telemetry, clock))), lambda x: isinstance(x, InvestorWindow))
+    investor_windows = op.key_on("window_shard", windowed.trues,
+                                 lambda w: by_shard(w.tenant, w.investor_id))
 
     # 4. Investor state, features and point-in-time labels ----------------------
     investor_events = op.key_on(
@@ -196,7 +163,7 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
         return op.map(f"{kind}_records", emitted(kind), lambda e: e.record)
 
     # 7. Outputs ------------------------------------------------------------------
-    dead = op.merge("dead_letters", rejected, catalog_out.falses, late, investor_dlq,
+    dead = op.merge("dead_letters", rejected, catalog_out.falses, windowed.falses, investor_dlq,
                     records("dlq"))
     op.output("leads_out", records("leads"), sinks.leads)
     op.output("review_out", records("review"), sinks.review)

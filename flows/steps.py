@@ -12,7 +12,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from bytewax.operators import StatefulBatchLogic
@@ -72,23 +72,12 @@ def shard_key(tenant: str, investor_id: str, shards: int) -> str:
     return f"{tenant}/{zlib.crc32(investor_id.encode()) % shards:04d}"
 
 
-def window_phases(length: timedelta, stagger: bool) -> Callable[[str], timedelta]:
-    """Phase of each window key: a stable fraction of the window length (or zero)."""
-    cache: dict[str, timedelta] = {}
-
-    def phase(key: str) -> timedelta:
-        offset = cache.get(key)
-        if offset is None:
-            fraction = (zlib.crc32(key.encode()) % 10_000) / 10_000 if stagger else 0.0
-            offset = cache[key] = timedelta(microseconds=int(length / timedelta(microseconds=1)
-                                                               * fraction))
-        return offset
-
-    return phase
-
-
 class Operator(Protocol):
-    """What an operator object offers to a keyed step."""
+    """What an operator object offers to a keyed step.
+
+    It may also offer ``flush(now) -> list``: what to emit when the input ends
+    (e.g. the windows still open at the end of a recording).
+    """
 
     def process(self, items: list, now: datetime) -> list: ...
 
@@ -113,6 +102,14 @@ class OperatorLogic(StatefulBatchLogic):
         started = time.perf_counter()
         out = self._state.process(values, self._clock())
         self._telemetry.stage_batch(self._step, len(values), time.perf_counter() - started)
+        self._telemetry.drain(self._state)
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list, bool]:
+        flush = getattr(self._state, "flush", None)
+        if flush is None:
+            return [], StatefulBatchLogic.RETAIN
+        out = flush(self._clock())
         self._telemetry.drain(self._state)
         return out, StatefulBatchLogic.RETAIN
 

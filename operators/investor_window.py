@@ -1,27 +1,29 @@
-"""What an investor did inside one event-time window: a compact, mergeable aggregate.
+"""Investor windows: what each investor did inside one event-time window.
 
-The flow windows engagements per shard of investors (see ``flows/pipeline.py`` for
-why shards); the window's accumulator maps each investor to a
-:class:`WindowAggregate`. Aggregates only count and sum, so the result does not
-depend on the order of items within the window.
-
->>> from datetime import timedelta
->>> folder = WindowFolder(stale_after=timedelta(days=365))
->>> acc = folder.empty()
->>> len(acc)
-0
+:class:`InvestorWindows` keeps one tenant's open windows and closes them by the
+tenant's watermark; each window holds a :class:`WindowAggregate`, which only counts
+and sums, so the result does not depend on the order of items within the window.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
-from datetime import datetime, timedelta
+import zlib
+from collections import Counter
+from datetime import datetime, timedelta, timezone
 
+from operators.validation import dead_letter
 from schemas.common import EngagementAction
-from schemas.records import EnrichedEngagement, PropertyFacts
+from schemas.outputs import DlqReason
+from schemas.records import EnrichedEngagement, InvestorWindow, PropertyFacts
+from schemas.settings import Settings
 
 ACTIONS: tuple[str, ...] = tuple(a.value for a in EngagementAction)
 ACTION_INDEX: dict[str, int] = {a: i for i, a in enumerate(ACTIONS)}
+#: Windows are aligned to this instant (a Monday, midnight UTC), shifted by each investor's phase.
+ALIGN = datetime(2024, 1, 1, tzinfo=timezone.utc)
+_ALIGN_S = ALIGN.timestamp()
 #: Bounds that keep one investor's window state small whatever the traffic.
 MAX_REFS = 32
 MAX_PROPERTIES = 16
@@ -120,44 +122,88 @@ class WindowAggregate:
     def action(self, name: str) -> int:
         return self.actions[ACTION_INDEX[name]]
 
-    def __deepcopy__(self, memo: dict) -> WindowAggregate:
-        """A snapshot copy (bytewax deep-copies window state at every epoch).
 
-        Only the containers this object mutates are copied; the facts and lineage
-        entries they hold are never changed in place, so they are shared.
-        """
-        copy = WindowAggregate.__new__(WindowAggregate)
-        for name in self.__slots__:
-            value = getattr(self, name)
-            if type(value) is list:
-                value = list(value)
-            elif type(value) is dict:
-                value = {k: (list(v) if type(v) is list else v) for k, v in value.items()}
-            setattr(copy, name, value)
-        return copy
+class InvestorWindows:
+    """Tumbling event-time windows over one tenant's engagements, one aggregate per investor.
 
+    Each investor's windows are shifted by a stable phase (a hash of its id, when
+    ``windows.stagger`` is on), so that window closes — and the scoring each starts —
+    arrive as a steady trickle instead of one burst per window length. The tenant's
+    watermark is the latest event time seen from any of its investors: a window
+    ``[start, end)`` closes once the watermark reaches ``end + allowed_lateness``, and
+    an event whose window has already closed is dead-lettered as late.
 
-class WindowFolder:
-    """The fold of a shard window: investor id -> :class:`WindowAggregate`."""
+    Closing is decided after every event, so the output does not depend on how the
+    input was batched. At end of input every open window closes (:meth:`flush`).
 
-    __slots__ = ("_stale_days",)
+    >>> from datetime import timedelta
+    >>> from schemas.settings import Settings
+    >>> windows = InvestorWindows("acme", Settings(windows={"length": "PT1H"}))
+    >>> windows.process([], now=ALIGN), windows.flush(now=ALIGN)
+    ([], [])
+    """
 
-    def __init__(self, stale_after: timedelta) -> None:
-        self._stale_days = stale_after.total_seconds() / 86_400
+    def __init__(self, tenant: str, settings: Settings) -> None:
+        windows = settings.windows
+        self._tenant = tenant
+        self._length = windows.length.total_seconds()
+        self._lateness = windows.allowed_lateness.total_seconds()
+        self._stagger = windows.stagger
+        self._stale_days = settings.features.stale_after.total_seconds() / 86_400
+        #: (investor id, window index) -> aggregate, for every open window.
+        self._open: dict[tuple[str, int], WindowAggregate] = {}
+        #: Open windows by the watermark that closes them: (close at, investor id, index).
+        self._closing: list[tuple[float, str, int]] = []
+        #: Latest event time seen, in seconds since the epoch.
+        self.watermark = float("-inf")
+        self.counts: Counter[tuple[str, str]] = Counter()
 
-    @staticmethod
-    def empty() -> dict[str, WindowAggregate]:
-        return {}
+    def phase(self, investor_id: str) -> float:
+        """Seconds by which the investor's windows start before the aligned grid."""
+        if not self._stagger:
+            return 0.0
+        return round((zlib.crc32(investor_id.encode()) % 10_000) * self._length / 10_000, 6)
 
-    def __call__(self, acc: dict[str, WindowAggregate], item: EnrichedEngagement) -> dict[str, WindowAggregate]:
-        investor = item.ingested.event.investor_id  # type: ignore[attr-defined]
-        agg = acc.get(investor)
-        if agg is None:
-            agg = acc[investor] = WindowAggregate()
-        agg.add(item, self._stale_days)
-        return acc
+    def process(self, items: list[EnrichedEngagement], now: datetime) -> list:
+        """Fold engagements in; return the windows they close and late dead letters."""
+        out: list = []
+        length, lateness, open_, closing = self._length, self._lateness, self._open, self._closing
+        for item in items:
+            event = item.ingested.event
+            investor_id = event.investor_id  # type: ignore[attr-defined]
+            at = event.event_time.timestamp() - _ALIGN_S  # type: ignore[attr-defined]
+            phase = self.phase(investor_id)
+            index = math.floor((at + phase) / length)
+            key = (investor_id, index)
+            aggregate = open_.get(key)
+            if aggregate is None:
+                close_at = (index + 1) * length - phase + lateness
+                if close_at <= self.watermark:
+                    out.append(dead_letter(item.ingested, DlqReason.LATE,
+                                           "event time is behind its window's allowed lateness",
+                                           now))
+                    continue
+                aggregate = open_[key] = WindowAggregate()
+                heapq.heappush(closing, (close_at, investor_id, index))
+            aggregate.add(item, self._stale_days)
+            if at > self.watermark:
+                self.watermark = at
+                if closing[0][0] <= at:
+                    self._close(at, out)
+        return out
 
-    @staticmethod
-    def merge(a: dict[str, WindowAggregate], b: dict[str, WindowAggregate]) -> dict[str, WindowAggregate]:
-        """Only session windows merge; tumbling windows never call this."""
-        raise ValueError("investor windows are tumbling and never merge")
+    def flush(self, now: datetime) -> list[InvestorWindow]:
+        """Close every open window: the input has ended."""
+        out: list = []
+        self._close(float("inf"), out)
+        return out
+
+    def _close(self, upto: float, out: list) -> None:
+        closing, length = self._closing, self._length
+        while closing and closing[0][0] <= upto:
+            _, investor_id, index = heapq.heappop(closing)
+            aggregate = self._open.pop((investor_id, index))
+            start = ALIGN + timedelta(seconds=index * length - self.phase(investor_id))
+            out.append(InvestorWindow(self._tenant, investor_id, start,
+                                      start + timedelta(seconds=length), aggregate))
+            self.counts[("used", "investor.engagements")] += aggregate.n

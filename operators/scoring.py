@@ -18,7 +18,6 @@ first to score quality and calibration, then to learn.
 
 from __future__ import annotations
 
-import math
 import pickle
 import zlib
 from collections import Counter

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import gc
 import zlib
-from datetime import timedelta
 
-from flows.steps import shard_key, streaming_gc, window_phases
+from flows.steps import shard_key, streaming_gc
 
 
 def test_shard_key_is_stable_and_bounded() -> None:
@@ -16,13 +15,6 @@ def test_shard_key_is_stable_and_bounded() -> None:
     # crc32, not hash(): the same investor maps to the same shard in every process.
     assert shard_key("acme", "inv-7", 16) == f"acme/{zlib.crc32(b'inv-7') % 16:04d}"
 
-
-def test_window_phases_are_within_the_window_and_optional() -> None:
-    length = timedelta(hours=1)
-    staggered = window_phases(length, stagger=True)
-    phases = {staggered(f"t/{i:04d}") for i in range(16)}
-    assert len(phases) > 1 and all(timedelta(0) <= p < length for p in phases)
-    assert window_phases(length, stagger=False)("t/0001") == timedelta(0)
 
 
 def test_streaming_gc_freezes_survivors_and_restores_everything() -> None:

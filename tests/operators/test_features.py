@@ -22,7 +22,7 @@ from operators.features import (
     intent_score,
 )
 from operators.investor_profile import InvestorProfileState
-from operators.investor_window import ACTIONS, WindowFolder
+from operators.investor_window import ACTIONS, WindowAggregate
 from schemas.codec import decode_event
 from schemas.records import CatalogMix, EnrichedEngagement, Ingested, PropertyFacts
 
@@ -65,11 +65,10 @@ def touch(action="property_view", *, f=None, at=T0 - 30 * 60 * timedelta(seconds
 
 
 def add_window(state: InvestorProfileState, end: datetime, items: list[EnrichedEngagement]) -> None:
-    folder = WindowFolder(stale_after=timedelta(days=365))
-    acc = folder.empty()
+    aggregate = WindowAggregate()
     for it in items:
-        acc = folder(acc, it)
-    state.apply_window(acc["inv-1"], end, HALF_LIVES)
+        aggregate.add(it, stale_days=365)
+    state.apply_window(aggregate, end, HALF_LIVES)
 
 
 def profile(**overrides):

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from operators.investor_state import InvestorShard
-from operators.investor_window import WindowFolder
+from operators.investor_window import WindowAggregate
 from schemas.codec import decode_event, encode
 from schemas.outputs import DeadLetter
 from schemas.records import (
@@ -45,12 +45,11 @@ def touch(event_id: str, when: datetime, investor: str = "inv-1", action: str = 
 
 
 def window(end: datetime, investor: str = "inv-1", actions=("email_open",)) -> InvestorWindow:
-    folder = WindowFolder(stale_after=timedelta(days=365))
-    acc = folder.empty()
+    aggregate = WindowAggregate()
     for i, action in enumerate(actions):
         item = touch(f"w-{investor}-{end.timestamp():.0f}-{i}", end - 30 * MIN, investor, action)
-        acc = folder(acc, EnrichedEngagement(item, None, CatalogMix(0, 0.0, 0.0, 0.0)))
-    return InvestorWindow("acme", investor, end - HOUR, end, acc[investor])
+        aggregate.add(EnrichedEngagement(item, None, CatalogMix(0, 0.0, 0.0, 0.0)), stale_days=365)
+    return InvestorWindow("acme", investor, end - HOUR, end, aggregate)
 
 
 def outcome(event_id: str, when: datetime, kind: str = "qualified", investor: str = "inv-1"):

@@ -1,8 +1,9 @@
-"""WindowAggregate / WindowFolder: what one investor did in one window."""
+"""WindowAggregate: what one investor did in one window."""
 
 from __future__ import annotations
 
 import math
+import pickle
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -12,19 +13,22 @@ from hypothesis import strategies as st
 
 from operators.investor_window import (
     ACTIONS,
+    InvestorWindows,
     MAX_PROPERTIES,
     MAX_REFS,
     MAX_VALUES,
     WindowAggregate,
-    WindowFolder,
 )
 from schemas.codec import decode_event
-from schemas.records import CatalogMix, EnrichedEngagement, Ingested, PropertyFacts
+from schemas.records import CatalogMix, EnrichedEngagement, Ingested, InvestorWindow, PropertyFacts
+from schemas.settings import Settings
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 AS_OF = datetime(2026, 1, 1).toordinal()  # data_as_of of every property below
 MIX = CatalogMix(10, high_epc=0.2, certified=0.1, low_climate_risk=0.5, log_value=math.log(5e6))
 STALE = timedelta(days=365)
+HOUR = timedelta(hours=1)
+NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)  # processing time of dead letters
 
 
 def facts(pid: str, *, high: bool = False, certified: bool = False, low_risk: bool = False,
@@ -62,15 +66,15 @@ def item(action: str = "property_view", *, minutes: int = 0, f: PropertyFacts | 
 
 
 def fold(items: list[EnrichedEngagement]) -> dict[str, WindowAggregate]:
-    folder = WindowFolder(stale_after=STALE)
-    acc = folder.empty()
+    """One aggregate per investor, as a window holds them."""
+    acc: dict[str, WindowAggregate] = {}
     for it in items:
-        acc = folder(acc, it)
+        investor = it.ingested.event.investor_id
+        acc.setdefault(investor, WindowAggregate()).add(it, STALE.total_seconds() / 86_400)
     return acc
 
 
-def test_empty_accumulator_and_new_aggregate():
-    assert WindowFolder(STALE).empty() == {}
+def test_new_aggregate_is_empty():
     agg = WindowAggregate()
     assert agg.n == 0 and agg.first is None and agg.last is None
     assert all(agg.action(a) == 0 for a in ACTIONS)
@@ -166,9 +170,80 @@ def test_state_is_bounded_whatever_the_traffic():
     assert sum(c for c, _ in agg.properties.values()) == MAX_PROPERTIES
 
 
-def test_tumbling_windows_never_merge():
-    with pytest.raises(ValueError):
-        WindowFolder.merge({}, {})
+# ------------------------------------------------------------- tenant windows
+
+def windows_of(stagger: bool = False, lateness: str = "PT15M") -> InvestorWindows:
+    return InvestorWindows("acme", Settings(windows={"length": "PT1H", "allowed_lateness": lateness,
+                                                     "stagger": stagger}))
+
+
+def test_the_tenant_watermark_closes_every_investors_window_and_then_they_are_late():
+    windows = windows_of()
+    out = windows.process([item(minutes=10, investor="inv-1"), item(minutes=20, investor="inv-2"),
+                           item(minutes=74, investor="inv-3")], NOW)
+    assert out == []  # 10:14 has not reached 10:00 + 15 min lateness
+    out = windows.process([item(minutes=75, investor="inv-3")], NOW)
+    assert [(w.investor_id, w.window_start, w.window_end) for w in out] == [
+        ("inv-1", T0, T0 + HOUR), ("inv-2", T0, T0 + HOUR)]
+    assert all(isinstance(w, InvestorWindow) and w.tenant == "acme" for w in out)
+    late = windows.process([item(minutes=59, investor="inv-9")], NOW)
+    assert [(d["reason"], d["topic"]) for d in late] == [("late", "investor.engagements")]
+    assert windows.counts[("used", "investor.engagements")] == 2
+    # The end of input closes what is still open: inv-3's 10:00 window, with both events.
+    (last,) = windows.flush(NOW)
+    assert (last.investor_id, last.window_start, last.aggregate.n) == ("inv-3", T0 + HOUR, 2)
+    assert windows.flush(NOW) == []
+
+
+def test_an_event_whose_window_is_still_open_is_not_late_even_behind_the_watermark():
+    windows = windows_of(lateness="PT0S")
+    windows.process([item(minutes=10, investor="inv-1"), item(minutes=50, investor="inv-2")], NOW)
+    assert windows.process([item(minutes=5, investor="inv-1")], NOW) == []
+    (window, _) = windows.flush(NOW)
+    assert window.aggregate.n == 2
+
+
+def test_staggered_windows_are_shifted_by_a_stable_per_investor_phase():
+    windows = windows_of(stagger=True)
+    phases = {windows.phase(f"inv-{i}") for i in range(50)}
+    assert len(phases) > 40 and all(0 <= p < 3600 for p in phases)
+    assert windows.phase("inv-7") == windows_of(stagger=True).phase("inv-7")
+    windows.process([item(minutes=m, investor=f"inv-{i}") for i in range(20) for m in (0, 30)], NOW)
+    for window in windows.flush(NOW):
+        agg = window.aggregate
+        assert window.window_end - window.window_start == HOUR
+        assert window.window_start <= agg.first <= agg.last < window.window_end
+        shift = (T0 - window.window_start).total_seconds() % 3600
+        assert shift == pytest.approx(windows.phase(window.investor_id), abs=1e-5)
+
+
+def _closed(outputs: list) -> list[tuple]:
+    return [(w.investor_id, w.window_start, w.aggregate.n, sorted(r["event_id"] for r in w.aggregate.refs))
+            if isinstance(w, InvestorWindow) else ("late", w["event_id"]) for w in outputs]
+
+
+timed_items = st.lists(st.tuples(st.integers(0, 4), st.integers(0, 300)), max_size=60).map(
+    lambda pairs: [item(minutes=m, investor=f"inv-{i}") for i, m in pairs])
+
+
+@settings(max_examples=100, deadline=None)
+@given(timed_items, st.lists(st.integers(1, 10), min_size=1), st.booleans())
+def test_output_does_not_depend_on_batching_and_every_event_is_accounted_for(items, sizes, stagger):
+    whole = windows_of(stagger)
+    expected = whole.process(items, NOW) + whole.flush(NOW)
+    batched, out, i = windows_of(stagger), [], 0
+    for size in sizes * (len(items) + 1):
+        if i >= len(items):
+            break
+        out += batched.process(items[i:i + size], NOW)
+        # A snapshot at any batch boundary resumes to the same result.
+        batched = pickle.loads(pickle.dumps(batched))
+        i += size
+    out += batched.flush(NOW)
+    assert _closed(out) == _closed(expected)
+    used = sum(w.aggregate.n for w in expected if isinstance(w, InvestorWindow))
+    assert used + sum(1 for w in expected if isinstance(w, dict)) == len(items)
+    assert used == whole.counts[("used", "investor.engagements")]
 
 
 # --------------------------------------------------------------------- properties

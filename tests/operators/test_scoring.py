@@ -19,7 +19,7 @@ import pytest
 from online_models.quality import roc_auc
 from operators.features import FEATURE_NAMES, SOURCES, build_vector, investor_context
 from operators.investor_profile import InvestorProfileState
-from operators.investor_window import WindowFolder
+from operators.investor_window import WindowAggregate
 from operators.scoring import GlobalLearner, TenantScorer
 from schemas.codec import decode_event, encode
 from schemas.outputs import Alert, ScoredLead
@@ -154,8 +154,7 @@ def _real_vector() -> FeatureVector:
     facts = PropertyFacts("p1", "acme", T0 - timedelta(days=9), "DE", "office", 1.5e7, "A", 1, None,
                           True, True, "DGNB gold", 80.0, 12.0, 20, True,
                           T0.toordinal() - 200, True, True)
-    folder = WindowFolder(timedelta(days=365))
-    acc = folder.empty()
+    aggregate = WindowAggregate()
     for k, action in enumerate(["property_view", "esg_report_download", "meeting_booked"]):
         payload = {"tenant": "acme", "event_id": f"x{k}", "event_time": (T0 - timedelta(minutes=30)).isoformat(),
                    "source": "web", "investor_id": "inv-real", "action": action, "channel": "web",
@@ -163,8 +162,9 @@ def _real_vector() -> FeatureVector:
         value = orjson.dumps(payload)
         ingested = Ingested(decode_event("investor.engagements", value), "investor.engagements", 0, k,
                             1_772_000_000_000, b"inv-real", value)
-        acc = folder(acc, EnrichedEngagement(ingested, facts, CatalogMix(20, 0.3, 0.2, 0.5, math.log(1e7))))
-    state.apply_window(acc["inv-real"], T0, HALF_LIVES)
+        aggregate.add(EnrichedEngagement(ingested, facts, CatalogMix(20, 0.3, 0.2, 0.5, math.log(1e7))),
+                      stale_days=365)
+    state.apply_window(aggregate, T0, HALF_LIVES)
     return build_vector(state, "acme", "inv-real", T0)
 
 
