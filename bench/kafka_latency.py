@@ -227,9 +227,10 @@ def main() -> None:
           f"= {counter[0] / caught_up_seconds:,.0f} events/s sustained")
     print(f"leads: {len(leads):,}")
     busy = sum(seconds for seconds, _ in stages.values())
-    print(f"operator time: {busy:.1f}s of {caught_up_seconds:.1f}s; per stage, ms per batch:")
-    print("  " + ", ".join(f"{k} {1000 * v[0] / max(v[1], 1):.2f}" for k, v in
-                           sorted(stages.items(), key=lambda kv: -kv[1][0])))
+    print(f"operator time: {busy:.1f}s of {caught_up_seconds:.1f}s; per stage, seconds "
+          "(batches, ms per batch):")
+    print("  " + ", ".join(f"{k} {v[0]:.2f}s ({v[1]:,.0f}, {1000 * v[0] / max(v[1], 1):.2f})"
+                           for k, v in sorted(stages.items(), key=lambda kv: -kv[1][0])))
     for name, values in (("processing latency (closing input -> lead)", processing),
                          ("incl. wait for the tenant clock", with_wait)):
         print(f"  {name}: p50 {pct(values, 0.5):.1f} ms, p95 {pct(values, 0.95):.1f} ms, "

@@ -113,12 +113,13 @@ class BaggedLogisticRegression(base.Classifier):
             weights = np.array([m._weights.to_numpy(columns) for m in self.members],
                                dtype=float).reshape(self.n_models, len(names))
             intercepts = np.array([m.intercept for m in self.members], dtype=float)
-            cache = self._cache = (names, means, inv_std, weights, intercepts)
+            cache = self._cache = (names, means, inv_std, weights, intercepts,
+                                   weights.mean(axis=0))
         return cache[1:]
 
     def standardise(self, X: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
         """Standardise a matrix whose columns are the features ``names``."""
-        means, inv_std, _, _ = self._params(names)
+        means, inv_std, _, _, _ = self._params(names)
         return (X - means) * inv_std
 
     def standardise_many(self, rows: Sequence[dict], names: tuple[str, ...]) -> np.ndarray:
@@ -130,18 +131,17 @@ class BaggedLogisticRegression(base.Classifier):
 
     def member_logits_many(self, Z: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
         """Logits of every member for standardised rows ``Z``: shape ``(rows, n_models)``."""
-        _, _, weights, intercepts = self._params(names)
+        _, _, weights, intercepts, _ = self._params(names)
         return Z @ weights.T + intercepts
 
     def contributions_many(self, Z: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
         """Each feature's share of the mean member logit: shape ``(rows, features)``."""
-        _, _, weights, _ = self._params(names)
-        return Z * weights.mean(axis=0)
+        return Z * self._params(names)[4]
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
     """The logistic function, vectorised; logits are clipped at +-30 as River does."""
-    return 1.0 / (1.0 + np.exp(-np.clip(logits, -30.0, 30.0)))
+    return 1.0 / (1.0 + np.exp(-np.minimum(np.maximum(logits, -30.0), 30.0)))
 
 
 __all__ = ["BaggedLogisticRegression", "probabilities"]
