@@ -165,19 +165,21 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     # 7. Outputs ------------------------------------------------------------------
     dead = op.merge("dead_letters", rejected, catalog_out.falses, windowed.falses, investor_dlq,
                     records("dlq"))
-    op.output("leads_out", records("leads"), sinks.leads)
-    op.output("review_out", records("review"), sinks.review)
-    op.output("handoff_out", records("handoff"), sinks.handoff)
-    audit = records("audit")
-    if isinstance(sinks.audit, FixedPartitionedSink):  # e.g. AuditSink: writes at snapshots
-        audit = op.key_on("audit_key", audit, lambda r: r["tenant"])
-    op.output("audit_out", audit, sinks.audit)
-    op.output("tombstones_out", op.map("tombstone_records", emitted("tombstone"),
-                                       lambda e: {"topic": e.topic, "key": e.key}),
-              sinks.tombstones)
-    op.output("alerts_out", scores.trues, sinks.alerts)
-    op.output("dlq_out", op.inspect("count_dlq", dead,
-                                    lambda _s, r: telemetry.dead_letters([r])), sinks.dlq)
+    def output(step_id: str, stream: Stream, sink: Sink) -> None:
+        if isinstance(sink, FixedPartitionedSink):  # e.g. Kafka, audit: they act at snapshots
+            stream = op.key_on(f"{step_id}_key", stream, lambda r: r.get("tenant") or "")
+        op.output(step_id, stream, sink)
+
+    output("leads_out", records("leads"), sinks.leads)
+    output("review_out", records("review"), sinks.review)
+    output("handoff_out", records("handoff"), sinks.handoff)
+    output("audit_out", records("audit"), sinks.audit)
+    output("tombstones_out", op.map("tombstone_records", emitted("tombstone"),
+                                    lambda e: {"topic": e.topic, "key": e.key}),
+           sinks.tombstones)
+    output("alerts_out", scores.trues, sinks.alerts)
+    output("dlq_out", op.inspect("count_dlq", dead, lambda _s, r: telemetry.dead_letters([r])),
+           sinks.dlq)
     return flow
 
 
