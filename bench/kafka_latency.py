@@ -73,6 +73,12 @@ def stage_seconds(port: int) -> dict[str, tuple[float, float]]:
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def seed_world(producer: Producer, investors: int, properties: int) -> None:
     now = time.time()
     for i in range(properties):
@@ -184,6 +190,7 @@ def main() -> None:
         consumed_before = metric(port, "esg_leads_input_messages_total")
         stages_before = stage_seconds(port)
         counter = [0]
+        cpu_before = cpu_seconds(run.pid)
         started = time.time()
         publish(producer, args.rate, args.seconds, args.investors, args.properties, counter,
                 produced)
@@ -194,6 +201,7 @@ def main() -> None:
         while metric(port, "esg_leads_input_messages_total") < target and time.time() < deadline:
             time.sleep(0.2)
         caught_up_seconds = time.time() - started
+        flow_cpu = cpu_seconds(run.pid) - cpu_before
         time.sleep(args.window_seconds + args.lateness_seconds + 2)
         stages = {k: (v[0] - stages_before.get(k, (0, 0))[0], v[1] - stages_before.get(k, (0, 0))[1])
                   for k, v in stage_seconds(port).items()}
@@ -225,7 +233,8 @@ def main() -> None:
           f"(target {args.rate:,.0f}/s) for {produced_seconds:.1f}s")
     print(f"processed: all inputs within {caught_up_seconds:.1f}s of the start "
           f"= {counter[0] / caught_up_seconds:,.0f} events/s sustained")
-    print(f"leads: {len(leads):,}")
+    print(f"leads: {len(leads):,}; flow process CPU {flow_cpu:.1f}s "
+          f"= {100 * flow_cpu / caught_up_seconds:.0f}% of one core")
     busy = sum(seconds for seconds, _ in stages.values())
     print(f"operator time: {busy:.1f}s of {caught_up_seconds:.1f}s; per stage, seconds "
           "(batches, ms per batch):")

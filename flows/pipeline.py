@@ -103,9 +103,11 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
         return shard_key(tenant, investor_id, shards)
 
     windowed = op.branch("window_ok", op.key_rm("windows_unkey", op.stateful_batch(
-        "investor_windows", op.key_on("window_tenant", unsubscribes.falses,
+        # A new step id: state saved by the per-shard bytewax windows of earlier
+        # versions is not this operator's and must not be resumed into it.
+        "tenant_windows", op.key_on("window_tenant", unsubscribes.falses,
                                       lambda e: e.ingested.tenant),
-        operator_builder("investor_windows", lambda e: InvestorWindows(e.ingested.tenant, settings),
+        operator_builder("tenant_windows", lambda e: InvestorWindows(e.ingested.tenant, settings),
                          telemetry, clock))), lambda x: isinstance(x, InvestorWindow))
     investor_windows = op.key_on("window_shard", windowed.trues,
                                  lambda w: by_shard(w.tenant, w.investor_id))
