@@ -151,6 +151,8 @@ def main() -> None:
     parser.add_argument("--lateness-seconds", type=float, default=1)
     parser.add_argument("--shards", type=int, default=Settings().windows.shards_per_tenant,
                         help="windows.shards_per_tenant (default: the shipped default)")
+    parser.add_argument("--batch-size", type=int, default=500,
+                        help="kafka.batch_size: most messages per source batch")
     parser.add_argument("--no-audit", action="store_true", help="run without the audit trail")
     parser.add_argument("--dump", type=Path, default=None,
                         help="write every lead's emit time and latencies (ms) to this CSV file")
@@ -170,7 +172,7 @@ def main() -> None:
         "".join(f'[tenants."{t}"]\n' for t in TENANTS)
         + f"[windows]\nlength = {args.window_seconds}\nallowed_lateness = {args.lateness_seconds}\n"
         + f"shards_per_tenant = {args.shards}\n"
-        + "[kafka]\nbatch_size = 500\n"
+        + f"[kafka]\nbatch_size = {args.batch_size}\n"
         + ("[audit]\ndirectory = \"\"\n" if args.no_audit else ""))
     port = 19464
     with DevBroker(brokers=1, topics=list(ALL_TOPICS), partitions=3) as broker:

@@ -1,6 +1,6 @@
 """``build_flow``: the whole qualification pipeline, wired once for every way of running it.
 
-    input ─ parse ─┬─ signals, engagements ─ catalog[tenant] ─ windows[tenant] ───────┐
+    input ─ parse ─┬─ signals, engagements ─ intake[tenant]: catalog → windows ──────┐
                    │                                    └─ unsubscribes ───────────────┤
                    ├─ profiles, outcomes, erasure ─────────────── investors[tenant/shard]
                    │                 ├─ features, labels ─ scoring[tenant] ─┬─ alerts  │
@@ -19,7 +19,9 @@ plus the allowed lateness; each investor's windows are phase-shifted, so closes 
 and the scoring they start — arrive as a trickle rather than as bursts. Investor
 state, scoring's inputs and the lead lifecycle are keyed ``tenant/shard`` (a stable
 hash of the investor id into ``windows.shards_per_tenant`` groups), the unit of
-parallelism across workers.
+parallelism across workers. The catalog and the windows share one keyed step
+(:class:`~operators.intake.TenantIntake`): both are per tenant, and a second keyed
+step cost more bytewax routing per batch than either agent's own work.
 """
 
 from __future__ import annotations
@@ -35,9 +37,8 @@ from bytewax.outputs import FixedPartitionedSink, Sink
 from flows.steps import Clock, operator_builder, shard_key, system_clock
 from flows.telemetry import Telemetry
 from operators.investor_state import InvestorShard
-from operators.investor_window import InvestorWindows
+from operators.intake import TenantIntake
 from operators.lifecycle import LifecycleShard
-from operators.property_catalog import PropertyCatalog
 from operators.scoring import GlobalLearner, TenantScorer
 from operators.validation import Parser
 from schemas.records import (
@@ -88,45 +89,36 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     valid: Stream[Ingested] = checked.trues
     rejected: Stream[dict] = checked.falses
 
-    # 2. Property catalog (the ESG signal agent), one per tenant -----------------
-    to_catalog = op.filter("to_catalog", valid, lambda i: i.topic in _CATALOG_TOPICS)
-    catalog = op.stateful_batch(
-        "catalog", op.key_on("by_tenant", to_catalog, lambda i: i.tenant),
-        operator_builder("catalog", lambda _: PropertyCatalog(settings), telemetry, clock))
-    catalog_out = op.branch("catalog_ok", op.key_rm("catalog_unkey", catalog),
-                            lambda x: not isinstance(x, dict))
-    unsubscribes = op.branch("unsubscribe", catalog_out.trues,
-                             lambda e: e.ingested.event.action == "unsubscribe")
-
-    # 3. Investor windows, one operator per tenant ------------------------------
+    # 2. Intake per tenant: the property catalog (the ESG signal agent), then the
+    #    investor windows, in one keyed step (see operators/intake.py) -----------
     def by_shard(tenant: str, investor_id: str) -> str:
         return shard_key(tenant, investor_id, shards)
 
-    windowed = op.branch("window_ok", op.key_rm("windows_unkey", op.stateful_batch(
-        # A new step id: state saved by the per-shard bytewax windows of earlier
-        # versions is not this operator's and must not be resumed into it.
-        "tenant_windows", op.key_on("window_tenant", unsubscribes.falses,
-                                      lambda e: e.ingested.tenant),
-        operator_builder("tenant_windows", lambda e: InvestorWindows(e.ingested.tenant, settings),
-                         telemetry, clock))), lambda x: isinstance(x, InvestorWindow))
-    investor_windows = op.key_on("window_shard", windowed.trues,
-                                 lambda w: by_shard(w.tenant, w.investor_id))
+    to_intake = op.filter("to_catalog", valid, lambda i: i.topic in _CATALOG_TOPICS)
+    intake = op.branch("intake_ok", op.key_rm("intake_unkey", op.stateful_batch(
+        "catalog",  # the catalog's step id: its snapshots resume into the intake
+        op.key_on("by_tenant", to_intake, lambda i: i.tenant),
+        operator_builder("intake", lambda _: TenantIntake(settings), telemetry, clock,
+                         restore=lambda state: TenantIntake.restore(state, settings)))),
+        lambda x: not isinstance(x, dict))
+    # Closed windows and unsubscribes, for the investors' shards.
+    from_intake = op.key_on(
+        "intake_shard", intake.trues,
+        lambda x: by_shard(x.tenant, x.investor_id if isinstance(x, InvestorWindow)
+                           else x.event.investor_id))
 
-    # 4. Investor state, features and point-in-time labels ----------------------
+    # 3. Investor state, features and point-in-time labels ----------------------
     investor_events = op.key_on(
-        "investor_shard",
-        op.merge("investor_inputs",
-                 op.filter("to_investors", valid, lambda i: i.topic in _INVESTOR_TOPICS),
-                 op.map("unsubscribe_events", unsubscribes.trues, lambda e: e.ingested)),
+        "investor_shard", op.filter("to_investors", valid, lambda i: i.topic in _INVESTOR_TOPICS),
         lambda i: by_shard(i.tenant, i.event.investor_id))
     investors = op.key_rm("investors_unkey", op.stateful_batch(
-        "investors", op.merge("investor_stage_in", investor_windows, investor_events),
+        "investors", op.merge("investor_stage_in", from_intake, investor_events),
         operator_builder("investors", lambda _: InvestorShard(settings), telemetry, clock)))
     investor_dlq = op.filter("investor_dlq", investors, lambda x: isinstance(x, dict))
     to_score = op.filter("to_score", investors,
                          lambda x: isinstance(x, (FeatureVector, LabelledExample)))
 
-    # 5. Scoring per tenant, with a cross-tenant global model -------------------
+    # 4. Scoring per tenant, with a cross-tenant global model -------------------
     scoring_in = [op.key_on("score_by_tenant", to_score, lambda x: x.tenant)]
     if settings.scoring.global_model:
         labels = op.filter("labels", to_score, lambda x: isinstance(x, LabelledExample))
@@ -143,7 +135,7 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
                          telemetry, clock)))
     scores = op.branch("is_alert", scored, lambda r: isinstance(r, dict))
 
-    # 6. Lead lifecycle: compliance, outreach, review routing, state machine, handoff --
+    # 5. Lead lifecycle: compliance, outreach, review routing, state machine, handoff --
     lifecycle_in = op.merge(
         "lifecycle_in",
         op.key_on("scored_shard", scores.falses,
@@ -164,8 +156,8 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     def records(kind: str) -> Stream:
         return op.map(f"{kind}_records", emitted(kind), lambda e: e.record)
 
-    # 7. Outputs ------------------------------------------------------------------
-    dead = op.merge("dead_letters", rejected, catalog_out.falses, windowed.falses, investor_dlq,
+    # 6. Outputs ------------------------------------------------------------------
+    dead = op.merge("dead_letters", rejected, intake.falses, investor_dlq,
                     records("dlq"))
     def output(step_id: str, stream: Stream, sink: Sink) -> None:
         if isinstance(sink, FixedPartitionedSink):  # e.g. Kafka, audit: they act at snapshots

@@ -76,7 +76,8 @@ class Operator(Protocol):
     """What an operator object offers to a keyed step.
 
     It may also offer ``flush(now) -> list``: what to emit when the input ends
-    (e.g. the windows still open at the end of a recording).
+    (e.g. the windows still open at the end of a recording), and ``stage_times``,
+    its own per-agent timings, which then replace the step's.
     """
 
     def process(self, items: list, now: datetime) -> list: ...
@@ -101,7 +102,8 @@ class OperatorLogic(StatefulBatchLogic):
             self._state = self._factory(values[0])
         started = time.perf_counter()
         out = self._state.process(values, self._clock())
-        self._telemetry.stage_batch(self._step, len(values), time.perf_counter() - started)
+        if not hasattr(self._state, "stage_times"):
+            self._telemetry.stage_batch(self._step, len(values), time.perf_counter() - started)
         self._telemetry.drain(self._state)
         return out, StatefulBatchLogic.RETAIN
 
@@ -118,11 +120,18 @@ class OperatorLogic(StatefulBatchLogic):
 
 
 def operator_builder(step: str, factory: Callable[[Any], Operator], telemetry: Telemetry,
-                     clock: Clock) -> Callable[[bytes | None], OperatorLogic]:
-    """A bytewax ``builder`` that restores the operator from its snapshot, if any."""
+                     clock: Clock, restore: Callable[[Any], Operator] | None = None,
+                     ) -> Callable[[bytes | None], OperatorLogic]:
+    """A bytewax ``builder`` that restores the operator from its snapshot, if any.
+
+    ``restore`` turns an unpickled snapshot into the operator, for steps whose
+    state changed shape between versions.
+    """
 
     def build(resume: bytes | None) -> OperatorLogic:
         state = pickle.loads(resume) if resume is not None else None
+        if state is not None and restore is not None:
+            state = restore(state)
         return OperatorLogic(step, state, factory, telemetry, clock)
 
     return build

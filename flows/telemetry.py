@@ -70,6 +70,11 @@ class Telemetry:
             for listener in self.listeners:
                 listener.on_observations(samples)
             samples.clear()
+        stages: list | None = getattr(operator, "stage_times", None)
+        if stages:  # an operator made of several agents times each of them
+            for stage, items, seconds in stages:
+                self.stage_batch(stage, items, seconds)
+            stages.clear()
 
     def dead_letters(self, records: list[dict]) -> None:
         with self._lock:
