@@ -27,21 +27,25 @@ step cost more bytewax routing per batch than either agent's own work.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
+from bytewax.operators import KeyedStream
 from bytewax.outputs import FixedPartitionedSink, Sink
 
 from flows.steps import Clock, operator_builder, shard_key, system_clock
 from flows.telemetry import Telemetry
-from operators.investor_state import InvestorShard
 from operators.intake import TenantIntake
+from operators.investor_state import InvestorShard
 from operators.lifecycle import LifecycleShard
 from operators.scoring import GlobalLearner, TenantScorer
 from operators.validation import Parser
 from schemas.records import (
+    Emitted,
     FeatureVector,
     GlobalModelUpdate,
     Ingested,
@@ -69,6 +73,13 @@ class Sinks:
     tombstones: Sink
 
 
+def keyed(step_id: str, up: Stream, keep: Callable[[Any], bool],
+          key: Callable[[Any], str]) -> KeyedStream:
+    """The items of ``up`` that ``keep`` accepts, keyed by ``key``: one step instead of a
+    filter and a ``key_on`` (on live batches of a few events each step costs ~3-5 µs)."""
+    return op.flat_map_batch(step_id, up, lambda batch: [(key(x), x) for x in batch if keep(x)])
+
+
 def build_flow(settings: Settings, source: Source, sinks: Sinks,
                telemetry: Telemetry | None = None, clock: Clock = system_clock) -> Dataflow:
     telemetry = telemetry if telemetry is not None else Telemetry()
@@ -94,10 +105,9 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     def by_shard(tenant: str, investor_id: str) -> str:
         return shard_key(tenant, investor_id, shards)
 
-    to_intake = op.filter("to_catalog", valid, lambda i: i.topic in _CATALOG_TOPICS)
     intake = op.branch("intake_ok", op.key_rm("intake_unkey", op.stateful_batch(
         "catalog",  # the catalog's step id: its snapshots resume into the intake
-        op.key_on("by_tenant", to_intake, lambda i: i.tenant),
+        keyed("to_catalog", valid, lambda i: i.topic in _CATALOG_TOPICS, lambda i: i.tenant),
         operator_builder("intake", lambda _: TenantIntake(settings), telemetry, clock,
                          restore=lambda state: TenantIntake.restore(state, settings)))),
         lambda x: not isinstance(x, dict))
@@ -108,9 +118,8 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
                            else x.event.investor_id))
 
     # 3. Investor state, features and point-in-time labels ----------------------
-    investor_events = op.key_on(
-        "investor_shard", op.filter("to_investors", valid, lambda i: i.topic in _INVESTOR_TOPICS),
-        lambda i: by_shard(i.tenant, i.event.investor_id))
+    investor_events = keyed("to_investors", valid, lambda i: i.topic in _INVESTOR_TOPICS,
+                            lambda i: by_shard(i.tenant, i.event.investor_id))
     investors = op.key_rm("investors_unkey", op.stateful_batch(
         "investors", op.merge("investor_stage_in", from_intake, investor_events),
         operator_builder("investors", lambda _: InvestorShard(settings), telemetry, clock)))
@@ -140,37 +149,41 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
         "lifecycle_in",
         op.key_on("scored_shard", scores.falses,
                   lambda s: by_shard(s.record["tenant"], s.record["investor_id"])),
-        op.key_on("notice_shard", op.filter("notices", investors,
-                                            lambda x: isinstance(x, InvestorNotice)),
-                  lambda n: by_shard(n.tenant, n.investor_id)),
-        op.key_on("decision_shard",
-                  op.filter("to_lifecycle", valid, lambda i: i.topic == "lead.review-decisions"),
-                  lambda i: by_shard(i.tenant, i.event.investor_id)))
+        keyed("notices", investors, lambda x: isinstance(x, InvestorNotice),
+              lambda n: by_shard(n.tenant, n.investor_id)),
+        keyed("to_lifecycle", valid, lambda i: i.topic == "lead.review-decisions",
+              lambda i: by_shard(i.tenant, i.event.investor_id)))
     lifecycle = op.key_rm("lifecycle_unkey", op.stateful_batch(
         "lifecycle", lifecycle_in,
         operator_builder("lifecycle", lambda _: LifecycleShard(settings), telemetry, clock)))
 
-    def emitted(kind: str) -> Stream:
-        return op.filter(f"emitted_{kind}", lifecycle, lambda e: e.kind == kind)
-
-    def records(kind: str) -> Stream:
-        return op.map(f"{kind}_records", emitted(kind), lambda e: e.record)
-
     # 6. Outputs ------------------------------------------------------------------
-    dead = op.merge("dead_letters", rejected, intake.falses, investor_dlq,
-                    records("dlq"))
-    def output(step_id: str, stream: Stream, sink: Sink) -> None:
-        if isinstance(sink, FixedPartitionedSink):  # e.g. Kafka, audit: they act at snapshots
-            stream = op.key_on(f"{step_id}_key", stream, lambda r: r.get("tenant") or "")
+    def output(step_id: str, stream: Stream, sink: Sink, kind: str | None = None) -> None:
+        """``stream`` (or, with ``kind``, the lifecycle's records of that kind) to ``sink``,
+        keyed when the sink is partitioned (Kafka, audit: they act at snapshots)."""
+        def record(e: Emitted) -> dict:
+            return {"topic": e.topic, "key": e.key} if kind == "tombstone" else e.record
+
+        def sink_key(r: dict) -> str:
+            return r.get("tenant") or ""
+
+        fixed = isinstance(sink, FixedPartitionedSink)
+        if kind is not None:  # select, convert and key in one step: per batch, each costs
+            stream = op.flat_map_batch(f"{kind}_records", stream, lambda batch: [
+                (sink_key(r), r) if fixed else r
+                for r in (record(e) for e in batch if e.kind == kind)])
+        elif fixed:
+            stream = op.key_on(f"{step_id}_key", stream, sink_key)
         op.output(step_id, stream, sink)
 
-    output("leads_out", records("leads"), sinks.leads)
-    output("review_out", records("review"), sinks.review)
-    output("handoff_out", records("handoff"), sinks.handoff)
-    output("audit_out", records("audit"), sinks.audit)
-    output("tombstones_out", op.map("tombstone_records", emitted("tombstone"),
-                                    lambda e: {"topic": e.topic, "key": e.key}),
-           sinks.tombstones)
+    dead = op.merge("dead_letters", rejected, intake.falses, investor_dlq,
+                    op.flat_map_batch("dlq_records", lifecycle,
+                                      lambda batch: [e.record for e in batch if e.kind == "dlq"]))
+    output("leads_out", lifecycle, sinks.leads, "leads")
+    output("review_out", lifecycle, sinks.review, "review")
+    output("handoff_out", lifecycle, sinks.handoff, "handoff")
+    output("audit_out", lifecycle, sinks.audit, "audit")
+    output("tombstones_out", lifecycle, sinks.tombstones, "tombstone")
     output("alerts_out", scores.trues, sinks.alerts)
     output("dlq_out", op.inspect("count_dlq", dead, lambda _s, r: telemetry.dead_letters([r])),
            sinks.dlq)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from connectors.dev_broker import DevBroker
 from connectors.recording import RecordingReader, RecordingWriter
@@ -164,13 +165,20 @@ def test_a_resume_starts_after_the_committed_epoch(world, tmp_path: Path) -> Non
         assert bounded_run(crashing.bootstrap, config, recovery, tmp_path).wait(180) == 0
         first_half = len(values(consume_all(crashing.bootstrap, "leads.scored")))
         assert first_half > 0
+        probe = Consumer({"bootstrap.servers": crashing.bootstrap, "group.id": "probe"})
+
+        def published() -> int:  # cheap enough to ask every few ms: the run is fast
+            return sum(probe.get_watermark_offsets(TopicPartition("leads.scored", p), timeout=5)[1]
+                       for p in range(3))
+
+        before = published()
         publish_recording(tmp_path / "second", crashing.bootstrap)
         run = bounded_run(crashing.bootstrap, config, recovery, tmp_path)
         deadline = time.monotonic() + 90
-        while (len(values(consume_all(crashing.bootstrap, "leads.scored", timeout=1))) == first_half
-               and run.poll() is None and time.monotonic() < deadline):
-            time.sleep(0.01)
+        while published() == before and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
         run.send_signal(signal.SIGKILL)
+        probe.close()
         assert run.wait(30) == -signal.SIGKILL, "the second half's run ended before the kill"
         assert bounded_run(crashing.bootstrap, config, recovery, tmp_path).wait(180) == 0
 
