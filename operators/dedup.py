@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections import deque
 from datetime import datetime, timedelta
 
+from schemas.common import epoch_seconds
+
 
 class EventIdDedup:
     """A set of recently seen event ids that forgets ids older than ``horizon``."""
@@ -35,7 +37,7 @@ class EventIdDedup:
         """Record ``event_id``; ``True`` unless it was already seen within the horizon."""
         if event_id in self._ids:
             return False
-        ts = event_time.timestamp()
+        ts = epoch_seconds(event_time)
         self._ids.add(event_id)
         self._order.append((ts, event_id))
         if ts > self._newest:

@@ -24,7 +24,7 @@ from datetime import datetime
 from operators.dedup import EventIdDedup
 from operators.esg_reference import energy_star_certifiable, epc_band_from_sap
 from operators.validation import dead_letter, processing_error
-from schemas.common import EPC_RANK
+from schemas.common import EPC_RANK, epoch_seconds
 from schemas.inputs import PropertySignal
 from schemas.outputs import DlqReason
 from schemas.records import CatalogMix, EnrichedEngagement, Ingested, PropertyFacts
@@ -160,7 +160,7 @@ class PropertyCatalog:
         if versions is None:
             versions = self._properties[signal.property_id] = _Versions()
         previous = versions.facts[-1] if versions.facts else None
-        ts = signal.event_time.timestamp()
+        ts = epoch_seconds(signal.event_time)
         at = bisect_right(versions.times, ts)
         versions.times.insert(at, ts)
         versions.facts.insert(at, facts)
@@ -198,7 +198,7 @@ class PropertyCatalog:
         versions = self._properties.get(property_id)
         if versions is None:
             return None
-        at = bisect_right(versions.times, when.timestamp())
+        at = bisect_right(versions.times, epoch_seconds(when))
         return versions.facts[at - 1] if at else None
 
     def enrich(self, ingested: Ingested) -> EnrichedEngagement | None:

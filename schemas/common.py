@@ -14,7 +14,7 @@ The policy for all input topics is written down once here:
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from enum import StrEnum
 from typing import Annotated
 
@@ -32,6 +32,30 @@ def _iso_country(value: str) -> str:
     if value not in ISO_3166_ALPHA2:
         raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code")
     return value
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH_IN: dict[tzinfo, datetime] = {}
+
+
+def epoch_seconds(when: datetime) -> float:
+    """``when.timestamp()`` for an aware datetime, exactly, and faster on the event path.
+
+    pydantic-core gives parsed datetimes its own fixed-offset zone objects (one per
+    offset, shared), whose ``utcoffset()`` goes through Python: ``timestamp()`` on
+    them costs ~1.3 µs against ~0.3 µs. Subtracting the epoch expressed in the same
+    zone needs no offset at all, and gives the same exact interval.
+
+    >>> from datetime import timedelta
+    >>> t = datetime(2026, 3, 2, 9, tzinfo=timezone(timedelta(hours=2)))
+    >>> epoch_seconds(t) == t.timestamp()
+    True
+    """
+    zone = when.tzinfo
+    epoch = _EPOCH_IN.get(zone)  # type: ignore[arg-type]
+    if epoch is None:
+        epoch = _EPOCH_IN[zone] = _EPOCH.astimezone(zone)  # type: ignore[index]
+    return (when - epoch).total_seconds()
 
 
 #: A timezone-aware instant between 2000 and 2100 (checked in pydantic-core, not in
