@@ -6,7 +6,8 @@ Times, per event, on this machine:
 
 1. strict decoding of an engagement (pydantic ``model_validate_json``), which every
    input needs before anything can be decided about it;
-2. bytewax's ``fold_window`` with an ``EventClock`` (the windowing the flow uses),
+2. bytewax's ``fold_window`` with an ``EventClock`` (what the flow used before its own
+   per-tenant window operator, ``operators.investor_window.InvestorWindows``),
    folding a counter only, for 3, 48 and 192 keys (tenants, and tenants x shards);
 3. a bytewax ``map`` step that does nothing, i.e. the cost of one more step.
 
