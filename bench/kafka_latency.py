@@ -1,7 +1,8 @@
 """Processing latency and sustained throughput through a Kafka-protocol broker.
 
     python bench/kafka_latency.py [--rate 5000] [--seconds 30] [--investors 3000]
-                                  [--shards N] [--no-audit] [--no-pin] [--dump CSV]
+                                  [--shards N] [--stagger-ms MS] [--no-audit] [--no-pin]
+                                  [--dump CSV]
 
 Starts the dev broker (librdkafka's mock cluster) and ``esg-leads run`` as a real
 subprocess, then publishes engagements at ``--rate`` events/s with event time =
@@ -149,6 +150,9 @@ def main() -> None:
     parser.add_argument("--properties", type=int, default=300)
     parser.add_argument("--window-seconds", type=float, default=10)
     parser.add_argument("--lateness-seconds", type=float, default=1)
+    parser.add_argument("--stagger-ms", type=float,
+                        default=Settings().windows.stagger_step.total_seconds() * 1000,
+                        help="windows.stagger_step: a tenant's windows close in groups this far apart")
     parser.add_argument("--shards", type=int, default=Settings().windows.shards_per_tenant,
                         help="windows.shards_per_tenant (default: the shipped default)")
     parser.add_argument("--batch-size", type=int, default=500,
@@ -171,7 +175,7 @@ def main() -> None:
     config.write_text(
         "".join(f'[tenants."{t}"]\n' for t in TENANTS)
         + f"[windows]\nlength = {args.window_seconds}\nallowed_lateness = {args.lateness_seconds}\n"
-        + f"shards_per_tenant = {args.shards}\n"
+        + f"shards_per_tenant = {args.shards}\nstagger_step = {args.stagger_ms / 1000}\n"
         + f"[kafka]\nbatch_size = {args.batch_size}\n"
         + ("[audit]\ndirectory = \"\"\n" if args.no_audit else ""))
     port = 19464

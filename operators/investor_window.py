@@ -127,7 +127,10 @@ class InvestorWindows:
 
     Each investor's windows are shifted by a stable phase (a hash of its id, when
     ``windows.stagger`` is on), so that window closes — and the scoring each starts —
-    arrive as a steady trickle instead of one burst per window length. The tenant's
+    arrive as a steady trickle instead of one burst per window length. Phases are
+    multiples of ``windows.stagger_step``, so investors close in small groups that
+    share the per-batch cost of the steps after this one, plus an offset per tenant
+    within one step, so that tenants whose clocks agree do not close at the same time. The tenant's
     watermark is the latest event time seen from any of its investors: a window
     ``[start, end)`` closes once the watermark reaches ``end + allowed_lateness``, and
     an event whose window has already closed is dead-lettered as late.
@@ -147,7 +150,11 @@ class InvestorWindows:
         self._tenant = tenant
         self._length = windows.length.total_seconds()
         self._lateness = windows.allowed_lateness.total_seconds()
-        self._stagger = windows.stagger
+        #: Phases: ``slot * step + offset`` for ``slot`` in ``range(slots)`` (see :meth:`phase`).
+        self._slots = max(1, round(self._length / windows.stagger_step.total_seconds())) \
+            if windows.stagger else 0
+        self._step = self._length / self._slots if self._slots else 0.0
+        self._offset = (zlib.crc32(tenant.encode()) % 1000) * self._step / 1000
         self._stale_days = settings.features.stale_after.total_seconds() / 86_400
         #: (investor id, window index) -> aggregate, for every open window.
         self._open: dict[tuple[str, int], WindowAggregate] = {}
@@ -163,13 +170,20 @@ class InvestorWindows:
         # Caches are rebuilt on demand: snapshots carry only the windows.
         return {**self.__dict__, "_phases": {}, "_align_in": {}}
 
+    def __setstate__(self, state: dict) -> None:
+        if "_slots" not in state:  # saved before stagger_step: 10,000 phases per length
+            slots = 10_000 if state.pop("_stagger") else 0
+            state.update(_slots=slots, _step=state["_length"] / slots if slots else 0.0,
+                         _offset=0.0)
+        self.__dict__.update(state)
+
     def phase(self, investor_id: str) -> float:
         """Seconds by which the investor's windows start before the aligned grid."""
         phase = self._phases.get(investor_id)
         if phase is None:
             phase = self._phases[investor_id] = (
-                round((zlib.crc32(investor_id.encode()) % 10_000) * self._length / 10_000, 6)
-                if self._stagger else 0.0)
+                round((zlib.crc32(investor_id.encode()) % self._slots) * self._step + self._offset, 6)
+                if self._slots else 0.0)
         return phase
 
     def _seconds(self, when: datetime) -> float:

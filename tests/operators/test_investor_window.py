@@ -172,9 +172,10 @@ def test_state_is_bounded_whatever_the_traffic():
 
 # ------------------------------------------------------------- tenant windows
 
-def windows_of(stagger: bool = False, lateness: str = "PT15M") -> InvestorWindows:
-    return InvestorWindows("acme", Settings(windows={"length": "PT1H", "allowed_lateness": lateness,
-                                                     "stagger": stagger}))
+def windows_of(stagger: bool = False, lateness: str = "PT15M", tenant: str = "acme",
+               step: str = "PT0.025S") -> InvestorWindows:
+    return InvestorWindows(tenant, Settings(windows={"length": "PT1H", "allowed_lateness": lateness,
+                                                     "stagger": stagger, "stagger_step": step}))
 
 
 def test_the_tenant_watermark_closes_every_investors_window_and_then_they_are_late():
@@ -215,6 +216,31 @@ def test_staggered_windows_are_shifted_by_a_stable_per_investor_phase():
         assert window.window_start <= agg.first <= agg.last < window.window_end
         shift = (T0 - window.window_start).total_seconds() % 3600
         assert shift == pytest.approx(windows.phase(window.investor_id), abs=1e-5)
+
+
+def test_phases_are_whole_steps_plus_an_offset_per_tenant():
+    acme, other = windows_of(stagger=True, step="PT1M"), windows_of(stagger=True, step="PT1M",
+                                                                  tenant="borealis")
+    offsets = set()
+    for windows in (acme, other):
+        phases = [windows.phase(f"inv-{i}") for i in range(600)]
+        offset = min(phases) % 60
+        steps = [(p - offset) / 60 for p in phases]
+        assert all(0 <= p < 3600 and abs(n - round(n)) < 1e-6 for p, n in zip(phases, steps))
+        assert len(set(phases)) == 60  # 600 investors fill all of the hour's 60 slots
+        offsets.add(round(offset, 6))
+    assert len(offsets) == 2 and all(0 <= o < 60 for o in offsets)  # tenants close apart
+
+
+def test_a_snapshot_from_before_stagger_steps_keeps_its_phases():
+    import zlib
+    windows = windows_of(stagger=True)
+    state = windows.__getstate__()
+    for name in ("_slots", "_step", "_offset"):
+        del state[name]
+    old = InvestorWindows.__new__(InvestorWindows)
+    old.__setstate__({**state, "_stagger": True})
+    assert old.phase("inv-7") == round((zlib.crc32(b"inv-7") % 10_000) * 3600 / 10_000, 6)
 
 
 def _closed(outputs: list) -> list[tuple]:
