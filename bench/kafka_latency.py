@@ -23,6 +23,13 @@ flow's operator time went (per stage, from its own metrics).
 On a machine with two cores or more, the bench (load generator, broker, measuring
 consumer) is pinned to one core and the flow to the others, as they would run on
 different machines in production; ``--no-pin`` lets them share.
+
+On a shared virtual machine the host sometimes runs every core several times slower
+for a few to tens of milliseconds. To tell those moments from the flow's own, the
+bench runs ``machine_jitter.py`` at idle priority on its own core for the whole run
+(it only uses CPU time nobody else wants) and reports the leads whose processing
+overlapped a loop run whose CPU time was 3x the median or more, and the percentiles
+without them. The headline figures include every lead.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+from array import array
+from bisect import bisect_left, bisect_right
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -142,6 +151,29 @@ def collect(bootstrap: str, lateness_s: float, stop: threading.Event,
     consumer.close()
 
 
+def host_stalls(path: Path, slower: float = 3.0) -> list[tuple[float, float]]:
+    """(start, end) wall times of the canary's runs that took ``slower``x its median
+    CPU time or more (``machine_jitter.py --record``: wall start, CPU seconds)."""
+    if not path.exists():
+        return []
+    record = array("d", path.read_bytes())
+    starts, cpu = record[0::2], record[1::2]
+    if not cpu:
+        return []
+    median = sorted(cpu)[len(cpu) // 2]
+    # A run's wall time is at least its CPU time; the next run's start bounds it.
+    ends = list(starts[1:]) + [starts[-1] + cpu[-1]]
+    return [(start, end) for start, used, end in zip(starts, cpu, ends, strict=True)
+            if used >= slower * median]
+
+
+def overlaps(intervals: list[tuple[float, float]], start: float, end: float) -> bool:
+    """Whether [start, end] meets any of ``intervals`` (sorted, not overlapping): only
+    the last one starting by ``end`` can, as every earlier one ends before it starts."""
+    i = bisect_right(intervals, (end, float("inf")))
+    return i > 0 and intervals[i - 1][1] >= start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=5000)
@@ -196,6 +228,12 @@ def main() -> None:
         consumed_before = metric(port, "esg_leads_input_messages_total")
         stages_before = stage_seconds(port)
         counter = [0]
+        canary_file = tmp / "canary.bin"
+        canary = subprocess.Popen([sys.executable, str(Path(__file__).with_name("machine_jitter.py")),
+                                   "--seconds", str(args.seconds + 60), "--idle",
+                                   "--record", str(canary_file)]
+                                  + (["--cpu", str(cores[0])] if pin else []),
+                                  stdout=subprocess.DEVNULL)
         cpu_before = cpu_seconds(run.pid)
         started = time.time()
         publish(producer, args.rate, args.seconds, args.investors, args.properties, counter,
@@ -214,18 +252,21 @@ def main() -> None:
         stop.set()
         reader.join(10)
         run.send_signal(signal.SIGTERM)
+        canary.send_signal(signal.SIGTERM)
         run.wait(60)
+        canary.wait(60)
     if not leads:
         sys.exit(f"no leads came out; see {tmp / 'run.log'}")
-    from bisect import bisect_left
-
-    processing, with_wait, rows = [], [], []
+    stalls = host_stalls(canary_file)
+    processing, with_wait, rows, steady = [], [], [], []
     for emitted, tenant, closable in leads:
         times = produced.get(tenant, [])
         i = bisect_left(times, closable)
         with_wait.append(emitted - closable)
         if i < len(times):  # the input that closed this window: the tenant's clock passed it
             processing.append(emitted - times[i])
+            if not overlaps(stalls, times[i], emitted):
+                steady.append(emitted - times[i])
         rows.append(f"{emitted - started:.4f},{tenant},{1000 * (emitted - closable):.2f},"
                     + (f"{1000 * (emitted - times[i]):.2f}" if i < len(times) else ""))
     if args.dump is not None:
@@ -250,6 +291,14 @@ def main() -> None:
                          ("incl. wait for the tenant clock", with_wait)):
         print(f"  {name}: p50 {pct(values, 0.5):.1f} ms, p95 {pct(values, 0.95):.1f} ms, "
               f"p99 {pct(values, 0.99):.1f} ms, max {1000 * max(values):.1f} ms")
+    stalled = sum(end - start for start, end in stalls)
+    print(f"host: the loop on the bench core ran >= 3x its median CPU time for {1000 * stalled:.0f} ms "
+          f"({100 * stalled / max(caught_up_seconds, 1e-9):.1f}% of the run); "
+          f"{len(processing) - len(steady):,} leads overlapped those moments")
+    if steady:
+        print(f"  processing latency of the other {len(steady):,}: p50 {pct(steady, 0.5):.1f} ms, "
+              f"p95 {pct(steady, 0.95):.1f} ms, p99 {pct(steady, 0.99):.1f} ms, "
+              f"max {1000 * max(steady):.1f} ms")
 
 
 if __name__ == "__main__":
