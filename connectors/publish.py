@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from connectors.recording import RecordingReader
 
@@ -101,6 +101,42 @@ def _partition_counts(producer: Producer, topics: list[str]) -> dict[str, int]:
     return counts
 
 
+def _watermark_consumer(bootstrap: str, config: dict[str, Any]) -> Consumer:
+    # Only the settings that reach the cluster (security) apply to this consumer.
+    shared = {k: v for k, v in config.items()
+              if k.startswith(("security.", "sasl.", "ssl.", "client.")) and not callable(v)}
+    return Consumer({**shared, "bootstrap.servers": bootstrap,
+                     "group.id": "esg-leads-publish-watermarks"})
+
+
+def _end_offsets(bootstrap: str, config: dict[str, Any],
+                 partitions: dict[str, int]) -> dict[tuple[str, int], int]:
+    """The next offset of every partition of ``partitions`` (topic -> count)."""
+    consumer = _watermark_consumer(bootstrap, config)
+    try:
+        return {(topic, p): consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=_METADATA_TIMEOUT_S)[1]
+                for topic, count in partitions.items() for p in range(count)}
+    finally:
+        consumer.close()
+
+
+def _evicted(bootstrap: str, config: dict[str, Any],
+             ends_before: dict[tuple[str, int], int]) -> dict[str, int]:
+    """Per topic: messages at or after ``ends_before`` that the cluster has dropped
+    (its log now starts later), i.e. lost to retention during this publish."""
+    consumer = _watermark_consumer(bootstrap, config)
+    evicted: dict[str, int] = {}
+    try:
+        for (topic, p), before in ends_before.items():
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p),
+                                                       timeout=_METADATA_TIMEOUT_S)
+            evicted[topic] = evicted.get(topic, 0) + max(0, min(low, high) - before)
+    finally:
+        consumer.close()
+    return evicted
+
+
 def publish_recording(
     recording_dir: str | os.PathLike[str],
     bootstrap: str,
@@ -136,7 +172,10 @@ def publish_recording(
     dict
         ``messages`` (total delivered), ``topics`` (delivered per destination topic),
         ``repartitioned`` (per topic: messages the partitioner placed because the
-        recorded partition does not exist there), ``seconds`` (wall time from the
+        recorded partition does not exist there), ``evicted`` (per topic: messages
+        written since the publish began that the cluster no longer holds when it
+        ends — the dev broker keeps at most ~5 MB per partition and drops the
+        oldest), ``seconds`` (wall time from the
         first send through the final flush; producer start-up and the metadata
         look-up are not counted), ``messages_per_s``.
 
@@ -186,6 +225,8 @@ def publish_recording(
     }
     producer = Producer(producer_config)
     completed = False
+    destinations = sorted({topic_map.get(t, t) for t in reader.topics()})
+    ends_before = _end_offsets(bootstrap, user_config, _partition_counts(producer, destinations))
     try:
         sent, queued, repartitioned, seconds = _produce_all(
             producer, reader, topic_map, speed, total, progress, fatal
@@ -208,6 +249,7 @@ def publish_recording(
         "messages": n,
         "topics": delivered,
         "repartitioned": repartitioned,
+        "evicted": _evicted(bootstrap, user_config, ends_before),
         "seconds": seconds,
         "messages_per_s": n / seconds if seconds > 0 else float("inf"),
     }

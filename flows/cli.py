@@ -179,6 +179,13 @@ def cmd_produce(args: argparse.Namespace) -> int:
                                    progress=progress.update)
     print(f"published {result['messages']:,} messages in {result['seconds']:.1f}s "
           f"({result['messages_per_s']:,.0f}/s) to {args.bootstrap}", file=sys.stderr)
+    for topic, dropped in sorted(result["evicted"].items()):
+        if dropped:
+            print(f"warning: {topic}: the broker has already dropped {dropped:,} of the messages "
+                  "just published (its log start moved past them); a consumer will not see "
+                  "them. The dev broker keeps ~5 MB per partition: consume as you publish "
+                  "(start esg-leads run first), publish less, or use a real cluster",
+                  file=sys.stderr)
     return 0
 
 

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from confluent_kafka import (
     TIMESTAMP_CREATE_TIME,
+    Consumer,
     KafkaError,
+    TopicPartition,
 )
 
 from connectors.dev_broker import MOCK_DEFAULT_PARTITIONS, DevBroker
@@ -251,3 +253,26 @@ def test_error_mid_publish_releases_the_producer_without_waiting(
         broker.stop()
     # Queued messages are purged, not retried until message.timeout.ms (300 s).
     assert time.monotonic() - started < 5
+
+
+def test_messages_the_broker_drops_while_publishing_are_reported(tmp_path: Path) -> None:
+    # The mock keeps ~5 MB per partition and drops the oldest message sets beyond it.
+    msgs = [RecordedMessage("bulk", 0, i, T0 + i, None, b"x" * 10_000) for i in range(800)]
+    write_messages(tmp_path / "bulk", msgs)
+    with DevBroker(topics=["bulk", "other"], partitions=1) as broker:
+        stats = publish_recording(tmp_path / "bulk", broker.bootstrap)
+        watermarks = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "t"})
+        low, high = watermarks.get_watermark_offsets(TopicPartition("bulk", 0), timeout=10)
+        watermarks.close()
+    assert stats["messages"] == 800 == high
+    assert stats["evicted"]["bulk"] == low > 0  # what the log no longer starts with
+
+
+def test_nothing_is_reported_evicted_when_the_broker_keeps_everything(
+    recording: tuple[Path, list[RecordedMessage]],
+) -> None:
+    directory, _ = recording
+    with DevBroker(topics=[SIGNALS, ENGAGEMENTS], partitions=3) as broker:
+        publish_recording(directory, broker.bootstrap)  # an earlier publish: offsets > 0
+        stats = publish_recording(directory, broker.bootstrap)
+    assert stats["evicted"] == {SIGNALS: 0, ENGAGEMENTS: 0}
