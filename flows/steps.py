@@ -76,8 +76,10 @@ class Operator(Protocol):
     """What an operator object offers to a keyed step.
 
     It may also offer ``flush(now) -> list``: what to emit when the input ends
-    (e.g. the windows still open at the end of a recording), and ``stage_times``,
-    its own per-agent timings, which then replace the step's.
+    (e.g. the windows still open at the end of a recording); ``notify_at() ->
+    datetime | None`` and ``on_notify(now) -> list``: a wall-clock time to be called
+    back at without input, and what to emit then; and ``stage_times``, its own
+    per-agent timings, which then replace the step's.
     """
 
     def process(self, items: list, now: datetime) -> list: ...
@@ -104,6 +106,15 @@ class OperatorLogic(StatefulBatchLogic):
         out = self._state.process(values, self._clock())
         if not hasattr(self._state, "stage_times"):
             self._telemetry.stage_batch(self._step, len(values), time.perf_counter() - started)
+        self._telemetry.drain(self._state)
+        return out, StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        notify_at = getattr(self._state, "notify_at", None)
+        return notify_at() if notify_at is not None else None
+
+    def on_notify(self) -> tuple[list, bool]:
+        out = self._state.on_notify(self._clock())  # type: ignore[union-attr]
         self._telemetry.drain(self._state)
         return out, StatefulBatchLogic.RETAIN
 

@@ -78,6 +78,15 @@ class TenantIntake:
         self._collect_counts()
         return out
 
+    def notify_at(self) -> datetime | None:
+        """When an idle tenant's windows are next due to close (``windows.idle_close_after``)."""
+        return self.windows.idle_deadline() if self.windows is not None else None
+
+    def on_notify(self, now: datetime) -> list:
+        out = self.windows.advance_idle(now) if self.windows is not None else []
+        self._collect_counts()
+        return out
+
     def _windows(self, first: EnrichedEngagement) -> InvestorWindows:
         if self.windows is None:
             self.windows = InvestorWindows(first.ingested.tenant, self._settings)

@@ -138,6 +138,12 @@ class InvestorWindows:
     Closing is decided after every event, so the output does not depend on how the
     input was batched. At end of input every open window closes (:meth:`flush`).
 
+    With ``windows.idle_close_after`` set (live runs), a tenant that has sent nothing
+    for that long (wall clock, from the ``now`` the caller passes) has its watermark
+    moved on as if its event time kept pace with the wall clock since its last event:
+    :meth:`idle_deadline` says when that next closes a window, :meth:`advance_idle`
+    does it.
+
     >>> from datetime import timedelta
     >>> from schemas.settings import Settings
     >>> windows = InvestorWindows("acme", Settings(windows={"length": "PT1H"}))
@@ -165,16 +171,23 @@ class InvestorWindows:
         self.counts: Counter[tuple[str, str]] = Counter()
         self._phases: dict[str, float] = {}
         self._align_in: dict[tzinfo, datetime] = {}
+        idle = windows.idle_close_after
+        self._idle_after = idle.total_seconds() if idle is not None else None
+        #: Wall clock (epoch s) and watermark when the last event arrived; not
+        #: snapshotted, as a restarted run must read its backlog before calling anyone idle.
+        self._arrived: tuple[float, float] | None = None
 
     def __getstate__(self) -> dict:
         # Caches are rebuilt on demand: snapshots carry only the windows.
-        return {**self.__dict__, "_phases": {}, "_align_in": {}}
+        return {**self.__dict__, "_phases": {}, "_align_in": {}, "_arrived": None}
 
     def __setstate__(self, state: dict) -> None:
         if "_slots" not in state:  # saved before stagger_step: 10,000 phases per length
             slots = 10_000 if state.pop("_stagger") else 0
             state.update(_slots=slots, _step=state["_length"] / slots if slots else 0.0,
                          _offset=0.0)
+        state.setdefault("_idle_after", None)
+        state.setdefault("_arrived", None)
         self.__dict__.update(state)
 
     def phase(self, investor_id: str) -> float:
@@ -222,6 +235,30 @@ class InvestorWindows:
                 self.watermark = at
                 if closing[0][0] <= at:
                     self._close(at, out)
+        if items and self._idle_after is not None and now is not None:
+            self._arrived = (now.timestamp(), self.watermark)
+        return out
+
+    def idle_deadline(self) -> datetime | None:
+        """When (wall clock) :meth:`advance_idle` would next close a window, if ever."""
+        if self._arrived is None or not self._closing:
+            return None
+        arrived_at, watermark = self._arrived
+        due = arrived_at + max(self._idle_after, self._closing[0][0] - watermark)  # type: ignore[type-var]
+        return datetime.fromtimestamp(due, tz=timezone.utc)
+
+    def advance_idle(self, now: datetime) -> list[InvestorWindow]:
+        """Close what the tenant's event clock would have closed by ``now`` had it kept
+        pace with the wall clock since the last event, once the tenant has been idle
+        for ``idle_close_after``; nothing otherwise."""
+        out: list = []
+        if self._arrived is None:
+            return out
+        arrived_at, watermark = self._arrived
+        idle = now.timestamp() - arrived_at
+        if idle >= self._idle_after and watermark + idle > self.watermark:  # type: ignore[operator]
+            self.watermark = watermark + idle
+            self._close(self.watermark, out)
         return out
 
     def flush(self, now: datetime) -> list[InvestorWindow]:

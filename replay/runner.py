@@ -37,6 +37,9 @@ def replay(recording: str | Path, out: str | Path, settings: Settings, *, worker
 
     ``listeners`` receive the run's telemetry as it happens (e.g. a Prometheus exporter).
     """
+    # A replay's outcome must not depend on how fast it runs: no wall-clock closes.
+    settings = settings.model_copy(update={"windows": settings.windows.model_copy(
+        update={"idle_close_after": None})})
     recording, out = Path(recording), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     parts = out / ".parts"

@@ -74,6 +74,13 @@ class WindowSettings(Section):
     #: batch: a longer step costs less per lead and makes bigger groups (measured in
     #: ``bench/kafka_latency.py``: 1 ms → 75 % of a core, 25 ms → 59 %).
     stagger_step: Positive = timedelta(milliseconds=25)
+    #: Live runs only: once a tenant has sent nothing for this long (wall clock), move
+    #: its event clock on with the wall clock, so its last windows close instead of
+    #: waiting for its next event. ``None``: wait for the next event. Keep it well above
+    #: the longest input lag you expect (a tenant whose input is merely behind would
+    #: see its windows closed early, and the events that arrive after them dead-lettered
+    #: as late). Replays ignore it: their outcome must not depend on how fast they run.
+    idle_close_after: Positive | None = None
 
 
 class DedupSettings(Section):

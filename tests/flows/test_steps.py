@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import gc
+import threading
+import time
 import zlib
+from datetime import datetime, timedelta, timezone
 
-from flows.steps import shard_key, streaming_gc
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.testing import run_main
+
+from flows.steps import operator_builder, shard_key, streaming_gc, system_clock
+from flows.telemetry import Telemetry
+from operators.intake import TenantIntake
+from schemas.records import InvestorWindow
+from schemas.settings import Settings
+from tests.operators.test_property_catalog import engagement
 
 
 def test_shard_key_is_stable_and_bounded() -> None:
@@ -39,3 +52,65 @@ def test_streaming_gc_restores_on_error() -> None:
     except RuntimeError:
         pass
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+# -------------------------------------------------- wall-clock notifications
+
+class _PausingPartition(StatefulSourcePartition):
+    """Hands over ``items`` once, then nothing until ``done`` is set (or 10 s pass)."""
+
+    def __init__(self, items: list, done: threading.Event, ended: threading.Event) -> None:
+        self._items, self._done, self._ended = items, done, ended
+        self._deadline = time.monotonic() + 10
+
+    def next_batch(self) -> list:
+        if self._items:
+            items, self._items = self._items, []
+            return items
+        if self._done.is_set() or time.monotonic() > self._deadline:
+            self._ended.set()
+            raise StopIteration
+        return []
+
+    def snapshot(self) -> None:
+        return None
+
+
+class _PausingSource(FixedPartitionedSource):
+    def __init__(self, items: list, done: threading.Event, ended: threading.Event) -> None:
+        self._items, self._done, self._ended = items, done, ended
+
+    def list_parts(self) -> list[str]:
+        return ["only"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _PausingPartition:
+        return _PausingPartition(self._items, self._done, self._ended)
+
+
+def test_an_idle_tenants_windows_close_on_the_wall_clock_while_the_flow_runs() -> None:
+    """bytewax calls the intake back at its ``notify_at``, without any new input."""
+    settings = Settings(windows={"length": "PT1S", "allowed_lateness": "PT0S", "stagger": False,
+                                 "idle_close_after": "PT0.2S"})
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+    items = [engagement(f"e-{i}", start + timedelta(milliseconds=ms))
+             for i, ms in enumerate((0, 500, 1200))]
+    done, ended, emitted = threading.Event(), threading.Event(), []
+
+    def seen(window: InvestorWindow) -> None:
+        emitted.append((window.window_start, window.aggregate.n, ended.is_set()))
+        if len(emitted) == 2:
+            done.set()
+
+    flow = Dataflow("idle")
+    keyed = op.key_on("tenant", op.input("in", flow, _PausingSource(items, done, ended)),
+                      lambda i: i.tenant)
+    windows = op.stateful_batch("intake", keyed, operator_builder(
+        "intake", lambda _: TenantIntake(settings), Telemetry(), system_clock))
+    op.inspect("seen", op.key_rm("unkey", windows), lambda _step, w: seen(w))
+    started = time.monotonic()
+    run_main(flow)
+    # 9:00:00-9:00:01 closes with the event at 9:00:01.2; the next window would
+    # wait for an event past 9:00:02, but closes 0.8 s of wall clock later, on the
+    # clock alone, while the input is still open.
+    assert emitted == [(start, 2, False), (start + timedelta(seconds=1), 1, False)]
+    assert time.monotonic() - started < 5

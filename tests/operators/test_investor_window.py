@@ -319,3 +319,53 @@ def test_folding_a_permutation_gives_the_same_counts_and_sums(items, rnd):
             assert getattr(x, attr) == pytest.approx(getattr(y, attr))
         assert x.dwell[0] == pytest.approx(y.dwell[0]) and x.dwell[2] == pytest.approx(y.dwell[2])
         assert x.n == sum(x.actions) == len(items)
+
+
+# ---------------------------------------------------------------- idle tenants
+
+def idle_windows(idle: str | None = "PT10M") -> InvestorWindows:
+    return InvestorWindows("acme", Settings(windows={
+        "length": "PT1H", "allowed_lateness": "PT15M", "stagger": False, "idle_close_after": idle}))
+
+
+def test_an_idle_tenants_windows_close_as_if_its_clock_kept_pace_with_the_wall_clock():
+    windows = idle_windows()
+    wall = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
+    assert windows.idle_deadline() is None  # nothing has arrived
+    windows.process([item(minutes=50, investor="inv-1")], wall)  # watermark 9:50
+    # 9:00-10:00 closes at 10:15, 25 event minutes on: due 25 wall minutes later.
+    assert windows.idle_deadline() == wall + timedelta(minutes=25)
+    assert windows.advance_idle(wall + timedelta(minutes=24)) == []
+    (window,) = windows.advance_idle(wall + timedelta(minutes=25))
+    assert (window.investor_id, window.window_start) == ("inv-1", T0)
+    assert windows.idle_deadline() is None and windows.flush(NOW) == []
+    # The clock moved on: an event from the closed window is late now.
+    late = windows.process([item(minutes=55, investor="inv-2")], wall + timedelta(minutes=26))
+    assert [d["reason"] for d in late] == ["late"]
+
+
+def test_a_tenant_is_idle_only_after_idle_close_after_even_if_a_window_is_due_sooner():
+    windows = idle_windows("PT30M")
+    wall = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
+    windows.process([item(minutes=10, investor="inv-1"), item(minutes=74, investor="inv-2")], wall)
+    # inv-1's window closes at 10:15, one event minute away, but idleness takes 30.
+    assert windows.idle_deadline() == wall + timedelta(minutes=30)
+    assert windows.advance_idle(wall + timedelta(minutes=29)) == []
+    (window,) = windows.advance_idle(wall + timedelta(minutes=30))
+    assert window.investor_id == "inv-1"
+    # inv-2's 10:00 window closes at 11:15: 61 event minutes after 10:14.
+    assert windows.idle_deadline() == wall + timedelta(minutes=61)
+
+
+def test_without_idle_close_after_or_after_a_restart_nothing_closes_on_the_wall_clock():
+    wall = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
+    never = idle_windows(None)
+    never.process([item(minutes=50, investor="inv-1")], wall)
+    assert never.idle_deadline() is None and never.advance_idle(wall + timedelta(days=9)) == []
+    windows = idle_windows()
+    windows.process([item(minutes=50, investor="inv-1")], wall)
+    # A restarted run must read its backlog before calling a tenant idle.
+    resumed = pickle.loads(pickle.dumps(windows))
+    assert resumed.idle_deadline() is None and resumed.advance_idle(wall + timedelta(days=9)) == []
+    resumed.process([item(minutes=51, investor="inv-1")], wall + timedelta(days=9))
+    assert resumed.idle_deadline() == wall + timedelta(days=9, minutes=24)

@@ -127,3 +127,18 @@ def test_lifecycle_outputs_and_audit_partitions(world: Path, tmp_path: Path) -> 
              .column("record").to_pylist()]
     assert all(lead["compliance"] and lead["outreach_plan"] for lead in leads)
     assert {lead["state"] for lead in leads} >= {"planned", "in_review"}
+
+
+def test_a_replay_ignores_wall_clock_window_closes(world: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``windows.idle_close_after`` would make a replay's outcome depend on its speed."""
+    import replay.runner as runner
+
+    seen = []
+    build = runner.build_flow
+    monkeypatch.setattr(runner, "build_flow", lambda settings, *a: seen.append(settings) or build(settings, *a))
+    settings = load_settings(world / "config.toml", overrides={"windows": {"idle_close_after": 60}})
+    assert settings.windows.idle_close_after is not None
+    replay(world, tmp_path, settings)
+    assert seen[0].windows.idle_close_after is None
+    assert seen[0].windows.length == settings.windows.length  # nothing else changed
