@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from connectors.recording import RecordingReader
 
@@ -101,30 +101,42 @@ def _partition_counts(producer: Producer, topics: list[str]) -> dict[str, int]:
     return counts
 
 
+#: Client settings that reach the cluster (connection, security, logging), which the
+#: watermark look-ups share with the producer; producer-only ones would be warned about.
+_SHARED_PREFIXES: Final = ("security.", "sasl.", "ssl.", "ssl_", "enable.ssl", "oauth",
+                           "client.", "socket.", "broker.", "api.version", "reconnect.",
+                           "connections.", "metadata.", "topic.metadata", "logger", "log_level",
+                           "log.", "debug", "resolve_cb", "client.dns")
+
+
 def _watermark_consumer(bootstrap: str, config: dict[str, Any]) -> Consumer:
-    # Only the settings that reach the cluster (security) apply to this consumer.
-    shared = {k: v for k, v in config.items()
-              if k.startswith(("security.", "sasl.", "ssl.", "client.")) and not callable(v)}
+    shared = {k: v for k, v in config.items() if k.startswith(_SHARED_PREFIXES)}
     return Consumer({**shared, "bootstrap.servers": bootstrap,
                      "group.id": "esg-leads-publish-watermarks"})
 
 
 def _end_offsets(bootstrap: str, config: dict[str, Any],
-                 partitions: dict[str, int]) -> dict[tuple[str, int], int]:
-    """The next offset of every partition of ``partitions`` (topic -> count)."""
+                 partitions: dict[str, int]) -> dict[tuple[str, int], int] | None:
+    """The next offset of every partition of ``partitions`` (topic -> count); ``None``
+    if the cluster would not say (the eviction check is advisory, never fatal)."""
     consumer = _watermark_consumer(bootstrap, config)
     try:
         return {(topic, p): consumer.get_watermark_offsets(
                     TopicPartition(topic, p), timeout=_METADATA_TIMEOUT_S)[1]
                 for topic, count in partitions.items() for p in range(count)}
+    except KafkaException:
+        return None
     finally:
         consumer.close()
 
 
 def _evicted(bootstrap: str, config: dict[str, Any],
-             ends_before: dict[tuple[str, int], int]) -> dict[str, int]:
+             ends_before: dict[tuple[str, int], int] | None) -> dict[str, int] | None:
     """Per topic: messages at or after ``ends_before`` that the cluster has dropped
-    (its log now starts later), i.e. lost to retention during this publish."""
+    (its log now starts later), i.e. lost to retention during this publish; ``None``
+    if that could not be told."""
+    if ends_before is None:
+        return None
     consumer = _watermark_consumer(bootstrap, config)
     evicted: dict[str, int] = {}
     try:
@@ -132,6 +144,8 @@ def _evicted(bootstrap: str, config: dict[str, Any],
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p),
                                                        timeout=_METADATA_TIMEOUT_S)
             evicted[topic] = evicted.get(topic, 0) + max(0, min(low, high) - before)
+    except KafkaException:
+        return None
     finally:
         consumer.close()
     return evicted
@@ -175,7 +189,7 @@ def publish_recording(
         recorded partition does not exist there), ``evicted`` (per topic: messages
         written since the publish began that the cluster no longer holds when it
         ends — the dev broker keeps at most ~5 MB per partition and drops the
-        oldest), ``seconds`` (wall time from the
+        oldest; ``None`` if the cluster would not tell), ``seconds`` (wall time from the
         first send through the final flush; producer start-up and the metadata
         look-up are not counted), ``messages_per_s``.
 
@@ -225,11 +239,12 @@ def publish_recording(
     }
     producer = Producer(producer_config)
     completed = False
-    destinations = sorted({topic_map.get(t, t) for t in reader.topics()})
-    ends_before = _end_offsets(bootstrap, user_config, _partition_counts(producer, destinations))
     try:
+        destinations = sorted({topic_map.get(t, t) for t in reader.topics()})
+        partition_counts = _partition_counts(producer, destinations)
+        ends_before = _end_offsets(bootstrap, user_config, partition_counts)
         sent, queued, repartitioned, seconds = _produce_all(
-            producer, reader, topic_map, speed, total, progress, fatal
+            producer, reader, topic_map, speed, total, progress, fatal, partition_counts
         )
         completed = True
     finally:
@@ -249,7 +264,8 @@ def publish_recording(
         "messages": n,
         "topics": delivered,
         "repartitioned": repartitioned,
-        "evicted": _evicted(bootstrap, user_config, ends_before),
+        # Only worth asking after a clean publish; advisory, so never an error itself.
+        "evicted": None if (failed or fatal) else _evicted(bootstrap, user_config, ends_before),
         "seconds": seconds,
         "messages_per_s": n / seconds if seconds > 0 else float("inf"),
     }
@@ -275,11 +291,10 @@ def _produce_all(
     total: int,
     progress: Progress | None,
     fatal: list[str],
+    partition_counts: dict[str, int],
 ) -> tuple[int, dict[str, int], dict[str, int], float]:
     """Send every message; return (sent, queued per topic, repartitioned per topic, s)."""
     destinations = sorted({topic_map.get(t, t) for t in reader.topics()})
-    partition_counts = _partition_counts(producer, destinations)
-
     queued: dict[str, int] = {t: 0 for t in destinations}
     repartitioned: dict[str, int] = {t: 0 for t in destinations}
     produce = producer.produce

@@ -179,7 +179,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
                                    progress=progress.update)
     print(f"published {result['messages']:,} messages in {result['seconds']:.1f}s "
           f"({result['messages_per_s']:,.0f}/s) to {args.bootstrap}", file=sys.stderr)
-    for topic, dropped in sorted(result["evicted"].items()):
+    for topic, dropped in sorted((result["evicted"] or {}).items()):
         if dropped:
             print(f"warning: {topic}: the broker has already dropped {dropped:,} of the messages "
                   "just published (its log start moved past them); a consumer will not see "

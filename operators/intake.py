@@ -50,6 +50,12 @@ class TenantIntake:
             return cls(settings, catalog=state)
         if not isinstance(state, TenantIntake):
             raise TypeError(f"cannot resume the intake step from a {type(state).__name__}")
+        # Open windows keep the length and phases they were opened with; windows opened
+        # from now on, and the live-only idle closing, follow the current settings (a
+        # snapshot's own settings may predate fields the code now reads).
+        state._settings = settings
+        if state.windows is not None:
+            state.windows.set_idle_close_after(settings.windows.idle_close_after)
         return state
 
     def process(self, items: list[Ingested], now: datetime | None) -> list:

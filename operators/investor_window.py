@@ -245,7 +245,16 @@ class InvestorWindows:
             return None
         arrived_at, watermark = self._arrived
         due = arrived_at + max(self._idle_after, self._closing[0][0] - watermark)  # type: ignore[type-var]
-        return datetime.fromtimestamp(due, tz=timezone.utc)
+        # 1 ms late on purpose: a datetime holds whole microseconds, and a deadline
+        # rounded down would find nothing due and be asked for again at once.
+        return datetime.fromtimestamp(due + 0.001, tz=timezone.utc)
+
+    def set_idle_close_after(self, idle: timedelta | None) -> None:
+        """Take ``windows.idle_close_after`` from the current settings (on resume: it
+        is an operating choice, not state)."""
+        self._idle_after = idle.total_seconds() if idle is not None else None
+        if idle is None:
+            self._arrived = None
 
     def advance_idle(self, now: datetime) -> list[InvestorWindow]:
         """Close what the tenant's event clock would have closed by ``now`` had it kept

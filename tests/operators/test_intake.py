@@ -74,3 +74,24 @@ def test_a_snapshot_resumes_and_a_catalog_saved_before_the_merge_is_kept():
     assert window.aggregate.with_facts == 1
     with pytest.raises(TypeError, match="cannot resume"):
         TenantIntake.restore({"not": "a catalog"}, SETTINGS)
+
+
+def test_a_resumed_intake_follows_the_current_settings_for_new_windows_and_idle_closing():
+    from datetime import datetime, timezone
+
+    # A snapshot from before a settings field existed: its pickled settings lack it.
+    old = TenantIntake(SETTINGS.model_copy(deep=True))
+    old.catalog.process([signal("s-1", "p-1", T0, epc_band="A")], NOW)
+    del old._settings.windows.__dict__["idle_close_after"]
+    idle = Settings(windows={"length": "PT1H", "allowed_lateness": "PT15M", "stagger": False,
+                             "idle_close_after": "PT10M"})
+    intake = TenantIntake.restore(pickle.loads(pickle.dumps(old)), idle)
+    wall = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
+    intake.process([engagement("e-1", T0 + timedelta(minutes=50), "p-1")], wall)
+    assert intake.notify_at() is not None
+    (window,) = intake.on_notify(wall + timedelta(minutes=26))
+    assert window.aggregate.with_facts == 1  # the catalog came through the snapshot
+    # ... and turning idle closing off again takes effect on the next resume.
+    resumed = TenantIntake.restore(pickle.loads(pickle.dumps(intake)), SETTINGS)
+    resumed.process([engagement("e-2", T0 + timedelta(minutes=70), "p-1")], wall)
+    assert resumed.notify_at() is None

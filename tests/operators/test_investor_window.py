@@ -236,7 +236,7 @@ def test_a_snapshot_from_before_stagger_steps_keeps_its_phases():
     import zlib
     windows = windows_of(stagger=True)
     state = windows.__getstate__()
-    for name in ("_slots", "_step", "_offset"):
+    for name in ("_slots", "_step", "_offset", "_idle_after", "_arrived"):
         del state[name]
     old = InvestorWindows.__new__(InvestorWindows)
     old.__setstate__({**state, "_stagger": True})
@@ -334,7 +334,7 @@ def test_an_idle_tenants_windows_close_as_if_its_clock_kept_pace_with_the_wall_c
     assert windows.idle_deadline() is None  # nothing has arrived
     windows.process([item(minutes=50, investor="inv-1")], wall)  # watermark 9:50
     # 9:00-10:00 closes at 10:15, 25 event minutes on: due 25 wall minutes later.
-    assert windows.idle_deadline() == wall + timedelta(minutes=25)
+    assert windows.idle_deadline() == wall + timedelta(minutes=25, milliseconds=1)
     assert windows.advance_idle(wall + timedelta(minutes=24)) == []
     (window,) = windows.advance_idle(wall + timedelta(minutes=25))
     assert (window.investor_id, window.window_start) == ("inv-1", T0)
@@ -349,12 +349,12 @@ def test_a_tenant_is_idle_only_after_idle_close_after_even_if_a_window_is_due_so
     wall = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
     windows.process([item(minutes=10, investor="inv-1"), item(minutes=74, investor="inv-2")], wall)
     # inv-1's window closes at 10:15, one event minute away, but idleness takes 30.
-    assert windows.idle_deadline() == wall + timedelta(minutes=30)
+    assert windows.idle_deadline() == wall + timedelta(minutes=30, milliseconds=1)
     assert windows.advance_idle(wall + timedelta(minutes=29)) == []
     (window,) = windows.advance_idle(wall + timedelta(minutes=30))
     assert window.investor_id == "inv-1"
     # inv-2's 10:00 window closes at 11:15: 61 event minutes after 10:14.
-    assert windows.idle_deadline() == wall + timedelta(minutes=61)
+    assert windows.idle_deadline() == wall + timedelta(minutes=61, milliseconds=1)
 
 
 def test_without_idle_close_after_or_after_a_restart_nothing_closes_on_the_wall_clock():
@@ -368,4 +368,18 @@ def test_without_idle_close_after_or_after_a_restart_nothing_closes_on_the_wall_
     resumed = pickle.loads(pickle.dumps(windows))
     assert resumed.idle_deadline() is None and resumed.advance_idle(wall + timedelta(days=9)) == []
     resumed.process([item(minutes=51, investor="inv-1")], wall + timedelta(days=9))
-    assert resumed.idle_deadline() == wall + timedelta(days=9, minutes=24)
+    assert resumed.idle_deadline() == wall + timedelta(days=9, minutes=24, milliseconds=1)
+
+
+def test_an_idle_deadline_is_never_asked_for_again_at_once():
+    # Deadlines hold whole microseconds: one rounded down would find nothing due.
+    import random
+    rng = random.Random(3)
+    for _ in range(300):
+        windows = idle_windows("PT1S")
+        wall = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc) + timedelta(
+            microseconds=rng.randrange(10**6))
+        windows.process([item(minutes=59, investor="inv-1")], wall)
+        windows._arrived = (windows._arrived[0] + rng.random() * 1e-6, windows._arrived[1])
+        deadline = windows.idle_deadline()
+        assert len(windows.advance_idle(deadline)) == 1 and windows.idle_deadline() is None
