@@ -72,7 +72,9 @@ class WindowSettings(Section):
     #: step), so a tenant's closes come in small groups at most once per step of event
     #: time. Each group goes through the investor, scoring and lifecycle steps as one
     #: batch: a longer step costs less per lead and makes bigger groups (measured in
-    #: ``bench/kafka_latency.py``: 1 ms → 75 % of a core, 25 ms → 59 %).
+    #: ``bench/kafka_latency.py`` at 5,000 events/s: 1 ms → 71-80 % of a core, 25 ms →
+    #: 58-71 %, 50 ms → 59-66 % with p50 +1 ms, 100 ms → 58-59 % with p50 +2.5 ms; p99
+    #: the same within this machine's noise).
     stagger_step: Positive = timedelta(milliseconds=25)
     #: Live runs only: once a tenant has sent nothing for this long (wall clock), move
     #: its event clock on with the wall clock, so its last windows close instead of
