@@ -823,7 +823,8 @@ class DevBroker:
 # --------------------------------------------------------------------------- CLI helper
 
 
-def run_forever(brokers: int = 1, port: int | None = None, topics: Iterable[str] = ()) -> None:
+def run_forever(brokers: int = 1, port: int | None = None, topics: Iterable[str] = (),
+                partitions: int = 3) -> None:
     """Run a :class:`DevBroker` until SIGINT or SIGTERM, then stop it cleanly.
 
     Prints one line to stdout once the brokers answer::
@@ -841,7 +842,7 @@ def run_forever(brokers: int = 1, port: int | None = None, topics: Iterable[str]
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, lambda *_: stop_event.set())
     try:
-        with DevBroker(brokers=brokers, port=port, topics=topics) as broker:
+        with DevBroker(brokers=brokers, port=port, topics=topics, partitions=partitions) as broker:
             sys.stdout.write(
                 f"bootstrap={broker.bootstrap} brokers={','.join(broker.broker_addresses)} "
                 "(mock cluster, memory only)\n"

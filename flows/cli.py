@@ -162,7 +162,9 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
     if args.brokers < 1:
         raise UsageError("--brokers must be at least 1")
-    run_forever(args.brokers, args.port, list(ALL_TOPICS))
+    if args.partitions < 1:
+        raise UsageError("--partitions must be at least 1")
+    run_forever(args.brokers, args.port, list(ALL_TOPICS), args.partitions)
     return 0
 
 
@@ -183,8 +185,9 @@ def cmd_produce(args: argparse.Namespace) -> int:
         if dropped:
             print(f"warning: {topic}: the broker has already dropped {dropped:,} of the messages "
                   "just published (its log start moved past them); a consumer will not see "
-                  "them. The dev broker keeps ~5 MB per partition: consume as you publish "
-                  "(start esg-leads run first), publish less, or use a real cluster",
+                  "them. The dev broker keeps ~5 MB per partition: give it more "
+                  "(esg-leads broker --partitions N), consume as you publish (start "
+                  "esg-leads run first), or use a real cluster",
                   file=sys.stderr)
     return 0
 
@@ -310,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=9092,
                    help="fixed bootstrap port (a loopback forwarder to the mock brokers)")
     p.add_argument("--brokers", type=int, default=1)
+    p.add_argument("--partitions", type=int, default=3,
+                   help="partitions of each topic; the mock keeps ~5 MB per partition")
     p.set_defaults(func=cmd_broker)
 
     p = sub.add_parser("produce", help="publish a recording to Kafka")

@@ -395,7 +395,7 @@ def _read_line(stream: Any, timeout: float) -> str:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_run_forever_in_a_subprocess(signum: int) -> None:
     port = free_port()
-    code = f"from connectors.dev_broker import run_forever; run_forever(1, {port}, ['t'])"
+    code = f"from connectors.dev_broker import run_forever; run_forever(1, {port}, ['t'], 5)"
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
         cwd=REPO_ROOT,
@@ -411,7 +411,7 @@ def test_run_forever_in_a_subprocess(signum: int) -> None:
         bootstrap = line.split()[0].removeprefix("bootstrap=")
 
         md = admin(bootstrap).list_topics(timeout=5)
-        assert len(md.topics["t"].partitions) == 3
+        assert len(md.topics["t"].partitions) == 5
         produce(bootstrap, "t", [(b"cli", b"works")])
         assert [(m.key(), m.value()) for m in consume_all(bootstrap, "t")] == [
             (b"cli", b"works")
