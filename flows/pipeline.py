@@ -43,7 +43,7 @@ from operators.intake import TenantIntake
 from operators.investor_state import InvestorShard
 from operators.lifecycle import LifecycleShard
 from operators.scoring import GlobalLearner, TenantScorer
-from operators.validation import Parser
+from operators.validation import Parser, bounded
 from schemas.records import (
     Emitted,
     FeatureVector,
@@ -185,8 +185,10 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     output("audit_out", lifecycle, sinks.audit, "audit")
     output("tombstones_out", lifecycle, sinks.tombstones, "tombstone")
     output("alerts_out", scores.trues, sinks.alerts)
-    output("dlq_out", op.inspect("count_dlq", dead, lambda _s, r: telemetry.dead_letters([r])),
-           sinks.dlq)
+    max_value_bytes = settings.dlq.max_value_bytes
+    output("dlq_out", op.map("bound_dlq", op.inspect(
+        "count_dlq", dead, lambda _s, r: telemetry.dead_letters([r])),
+        lambda r: bounded(r, max_value_bytes)), sinks.dlq)
     return flow
 
 

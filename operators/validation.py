@@ -19,6 +19,7 @@ counts reconcile by construction here and are checked again downstream.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
@@ -31,6 +32,10 @@ AGENT_VERSION = "validation/1"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MIN_MS = int(datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
 _MAX_MS = int(datetime(2100, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+#: ``dlq.max_value_bytes``'s default: what a dead letter keeps of the original value.
+MAX_VALUE_BYTES = 256 * 1024
+#: What a dead letter keeps of the original key (it is also the dead letter's own key).
+MAX_KEY_BYTES = 1024
 
 
 def dead_letter(
@@ -45,13 +50,23 @@ def dead_letter(
     """A :class:`~schemas.outputs.DeadLetter` record for a message the flow cannot use.
 
     The idempotency key names the message's position in its topic, so a re-delivered
-    dead letter (after a resume) upserts onto the first one.
+    dead letter (after a resume) upserts onto the first one. It carries the value's
+    length and SHA-256, so that :func:`bounded` can cut the value to a prefix; a key
+    longer than :data:`MAX_KEY_BYTES` is cut here (it is the dead letter's own key).
     """
     event = getattr(raw, "event", None) if event is None else event
     # Kafka reports -1 when a message has no timestamp; keep only plausible instants.
     ms = raw.timestamp_ms
     timestamp = (_EPOCH.fromtimestamp(ms / 1000, tz=timezone.utc)
                  if ms is not None and _MIN_MS <= ms < _MAX_MS else None)
+    key, value = raw.key, raw.value
+    truncated = False
+    if key is not None and len(key) > MAX_KEY_BYTES:
+        key, truncated = key[:MAX_KEY_BYTES], True
+    value_length = value_sha256 = None
+    if value is not None and not withhold_value:
+        value_length = len(value)
+        value_sha256 = hashlib.sha256(value).hexdigest()
     return {
         "schema_version": SCHEMA_VERSION,
         "idempotency_key": f"dlq:{raw.topic}:{raw.partition}:{raw.offset}:{reason.value}",
@@ -61,12 +76,36 @@ def dead_letter(
         "partition": raw.partition,
         "offset": raw.offset,
         "timestamp": timestamp,
-        "key_b64": b64(raw.key),
-        "value_b64": None if withhold_value else b64(raw.value),
+        "key_b64": b64(key),
+        "value_b64": None if withhold_value else b64(value),
+        "truncated": truncated,
+        "value_length": value_length,
+        "value_sha256": value_sha256,
         "tenant": (getattr(event, "tenant", None) or None) and str(event.tenant)[:64],  # type: ignore[attr-defined]
         "event_id": getattr(event, "event_id", None),
         "processed_at": processed_at,
     }
+
+
+def bounded(record: dict, max_value_bytes: int = MAX_VALUE_BYTES) -> dict:
+    """``record`` (a dead letter) with at most ``max_value_bytes`` of its value kept.
+
+    Every dead letter of the flow passes here on its way out, so that one setting
+    (``dlq.max_value_bytes``) bounds them all and a dead letter always fits the
+    producer's message limit, whatever arrived. The cut is made on the base64 text, at
+    a multiple of four characters: that is the base64 of a byte prefix, without
+    decoding the value again.
+
+    >>> letter = {"value_b64": "QUJDREVGR0g=", "value_length": 8, "truncated": False}
+    >>> bounded(letter, 4)["value_b64"], bounded(letter, 4)["truncated"]  # b"ABC"
+    ('QUJD', True)
+    >>> bounded(letter, 8) is letter
+    True
+    """
+    text = record.get("value_b64")
+    if text is None or (record.get("value_length") or 0) <= max_value_bytes:
+        return record
+    return {**record, "value_b64": text[:max_value_bytes // 3 * 4], "truncated": True}
 
 
 def processing_error(ingested: Ingested, error: Exception, now: datetime) -> dict:

@@ -267,14 +267,20 @@ class AlertKind(StrEnum):
     MODEL_PROMOTED = "model_promoted"
     MODEL_ROLLED_BACK = "model_rolled_back"
     FEED_STALE = "feed_stale"
+    #: A consumed position was no longer on the broker; reading restarted elsewhere.
+    OFFSETS_RESET = "offsets_reset"
 
 
 class Alert(OutputModel):
-    """``ops.alerts`` — something an operator should know. Key: ``tenant``."""
+    """``ops.alerts`` — something an operator should know. Key: ``tenant``.
+
+    ``tenant`` is ``null`` for alerts about the deployment rather than one tenant
+    (``offsets_reset``: a partition carries every tenant's events).
+    """
 
     schema_version: Literal[1]
     idempotency_key: str
-    tenant: TenantId
+    tenant: TenantId | None
     kind: AlertKind
     detector: str
     subject: str
@@ -297,13 +303,18 @@ class DlqReason(StrEnum):
     ERASED_SUBJECT = "erased_subject"  #: investor erased; payload withheld
     UNKNOWN_CASE = "unknown_case"  #: review decision for no open case
     PROCESSING_ERROR = "processing_error"  #: an operator failed on this event
+    FUTURE_EVENT_TIME = "future_event_time"  #: event_time too far ahead of its ingest time
+    UNAUTHORIZED = "unauthorized"  #: review decision unsigned, badly signed or by an unknown reviewer
 
 
 class DeadLetter(OutputModel):
     """``leads.dlq`` — an input the flow could not use, with its original bytes.
 
     Key: the original message key. ``value_b64`` is withheld (``null``) only for
-    events about an erased investor, as the erasure requires.
+    events about an erased investor, as the erasure requires. A value longer than
+    ``dlq.max_value_bytes`` keeps only its first bytes (``truncated``), with the
+    original length and SHA-256, so that a dead letter always fits the producer's
+    message limit.
     """
 
     schema_version: Literal[1]
@@ -316,6 +327,11 @@ class DeadLetter(OutputModel):
     timestamp: UtcDatetime | None
     key_b64: str | None
     value_b64: str | None
+    #: ``value_b64`` holds only a prefix of the original value.
+    truncated: bool
+    #: Length in bytes and hex SHA-256 of the original value (``null`` without one).
+    value_length: int | None
+    value_sha256: str | None
     tenant: str | None
     event_id: str | None
     processed_at: UtcDatetime  #: processing-time

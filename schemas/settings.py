@@ -58,6 +58,12 @@ class TenantSettings(Section):
     sfdr_classification: Literal["article_6", "article_8", "article_9"] | None = None
     uk_sdr_label: Literal["sustainability_focus", "sustainability_improvers",
                           "sustainability_impact", "sustainability_mixed_goals"] | None = None
+    #: Who may decide this tenant's review cases (``lead.review-decisions``); a decision
+    #: from anyone else is dead-lettered as ``unauthorized``.
+    reviewers: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = ()
+    #: HMAC-SHA256 key that review decisions of this tenant must be signed with
+    #: (``ESG_LEADS_TENANTS__<ID>__REVIEW_SIGNING_KEY``). ``None``: no decision is accepted.
+    review_signing_key: SecretStr | None = None
 
 
 class WindowSettings(Section):
@@ -83,6 +89,27 @@ class WindowSettings(Section):
     #: see its windows closed early, and the events that arrive after them dead-lettered
     #: as late). Replays ignore it: their outcome must not depend on how fast they run.
     idle_close_after: Positive | None = None
+
+
+class IngestSettings(Section):
+    #: An event whose ``event_time`` is further than this ahead of its ingest time (the
+    #: Kafka message timestamp; in a replay the recorded one) is dead-lettered as
+    #: ``future_event_time``: it must never move a clock.
+    max_future_skew: NotNegative = timedelta(hours=1)
+
+
+class DlqSettings(Section):
+    #: A dead letter keeps at most this many bytes of the original value (a prefix, with
+    #: the original length and SHA-256), so a dead letter always fits the producer.
+    max_value_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 256 * 1024
+
+
+class RetentionSettings(Section):
+    #: Audit files older than this many days (by their date partition) are deleted;
+    #: ``None`` keeps them.
+    audit_days: Annotated[int, Field(ge=1, le=36_500)] | None = None
+    #: The same for dead-letter files written by replays.
+    dlq_days: Annotated[int, Field(ge=1, le=36_500)] | None = None
 
 
 class DedupSettings(Section):
@@ -170,6 +197,11 @@ class KafkaSettings(Section):
     #: Secrets (``sasl.password``, ``ssl.key.password``) kept apart so they are masked.
     secrets: dict[str, SecretStr] = {}
     starting_offset: Literal["beginning", "end"] = "beginning"
+    #: When a stored position is no longer on the broker (out of range: retention, a
+    #: broker that lost its data): ``earliest`` re-reads from the log start (dedup by
+    #: ``event_id`` absorbs what was read before) with an ERROR line and an
+    #: ``offsets_reset`` alert; ``fail`` stops the run.
+    offset_reset_on_loss: Literal["earliest", "fail"] = "earliest"
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
     #: How long the merged source waits for a partition that has nothing buffered yet
     #: before merging without it: in a bounded run (``--until-end``, input already
@@ -232,6 +264,9 @@ class Settings(Section):
         "borealis-re": TenantSettings(),
         "cityline-im": TenantSettings(),
     }
+    ingest: IngestSettings = IngestSettings()
+    dlq: DlqSettings = DlqSettings()
+    retention: RetentionSettings = RetentionSettings()
     windows: WindowSettings = WindowSettings()
     dedup: DedupSettings = DedupSettings()
     features: FeatureSettings = FeatureSettings()

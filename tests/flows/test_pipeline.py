@@ -209,5 +209,6 @@ def test_drift_alerts_are_published() -> None:
 def test_dead_letter_reasons_are_all_reachable() -> None:
     """Every reason in the contract is produced somewhere (this file or lifecycle tests)."""
     produced_here = {"duplicate", "late", "decode_error", "schema_error", "unknown_tenant",
-                     "unknown_topic", "key_mismatch", "erased_subject", "processing_error"}
-    assert produced_here | {"unknown_case"} == {r.value for r in DlqReason}
+                     "unknown_topic", "key_mismatch", "erased_subject", "processing_error",
+                     "future_event_time"}
+    assert produced_here | {"unknown_case", "unauthorized"} == {r.value for r in DlqReason}
