@@ -32,6 +32,8 @@ COUNTS: dict[str, tuple[str, str, str]] = {
     "outcomes_without_score": ("esg_leads_outcomes_without_score", "tenant",
                                "Labels that found no earlier score to learn from"),
     "published": ("esg_leads_output_messages", "output", "Records written to outputs"),
+    "features_clamped": ("esg_leads_features_clamped", "tenant",
+                         "Feature vectors with a value outside its documented range (a defect)"),
 }
 #: Telemetry gauge name -> (metric name, label name, help).
 GAUGES: dict[str, tuple[str, str, str]] = {

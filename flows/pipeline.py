@@ -88,7 +88,7 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
 
     # 1. Parse & validate ------------------------------------------------------
     raw = op.input("input", flow, source)
-    parser = Parser(settings.tenants)
+    parser = Parser(settings.tenants, settings.ingest.max_future_skew)
 
     def parse(batch: list) -> list:
         # Counted per batch: a lock and a Prometheus update per message cost ~10 us each.

@@ -134,5 +134,7 @@ class Telemetry:
             "feature_vectors": sum(telemetry.per_topic("feature_vectors").values()),
             "labels_learned": sum(telemetry.per_topic("labels").values()),
             "outcomes_without_score": sum(telemetry.per_topic("outcomes_without_score").values()),
+            # Feature vectors with a value outside its documented range: a defect, 0 expected.
+            "features_clamped": sum(telemetry.per_topic("features_clamped").values()),
             "stages": stages,
         }

@@ -61,6 +61,55 @@ FEATURE_SOURCES: dict[str, str] = {
     "institutional": "profile",
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_SOURCES)
+
+_LOG_COUNT = (0.0, 50.0)  # log1p of a count: e**50 events is beyond any input
+_SHARE = (0.0, 1.0)
+_LIFT = (-1.0, 1.0)  # a share minus its expectation
+#: The documented range of every feature: inputs are validated at the edge, so a value
+#: outside it is a defect of ours. :func:`clamp_features` enforces it in one place.
+FEATURE_RANGES: dict[str, tuple[float, float]] = {
+    "eng_1d": _LOG_COUNT, "eng_7d": _LOG_COUNT, "eng_30d": _LOG_COUNT,
+    "depth_7d": _LOG_COUNT, "depth_30d": _LOG_COUNT, "views_30d": _LOG_COUNT,
+    "esg_reports_30d": _LOG_COUNT,
+    "meetings": (0.0, 5.0), "replies": (0.0, 10.0),
+    "active_windows_30d": _LOG_COUNT,
+    "recency_days": (0.0, 60.0), "tenure_days": (0.0, 90.0),
+    "windows_per_day": (0.0, 1e6),
+    "events_per_window": _LOG_COUNT, "views_per_window": _LOG_COUNT,
+    "depth_per_window": _LOG_COUNT,
+    "esg_report_rate": (0.0, 1e6),
+    "dwell_per_view": _LOG_COUNT,
+    # log((mean green dwell + 10) / (mean other dwell + 10)), dwell at most a day (86,400 s)
+    "green_dwell_ratio": (-10.0, 10.0),
+    "high_epc_lift": _LIFT, "epc_quality": _SHARE, "certified_lift": _LIFT,
+    "low_risk_lift": _LIFT, "esg_content_lift": _LIFT, "verified_share": _SHARE,
+    "data_freshness": _SHARE,
+    "pref_match_epc": _SHARE, "pref_match_geo": _SHARE, "pref_match_asset": _SHARE,
+    "stated_esg": _SHARE, "stated_gap": _LIFT,
+    "geo_concentration": _SHARE, "asset_concentration": _SHARE,
+    "ticket_fit": _SHARE, "ticket_catalog_fit": _SHARE, "ticket_known": _SHARE,
+    "profile_completeness": _SHARE, "contactable": _SHARE, "institutional": _SHARE,
+}
+
+
+def clamp_features(features: dict[str, float]) -> list[str]:
+    """Force every feature into :data:`FEATURE_RANGES` in place; the names it had to fix.
+
+    A value outside its range (or NaN) means a defect, not bad input: the caller counts
+    it (``features_clamped``) rather than let one investor stop the flow, and the
+    fuzz tests assert the list stays empty.
+
+    >>> features = {"recency_days": 75.0, "stated_esg": float("nan"), "replies": 2.0}
+    >>> clamp_features(features), features
+    (['recency_days', 'stated_esg'], {'recency_days': 60.0, 'stated_esg': 0.0, 'replies': 2.0})
+    """
+    fixed = []
+    for name, value in features.items():
+        low, high = FEATURE_RANGES[name]
+        if not low <= value <= high:  # also true for NaN
+            features[name] = low if value != value or value < low else high
+            fixed.append(name)
+    return fixed
 SOURCES: tuple[str, ...] = ("property_epc", "certifications", "climate_risk", "engagement", "profile")
 
 _RANKS = tuple(range(8))
@@ -318,6 +367,7 @@ def investor_context(state: InvestorProfileState) -> InvestorContext:
 def build_vector(state: InvestorProfileState, tenant: str, investor_id: str,
                  as_of: datetime) -> FeatureVector:
     features = compute_features(state, as_of)
+    clamped = clamp_features(features)
     alignment, components = esg_alignment(features, state)
     intent = intent_score(features)
     n = state.content[0]
@@ -333,8 +383,9 @@ def build_vector(state: InvestorProfileState, tenant: str, investor_id: str,
         esg_components=components,
         intent=intent,
         engagement_readiness=engagement_readiness(features, intent),
-        data_freshness_days=round(state.content[8] / n, 1) if n else None,
+        data_freshness_days=max(0.0, round(state.content[8] / n, 1)) if n else None,
         context=context,
         lineage=tuple(state.lineage),
         ingest_ms=state.ingest_ms if state.last_active == as_of else None,
+        clamped=tuple(clamped),
     )

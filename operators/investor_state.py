@@ -106,6 +106,8 @@ class InvestorShard:
             as_of = datetime.fromtimestamp(at, tz=timezone.utc)
             state.decay_to(as_of, self._half_lives)
             vector = build_vector(state, state.tenant, investor_id, as_of)
+            if vector.clamped:
+                self.counts[("features_clamped", vector.tenant)] += 1
             state.remember(vector.features_only())
             self.counts[("rescores", vector.tenant)] += 1
             out.append(vector)
@@ -130,6 +132,8 @@ class InvestorShard:
         state.tenant = window.tenant
         self.counts[("feature_vectors", window.tenant)] += 1
         vector = build_vector(state, window.tenant, window.investor_id, window.window_end)
+        if vector.clamped:
+            self.counts[("features_clamped", window.tenant)] += 1
         state.remember(vector.features_only())
         end = window.window_end.timestamp()
         for delay in self._rescore_after:

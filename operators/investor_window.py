@@ -101,7 +101,9 @@ class WindowAggregate:
         self.expected_high += mix.high_epc
         self.expected_certified += mix.certified
         self.expected_low_risk += mix.low_climate_risk
-        age = when.toordinal() - facts.data_as_of_ordinal
+        # Not below 0: a signal's data may be dated the day after an engagement that
+        # was processed after it (a source east of UTC, or a late engagement).
+        age = max(0, when.toordinal() - facts.data_as_of_ordinal)
         self.data_age_days += age
         self.stale += age > stale_days
         if facts.epc_rank is not None:

@@ -72,15 +72,25 @@ class LeadRecord:
         return tuple(getattr(self, name) for name in self.__slots__)
 
     def last_record_copy(self) -> dict:
-        """A fresh copy of the last emitted record, as a consumer decoded it."""
+        """A fresh copy of the last emitted record, as a consumer decoded it, with its
+        instants as datetimes again (records are built with datetimes; a string there
+        reached the Parquet sink as a string, which it cannot store)."""
         record = self.last_record
         if isinstance(record, dict):
             record = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)
-        return orjson.loads(record)  # type: ignore[arg-type]
+        copy = orjson.loads(record)  # type: ignore[arg-type]
+        for name in _INSTANTS:
+            if isinstance(copy.get(name), str):
+                copy[name] = datetime.fromisoformat(copy[name])
+        return copy
 
     def __setstate__(self, state: tuple) -> None:
         for name, value in zip(self.__slots__, state, strict=True):
             setattr(self, name, value)
+
+
+#: The top-level datetime fields of a lead record.
+_INSTANTS = ("event_time", "processed_at")
 
 
 class LifecycleShard:

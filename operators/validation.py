@@ -7,11 +7,14 @@ counts reconcile by construction here and are checked again downstream.
 >>> from schemas.records import RawMessage
 >>> now = datetime(2026, 1, 1, tzinfo=timezone.utc)
 >>> parser = Parser(tenants={"acme"})
->>> ok = parser.parse(RawMessage("crm.outcomes", 0, 7, 1_767_000_000_000, b"inv-1",
-...     b'{"tenant": "acme", "event_id": "e1", "event_time": "2026-01-01T00:00:00Z",'
-...     b' "source": "crm", "investor_id": "inv-1", "kind": "qualified"}'), now)
+>>> value = (b'{"tenant": "acme", "event_id": "e1", "event_time": "2026-01-01T00:00:00Z",'
+...          b' "source": "crm", "investor_id": "inv-1", "kind": "qualified"}')
+>>> ok = parser.parse(RawMessage("crm.outcomes", 0, 7, 1_767_225_600_000, b"inv-1", value), now)
 >>> type(ok.event).__name__, ok.offset
 ('Outcome', 7)
+>>> early = parser.parse(RawMessage("crm.outcomes", 0, 9, 1_767_000_000_000, b"inv-1", value), now)
+>>> early["reason"]  # stamped 2.6 days after the message was produced
+'future_event_time'
 >>> bad = parser.parse(RawMessage("crm.outcomes", 0, 8, 1_767_000_000_000, b"inv-1", b"{"), now)
 >>> bad["reason"], bad["offset"]
 ('decode_error', 8)
@@ -21,9 +24,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from schemas.codec import DecodeFailure, b64, decode_event
+from schemas.common import epoch_seconds
 from schemas.outputs import SCHEMA_VERSION, DlqReason
 from schemas.records import Ingested, RawMessage
 from schemas.topics import INPUT_TOPICS
@@ -121,14 +125,25 @@ class Parser:
     ----------
     tenants
         Tenants this deployment serves; events naming any other are dead-lettered.
+    max_future_skew
+        How far an event's ``event_time`` may be ahead of its ingest time (the message
+        timestamp). Event time drives every clock of the flow (a tenant's windows
+        close when its latest event passes them), so one event stamped 2099 would
+        otherwise close every open window of its tenant and make all its later
+        events late: it is dead-lettered as ``future_event_time`` here, before it can
+        touch a clock.
 
     ``now`` is the processing time stamped on dead letters; the caller's clock gives
-    it, so that tests and replays can pin it.
+    it, so that tests and replays can pin it. It is also the ingest time of a message
+    without a plausible timestamp (Kafka's ``-1``): then, and only then, the check
+    depends on when the message is read.
     """
 
-    def __init__(self, tenants: Iterable[str]) -> None:
+    def __init__(self, tenants: Iterable[str],
+                 max_future_skew: timedelta = timedelta(hours=1)) -> None:
         self.tenants = frozenset(tenants)
         self._key_fields = {name: topic.key_field for name, topic in INPUT_TOPICS.items()}
+        self._skew_s = max_future_skew.total_seconds()
 
     def parse(self, raw: RawMessage, now: datetime) -> Ingested | dict:
         try:
@@ -143,6 +158,14 @@ class Parser:
         if raw.key is not None and raw.key != entity.encode():
             return dead_letter(raw, DlqReason.KEY_MISMATCH,
                                f"message key does not match {self._key_fields[raw.topic]}",
+                               now, event=event)
+        ms = raw.timestamp_ms
+        ingest_s = ms / 1000 if ms is not None and _MIN_MS <= ms < _MAX_MS else now.timestamp()
+        ahead = epoch_seconds(event.event_time) - ingest_s  # type: ignore[attr-defined]
+        if ahead > self._skew_s:
+            return dead_letter(raw, DlqReason.FUTURE_EVENT_TIME,
+                               f"event_time is {ahead:,.0f} s ahead of the message timestamp "
+                               f"(ingest.max_future_skew is {self._skew_s:,.0f} s)",
                                now, event=event)
         return Ingested(event, raw.topic, raw.partition, raw.offset, raw.timestamp_ms,
                         raw.key, raw.value)

@@ -7,7 +7,7 @@ named in each class's docstring.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -42,26 +42,39 @@ from schemas.common import (
 
 # ------------------------------------------------------------------ property signals
 
+#: Calendar dates a source may state (certificates, data as-of dates): a date before
+#: 1900 or from 2100 on is a typo or an attack, never a fact about a building.
+PlausibleDate = Annotated[date, Field(ge=date(1900, 1, 1), lt=date(2100, 1, 1))]
+#: A stated date may be at most this far after the event that states it (the source's
+#: day may have begun already in a zone east of UTC).
+_DATE_AHEAD = timedelta(days=1)
+
+
+def _not_after_event(name: str, value: date | None, event_day: date) -> None:
+    if value is not None and value > event_day + _DATE_AHEAD:
+        raise ValueError(f"{name} {value.isoformat()} is after the event's own date "
+                         f"{event_day.isoformat()}: a source cannot know the future")
+
 
 class LeedCertification(InputModel):
     scheme: Literal["LEED"]
     level: LeedLevel
     verified: bool
-    awarded_on: date | None = None
+    awarded_on: PlausibleDate | None = None
 
 
 class BreeamCertification(InputModel):
     scheme: Literal["BREEAM"]
     level: BreeamLevel
     verified: bool
-    awarded_on: date | None = None
+    awarded_on: PlausibleDate | None = None
 
 
 class DgnbCertification(InputModel):
     scheme: Literal["DGNB"]
     level: DgnbLevel
     verified: bool
-    awarded_on: date | None = None
+    awarded_on: PlausibleDate | None = None
 
 
 class NabersCertification(InputModel):
@@ -70,7 +83,7 @@ class NabersCertification(InputModel):
     scheme: Literal["NABERS"]
     stars: Annotated[float, Field(ge=0, le=6, multiple_of=0.5)]
     verified: bool
-    awarded_on: date | None = None
+    awarded_on: PlausibleDate | None = None
 
 
 Certification = Annotated[
@@ -115,7 +128,17 @@ class PropertySignal(Envelope):
     retrofits: Annotated[list[Retrofit], Field(max_length=20)] = []
     climate_risk: ClimateRisk | None = None
     verification: Verification
-    data_as_of: date
+    data_as_of: PlausibleDate
+
+    @model_validator(mode="after")
+    def _dates_not_ahead(self) -> PropertySignal:
+        # Data "as of" next year would make its age negative, and every freshness
+        # figure derived from it meaningless (or infinite).
+        day = self.event_time.date()
+        _not_after_event("data_as_of", self.data_as_of, day)
+        for certification in self.certifications:
+            _not_after_event("awarded_on", certification.awarded_on, day)
+        return self
 
 
 # ------------------------------------------------------------------ investor profile

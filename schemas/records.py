@@ -175,13 +175,16 @@ class FeatureVector(NamedTuple):
     lineage: tuple[dict, ...]  #: ``{"event_id", "topic", "partition", "offset"}`` of inputs
     #: Latest Kafka (ingest) timestamp among the inputs behind this vector, if new input.
     ingest_ms: int | None = None
+    #: Features that were outside their documented range and were clamped (a defect:
+    #: counted as ``features_clamped``; see ``operators.features.clamp_features``).
+    clamped: tuple[str, ...] = ()
 
     def features_only(self) -> FeatureVector:
         """This vector without context and lineage: what point-in-time learning keeps.
 
         Same as ``_replace(context=None, lineage=())`` at less than half the cost.
         """
-        return FeatureVector(*self[:-3], None, (), self[-1])  # type: ignore[arg-type]
+        return FeatureVector(*self[:-4], None, (), *self[-2:])  # type: ignore[arg-type]
 
 
 class LabelledExample(NamedTuple):

@@ -212,3 +212,42 @@ def test_dead_letter_reasons_are_all_reachable() -> None:
                      "unknown_topic", "key_mismatch", "erased_subject", "processing_error",
                      "future_event_time"}
     assert produced_here | {"unknown_case", "unauthorized"} == {r.value for r in DlqReason}
+
+
+def test_one_far_future_event_neither_moves_the_clock_nor_empties_its_tenant() -> None:
+    """Issue 14, finding 4: one engagement stamped 2099 closed every window of its
+    tenant, and 952 of the tenant's next 958 engagements were dead-lettered as late."""
+    far = datetime(2099, 12, 31, tzinfo=timezone.utc)
+    messages = [signal("s-1", "p-1", at(0)),
+                engagement("e-2099", "inv-0", far, ingest=at(1))]
+    messages += [engagement(f"e-{i}", f"inv-{i % 7}", at(2 + i)) for i in range(300)]
+    out, telemetry = run(messages)
+    assert reasons(out["dlq"]) == {"future_event_time": 1}
+    [future] = out["dlq"]
+    assert future["event_id"] == "e-2099" and future["value_b64"] is not None
+    validate_record("leads.dlq", future)
+    summary = telemetry.summary({}, len(messages), 1.0)
+    assert summary["reconciled"] and summary["topics"]["investor.engagements"]["used"] == 300
+    assert {lead["investor_id"] for lead in out["leads"]} == {f"inv-{i}" for i in range(7)}
+
+
+def test_far_future_esg_dates_are_dead_letters_and_features_stay_in_range() -> None:
+    """Issue 14, finding 1: ``data_as_of`` 9999-12-31 overflowed ``compute_features``
+    (exit 1); 2100 gave a negative data age, a feature of 1.4e32 and an invalid lead."""
+    def with_as_of(event_id: str, as_of: str, when: datetime) -> RawMessage:
+        payload = orjson.loads(signal(event_id, "p-1", when).value) | {"data_as_of": as_of}
+        return message("esg.property-signals", "p-1", payload, when)
+
+    messages = [signal("s-0", "p-1", at(0)),
+                with_as_of("s-9999", "9999-12-31", at(1)),
+                with_as_of("s-2100", "2100-01-01", at(2)),
+                # Dated the day after it was sent, and so after the engagements before it.
+                with_as_of("s-next-day", (at(3) + timedelta(days=1)).date().isoformat(), at(3))]
+    messages += [engagement(f"e-{i}", "inv-1", at(4 + i)) for i in range(5)]
+    messages.append(engagement("e-close", "inv-2", at(200)))
+    out, telemetry = run(messages)
+    assert reasons(out["dlq"]) == {"schema_error": 2}
+    assert out["leads"]
+    for lead in out["leads"]:
+        validate_record("leads.scored", lead)
+    assert telemetry.summary({}, len(messages), 1.0)["features_clamped"] == 0

@@ -231,3 +231,18 @@ def test_last_record_is_encoded_once_by_a_snapshot_and_reemits_the_same() -> Non
     a = of(from_dict.process([crm], NOW), "leads")
     b = of(from_bytes.process([crm], NOW), "leads")
     assert a == b and a[0]["state"] == "disqualified"
+
+
+def test_a_handoff_after_an_approval_has_typed_instants_and_fits_the_parquet_schema() -> None:
+    """Issue 14, finding 2: an approval's handoff carried ``event_time`` as the JSON
+    string of the stored record, and the replay's Parquet sink failed on it."""
+    from connectors.parquet_sink import to_table
+
+    shard = LifecycleShard(SETTINGS)
+    [case] = of(shard.process([scored(0.52)], NOW), "review")
+    out = shard.process([decision(case["case_id"], "approve")], NOW)
+    [handoff] = of(out, "handoff")
+    assert isinstance(handoff["event_time"], datetime) and isinstance(handoff["processed_at"], datetime)
+    assert to_table("handoff", [handoff]).num_rows == 1
+    assert to_table("leads", of(out, "leads")).num_rows == 1
+

@@ -24,7 +24,7 @@ from schemas.records import Ingested, RawMessage
 from schemas.topics import INPUT_TOPICS
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
-TS_MS = 1_772_000_000_000  # 2026-02-25, a plausible broker timestamp
+TS_MS = 1_772_355_600_000  # 2026-03-01T09:00Z, when OUTCOME was produced
 
 OUTCOME = {
     "tenant": "acme",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import jsonschema
 import orjson
@@ -51,7 +51,8 @@ signals = st.fixed_dictionaries(
         "asset_class": st.sampled_from(["office", "logistics", "residential"]),
         "floor_area_m2": st.floats(min_value=1, max_value=5e6, allow_nan=False),
         "verification": st.sampled_from(["third_party", "self_reported"]),
-        "data_as_of": st.dates().map(lambda d: d.isoformat()),
+        # Before every drawn event_time: a source states what it knew by then.
+        "data_as_of": st.dates(date(1900, 1, 1), date(2000, 12, 31)).map(lambda d: d.isoformat()),
     },
     optional={
         "epc_band": st.sampled_from(["A+", "A", "B", "C", "D", "E", "F", "G"]),
@@ -83,6 +84,23 @@ def test_property_signal_round_trip(payload: dict) -> None:
     event = decode_event("esg.property-signals", orjson.dumps(payload))
     assert isinstance(event, PropertySignal)
     assert decode_event("esg.property-signals", encode(event)) == event
+
+
+@pytest.mark.parametrize("field,value", [
+    ("data_as_of", "9999-12-31"),  # issue 14 finding 1: overflowed the freshness feature
+    ("data_as_of", "2100-01-01"),
+    ("data_as_of", "1899-12-31"),
+    ("data_as_of", "2026-03-03"),  # two days after the event that states it
+])
+def test_implausible_or_future_dates_in_a_signal_are_schema_errors(field: str, value: str) -> None:
+    payload = {"tenant": "acme", "event_id": "s-1", "event_time": "2026-03-01T09:00:00Z",
+               "source": "epc", "property_id": "p-1", "country": "GB", "asset_class": "office",
+               "floor_area_m2": 100.0, "verification": "third_party", field: value}
+    with pytest.raises(DecodeFailure) as failure:
+        decode_event("esg.property-signals", orjson.dumps(payload))
+    assert failure.value.reason is DlqReason.SCHEMA_ERROR and field in failure.value.detail
+    payload[field] = "2026-03-02"  # the next day is fine: the source may sit east of UTC
+    assert decode_event("esg.property-signals", orjson.dumps(payload)).data_as_of.day == 2
 
 
 @given(engagements, st.sampled_from(["event_time", "tenant", "event_id", "investor_id", "action"]))
