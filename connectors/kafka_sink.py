@@ -11,6 +11,13 @@ every batch instead blocked the flow for a broker round trip per batch, the
 largest single cost of live lead latency once window closes became a trickle.
 A failed delivery stops the flow at the next batch or snapshot. Tombstones
 (``record is None``) delete a key on compacted topics.
+
+Records are bounded where they are made (dead letters keep at most
+``dlq.max_value_bytes`` of the original; other records by their schema), so a
+record the producer refuses as larger than ``message.max.bytes`` is a defect. It is
+logged (topic, size, idempotency key: no record content) and counted in
+``dropped``, and the flow goes on: raising would fail the epoch, and the resumed run
+would meet the same record again, forever.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import threading
 from collections.abc import Callable
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from schemas.codec import encode
 from schemas.outputs import SCHEMA_VERSION
@@ -52,6 +59,8 @@ class _TopicPartition(StatefulSinkPartition[dict, None]):
         self._on_sent = on_sent
         self._topic_of = topic_of
         self._errors: list[str] = []
+        #: Records refused as larger than the producer's ``message.max.bytes``.
+        self.dropped = 0
 
     def _delivered(self, error, message) -> None:  # noqa: ANN001 - librdkafka callback
         if error is not None:
@@ -74,6 +83,14 @@ class _TopicPartition(StatefulSinkPartition[dict, None]):
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     poll(0.1)
+                except KafkaException as error:
+                    if error.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                        raise
+                    self.dropped += 1
+                    log.error("dropped a %d-byte record for %s larger than message.max.bytes "
+                              "(idempotency key %s)", len(value or b"") + len(key or b""),
+                              topic, (record or {}).get("idempotency_key"))
+                    break
         poll(0)  # delivery reports so far
         self._raise_failed()
         if self._on_sent is not None and self._kind != "tombstones":
@@ -91,6 +108,9 @@ class _TopicPartition(StatefulSinkPartition[dict, None]):
 
     def close(self) -> None:
         self._producer.flush()
+        with _LOCK:  # closed: nothing left for a graceful stop to flush, and let it go
+            if self._producer in PRODUCERS:
+                PRODUCERS.remove(self._producer)
 
 
 class KafkaTopicSink(FixedPartitionedSink[dict, None]):
