@@ -21,7 +21,7 @@ from datetime import datetime
 import orjson
 
 from operators import compliance as compliance_agent
-from operators import outreach, review
+from operators import outreach, review, review_auth
 from operators.audit import audit_record
 from operators.claims import ClaimCheck
 from operators.compliance import ComplianceAgent
@@ -438,6 +438,13 @@ class LifecycleShard:
     def _on_review_decision(self, ingested: Ingested, now: datetime, out: list[Emitted]) -> None:
         decision = ingested.event
         investor_id = decision.investor_id  # type: ignore[attr-defined]
+        # Authentication first, before dedup and before any look at the lead: a forged
+        # decision must neither learn whether a case is open or an investor erased,
+        # nor use up an event_id that a genuine decision will carry.
+        refused = review_auth.refusal(decision, self.settings.tenants.get(decision.tenant))  # type: ignore[attr-defined]
+        if refused is not None:
+            self._refuse(ingested, refused, now, out)
+            return
         if self._erased_subject(investor_id):
             out.append(Emitted("dlq", investor_id, dead_letter(
                 ingested, DlqReason.ERASED_SUBJECT, "investor has been erased; payload withheld",
@@ -474,3 +481,22 @@ class LifecycleShard:
             self._reemit(lead, notice, now, out)
         self.counts[("used", ingested.topic)] += 1
 
+    def _refuse(self, ingested: Ingested, why: str, now: datetime, out: list[Emitted]) -> None:
+        """Dead-letter an unauthorized decision and audit the refusal; no state changes."""
+        decision = ingested.event
+        investor_id = decision.investor_id  # type: ignore[attr-defined]
+        # The original bytes stay in the dead letter (evidence), unless they are about
+        # an erased investor: erasure is honoured whoever sent the message.
+        out.append(Emitted("dlq", investor_id, dead_letter(
+            ingested, DlqReason.UNAUTHORIZED, why, now,
+            withhold_value=self._erased_subject(investor_id))))
+        out.append(Emitted("audit", investor_id, audit_record(
+            decision.tenant, investor_id, decision.event_time, now, "review-auth",  # type: ignore[attr-defined]
+            review_auth.AGENT_VERSION, "unauthorized", why,
+            {"event_id": decision.event_id, "case_id": decision.case_id,  # type: ignore[attr-defined]
+             "verdict": decision.verdict.value, "reviewer": decision.reviewer,  # type: ignore[attr-defined]
+             "signed": decision.signature is not None},  # type: ignore[attr-defined]
+            {"state_changed": False},
+            [{"event_id": decision.event_id, "topic": ingested.topic,  # type: ignore[attr-defined]
+              "partition": ingested.partition, "offset": ingested.offset}],
+            sequence=f"{ingested.partition}:{ingested.offset}")))
