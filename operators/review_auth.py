@@ -148,5 +148,5 @@ def refusal(decision: object, tenant: TenantSettings | None) -> str | None:
                 "review_signing_key (wrong key, or a signed field was changed)")
     reviewer = getattr(decision, "reviewer", None)
     if reviewer not in tenant.reviewers:
-        return f"reviewer {reviewer!r} is not on tenant {name!r}'s reviewers list"
+        return f"reviewer {reviewer!r} is not on the reviewers list of tenant {name!r}"
     return None

@@ -338,7 +338,7 @@ def test_each_refusal_reason_is_readable() -> None:
     assert details["unsigned"] == "decision is not signed (no signature field)"
     assert "sha256=<64 lower-case hex digits>" in details["malformed signature"]
     assert "sha256=<64 lower-case hex digits>" in details["upper-case hex"]
-    assert "'mallory' is not on tenant 'acme'" in details["unknown reviewer (validly signed)"]
+    assert "'mallory' is not on the reviewers list of tenant 'acme'" in details["unknown reviewer (validly signed)"]
     assert "signature does not match" in details["wrong key"]
     assert "signature does not match" in details["tampered verdict"]
 

@@ -88,9 +88,9 @@ def test_refusal_reasons() -> None:
     assert "not configured" in review_auth.refusal(good, None)
     assert "has no review_signing_key" in review_auth.refusal(good, TenantSettings(
         reviewers=("rev-7",)))
-    assert "not on tenant 'acme'" in review_auth.refusal(good, TenantSettings(
+    assert "not on the reviewers list of tenant 'acme'" in review_auth.refusal(good, TenantSettings(
         reviewers=("rev-8",), review_signing_key=KEY))
-    assert "not on tenant" in review_auth.refusal(good, TenantSettings(review_signing_key=KEY))
+    assert "not on the reviewers list" in review_auth.refusal(good, TenantSettings(review_signing_key=KEY))
     unsigned = {k: v for k, v in payload().items() if k != "signature"}
     assert "not signed" in review_auth.refusal(parse(unsigned), TENANT)
     # The unsigned "source" label is not part of the decision.
