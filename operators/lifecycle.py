@@ -107,11 +107,25 @@ class LifecycleShard:
         state["observations"] = []
         for agent in ("_compliance", "_claims", "_salt"):
             state.pop(agent)  # rebuilt from settings: rule packs are code, not state
+        # Settings are not state either: pickled, they would put the tenants' review
+        # signing keys into the snapshot files, and a resumed run would go on trusting
+        # a key or a reviewer the operator has since rotated or removed.
+        state.pop("settings")
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._agents()
+        if "settings" in state:  # a snapshot from before settings were left out
+            self._agents()
+
+    @classmethod
+    def restore(cls, state: object, settings: Settings) -> LifecycleShard:
+        """The operator for a resumed snapshot, under the current settings."""
+        if not isinstance(state, LifecycleShard):
+            raise TypeError(f"cannot resume the lifecycle step from a {type(state).__name__}")
+        state.settings = settings
+        state._agents()
+        return state
 
     # -------------------------------------------------------------- routing
 

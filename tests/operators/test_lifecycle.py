@@ -230,7 +230,7 @@ def test_no_contact_data_in_audit_and_state_survives_pickling() -> None:
     out = shard.process([scored(0.52)], NOW)
     blob = orjson.dumps([e.record for e in out if e.kind == "audit"])
     assert b"@" not in blob and b"+44" not in blob
-    restored = pickle.loads(pickle.dumps(shard))
+    restored = LifecycleShard.restore(pickle.loads(pickle.dumps(shard)), SETTINGS)
     case_id = of(out, "review")[0]["case_id"]
     a = of(shard.process([decision(case_id, "approve")], NOW), "handoff")
     b = of(restored.process([decision(case_id, "approve")], NOW), "handoff")
@@ -383,3 +383,23 @@ def test_a_decision_sent_with_another_utc_offset_verifies() -> None:
     local = (T0 + timedelta(hours=5)).astimezone(timezone(timedelta(hours=2))).isoformat()
     out = shard.process([as_ingested(payload | {"event_time": local})], NOW)
     assert of(out, "handoff")[0]["approved_by_review"]
+
+
+def test_snapshots_hold_no_signing_key_and_resume_under_current_reviewers() -> None:
+    shard, case_id = open_case_shard()
+    snapshot = pickle.dumps(shard)
+    for secret in (KEY, OTHER_KEY, SETTINGS.contact_hash_salt.get_secret_value()):
+        assert secret.encode() not in snapshot
+    # After the snapshot, the operator removes rev-7 and rotates acme's key.
+    rotated = "acme-rotated-signing-key-fedcba9876543210"
+    now = Settings.model_validate({"tenants": {"acme": {
+        "review_ticket_limit_eur": 1e8, "reviewers": ["rev-8"], "review_signing_key": rotated}}})
+    resumed = LifecycleShard.restore(pickle.loads(snapshot), now)
+    for stale in (decision(case_id, "approve"),  # old key, removed reviewer
+                  decision(case_id, "approve", event_id="d-2", key=rotated)):  # removed reviewer
+        assert of(resumed.process([stale], NOW), "dlq")[0]["reason"] == "unauthorized"
+    ok = resumed.process([decision(case_id, "approve", event_id="d-3", key=rotated,
+                                   reviewer="rev-8")], NOW)
+    assert of(ok, "handoff")[0]["approved_by_review"]
+    with pytest.raises(TypeError, match="cannot resume the lifecycle"):
+        LifecycleShard.restore({"not": "a shard"}, SETTINGS)
