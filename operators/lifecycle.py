@@ -29,6 +29,7 @@ from operators.dedup import EventIdDedup
 from operators.lead_state import LeadStateMachine
 from operators.property_catalog import salted_id
 from operators.validation import dead_letter, processing_error
+from schemas.inputs import ReviewDecision
 from schemas.outputs import SCHEMA_VERSION, DlqReason
 from schemas.records import Emitted, Ingested, InvestorContext, InvestorNotice, Scored
 from schemas.settings import Settings
@@ -455,7 +456,8 @@ class LifecycleShard:
         # Authentication first, before dedup and before any look at the lead: a forged
         # decision must neither learn whether a case is open or an investor erased,
         # nor use up an event_id that a genuine decision will carry.
-        refused = review_auth.refusal(decision, self.settings.tenants.get(decision.tenant))  # type: ignore[attr-defined]
+        tenant = self.settings.tenants.get(decision.tenant)  # type: ignore[attr-defined]
+        refused = review_auth.refusal(decision, tenant)
         if refused is not None:
             self._refuse(ingested, refused, now, out)
             return
@@ -497,20 +499,19 @@ class LifecycleShard:
 
     def _refuse(self, ingested: Ingested, why: str, now: datetime, out: list[Emitted]) -> None:
         """Dead-letter an unauthorized decision and audit the refusal; no state changes."""
-        decision = ingested.event
-        investor_id = decision.investor_id  # type: ignore[attr-defined]
+        decision: ReviewDecision = ingested.event  # type: ignore[assignment]
+        investor_id = decision.investor_id
         # The original bytes stay in the dead letter (evidence), unless they are about
         # an erased investor: erasure is honoured whoever sent the message.
         out.append(Emitted("dlq", investor_id, dead_letter(
             ingested, DlqReason.UNAUTHORIZED, why, now,
             withhold_value=self._erased_subject(investor_id))))
+        inputs = {"event_id": decision.event_id, "case_id": decision.case_id,
+                  "verdict": decision.verdict.value, "reviewer": decision.reviewer,
+                  "signed": decision.signature is not None}
+        lineage = [{"event_id": decision.event_id, "topic": ingested.topic,
+                    "partition": ingested.partition, "offset": ingested.offset}]
         out.append(Emitted("audit", investor_id, audit_record(
-            decision.tenant, investor_id, decision.event_time, now, "review-auth",  # type: ignore[attr-defined]
-            review_auth.AGENT_VERSION, "unauthorized", why,
-            {"event_id": decision.event_id, "case_id": decision.case_id,  # type: ignore[attr-defined]
-             "verdict": decision.verdict.value, "reviewer": decision.reviewer,  # type: ignore[attr-defined]
-             "signed": decision.signature is not None},  # type: ignore[attr-defined]
-            {"state_changed": False},
-            [{"event_id": decision.event_id, "topic": ingested.topic,  # type: ignore[attr-defined]
-              "partition": ingested.partition, "offset": ingested.offset}],
-            sequence=f"{ingested.partition}:{ingested.offset}")))
+            decision.tenant, investor_id, decision.event_time, now, "review-auth",
+            review_auth.AGENT_VERSION, "unauthorized", why, inputs, {"state_changed": False},
+            lineage, sequence=f"{ingested.partition}:{ingested.offset}")))

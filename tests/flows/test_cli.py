@@ -166,6 +166,11 @@ def test_review_decision_key_from_the_environment_stays_a_string(
     event = as_ingested(out.strip().encode()).event
     assert event.event_time.isoformat() == "2026-03-02T10:00:00+00:00"
     assert review_auth.verify(REVIEW_KEY, event.signature, **review_auth.decision_fields(event))
+    # The key is a secret: `esg-leads config` shows that it is set, never what it is.
+    assert main(["config", "--config", str(config)]) == 0
+    shown = capsys.readouterr().out
+    assert REVIEW_KEY not in shown
+    assert json.loads(shown)["tenants"]["acme-capital"]["review_signing_key"] == "***"
 
 
 @pytest.mark.parametrize(("args", "message"), [
