@@ -235,6 +235,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return explain(args.out, args.investor_id, recording=args.recording)
 
 
+# --------------------------------------------------------------- review-decision
+
+
+def cmd_review_decision(args: argparse.Namespace) -> int:
+    from flows.review_decision import DecisionError, run
+
+    try:
+        return run(args)
+    except DecisionError as error:
+        raise UsageError(str(error)) from None
+
+
 # ------------------------------------------------------------------------ demo
 
 
@@ -346,6 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recording", type=Path, default=None,
                    help="the recording it ran on, to show what each input event was")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("review-decision",
+                       help="sign a reviewer's verdict on a case; print it or publish it")
+    from flows.review_decision import add_arguments  # light: no Kafka import until used
+
+    add_arguments(p)
+    p.set_defaults(func=cmd_review_decision)
 
     p = sub.add_parser("demo", help="generate a small world, run the flow, show the top leads")
     p.add_argument("--out", type=Path, default=Path(".demo"))

@@ -50,6 +50,12 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: Settings read from the environment as the string they are, never as JSON: secrets,
+#: which may look like numbers ("0042", "12345...") and must not lose a digit or a zero.
+#: Tenant ids keep their ``-`` (``ESG_LEADS_TENANTS__ACME-CAPITAL__REVIEW_SIGNING_KEY``).
+_STRING_LEAVES = frozenset({"contact_hash_salt", "review_signing_key"})
+
+
 def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for name, raw in sorted(environ.items()):
@@ -61,7 +67,7 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
             # ESG_LEADS_KAFKA__SECRETS__SASL_PASSWORD names ``sasl.password``.
             path[2] = path[2].replace("_", ".")
         value: Any = raw
-        if path[:2] != ["kafka", "secrets"] and path != ["contact_hash_salt"]:
+        if path[:2] != ["kafka", "secrets"] and path[-1] not in _STRING_LEAVES:
             try:  # a secret stays the string it is, even when it looks like a number
                 value = json.loads(raw)
             except ValueError:

@@ -155,7 +155,8 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
               lambda i: by_shard(i.tenant, i.event.investor_id)))
     lifecycle = op.key_rm("lifecycle_unkey", op.stateful_batch(
         "lifecycle", lifecycle_in,
-        operator_builder("lifecycle", lambda _: LifecycleShard(settings), telemetry, clock)))
+        operator_builder("lifecycle", lambda _: LifecycleShard(settings), telemetry, clock,
+                         restore=lambda state: LifecycleShard.restore(state, settings))))
 
     # 6. Outputs ------------------------------------------------------------------
     def output(step_id: str, stream: Stream, sink: Sink, kind: str | None = None) -> None:

@@ -107,4 +107,7 @@ class TenantIntake:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["stage_times"] = []  # timings are drained, never snapshotted
+        # Settings come back from :meth:`restore`; pickled, they would put every
+        # tenant's review signing key (and the contact salt) into the snapshot files.
+        state.pop("_settings")
         return state

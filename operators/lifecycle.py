@@ -21,7 +21,7 @@ from datetime import datetime
 import orjson
 
 from operators import compliance as compliance_agent
-from operators import outreach, review
+from operators import outreach, review, review_auth
 from operators.audit import audit_record
 from operators.claims import ClaimCheck
 from operators.compliance import ComplianceAgent
@@ -29,6 +29,7 @@ from operators.dedup import EventIdDedup
 from operators.lead_state import LeadStateMachine
 from operators.property_catalog import salted_id
 from operators.validation import dead_letter, processing_error
+from schemas.inputs import ReviewDecision
 from schemas.outputs import SCHEMA_VERSION, DlqReason
 from schemas.records import Emitted, Ingested, InvestorContext, InvestorNotice, Scored
 from schemas.settings import Settings
@@ -117,11 +118,25 @@ class LifecycleShard:
         state["observations"] = []
         for agent in ("_compliance", "_claims", "_salt"):
             state.pop(agent)  # rebuilt from settings: rule packs are code, not state
+        # Settings are not state either: pickled, they would put the tenants' review
+        # signing keys into the snapshot files, and a resumed run would go on trusting
+        # a key or a reviewer the operator has since rotated or removed.
+        state.pop("settings")
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._agents()
+        if "settings" in state:  # a snapshot from before settings were left out
+            self._agents()
+
+    @classmethod
+    def restore(cls, state: object, settings: Settings) -> LifecycleShard:
+        """The operator for a resumed snapshot, under the current settings."""
+        if not isinstance(state, LifecycleShard):
+            raise TypeError(f"cannot resume the lifecycle step from a {type(state).__name__}")
+        state.settings = settings
+        state._agents()
+        return state
 
     # -------------------------------------------------------------- routing
 
@@ -448,6 +463,14 @@ class LifecycleShard:
     def _on_review_decision(self, ingested: Ingested, now: datetime, out: list[Emitted]) -> None:
         decision = ingested.event
         investor_id = decision.investor_id  # type: ignore[attr-defined]
+        # Authentication first, before dedup and before any look at the lead: a forged
+        # decision must neither learn whether a case is open or an investor erased,
+        # nor use up an event_id that a genuine decision will carry.
+        tenant = self.settings.tenants.get(decision.tenant)  # type: ignore[attr-defined]
+        refused = review_auth.refusal(decision, tenant)
+        if refused is not None:
+            self._refuse(ingested, refused, now, out)
+            return
         if self._erased_subject(investor_id):
             out.append(Emitted("dlq", investor_id, dead_letter(
                 ingested, DlqReason.ERASED_SUBJECT, "investor has been erased; payload withheld",
@@ -484,3 +507,21 @@ class LifecycleShard:
             self._reemit(lead, notice, now, out)
         self.counts[("used", ingested.topic)] += 1
 
+    def _refuse(self, ingested: Ingested, why: str, now: datetime, out: list[Emitted]) -> None:
+        """Dead-letter an unauthorized decision and audit the refusal; no state changes."""
+        decision: ReviewDecision = ingested.event  # type: ignore[assignment]
+        investor_id = decision.investor_id
+        # The original bytes stay in the dead letter (evidence), unless they are about
+        # an erased investor: erasure is honoured whoever sent the message.
+        out.append(Emitted("dlq", investor_id, dead_letter(
+            ingested, DlqReason.UNAUTHORIZED, why, now,
+            withhold_value=self._erased_subject(investor_id))))
+        inputs = {"event_id": decision.event_id, "case_id": decision.case_id,
+                  "verdict": decision.verdict.value, "reviewer": decision.reviewer,
+                  "signed": decision.signature is not None}
+        lineage = [{"event_id": decision.event_id, "topic": ingested.topic,
+                    "partition": ingested.partition, "offset": ingested.offset}]
+        out.append(Emitted("audit", investor_id, audit_record(
+            decision.tenant, investor_id, decision.event_time, now, "review-auth",
+            review_auth.AGENT_VERSION, "unauthorized", why, inputs, {"state_changed": False},
+            lineage, sequence=f"{ingested.partition}:{ingested.offset}")))

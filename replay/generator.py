@@ -10,7 +10,7 @@ Output directory layout::
     OUT/segment-*.parquet, OUT/manifest.json   the recording (connectors.recording)
     OUT/truth.parquet                           per-investor ground truth
     OUT/world.json                              the arguments and what came out
-    OUT/config.toml                             settings naming the world's tenants
+    OUT/config.toml                             the world's tenants, reviewers, dev keys
 
 Same arguments, same bytes.
 """
@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from connectors.recording import RecordedMessage, RecordingWriter
 from replay.simulate import DAY_S, Simulation, Truth, WorldSpec
+from replay.world import DEV_REVIEWERS, dev_review_signing_key
 
 HEADERS = (("schema-version", b"1"), ("content-type", b"application/json"))
 UNKNOWN_TENANT = "ghost-fund"
@@ -110,6 +111,17 @@ def _truth_table(truths: list[Truth], start_s: float) -> pa.Table:
         ("engagements", pa.int32()), ("erased", pa.bool_()),
     ])
     return pa.table(columns, schema=schema)
+
+
+def world_config(tenants: list, seed: int) -> str:
+    """``config.toml`` of a generated world: its tenants, their reviewers and dev keys."""
+    reviewers = ", ".join(f'"{r}"' for r in DEV_REVIEWERS)
+    return ("# Settings for replaying this generated world: its tenants, who may decide\n"
+            "# their review cases, and the keys decisions are signed with. The keys derive\n"
+            "# from the seed: for development only, never for real decisions.\n"
+            + "".join(f'\n[tenants."{t.name}"]\nreviewers = [{reviewers}]\n'
+                      f'review_signing_key = "{dev_review_signing_key(seed, t.name)}"\n'
+                      for t in tenants))
 
 
 def generate(spec: WorldSpec, out: str | Path,
@@ -200,7 +212,5 @@ def generate(spec: WorldSpec, out: str | Path,
         "converted": report.converted,
     }
     (out / "world.json").write_text(json.dumps(world, indent=2, sort_keys=True) + "\n")
-    tenants_toml = "".join(f'[tenants."{t.name}"]\n\n' for t in sim.tenants)
-    (out / "config.toml").write_text(
-        "# Settings for replaying this generated world: its tenants.\n" + tenants_toml)
+    (out / "config.toml").write_text(world_config(sim.tenants, spec.seed))
     return report

@@ -10,6 +10,8 @@ physics (energy intensity rises as the EPC band falls; carbon follows the grid).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import random
 from dataclasses import dataclass, field
@@ -24,6 +26,26 @@ TENANT_NAMES = (
     "granite-peak",
     "harbourline",
 )
+
+#: Who may decide the review cases of every generated tenant.
+DEV_REVIEWERS = ("reviewer-1", "reviewer-2")
+
+
+def dev_review_signing_key(seed: int, tenant: str) -> str:
+    """The review signing key a generated world gives ``tenant``: 64 hex characters.
+
+    Derived from the seed, so that the same arguments write the same ``config.toml``
+    (and the world's decisions can be signed with ``esg-leads review-decision --config
+    WORLD/config.toml``). For development only: anyone who knows the seed knows the key.
+
+    >>> dev_review_signing_key(1, "acme-capital") == dev_review_signing_key(1, "acme-capital")
+    True
+    >>> len({dev_review_signing_key(s, t) for s in (1, 2) for t in ("a", "b")})
+    4
+    """
+    return hmac.new(b"esg-leads/dev-review-signing-key/1", f"{seed}/{tenant}".encode(),
+                    hashlib.sha256).hexdigest()
+
 
 #: Countries by tenant "home market"; each tenant draws from one of these mixes.
 MARKETS: tuple[tuple[tuple[str, float], ...], ...] = (

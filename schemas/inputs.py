@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from schemas.common import (
     AssetClass,
@@ -239,6 +239,11 @@ class ReviewDecision(Envelope):
     verdict: ReviewVerdict
     reviewer: EntityId
     note: ShortText | None = None
+    #: ``sha256=<64 hex digits>``: HMAC-SHA256 of the decision's canonical form under the
+    #: tenant's ``review_signing_key`` (see :mod:`operators.review_auth`). Optional here so
+    #: that an unsigned decision reaches the flow and is dead-lettered as ``unauthorized``
+    #: (a readable reason) rather than as a schema error.
+    signature: Annotated[str, StringConstraints(max_length=128)] | None = None
 
 
 InputEvent = PropertySignal | InvestorProfile | Engagement | Outcome | ErasureRequest | ReviewDecision

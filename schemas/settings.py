@@ -37,6 +37,18 @@ def _not_negative(value: timedelta) -> timedelta:
     return value
 
 
+#: RFC 2104 advises HMAC keys no shorter than the hash output (32 bytes for SHA-256);
+#: a short key ("12345", a typo'd variable) would make forged decisions guessable.
+MIN_SIGNING_KEY_CHARS = 32
+
+
+def _signing_key(value: SecretStr) -> SecretStr:
+    if len(value.get_secret_value()) < MIN_SIGNING_KEY_CHARS:
+        # Never echo the value: this message reaches logs and the terminal.
+        raise ValueError(f"must be at least {MIN_SIGNING_KEY_CHARS} characters")
+    return value
+
+
 Positive = Annotated[timedelta, AfterValidator(_positive)]
 NotNegative = Annotated[timedelta, AfterValidator(_not_negative)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -62,8 +74,9 @@ class TenantSettings(Section):
     #: from anyone else is dead-lettered as ``unauthorized``.
     reviewers: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = ()
     #: HMAC-SHA256 key that review decisions of this tenant must be signed with
-    #: (``ESG_LEADS_TENANTS__<ID>__REVIEW_SIGNING_KEY``). ``None``: no decision is accepted.
-    review_signing_key: SecretStr | None = None
+    #: (``ESG_LEADS_TENANTS__<ID>__REVIEW_SIGNING_KEY``), used as its UTF-8 bytes; at
+    #: least 32 characters. ``None``: no decision is accepted.
+    review_signing_key: Annotated[SecretStr, AfterValidator(_signing_key)] | None = None
 
 
 class WindowSettings(Section):

@@ -88,3 +88,18 @@ def duplicate_of(original: RawMessage, ingest: datetime) -> RawMessage:
     """The same bytes delivered again (a producer retry), at a later offset."""
     return RawMessage(original.topic, original.partition, next(_offsets),
                       int(ingest.timestamp() * 1000), original.key, original.value)
+
+
+def review_decision(event_id: str, investor_id: str, case_id: str, when: datetime, *,
+                    verdict: str = "approve", reviewer: str = "rev-1", key: str | None = None,
+                    tenant: str = "acme", ingest: datetime | None = None) -> RawMessage:
+    """A reviewer's verdict, signed with ``key`` (``None``: unsigned, as a forger sends it)."""
+    from operators import review_auth
+    from schemas.codec import decode_event
+
+    payload = envelope(event_id, when, tenant) | {
+        "investor_id": investor_id, "case_id": case_id, "verdict": verdict, "reviewer": reviewer}
+    if key is not None:
+        event = decode_event("lead.review-decisions", orjson.dumps(payload))
+        payload["signature"] = review_auth.sign_decision(key, event)
+    return message("lead.review-decisions", investor_id, payload, ingest or when)

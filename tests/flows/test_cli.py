@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 
 from flows.cli import main
+from flows.config import load_settings
 from flows.run import startup_warnings
 from schemas.settings import Settings
 from schemas.topics import ALL_TOPICS
@@ -87,3 +88,144 @@ def test_replay_serves_metrics_when_asked(tmp_path: Path, capsys: pytest.Capture
     read = sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
                if line.startswith("esg_leads_input_messages_total{"))
     assert read == summary["messages"] > 0
+
+
+# --------------------------------------------------------------- review-decision
+
+REVIEW_KEY = "1234567890" * 4  # digits only: read as JSON it would become a number
+
+
+def review_config(tmp_path: Path, extra: str = "") -> Path:
+    config = tmp_path / "review.toml"
+    config.write_text(f'[tenants.acme]\nreviewers = ["rev-7"]\nreview_signing_key = "{REVIEW_KEY}"\n'
+                      '[tenants.beta]\nreviewers = ["rev-7"]\n' + extra)
+    return config
+
+
+def decide(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["review-decision", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def lifecycle_with_open_case():
+    from operators.lifecycle import LifecycleShard
+    from tests.operators.test_lifecycle import NOW, of, scored
+
+    settings = load_settings(environ={}, config_file=None, overrides={"tenants": {"acme": {
+        "reviewers": ["rev-7"], "review_signing_key": REVIEW_KEY}}})
+    shard = LifecycleShard(settings)
+    [case] = of(shard.process([scored(0.52)], NOW), "review")
+    return shard, case["case_id"], NOW, of
+
+
+def as_ingested(value: bytes):
+    from schemas.codec import decode_event
+    from schemas.records import Ingested
+
+    return Ingested(decode_event("lead.review-decisions", value), "lead.review-decisions", 0, 1,
+                    0, b"inv-1", value)
+
+
+@pytest.mark.parametrize(("flags", "state"), [(["--approve"], "handed_off"),
+                                              (["--reject"], "disqualified"),
+                                              (["--verdict", "needs_info"], "planned")])
+def test_review_decision_prints_a_signed_decision_the_lifecycle_accepts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], state: str) -> None:
+    shard, case_id, now, of = lifecycle_with_open_case()
+    code, out, err = decide(capsys, case_id, *flags, "--reviewer", "rev-7", "--tenant", "acme",
+                            "--investor", "inv-1", "--note", "EPC checked",
+                            "--config", str(review_config(tmp_path)))
+    assert code == 0, err
+    decision = json.loads(out)
+    assert decision["signature"].startswith("sha256=") and decision["note"] == "EPC checked"
+    assert REVIEW_KEY not in out + err
+    emitted = shard.process([as_ingested(out.strip().encode())], now)
+    assert not of(emitted, "dlq")
+    assert of(emitted, "leads")[0]["state"] == state
+    assert bool(of(emitted, "handoff")) == (state == "handed_off")
+
+
+def test_review_decision_key_from_the_environment_stays_a_string(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"ESG_LEADS_TENANTS__ACME-CAPITAL__REVIEW_SIGNING_KEY": REVIEW_KEY,
+           "ESG_LEADS_TENANTS__ACME-CAPITAL__REVIEWERS": '["alice"]'}
+    tenant = load_settings(environ=env).tenants["acme-capital"]
+    assert tenant.review_signing_key.get_secret_value() == REVIEW_KEY and tenant.reviewers == ("alice",)
+    # The file names the tenant and its reviewers; the key comes from the environment.
+    config = tmp_path / "acme.toml"
+    config.write_text('[tenants.acme-capital]\nreviewers = ["alice"]\n')
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = decide(capsys, "case:inv-1:1", "--approve", "--reviewer", "alice",
+                            "--tenant", "acme-capital", "--investor", "inv-1",
+                            "--event-time", "2026-03-02T11:00:00+01:00", "--config", str(config))
+    assert code == 0, err
+    from operators import review_auth
+
+    event = as_ingested(out.strip().encode()).event
+    assert event.event_time.isoformat() == "2026-03-02T10:00:00+00:00"
+    assert review_auth.verify(REVIEW_KEY, event.signature, **review_auth.decision_fields(event))
+    # The key is a secret: `esg-leads config` shows that it is set, never what it is.
+    assert main(["config", "--config", str(config)]) == 0
+    shown = capsys.readouterr().out
+    assert REVIEW_KEY not in shown
+    assert json.loads(shown)["tenants"]["acme-capital"]["review_signing_key"] == "***"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--tenant", "ghost"], "unknown tenant 'ghost' (configured: acme, beta)"),
+    (["--tenant", "beta"], "tenant 'beta' has no review_signing_key"),
+    (["--reviewer", "mallory"], "reviewer 'mallory' is not on the reviewers list"),
+    (["--event-time", "2026-03-02T10:00:00"], "needs a timezone"),
+    (["--investor", "inv 1"], "invalid decision: investor_id"),
+])
+def test_review_decision_mistakes_are_one_line_and_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    base = {"--tenant": "acme", "--reviewer": "rev-7", "--investor": "inv-1"}
+    base.update(dict(zip(args[::2], args[1::2])))
+    argv = ["case:inv-1:1", "--approve", "--config", str(review_config(tmp_path)),
+            *[x for pair in base.items() for x in pair]]
+    code, out, err = decide(capsys, *argv)
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert REVIEW_KEY not in err
+
+
+def test_review_decision_refuses_a_short_key_without_printing_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "short.toml"
+    config.write_text('[tenants.acme]\nreviewers = ["rev-7"]\nreview_signing_key = "s3cr3t-12345"\n')
+    code, out, err = decide(capsys, "case:inv-1:1", "--approve", "--reviewer", "rev-7",
+                            "--tenant", "acme", "--investor", "inv-1", "--config", str(config))
+    assert code == 2 and "at least 32 characters" in err and "s3cr3t" not in err
+
+
+def test_review_decision_publishes_to_the_physical_topic_with_delivery_confirmed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from connectors.dev_broker import DevBroker
+    from tests.kafka_helpers import consume_all
+
+    config = review_config(tmp_path, '[kafka.topics]\n"lead.review-decisions" = "prod.decisions"\n')
+    with DevBroker(topics=["prod.decisions"], partitions=3) as broker:
+        code, out, err = decide(capsys, "case:inv-7:2", "--reject", "--reviewer", "rev-7",
+                                "--tenant", "acme", "--investor", "inv-7", "--config", str(config),
+                                "--bootstrap", broker.bootstrap)
+        assert code == 0, err
+        assert "published reject of case:inv-7:2 by rev-7" in err and "prod.decisions[" in err
+        [message] = consume_all(broker.bootstrap, "prod.decisions")
+    assert message.key() == b"inv-7" and message.value() == out.strip().encode()
+    assert json.loads(message.value())["verdict"] == "reject"
+
+
+def test_review_decision_unreachable_broker_fails_with_exit_1(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import flows.review_decision
+    from tests.kafka_helpers import free_port
+
+    monkeypatch.setattr(flows.review_decision, "DELIVERY_TIMEOUT_S", 1.0)
+    code, out, err = decide(capsys, "case:inv-1:1", "--approve", "--reviewer", "rev-7",
+                            "--tenant", "acme", "--investor", "inv-1",
+                            "--config", str(review_config(tmp_path)),
+                            "--bootstrap", f"127.0.0.1:{free_port()}")
+    assert code == 1 and "error:" in err and "published" not in err

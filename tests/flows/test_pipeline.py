@@ -25,6 +25,7 @@ from tests.flows.events import (
     message,
     outcome,
     profile,
+    review_decision,
     signal,
 )
 
@@ -210,8 +211,43 @@ def test_dead_letter_reasons_are_all_reachable() -> None:
     """Every reason in the contract is produced somewhere (this file or lifecycle tests)."""
     produced_here = {"duplicate", "late", "decode_error", "schema_error", "unknown_tenant",
                      "unknown_topic", "key_mismatch", "erased_subject", "processing_error",
-                     "future_event_time"}
-    assert produced_here | {"unknown_case", "unauthorized"} == {r.value for r in DlqReason}
+                     "future_event_time", "unknown_case", "unauthorized"}
+    assert produced_here == {r.value for r in DlqReason}
+
+
+def test_only_signed_decisions_of_listed_reviewers_move_a_lead() -> None:
+    """Forged, unsigned and unlisted decisions are dead-lettered by the running flow."""
+    key = "acme-review-signing-key-for-tests-0001"
+    config = settings(tenants={"acme": {"reviewers": ["rev-1"], "review_signing_key": key}})
+    # An investor whose jurisdiction has no compliance pack: its lead goes to review.
+    unsure = profile("pr-au", "inv-1", at(0))
+    unsure = unsure._replace(value=orjson.dumps(orjson.loads(unsure.value) | {"jurisdiction": "AU"}))
+    case = "case:inv-1:1"
+    messages = [
+        signal("s-1", "p-1", at(0)), unsure,
+        engagement("e-1", "inv-1", at(10), "esg_report_download"),
+        engagement("e-2", "inv-1", at(130)),  # closes the first window: the case opens
+        review_decision("d-forged", "inv-1", case, at(140)),  # unsigned
+        review_decision("d-wrong-key", "inv-1", case, at(141), key="x" * 40),
+        review_decision("d-mallory", "inv-1", case, at(142), key=key, reviewer="mallory"),
+        review_decision("d-probe", "inv-1", "case:inv-1:7", at(143)),  # unsigned probe
+        review_decision("d-stale", "inv-1", "case:inv-1:7", at(144), key=key),
+        review_decision("d-ok", "inv-1", case, at(150), key=key),
+    ]
+    out, telemetry = run(messages, config)
+    assert [r["case_id"] for r in out["review"]] == [case]
+    by_event = {d["event_id"]: d["reason"] for d in out["dlq"]}
+    assert by_event == {"d-forged": "unauthorized", "d-wrong-key": "unauthorized",
+                        "d-mallory": "unauthorized", "d-probe": "unauthorized",
+                        "d-stale": "unknown_case"}
+    for record in out["dlq"]:
+        validate_record("leads.dlq", record)
+    [handoff] = out["handoff"]
+    assert handoff["approved_by_review"] and handoff["investor_id"] == "inv-1"
+    refusals = [a for a in out["audit"] if a["agent"] == "review-auth"]
+    assert len(refusals) == 4 and {a["decision"] for a in refusals} == {"unauthorized"}
+    assert telemetry.per_topic("used")["lead.review-decisions"] == 1
+    assert telemetry.dlq[("lead.review-decisions", "unauthorized")] == 4
 
 
 def test_one_far_future_event_neither_moves_the_clock_nor_empties_its_tenant() -> None:

@@ -95,3 +95,12 @@ def test_a_resumed_intake_follows_the_current_settings_for_new_windows_and_idle_
     resumed = TenantIntake.restore(pickle.loads(pickle.dumps(intake)), SETTINGS)
     resumed.process([engagement("e-2", T0 + timedelta(minutes=70), "p-1")], wall)
     assert resumed.notify_at() is None
+
+
+def test_snapshots_hold_no_review_signing_key() -> None:
+    key = "intake-must-not-keep-this-signing-key-0001"
+    settings = Settings.model_validate({"tenants": {"acme": {"review_signing_key": key}}})
+    intake = TenantIntake(settings)
+    snapshot = pickle.dumps(intake)
+    assert key.encode() not in snapshot
+    assert TenantIntake.restore(pickle.loads(snapshot), settings)._settings is settings

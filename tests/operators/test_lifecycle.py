@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 import orjson
 import pytest
 
+from operators import review_auth
 from operators.lifecycle import LifecycleShard
 from schemas.codec import decode_event, validate_record
 from schemas.records import Emitted, Ingested, InvestorContext, InvestorNotice, PropertyFacts, Scored
@@ -15,7 +16,14 @@ from schemas.settings import Settings
 
 T0 = datetime(2026, 3, 2, 10, tzinfo=timezone.utc)
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
-SETTINGS = Settings.model_validate({"tenants": {"acme": {"review_ticket_limit_eur": 1e8}}})
+KEY = "acme-review-signing-key-0123456789abcdef"
+OTHER_KEY = "beta-review-signing-key-0123456789abcdef"
+SETTINGS = Settings.model_validate({"tenants": {
+    "acme": {"review_ticket_limit_eur": 1e8, "reviewers": ["rev-7", "rev-8"],
+             "review_signing_key": KEY},
+    "beta": {"reviewers": ["rev-7"], "review_signing_key": OTHER_KEY},
+    "gamma": {"reviewers": ["rev-7"]},  # no signing key: accepts no decision
+}})
 
 
 def facts(property_id: str = "p-1", *, third_party: bool = True, age_days: int = 30) -> PropertyFacts:
@@ -63,10 +71,31 @@ def notice(kind: str, hours: float, ctx: InvestorContext | None = None, detail: 
                           (f"n-{kind}-{hours}", "investor.profiles", 0, 5), ctx, detail)
 
 
-def decision(case_id: str, verdict: str, event_id: str = "d-1", investor_id: str = "inv-1") -> Ingested:
-    payload = {"tenant": "acme", "event_id": event_id, "event_time": (T0 + timedelta(hours=5)).isoformat(),
-               "source": "review-ui", "investor_id": investor_id, "case_id": case_id,
-               "verdict": verdict, "reviewer": "rev-7"}
+def decision_payload(case_id: str, verdict: str, event_id: str = "d-1",
+                     investor_id: str = "inv-1", *, key: str | None = KEY, tenant: str = "acme",
+                     reviewer: str = "rev-7", note: str | None = None) -> dict:
+    """A review decision as a producer sends it, signed with ``key`` (None: unsigned)."""
+    payload = {"tenant": tenant, "event_id": event_id,
+               "event_time": (T0 + timedelta(hours=5)).isoformat(), "source": "review-ui",
+               "investor_id": investor_id, "case_id": case_id, "verdict": verdict,
+               "reviewer": reviewer}
+    if note is not None:
+        payload["note"] = note
+    if key is not None:
+        parsed = decode_event("lead.review-decisions", orjson.dumps(payload))
+        payload["signature"] = review_auth.sign_decision(key, parsed)
+    return payload
+
+
+def as_ingested(payload: dict, offset: int = 9) -> Ingested:
+    value = orjson.dumps(payload)
+    return Ingested(decode_event("lead.review-decisions", value), "lead.review-decisions", 0,
+                    offset, 0, payload["investor_id"].encode(), value)
+
+
+def decision(case_id: str, verdict: str, event_id: str = "d-1", investor_id: str = "inv-1",
+             **signing) -> Ingested:
+    payload = decision_payload(case_id, verdict, event_id, investor_id, **signing)
     value = orjson.dumps(payload)
     return Ingested(decode_event("lead.review-decisions", value), "lead.review-decisions", 0, 9,
                     0, investor_id.encode(), value)
@@ -201,7 +230,7 @@ def test_no_contact_data_in_audit_and_state_survives_pickling() -> None:
     out = shard.process([scored(0.52)], NOW)
     blob = orjson.dumps([e.record for e in out if e.kind == "audit"])
     assert b"@" not in blob and b"+44" not in blob
-    restored = pickle.loads(pickle.dumps(shard))
+    restored = LifecycleShard.restore(pickle.loads(pickle.dumps(shard)), SETTINGS)
     case_id = of(out, "review")[0]["case_id"]
     a = of(shard.process([decision(case_id, "approve")], NOW), "handoff")
     b = of(restored.process([decision(case_id, "approve")], NOW), "handoff")
@@ -233,6 +262,149 @@ def test_last_record_is_encoded_once_by_a_snapshot_and_reemits_the_same() -> Non
     assert a == b and a[0]["state"] == "disqualified"
 
 
+# ------------------------------------------------- authenticated review decisions
+
+
+def open_case_shard(investor_id: str = "inv-1") -> tuple[LifecycleShard, str]:
+    shard = LifecycleShard(SETTINGS)
+    [case] = of(shard.process([scored(0.52, investor_id=investor_id)], NOW), "review")
+    return shard, case["case_id"]
+
+
+def tampered(field: str) -> dict:
+    """A decision signed for one value of ``field`` and sent with another."""
+    payload = decision_payload("case:inv-1:1", "reject", note="checked the EPC")
+    changed = {"tenant": "beta", "event_id": "d-other", "event_time": (T0 + timedelta(hours=6)).isoformat(),
+               "investor_id": "inv-2", "case_id": "case:inv-1:2", "verdict": "approve",
+               "reviewer": "rev-8", "note": "checked the EPC!"}[field]
+    return payload | {field: changed}
+
+
+FORGED = {
+    "unsigned": lambda case: decision_payload(case, "approve", key=None),
+    "wrong key": lambda case: decision_payload(case, "approve", key="x" * 40),
+    "other tenant's key": lambda case: decision_payload(case, "approve", key=OTHER_KEY),
+    "malformed signature": lambda case: decision_payload(case, "approve") | {"signature": "sha256=00"},
+    "upper-case hex": lambda case: (lambda p: p | {"signature": p["signature"].upper()})(
+        decision_payload(case, "approve")),
+    "unknown reviewer (validly signed)": lambda case: decision_payload(case, "approve",
+                                                                       reviewer="mallory"),
+    **{f"tampered {field}": (lambda field: lambda case: tampered(field))(field)
+       for field in ("tenant", "event_id", "event_time", "investor_id", "case_id", "verdict",
+                     "reviewer", "note")},
+}
+
+
+@pytest.mark.parametrize("forge", FORGED.values(), ids=FORGED.keys())
+def test_unauthorized_decisions_are_dead_lettered_and_audited_and_change_nothing(forge) -> None:
+    shard, case_id = open_case_shard()
+    assert case_id == "case:inv-1:1"  # the case the tampered decisions were signed for
+    payload = forge(case_id)
+    before = pickle.dumps(shard)
+    out = shard.process([as_ingested(payload)], NOW)
+    check_records(out)
+    assert [e.kind for e in out] == ["dlq", "audit"]
+    [dead], [audit] = of(out, "dlq"), of(out, "audit")
+    assert dead["reason"] == "unauthorized" and dead["value_b64"] is not None
+    assert audit["agent"] == "review-auth" and audit["decision"] == "unauthorized"
+    assert audit["reason"] == dead["detail"]
+    assert pickle.dumps(shard) == before  # no state change, not even the dedup memory
+    # Neither the key nor the signature the flow expected appears in what it wrote.
+    expected = review_auth.sign_decision(KEY, decode_event("lead.review-decisions",
+                                                           orjson.dumps(payload)))
+    written = orjson.dumps([e.record for e in out], default=str)
+    for secret in (KEY, OTHER_KEY, expected, expected.removeprefix("sha256=")):
+        assert secret.encode() not in written
+    # The genuine decision, even under the same event_id, is still accepted afterwards.
+    genuine = shard.process([decision(case_id, "approve", event_id=payload["event_id"])], NOW)
+    assert of(genuine, "handoff")[0]["approved_by_review"]
+
+
+@pytest.mark.parametrize(("tenant", "detail"), [
+    ("gamma", "has no review_signing_key"),
+    ("beta", "signature does not match"),  # signed with acme's key, sent as beta
+])
+def test_decision_for_a_tenant_without_a_key_or_with_another_key(tenant: str, detail: str) -> None:
+    shard = LifecycleShard(SETTINGS)
+    payload = decision_payload("case:inv-1:1", "approve", tenant=tenant, key=KEY)
+    [dead] = of(shard.process([as_ingested(payload)], NOW), "dlq")
+    assert dead["reason"] == "unauthorized" and detail in dead["detail"]
+
+
+def test_each_refusal_reason_is_readable() -> None:
+    shard, case_id = open_case_shard()
+    details = {name: of(shard.process([as_ingested(forge(case_id))], NOW), "dlq")[0]["detail"]
+               for name, forge in FORGED.items()}
+    assert details["unsigned"] == "decision is not signed (no signature field)"
+    assert "sha256=<64 lower-case hex digits>" in details["malformed signature"]
+    assert "sha256=<64 lower-case hex digits>" in details["upper-case hex"]
+    assert "'mallory' is not on the reviewers list of tenant 'acme'" in details["unknown reviewer (validly signed)"]
+    assert "signature does not match" in details["wrong key"]
+    assert "signature does not match" in details["tampered verdict"]
+
+
+def test_unauthorized_wins_over_unknown_case_and_erased_subject() -> None:
+    """Without the key, nothing tells whether a case is open or an investor erased."""
+    shard, case_id = open_case_shard()
+    for probe in ("case:inv-1:1", "case:inv-1:99", "case:nobody:1"):
+        [dead] = of(shard.process([as_ingested(decision_payload(probe, "approve", key=None))],
+                                  NOW), "dlq")
+        assert dead["reason"] == "unauthorized"
+    # The same probes, properly signed, are told apart: only then is case state revealed.
+    stale = decision("case:inv-1:99", "approve", event_id="d-stale")
+    assert of(shard.process([stale], NOW), "dlq")[0]["reason"] == "unknown_case"
+    shard.process([notice("erasure", 6)], NOW)
+    forged = as_ingested(decision_payload(case_id, "approve", event_id="d-x", key=None,
+                                          note="call Jane on +44 20 7946 0000"))
+    [dead] = of(shard.process([forged], NOW), "dlq")
+    assert dead["reason"] == "unauthorized"
+    assert dead["value_b64"] is None  # still nothing about an erased investor kept
+
+
+def test_a_replayed_signature_under_a_new_event_id_is_refused() -> None:
+    shard, case_id = open_case_shard()
+    genuine = decision_payload(case_id, "needs_info", event_id="d-1")
+    assert of(shard.process([as_ingested(genuine)], NOW), "leads")[0]["state"] == "planned"
+    [case2] = of(shard.process([scored(0.53, 6)], NOW), "review")
+    # An eavesdropper re-sends the captured decision: as is, it is a duplicate ...
+    again = shard.process([as_ingested(genuine, offset=10)], NOW)
+    assert of(again, "dlq")[0]["reason"] == "duplicate"
+    # ... and re-pointed at the new case under a fresh event id, its signature fails.
+    copied = genuine | {"event_id": "d-2", "case_id": case2["case_id"], "verdict": "approve"}
+    out = shard.process([as_ingested(copied, offset=11)], NOW)
+    assert of(out, "dlq")[0]["reason"] == "unauthorized" and not of(out, "handoff")
+    assert shard.leads["inv-1"].machine.state == "in_review"
+
+
+def test_a_decision_sent_with_another_utc_offset_verifies() -> None:
+    """The signature covers the instant, not how the producer wrote it."""
+    shard, case_id = open_case_shard()
+    payload = decision_payload(case_id, "approve")
+    local = (T0 + timedelta(hours=5)).astimezone(timezone(timedelta(hours=2))).isoformat()
+    out = shard.process([as_ingested(payload | {"event_time": local})], NOW)
+    assert of(out, "handoff")[0]["approved_by_review"]
+
+
+def test_snapshots_hold_no_signing_key_and_resume_under_current_reviewers() -> None:
+    shard, case_id = open_case_shard()
+    snapshot = pickle.dumps(shard)
+    for secret in (KEY, OTHER_KEY, SETTINGS.contact_hash_salt.get_secret_value()):
+        assert secret.encode() not in snapshot
+    # After the snapshot, the operator removes rev-7 and rotates acme's key.
+    rotated = "acme-rotated-signing-key-fedcba9876543210"
+    now = Settings.model_validate({"tenants": {"acme": {
+        "review_ticket_limit_eur": 1e8, "reviewers": ["rev-8"], "review_signing_key": rotated}}})
+    resumed = LifecycleShard.restore(pickle.loads(snapshot), now)
+    for stale in (decision(case_id, "approve"),  # old key, removed reviewer
+                  decision(case_id, "approve", event_id="d-2", key=rotated)):  # removed reviewer
+        assert of(resumed.process([stale], NOW), "dlq")[0]["reason"] == "unauthorized"
+    ok = resumed.process([decision(case_id, "approve", event_id="d-3", key=rotated,
+                                   reviewer="rev-8")], NOW)
+    assert of(ok, "handoff")[0]["approved_by_review"]
+    with pytest.raises(TypeError, match="cannot resume the lifecycle"):
+        LifecycleShard.restore({"not": "a shard"}, SETTINGS)
+
+
 def test_a_handoff_after_an_approval_has_typed_instants_and_fits_the_parquet_schema() -> None:
     """Issue 14, finding 2: an approval's handoff carried ``event_time`` as the JSON
     string of the stored record, and the replay's Parquet sink failed on it."""
@@ -245,4 +417,3 @@ def test_a_handoff_after_an_approval_has_typed_instants_and_fits_the_parquet_sch
     assert isinstance(handoff["event_time"], datetime) and isinstance(handoff["processed_at"], datetime)
     assert to_table("handoff", [handoff]).num_rows == 1
     assert to_table("leads", of(out, "leads")).num_rows == 1
-

@@ -163,3 +163,24 @@ def test_bad_spec_is_refused() -> None:
         WorldSpec(days=10, drift_at=12)
     with pytest.raises(ValueError, match="malformed"):
         WorldSpec(malformed_rate=0.7)
+
+
+def test_world_config_lets_its_reviewers_sign_decisions(tmp_path: Path) -> None:
+    """A generated world's config names reviewers and a (dev) key per tenant, so that its
+    review cases can be decided with decisions the flow accepts."""
+    from flows.config import load_settings
+    from flows.review_decision import signed_decision
+    from operators import review_auth
+
+    spec = WorldSpec(tenants=2, investors=40, properties=10, days=2, seed=11)
+    generate(spec, tmp_path / "w")
+    settings = load_settings(tmp_path / "w" / "config.toml", environ={})
+    keys = set()
+    for name, tenant in settings.tenants.items():
+        assert tenant.reviewers and tenant.review_signing_key is not None
+        keys.add(tenant.review_signing_key.get_secret_value())
+        _, event = signed_decision(settings, case_id="case:inv-1:1", verdict="approve",
+                                   reviewer=tenant.reviewers[0], tenant=name,
+                                   investor_id="inv-1")
+        assert review_auth.refusal(event, tenant) is None
+    assert len(keys) == 2  # one key per tenant: a decision for one is refused by the other

@@ -1,0 +1,160 @@
+"""``esg-leads review-decision``: sign a reviewer's verdict, print it or publish it.
+
+The flow acts only on decisions signed with the tenant's ``review_signing_key`` by a
+reviewer on the tenant's ``reviewers`` list (:mod:`operators.review_auth`). This
+command is the operator's (and the tests') way to make one: it reads the key from the
+same settings as the flow (``--config`` file, ``ESG_LEADS_*`` environment), builds the
+event, signs it and prints the JSON on stdout. With ``--bootstrap`` it also publishes
+it to ``lead.review-decisions`` (the physical name from ``kafka.topics``), keyed by
+the investor id, and waits until the broker has acknowledged it.
+
+Every mistake an operator can make here (unknown tenant, no key, a reviewer the flow
+would refuse, an invalid id or time) is one line and exit code 2: better refused here
+than dead-lettered later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from operators import review_auth
+from schemas.codec import DecodeFailure, decode_event
+from schemas.common import ReviewVerdict
+from schemas.topics import REVIEW_DECISIONS
+
+SOURCE = "esg-leads-cli"
+#: How long a publish may wait for the broker's acknowledgement before it fails.
+DELIVERY_TIMEOUT_S = 30.0
+
+
+class DecisionError(ValueError):
+    """A user mistake: the command prints it as one line and exits 2."""
+
+
+class PublishFailed(RuntimeError):
+    """The broker did not acknowledge the decision (exit 1: nothing was decided)."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("case_id", metavar="CASE_ID", help="the case, e.g. case:inv-1:1")
+    verdict = p.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--approve", dest="verdict", action="store_const",
+                         const=ReviewVerdict.APPROVE.value)
+    verdict.add_argument("--reject", dest="verdict", action="store_const",
+                         const=ReviewVerdict.REJECT.value)
+    verdict.add_argument("--verdict", dest="verdict", choices=[v.value for v in ReviewVerdict],
+                         help="any verdict, e.g. needs_info")
+    p.add_argument("--reviewer", required=True, help="must be on tenants.<T>.reviewers")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--investor", required=True, help="the case's investor id (the message key)")
+    p.add_argument("--note", default=None)
+    p.add_argument("--event-id", default=None, help="default: a fresh rd-<uuid>")
+    p.add_argument("--event-time", default=None, metavar="ISO",
+                   help="with a timezone (default: now, UTC)")
+    p.add_argument("--config", type=Path, default=None, help="TOML settings file")
+    p.add_argument("--bootstrap", default=None,
+                   help="also publish to this Kafka cluster (lead.review-decisions)")
+
+
+def _event_time(text: str | None) -> str:
+    if text is None:
+        return review_auth.utc_text(datetime.now(timezone.utc))
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise DecisionError(f"--event-time {text!r} is not an ISO 8601 time") from None
+    if when.tzinfo is None:
+        raise DecisionError(f"--event-time {text!r} needs a timezone (e.g. Z or +01:00)")
+    return review_auth.utc_text(when)
+
+
+def signed_decision(settings: Any, *, case_id: str, verdict: str, reviewer: str, tenant: str,
+                    investor_id: str, note: str | None = None, event_id: str | None = None,
+                    event_time: str | None = None) -> tuple[bytes, Any]:
+    """The signed decision as the JSON a producer sends, and as the flow parses it."""
+    tenant_cfg = settings.tenants.get(tenant)
+    if tenant_cfg is None:
+        known = ", ".join(sorted(settings.tenants)) or "none"
+        raise DecisionError(f"unknown tenant {tenant!r} (configured: {known})")
+    if tenant_cfg.review_signing_key is None:
+        raise DecisionError(
+            f"tenant {tenant!r} has no review_signing_key: set tenants.{tenant}."
+            f"review_signing_key in --config or ESG_LEADS_TENANTS__{tenant.upper()}"
+            "__REVIEW_SIGNING_KEY")
+    if reviewer not in tenant_cfg.reviewers:
+        raise DecisionError(f"reviewer {reviewer!r} is not on the reviewers list of tenant "
+                            f"{tenant!r}: the flow would refuse the decision")
+    payload: dict[str, Any] = {
+        "tenant": tenant, "event_id": event_id or f"rd-{uuid.uuid4().hex}",
+        "event_time": _event_time(event_time), "source": SOURCE, "investor_id": investor_id,
+        "case_id": case_id, "verdict": verdict, "reviewer": reviewer}
+    if note is not None:
+        payload["note"] = note
+    try:
+        # Parse with the flow's own decoder: what is signed is what the flow will read.
+        event = decode_event(REVIEW_DECISIONS.name, orjson.dumps(payload))
+    except DecodeFailure as failure:
+        raise DecisionError(f"invalid decision: {failure.detail}") from None
+    payload["signature"] = review_auth.sign_decision(
+        tenant_cfg.review_signing_key.get_secret_value(), event)
+    value = orjson.dumps(payload)
+    return value, decode_event(REVIEW_DECISIONS.name, value)
+
+
+def publish(settings: Any, bootstrap: str, key: bytes, value: bytes,
+            timeout_s: float | None = None) -> tuple[str, int, int]:
+    """Produce one message and wait for its acknowledgement: (topic, partition, offset)."""
+    from confluent_kafka import KafkaException, Producer
+
+    timeout_s = DELIVERY_TIMEOUT_S if timeout_s is None else timeout_s
+    topic = settings.kafka.topic(REVIEW_DECISIONS.name)
+    config = {**settings.kafka.client_config(), "bootstrap.servers": bootstrap,
+              "acks": "all", "enable.idempotence": True,
+              "message.timeout.ms": int(timeout_s * 1000)}
+    reports: list[tuple[Any, Any]] = []
+    try:
+        producer = Producer(config)
+        producer.produce(topic, key=key, value=value,
+                         headers=[("schema-version", b"1"), ("content-type", b"application/json")],
+                         on_delivery=lambda err, msg: reports.append((err, msg)))
+        producer.flush(timeout_s + 5)
+    except (KafkaException, BufferError, ValueError) as error:
+        raise PublishFailed(f"could not publish to {topic} at {bootstrap}: {error}") from None
+    if not reports:
+        raise PublishFailed(f"no acknowledgement from {bootstrap} for {topic} "
+                            f"within {timeout_s:g}s")
+    error, message = reports[0]
+    if error is not None:
+        raise PublishFailed(f"{topic} at {bootstrap} refused the decision: {error.str()}")
+    return message.topic(), message.partition(), message.offset()
+
+
+def run(args: argparse.Namespace) -> int:
+    from flows.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(config_file=args.config)
+    except ConfigError as error:
+        raise DecisionError(str(error)) from None
+    value, event = signed_decision(
+        settings, case_id=args.case_id, verdict=args.verdict, reviewer=args.reviewer,
+        tenant=args.tenant, investor_id=args.investor, note=args.note,
+        event_id=args.event_id, event_time=args.event_time)
+    print(value.decode())
+    if args.bootstrap:
+        try:
+            topic, partition, offset = publish(settings, args.bootstrap,
+                                               event.investor_id.encode(), value)
+        except PublishFailed as failure:
+            print(f"esg-leads review-decision: error: {failure}", file=sys.stderr)
+            return 1
+        print(f"published {event.verdict.value} of {event.case_id} by {event.reviewer} "
+              f"({event.event_id}) to {topic}[{partition}]@{offset}", file=sys.stderr)
+    return 0
