@@ -334,7 +334,8 @@ class DeadLetter(OutputModel):
     value_length: int | None
     value_sha256: str | None
     #: ``value_b64`` is encrypted under the investor's key (crypto-shredding: an erasure
-    #: destroys the key); open it with ``esg-leads dlq-open``. ``value_sha256`` is then null.
+    #: destroys the key); ``operators.erasure.open_dead_letter`` opens it with the key store
+    #: (``dlq.key_store``). ``value_sha256`` is then null.
     sealed: bool = False
     tenant: str | None
     event_id: str | None
