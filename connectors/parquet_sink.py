@@ -9,6 +9,7 @@ in row groups, so memory stays bounded; :func:`finalize` joins the parts.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -21,6 +22,8 @@ from bytewax.outputs import (
     StatefulSinkPartition,
     StatelessSinkPartition,
 )
+
+from operators.erasure import ERASURE_AGENT, erased_in, keeps
 
 _TS = pa.timestamp("us", tz="UTC")
 #: Flat columns per output kind; every file also has ``record`` (the JSON record).
@@ -70,13 +73,17 @@ class _AuditPartition(StatefulSinkPartition[dict, int]):
     returns, and never held in an open file a crash would leave unreadable.
     """
 
-    def __init__(self, directory: Path, tag: str, row_group: int, written: int) -> None:
+    def __init__(self, directory: Path, tag: str, row_group: int, written: int,
+                 retention: Callable[[Path], object] | None = None) -> None:
         self._directory = directory
         self._tag = tag
         self._row_group = row_group
         self._written = written  #: files written so far: numbers the next one
         self._closed = False
         self._buffers: dict[tuple[str, str], list[dict]] = {}
+        #: Investors erased since the last snapshot, by tenant: their rows go (see _purge).
+        self._erased: dict[str, set[str]] = {}
+        self._retention = retention
         # A stopping `run` closes audit files from its stop thread (close_audit) while
         # the worker may still write or snapshot: one at a time, so no row is appended
         # to a buffer being written and no two files share a number.
@@ -84,6 +91,8 @@ class _AuditPartition(StatefulSinkPartition[dict, int]):
 
     def write_batch(self, items: list[dict]) -> None:
         with self._lock:
+            for tenant, investor_id in erased_in(items):
+                self._erased.setdefault(tenant, set()).add(investor_id)
             for record in items:
                 key = (record["tenant"], record["date"])
                 buffer = self._buffers.get(key)
@@ -110,11 +119,40 @@ class _AuditPartition(StatefulSinkPartition[dict, int]):
             partial.replace(folder / name)
             self._written += 1
 
+    def _purge(self) -> None:
+        """Remove the rows of the investors erased since the last snapshot, in buffers and
+        in every audit file of their tenant (rewritten under a dot name and renamed into
+        place, or deleted when nothing is left). Only files whose ``investor_id`` column
+        names one of them are read whole. A crash midway leaves every file whole, and the
+        resumed epoch brings the erasure row, and so this purge, again."""
+        for tenant, erased in self._erased.items():
+            for key, rows in self._buffers.items():
+                if key[0] == tenant:
+                    rows[:] = [r for r in rows if keeps(r, erased)]
+            gone = pa.array(sorted(erased))
+            for path in sorted((self._directory / f"tenant={tenant}").glob("date=*/part*.parquet")):
+                ids = pq.read_table(path, columns=["investor_id"]).column("investor_id")
+                if not pc.any(pc.is_in(ids, gone)).as_py():
+                    continue
+                table = pq.read_table(path, schema=AUDIT_SCHEMA)
+                kept = table.filter(pc.or_(pc.invert(pc.is_in(table.column("investor_id"), gone)),
+                                           pc.equal(table.column("agent"), ERASURE_AGENT)))
+                if kept.num_rows == 0:
+                    path.unlink()
+                    continue
+                partial = path.with_name(f".{path.name}.partial")
+                pq.write_table(kept, partial, compression="zstd")
+                partial.replace(path)
+        self._erased.clear()
+
     def snapshot(self) -> int:
         """End of an epoch: its rows go to disk before bytewax commits it."""
         with self._lock:
+            self._purge()
             for key in list(self._buffers):
                 self._flush(key)
+            if self._retention is not None:
+                self._retention(self._directory)
             return self._written
 
     def close(self) -> None:
@@ -122,6 +160,7 @@ class _AuditPartition(StatefulSinkPartition[dict, int]):
             if self._closed:
                 return
             self._closed = True
+            self._purge()
             for key in list(self._buffers):
                 self._flush(key)
 
@@ -148,10 +187,13 @@ class AuditSink(FixedPartitionedSink[dict, int]):
     earlier process wrote. Items are ``(key, row)``: the flow keys them.
     """
 
-    def __init__(self, directory: str | Path, row_group: int = 20_000, tag: str = "") -> None:
+    def __init__(self, directory: str | Path, row_group: int = 20_000, tag: str = "",
+                 retention: Callable[[Path], object] | None = None) -> None:
         self.directory = Path(directory)
         self.row_group = row_group
         self.tag = tag
+        #: Called with the directory at each snapshot (``run``: expire old partitions).
+        self.retention = retention
 
     def list_parts(self) -> list[str]:
         return ["audit"]
@@ -160,7 +202,8 @@ class AuditSink(FixedPartitionedSink[dict, int]):
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _AuditPartition:
-        partition = _AuditPartition(self.directory, self.tag, self.row_group, resume_state or 0)
+        partition = _AuditPartition(self.directory, self.tag, self.row_group, resume_state or 0,
+                                    self.retention)
         OPEN_AUDIT.append(partition)
         return partition
 

@@ -37,8 +37,10 @@ from bytewax.inputs import Source
 from bytewax.operators import KeyedStream
 from bytewax.outputs import FixedPartitionedSink, Sink
 
+from connectors.key_vault import KeyVault
 from flows.steps import Clock, operator_builder, shard_key, system_clock
 from flows.telemetry import Telemetry
+from operators.erasure import KeyStore, erasure_subjects, seal_dead_letter
 from operators.intake import TenantIntake
 from operators.investor_state import InvestorShard
 from operators.lifecycle import LifecycleShard
@@ -81,8 +83,12 @@ def keyed(step_id: str, up: Stream, keep: Callable[[Any], bool],
 
 
 def build_flow(settings: Settings, source: Source, sinks: Sinks,
-               telemetry: Telemetry | None = None, clock: Clock = system_clock) -> Dataflow:
+               telemetry: Telemetry | None = None, clock: Clock = system_clock,
+               keys: KeyStore | None = None) -> Dataflow:
+    """The pipeline from ``source`` to ``sinks``; ``keys`` seal dead letters about
+    investors (see :mod:`operators.erasure`; default: a key store in memory)."""
     telemetry = telemetry if telemetry is not None else Telemetry()
+    keys = keys if keys is not None else KeyVault(":memory:")
     shards = settings.windows.shards_per_tenant
     flow = Dataflow("esg_leads")
 
@@ -186,10 +192,18 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     output("audit_out", lifecycle, sinks.audit, "audit")
     output("tombstones_out", lifecycle, sinks.tombstones, "tombstone")
     output("alerts_out", scores.trues, sinks.alerts)
+    # Erasure everywhere (operators/erasure.py): an erasure destroys the investor's key as
+    # soon as it is parsed; every dead letter about an investor is cut to size, then
+    # sealed under that key (or withheld once it is gone) before it leaves the flow.
+    op.inspect("shred_keys", op.filter("erasures", valid,
+                                       lambda i: i.topic == "investor.erasure"),
+               lambda _s, i: [keys.destroy(*subject) for subject
+                              in erasure_subjects(i.tenant, i.event.investor_id)])
     max_value_bytes = settings.dlq.max_value_bytes
+    tenants = frozenset(settings.tenants)
     output("dlq_out", op.map("bound_dlq", op.inspect(
         "count_dlq", dead, lambda _s, r: telemetry.dead_letters([r])),
-        lambda r: bounded(r, max_value_bytes)), sinks.dlq)
+        lambda r: seal_dead_letter(bounded(r, max_value_bytes), keys, tenants)), sinks.dlq)
     return flow
 
 

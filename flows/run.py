@@ -26,10 +26,12 @@ from bytewax.run import cli_main
 from connectors import kafka_sink, kafka_source
 from connectors.kafka_sink import KafkaTopicSink
 from connectors.kafka_source import KafkaInput, wait_for_metadata
+from connectors.key_vault import KeyVault
 from connectors.metrics import PrometheusListener, serve
 from connectors.parquet_sink import AuditSink, close_audit
+from connectors.retention import audit_expiry
 from flows.pipeline import Sinks, build_flow
-from flows.steps import streaming_gc
+from flows.steps import streaming_gc, system_clock
 from flows.telemetry import Telemetry
 from schemas.settings import DEV_CONTACT_HASH_SALT, Settings
 from schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
@@ -116,9 +118,21 @@ def startup_line(settings: Settings, workers: int, metrics_url: str | None) -> s
     )
 
 
+def key_store_path(settings: Settings) -> str:
+    """Where the dead-letter keys live (``dlq.key_store``; see operators/erasure.py)."""
+    if settings.dlq.key_store:
+        return settings.dlq.key_store
+    if settings.recovery.directory:
+        return str(Path(settings.recovery.directory) / "dlq-keys.sqlite")
+    return ":memory:"
+
+
 def startup_warnings(settings: Settings) -> list[str]:
     """What an operator should fix before trusting this deployment."""
     warnings = []
+    if key_store_path(settings) == ":memory:":
+        warnings.append("dead letters about investors are sealed under keys held in memory "
+                        "only: set recovery.directory or dlq.key_store to open them later")
     if settings.contact_hash_salt.get_secret_value() == DEV_CONTACT_HASH_SALT:
         # Hashes under a public salt can be reversed by hashing known e-mail addresses.
         warnings.append("contact_hash_salt is the development default; "
@@ -167,10 +181,11 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
         **{kind: KafkaTopicSink(config, kafka.topic(topic), kind, on_sent=sent)
            for kind, topic in OUTPUT_KINDS.items()},
         tombstones=KafkaTopicSink(config, "", "tombstones", topic_of=kafka.topic),
-        audit=AuditSink(settings.audit.directory, tag=f"-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        audit=AuditSink(settings.audit.directory, tag=f"-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}",
+                        retention=audit_expiry(settings.retention.audit_days, system_clock))
         if settings.audit.directory else _discard(),
     )
-    flow = build_flow(settings, source, sinks, telemetry)
+    flow = build_flow(settings, source, sinks, telemetry, keys=KeyVault(key_store_path(settings)))
     # Epochs pace snapshots; without recovery nobody reads them, and bytewax still
     # takes them (deep copies of window state included): make them rare.
     epoch = settings.recovery.snapshot_interval if recovery is not None else timedelta(hours=1)

@@ -85,6 +85,7 @@ def dead_letter(
         "truncated": truncated,
         "value_length": value_length,
         "value_sha256": value_sha256,
+        "sealed": False,  # see operators.erasure.seal_dead_letter
         "tenant": (getattr(event, "tenant", None) or None) and str(event.tenant)[:64],  # type: ignore[attr-defined]
         "event_id": getattr(event, "event_id", None),
         "processed_at": processed_at,

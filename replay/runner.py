@@ -13,15 +13,19 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from bytewax.run import cli_main
 from bytewax.testing import run_main
 
+from connectors.key_vault import KeyVault
 from connectors.parquet_sink import AuditSink, ParquetSink, erased_keys, finalize
 from connectors.recording import RecordingReader
 from connectors.recording_source import RecordingSource
+from connectors.retention import expire_audit, expire_dlq
 from flows.pipeline import Sinks, build_flow
 from flows.steps import Clock, streaming_gc, system_clock
 from flows.telemetry import Telemetry
@@ -50,7 +54,10 @@ def replay(recording: str | Path, out: str | Path, settings: Settings, *, worker
                   audit=AuditSink(out / "audit"))
     # Same batch size as a live run reads Kafka with: replay then decides as it did.
     source = RecordingSource(recording, batch_rows=settings.kafka.batch_size, progress=progress)
-    flow = build_flow(settings, source, sinks, telemetry, clock)
+    # Dead letters about investors are sealed under keys kept next to the outputs
+    # (operators/erasure.py); an erasure in the recording destroys its investor's key.
+    keys = KeyVault(settings.dlq.key_store or out / "dlq-keys.sqlite")
+    flow = build_flow(settings, source, sinks, telemetry, clock, keys=keys)
     messages = RecordingReader(recording).count()
     started = time.perf_counter()
     # Without recovery, epochs only pace snapshots nobody reads: make them rare.
@@ -61,10 +68,46 @@ def replay(recording: str | Path, out: str | Path, settings: Settings, *, worker
         else:
             cli_main(flow, workers_per_process=workers, epoch_interval=epoch)
     seconds = time.perf_counter() - started
+    keys.close()
     erased = erased_keys(parts)
     outputs = {kind: finalize(parts, kind, out / f"{kind}.parquet", erased)
                for kind in OUTPUT_KINDS}
     shutil.rmtree(parts, ignore_errors=True)
+    expired = _apply_retention(settings, recording, out)
+    outputs["dlq"] -= expired.get("dead_letters", 0)
     summary = telemetry.summary(outputs, messages, seconds)
+    if expired:
+        summary["expired"] = expired
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def newest_message(recording: Path) -> datetime | None:
+    """Timestamp of the recording's newest message (its manifest, else its segments)."""
+    reader = RecordingReader(recording)
+    newest = (reader.manifest or {}).get("max_timestamp_ms")
+    if newest is None:
+        stamps = [pq.read_table(p, columns=["timestamp"]).column(0) for p in
+                  sorted(recording.glob("segment-*.parquet"))]
+        values = [pc.max(s).as_py() for s in stamps if len(s)]
+        return max(values) if values else None
+    return datetime.fromtimestamp(newest / 1000, tz=timezone.utc)
+
+
+def _apply_retention(settings: Settings, recording: Path, out: Path) -> dict[str, int]:
+    """``retention.audit_days`` / ``dlq_days`` over the replay's output, measured back
+    from the recording's newest message (see connectors/retention.py)."""
+    retention = settings.retention
+    if retention.audit_days is None and retention.dlq_days is None:
+        return {}
+    newest = newest_message(recording)
+    if newest is None:
+        return {}
+    reference = newest.astimezone(timezone.utc).date()
+    expired = {}
+    if retention.audit_days is not None:
+        expired["audit_partitions"] = len(expire_audit(out / "audit", reference,
+                                                       retention.audit_days))
+    if retention.dlq_days is not None:
+        expired["dead_letters"] = expire_dlq(out / "dlq.parquet", reference, retention.dlq_days)
+    return expired

@@ -310,8 +310,9 @@ class DlqReason(StrEnum):
 class DeadLetter(OutputModel):
     """``leads.dlq`` — an input the flow could not use, with its original bytes.
 
-    Key: the original message key. ``value_b64`` is withheld (``null``) only for
-    events about an erased investor, as the erasure requires. A value longer than
+    Key: the original message key. The value of a message about an investor is
+    ``sealed`` (encrypted under that investor's key, which an erasure destroys), and
+    withheld (``null``) once the investor is erased or when the investor cannot be told. A value longer than
     ``dlq.max_value_bytes`` keeps only its first bytes (``truncated``), with the
     original length and SHA-256, so that a dead letter always fits the producer's
     message limit.
@@ -332,6 +333,10 @@ class DeadLetter(OutputModel):
     #: Length in bytes and hex SHA-256 of the original value (``null`` without one).
     value_length: int | None
     value_sha256: str | None
+    #: ``value_b64`` is encrypted under the investor's key (crypto-shredding: an erasure
+    #: destroys the key); ``operators.erasure.open_dead_letter`` opens it with the key store
+    #: (``dlq.key_store``). ``value_sha256`` is then null.
+    sealed: bool = False
     tenant: str | None
     event_id: str | None
     processed_at: UtcDatetime  #: processing-time

@@ -115,6 +115,11 @@ class DlqSettings(Section):
     #: A dead letter keeps at most this many bytes of the original value (a prefix, with
     #: the original length and SHA-256), so a dead letter always fits the producer.
     max_value_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 256 * 1024
+    #: The key store sealing dead letters about investors (crypto-shredding, see
+    #: ``operators/erasure.py``): an SQLite file. ``None``: ``dlq-keys.sqlite`` in
+    #: ``recovery.directory``, or, without recovery, in memory (values sealed by that
+    #: process cannot be opened once it stops). Replays keep it in their output directory.
+    key_store: str | None = None
 
 
 class RetentionSettings(Section):

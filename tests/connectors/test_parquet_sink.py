@@ -39,3 +39,41 @@ def test_resume_numbers_files_after_the_snapshot_and_close_writes_the_rest(tmp_p
     assert names == ["part-000005.parquet", "part-000006.parquet"]
     assert pq.read_table(tmp_path).num_rows == 3
     assert not list(tmp_path.rglob(".*"))  # no partial files left behind
+
+
+def erasure_row(tenant: str, investor_id: str) -> dict:
+    return audit_record(tenant, investor_id, T0, T0, "erasure", "lifecycle/1", "erased",
+                        "right to erasure", {}, {}, [])
+
+
+def test_an_erasure_rewrites_the_files_written_before_it(tmp_path: Path) -> None:
+    """Finding 8: audit rows written before an erasure are removed at its snapshot, from
+    every earlier file of the tenant (also other processes' tags), but no other tenant's."""
+    AuditSink(tmp_path, tag="-old").build_part("audit_out", "audit", None).close()
+    old = AuditSink(tmp_path, tag="-old").build_part("audit_out", "audit", None)
+    old.write_batch(rows("acme", 3) + rows("beta", 3))
+    old.close()
+    part = AuditSink(tmp_path, row_group=2, tag="-new").build_part("audit_out", "audit", None)
+    part.write_batch(rows("acme", 3))  # a second file of acme, on disk at the row-group bound
+    part.snapshot()
+    only_inv_1 = tmp_path / "tenant=acme" / "date=2026-03-02" / "part-new-000099.parquet"
+    pq.write_table(pq.read_table(next((tmp_path / "tenant=acme").rglob("part-new-*.parquet")),
+                                 columns=None).slice(1, 1), only_inv_1)
+    part.write_batch([*rows("acme", 1, start=1), erasure_row("acme", "inv-1")])
+    part.snapshot()
+    acme = pq.read_table(tmp_path / "tenant=acme").to_pylist()
+    assert [r["agent"] for r in acme if r["investor_id"] == "inv-1"] == ["erasure"]
+    assert sorted(r["investor_id"] for r in acme if r["agent"] == "scoring") == [
+        "inv-0", "inv-0", "inv-2", "inv-2"]
+    assert not only_inv_1.exists()  # nothing left in it: deleted
+    beta = pq.read_table(tmp_path / "tenant=beta").column("investor_id").to_pylist()
+    assert sorted(beta) == ["inv-0", "inv-1", "inv-2"]
+    assert not list(tmp_path.rglob(".*"))
+
+
+def test_retention_runs_at_each_snapshot(tmp_path: Path) -> None:
+    seen: list[Path] = []
+    part = AuditSink(tmp_path, retention=seen.append).build_part("audit_out", "audit", None)
+    part.write_batch(rows("acme", 1))
+    part.snapshot()
+    assert seen == [tmp_path]

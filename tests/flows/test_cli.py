@@ -74,7 +74,11 @@ def test_console_script_is_installed() -> None:
 
 def test_run_warns_only_while_the_contact_salt_is_the_dev_default() -> None:
     assert any("contact_hash_salt" in w for w in startup_warnings(Settings()))
-    assert startup_warnings(Settings.model_validate({"contact_hash_salt": "s3cret"})) == []
+    assert startup_warnings(Settings.model_validate({"contact_hash_salt": "s3cret",
+                                                     "recovery": {"directory": "r"}})) == []
+    # Without a key store on disk, sealed dead letters could not be opened after a stop.
+    assert any("dlq.key_store" in w for w in startup_warnings(
+        Settings.model_validate({"contact_hash_salt": "s3cret"})))
 
 
 def test_replay_serves_metrics_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import date, datetime
 from pathlib import Path
 
 import orjson
 import pyarrow.parquet as pq
 import pytest
 
+from connectors.key_vault import KeyVault
 from flows.config import load_settings
+from operators.erasure import open_dead_letter
 from replay.generator import generate
 from replay.runner import replay
 from replay.simulate import WorldSpec
@@ -56,13 +59,23 @@ def test_outputs_validate_and_reconcile(world: Path, tmp_path: Path) -> None:
             validate_record(topic, orjson.loads(row))
 
 
+def opened(run: Path, tenants: set[str]) -> list[dict]:
+    """Dead letters of a run with sealed values opened (each run seals under its own keys)."""
+    with KeyVault(run / "dlq-keys.sqlite") as keys:
+        return [{**r, "value_b64": open_dead_letter(r, keys, tenants)}
+                for r in records(run / "dlq.parquet")]
+
+
 def test_two_replays_give_identical_outputs(world: Path, tmp_path: Path) -> None:
     settings = load_settings(world / "config.toml")
     replay(world, tmp_path / "a", settings)
     replay(world, tmp_path / "b", settings)
-    for kind in ("leads", "dlq", "alerts"):
+    for kind in ("leads", "alerts"):
         a, b = records(tmp_path / "a" / f"{kind}.parquet"), records(tmp_path / "b" / f"{kind}.parquet")
         assert a == b, kind
+    tenants = set(settings.tenants)
+    a, b = opened(tmp_path / "a", tenants), opened(tmp_path / "b", tenants)
+    assert a == b and sum(r["sealed"] for r in a) > 10
 
 
 def test_a_different_model_setting_changes_the_scores(world: Path, tmp_path: Path) -> None:
@@ -136,9 +149,27 @@ def test_a_replay_ignores_wall_clock_window_closes(world: Path, tmp_path: Path,
 
     seen = []
     build = runner.build_flow
-    monkeypatch.setattr(runner, "build_flow", lambda settings, *a: seen.append(settings) or build(settings, *a))
+    monkeypatch.setattr(runner, "build_flow", lambda settings, *a, **kw: seen.append(settings) or build(settings, *a, **kw))
     settings = load_settings(world / "config.toml", overrides={"windows": {"idle_close_after": 60}})
     assert settings.windows.idle_close_after is not None
     replay(world, tmp_path, settings)
     assert seen[0].windows.idle_close_after is None
     assert seen[0].windows.length == settings.windows.length  # nothing else changed
+
+
+def test_retention_keeps_the_last_days_of_the_recording(world: Path, tmp_path: Path) -> None:
+    """``retention.audit_days`` / ``dlq_days`` count back from the recording's newest
+    message (not the wall clock), so the same recording always keeps the same rows."""
+    settings = load_settings(world / "config.toml",
+                             overrides={"retention": {"audit_days": 3, "dlq_days": 2}})
+    summary = replay(world, tmp_path, settings)
+    newest = max(r["timestamp"] for r in pq.read_table(
+        next(world.glob("segment-*.parquet")), columns=["timestamp"]).to_pylist())
+    days = sorted({p.name.removeprefix("date=") for p in (tmp_path / "audit").glob("*/date=*")})
+    assert days and all((newest.date() - date.fromisoformat(d)).days <= 3 for d in days)
+    assert (newest.date() - date.fromisoformat(days[0])).days == 3  # SPEC spans 12 days
+    letters = records(tmp_path / "dlq.parquet")
+    stamps = [datetime.fromisoformat(r["timestamp"]).date() for r in letters if r["timestamp"]]
+    assert stamps and all((newest.date() - s).days <= 2 for s in stamps)
+    assert summary["expired"]["dead_letters"] > 0 and summary["expired"]["audit_partitions"] > 0
+    assert summary["outputs"]["dlq"] == len(letters)

@@ -1,0 +1,142 @@
+"""The key store for crypto-shredding: one random key per (tenant, investor), in SQLite.
+
+:mod:`operators.erasure` says what is sealed; this module keeps the keys. An erasure
+deletes the investor's key and records that they are erased, so no key is made for
+them again. Design points:
+
+* Keys are random (``os.urandom``), never derived: only a key that exists nowhere else
+  can be destroyed.
+* Investors are stored under a keyed hash (HMAC with a random pepper kept in the same
+  file): the store lists no investor ids, also not those it has erased.
+* ``PRAGMA secure_delete``: SQLite overwrites a deleted key's bytes in the database
+  file, rather than leaving them on a free page, and a destruction truncates the
+  write-ahead log, whose older frames still hold the key. What the file system does
+  with blocks it frees (an SSD's remapped ones) is beyond SQLite: keep the store on
+  encrypted storage, like the recovery directory.
+* Every call is one SQLite transaction; processes on one host may share a file
+  (SQLite's file locks), threads share a :class:`KeyVault` (a lock). Nothing is cached
+  in memory, so a key destroyed by one process is gone for all at once.
+
+>>> vault = KeyVault(":memory:")
+>>> key = vault.key_for("acme", "inv-1")
+>>> len(key), vault.key_for("acme", "inv-1") == key, vault.existing_key("acme", "inv-2")
+(32, True, None)
+>>> vault.destroy("acme", "inv-1")
+>>> vault.key_for("acme", "inv-1"), vault.existing_key("acme", "inv-1")
+(None, None)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+from operators.erasure import KEY_BYTES
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS keys (subject BLOB PRIMARY KEY, key BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS erased (subject BLOB PRIMARY KEY);
+"""
+
+
+class KeyVault:
+    """Random AES keys per (tenant, investor) in an SQLite file (``":memory:"``: none).
+
+    A vault in memory dies with its process, and the values sealed under its keys
+    with it: right for tests, wrong for a deployment whose dead letters must be
+    opened later (``esg-leads run`` warns).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self.in_memory = self.path == ":memory:"
+        if not self.in_memory:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # Readable by the service only: it holds the keys to every sealed value.
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.execute("PRAGMA secure_delete = ON")
+        if not self.in_memory:
+            # A new key is committed without an fsync (WAL, synchronous=NORMAL: it
+            # survives a crash of the process, ~50 µs instead of a disk flush per new
+            # investor); a destruction is checkpointed and flushed at once (destroy).
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+        with self._lock, self._transaction():
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                self._db.execute(statement)
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('pepper', ?)",
+                             (os.urandom(32),))
+            (self._pepper,) = self._db.execute(
+                "SELECT value FROM meta WHERE name = 'pepper'").fetchone()
+
+    def _transaction(self):  # noqa: ANN202 - a context manager
+        return _Immediate(self._db)
+
+    def _subject(self, tenant: str, investor_id: str) -> bytes:
+        return hmac.digest(self._pepper, f"{tenant}\x00{investor_id}".encode(),
+                           hashlib.sha256)[:20]
+
+    def key_for(self, tenant: str, investor_id: str) -> bytes | None:
+        """The investor's key, made on first use; ``None`` once they are erased."""
+        subject = self._subject(tenant, investor_id)
+        with self._lock, self._transaction():
+            row = self._db.execute("SELECT key FROM keys WHERE subject = ?", (subject,)).fetchone()
+            if row is not None:
+                return bytes(row[0])
+            if self._db.execute("SELECT 1 FROM erased WHERE subject = ?",
+                                (subject,)).fetchone() is not None:
+                return None
+            key = os.urandom(KEY_BYTES)
+            self._db.execute("INSERT INTO keys VALUES (?, ?)", (subject, key))
+            return key
+
+    def existing_key(self, tenant: str, investor_id: str) -> bytes | None:
+        """The key if there is one; never makes one (for opening sealed values)."""
+        subject = self._subject(tenant, investor_id)
+        with self._lock:
+            row = self._db.execute("SELECT key FROM keys WHERE subject = ?", (subject,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def destroy(self, tenant: str, investor_id: str) -> None:
+        """Delete the investor's key (its bytes overwritten) and remember the erasure."""
+        subject = self._subject(tenant, investor_id)
+        with self._lock, self._transaction():
+            self._db.execute("DELETE FROM keys WHERE subject = ?", (subject,))
+            self._db.execute("INSERT OR IGNORE INTO erased VALUES (?)", (subject,))
+        if not self.in_memory:
+            # The write-ahead log still holds the page as it was when the key was made:
+            # copy the zeroed page into the database and cut the log to nothing.
+            with self._lock:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> KeyVault:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+class _Immediate:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``: the check-then-insert of a key is atomic across
+    processes sharing the file."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind, error, trace) -> None:  # noqa: ANN001
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")

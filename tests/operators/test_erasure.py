@@ -1,0 +1,108 @@
+"""operators/erasure.py: sealing round trips, a shredded key opens nothing, which letters
+are sealed, withheld or left alone."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timezone
+
+import pytest
+from cryptography.exceptions import InvalidTag
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connectors.key_vault import KeyVault
+from operators.erasure import (
+    erased_in,
+    erasure_subjects,
+    keeps,
+    open_dead_letter,
+    open_sealed,
+    seal,
+    seal_dead_letter,
+)
+from operators.validation import bounded, dead_letter
+from schemas.codec import validate_record
+from schemas.outputs import DlqReason
+from schemas.records import RawMessage
+
+NOW = datetime(2026, 3, 2, tzinfo=timezone.utc)
+TENANTS = {"acme"}
+keys_ = st.binary(min_size=32, max_size=32)
+
+
+@given(key=keys_, plaintext=st.binary(max_size=2048), context=st.binary(max_size=64))
+def test_seal_round_trips_and_hides_the_plaintext(key, plaintext, context):
+    blob = seal(key, plaintext, context)
+    assert open_sealed(key, blob, context) == plaintext
+    assert seal(key, plaintext, context) == blob  # deterministic: re-emissions are identical
+    if len(plaintext) >= 8:
+        assert plaintext not in blob
+
+
+@given(key=keys_, other=keys_, plaintext=st.binary(min_size=1, max_size=512))
+def test_another_key_or_context_opens_nothing(key, other, plaintext):
+    blob = seal(key, plaintext, b"acme|inv-1|dlq:x")
+    if other != key:
+        with pytest.raises(InvalidTag):
+            open_sealed(other, blob, b"acme|inv-1|dlq:x")
+    with pytest.raises(InvalidTag):
+        open_sealed(key, blob, b"acme|inv-2|dlq:x")  # moved to another record
+    with pytest.raises((InvalidTag, ValueError)):
+        open_sealed(key, blob[:-1], b"acme|inv-1|dlq:x")
+
+
+def letter(topic: str, key: bytes | None, value: bytes | None, offset: int = 0) -> dict:
+    return dead_letter(RawMessage(topic, 0, offset, 1_772_445_600_000, key, value),
+                       DlqReason.SCHEMA_ERROR, "bad", NOW)
+
+
+PROFILE = b'{"tenant": "acme", "investor_id": "inv-1", "contact": {"name": "Jane Doe"}}'
+
+
+@given(value=st.binary(min_size=1, max_size=4096), offset=st.integers(0, 2**40))
+def test_a_dead_letter_about_an_investor_opens_until_the_key_is_shredded(value, offset):
+    vault = KeyVault(":memory:")
+    sealed = seal_dead_letter(letter("investor.profiles", b"inv-1", value, offset), vault, TENANTS)
+    validate_record("leads.dlq", sealed)
+    assert sealed["sealed"] and sealed["value_sha256"] is None
+    assert sealed["value_length"] == len(value)
+    assert open_dead_letter(sealed, vault, TENANTS) == value
+    for subject in erasure_subjects("acme", "inv-1"):
+        vault.destroy(*subject)
+    with pytest.raises(LookupError):
+        open_dead_letter(sealed, vault, TENANTS)
+
+
+def test_letters_after_the_erasure_or_about_nobody_keep_no_value():
+    vault = KeyVault(":memory:")
+    vault.destroy(*erasure_subjects("acme", "inv-1")[1])  # ("", "inv-1"): unknown tenant too
+    after = seal_dead_letter(letter("investor.profiles", b"inv-1", PROFILE), vault, TENANTS)
+    assert after["value_b64"] is None and after["value_sha256"] is None and not after["sealed"]
+    assert after["value_length"] == len(PROFILE) and "investor erased" in after["detail"]
+    nobody = seal_dead_letter(letter("investor.profiles", None, PROFILE), vault, TENANTS)
+    assert nobody["value_b64"] is None and "investor unknown" in nobody["detail"]
+    validate_record("leads.dlq", after)
+
+
+def test_property_signals_pass_unsealed():
+    record = letter("esg.property-signals", b"p-1", b"{}")
+    assert seal_dead_letter(record, KeyVault(":memory:"), TENANTS) is record
+    assert base64.b64decode(record["value_b64"]) == b"{}"
+
+
+def test_a_bounded_letter_is_sealed_after_the_cut_and_opens_to_the_prefix():
+    vault = KeyVault(":memory:")
+    value = b"x" * 5000
+    record = seal_dead_letter(bounded(letter("crm.outcomes", b"inv-1", value), 1024),
+                              vault, TENANTS)
+    assert record["truncated"] and open_dead_letter(record, vault, TENANTS) == value[:1023]
+
+
+def test_audit_rows_of_erased_investors_go_but_the_erasure_row_stays():
+    rows = [{"tenant": "acme", "investor_id": "inv-1", "agent": "scoring"},
+            {"tenant": "acme", "investor_id": "inv-2", "agent": "scoring"},
+            {"tenant": "acme", "investor_id": "inv-1", "agent": "erasure"}]
+    gone = erased_in(rows)
+    assert gone == {("acme", "inv-1")}
+    assert [r for r in rows if keeps(r, {"inv-1"})] == rows[1:]
