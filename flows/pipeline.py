@@ -1,14 +1,22 @@
 """``build_flow``: the whole qualification pipeline, wired once for every way of running it.
 
-    input ─ parse ─┬─ signals, engagements ─ intake[tenant]: catalog → windows ──────┐
-                   │                                    └─ unsubscribes ───────────────┤
-                   ├─ profiles, outcomes, erasure ─────────────── investors[tenant/shard]
-                   │                 ├─ features, labels ─ scoring[tenant] ─┬─ alerts  │
-                   │                 │   └─ labels ─ global model (broadcast)┘ │        │
-                   │                 └─ notices ──────────────────┐        scored      │
-                   ├─ review decisions ───────────── lifecycle[tenant/shard] ─ leads, review,
-                   │                                                handoff, audit, tombstones
-                   └─ dead letters (parse, duplicates, late, erased, unknown case) ──── dlq
+    input ─ parse ─ intake[tenant]: catalog → windows (other events pass through) ─┐
+              │                                                                    │
+              │     investors[tenant/shard] ◄──────────────────────────────────────┘
+              │       ├─ features, labels ─ scoring[tenant] ─┬─ alerts
+              │       │   └─ labels ─ global model (broadcast)┘
+              │       ├─ notices, review decisions ─┐      scored
+              │       │                             ▼        ▼
+              │       │                    lifecycle[tenant/shard] ─ leads, review,
+              │       │                                 handoff, audit, tombstones
+              └───────┴─ dead letters (parse, duplicates, late, erased, unauthorized) ─ dlq
+
+Every keyed step sees its input in one order that depends on the input messages
+alone, whatever the batch size or worker count (see :mod:`flows.ordering`): items
+carry the position of the message they derive from, and a step fed by several
+others (scoring, the global model, the lifecycle) processes them in that order once
+every feeder has ticked past them. Every valid event goes through the intake, so
+an investor shard's input is one ordered lane.
 
 Investor windows are one operator per tenant, closed by the tenant's watermark
 (its latest event time), not by a clock per key: bytewax's windowing keeps one
@@ -33,12 +41,13 @@ from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
-from bytewax.inputs import Source
+from bytewax.inputs import FixedPartitionedSource, Source
 from bytewax.operators import KeyedStream
 from bytewax.outputs import FixedPartitionedSink, Sink
 
 from connectors.key_vault import KeyVault
-from flows.steps import Clock, operator_builder, shard_key, system_clock
+from flows.ordering import SOURCE_LANE, Stamped, Tick, TickingSource, ordered_builder, route
+from flows.steps import Clock, shard_key, system_clock
 from flows.telemetry import Telemetry
 from operators.erasure import KeyStore, erasure_subjects, seal_dead_letter
 from operators.intake import TenantIntake
@@ -54,12 +63,9 @@ from schemas.records import (
     InvestorNotice,
     InvestorWindow,
     LabelledExample,
+    Scored,
 )
 from schemas.settings import Settings
-
-_CATALOG_TOPICS = frozenset(("esg.property-signals", "investor.engagements", "investor.erasure"))
-_INVESTOR_TOPICS = frozenset(("investor.profiles", "crm.outcomes", "investor.erasure"))
-
 
 @dataclass(frozen=True)
 class Sinks:
@@ -75,99 +81,134 @@ class Sinks:
     tombstones: Sink
 
 
-def keyed(step_id: str, up: Stream, keep: Callable[[Any], bool],
-          key: Callable[[Any], str]) -> KeyedStream:
-    """The items of ``up`` that ``keep`` accepts, keyed by ``key``: one step instead of a
-    filter and a ``key_on`` (on live batches of a few events each step costs ~3-5 µs)."""
-    return op.flat_map_batch(step_id, up, lambda batch: [(key(x), x) for x in batch if keep(x)])
-
-
 def build_flow(settings: Settings, source: Source, sinks: Sinks,
                telemetry: Telemetry | None = None, clock: Clock = system_clock,
-               keys: KeyStore | None = None) -> Dataflow:
+               keys: KeyStore | None = None, tick_interval: float = 0.0) -> Dataflow:
     """The pipeline from ``source`` to ``sinks``; ``keys`` seal dead letters about
-    investors (see :mod:`operators.erasure`; default: a key store in memory)."""
+    investors (see :mod:`operators.erasure`; default: a key store in memory).
+
+    ``tick_interval`` (seconds of wall time) bounds how often the source ticks (see
+    :mod:`flows.ordering`): live runs set a few milliseconds, replays tick per batch.
+    """
     telemetry = telemetry if telemetry is not None else Telemetry()
     keys = keys if keys is not None else KeyVault(":memory:")
     shards = settings.windows.shards_per_tenant
+    tenants = tuple(settings.tenants)
     flow = Dataflow("esg_leads")
 
-    # 1. Parse & validate ------------------------------------------------------
+    def by_shard(tenant: str, investor_id: str) -> str:
+        return shard_key(tenant, investor_id, shards)
+
+    def shards_of(tenant: str) -> list[str]:
+        return [f"{tenant}/{n:04d}" for n in range(shards)]
+
+    def tenant_of(lane: str) -> str:  # "step:tenant" or "step:tenant/shard"
+        return lane.split(":", 1)[1].split("/", 1)[0]
+
+    def step(step_id: str, up: KeyedStream, factory: Callable[[str], Any],
+             lanes: Callable[[str], frozenset[str]], key_of: Callable[[Any], str],
+             restore: Callable[[Any], Any] | None = None, name: str | None = None) -> Stream:
+        return op.key_rm(f"{step_id}_unkey", op.stateful_batch(step_id, up, ordered_builder(
+            name or step_id, factory, lanes, key_of, telemetry, clock, restore)))
+
+    # 1. Parse & validate: every valid event gets its position in the input order ----
+    if isinstance(source, FixedPartitionedSource):
+        source = TickingSource(source, tick_interval)
     raw = op.input("input", flow, source)
     parser = Parser(settings.tenants, settings.ingest.max_future_skew)
 
     def parse(batch: list) -> list:
         # Counted per batch: a lock and a Prometheus update per message cost ~10 us each.
-        telemetry.count_many(Counter(("in", message.topic) for message in batch))
-        return parser.parse_batch(batch, clock())
+        telemetry.count_many(Counter(("in", m.topic) for m in batch if type(m) is not Tick))
+        now = clock()
+        out: list = []
+        for message in batch:
+            if type(message) is Tick:
+                out.append(message)
+                continue
+            result = parser.parse(message, now)
+            out.append(Stamped(message.sort_key(), SOURCE_LANE, 0, result)
+                       if type(result) is Ingested else result)
+        return out
 
     parsed = op.flat_map_batch("parse", raw, parse)
-    checked = op.branch("valid", parsed, lambda x: isinstance(x, Ingested))
-    valid: Stream[Ingested] = checked.trues
-    rejected: Stream[dict] = checked.falses
+    rejected = op.filter("rejected", parsed, lambda x: type(x) is dict)
 
     # 2. Intake per tenant: the property catalog (the ESG signal agent), then the
-    #    investor windows, in one keyed step (see operators/intake.py) -----------
-    def by_shard(tenant: str, investor_id: str) -> str:
-        return shard_key(tenant, investor_id, shards)
-
-    intake = op.branch("intake_ok", op.key_rm("intake_unkey", op.stateful_batch(
+    #    investor windows, in one keyed step (see operators/intake.py). Every valid
+    #    event goes through it, so that the investor shards get one ordered lane. ----
+    intake = step(
         "catalog",  # the catalog's step id: its snapshots resume into the intake
-        keyed("to_catalog", valid, lambda i: i.topic in _CATALOG_TOPICS, lambda i: i.tenant),
-        operator_builder("intake", lambda _: TenantIntake(settings), telemetry, clock,
-                         restore=lambda state: TenantIntake.restore(state, settings)))),
-        lambda x: not isinstance(x, dict))
-    # Closed windows and unsubscribes, for the investors' shards.
-    from_intake = op.key_on(
-        "intake_shard", intake.trues,
-        lambda x: by_shard(x.tenant, x.investor_id if isinstance(x, InvestorWindow)
-                           else x.event.investor_id))
+        route("to_intake", parsed, lambda i: ((i.tenant, i),), lambda _lane: tenants),
+        lambda _key: TenantIntake(settings), lambda _key: frozenset((SOURCE_LANE,)),
+        lambda i: i.tenant, restore=lambda state: TenantIntake.restore(state, settings),
+        name="intake")
 
     # 3. Investor state, features and point-in-time labels ----------------------
-    investor_events = keyed("to_investors", valid, lambda i: i.topic in _INVESTOR_TOPICS,
-                            lambda i: by_shard(i.tenant, i.event.investor_id))
-    investors = op.key_rm("investors_unkey", op.stateful_batch(
-        "investors", op.merge("investor_stage_in", from_intake, investor_events),
-        operator_builder("investors", lambda _: InvestorShard(settings), telemetry, clock)))
-    investor_dlq = op.filter("investor_dlq", investors, lambda x: isinstance(x, dict))
-    to_score = op.filter("to_score", investors,
-                         lambda x: isinstance(x, (FeatureVector, LabelledExample)))
+    def investor_of(x: Any) -> str:
+        return by_shard(x.tenant, x.investor_id if isinstance(x, InvestorWindow)
+                        else x.event.investor_id)
+
+    investors = step(
+        "investors",
+        route("to_investors", intake,
+              lambda x: () if type(x) is dict else ((investor_of(x), x),),
+              lambda lane: shards_of(tenant_of(lane))),
+        lambda _key: InvestorShard(settings),
+        lambda key: frozenset((f"intake:{key.split('/', 1)[0]}",)), investor_of)
 
     # 4. Scoring per tenant, with a cross-tenant global model -------------------
-    scoring_in = [op.key_on("score_by_tenant", to_score, lambda x: x.tenant)]
+    def shard_lanes(tenant: str) -> set[str]:
+        return {f"investors:{shard}" for shard in shards_of(tenant)}
+
+    scoring_in = [route(
+        "to_scoring", investors,
+        lambda x: ((x.tenant, x),) if isinstance(x, (FeatureVector, LabelledExample)) else (),
+        lambda lane: (tenant_of(lane),))]
     if settings.scoring.global_model:
-        labels = op.filter("labels", to_score, lambda x: isinstance(x, LabelledExample))
-        global_updates = op.stateful_batch(
-            "global_model", op.key_on("global_key", labels, lambda _: "global"),
-            operator_builder("global_model", lambda _: GlobalLearner(settings), telemetry, clock))
-        tenants = tuple(settings.tenants)
-        scoring_in.append(op.flat_map(
-            "broadcast_global", op.key_rm("global_unkey", global_updates),
-            lambda update: [(t, GlobalModelUpdate(t, *update)) for t in tenants]))
-    scored = op.key_rm("scoring_unkey", op.stateful_batch(
+        all_shards = frozenset().union(*(shard_lanes(t) for t in tenants))
+        global_updates = step(
+            "global_model",
+            route("to_global", investors,
+                  lambda x: (("global", x),) if isinstance(x, LabelledExample) else (),
+                  lambda _lane: ("global",)),
+            lambda _key: GlobalLearner(settings), lambda _key: all_shards, lambda _x: "global")
+        scoring_in.append(route(
+            "broadcast_global", global_updates,
+            lambda update: [(t, GlobalModelUpdate(t, *update)) for t in tenants],
+            lambda _lane: tenants))
+    global_lane = {"global_model:global"} if settings.scoring.global_model else set()
+    scored = step(
         "scoring", op.merge("scoring_in", *scoring_in),
-        operator_builder("scoring", lambda first: TenantScorer(first.tenant, settings),
-                         telemetry, clock)))
-    scores = op.branch("is_alert", scored, lambda r: isinstance(r, dict))
+        lambda tenant: TenantScorer(tenant, settings),
+        lambda tenant: frozenset(shard_lanes(tenant) | global_lane), lambda x: x.tenant)
 
     # 5. Lead lifecycle: compliance, outreach, review routing, state machine, handoff --
-    lifecycle_in = op.merge(
-        "lifecycle_in",
-        op.key_on("scored_shard", scores.falses,
-                  lambda s: by_shard(s.record["tenant"], s.record["investor_id"])),
-        keyed("notices", investors, lambda x: isinstance(x, InvestorNotice),
-              lambda n: by_shard(n.tenant, n.investor_id)),
-        keyed("to_lifecycle", valid, lambda i: i.topic == "lead.review-decisions",
-              lambda i: by_shard(i.tenant, i.event.investor_id)))
-    lifecycle = op.key_rm("lifecycle_unkey", op.stateful_batch(
-        "lifecycle", lifecycle_in,
-        operator_builder("lifecycle", lambda _: LifecycleShard(settings), telemetry, clock,
-                         restore=lambda state: LifecycleShard.restore(state, settings))))
+    def lifecycle_key(x: Any) -> str:
+        if isinstance(x, Scored):
+            return by_shard(x.record["tenant"], x.record["investor_id"])
+        if isinstance(x, InvestorNotice):
+            return by_shard(x.tenant, x.investor_id)
+        return by_shard(x.tenant, x.event.investor_id)  # a review decision
+
+    lifecycle = step(
+        "lifecycle", op.merge(
+            "lifecycle_in",
+            route("scored_to_lifecycle", scored,
+                  lambda x: ((lifecycle_key(x), x),) if isinstance(x, Scored) else (),
+                  lambda lane: shards_of(tenant_of(lane))),
+            route("investors_to_lifecycle", investors,
+                  lambda x: ((lifecycle_key(x), x),)
+                  if isinstance(x, (InvestorNotice, Ingested)) else (),
+                  lambda lane: (lane.split(":", 1)[1],))),
+        lambda _key: LifecycleShard(settings),
+        lambda key: frozenset((f"investors:{key}", f"scoring:{key.split('/', 1)[0]}")),
+        lifecycle_key, restore=lambda state: LifecycleShard.restore(state, settings))
 
     # 6. Outputs ------------------------------------------------------------------
     def output(step_id: str, stream: Stream, sink: Sink, kind: str | None = None) -> None:
-        """``stream`` (or, with ``kind``, the lifecycle's records of that kind) to ``sink``,
-        keyed when the sink is partitioned (Kafka, audit: they act at snapshots)."""
+        """``stream``'s records (with ``kind``, the lifecycle's records of that kind) to
+        ``sink``, keyed when the sink is partitioned (Kafka, audit: they act at snapshots)."""
         def record(e: Emitted) -> dict:
             return {"topic": e.topic, "key": e.key} if kind == "tombstone" else e.record
 
@@ -178,32 +219,40 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
         if kind is not None:  # select, convert and key in one step: per batch, each costs
             stream = op.flat_map_batch(f"{kind}_records", stream, lambda batch: [
                 (sink_key(r), r) if fixed else r
-                for r in (record(e) for e in batch if e.kind == kind)])
+                for r in (record(v.item) for v in batch
+                          if type(v) is Stamped and v.item.kind == kind)])
         elif fixed:
             stream = op.key_on(f"{step_id}_key", stream, sink_key)
         op.output(step_id, stream, sink)
 
-    dead = op.merge("dead_letters", rejected, intake.falses, investor_dlq,
-                    op.flat_map_batch("dlq_records", lifecycle,
-                                      lambda batch: [e.record for e in batch if e.kind == "dlq"]))
+    def dicts(step_id: str, stream: Stream) -> Stream:
+        """The dead letters (or alerts) among a step's outputs, without their stamps."""
+        return op.flat_map_batch(step_id, stream, lambda batch: [
+            v.item for v in batch if type(v) is Stamped and type(v.item) is dict])
+
+    dead = op.merge("dead_letters", rejected, dicts("intake_dlq", intake),
+                    dicts("investor_dlq", investors),
+                    op.flat_map_batch("dlq_records", lifecycle, lambda batch: [
+                        v.item.record for v in batch
+                        if type(v) is Stamped and v.item.kind == "dlq"]))
     output("leads_out", lifecycle, sinks.leads, "leads")
     output("review_out", lifecycle, sinks.review, "review")
     output("handoff_out", lifecycle, sinks.handoff, "handoff")
     output("audit_out", lifecycle, sinks.audit, "audit")
     output("tombstones_out", lifecycle, sinks.tombstones, "tombstone")
-    output("alerts_out", scores.trues, sinks.alerts)
+    output("alerts_out", dicts("alert_records", scored), sinks.alerts)
     # Erasure everywhere (operators/erasure.py): an erasure destroys the investor's key as
     # soon as it is parsed; every dead letter about an investor is cut to size, then
     # sealed under that key (or withheld once it is gone) before it leaves the flow.
-    op.inspect("shred_keys", op.filter("erasures", valid,
-                                       lambda i: i.topic == "investor.erasure"),
-               lambda _s, i: [keys.destroy(*subject) for subject
-                              in erasure_subjects(i.tenant, i.event.investor_id)])
+    op.inspect("shred_keys", op.filter(
+        "erasures", parsed, lambda v: type(v) is Stamped and v.item.topic == "investor.erasure"),
+        lambda _s, v: [keys.destroy(*subject)
+                       for subject in erasure_subjects(v.item.tenant, v.item.event.investor_id)])
     max_value_bytes = settings.dlq.max_value_bytes
-    tenants = frozenset(settings.tenants)
+    served = frozenset(settings.tenants)
     output("dlq_out", op.map("bound_dlq", op.inspect(
         "count_dlq", dead, lambda _s, r: telemetry.dead_letters([r])),
-        lambda r: seal_dead_letter(bounded(r, max_value_bytes), keys, tenants)), sinks.dlq)
+        lambda r: seal_dead_letter(bounded(r, max_value_bytes), keys, served)), sinks.dlq)
     return flow
 
 

@@ -25,13 +25,18 @@ from schemas.records import EnrichedEngagement, Ingested
 from schemas.settings import Settings
 
 
+_CATALOG_TOPICS = frozenset(("esg.property-signals", "investor.engagements", "investor.erasure"))
+_ERASURE = "investor.erasure"
+
+
 class TenantIntake:
-    """Signals, engagements and erasures of one tenant in; windows, unsubscribes and
-    dead letters out.
+    """Every valid event of one tenant in; windows, passed-through events and dead
+    letters out.
 
     Output items are :class:`~schemas.records.InvestorWindow` (closed windows),
-    :class:`~schemas.records.Ingested` (unsubscribes, for the investor stage) and
-    dead-letter dicts. ``stage_times`` reports the two agents' time separately.
+    :class:`~schemas.records.Ingested` (unsubscribes, profiles, outcomes, erasures and
+    review decisions, for the investor stage) and dead-letter dicts. ``stage_times``
+    reports the two agents' time separately.
     """
 
     def __init__(self, settings: Settings, catalog: PropertyCatalog | None = None) -> None:
@@ -59,10 +64,16 @@ class TenantIntake:
         return state
 
     def process(self, items: list[Ingested], now: datetime | None) -> list:
+        """Catalog events update the catalog (engagements then go to the windows); every
+        other event, and each erasure after the catalog has forgotten the investor,
+        passes through for the investor stage. The flow calls this once per input
+        message, so what comes out follows the input order."""
         started = time.perf_counter()
         out: list = []
         engagements: list[EnrichedEngagement] = []
-        for item in self.catalog.process(items, now):
+        catalog_items = [i for i in items if i.topic in _CATALOG_TOPICS]
+        passing = [i for i in items if i.topic not in _CATALOG_TOPICS or i.topic == _ERASURE]
+        for item in self.catalog.process(catalog_items, now) if catalog_items else ():
             if type(item) is not EnrichedEngagement:
                 out.append(item)  # a dead letter
             elif item.ingested.event.action == "unsubscribe":  # type: ignore[attr-defined]
@@ -72,6 +83,7 @@ class TenantIntake:
         catalog_done = time.perf_counter()
         if engagements:
             out.extend(self._windows(engagements[0]).process(engagements, now))
+        out.extend(passing)
         self.stage_times.append(("catalog", len(items), catalog_done - started))
         self.stage_times.append(("investor_windows", len(engagements),
                                  time.perf_counter() - catalog_done))

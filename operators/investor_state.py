@@ -77,6 +77,9 @@ class InvestorShard:
         """Handle a batch of closed windows and investor events, in arrival order."""
         out: list = []
         for item in items:
+            if type(item) is Ingested and item.topic == "lead.review-decisions":
+                out.append(item)  # for the lifecycle, through this shard's ordered lane
+                continue
             when = (item.window_end if isinstance(item, InvestorWindow)
                     else item.event.event_time).timestamp()
             if when > self._clock:
