@@ -137,13 +137,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from flows.run import run
 
+    from flows.config import scrubber
+
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     settings = _settings(args.config, _run_overrides(args))
+    for handler in logging.getLogger().handlers:  # no log line carries a secret
+        handler.addFilter(scrubber(settings))
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     addresses = args.addresses.split(";") if args.addresses else None
-    return run(settings, workers=args.workers, until_end=args.until_end,
-               process_id=args.process_id, addresses=addresses, summary_path=args.summary)
+    from confluent_kafka import KafkaError, KafkaException
+
+    try:
+        return run(settings, workers=args.workers, until_end=args.until_end,
+                   process_id=args.process_id, addresses=addresses, summary_path=args.summary)
+    except KafkaException as error:
+        # librdkafka refuses its configuration when a client is created (a Java-only
+        # key such as sasl.jaas.config, a bad value): the operator's mistake, one line.
+        if error.args[0].code() != KafkaError._INVALID_ARG:
+            raise
+        raise UsageError("invalid Kafka client setting (kafka.client / kafka.secrets): "
+                         + scrubber(settings)(error.args[0].str())) from None
 
 
 def cmd_config(args: argparse.Namespace) -> int:

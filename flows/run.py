@@ -28,6 +28,7 @@ from connectors.kafka_sink import KafkaTopicSink
 from connectors.kafka_source import KafkaInput, wait_for_metadata
 from connectors.metrics import PrometheusListener, serve
 from connectors.parquet_sink import AuditSink, close_audit
+from flows.config import scrubber
 from flows.pipeline import Sinks, build_flow
 from flows.steps import streaming_gc
 from flows.telemetry import Telemetry
@@ -102,9 +103,10 @@ def _exit_after_snapshot(source: KafkaInput, epoch_seconds: float) -> None:
 
 
 def startup_line(settings: Settings, workers: int, metrics_url: str | None) -> str:
+    """What this run reads, writes and keeps, with every secret of ``settings`` masked."""
     kafka = settings.kafka
     recovery = settings.recovery
-    return (
+    return scrubber(settings)(
         f"esg-leads run: brokers={kafka.bootstrap_servers} "
         f"inputs={','.join(kafka.topic(t) for t in INPUT_TOPICS)} "
         f"outputs={','.join(kafka.topic(t) for t in OUTPUT_TOPICS)} "
@@ -149,7 +151,8 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
 
     inputs = [kafka.topic(t) for t in INPUT_TOPICS]
     try:
-        wait_for_metadata(config, inputs, log_fn=lambda m: print(f"esg-leads run: {m}",
+        scrub = scrubber(settings)
+        wait_for_metadata(config, inputs, log_fn=lambda m: print(f"esg-leads run: {scrub(m)}",
                                                                  file=sys.stderr, flush=True))
     except TimeoutError:
         return 0
