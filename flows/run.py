@@ -27,7 +27,7 @@ from connectors import kafka_sink, kafka_source
 from connectors.kafka_sink import KafkaTopicSink
 from connectors.kafka_source import KafkaInput, wait_for_metadata
 from connectors.metrics import PrometheusListener, serve
-from connectors.parquet_sink import AuditSink, close_audit
+from connectors.parquet_sink import AuditSink, OutputError, close_audit
 from flows.config import scrubber
 from flows.pipeline import Sinks, build_flow
 from flows.steps import streaming_gc
@@ -170,7 +170,8 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
         **{kind: KafkaTopicSink(config, kafka.topic(topic), kind, on_sent=sent)
            for kind, topic in OUTPUT_KINDS.items()},
         tombstones=KafkaTopicSink(config, "", "tombstones", topic_of=kafka.topic),
-        audit=AuditSink(settings.audit.directory, tag=f"-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        audit=AuditSink(settings.audit.directory, tag=f"-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}",
+                        on_error=_audit_failed)
         if settings.audit.directory else _discard(),
     )
     flow = build_flow(settings, source, sinks, telemetry)
@@ -194,6 +195,14 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
           f"{summary['outputs']}; reconciled: {'yes' if summary['reconciled'] else 'NO'}",
           file=sys.stderr, flush=True)
     return 0 if left == 0 else 1
+
+
+def _audit_failed(path: Path, error: OSError) -> None:
+    """An audit file cannot be written (disk full, directory gone): exit 2 with one line,
+    before the epoch that lacks these rows is committed — a restart redoes it."""
+    print(f"esg-leads run: error: {OutputError(path, error)}", file=sys.stderr, flush=True)
+    kafka_sink.flush_all()  # what was published stays published (consumers dedup)
+    os._exit(2)
 
 
 def _discard():
