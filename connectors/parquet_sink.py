@@ -44,7 +44,7 @@ class OutputError(Exception):
     """
 
     def __init__(self, path: str | Path, error: OSError) -> None:
-        self.path = Path(path)
+        self.path = Path(path).absolute()  # a log line read elsewhere: no guessing the cwd
         self.error = error
         reason = os.strerror(error.errno) if error.errno else str(error).splitlines()[0]
         super().__init__(f"cannot write {self.path}: {reason}")

@@ -164,7 +164,8 @@ def test_run_refuses_an_unwritable_audit_or_recovery_directory(tmp_path: Path) -
         done = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--bootstrap",
                                "127.0.0.1:9", *flags], capture_output=True, text=True, timeout=120)
         assert done.returncode == 2, done.stderr
-        assert done.stderr.strip().splitlines()[-1].startswith("esg-leads run: error: cannot write ")
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("esg-leads run: error: cannot write ")
         assert "Traceback" not in done.stderr
 
 

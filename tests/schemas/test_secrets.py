@@ -51,7 +51,8 @@ def test_the_default_settings_lose_nothing_but_their_secrets() -> None:
 
 
 def test_url_credentials_are_masked_wherever_they_stand() -> None:
-    assert mask_url_userinfo("https://user:pa@ss@crm.example/x?y=1") == "https://***@crm.example/x?y=1"
+    assert mask_url_userinfo("https://user:pa@ss@crm.example/x?y=1") == \
+        "https://***@crm.example/x?y=1"
     assert mask_url_userinfo("https://ghp_token@host") == "https://***@host"
     assert mask_url_userinfo("mail me at a@b.c, see https://host/x") == \
         "mail me at a@b.c, see https://host/x"
@@ -72,7 +73,7 @@ def test_scrubber_masks_known_values_in_log_records(caplog: pytest.LogCaptureFix
     logger = logging.getLogger("test.secrets")
     handler = logging.StreamHandler()
     records: list[str] = []
-    handler.emit = lambda record: records.append(handler.format(record))  # type: ignore[method-assign]
+    handler.emit = lambda r: records.append(handler.format(r))  # type: ignore[method-assign]
     handler.addFilter(scrubber(s))
     logger.addHandler(handler)
     try:
