@@ -28,8 +28,9 @@ from connectors.kafka_sink import KafkaTopicSink
 from connectors.kafka_source import KafkaInput, wait_for_metadata
 from connectors.key_vault import KeyVault
 from connectors.metrics import PrometheusListener, serve
-from connectors.parquet_sink import AuditSink, close_audit
+from connectors.parquet_sink import AuditSink, OutputError, close_audit
 from connectors.retention import audit_expiry
+from flows.config import scrubber
 from flows.pipeline import Sinks, build_flow
 from flows.steps import streaming_gc, system_clock
 from flows.telemetry import Telemetry
@@ -104,9 +105,10 @@ def _exit_after_snapshot(source: KafkaInput, epoch_seconds: float) -> None:
 
 
 def startup_line(settings: Settings, workers: int, metrics_url: str | None) -> str:
+    """What this run reads, writes and keeps, with every secret of ``settings`` masked."""
     kafka = settings.kafka
     recovery = settings.recovery
-    return (
+    return scrubber(settings)(
         f"esg-leads run: brokers={kafka.bootstrap_servers} "
         f"inputs={','.join(kafka.topic(t) for t in INPUT_TOPICS)} "
         f"outputs={','.join(kafka.topic(t) for t in OUTPUT_TOPICS)} "
@@ -163,7 +165,8 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
 
     inputs = [kafka.topic(t) for t in INPUT_TOPICS]
     try:
-        wait_for_metadata(config, inputs, log_fn=lambda m: print(f"esg-leads run: {m}",
+        scrub = scrubber(settings)
+        wait_for_metadata(config, inputs, log_fn=lambda m: print(f"esg-leads run: {scrub(m)}",
                                                                  file=sys.stderr, flush=True))
     except TimeoutError:
         return 0
@@ -182,7 +185,8 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
            for kind, topic in OUTPUT_KINDS.items()},
         tombstones=KafkaTopicSink(config, "", "tombstones", topic_of=kafka.topic),
         audit=AuditSink(settings.audit.directory, tag=f"-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}",
-                        retention=audit_expiry(settings.retention.audit_days, system_clock))
+                        retention=audit_expiry(settings.retention.audit_days, system_clock),
+                        on_error=_audit_failed)
         if settings.audit.directory else _discard(),
     )
     flow = build_flow(settings, source, sinks, telemetry, keys=KeyVault(key_store_path(settings)))
@@ -206,6 +210,14 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
           f"{summary['outputs']}; reconciled: {'yes' if summary['reconciled'] else 'NO'}",
           file=sys.stderr, flush=True)
     return 0 if left == 0 else 1
+
+
+def _audit_failed(path: Path, error: OSError) -> None:
+    """An audit file cannot be written (disk full, directory gone): exit 2 with one line,
+    before the epoch that lacks these rows is committed — a restart redoes it."""
+    print(f"esg-leads run: error: {OutputError(path, error)}", file=sys.stderr, flush=True)
+    kafka_sink.flush_all()  # what was published stays published (consumers dedup)
+    os._exit(2)
 
 
 def _discard():

@@ -232,6 +232,14 @@ class KafkaSettings(Section):
     topics: dict[str, str] = {}
 
     @model_validator(mode="after")
+    def _no_credentials_in_bootstrap(self) -> KafkaSettings:
+        # librdkafka would print them back in its own (unmaskable) connection errors.
+        if "@" in self.bootstrap_servers:
+            raise ValueError("bootstrap_servers must not hold credentials; set sasl.username "
+                             "in kafka.client and sasl.password in kafka.secrets")
+        return self
+
+    @model_validator(mode="after")
     def _known_topics(self) -> KafkaSettings:
         from schemas.topics import ALL_TOPICS
 

@@ -239,3 +239,102 @@ def test_record_then_replay_reproduces_the_live_decisions(world, tmp_path: Path)
                            capture_output=True, text=True)
     assert shown.returncode == 1
     assert "different" in shown.stdout and "probability" in shown.stdout
+
+
+def latest_snapshot_epoch(recovery: Path) -> int:
+    """The newest epoch any step has snapshotted in the recovery store (0: none yet)."""
+    import sqlite3
+
+    latest = 0
+    for part in recovery.glob("part-*.sqlite3"):
+        with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=30) as db:
+            try:
+                epoch = db.execute("SELECT MAX(snap_epoch) FROM snaps").fetchone()[0]
+            except sqlite3.OperationalError:  # the run is still creating the store
+                epoch = None
+            latest = max(latest, epoch or 0)
+    return latest
+
+
+def test_sigterm_with_recovery_stops_within_two_snapshots(world, tmp_path: Path) -> None:
+    """Counted in snapshot epochs, not seconds: the process is frozen (SIGSTOP) while the
+    store is read and SIGTERM is queued, so the count starts exactly at the signal."""
+    recording, config = world
+    slow = tmp_path / "slow.toml"  # an epoch long enough that the count is not a race
+    slow.write_text(config.read_text().replace("snapshot_interval = 0.3", "snapshot_interval = 1"))
+    recovery = tmp_path / "recovery"
+    with DevBroker(topics=list(ALL_TOPICS), partitions=3) as broker:
+        publish_recording(recording, broker.bootstrap)
+        run = subprocess.Popen([ESG_LEADS, "run", "--bootstrap", broker.bootstrap, "--config",
+                                str(slow), "--recovery-dir", str(recovery)], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=(tmp_path / "run.log").open("w"))
+        try:
+            deadline = time.monotonic() + 120
+            while latest_snapshot_epoch(recovery) < 3:  # running, and snapshotting
+                assert run.poll() is None and time.monotonic() < deadline, \
+                    (tmp_path / "run.log").read_text()
+                time.sleep(0.05)
+            run.send_signal(signal.SIGSTOP)
+            at_signal = latest_snapshot_epoch(recovery)
+            run.send_signal(signal.SIGTERM)
+            run.send_signal(signal.SIGCONT)
+            code = run.wait(60)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait(30)
+    log = (tmp_path / "run.log").read_text()
+    assert code == 0, log
+    assert "SIGTERM: stopping (after the next snapshot)" in log and "stopped" in log
+    after = latest_snapshot_epoch(recovery) - at_signal
+    print(f"\nsnapshot epochs written after SIGTERM: {after}")
+    assert 1 <= after <= 2, (after, log)
+
+
+#: ``esg-leads run`` on a disk that fills up: every audit file write fails.
+FULL_DISK_RUN = """
+import errno, sys
+import connectors.parquet_sink as parquet_sink
+from flows.cli import main
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "Error writing bytes to file")
+
+parquet_sink.pq.write_table = no_space
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_full_audit_disk_mid_run_is_one_line_and_exit_2_and_loses_nothing(
+        world, tmp_path: Path) -> None:
+    """Before: the OSError in the audit sink was a Rust panic and a traceback. Now one
+    line and exit 2, before the epoch without its audit rows commits: a restart on a
+    disk with room writes them."""
+    import sys
+
+    recording, config = world
+    (tmp_path / "ref").mkdir()
+    with DevBroker(topics=list(ALL_TOPICS), partitions=3) as reference, \
+            DevBroker(topics=list(ALL_TOPICS), partitions=3) as broker:
+        publish_recording(recording, reference.bootstrap)
+        assert bounded_run(reference.bootstrap, config, tmp_path / "ref" / "recovery",
+                           tmp_path / "ref").wait(180) == 0
+        publish_recording(recording, broker.bootstrap)
+        args = ["run", "--bootstrap", broker.bootstrap, "--config", str(config), "--until-end",
+                "--recovery-dir", str(tmp_path / "recovery")]
+        full = subprocess.run([sys.executable, "-c", FULL_DISK_RUN, *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=180)
+        assert full.returncode == 2, full.stderr
+        errors = [line for line in full.stderr.splitlines() if "error" in line.lower()]
+        assert len(errors) == 1, full.stderr
+        assert errors[0].startswith(f"esg-leads run: error: cannot write {tmp_path / 'audit-log'}")
+        assert errors[0].endswith(": No space left on device")
+        assert "panicked" not in full.stderr and "Traceback" not in full.stderr
+        assert not list((tmp_path / "audit-log").rglob("*.parquet"))
+
+        again = subprocess.run([ESG_LEADS, *args], cwd=tmp_path, capture_output=True, text=True,
+                               timeout=180)
+        assert again.returncode == 0, again.stderr
+    expected = set(pq.read_table(tmp_path / "ref" / "audit-log").column("audit_id").to_pylist())
+    got = set(pq.read_table(tmp_path / "audit-log").column("audit_id").to_pylist())
+    assert expected and got == expected
