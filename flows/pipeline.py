@@ -9,6 +9,7 @@
                    ├─ review decisions ───────────── lifecycle[tenant/shard] ─ leads, review,
                    │                                                handoff, audit, tombstones
                    └─ dead letters (parse, duplicates, late, erased, unknown case) ──── dlq
+    input ─ offsets resets (a Kafka source gave up a stored position) ─────────── alerts
 
 Investor windows are one operator per tenant, closed by the tenant's watermark
 (its latest event time), not by a clock per key: bytewax's windowing keeps one
@@ -42,6 +43,7 @@ from flows.telemetry import Telemetry
 from operators.intake import TenantIntake
 from operators.investor_state import InvestorShard
 from operators.lifecycle import LifecycleShard
+from operators.ops_alerts import offsets_reset_alert
 from operators.scoring import GlobalLearner, TenantScorer
 from operators.validation import Parser, bounded
 from schemas.records import (
@@ -52,6 +54,7 @@ from schemas.records import (
     InvestorNotice,
     InvestorWindow,
     LabelledExample,
+    OffsetsReset,
 )
 from schemas.settings import Settings
 
@@ -87,7 +90,13 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     flow = Dataflow("esg_leads")
 
     # 1. Parse & validate ------------------------------------------------------
-    raw = op.input("input", flow, source)
+    # A Kafka source also reports positions it had to give up (OffsetsReset): those
+    # become ops alerts, never inputs.
+    from_source = op.branch("from_source", op.input("input", flow, source),
+                            lambda x: type(x) is not OffsetsReset)
+    raw = from_source.trues
+    offsets_alerts = op.map("offsets_alerts", from_source.falses,
+                            lambda notice: offsets_reset_alert(notice, clock()))
     parser = Parser(settings.tenants)
 
     def parse(batch: list) -> list:
@@ -184,7 +193,7 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     output("handoff_out", lifecycle, sinks.handoff, "handoff")
     output("audit_out", lifecycle, sinks.audit, "audit")
     output("tombstones_out", lifecycle, sinks.tombstones, "tombstone")
-    output("alerts_out", scores.trues, sinks.alerts)
+    output("alerts_out", op.merge("alerts", scores.trues, offsets_alerts), sinks.alerts)
     max_value_bytes = settings.dlq.max_value_bytes
     output("dlq_out", op.map("bound_dlq", op.inspect(
         "count_dlq", dead, lambda _s, r: telemetry.dead_letters([r])),
