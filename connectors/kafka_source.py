@@ -249,13 +249,13 @@ class _MergedPartition(StatefulSourcePartition[RawMessage, dict]):
             log.warning("offsets: %s partition %d position %d reported lost (%s); "
                         "watermarks unavailable (%s), retrying", topic, partition, old,
                         error.str(), failure)
-            self._consumer.seek(TopicPartition(topic, partition, old))
+            self._restart(topic, partition, old)
             return
         if low <= old <= high:
             log.warning("offsets: %s partition %d position %d was reported lost (%s), but the "
                         "log (%d..%d) holds it: reading on from there", topic, partition, old,
                         error.str(), low, high)
-            self._consumer.seek(TopicPartition(topic, partition, old))
+            self._restart(topic, partition, old)
             return
         self._lost(key, old, low, high, error.str())
         if self._on_loss == "fail":
@@ -264,7 +264,15 @@ class _MergedPartition(StatefulSourcePartition[RawMessage, dict]):
         self._at_end[key] = False
         if self._end_offsets is not None:  # a bounded run reads the new log to its end
             self._end_offsets[key] = high
-        self._consumer.seek(TopicPartition(topic, partition, low))
+        self._restart(topic, partition, low)
+
+    def _restart(self, topic: str, partition: int, offset: int) -> None:
+        """Fetch ``topic``/``partition`` from ``offset`` again. After a lost position
+        librdkafka has stopped fetching it, and a seek is refused in that state; the
+        partition is taken out of the assignment and put back at the new offset."""
+        tp = TopicPartition(topic, partition, offset)
+        self._consumer.incremental_unassign([TopicPartition(topic, partition)])
+        self._consumer.incremental_assign([tp])
 
     # ------------------------------------------------------------------ commits
 

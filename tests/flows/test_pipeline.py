@@ -15,7 +15,7 @@ from operators.investor_state import InvestorShard
 from operators.scoring import TenantScorer
 from schemas.codec import validate_record
 from schemas.outputs import DlqReason
-from schemas.records import RawMessage
+from schemas.records import OffsetsReset, RawMessage
 from schemas.settings import Settings
 from tests.flows.events import (
     at,
@@ -212,3 +212,20 @@ def test_dead_letter_reasons_are_all_reachable() -> None:
                      "unknown_topic", "key_mismatch", "erased_subject", "processing_error",
                      "future_event_time"}
     assert produced_here | {"unknown_case", "unauthorized"} == {r.value for r in DlqReason}
+
+
+def test_offsets_reset_notices_become_alerts_and_never_inputs() -> None:
+    """A Kafka source's report of a lost position flows to the alerts sink as an
+    ``offsets_reset`` alert; it is not an input (in = used + DLQ still reconciles)."""
+    notice = OffsetsReset("investor.engagements", 0, 500, 0, 0, 2, 1_900_000_000_000,
+                          "stored position not on the broker (log 0..2)")
+    messages = [notice, signal("s-1", "p-1", at(0)), engagement("e-1", "inv-1", at(5)),
+                engagement("e-1", "inv-1", at(6))]  # e-1 again: read twice after a reset
+    out, telemetry = run(messages)
+    resets = [a for a in out["alerts"] if a["kind"] == "offsets_reset"]
+    assert [a["subject"] for a in resets] == ["investor.engagements:0"]
+    validate_record("ops.alerts", resets[0])
+    assert resets[0]["tenant"] is None and resets[0]["details"]["old_offset"] == 500
+    inputs = telemetry.per_topic("in")
+    assert sum(inputs.values()) == 3
+    assert reasons(out["dlq"]) == Counter({"duplicate": 1})
