@@ -50,9 +50,10 @@ class BackoffThrottle:
         now = self._clock()
         with self._lock:
             state = self._state.get(key)
-            if state is None or now - state[3] > self.maximum:
+            if state is None or now - state[3] > self.maximum:  # new, or quiet for long
+                dropped = state[2] if state is not None else 0
                 self._state[key] = [now + self.initial, self.initial, 0, now]
-                return 0
+                return dropped
             state[3] = now
             if now < state[0]:
                 state[2] += 1
