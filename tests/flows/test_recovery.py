@@ -22,7 +22,8 @@ from pathlib import Path
 import orjson
 import pyarrow.parquet as pq
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from connectors.dev_broker import DevBroker
 from connectors.recording import RecordingReader, RecordingWriter
@@ -261,6 +262,12 @@ def test_a_broker_that_lost_its_data_is_reread_with_an_alert_not_skipped(
         stored = {(t, p): probe.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
                   for t in INPUT_TOPICS for p in range(3)}
         probe.close()
+        # Lag tools see the run's progress: the group's committed offsets are the ends.
+        admin = AdminClient({"bootstrap.servers": old.bootstrap})
+        request = ConsumerGroupTopicPartitions("esg-leads",
+                                               [TopicPartition(t, p) for t, p in stored])
+        group = admin.list_consumer_group_offsets([request])["esg-leads"].result(timeout=10)
+        assert {(tp.topic, tp.partition): tp.offset for tp in group.topic_partitions} == stored
 
     with DevBroker(topics=list(ALL_TOPICS), partitions=3) as new:
         published = publish_recording(tmp_path / "again", new.bootstrap)
