@@ -77,7 +77,7 @@ class BackoffFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
-        facility = args[0] if args else record.msg
+        facility = args[0] if args and isinstance(args[0], str) else str(record.msg)[:40]
         dropped = self.throttle.allow((record.levelno, facility))
         if dropped is None:
             return False

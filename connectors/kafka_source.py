@@ -145,6 +145,10 @@ class _MergedPartition(StatefulSourcePartition[RawMessage, dict]):
                  on_loss: str = "earliest", commit_interval: float | None = None,
                  resumed: bool = False) -> None:
         consumer_config = {
+            # This consumer never joins its group (it assigns partitions itself), so the
+            # session timeout only bounds how long a commit waits for an absent
+            # coordinator, e.g. at close while the broker is down (45 s by default).
+            "session.timeout.ms": 6000,
             **with_logging(config),
             "group.id": group_id,
             "enable.auto.commit": False,  # committed after the snapshot (module docstring)
@@ -166,7 +170,8 @@ class _MergedPartition(StatefulSourcePartition[RawMessage, dict]):
         self._consumer = Consumer(consumer_config)
         self._keys = [f"{t}:{p}" for t, p in assignments]
         self._on_loss = on_loss
-        self._buffers: dict[str, deque[RawMessage | OffsetsReset]] = {k: deque() for k in self._keys}
+        self._buffers: dict[str, deque[RawMessage | OffsetsReset]] = {
+            k: deque() for k in self._keys}
         #: Loss notices in the buffers or pending, not yet handed over.
         self._notices = 0
         self._offsets = dict(offsets)
@@ -284,14 +289,14 @@ class _MergedPartition(StatefulSourcePartition[RawMessage, dict]):
         try:
             self._consumer.commit(offsets=changed, asynchronous=asynchronous)
         except KafkaException as error:  # the next commit tries again
-            KAFKA_LOG.warning("COMMIT [esg-leads] offsets not committed: %s", error)
+            KAFKA_LOG.warning("%s [%s] %s", "COMMIT", "esg-leads", f"not committed: {error}")
             return
         if not asynchronous:
             self._committed.update((f"{tp.topic}:{tp.partition}", tp.offset) for tp in changed)
 
     def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if error is not None:
-            KAFKA_LOG.warning("COMMIT [esg-leads] offsets not committed: %s", error)
+            KAFKA_LOG.warning("%s [%s] %s", "COMMIT", "esg-leads", f"not committed: {error}")
             return
         for tp in partitions:
             if tp.error is None:
