@@ -169,8 +169,8 @@ def test_an_unreachable_broker_logs_one_line_per_back_off_step(tmp_path: Path) -
         process = start_run("--bootstrap", f"127.0.0.1:{closed.getsockname()[1]}",
                             log=tmp_path / "run.log")
         try:
-            wait_for(lambda: (tmp_path / "run.log").read_text().count("not ready") >= 2, 60,
-                     "two attempts")  # each waits up to 5 s for an answer
+            wait_for(lambda: (tmp_path / "run.log").read_text().count("not ready") >= 1, 60,
+                     "a failed attempt")  # it waits 5 s for an answer
         finally:
             stop(process, signal.SIGKILL)
     lines = (tmp_path / "run.log").read_text().splitlines()
