@@ -9,6 +9,7 @@
                    ├─ review decisions ───────────── lifecycle[tenant/shard] ─ leads, review,
                    │                                                handoff, audit, tombstones
                    └─ dead letters (parse, duplicates, late, erased, unknown case) ──── dlq
+    input ─ offsets resets (a Kafka source gave up a stored position) ─────────── alerts
 
 Investor windows are one operator per tenant, closed by the tenant's watermark
 (its latest event time), not by a clock per key: bytewax's windowing keeps one
@@ -44,6 +45,7 @@ from operators.erasure import KeyStore, erasure_subjects, seal_dead_letter
 from operators.intake import TenantIntake
 from operators.investor_state import InvestorShard
 from operators.lifecycle import LifecycleShard
+from operators.ops_alerts import offsets_reset_alert
 from operators.scoring import GlobalLearner, TenantScorer
 from operators.validation import Parser, bounded
 from schemas.records import (
@@ -54,6 +56,7 @@ from schemas.records import (
     InvestorNotice,
     InvestorWindow,
     LabelledExample,
+    OffsetsReset,
 )
 from schemas.settings import Settings
 
@@ -93,7 +96,13 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     flow = Dataflow("esg_leads")
 
     # 1. Parse & validate ------------------------------------------------------
-    raw = op.input("input", flow, source)
+    # A Kafka source also reports positions it had to give up (OffsetsReset): those
+    # become ops alerts, never inputs.
+    from_source = op.branch("from_source", op.input("input", flow, source),
+                            lambda x: type(x) is not OffsetsReset)
+    raw = from_source.trues
+    offsets_alerts = op.map("offsets_alerts", from_source.falses,
+                            lambda notice: offsets_reset_alert(notice, clock()))
     parser = Parser(settings.tenants, settings.ingest.max_future_skew)
 
     def parse(batch: list) -> list:
@@ -191,7 +200,7 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     output("handoff_out", lifecycle, sinks.handoff, "handoff")
     output("audit_out", lifecycle, sinks.audit, "audit")
     output("tombstones_out", lifecycle, sinks.tombstones, "tombstone")
-    output("alerts_out", scores.trues, sinks.alerts)
+    output("alerts_out", op.merge("alerts", scores.trues, offsets_alerts), sinks.alerts)
     # Erasure everywhere (operators/erasure.py): an erasure destroys the investor's key as
     # soon as it is parsed; every dead letter about an investor is cut to size, then
     # sealed under that key (or withheld once it is gone) before it leaves the flow.

@@ -38,6 +38,8 @@ from schemas.settings import DEV_CONTACT_HASH_SALT, Settings
 from schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
 
 log = logging.getLogger("esg_leads.run")
+#: Seconds between offset commits without recovery (what lag tools see).
+COMMIT_INTERVAL = 5.0
 OUTPUT_KINDS = {"leads": "leads.scored", "review": "leads.review", "handoff": "crm.handoff",
                 "alerts": "ops.alerts", "dlq": "leads.dlq"}
 
@@ -82,17 +84,19 @@ def _install_stop(source: KafkaInput, recovering: bool, epoch_seconds: float) ->
               f"({'after the next snapshot' if recovering else 'draining open windows'})",
               file=sys.stderr, flush=True)
         kafka_source.STOP.set()
-        if recovering:
-            threading.Thread(target=_exit_after_snapshot, args=(source, epoch_seconds),
-                             daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if recovering:  # whoever stops the input (a signal, the source itself), exit after a snapshot
+        threading.Thread(target=_exit_after_snapshot, args=(source, epoch_seconds),
+                         daemon=True).start()
 
 
 def _exit_after_snapshot(source: KafkaInput, epoch_seconds: float) -> None:
-    """With recovery: once every input partition has snapshotted twice since the stop
-    (the first snapshot's epoch is then durably written), flush producers and exit."""
+    """With recovery: once the input stopped and every input partition has snapshotted
+    twice since (the first snapshot's epoch is then durably written), flush producers
+    and exit."""
+    kafka_source.STOP.wait()
     deadline = time.monotonic() + 3 * epoch_seconds + 10
     while time.monotonic() < deadline:
         if source.partitions and all(p.epochs_since_stop >= 2 for p in source.partitions):
@@ -101,7 +105,19 @@ def _exit_after_snapshot(source: KafkaInput, epoch_seconds: float) -> None:
     left = kafka_sink.flush_all()
     close_audit()
     print(f"esg-leads run: stopped ({left} messages undelivered)", file=sys.stderr, flush=True)
-    os._exit(0 if left == 0 else 1)
+    os._exit(_failed_exit() or (0 if left == 0 else 1))
+
+
+#: Exit code of a run the input stopped because a position was lost (``fail`` policy).
+EXIT_OFFSETS_LOST = 3
+
+
+def _failed_exit() -> int:
+    """:data:`EXIT_OFFSETS_LOST` (after one error line) if the source stopped the run."""
+    if not kafka_source.FAILED:
+        return 0
+    print(f"esg-leads run: error: {kafka_source.FAILED[0]}", file=sys.stderr, flush=True)
+    return EXIT_OFFSETS_LOST
 
 
 def startup_line(settings: Settings, workers: int, metrics_url: str | None) -> str:
@@ -174,7 +190,10 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
                         batch_size=kafka.batch_size,
                         merge_max_wait_ms=(kafka.merge_max_wait_ms if until_end
                                            else kafka.live_merge_wait_ms),
-                        until_end=until_end, on_stats=_lag_reporter(telemetry))
+                        until_end=until_end, on_stats=_lag_reporter(telemetry),
+                        group_id=kafka.group_id, on_loss=kafka.offset_reset_on_loss,
+                        # With recovery, commits follow snapshots; without, every 5 s.
+                        commit_interval=None if recovery is not None else COMMIT_INTERVAL)
     source_drains = recovery is None
     kafka_source.DRAIN_ON_STOP = source_drains
     def sent(kind: str, records: list) -> None:
@@ -199,6 +218,8 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
         cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses,
                  epoch_interval=epoch, recovery_config=recovery)
     left = kafka_sink.flush_all()
+    if kafka_source.FAILED:
+        return _failed_exit()
     seconds = time.perf_counter() - started
     summary = telemetry.summary(telemetry.per_topic("published"),
                                 sum(telemetry.per_topic("in").values()), seconds)
