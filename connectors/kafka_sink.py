@@ -1,16 +1,16 @@
 """Kafka outputs: one keyed sink per output topic.
 
-Message key: the investor id (the tenant for ``ops.alerts``, the original message
-key for ``leads.dlq``); value: the record as compact JSON; headers: schema
-version, content type, tenant and idempotency key. Records are handed to the
-producer as they come (``linger.ms`` 0: librdkafka sends at once) and the producer
-is flushed at each epoch's snapshot, so an epoch's outputs are on the broker
-before the epoch's snapshot is; after a resume, outputs of the replayed epoch are
-sent again with the same idempotency keys (consumers upsert by key). Flushing at
-every batch instead blocked the flow for a broker round trip per batch, the
-largest single cost of live lead latency once window closes became a trickle.
-A failed delivery stops the flow at the next batch or snapshot. Tombstones
-(``record is None``) delete a key on compacted topics.
+Message key: the investor id (the tenant for ``ops.alerts``, none for an alert about
+the deployment rather than a tenant, the original message key for ``leads.dlq``);
+value: the record as compact JSON; headers: schema version, content type, tenant and
+idempotency key. Records are handed to the producer as they come (``linger.ms`` 0:
+librdkafka sends at once) and the producer is flushed at each epoch's snapshot, so
+an epoch's outputs are on the broker before the epoch's snapshot is; after a resume,
+outputs of the replayed epoch are sent again with the same idempotency keys
+(consumers upsert by key). Flushing at every batch instead blocked the flow for a
+broker round trip per batch, the largest single cost of live lead latency once
+window closes became a trickle. A failed delivery stops the flow at the next batch
+or snapshot. Tombstones (``record is None``) delete a key on compacted topics.
 
 Records are bounded where they are made (dead letters keep at most
 ``dlq.max_value_bytes`` of the original; other records by their schema), so a
@@ -30,6 +30,7 @@ from collections.abc import Callable
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from connectors.client_logs import with_logging
 from schemas.codec import encode
 from schemas.outputs import SCHEMA_VERSION
 
@@ -43,7 +44,8 @@ _LOCK = threading.Lock()
 
 def key_of(kind: str, record: dict) -> bytes | None:
     if kind == "alerts":
-        return record["tenant"].encode()
+        tenant = record["tenant"]
+        return tenant.encode() if tenant is not None else None
     if kind == "dlq":
         return base64.b64decode(record["key_b64"]) if record.get("key_b64") else None
     return record["investor_id"].encode()
@@ -139,8 +141,8 @@ class KafkaTopicSink(FixedPartitionedSink[dict, None]):
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _TopicPartition:
-        producer = Producer({"linger.ms": 0, "acks": "all", "enable.idempotence": True,
-                             **self.config})
+        producer = Producer(with_logging({"linger.ms": 0, "acks": "all",
+                                          "enable.idempotence": True, **self.config}))
         with _LOCK:
             PRODUCERS.append(producer)
         return _TopicPartition(producer, self.topic, self.kind, self.on_sent, self.topic_of)

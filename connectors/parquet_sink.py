@@ -4,10 +4,19 @@ Each output file has a few flat columns for quick filtering (tenant, investor,
 time, score, reason...) and a ``record`` column holding the full record as JSON,
 exactly as it would be published to Kafka. Every worker writes its own part file,
 in row groups, so memory stays bounded; :func:`finalize` joins the parts.
+
+A file that cannot be written (a full disk, a read-only or missing directory) is an
+operator's problem, not a bug: with an ``on_error`` callback a sink reports it there,
+once, and writes nothing more, instead of raising inside the dataflow (where
+bytewax turns the exception into a Rust panic and a backtrace). The caller decides:
+a replay stops its input and fails with one line; ``run`` exits before the epoch
+that lacks these rows is committed.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +35,43 @@ from bytewax.outputs import (
 from operators.erasure import ERASURE_AGENT, erased_in, keeps
 
 _TS = pa.timestamp("us", tz="UTC")
+
+
+class OutputError(Exception):
+    """An output path cannot be written; the message is one line naming it.
+
+    >>> import errno
+    >>> str(OutputError("/data/out/leads.parquet", OSError(errno.ENOSPC, "Error writing")))
+    'cannot write /data/out/leads.parquet: No space left on device'
+    """
+
+    def __init__(self, path: str | Path, error: OSError) -> None:
+        self.path = Path(path).absolute()  # a log line read elsewhere: no guessing the cwd
+        self.error = error
+        reason = os.strerror(error.errno) if error.errno else str(error).splitlines()[0]
+        super().__init__(f"cannot write {self.path}: {reason}")
+
+
+#: Told where and why a write failed; the sink then drops what it is given.
+OnError = Callable[[Path, OSError], None]
+
+
+def ensure_writable(directory: str | Path) -> Path:
+    """Create ``directory`` if needed and prove that a file can be written in it.
+
+    Raises :class:`OutputError` naming the directory (or the first part of its path
+    that is in the way) before any work is done.
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-probe-") as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as error:
+        raise OutputError(directory, error) from None
+    return directory
 #: Flat columns per output kind; every file also has ``record`` (the JSON record).
 COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
     "leads": (("idempotency_key", pa.string()), ("tenant", pa.string()),
@@ -74,8 +120,11 @@ class _AuditPartition(StatefulSinkPartition[dict, int]):
     """
 
     def __init__(self, directory: Path, tag: str, row_group: int, written: int,
-                 retention: Callable[[Path], object] | None = None) -> None:
+                 retention: Callable[[Path], object] | None = None,
+                 on_error: OnError | None = None) -> None:
         self._directory = directory
+        self._on_error = on_error
+        self._failed = False
         self._tag = tag
         self._row_group = row_group
         self._written = written  #: files written so far: numbers the next one
@@ -91,6 +140,8 @@ class _AuditPartition(StatefulSinkPartition[dict, int]):
 
     def write_batch(self, items: list[dict]) -> None:
         with self._lock:
+            if self._failed:
+                return
             for tenant, investor_id in erased_in(items):
                 self._erased.setdefault(tenant, set()).add(investor_id)
             for record in items:
@@ -105,18 +156,30 @@ class _AuditPartition(StatefulSinkPartition[dict, int]):
     def _flush(self, key: tuple[str, str]) -> None:
         with self._lock:
             rows = self._buffers.pop(key, [])
-            if not rows:
+            if not rows or self._failed:
                 return
             tenant, day = key
             folder = self._directory / f"tenant={tenant}" / f"date={day}"
-            folder.mkdir(parents=True, exist_ok=True)
             name = f"part{self._tag}-{self._written:06d}.parquet"
             # Written under a dot name (which readers skip) and renamed: a crash
             # mid-write leaves no half file where readers look.
             partial = folder / f".{name}.partial"
-            pq.write_table(pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA), partial,
-                           compression="zstd")
-            partial.replace(folder / name)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                pq.write_table(pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA), partial,
+                               compression="zstd")
+                partial.replace(folder / name)
+            except OSError as error:
+                if self._on_error is None:
+                    raise
+                self._failed = True
+                self._buffers.clear()
+                try:
+                    partial.unlink(missing_ok=True)  # no half file left behind
+                except OSError:
+                    pass  # the first error is the one reported
+                self._on_error(folder / name, error)
+                return
             self._written += 1
 
     def _purge(self) -> None:
@@ -188,12 +251,14 @@ class AuditSink(FixedPartitionedSink[dict, int]):
     """
 
     def __init__(self, directory: str | Path, row_group: int = 20_000, tag: str = "",
-                 retention: Callable[[Path], object] | None = None) -> None:
+                 retention: Callable[[Path], object] | None = None,
+                 on_error: OnError | None = None) -> None:
         self.directory = Path(directory)
         self.row_group = row_group
         self.tag = tag
         #: Called with the directory at each snapshot (``run``: expire old partitions).
         self.retention = retention
+        self.on_error = on_error
 
     def list_parts(self) -> list[str]:
         return ["audit"]
@@ -203,7 +268,7 @@ class AuditSink(FixedPartitionedSink[dict, int]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _AuditPartition:
         partition = _AuditPartition(self.directory, self.tag, self.row_group, resume_state or 0,
-                                    self.retention)
+                                    self.retention, self.on_error)
         OPEN_AUDIT.append(partition)
         return partition
 
@@ -215,42 +280,75 @@ def close_audit() -> None:
 
 
 class _ParquetPartition(StatelessSinkPartition[dict]):
-    def __init__(self, path: Path, kind: str, row_group: int) -> None:
+    def __init__(self, path: Path, kind: str, row_group: int,
+                 on_error: OnError | None = None) -> None:
         self._path = path
         self._kind = kind
         self._row_group = row_group
+        self._on_error = on_error
         self._buffer: list[dict] = []
-        self._writer = pq.ParquetWriter(path, schema_of(kind), compression="zstd")
+        self._writer: pq.ParquetWriter | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(path, schema_of(kind), compression="zstd")
+        except OSError as error:
+            self._fail(error)
+
+    def _fail(self, error: OSError) -> None:
+        if self._on_error is None:
+            raise error
+        self._buffer = []
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except OSError:
+                pass  # the file is already lost; the first error is the one reported
+        self._on_error(self._path, error)
 
     def write_batch(self, items: list[dict]) -> None:
+        if self._writer is None:
+            return  # failed: reported once, nothing more is written
         self._buffer.extend(items)
         if len(self._buffer) >= self._row_group:
             self._flush()
 
     def _flush(self) -> None:
-        if self._buffer:
-            self._writer.write_table(to_table(self._kind, self._buffer))
+        if self._buffer and self._writer is not None:
+            try:
+                self._writer.write_table(to_table(self._kind, self._buffer))
+            except OSError as error:
+                self._fail(error)
             self._buffer = []
 
     def close(self) -> None:
         self._flush()
-        self._writer.close()
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except OSError as error:
+                self._writer = None
+                self._fail(error)
 
 
 class ParquetSink(DynamicSink[dict]):
-    """Writes records of one output ``kind`` to ``directory/<kind>-<worker>.parquet``."""
+    """Writes records of one output ``kind`` to ``directory/<kind>-<worker>.parquet``.
 
-    def __init__(self, directory: str | Path, kind: str, row_group: int = 20_000) -> None:
+    ``on_error``: see the module docstring; without it a write error raises.
+    """
+
+    def __init__(self, directory: str | Path, kind: str, row_group: int = 20_000,
+                 on_error: OnError | None = None) -> None:
         if kind not in COLUMNS:
             raise ValueError(f"unknown output kind {kind!r}")
         self.directory = Path(directory)
         self.kind = kind
         self.row_group = row_group
+        self.on_error = on_error
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ParquetPartition:
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{self.kind}-{worker_index:03d}.parquet"
-        return _ParquetPartition(path, self.kind, self.row_group)
+        return _ParquetPartition(path, self.kind, self.row_group, self.on_error)
 
 
 def finalize(parts_dir: str | Path, kind: str, out_path: str | Path,

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +19,8 @@ EXIT_USAGE = 2
 
 
 class UsageError(Exception):
-    """A user mistake (bad flag value, invalid config): one clear line, exit code 2."""
+    """A user mistake (bad flag value, invalid config), or an output that cannot be
+    written (full disk, read-only directory): one clear line, exit code 2."""
 
 
 # ----------------------------------------------------------------------- schema
@@ -105,16 +109,35 @@ def cmd_replay(args: argparse.Namespace) -> int:
         listeners.append(PrometheusListener())
         port = serve(listeners[0], args.metrics_port, settings.metrics.host)
         print(f"metrics on http://{settings.metrics.host}:{port}/metrics", file=sys.stderr)
-    with Progress("replaying", total=1, unit="messages") as progress:
-        summary = replay(args.recording, args.out, settings, workers=args.workers,
-                         progress=progress.update, listeners=listeners)
+    stop, received = threading.Event(), []
+
+    def on_signal(signum: int, frame: object) -> None:
+        if received:  # a second signal: now, without outputs
+            os._exit(128 + signum)
+        received.append(signum)
+        print(f"esg-leads replay: {signal.Signals(signum).name}: stopping; writing the outputs "
+              "of what was read so far (again to quit at once)", file=sys.stderr, flush=True)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with Progress("replaying", total=1, unit="messages") as progress:
+            summary = replay(args.recording, args.out, settings, workers=args.workers,
+                             progress=progress.update, listeners=listeners, stop=stop)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    cut = (f"; INTERRUPTED after {summary['messages']:,} of "
+           f"{summary['recording_messages']:,} messages" if summary["interrupted"] else "")
     print(
         f"{summary['messages']:,} messages in {summary['wall_seconds']:.1f}s "
         f"({summary['events_per_second']:,} events/s): {summary['outputs']['leads']:,} leads, "
         f"{summary['outputs']['dlq']:,} dead letters, {summary['outputs']['alerts']:,} alerts; "
-        f"reconciled: {'yes' if summary['reconciled'] else 'NO'}. Outputs in {args.out}",
+        f"reconciled: {'yes' if summary['reconciled'] else 'NO'}{cut}. Outputs in {args.out}",
         file=sys.stderr,
     )
+    if received:
+        return 128 + received[0]
     return 0 if summary["reconciled"] else 1
 
 
@@ -137,13 +160,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from flows.run import run
 
+    from flows.config import scrubber
+
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     settings = _settings(args.config, _run_overrides(args))
+    for handler in logging.getLogger().handlers:  # no log line carries a secret
+        handler.addFilter(scrubber(settings))
+    from connectors.parquet_sink import ensure_writable
+
+    for directory in (settings.audit.directory, settings.recovery.directory):
+        if directory is not None:  # full or read-only: one line and exit 2, now
+            ensure_writable(directory)
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     addresses = args.addresses.split(";") if args.addresses else None
-    return run(settings, workers=args.workers, until_end=args.until_end,
-               process_id=args.process_id, addresses=addresses, summary_path=args.summary)
+    from confluent_kafka import KafkaError, KafkaException
+
+    try:
+        return run(settings, workers=args.workers, until_end=args.until_end,
+                   process_id=args.process_id, addresses=addresses, summary_path=args.summary)
+    except KafkaException as error:
+        # librdkafka refuses its configuration when a client is created (a Java-only
+        # key such as sasl.jaas.config, a bad value): the operator's mistake, one line.
+        if error.args[0].code() != KafkaError._INVALID_ARG:
+            raise
+        raise UsageError("invalid Kafka client setting (kafka.client / kafka.secrets): "
+                         + scrubber(settings)(error.args[0].str())) from None
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -382,6 +424,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except UsageError as error:
+        print(f"esg-leads {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as error:
+        from connectors.parquet_sink import OutputError
+
+        if not isinstance(error, OutputError):
+            raise
         print(f"esg-leads {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

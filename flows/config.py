@@ -4,7 +4,8 @@ Environment variables name a field path with double underscores, e.g.
 ``ESG_LEADS_KAFKA__BOOTSTRAP_SERVERS=broker:9092`` or
 ``ESG_LEADS_SCORING__ENSEMBLE_SIZE=16``; values are read as JSON when they parse
 as JSON (numbers, booleans, lists, objects) and as plain strings otherwise (secrets
-are always strings). librdkafka keys under ``kafka.client`` and ``kafka.secrets`` take
+and every setting whose name is a secret's, see ``schemas.secrets``, are always
+strings). librdkafka keys under ``kafka.client`` and ``kafka.secrets`` take
 ``_`` for ``.``, since a shell variable name cannot hold a dot:
 
 >>> s = load_settings(environ={"ESG_LEADS_KAFKA__SECRETS__SASL_PASSWORD": "0042",
@@ -29,8 +30,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
+from schemas.secrets import Scrubber, is_secret_name, redact, secret_values
 from schemas.settings import Settings
 
 ENV_PREFIX = "ESG_LEADS_"
@@ -67,7 +69,8 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
             # ESG_LEADS_KAFKA__SECRETS__SASL_PASSWORD names ``sasl.password``.
             path[2] = path[2].replace("_", ".")
         value: Any = raw
-        if path[:2] != ["kafka", "secrets"] and path[-1] not in _STRING_LEAVES:
+        if (path[:2] != ["kafka", "secrets"] and path[-1] not in _STRING_LEAVES
+                and not is_secret_name(path[-1])):
             try:  # a secret stays the string it is, even when it looks like a number
                 value = json.loads(raw)
             except ValueError:
@@ -108,16 +111,20 @@ def load_settings(config_file: str | Path | None = None,
 
 
 def masked(settings: Settings) -> dict[str, Any]:
-    """The settings as plain data with every secret replaced by ``'***'``."""
+    """The settings as plain data with every secret replaced by ``'***'``.
 
-    def walk(value: Any) -> Any:
-        if isinstance(value, SecretStr):
-            return "***"
-        if isinstance(value, dict):
-            return {k: walk(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [walk(v) for v in value]
-        return value
+    Secrets are what ``schemas.secrets`` says they are: every ``SecretStr`` and every
+    value under a secret's name, wherever it is (``kafka.client``, tenants, ...).
 
-    dumped = settings.model_dump(mode="python")
-    return json.loads(json.dumps(walk(dumped), default=str))
+    >>> s = load_settings(environ={"ESG_LEADS_KAFKA__CLIENT__SASL_PASSWORD": "1234"})
+    >>> masked(s)["kafka"]["client"]
+    {'sasl.password': '***'}
+    >>> s.kafka.client_config()["sasl.password"]  # still a string, as typed
+    '1234'
+    """
+    return json.loads(json.dumps(redact(settings.model_dump(mode="python")), default=str))
+
+
+def scrubber(settings: Settings) -> Scrubber:
+    """Scrubs the clear text of every secret of ``settings`` out of free text (logs)."""
+    return Scrubber(secret_values(settings.model_dump(mode="python")))

@@ -94,8 +94,9 @@ class _TickingPartition(StatefulSourcePartition):
 
     def next_batch(self) -> list:
         batch = list(self._inner.next_batch())
-        if batch:
-            top = max(m.sort_key() for m in batch)
+        keys = [m.sort_key() for m in batch if hasattr(m, "sort_key")]  # not OffsetsReset
+        if keys:
+            top = max(keys)
             if self._high is None or top > self._high:
                 self._high = top
             self._pending = self._high

@@ -10,6 +10,7 @@
               │       │                    lifecycle[tenant/shard] ─ leads, review,
               │       │                                 handoff, audit, tombstones
               └───────┴─ dead letters (parse, duplicates, late, erased, unauthorized) ─ dlq
+    input ─ offsets resets (a Kafka source gave up a stored position) ─────────── alerts
 
 Every keyed step sees its input in one order that depends on the input messages
 alone, whatever the batch size or worker count (see :mod:`flows.ordering`): items
@@ -53,6 +54,7 @@ from operators.erasure import KeyStore, erasure_subjects, seal_dead_letter
 from operators.intake import TenantIntake
 from operators.investor_state import InvestorShard
 from operators.lifecycle import LifecycleShard
+from operators.ops_alerts import offsets_reset_alert
 from operators.scoring import GlobalLearner, TenantScorer
 from operators.validation import Parser, bounded
 from schemas.records import (
@@ -63,6 +65,7 @@ from schemas.records import (
     InvestorNotice,
     InvestorWindow,
     LabelledExample,
+    OffsetsReset,
     Scored,
 )
 from schemas.settings import Settings
@@ -114,7 +117,13 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     # 1. Parse & validate: every valid event gets its position in the input order ----
     if isinstance(source, FixedPartitionedSource):
         source = TickingSource(source, tick_interval)
-    raw = op.input("input", flow, source)
+    # A Kafka source also reports positions it had to give up (OffsetsReset): those
+    # become ops alerts, never inputs.
+    from_source = op.branch("from_source", op.input("input", flow, source),
+                            lambda x: type(x) is not OffsetsReset)
+    raw = from_source.trues
+    offsets_alerts = op.map("offsets_alerts", from_source.falses,
+                            lambda notice: offsets_reset_alert(notice, clock()))
     parser = Parser(settings.tenants, settings.ingest.max_future_skew)
 
     def parse(batch: list) -> list:
@@ -240,7 +249,8 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     output("handoff_out", lifecycle, sinks.handoff, "handoff")
     output("audit_out", lifecycle, sinks.audit, "audit")
     output("tombstones_out", lifecycle, sinks.tombstones, "tombstone")
-    output("alerts_out", dicts("alert_records", scored), sinks.alerts)
+    output("alerts_out", op.merge("alerts", dicts("alert_records", scored), offsets_alerts),
+           sinks.alerts)
     # Erasure everywhere (operators/erasure.py): an erasure destroys the investor's key as
     # soon as it is parsed; every dead letter about an investor is cut to size, then
     # sealed under that key (or withheld once it is gone) before it leaves the flow.

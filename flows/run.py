@@ -28,8 +28,9 @@ from connectors.kafka_sink import KafkaTopicSink
 from connectors.kafka_source import KafkaInput, wait_for_metadata
 from connectors.key_vault import KeyVault
 from connectors.metrics import PrometheusListener, serve
-from connectors.parquet_sink import AuditSink, close_audit
+from connectors.parquet_sink import AuditSink, OutputError, close_audit
 from connectors.retention import audit_expiry
+from flows.config import scrubber
 from flows.pipeline import Sinks, build_flow
 from flows.steps import streaming_gc, system_clock
 from flows.telemetry import Telemetry
@@ -37,6 +38,8 @@ from schemas.settings import DEV_CONTACT_HASH_SALT, Settings
 from schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
 
 log = logging.getLogger("esg_leads.run")
+#: Seconds between offset commits without recovery (what lag tools see).
+COMMIT_INTERVAL = 5.0
 OUTPUT_KINDS = {"leads": "leads.scored", "review": "leads.review", "handoff": "crm.handoff",
                 "alerts": "ops.alerts", "dlq": "leads.dlq"}
 
@@ -81,17 +84,19 @@ def _install_stop(source: KafkaInput, recovering: bool, epoch_seconds: float) ->
               f"({'after the next snapshot' if recovering else 'draining open windows'})",
               file=sys.stderr, flush=True)
         kafka_source.STOP.set()
-        if recovering:
-            threading.Thread(target=_exit_after_snapshot, args=(source, epoch_seconds),
-                             daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if recovering:  # whoever stops the input (a signal, the source itself), exit after a snapshot
+        threading.Thread(target=_exit_after_snapshot, args=(source, epoch_seconds),
+                         daemon=True).start()
 
 
 def _exit_after_snapshot(source: KafkaInput, epoch_seconds: float) -> None:
-    """With recovery: once every input partition has snapshotted twice since the stop
-    (the first snapshot's epoch is then durably written), flush producers and exit."""
+    """With recovery: once the input stopped and every input partition has snapshotted
+    twice since (the first snapshot's epoch is then durably written), flush producers
+    and exit."""
+    kafka_source.STOP.wait()
     deadline = time.monotonic() + 3 * epoch_seconds + 10
     while time.monotonic() < deadline:
         if source.partitions and all(p.epochs_since_stop >= 2 for p in source.partitions):
@@ -100,13 +105,26 @@ def _exit_after_snapshot(source: KafkaInput, epoch_seconds: float) -> None:
     left = kafka_sink.flush_all()
     close_audit()
     print(f"esg-leads run: stopped ({left} messages undelivered)", file=sys.stderr, flush=True)
-    os._exit(0 if left == 0 else 1)
+    os._exit(_failed_exit() or (0 if left == 0 else 1))
+
+
+#: Exit code of a run the input stopped because a position was lost (``fail`` policy).
+EXIT_OFFSETS_LOST = 3
+
+
+def _failed_exit() -> int:
+    """:data:`EXIT_OFFSETS_LOST` (after one error line) if the source stopped the run."""
+    if not kafka_source.FAILED:
+        return 0
+    print(f"esg-leads run: error: {kafka_source.FAILED[0]}", file=sys.stderr, flush=True)
+    return EXIT_OFFSETS_LOST
 
 
 def startup_line(settings: Settings, workers: int, metrics_url: str | None) -> str:
+    """What this run reads, writes and keeps, with every secret of ``settings`` masked."""
     kafka = settings.kafka
     recovery = settings.recovery
-    return (
+    return scrubber(settings)(
         f"esg-leads run: brokers={kafka.bootstrap_servers} "
         f"inputs={','.join(kafka.topic(t) for t in INPUT_TOPICS)} "
         f"outputs={','.join(kafka.topic(t) for t in OUTPUT_TOPICS)} "
@@ -163,7 +181,8 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
 
     inputs = [kafka.topic(t) for t in INPUT_TOPICS]
     try:
-        wait_for_metadata(config, inputs, log_fn=lambda m: print(f"esg-leads run: {m}",
+        scrub = scrubber(settings)
+        wait_for_metadata(config, inputs, log_fn=lambda m: print(f"esg-leads run: {scrub(m)}",
                                                                  file=sys.stderr, flush=True))
     except TimeoutError:
         return 0
@@ -171,7 +190,10 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
                         batch_size=kafka.batch_size,
                         merge_max_wait_ms=(kafka.merge_max_wait_ms if until_end
                                            else kafka.live_merge_wait_ms),
-                        until_end=until_end, on_stats=_lag_reporter(telemetry))
+                        until_end=until_end, on_stats=_lag_reporter(telemetry),
+                        group_id=kafka.group_id, on_loss=kafka.offset_reset_on_loss,
+                        # With recovery, commits follow snapshots; without, every 5 s.
+                        commit_interval=None if recovery is not None else COMMIT_INTERVAL)
     source_drains = recovery is None
     kafka_source.DRAIN_ON_STOP = source_drains
     def sent(kind: str, records: list) -> None:
@@ -182,7 +204,8 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
            for kind, topic in OUTPUT_KINDS.items()},
         tombstones=KafkaTopicSink(config, "", "tombstones", topic_of=kafka.topic),
         audit=AuditSink(settings.audit.directory, tag=f"-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}",
-                        retention=audit_expiry(settings.retention.audit_days, system_clock))
+                        retention=audit_expiry(settings.retention.audit_days, system_clock),
+                        on_error=_audit_failed)
         if settings.audit.directory else _discard(),
     )
     flow = build_flow(settings, source, sinks, telemetry, keys=KeyVault(key_store_path(settings)))
@@ -195,6 +218,8 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
         cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses,
                  epoch_interval=epoch, recovery_config=recovery)
     left = kafka_sink.flush_all()
+    if kafka_source.FAILED:
+        return _failed_exit()
     seconds = time.perf_counter() - started
     summary = telemetry.summary(telemetry.per_topic("published"),
                                 sum(telemetry.per_topic("in").values()), seconds)
@@ -206,6 +231,14 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
           f"{summary['outputs']}; reconciled: {'yes' if summary['reconciled'] else 'NO'}",
           file=sys.stderr, flush=True)
     return 0 if left == 0 else 1
+
+
+def _audit_failed(path: Path, error: OSError) -> None:
+    """An audit file cannot be written (disk full, directory gone): exit 2 with one line,
+    before the epoch that lacks these rows is committed — a restart redoes it."""
+    print(f"esg-leads run: error: {OutputError(path, error)}", file=sys.stderr, flush=True)
+    kafka_sink.flush_all()  # what was published stays published (consumers dedup)
+    os._exit(2)
 
 
 def _discard():

@@ -5,12 +5,20 @@ Writes ``leads.parquet``, ``review.parquet``, ``handoff.parquet``, ``dlq.parquet
 date) and ``summary.json`` into the output directory. The summary reconciles every
 input topic: messages in = messages used + messages dead-lettered. Replaying into an
 existing output directory upserts by idempotency key, as a topic consumer would.
+
+A ``stop`` event (``esg-leads replay`` sets it on SIGINT/SIGTERM) ends the input
+where it is: the flow finishes what it has read, the outputs and the summary are
+written for that part — marked ``"interrupted": true`` and reconciled over the
+messages read. An output that cannot be written (full disk, read-only directory)
+stops the input the same way and raises :class:`~connectors.parquet_sink.OutputError`
+naming the path; nothing is finalized then.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
@@ -22,7 +30,14 @@ from bytewax.run import cli_main
 from bytewax.testing import run_main
 
 from connectors.key_vault import KeyVault
-from connectors.parquet_sink import AuditSink, ParquetSink, erased_keys, finalize
+from connectors.parquet_sink import (
+    AuditSink,
+    OutputError,
+    ParquetSink,
+    ensure_writable,
+    erased_keys,
+    finalize,
+)
 from connectors.recording import RecordingReader
 from connectors.recording_source import RecordingSource
 from connectors.retention import expire_audit, expire_dlq
@@ -36,24 +51,38 @@ OUTPUT_KINDS = ("leads", "review", "handoff", "dlq", "alerts")
 
 def replay(recording: str | Path, out: str | Path, settings: Settings, *, workers: int = 1,
            progress: Callable[[int, int], None] | None = None,
-           clock: Clock = system_clock, listeners: Sequence[object] = ()) -> dict:
+           clock: Clock = system_clock, listeners: Sequence[object] = (),
+           stop: threading.Event | None = None) -> dict:
     """Run the flow over ``recording``; write outputs and ``summary.json`` to ``out``.
 
     ``listeners`` receive the run's telemetry as it happens (e.g. a Prometheus exporter).
+    ``stop``, once set, ends the input early (see the module docstring).
     """
     # A replay's outcome must not depend on how fast it runs: no wall-clock closes.
     settings = settings.model_copy(update={"windows": settings.windows.model_copy(
         update={"idle_close_after": None})})
     recording, out = Path(recording), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_writable(out)  # a typo'd or full --out fails here, before any work
     parts = out / ".parts"
     shutil.rmtree(parts, ignore_errors=True)
+    stop = stop if stop is not None else threading.Event()
+    failures: list[OutputError] = []
+    lock = threading.Lock()  # sinks of several workers may fail at once
+
+    def output_failed(path: Path, error: OSError) -> None:
+        with lock:
+            if not failures:
+                failures.append(OutputError(path, error))
+        stop.set()  # read no more: nothing more can be written
+
     telemetry = Telemetry()
     telemetry.listeners.extend(listeners)
-    sinks = Sinks(**{kind: ParquetSink(parts, kind) for kind in (*OUTPUT_KINDS, "tombstones")},
-                  audit=AuditSink(out / "audit"))
+    sinks = Sinks(**{kind: ParquetSink(parts, kind, on_error=output_failed)
+                     for kind in (*OUTPUT_KINDS, "tombstones")},
+                  audit=AuditSink(out / "audit", on_error=output_failed))
     # Same batch size as a live run reads Kafka with: replay then decides as it did.
-    source = RecordingSource(recording, batch_rows=settings.kafka.batch_size, progress=progress)
+    source = RecordingSource(recording, batch_rows=settings.kafka.batch_size, progress=progress,
+                             stop=stop)
     # Dead letters about investors are sealed under keys kept next to the outputs
     # (operators/erasure.py); an erasure in the recording destroys its investor's key.
     keys = KeyVault(settings.dlq.key_store or out / "dlq-keys.sqlite")
@@ -69,16 +98,29 @@ def replay(recording: str | Path, out: str | Path, settings: Settings, *, worker
             cli_main(flow, workers_per_process=workers, epoch_interval=epoch)
     seconds = time.perf_counter() - started
     keys.close()
-    erased = erased_keys(parts)
-    outputs = {kind: finalize(parts, kind, out / f"{kind}.parquet", erased)
-               for kind in OUTPUT_KINDS}
-    shutil.rmtree(parts, ignore_errors=True)
-    expired = _apply_retention(settings, recording, out)
-    outputs["dlq"] -= expired.get("dead_letters", 0)
-    summary = telemetry.summary(outputs, messages, seconds)
-    if expired:
-        summary["expired"] = expired
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if failures:
+        raise failures[0]
+    outputs = {}
+    target = parts
+    try:
+        erased = erased_keys(parts)
+        for kind in OUTPUT_KINDS:
+            target = out / f"{kind}.parquet"
+            outputs[kind] = finalize(parts, kind, target, erased)
+        shutil.rmtree(parts, ignore_errors=True)
+        expired = _apply_retention(settings, recording, out)
+        outputs["dlq"] -= expired.get("dead_letters", 0)
+        summary = telemetry.summary(outputs, source.emitted if source.stopped_early else messages,
+                                    seconds)
+        summary["interrupted"] = source.stopped_early
+        if source.stopped_early:
+            summary["recording_messages"] = messages
+        if expired:
+            summary["expired"] = expired
+        target = out / "summary.json"
+        target.write_text(json.dumps(summary, indent=2) + "\n")
+    except OSError as error:
+        raise OutputError(target, error) from None
     return summary
 
 

@@ -53,6 +53,43 @@ class RawMessage(NamedTuple):
         return (self.timestamp_ms, self.topic, self.partition, self.offset)
 
 
+class OffsetsReset(NamedTuple):
+    """A Kafka source's report that it restarted a partition away from its stored position.
+
+    The stored position (resume state, or where reading had got to) was no longer on
+    the broker: retention deleted it, or the broker lost its data. The source goes on
+    at ``new_offset`` and hands this over in its stream, in order with the messages,
+    so that the flow turns it into an ``offsets_reset`` alert (a step in ``operators``
+    decides what the alert says; the connector only reports the fact).
+
+    Examples
+    --------
+    >>> r = OffsetsReset("investor.engagements", 1, 500, 0, 0, 120, 1_767_000_000_000, "lost")
+    >>> r.skipped, r.sort_key()[0]  # a restart behind the old position skips nothing
+    (0, -1)
+    >>> OffsetsReset("t", 0, 10, 40, 40, 90, 0, "retention").skipped  # offsets 10..39 are gone
+    30
+    """
+
+    topic: str
+    partition: int
+    old_offset: int  #: the position that was no longer available
+    new_offset: int  #: where reading goes on (the log start)
+    log_start: int  #: the partition's log start and end when the loss was seen
+    log_end: int
+    detected_at_ms: int  #: wall clock (ms since the Unix epoch) when the loss was seen
+    detail: str  #: the broker's or librdkafka's words
+
+    @property
+    def skipped(self) -> int:
+        """Offsets between the old and the new position that can no longer be read."""
+        return max(0, self.new_offset - self.old_offset)
+
+    def sort_key(self) -> tuple[int, str, int, int]:
+        """Before every message: handed over as soon as it is first in its partition."""
+        return (-1, self.topic, self.partition, -1)
+
+
 class Ingested(NamedTuple):
     """A valid input event and where it came from.
 

@@ -214,7 +214,15 @@ class KafkaSettings(Section):
     client: dict[str, str | int | bool] = {}
     #: Secrets (``sasl.password``, ``ssl.key.password``) kept apart so they are masked.
     secrets: dict[str, SecretStr] = {}
+    #: Where a run starts reading when it has no resume state (no recovery directory,
+    #: or a recovery directory's first run). Positions are never taken from the
+    #: consumer group: see ``group_id``.
     starting_offset: Literal["beginning", "end"] = "beginning"
+    #: Consumer group the consumed offsets are committed to, after the snapshot that
+    #: covers them (or every few seconds without recovery), so that lag tools
+    #: (``kafka-consumer-groups --describe``, Burrow, ...) see progress. A progress
+    #: report only: a run resumes from its own snapshot, whose state goes with it.
+    group_id: Annotated[str, Field(min_length=1, max_length=255)] = "esg-leads"
     #: When a stored position is no longer on the broker (out of range: retention, a
     #: broker that lost its data): ``earliest`` re-reads from the log start (dedup by
     #: ``event_id`` absorbs what was read before) with an ERROR line and an
@@ -230,6 +238,14 @@ class KafkaSettings(Section):
     live_merge_wait_ms: Annotated[int, Field(ge=0, le=600_000)] = 5
     #: Physical topic names, by logical name (defaults: the logical names).
     topics: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _no_credentials_in_bootstrap(self) -> KafkaSettings:
+        # librdkafka would print them back in its own (unmaskable) connection errors.
+        if "@" in self.bootstrap_servers:
+            raise ValueError("bootstrap_servers must not hold credentials; set sasl.username "
+                             "in kafka.client and sasl.password in kafka.secrets")
+        return self
 
     @model_validator(mode="after")
     def _known_topics(self) -> KafkaSettings:

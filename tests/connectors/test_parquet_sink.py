@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
-from connectors.parquet_sink import AuditSink
+from connectors.parquet_sink import AuditSink, OutputError, ParquetSink, ensure_writable
 from operators.audit import audit_record
 
 T0 = datetime(2026, 3, 2, 10, tzinfo=timezone.utc)
@@ -77,3 +79,68 @@ def test_retention_runs_at_each_snapshot(tmp_path: Path) -> None:
     part.write_batch(rows("acme", 1))
     part.snapshot()
     assert seen == [tmp_path]
+
+
+# ------------------------------------------------------- write errors (issue 14, faults)
+
+
+def enospc(*args, **kwargs) -> None:  # noqa: ANN002, ANN003 - stands in for any writer call
+    raise OSError(errno.ENOSPC, "Error writing bytes to file")
+
+
+def test_an_unwritable_output_is_reported_once_and_never_raised(tmp_path: Path) -> None:
+    """Raising inside bytewax is a Rust panic and a backtrace: with ``on_error`` the sink
+    reports the path and the error once, then drops what it is given."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    errors: list[tuple[Path, OSError]] = []
+    part = ParquetSink(blocker / "parts", "alerts",
+                       on_error=lambda p, e: errors.append((p, e))).build("out", 0, 1)
+    part.write_batch([{"idempotency_key": "k"}])
+    part.close()
+    assert [(p, e.errno) for p, e in errors] == [(blocker / "parts" / "alerts-000.parquet",
+                                                  errno.ENOTDIR)]
+    with pytest.raises(NotADirectoryError):  # without on_error: raised, as before
+        ParquetSink(blocker / "parts", "alerts").build("out", 0, 1)
+
+
+def test_a_full_disk_mid_run_is_reported_once(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    errors: list[tuple[Path, OSError]] = []
+    part = ParquetSink(tmp_path, "tombstones", row_group=1,
+                       on_error=lambda p, e: errors.append((p, e))).build("out", 0, 1)
+    part.write_batch([{"topic": "t", "key": "a"}])
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", enospc)
+    part.write_batch([{"topic": "t", "key": "b"}])
+    part.write_batch([{"topic": "t", "key": "c"}])
+    part.close()
+    assert [(p.name, e.errno) for p, e in errors] == [("tombstones-000.parquet", errno.ENOSPC)]
+
+
+def test_a_full_disk_under_the_audit_trail_is_reported_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import connectors.parquet_sink as parquet_sink
+
+    errors: list[tuple[Path, OSError]] = []
+    part = AuditSink(tmp_path, on_error=lambda p, e: errors.append((p, e))).build_part(
+        "audit_out", "audit", None)
+    part.write_batch(rows("acme", 2))
+    monkeypatch.setattr(parquet_sink.pq, "write_table", enospc)
+    part.snapshot()
+    part.write_batch(rows("acme", 2))
+    part.close()
+    assert len(errors) == 1 and errors[0][1].errno == errno.ENOSPC
+    assert "tenant=acme" in str(errors[0][0])
+    assert not list(tmp_path.rglob("*.partial"))
+    plain = AuditSink(tmp_path).build_part("audit_out", "audit", None)
+    plain.write_batch(rows("acme", 1))
+    with pytest.raises(OSError):  # without on_error: raised, so no epoch commits without it
+        plain.snapshot()
+
+
+def test_ensure_writable_names_the_path(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match=r"cannot write .*/file/out: Not a directory"):
+        ensure_writable(tmp_path / "file" / "out")
+    assert ensure_writable(tmp_path / "a" / "b").is_dir()
+    assert list((tmp_path / "a" / "b").iterdir()) == []  # the probe is gone

@@ -233,3 +233,89 @@ def test_review_decision_unreachable_broker_fails_with_exit_1(
                             "--config", str(review_config(tmp_path)),
                             "--bootstrap", f"127.0.0.1:{free_port()}")
     assert code == 1 and "error:" in err and "published" not in err
+
+
+# ------------------------------------------------------- faults (issue 14, "Faults")
+
+#: ``esg-leads replay`` that signals itself once the first batch has been read: the
+#: signal is real (the handler ``replay`` installs takes it) and lands mid-run, every
+#: time, however fast or loaded the machine is.
+SIGNAL_AFTER_FIRST_BATCH = """
+import os, signal, sys
+import flows.progress
+from flows.cli import main
+
+update = flows.progress.Progress.update
+
+def update_then_signal(self, done, total=None):
+    if not getattr(update_then_signal, "sent", False):
+        update_then_signal.sent = True
+        os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    return update(self, done, total)
+
+flows.progress.Progress.update = update_then_signal
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    world = tmp_path_factory.mktemp("world")
+    assert main(["generate", "--investors", "300", "--days", "6", "--seed", "8",
+                 "--out", str(world)]) == 0
+    config = world / "batches.toml"  # many batches: the signal lands between two
+    config.write_text((world / "config.toml").read_text() + "\n[kafka]\nbatch_size = 200\n")
+    return world, config
+
+
+@pytest.mark.parametrize(("signame", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signalled_replay_writes_what_it_read_and_exits_128_plus_signal(
+        small_world: tuple[Path, Path], tmp_path: Path, signame: str, code: int) -> None:
+    world, config = small_world
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-c", SIGNAL_AFTER_FIRST_BATCH, signame, "replay",
+                           str(world), "--out", str(out), "--config", str(config)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == code, done.stderr
+    assert f"{signame}: stopping" in done.stderr and "INTERRUPTED after 200 of" in done.stderr
+    assert "Traceback" not in done.stderr and "panicked" not in done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True
+    assert summary["messages"] == 200 < summary["recording_messages"]
+    assert sum(t["in"] for t in summary["topics"].values()) == 200 and summary["reconciled"]
+    import pyarrow.parquet as pq
+
+    for kind in ("leads", "review", "handoff", "dlq", "alerts"):
+        assert pq.read_table(out / f"{kind}.parquet").num_rows == summary["outputs"][kind]
+    assert not (out / ".parts").exists()
+
+
+def test_an_unwritable_out_is_one_line_and_exit_2(small_world: tuple[Path, Path],
+                                                  tmp_path: Path) -> None:
+    world, _ = small_world
+    (tmp_path / "file").write_text("")
+    target = tmp_path / "file" / "out"
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "replay", str(world), "--out",
+                           str(target)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [f"esg-leads replay: error: cannot write {target}: Not a directory"]
+    assert "Traceback" not in done.stderr
+
+
+def test_run_refuses_an_unwritable_audit_or_recovery_directory(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    for flags in (["--recovery-dir", str(tmp_path / "file" / "r")],
+                  ["--config", str(_audit_in(tmp_path, tmp_path / "file" / "a"))]):
+        done = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--bootstrap",
+                               "127.0.0.1:9", *flags], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("esg-leads run: error: cannot write ")
+        assert "Traceback" not in done.stderr
+
+
+def _audit_in(tmp_path: Path, directory: Path) -> Path:
+    config = tmp_path / "audit.toml"
+    config.write_text(f'[audit]\ndirectory = "{directory}"\n')
+    return config

@@ -17,7 +17,7 @@ from operators.investor_state import InvestorShard
 from operators.scoring import TenantScorer
 from schemas.codec import validate_record
 from schemas.outputs import DlqReason
-from schemas.records import RawMessage
+from schemas.records import OffsetsReset, RawMessage
 from schemas.settings import Settings
 from tests.flows.events import (
     at,
@@ -292,3 +292,21 @@ def test_far_future_esg_dates_are_dead_letters_and_features_stay_in_range() -> N
     for lead in out["leads"]:
         validate_record("leads.scored", lead)
     assert telemetry.summary({}, len(messages), 1.0)["features_clamped"] == 0
+
+
+
+def test_offsets_reset_notices_become_alerts_and_never_inputs() -> None:
+    """A Kafka source's report of a lost position flows to the alerts sink as an
+    ``offsets_reset`` alert; it is not an input (in = used + DLQ still reconciles)."""
+    notice = OffsetsReset("investor.engagements", 0, 500, 0, 0, 2, 1_900_000_000_000,
+                          "stored position not on the broker (log 0..2)")
+    messages = [notice, signal("s-1", "p-1", at(0)), engagement("e-1", "inv-1", at(5)),
+                engagement("e-1", "inv-1", at(6))]  # e-1 again: read twice after a reset
+    out, telemetry = run(messages)
+    resets = [a for a in out["alerts"] if a["kind"] == "offsets_reset"]
+    assert [a["subject"] for a in resets] == ["investor.engagements:0"]
+    validate_record("ops.alerts", resets[0])
+    assert resets[0]["tenant"] is None and resets[0]["details"]["old_offset"] == 500
+    inputs = telemetry.per_topic("in")
+    assert sum(inputs.values()) == 3
+    assert reasons(out["dlq"]) == Counter({"duplicate": 1})

@@ -11,14 +11,19 @@ exactly the reference's rows.
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pyarrow.parquet as pq
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from connectors.dev_broker import DevBroker
 from connectors.key_vault import KeyVault
@@ -239,3 +244,218 @@ def test_record_then_replay_reproduces_the_live_decisions(world, tmp_path: Path)
                            capture_output=True, text=True)
     assert shown.returncode == 1
     assert "different" in shown.stdout and "probability" in shown.stdout
+
+
+def latest_snapshot_epoch(recovery: Path) -> int:
+    """The newest epoch any step has snapshotted in the recovery store (0: none yet)."""
+    import sqlite3
+
+    latest = 0
+    for part in recovery.glob("part-*.sqlite3"):
+        with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=30) as db:
+            try:
+                epoch = db.execute("SELECT MAX(snap_epoch) FROM snaps").fetchone()[0]
+            except sqlite3.OperationalError:  # the run is still creating the store
+                epoch = None
+            latest = max(latest, epoch or 0)
+    return latest
+
+
+def test_sigterm_with_recovery_stops_within_two_snapshots(world, tmp_path: Path) -> None:
+    """Counted in snapshot epochs, not seconds: the process is frozen (SIGSTOP) while the
+    store is read and SIGTERM is queued, so the count starts exactly at the signal."""
+    recording, config = world
+    slow = tmp_path / "slow.toml"  # an epoch long enough that the count is not a race
+    slow.write_text(config.read_text().replace("snapshot_interval = 0.3", "snapshot_interval = 1"))
+    recovery = tmp_path / "recovery"
+    with DevBroker(topics=list(ALL_TOPICS), partitions=3) as broker:
+        publish_recording(recording, broker.bootstrap)
+        run = subprocess.Popen([ESG_LEADS, "run", "--bootstrap", broker.bootstrap, "--config",
+                                str(slow), "--recovery-dir", str(recovery)], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=(tmp_path / "run.log").open("w"))
+        try:
+            deadline = time.monotonic() + 120
+            while latest_snapshot_epoch(recovery) < 3:  # running, and snapshotting
+                assert run.poll() is None and time.monotonic() < deadline, \
+                    (tmp_path / "run.log").read_text()
+                time.sleep(0.05)
+            run.send_signal(signal.SIGSTOP)
+            at_signal = latest_snapshot_epoch(recovery)
+            run.send_signal(signal.SIGTERM)
+            run.send_signal(signal.SIGCONT)
+            code = run.wait(60)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait(30)
+    log = (tmp_path / "run.log").read_text()
+    assert code == 0, log
+    assert "SIGTERM: stopping (after the next snapshot)" in log and "stopped" in log
+    after = latest_snapshot_epoch(recovery) - at_signal
+    print(f"\nsnapshot epochs written after SIGTERM: {after}")
+    assert 1 <= after <= 2, (after, log)
+
+
+#: ``esg-leads run`` on a disk that fills up: every audit file write fails.
+FULL_DISK_RUN = """
+import errno, sys
+import connectors.parquet_sink as parquet_sink
+from flows.cli import main
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "Error writing bytes to file")
+
+parquet_sink.pq.write_table = no_space
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_full_audit_disk_mid_run_is_one_line_and_exit_2_and_loses_nothing(
+        world, tmp_path: Path) -> None:
+    """Before: the OSError in the audit sink was a Rust panic and a traceback. Now one
+    line and exit 2, before the epoch without its audit rows commits: a restart on a
+    disk with room writes them."""
+    import sys
+
+    recording, config = world
+    (tmp_path / "ref").mkdir()
+    with DevBroker(topics=list(ALL_TOPICS), partitions=3) as reference, \
+            DevBroker(topics=list(ALL_TOPICS), partitions=3) as broker:
+        publish_recording(recording, reference.bootstrap)
+        assert bounded_run(reference.bootstrap, config, tmp_path / "ref" / "recovery",
+                           tmp_path / "ref").wait(180) == 0
+        publish_recording(recording, broker.bootstrap)
+        args = ["run", "--bootstrap", broker.bootstrap, "--config", str(config), "--until-end",
+                "--recovery-dir", str(tmp_path / "recovery")]
+        full = subprocess.run([sys.executable, "-c", FULL_DISK_RUN, *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=180)
+        assert full.returncode == 2, full.stderr
+        errors = [line for line in full.stderr.splitlines() if "error" in line.lower()]
+        assert len(errors) == 1, full.stderr
+        assert errors[0].startswith(f"esg-leads run: error: cannot write {tmp_path / 'audit-log'}")
+        assert errors[0].endswith(": No space left on device")
+        assert "panicked" not in full.stderr and "Traceback" not in full.stderr
+        assert not list((tmp_path / "audit-log").rglob("*.parquet"))
+
+        again = subprocess.run([ESG_LEADS, *args], cwd=tmp_path, capture_output=True, text=True,
+                               timeout=180)
+        assert again.returncode == 0, again.stderr
+    expected = set(pq.read_table(tmp_path / "ref" / "audit-log").column("audit_id").to_pylist())
+    got = set(pq.read_table(tmp_path / "audit-log").column("audit_id").to_pylist())
+    assert expected and got == expected
+
+
+LOSS_SPEC = WorldSpec(tenants=2, investors=150, properties=40, days=3, seed=21, malformed_rate=0.02)
+
+
+def test_a_broker_that_lost_its_data_is_reread_with_an_alert_not_skipped(
+        tmp_path: Path) -> None:
+    """Issue 14, finding 5: a run resumes against a new broker with the same topics,
+    holding fewer messages than the snapshot's positions. ``fail`` stops with one clear
+    line; ``earliest`` rereads every partition from its start with an ``offsets_reset``
+    alert, and every message on the new broker is used or dead-lettered exactly once
+    (what the first run already used comes back as ``duplicate``)."""
+    world = tmp_path / "world"
+    generate(LOSS_SPEC, world)
+    config = world / "config.toml"
+    messages = list(RecordingReader(world))
+    tail = messages[-len(messages) // 5:]  # processed by the first run: re-published
+    times = [t for t in map(_event_time, messages) if t is not None]
+    after, last_ms = max(times) + timedelta(hours=1), max(m.timestamp_ms for m in messages)
+    fresh = []  # new events, after everything the first run saw
+    for m in tail:
+        if m.topic != "investor.engagements" or _event_time(m) is None or len(fresh) == 40:
+            continue
+        event = orjson.loads(m.value)
+        event["event_id"] += "-fresh"
+        event["event_time"] = (after + timedelta(minutes=len(fresh))).isoformat()
+        fresh.append(m._replace(timestamp_ms=last_ms + 3_600_000 + 60_000 * len(fresh),
+                                value=orjson.dumps(event)))
+    with RecordingWriter(tmp_path / "again") as writer:
+        writer.write_many(tail + fresh)
+    recovery = tmp_path / "recovery"
+
+    with DevBroker(topics=list(ALL_TOPICS), partitions=3) as old:
+        publish_recording(world, old.bootstrap)
+        assert bounded_run(old.bootstrap, config, recovery, tmp_path).wait(180) == 0
+        first_dlq = values(consume_all(old.bootstrap, "leads.dlq"))
+        probe = Consumer({"bootstrap.servers": old.bootstrap, "group.id": "probe"})
+        stored = {(t, p): probe.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+                  for t in INPUT_TOPICS for p in range(3)}
+        probe.close()
+        # Lag tools see the run's progress: the group's committed offsets are the ends.
+        admin = AdminClient({"bootstrap.servers": old.bootstrap})
+        request = ConsumerGroupTopicPartitions("esg-leads",
+                                               [TopicPartition(t, p) for t, p in stored])
+        group = admin.list_consumer_group_offsets([request])["esg-leads"].result(timeout=10)
+        assert {(tp.topic, tp.partition): tp.offset for tp in group.topic_partitions} == stored
+
+    with DevBroker(topics=list(ALL_TOPICS), partitions=3) as new:
+        published = publish_recording(tmp_path / "again", new.bootstrap)
+        probe = Consumer({"bootstrap.servers": new.bootstrap, "group.id": "probe"})
+        ends = {(t, p): probe.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+                for t in INPUT_TOPICS for p in range(3)}
+        probe.close()
+        lost = {key for key, end in ends.items() if stored[key] > end}
+        assert lost, (stored, ends)
+
+        command = [ESG_LEADS, "run", "--bootstrap", new.bootstrap, "--config", str(config),
+                   "--until-end", "--recovery-dir", str(recovery)]
+        failed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
+                                timeout=180, env={**os.environ,
+                                                  "ESG_LEADS_KAFKA__OFFSET_RESET_ON_LOSS": "fail"})
+        assert failed.returncode == 3, failed.stderr
+        assert "Traceback" not in failed.stderr and "panicked" not in failed.stderr
+        errors = [line for line in failed.stderr.splitlines() if "error: offsets lost" in line]
+        assert len(errors) == 1, failed.stderr
+        assert any(f"{t} partition {p} position {stored[(t, p)]}" in errors[0] for t, p in lost)
+        assert not consume_all(new.bootstrap, "leads.dlq", timeout=2)  # it read nothing
+
+        summary = tmp_path / "summary.json"
+        done = subprocess.run([*command, "--summary", str(summary)], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+        alerts = [a for a in values(consume_all(new.bootstrap, "ops.alerts"))
+                  if a["kind"] == "offsets_reset"]
+        dead = values(consume_all(new.bootstrap, "leads.dlq"))
+
+    assert {a["subject"] for a in alerts} == {f"{t}:{p}" for t, p in lost}
+    for alert in alerts:
+        topic, partition = alert["subject"].rsplit(":", 1)
+        assert alert["details"]["old_offset"] == stored[(topic, int(partition))]
+        assert alert["details"]["new_offset"] == 0 and alert["tenant"] is None
+    reset_lines = [line for line in done.stderr.splitlines() if "offsets reset:" in line]
+    assert len(reset_lines) == len(lost), done.stderr
+
+    # Every message on the new broker was used or dead-lettered, once.
+    report = json.loads(summary.read_text())
+    assert report["messages"] == published["messages"] == len(tail) + len(fresh)
+    assert report["reconciled"], report["topics"]
+    positions = [(d["topic"], d["partition"], d["offset"]) for d in dead]
+    assert len(positions) == len(set(positions)) == sum(report["dlq_by_reason"].values())
+    # What the first run used comes back as a duplicate, never as a new input...
+    dead_first = {d["event_id"] for d in first_dlq if d.get("event_id")}
+    reread = {(m.topic, _event_id(m)) for m in tail if _event_id(m) is not None}
+    by_event = {(d["topic"], d["event_id"]): d["reason"] for d in dead if d.get("event_id")}
+    again = [key for key in reread if key[0] == "investor.engagements"
+             and key[1] not in dead_first]
+    assert again and all(by_event.get(key) == "duplicate" for key in again), \
+        [(key, by_event.get(key)) for key in again if by_event.get(key) != "duplicate"][:5]
+    # ...and the new events are used.
+    fresh_ids = {_event_id(m) for m in fresh}
+    assert not [(d["event_id"], d["reason"], d["detail"]) for d in dead
+                if d.get("event_id") in fresh_ids]
+
+
+def _event_time(message) -> datetime | None:
+    try:
+        return datetime.fromisoformat(orjson.loads(message.value)["event_time"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _event_id(message) -> str | None:
+    try:
+        return orjson.loads(message.value)["event_id"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None

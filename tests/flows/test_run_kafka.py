@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
+import socket
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -166,3 +168,22 @@ def test_kcat_produces_and_consumes_our_topics(broker: str, tmp_path: Path) -> N
     assert ("inv-kcat", "inv-kcat") in {(key, lead["investor_id"]) for key, lead in leads}
     lead = next(lead for key, lead in leads if key == "inv-kcat")
     assert lead["features"]["replies"] == 3
+
+
+def test_an_unreachable_broker_logs_one_line_per_back_off_step(tmp_path: Path) -> None:
+    """Not librdkafka's ~16 lines a second: only the run's own line per attempt."""
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        process = start_run("--bootstrap", f"127.0.0.1:{closed.getsockname()[1]}",
+                            log=tmp_path / "run.log")
+        try:
+            wait_for(lambda: (tmp_path / "run.log").read_text().count("not ready") >= 1, 60,
+                     "a failed attempt")  # it waits 5 s for an answer
+        finally:
+            stop(process, signal.SIGKILL)
+    lines = (tmp_path / "run.log").read_text().splitlines()
+    attempts = [line for line in lines if "not ready" in line]
+    assert all("retrying in" in line for line in attempts)
+    others = [line for line in lines if line not in attempts]
+    assert all(line.startswith("esg-leads run: ") for line in others), others
+    assert len(others) <= 3  # the start-up line and its warnings

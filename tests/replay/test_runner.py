@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from datetime import date, datetime
+
+
+import threading
 from pathlib import Path
 
 import orjson
@@ -11,12 +15,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.key_vault import KeyVault
+
+
+from connectors.parquet_sink import OutputError
 from flows.config import load_settings
 from operators.erasure import open_dead_letter
 from replay.generator import generate
 from replay.runner import replay
 from replay.simulate import WorldSpec
 from schemas.codec import validate_record
+from schemas.settings import Settings
 
 SPEC = WorldSpec(tenants=2, investors=600, properties=120, days=12, seed=4, malformed_rate=0.02)
 PROCESSING_TIME_FIELDS = {"processed_at"}
@@ -173,3 +181,73 @@ def test_retention_keeps_the_last_days_of_the_recording(world: Path, tmp_path: P
     assert stamps and all((newest.date() - s).days <= 2 for s in stamps)
     assert summary["expired"]["dead_letters"] > 0 and summary["expired"]["audit_partitions"] > 0
     assert summary["outputs"]["dlq"] == len(letters)
+
+
+# ------------------------------------------------------- faults (issue 14, "Faults")
+
+
+def small_batches(world: Path) -> Settings:
+    """Many batches on a small world, so that a stop lands between two of them."""
+    return load_settings(world / "config.toml", overrides={"kafka": {"batch_size": 500}})
+
+
+def test_an_unwritable_output_directory_fails_before_any_work(world: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match=r"cannot write .*/file/out: Not a directory"):
+        replay(world, tmp_path / "file" / "out", small_batches(world))
+
+
+def test_a_full_disk_mid_replay_stops_the_input_and_is_one_error(
+        world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """Before: the OSError inside a bytewax sink was a Rust panic with a backtrace."""
+    import connectors.parquet_sink as parquet_sink
+
+    init, write_table = parquet_sink._ParquetPartition.__init__, pq.ParquetWriter.write_table
+    leads_writes = []
+
+    def one_row_group_per_batch(self, path, kind, row_group, on_error=None) -> None:  # noqa: ANN001
+        init(self, path, kind, 1, on_error)
+
+    def full_disk_on_the_third_leads_write(self, table, *args, **kwargs) -> None:  # noqa: ANN001
+        if "leads-" in str(self.where):
+            leads_writes.append(table.num_rows)
+            if len(leads_writes) > 2:
+                raise OSError(errno.ENOSPC, "Error writing bytes to file")  # as pyarrow does
+        write_table(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(parquet_sink._ParquetPartition, "__init__", one_row_group_per_batch)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full_disk_on_the_third_leads_write)
+    seen: list[tuple[int, int]] = []
+    with pytest.raises(OutputError, match=r"leads-000\.parquet: No space left on device"):
+        replay(world, tmp_path, small_batches(world), progress=lambda d, t: seen.append((d, t)))
+    err = capfd.readouterr().err
+    assert "panicked" not in err and "Traceback" not in err
+    emitted, total = seen[-1]
+    assert emitted < total  # the input stopped: nothing more could be written
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_a_stopped_replay_writes_a_partial_reconciled_summary(world: Path, tmp_path: Path) -> None:
+    stop = threading.Event()
+    seen: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        seen.append(done)
+        stop.set()  # after the first batch, as a signal handler would
+
+    summary = replay(world, tmp_path, small_batches(world), progress=progress, stop=stop)
+    assert summary["interrupted"] and seen == [500]
+    assert summary["messages"] == 500 < summary["recording_messages"]
+    assert sum(t["in"] for t in summary["topics"].values()) == 500
+    assert summary["reconciled"]
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["interrupted"] is True and on_disk["messages"] == 500
+    for kind in ("leads", "review", "handoff", "dlq", "alerts"):
+        assert pq.read_table(tmp_path / f"{kind}.parquet").num_rows == summary["outputs"][kind]
+    assert summary["outputs"]["leads"] > 0
+
+
+def test_an_uninterrupted_replay_says_so(world: Path, tmp_path: Path) -> None:
+    summary = replay(world, tmp_path, small_batches(world), stop=threading.Event())
+    assert summary["interrupted"] is False and "recording_messages" not in summary
