@@ -83,10 +83,12 @@ class InvestorShard:
             when = (item.window_end if isinstance(item, InvestorWindow)
                     else item.event.event_time).timestamp()
             if when > self._clock:
-                # Re-scores fall due in event time: emit those before this item, so an
-                # outcome after a silence finds the re-score as its latest vector.
+                # Re-scores fall due in event time: emit those due *before* this item, so
+                # an outcome after a silence finds the re-score as its latest vector. One
+                # due at this very instant waits: a window closing now supersedes it (the
+                # two would be different leads under one idempotency key).
+                out.extend(self._rescore_due(before=when))
                 self._clock = when
-                out.extend(self._rescore_due())
             if isinstance(item, InvestorWindow):
                 out.extend(self.on_window(item))
             else:
@@ -96,11 +98,12 @@ class InvestorShard:
                     out.append(processing_error(item, error, now))
         return out
 
-    def _rescore_due(self) -> list:
-        """Feature vectors for investors whose silence has reached a re-score point."""
+    def _rescore_due(self, before: float) -> list:
+        """Feature vectors for investors whose silence reached a re-score point before
+        ``before``."""
         out = []
         due = self._due
-        while due and due[0][0] <= self._clock:
+        while due and due[0][0] < before:
             at, investor_id, planned_for = heapq.heappop(due)
             state = self.investors.get(investor_id)
             if state is None or state.last_active is None or \

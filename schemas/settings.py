@@ -236,6 +236,12 @@ class KafkaSettings(Section):
     #: ... and in a live run, where waiting is latency and a few milliseconds of
     #: disorder between partitions is well inside the windows' allowed lateness.
     live_merge_wait_ms: Annotated[int, Field(ge=0, le=600_000)] = 5
+    #: Live runs: the source marks its progress ("everything up to here has been read")
+    #: at most this often, and every step that merges several inputs waits for the mark
+    #: before it processes what came (flows/ordering.py). A mark reaches every keyed step,
+    #: so rarer marks cost less CPU and add up to this much latency; they never change a
+    #: decision. Replays mark after every batch.
+    tick_interval_ms: Annotated[int, Field(ge=0, le=10_000)] = 5
     #: Physical topic names, by logical name (defaults: the logical names).
     topics: dict[str, str] = {}
 

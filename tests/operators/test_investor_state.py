@@ -166,9 +166,23 @@ def test_rescore_is_cancelled_when_the_investor_is_active_again(shard):
     shard.process([window(T0)], NOW)
     shard.process([window(T0 + 2 * DAY)], NOW)
     assert of(FeatureVector, shard.process([profile("p", T0 + 4 * DAY, investor="other")], NOW)) == []
-    (rescore,) = of(FeatureVector, shard.process([profile("q", T0 + 5 * DAY, investor="other")], NOW))
+    # Due at T0 + 5 days: an event at that very instant could still supersede it.
+    assert of(FeatureVector, shard.process([profile("q", T0 + 5 * DAY, investor="other")], NOW)) == []
+    (rescore,) = of(FeatureVector, shard.process([profile("s", T0 + 5 * DAY + MIN, investor="other")], NOW))
     assert rescore.as_of == T0 + 5 * DAY
     assert rescore.features["recency_days"] == pytest.approx(3.0)
+
+
+def test_a_window_closing_at_the_rescore_instant_supersedes_the_rescore(shard):
+    """A silence re-score due at the very end of a new window would be a second lead
+    with the same as-of, and so the same idempotency key, as the window's (seen live:
+    consumers kept one, replays the other)."""
+    shard.process([window(T0)], NOW)
+    out = shard.process([window(T0 + 3 * DAY)], NOW)  # the re-score point is T0 + 3 days
+    (vector,) = of(FeatureVector, out)
+    assert vector.as_of == T0 + 3 * DAY and vector.lineage  # the window's, with its events
+    later = shard.process([profile("p", T0 + 9 * DAY, investor="other")], NOW)
+    assert [v.as_of for v in of(FeatureVector, later)] == [T0 + 6 * DAY]  # the next silence
 
 
 def test_every_configured_silence_gets_a_rescore():
@@ -291,13 +305,25 @@ def test_duplicate_profile_is_dead_lettered(shard):
 
 
 def test_an_event_the_stage_does_not_handle_becomes_a_processing_error(shard):
-    review = ingest("lead.review-decisions", {"event_id": "r1", "event_time": T0.isoformat(),
-                                              "investor_id": "inv-1", "case_id": "c1",
-                                              "verdict": "approve", "reviewer": "rev-1"})
-    out = shard.process([review, profile("p1", T0)], NOW)
+    stray = ingest("crm.outcomes", {"event_id": "o1", "event_time": T0.isoformat(),
+                                    "investor_id": "inv-1", "kind": "qualified"})
+    stray = stray._replace(topic="esg.property-signals")  # a topic routed here by mistake
+    out = shard.process([stray, profile("p1", T0)], NOW)
     (letter,) = dead_letters(out)
     assert letter.reason == "processing_error"
     assert len(of(InvestorNotice, out)) == 1  # the flow goes on
+
+
+def test_review_decisions_pass_through_in_order_without_moving_the_clock(shard):
+    """Decisions reach the lifecycle through the investor shard (one ordered lane);
+    the shard neither acts on them nor lets a reviewer's clock trigger re-scores."""
+    review = ingest("lead.review-decisions", {"event_id": "r1",
+                                              "event_time": (T0 + 30 * DAY).isoformat(),
+                                              "investor_id": "inv-1", "case_id": "c1",
+                                              "verdict": "approve", "reviewer": "rev-1"})
+    out = shard.process([profile("p1", T0), review], NOW)
+    assert out[-1] is review and not dead_letters(out)
+    assert shard._clock == T0.timestamp()  # noqa: SLF001
 
 
 # ------------------------------------------------------------------ snapshots
