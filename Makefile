@@ -21,7 +21,7 @@ test: $(STAMP)
 
 # The flow under thousands of hostile streams (tests/flows/test_fuzz.py); minutes, not CI.
 fuzz: $(STAMP)
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-3000} $(BIN)/python -m pytest -q -p no:cacheprovider \
+	HYPOTHESIS_PROFILE=explore FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-3000} $(BIN)/python -m pytest -q -p no:cacheprovider \
 		tests/flows/test_fuzz.py tests/schemas/test_codec.py --hypothesis-show-statistics
 
 bench: $(STAMP)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import orjson
@@ -31,8 +31,15 @@ import pyarrow.parquet as pq
 
 
 def expired(reference: date, day: date, days: int) -> bool:
-    """Whether ``day`` is more than ``days`` days before ``reference``."""
-    return day < reference - timedelta(days=days)
+    """Whether ``day`` is more than ``days`` days before ``reference``.
+
+    Compared as a difference of days: ``reference - timedelta(days)`` overflows for a
+    reference near year 1 (a hostile or corrupt partition name).
+
+    >>> expired(date(2026, 3, 10), date(2026, 3, 1), 7), expired(date(2, 1, 1), date(2000, 1, 1), 366)
+    (True, False)
+    """
+    return (reference - day).days > days
 
 
 def expire_audit(directory: str | Path, reference: date, days: int) -> list[Path]:

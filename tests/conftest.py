@@ -5,6 +5,14 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
+
+# `make test` draws the same examples on every run: a property test there must never
+# pass or fail by luck (a flaky test is a defect). `make fuzz` explores new examples
+# (HYPOTHESIS_PROFILE=explore); what it finds becomes an explicit example or a fix.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(autouse=True)
