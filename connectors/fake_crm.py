@@ -269,12 +269,15 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict = {}
         if rule is not None:
             status, payload = int(rule.action), orjson.dumps({"error": "chaos"})
-            if rule.retry_after is not None:
+            if rule.retry_after is not None and rule.as_date:
+                # An HTTP-date has whole seconds: the instant it names, from now.
+                now = time.time()
+                when = math.floor(now + math.ceil(rule.retry_after) + 1)
+                entry["retry_after"] = when - now
+                headers["Retry-After"] = email.utils.formatdate(when, usegmt=True)
+            elif rule.retry_after is not None:
                 entry["retry_after"] = rule.retry_after
-                headers["Retry-After"] = (
-                    email.utils.formatdate(time.time() + math.ceil(rule.retry_after) + 1,
-                                           usegmt=True)
-                    if rule.as_date else f"{rule.retry_after:g}")
+                headers["Retry-After"] = f"{rule.retry_after:g}"
         elif lead is None:
             status, payload = 404, b'{"error":"no such route"}'
         else:

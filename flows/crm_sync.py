@@ -102,25 +102,27 @@ class Governor:
         self.auth_failing = False
 
     def acquire(self) -> bool:
-        """Block until a request may go; ``False`` when stopping."""
-        waited = False
+        """Block until a request may go; ``False`` when stopping.
+
+        A token is reserved once and kept while the gate or the breaker holds us: asking
+        the bucket again after each wait would queue behind ourselves forever.
+        """
+        ready_at: float | None = None
         while not self.stop.is_set():
             with self.lock:
                 now = self.clock()
-                if now < self.bucket.gate:
-                    pause = self.bucket.gate - now
-                else:
+                if ready_at is None:
                     pause = self.bucket.reserve(now)
-                    if pause <= 0:
-                        if self.breaker.allow(now):
-                            self.metrics.breaker.set(_BREAKER_VALUE[self.breaker.state])
-                            if waited:
-                                self.metrics.rate_waits.inc()
-                            return True
-                        # Open (wait for the cooldown) or the probe is out (its answer decides).
-                        pause = max(0.02, self.breaker.retry_at(now) - now)
-                    else:
-                        waited = True
+                    ready_at = now + pause
+                    if pause > 0:
+                        self.metrics.rate_waits.inc()
+                pause = max(ready_at - now, self.bucket.gate - now)
+                if pause <= 0:
+                    if self.breaker.allow(now):
+                        self.metrics.breaker.set(_BREAKER_VALUE[self.breaker.state])
+                        return True
+                    # Open (wait for the cooldown) or the probe is out (its answer decides).
+                    pause = max(0.02, self.breaker.retry_at(now) - now)
             self.stop.wait(min(pause, 1.0))
         return False
 

@@ -64,7 +64,9 @@ def write_config(path: Path, bootstrap: str, url: str, **crm: object) -> Path:
     settings = {"max_in_flight": 2, "rate_limit_per_second": 200, "timeout": 1.0,
                 "backoff_base": 0.02, "backoff_max": 0.2, "auth_retry": 0.3,
                 "failures": 3, "cooldown": 0.5, **crm}
-    lines = ["[kafka]", f'bootstrap_servers = "{bootstrap}"', "[dlq]",
+    lines = ["[kafka]", f'bootstrap_servers = "{bootstrap}"',
+             # A member killed with -9 holds its partitions until its session expires.
+             "[kafka.client]", '"session.timeout.ms" = 6000', "[dlq]",
              f'key_store = "{path.parent / "keys.sqlite"}"', "[crm]", f'url = "{url}"']
     for name in ("max_in_flight", "rate_limit_per_second", "timeout"):
         lines.append(f"{name} = {settings[name]}")
