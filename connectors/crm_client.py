@@ -54,7 +54,9 @@ class CrmClient:
 
     @staticmethod
     def path(investor_id: str) -> str:
-        """>>> CrmClient.path("../a b/c")
+        """The lead's path, the id percent-encoded whole.
+
+        >>> CrmClient.path("../a b/c")
         '/leads/..%2Fa%20b%2Fc'
         """
         return f"/leads/{quote(investor_id, safe='')}"
