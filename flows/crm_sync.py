@@ -426,3 +426,60 @@ def run(settings: Settings, *, until_end: bool = False, metrics_port: int | None
     print("crm-sync: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=sys.stderr,
           flush=True)
     return 0
+
+
+def demo_delivery(handoff_parquet, settings: Settings) -> dict:
+    """``make demo``'s last act: the replay's handoffs through crm-sync to a fake CRM.
+
+    A dev broker and the CRM stand-in run in this process; the handoffs are published to
+    ``crm.handoff`` in the order the replay wrote them, and crm-sync runs until the end.
+    """
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from connectors.dev_broker import DevBroker
+    from connectors.fake_crm import FakeCrm
+    from connectors.key_vault import KeyVault
+    from schemas.topics import ALL_TOPICS
+
+    path = Path(handoff_parquet)
+    records = (pq.read_table(path, columns=["investor_id", "record"]).to_pylist()
+               if path.exists() else [])
+    crm = FakeCrm(chaos="429@req3:retry_after=0.2;503@every25")
+    port = crm.serve(0)
+    try:
+        with DevBroker(brokers=1, topics=list(ALL_TOPICS), partitions=3) as broker:
+            producer = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
+            for row in records:
+                producer.produce("crm.handoff", key=row["investor_id"].encode(),
+                                 value=row["record"].encode())
+            producer.flush(30)
+            demo = settings.model_copy(update={
+                "kafka": settings.kafka.model_copy(update={"bootstrap_servers": broker.bootstrap}),
+                "crm": settings.crm.model_copy(update={"url": f"http://127.0.0.1:{port}",
+                                                       "rate_limit_per_second": 200.0})})
+            # The demo's broker goes away with the demo: no reconnect noise from late clients.
+            config = {**demo.kafka.client_config(), "log_level": 2}
+            consumer = Consumer({**config, "group.id": GROUP, "enable.auto.commit": False,
+                                 "auto.offset.reset": "earliest", "enable.partition.eof": True})
+            client = CrmClient(demo.crm.url, None, 5.0, demo.crm.max_in_flight)
+            out = Producer(config)
+            with KeyVault(":memory:") as keys:
+                sync = CrmSync(demo, consumer, out, client, keys, rng=random.Random(0))
+                try:
+                    counts = sync.run(until_end=True)
+                finally:
+                    consumer.close()
+                    client.close()
+                    out.flush(10)
+            # Gone before the broker is: librdkafka would log every reconnect attempt.
+            del sync, out, producer, consumer
+            import gc
+
+            gc.collect()
+        snapshot = crm.snapshot()
+    finally:
+        crm.stop()
+    return {"handoffs": len(records), "in_crm": len(snapshot["leads"]),
+            "requests": len(snapshot["requests"]), **counts}
