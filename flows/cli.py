@@ -414,6 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--investors", type=int, default=3000)
     p.add_argument("--days", type=int, default=45)
     p.set_defaults(func=cmd_demo)
+
+    from flows.crm_commands import add_commands as add_crm_commands  # crm-sync, webhooks, fake-crm
+
+    add_crm_commands(sub)
     return parser
 
 

@@ -89,6 +89,15 @@ def run_demo(out: Path, seed: int = 7, investors: int = 3000, days: int = 45) ->
                   f"{summary['labels_learned']:,}; alerts: {alerts}", highlight=False)
     console.print(f"replay {summary['events_per_second']:,} events/s; demo total "
                   f"{time.perf_counter() - started:.1f}s; outputs in {run_dir}/", highlight=False)
+    from flows.crm_sync import demo_delivery
+
+    crm = demo_delivery(run_dir / "handoff.parquet", settings)
+    console.print(f"[bold]CRM delivery[/bold] (esg-leads crm-sync → a fake CRM with a 429 and "
+                  f"every 25th request a 503): {crm['handoffs']:,} handoffs, "
+                  f"{crm['delivered']:,} delivered in {crm['requests']:,} requests, "
+                  f"{crm['in_crm']:,} leads now in the CRM"
+                  + ("" if crm["handoffs"] else " (this world qualified no lead for handoff)"),
+                  highlight=False)
     if top:
         console.print(f"one lead's story: esg-leads explain --out {run_dir} "
                       f"--recording {world_dir} {top[0]['investor_id']}", highlight=False)

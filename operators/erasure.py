@@ -46,9 +46,10 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-#: Input topics keyed by investor: every message on them is about one person.
+#: Topics keyed by investor: every message on them is about one person (the inputs, and
+#: ``crm.handoff``, whose records the CRM may refuse into ``crm_rejected`` dead letters).
 INVESTOR_TOPICS = frozenset(("investor.profiles", "investor.engagements", "crm.outcomes",
-                             "investor.erasure", "lead.review-decisions"))
+                             "investor.erasure", "lead.review-decisions", "crm.handoff"))
 #: Key bytes per investor (AES-256).
 KEY_BYTES = 32
 #: The audit agent whose row records an erasure; it survives the rewrite.

@@ -269,6 +269,11 @@ class AlertKind(StrEnum):
     FEED_STALE = "feed_stale"
     #: A consumed position was no longer on the broker; reading restarted elsewhere.
     OFFSETS_RESET = "offsets_reset"
+    #: The CRM refused our credentials (401/403): crm-sync stopped sending until fixed.
+    CRM_AUTH_FAILED = "crm_auth_failed"
+    #: crm-sync's circuit breaker opened (the CRM keeps failing) or closed again.
+    CRM_BREAKER_OPENED = "crm_breaker_opened"
+    CRM_BREAKER_CLOSED = "crm_breaker_closed"
 
 
 class Alert(OutputModel):
@@ -305,6 +310,7 @@ class DlqReason(StrEnum):
     PROCESSING_ERROR = "processing_error"  #: an operator failed on this event
     FUTURE_EVENT_TIME = "future_event_time"  #: event_time too far ahead of its ingest time
     UNAUTHORIZED = "unauthorized"  #: review decision unsigned, badly signed or by an unknown reviewer
+    CRM_REJECTED = "crm_rejected"  #: the CRM refused a handoff as invalid (400/404/422)
 
 
 class DeadLetter(OutputModel):

@@ -77,6 +77,10 @@ class TenantSettings(Section):
     #: (``ESG_LEADS_TENANTS__<ID>__REVIEW_SIGNING_KEY``), used as its UTF-8 bytes; at
     #: least 32 characters. ``None``: no decision is accepted.
     review_signing_key: Annotated[SecretStr, AfterValidator(_signing_key)] | None = None
+    #: HMAC-SHA256 key that this tenant's inbound webhooks (``esg-leads webhooks``) are
+    #: signed with (``ESG_LEADS_TENANTS__<ID>__WEBHOOK_SECRET``); at least 32 characters.
+    #: ``None``: the tenant's webhooks are refused (401).
+    webhook_secret: Annotated[SecretStr, AfterValidator(_signing_key)] | None = None
 
 
 class WindowSettings(Section):
@@ -287,6 +291,80 @@ class AuditSettings(Section):
     directory: str | None = "audit-log"
 
 
+class CrmBackoffSettings(Section):
+    #: Retries wait a random time in ``[0, min(max, base * 2**attempt))`` ("full jitter").
+    base: Positive = timedelta(milliseconds=500)
+    max: Positive = timedelta(seconds=60)
+    #: After a 401/403 (a configuration error), ask again this often.
+    auth_retry: Positive = timedelta(minutes=1)
+
+
+class CrmBreakerSettings(Section):
+    #: Consecutive failed requests (5xx, timeouts, connection errors) that open the breaker.
+    failures: Annotated[int, Field(ge=1, le=10_000)] = 5
+    #: How long an open breaker sends nothing before one probe (half-open).
+    cooldown: Positive = timedelta(seconds=30)
+
+
+def _default_field_map() -> dict[str, str]:
+    from schemas.outputs import CrmHandoff
+
+    return {name: name for name in CrmHandoff.model_fields}
+
+
+class CrmSettings(Section):
+    """Where and how ``esg-leads crm-sync`` delivers ``crm.handoff`` (see README)."""
+
+    #: Base URL of the CRM's API; leads go to ``{url}/leads/{investor_id}``.
+    url: str = "http://127.0.0.1:8090"
+    #: Bearer token (``ESG_LEADS_CRM__TOKEN``); ``None``: no Authorization header.
+    token: SecretStr | None = None
+    #: Our handoff field → the CRM's property name (e.g. HubSpot ``score`` →
+    #: ``hs_lead_score``). A field left out is not sent. Default: every field, as is.
+    field_map: dict[str, Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=_default_field_map)
+    #: Per request: connect, read, write and pool timeouts.
+    timeout: Positive = timedelta(seconds=10)
+    #: Client-side limit: requests per second (token bucket, bursts up to one second's
+    #: worth), so we stay under the CRM's published limit instead of collecting 429s.
+    rate_limit_per_second: Annotated[float, Field(gt=0, le=10_000)] = 10
+    #: Requests on the wire at once (distinct investors; one investor is never parallel).
+    max_in_flight: Annotated[int, Field(ge=1, le=256)] = 4
+    #: Records read from Kafka but not yet acknowledged before reading pauses.
+    max_waiting: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    #: Bytes of a rejecting CRM's response body kept in the dead letter's detail.
+    error_excerpt_bytes: Annotated[int, Field(ge=0, le=900)] = 256
+    backoff: CrmBackoffSettings = CrmBackoffSettings()
+    breaker: CrmBreakerSettings = CrmBreakerSettings()
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> CrmSettings:
+        from schemas.outputs import CrmHandoff
+
+        unknown = sorted(set(self.field_map) - set(CrmHandoff.model_fields))
+        if unknown:
+            raise ValueError(f"crm.field_map: unknown handoff field(s) {unknown}")
+        if len(set(self.field_map.values())) != len(self.field_map):
+            raise ValueError("crm.field_map: two fields map to the same CRM property")
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError("crm.url must start with http:// or https://")
+        return self
+
+
+class WebhookSettings(Section):
+    """``esg-leads webhooks``: signed inbound CRM outcomes and review decisions."""
+
+    host: str = "127.0.0.1"
+    #: A signed request's ``X-Timestamp`` may be at most this far from our clock.
+    tolerance: Positive = timedelta(minutes=5)
+    #: Larger bodies are refused (413) while they are read, never buffered whole.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    #: Accepted requests per second over all tenants (token bucket); more → 429.
+    rate_limit_per_second: Annotated[float, Field(gt=0, le=100_000)] = 200
+    #: How long a request waits for the broker's acknowledgement before 503.
+    produce_timeout: Positive = timedelta(seconds=10)
+
+
 class MetricsSettings(Section):
     port: Annotated[int, Field(ge=0, le=65535)] | None = None
     host: str = "127.0.0.1"
@@ -316,6 +394,8 @@ class Settings(Section):
     recovery: RecoverySettings = RecoverySettings()
     metrics: MetricsSettings = MetricsSettings()
     audit: AuditSettings = AuditSettings()
+    crm: CrmSettings = CrmSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     #: Salt for hashing contact details; set it per deployment (env or secret file).
     #: ``esg-leads run`` warns at start-up while it is still the development default.
     contact_hash_salt: SecretStr = SecretStr(DEV_CONTACT_HASH_SALT)
