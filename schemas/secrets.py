@@ -17,6 +17,8 @@ a secret lives or how it is used (``ssl.key.location``, ``...token.endpoint.url`
 (False, False)
 >>> redact({"client": {"sasl.username": "bob", "sasl.password": "hunter2"}})
 {'client': {'sasl.username': 'bob', 'sasl.password': '***'}}
+>>> redact({"field_map": {"idempotency_key": "External_Key__c"}})  # field names, not secrets
+{'field_map': {'idempotency_key': 'External_Key__c'}}
 >>> mask_url_userinfo("crm at https://svc:s3cr3t@crm.example.com/api")
 'crm at https://***@crm.example.com/api'
 """
@@ -51,6 +53,9 @@ _NOT_SECRET_TAILS = frozenset({
     "ms", "seconds", "interval", "enable", "enabled", "size", "bytes", "length", "format",
     "limit", "cmd", "command", "provider",
 })
+#: Mappings whose keys are names of *fields*, not of settings (``crm.field_map`` maps
+#: ``idempotency_key`` to a CRM property name): their values are judged as plain text.
+_NAME_MAPS = frozenset({"field_map", "topics"})
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SEPARATORS = re.compile(r"[^A-Za-z0-9]+")
 #: ``scheme://userinfo@``: userinfo may itself hold ``@`` or ``:`` typed carelessly, so
@@ -99,6 +104,8 @@ def redact(data: Any, name: str = "") -> Any:
     if is_secret(name, data):
         return MASK
     if isinstance(data, Mapping):
+        if name in _NAME_MAPS:
+            return {k: redact(v) for k, v in data.items()}
         return {k: redact(v, str(k)) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
         return [redact(v, name) for v in data]  # items are judged by the list's name
@@ -114,7 +121,7 @@ def secret_values(data: Any, name: str = "") -> set[str]:
         found.add(data.get_secret_value())
     elif isinstance(data, Mapping):
         for k, v in data.items():
-            found |= secret_values(v, str(k))
+            found |= secret_values(v, "" if name in _NAME_MAPS else str(k))
     elif isinstance(data, (list, tuple)):
         for v in data:
             found |= secret_values(v, name)

@@ -43,7 +43,12 @@ def _sync_until_end(tmp_path: Path, broker: str, url: str, **crm: object) -> str
     config = write_config(tmp_path / "crm.toml", broker, url, **crm)
     log = tmp_path / "sync.log"
     process = start_sync(config, "--until-end", log=log)
-    assert process.wait(90) == 0, log.read_text()
+    try:
+        assert process.wait(90) == 0, log.read_text()
+    finally:  # a hung or failed sync must not outlive its test
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
     return log.read_text()
 
 
