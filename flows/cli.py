@@ -102,6 +102,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     settings = _settings(config)
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if args.processes < 1:
+        raise UsageError("--processes must be at least 1")
+    if args.processes > 1 and args.metrics_port is not None:
+        raise UsageError("--metrics-port serves one process's counters: use it without "
+                         "--processes (summary.json merges every process's)")
     listeners = []
     if args.metrics_port is not None:
         from connectors.metrics import PrometheusListener, serve
@@ -122,8 +127,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with Progress("replaying", total=1, unit="messages") as progress:
-            summary = replay(args.recording, args.out, settings, workers=args.workers,
-                             progress=progress.update, listeners=listeners, stop=stop)
+            if args.processes == 1:
+                summary = replay(args.recording, args.out, settings, workers=args.workers,
+                                 progress=progress.update, listeners=listeners, stop=stop)
+            else:
+                from replay.cluster import ClusterError, replay_cluster
+
+                try:
+                    summary = replay_cluster(args.recording, args.out, settings,
+                                             processes=args.processes, workers=args.workers,
+                                             progress=progress.update, stop=stop)
+                except ClusterError as error:
+                    print(f"esg-leads replay: error: {error}", file=sys.stderr)
+                    return 1
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -333,7 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="run the flow over a recording into Parquet outputs")
     p.add_argument("recording", type=Path)
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="worker threads per process")
+    p.add_argument("--processes", type=int, default=1,
+                   help="local processes, one bytewax cluster (decisions do not change)")
     p.add_argument("--config", type=Path, default=None,
                    help="TOML settings (default: RECORDING/config.toml if present)")
     p.add_argument("--metrics-port", type=int, default=None,

@@ -90,6 +90,32 @@ class Telemetry:
         for listener in self.listeners:
             listener.on_stage(stage, items, seconds)
 
+    def export(self) -> dict:
+        """What :meth:`summary` is made of, as JSON: one process's share of a run on
+        several processes, for the parent to :meth:`absorb` (gauges are a process's
+        own instant values, not summed, and not exported).
+
+        >>> a, b = Telemetry(), Telemetry()
+        >>> a.count("in", "t", 2); a.dead_letters([{"topic": "t", "reason": "late"}])
+        >>> b.count("in", "t", 3); b.absorb(a.export())
+        >>> b.per_topic("in"), dict(b.dlq)
+        ({'t': 5}, {('t', 'late'): 1})
+        """
+        with self._lock:
+            return {"counts": [[*key, n] for key, n in sorted(self.counts.items())],
+                    "dlq": [[*key, n] for key, n in sorted(self.dlq.items())],
+                    "stage_seconds": dict(self.stage_seconds),
+                    "stage_items": dict(self.stage_items)}
+
+    def absorb(self, exported: dict) -> None:
+        """Add the counts of another process's :meth:`export` to these."""
+        with self._lock:
+            self.counts.update({(name, label): n for name, label, n in exported["counts"]})
+            self.dlq.update({(topic, reason): n for topic, reason, n in exported["dlq"]})
+            for stage, seconds in exported["stage_seconds"].items():
+                self.stage_seconds[stage] += seconds
+            self.stage_items.update(exported["stage_items"])
+
     def per_topic(self, name: str) -> dict[str, int]:
         return {label: n for (kind, label), n in sorted(self.counts.items()) if kind == name}
 

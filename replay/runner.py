@@ -21,6 +21,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -56,15 +57,63 @@ def replay(recording: str | Path, out: str | Path, settings: Settings, *, worker
     """Run the flow over ``recording``; write outputs and ``summary.json`` to ``out``.
 
     ``listeners`` receive the run's telemetry as it happens (e.g. a Prometheus exporter).
-    ``stop``, once set, ends the input early (see the module docstring).
+    ``stop``, once set, ends the input early (see the module docstring). Several
+    processes: :func:`replay.cluster.replay_cluster`, which shares the steps below.
     """
-    # A replay's outcome must not depend on how fast it runs: no wall-clock closes.
-    settings = settings.model_copy(update={"windows": settings.windows.model_copy(
-        update={"idle_close_after": None})})
+    settings = replay_settings(settings)
     recording, out = Path(recording), Path(out)
-    ensure_writable(out)  # a typo'd or full --out fails here, before any work
+    prepare_output(out)
+    run = run_flow(recording, out, settings, workers=workers, progress=progress, clock=clock,
+                   listeners=listeners, stop=stop)
+    if run.failure is not None:
+        raise run.failure
+    return write_outputs(settings, recording, out, run.telemetry, emitted=run.emitted,
+                         stopped_early=run.stopped_early, seconds=run.seconds)
+
+
+def replay_settings(settings: Settings) -> Settings:
+    """A replay's outcome must not depend on how fast it runs: no wall-clock closes."""
+    return settings.model_copy(update={"windows": settings.windows.model_copy(
+        update={"idle_close_after": None})})
+
+
+def prepare_output(out: Path) -> None:
+    """Prove ``out`` writable (a typo'd or full --out fails here, before any work) and
+    clear the part files an earlier, unfinished run may have left."""
+    ensure_writable(out)
+    shutil.rmtree(out / ".parts", ignore_errors=True)
+
+
+def key_vault(settings: Settings, out: Path) -> KeyVault:
+    """Dead letters about investors are sealed under keys kept next to the outputs
+    (operators/erasure.py); an erasure in the recording destroys its investor's key."""
+    return KeyVault(settings.dlq.key_store or out / "dlq-keys.sqlite")
+
+
+@dataclass
+class FlowRun:
+    """What one process's run of the flow leaves for :func:`write_outputs`."""
+
+    telemetry: Telemetry
+    emitted: int  #: messages this process's source handed to the flow
+    stopped_early: bool  #: ``stop`` cut the recording short
+    failure: OutputError | None  #: the first output that could not be written
+    seconds: float
+
+
+def run_flow(recording: Path, out: Path, settings: Settings, *, workers: int = 1,
+             progress: Callable[[int, int], None] | None = None,
+             clock: Clock = system_clock, listeners: Sequence[object] = (),
+             stop: threading.Event | None = None, process_id: int | None = None,
+             addresses: Sequence[str] | None = None) -> FlowRun:
+    """Run the flow of one process over ``recording``, its part files into ``out/.parts``.
+
+    With ``addresses`` (``host:port`` of every process) this process is ``process_id``
+    of a bytewax cluster: the recording's one partition is read by one worker of the
+    cluster, keyed steps spread over all workers, and each worker writes its own part
+    files (numbered by its index in the whole cluster).
+    """
     parts = out / ".parts"
-    shutil.rmtree(parts, ignore_errors=True)
     stop = stop if stop is not None else threading.Event()
     failures: list[OutputError] = []
     lock = threading.Lock()  # sinks of several workers may fail at once
@@ -83,23 +132,36 @@ def replay(recording: str | Path, out: str | Path, settings: Settings, *, worker
     # Same batch size as a live run reads Kafka with: replay then decides as it did.
     source = RecordingSource(recording, batch_rows=settings.kafka.batch_size, progress=progress,
                              stop=stop)
-    # Dead letters about investors are sealed under keys kept next to the outputs
-    # (operators/erasure.py); an erasure in the recording destroys its investor's key.
-    keys = KeyVault(settings.dlq.key_store or out / "dlq-keys.sqlite")
+    keys = key_vault(settings, out)
     flow = build_flow(settings, source, sinks, telemetry, clock, keys=keys)
-    messages = RecordingReader(recording).count()
     started = time.perf_counter()
     # Without recovery, epochs only pace snapshots nobody reads: make them rare.
     epoch = timedelta(hours=1)
-    with streaming_gc():
-        if workers == 1:
-            run_main(flow, epoch_interval=epoch)
-        else:
-            cli_main(flow, workers_per_process=workers, epoch_interval=epoch)
-    seconds = time.perf_counter() - started
-    keys.close()
-    if failures:
-        raise failures[0]
+    try:
+        with streaming_gc():
+            if addresses is not None:
+                cli_main(flow, workers_per_process=workers, process_id=process_id,
+                         addresses=list(addresses), epoch_interval=epoch)
+            elif workers == 1:
+                run_main(flow, epoch_interval=epoch)
+            else:
+                cli_main(flow, workers_per_process=workers, epoch_interval=epoch)
+    finally:
+        keys.close()
+    return FlowRun(telemetry, source.emitted, source.stopped_early,
+                   failures[0] if failures else None, time.perf_counter() - started)
+
+
+def write_outputs(settings: Settings, recording: Path, out: Path, telemetry: Telemetry, *,
+                  emitted: int, stopped_early: bool, seconds: float) -> dict:
+    """Join the part files into the outputs, apply retention, write ``summary.json``.
+
+    ``telemetry`` holds the counts of every process of the run (merged); ``emitted``
+    is what the reading process handed to the flow, the reconciliation's total when
+    the input was stopped early.
+    """
+    parts = out / ".parts"
+    messages = RecordingReader(recording).count()
     outputs = {}
     target = parts
     try:
@@ -110,10 +172,9 @@ def replay(recording: str | Path, out: str | Path, settings: Settings, *, worker
         shutil.rmtree(parts, ignore_errors=True)
         expired = _apply_retention(settings, recording, out)
         outputs["dlq"] -= expired.get("dead_letters", 0)
-        summary = telemetry.summary(outputs, source.emitted if source.stopped_early else messages,
-                                    seconds)
-        summary["interrupted"] = source.stopped_early
-        if source.stopped_early:
+        summary = telemetry.summary(outputs, emitted if stopped_early else messages, seconds)
+        summary["interrupted"] = stopped_early
+        if stopped_early:
             summary["recording_messages"] = messages
         if expired:
             summary["expired"] = expired
