@@ -45,6 +45,7 @@ import ctypes
 import json
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import sys
@@ -142,7 +143,7 @@ def replay_cluster(recording: str | Path, out: str | Path, settings: Settings, *
     else:
         raise ClusterError(f"no free loopback ports for {processes} processes after "
                            f"{ATTEMPTS} attempts")
-    telemetry, emitted, stopped_early = Telemetry(), 0, False
+    telemetry, emitted, stopped_early, shares = Telemetry(), 0, False, []
     for process_id in range(processes):
         path = out / ".parts" / f"process-{process_id}.json"
         try:
@@ -158,8 +159,14 @@ def replay_cluster(recording: str | Path, out: str | Path, settings: Settings, *
         telemetry.absorb(share["telemetry"])
         emitted += share["emitted"]
         stopped_early = stopped_early or share["stopped_early"]
+        shares.append({"process_id": process_id, "messages_read": share["emitted"],
+                       "cpu_seconds": round(share["cpu_seconds"], 3),
+                       "flow_seconds": round(share["seconds"], 3)})
+    # How the work spread: the CPU of each process shows a cluster whose keys land
+    # on one of them (the summary's counts are the merged ones above).
     return write_outputs(settings, recording, out, telemetry, emitted=emitted,
-                         stopped_early=stopped_early, seconds=time.perf_counter() - started)
+                         stopped_early=stopped_early, seconds=time.perf_counter() - started,
+                         extra={"processes": shares})
 
 
 def _run_cluster(recording: Path, out: Path, settings: Settings, processes: int, workers: int,
@@ -175,6 +182,8 @@ def _run_cluster(recording: Path, out: Path, settings: Settings, processes: int,
             target=_process_main, name=f"replay process {i}",
             args=(i, addresses, recording, out, settings, workers, clock, flag, emitted))
             for i in range(processes)]
+        if progress is not None:
+            progress(0, total)
         if stop is not None and stop.is_set():
             flag.set()  # stopped before the start: the cluster reads nothing
         for child in children:
@@ -215,7 +224,7 @@ def _wait(children: Sequence[Any], flag: SharedFlag, stop: Any, emitted: Any,
           progress: Callable[[int, int], None] | None, total: int) -> Any:
     """Wait for every process; the first that exits non-zero (others stopped), or None."""
     pending = {child.sentinel: child for child in children}
-    shown = -1
+    shown = 0  # _run_cluster showed 0 before the start
     while pending:
         # Wakes on an exit at once; the timeout only paces the progress bar and
         # passes a stop on (a flag in this process's memory) to the cluster.
@@ -273,6 +282,7 @@ def _process_main(process_id: int, addresses: list[str], recording: Path, out: P
         "emitted": run.emitted,
         "stopped_early": run.stopped_early,
         "seconds": run.seconds,
+        "cpu_seconds": _cpu_seconds(),
         "failure": None if failure is None else {
             "path": str(failure.path), "errno": failure.error.errno,
             "message": failure.error.strerror or str(failure.error)},
@@ -304,6 +314,12 @@ def _await_listeners(ports: list[int], patience: float = 60.0) -> None:
             return
         if wanted:
             time.sleep(0.02)
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU time so far (user + system, all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _address_in_use(error: BaseException) -> bool:

@@ -153,12 +153,13 @@ def run_flow(recording: Path, out: Path, settings: Settings, *, workers: int = 1
 
 
 def write_outputs(settings: Settings, recording: Path, out: Path, telemetry: Telemetry, *,
-                  emitted: int, stopped_early: bool, seconds: float) -> dict:
+                  emitted: int, stopped_early: bool, seconds: float,
+                  extra: dict | None = None) -> dict:
     """Join the part files into the outputs, apply retention, write ``summary.json``.
 
     ``telemetry`` holds the counts of every process of the run (merged); ``emitted``
     is what the reading process handed to the flow, the reconciliation's total when
-    the input was stopped early.
+    the input was stopped early. ``extra`` entries are added to the summary.
     """
     parts = out / ".parts"
     messages = RecordingReader(recording).count()
@@ -178,6 +179,7 @@ def write_outputs(settings: Settings, recording: Path, out: Path, telemetry: Tel
             summary["recording_messages"] = messages
         if expired:
             summary["expired"] = expired
+        summary.update(extra or {})
         target = out / "summary.json"
         target.write_text(json.dumps(summary, indent=2) + "\n")
     except OSError as error:

@@ -28,12 +28,13 @@ from replay.diff import KINDS, compare, load_run
 from replay.generator import generate
 from replay.simulate import WorldSpec
 from schemas.settings import Settings
+from tests.flows.test_cli import SIGNAL_AFTER_FIRST_BATCH
 
 SPEC = WorldSpec(tenants=2, investors=240, properties=50, days=5, seed=11, malformed_rate=0.02)
 #: Fewer shards than the default: six keys to spread over up to four workers.
 SHARDS = {"windows": {"shards_per_tenant": 3}}
 #: Summary fields that describe how the run went, not what it counted.
-TIMING = {"wall_seconds", "events_per_second", "stages"}
+TIMING = {"wall_seconds", "events_per_second", "stages", "processes"}
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +90,11 @@ def test_processes_decide_as_one_process_and_the_merged_summary_reconciles(
     # Every process's counts are in the one summary: the same as one process's.
     assert counts(summary) == counts(single[1])
     assert summary["stages"].keys() == single[1]["stages"].keys()
+    # One process read the recording; each says what it read and the CPU it took.
+    shares = summary["processes"]
+    assert [p["process_id"] for p in shares] == list(range(processes))
+    assert sorted(p["messages_read"] for p in shares) == [0, summary["messages"]]
+    assert all(p["cpu_seconds"] > 0 for p in shares)
 
 
 def test_a_stop_before_the_start_writes_an_empty_interrupted_summary(world: Path,
@@ -189,3 +195,21 @@ def test_cli_refuses_metrics_with_processes(world: Path, tmp_path: Path,
                  "--metrics-port", "0"]) == 2
     assert "--metrics-port" in capsys.readouterr().err
     assert main(["replay", str(world), "--out", str(tmp_path), "--processes", "0"]) == 2
+
+
+def test_a_signal_to_the_cli_stops_every_process_and_writes_an_interrupted_summary(
+        world: Path, tmp_path: Path) -> None:
+    """SIGTERM lands while the progress bar first shows (before the cluster has read
+    anything, so the count is exact): the processes stop, exit, and the parent writes
+    the interrupted summary and exits 128 + 15."""
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-c", SIGNAL_AFTER_FIRST_BATCH, "SIGTERM", "replay",
+                           str(world), "--out", str(out), "--processes", "2", "--workers", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 143, done.stderr
+    assert "SIGTERM: stopping" in done.stderr and "INTERRUPTED after 0 of" in done.stderr
+    assert "Traceback" not in done.stderr and "panicked" not in done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["reconciled"]
+    assert summary["messages"] == 0 < summary["recording_messages"]
+    assert not (out / ".parts").exists()
