@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -54,3 +57,40 @@ def test_threads_and_a_second_process_handle_see_one_key(tmp_path: Path) -> None
     assert len(set(seen)) == 1 and None not in seen
     b.destroy("acme", "inv-1")
     assert a.existing_key("acme", "inv-1") is None and a.key_for("acme", "inv-1") is None
+
+
+#: Opens the vault named by argv[1] (maybe while another process creates it) and
+#: prints the keys of 200 investors, made or found, racing the other processes.
+KEYS_OF_200 = """
+import sys
+from connectors.key_vault import KeyVault
+vault = KeyVault(sys.argv[1])
+print(",".join(vault.key_for("acme", f"inv-{i}").hex() for i in range(200)))
+"""
+
+KEY_OF_INV_7 = """
+import sys
+from connectors.key_vault import KeyVault
+print(KeyVault(sys.argv[1]).key_for("acme", "inv-7"))
+"""
+
+
+def test_processes_sharing_one_new_file_agree_on_every_key(tmp_path: Path) -> None:
+    """As ``replay --processes`` uses it: separate processes race to create the file
+    and to make each investor's key; every one gets the same key, and a destruction by
+    one is final for all."""
+    path = tmp_path / "keys.sqlite"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    processes = [subprocess.Popen([sys.executable, "-c", KEYS_OF_200, str(path)], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(3)]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], [err for _, err in outputs]
+    assert len({out for out, _ in outputs}) == 1
+    keys = outputs[0][0].strip().split(",")
+    with KeyVault(path) as vault:
+        assert vault.existing_key("acme", "inv-7").hex() == keys[7]
+        vault.destroy("acme", "inv-7")
+    done = subprocess.run([sys.executable, "-c", KEY_OF_INV_7, str(path)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "None", done.stderr
