@@ -35,20 +35,21 @@ that exits non-zero (a crash, a kill) stops the others — timely would leave th
 waiting for their peer for ever — and the parent raises :class:`ClusterError`
 naming it; nothing is finalized. An output that cannot be written stops the input
 through the same flag and raises :class:`~connectors.parquet_sink.OutputError`.
-On Linux each process dies with the parent (``PR_SET_PDEATHSIG``): a killed parent
+Each process exits when the parent does (:func:`_die_with_parent`): a killed parent
 leaves no cluster running that nobody would finalize.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import multiprocessing
 import os
 import resource
+import select
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
@@ -180,7 +181,8 @@ def _run_cluster(recording: Path, out: Path, settings: Settings, processes: int,
         addresses = [f"127.0.0.1:{s.getsockname()[1]}" for s in reserved]
         children = [context.Process(
             target=_process_main, name=f"replay process {i}",
-            args=(i, addresses, recording, out, settings, workers, clock, flag, emitted))
+            args=(i, addresses, recording, out, settings, workers, clock, flag, emitted,
+                  os.getpid()))
             for i in range(processes)]
         if progress is not None:
             progress(0, total)
@@ -254,9 +256,9 @@ def _stop(children: Sequence[Any]) -> None:
 
 def _process_main(process_id: int, addresses: list[str], recording: Path, out: Path,
                   settings: Settings, workers: int, clock: Clock, flag: SharedFlag,
-                  emitted: Any) -> None:
+                  emitted: Any, parent: int) -> None:
     """One process of the cluster (runs in a forked or spawned interpreter)."""
-    _die_with_parent()
+    _die_with_parent(parent)
     for signum in (signal.SIGINT, signal.SIGTERM):
         # A terminal's Ctrl-C reaches every process of the group: each stops the
         # whole input, idempotently, and lets the cluster finish what it has read.
@@ -327,16 +329,37 @@ def _address_in_use(error: BaseException) -> bool:
     return "Address already in use" in text or "os error 98" in text
 
 
-def _die_with_parent() -> None:
-    """Be killed when the parent dies (Linux): only it can finalize the outputs.
+def _die_with_parent(parent: int) -> None:
+    """Exit when the parent process does: only it can finalize the outputs.
 
-    The process's parent is the fork server, which exits as soon as the replay's
-    process does (multiprocessing watches it); the signal follows. A parent already
-    gone before the signal was armed is seen through multiprocessing's own sentinel.
+    Not ``PR_SET_PDEATHSIG``: this process's parent is the fork server, which
+    outlives the replay's process as long as any of its children (they hold its
+    liveness pipe). A daemon thread waits on a pidfd of the replay's process
+    (Linux ≥ 5.3) — or, elsewhere, looks once a second — and ends this process.
     """
-    if sys.platform.startswith("linux"):
-        PR_SET_PDEATHSIG = 1  # noqa: N806 - <sys/prctl.h>
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    parent = multiprocessing.parent_process()
-    if parent is not None and not parent.is_alive():
+    try:
+        handle: int | None = os.pidfd_open(parent)
+    except AttributeError:  # not Linux
+        handle = None
+    except OSError:  # gone already
         os._exit(1)
+
+    def watch() -> None:
+        if handle is not None:
+            select.select([handle], [], [])  # readable once the process has exited
+        else:
+            while _alive(parent):
+                time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -213,3 +214,41 @@ def test_a_signal_to_the_cli_stops_every_process_and_writes_an_interrupted_summa
     assert summary["interrupted"] is True and summary["reconciled"]
     assert summary["messages"] == 0 < summary["recording_messages"]
     assert not (out / ".parts").exists()
+
+
+#: A parent (argv[1:] is the child's command) that starts a child, waits until the
+#: child has armed its watch of it, prints the child's pid and dies of SIGKILL.
+PARENT_THAT_DIES = """
+import os, signal, subprocess, sys
+child = subprocess.Popen(sys.argv[1:] + [str(os.getpid())], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True)
+assert child.stdout.readline() == "armed\\n"
+print(child.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+#: A cluster process that would otherwise never exit: only the watch can end it.
+CHILD_THAT_WAITS = """
+import sys, threading
+from replay.cluster import _die_with_parent
+_die_with_parent(int(sys.argv[1]))
+print("armed", flush=True)
+threading.Event().wait()
+"""
+
+
+def test_a_cluster_process_exits_when_the_replay_process_is_killed(tmp_path: Path) -> None:
+    """Its parent is the fork server, which outlives a killed replay while any cluster
+    process lives: each process watches the replay's process itself."""
+    done = subprocess.run([sys.executable, "-c", PARENT_THAT_DIES, sys.executable, "-c",
+                           CHILD_THAT_WAITS], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == -9, done.stderr
+    pid = int(done.stdout)
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # already gone
+    try:  # readable once the process has exited; the bound only keeps a failure finite
+        assert select.select([handle], [], [], 120)[0], f"process {pid} outlived its parent"
+    finally:
+        os.close(handle)
