@@ -201,9 +201,9 @@ def _run_cluster(recording: Path, out: Path, settings: Settings, processes: int,
         return False
     code = failed.exitcode
     how = (f"killed by {signal.Signals(-code).name}" if code is not None and code < 0
-           else f"exit status {code}")
+           else f"exit status {code}; its error is above")
     raise ClusterError(f"replay process {index} of {processes} failed ({how}); "
-                       "its error is above; no outputs were written")
+                       "no outputs were written")
 
 
 def _context() -> Any:

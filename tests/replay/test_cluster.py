@@ -122,8 +122,8 @@ def test_a_failing_process_is_one_error_naming_it_and_nothing_is_finalized(
     with pytest.raises(ClusterError) as raised:
         replay_cluster(world, tmp_path, settings_of(world), processes=2, clock=CrashingClock())
     message = str(raised.value)
-    assert re.fullmatch(r"replay process [01] of 2 failed \(.+\); its error is above; "
-                        r"no outputs were written", message), message
+    assert re.fullmatch(r"replay process [01] of 2 failed \(.+\); no outputs were written",
+                        message), message
     assert "\n" not in message
     assert not (tmp_path / "leads.parquet").exists() and not (tmp_path / "summary.json").exists()
 
@@ -214,6 +214,37 @@ def test_a_signal_to_the_cli_stops_every_process_and_writes_an_interrupted_summa
     assert summary["interrupted"] is True and summary["reconciled"]
     assert summary["messages"] == 0 < summary["recording_messages"]
     assert not (out / ".parts").exists()
+
+
+#: ``esg-leads replay --processes 2`` whose process 1 is killed as soon as it starts
+#: (process 0 then waits for it inside timely, for ever, unless stopped).
+PROCESS_1_KILLED = """
+import os, signal, sys
+import replay.cluster
+from flows.cli import main
+
+wait = replay.cluster._wait
+
+def kill_process_1_then_wait(children, *args):
+    os.kill(children[1].pid, signal.SIGKILL)
+    return wait(children, *args)
+
+replay.cluster._wait = kill_process_1_then_wait
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_cli_a_killed_process_is_one_line_and_exit_1_never_a_hang(world: Path,
+                                                                  tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", PROCESS_1_KILLED, "replay", str(world),
+                           "--out", str(tmp_path / "out"), "--processes", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "esg-leads replay: error: replay process 1 of 2 failed (killed by SIGKILL); "
+        "no outputs were written")
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "summary.json").exists()
 
 
 #: A parent (argv[1:] is the child's command) that starts a child, waits until the
