@@ -13,6 +13,7 @@ import json
 import os
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -23,13 +24,13 @@ import pytest
 
 from flows.cli import main
 from flows.config import load_settings
+from flows.progress import Progress
 from replay import cluster
 from replay.cluster import ClusterError, SharedFlag, replay_cluster, reserve_ports
 from replay.diff import KINDS, compare, load_run
 from replay.generator import generate
 from replay.simulate import WorldSpec
 from schemas.settings import Settings
-from tests.flows.test_cli import SIGNAL_AFTER_FIRST_BATCH
 
 SPEC = WorldSpec(tenants=2, investors=240, properties=50, days=5, seed=11, malformed_rate=0.02)
 #: Fewer shards than the default: six keys to spread over up to four workers.
@@ -198,52 +199,49 @@ def test_cli_refuses_metrics_with_processes(world: Path, tmp_path: Path,
     assert main(["replay", str(world), "--out", str(tmp_path), "--processes", "0"]) == 2
 
 
+
 def test_a_signal_to_the_cli_stops_every_process_and_writes_an_interrupted_summary(
-        world: Path, tmp_path: Path) -> None:
-    """SIGTERM lands while the progress bar first shows (before the cluster has read
-    anything, so the count is exact): the processes stop, exit, and the parent writes
-    the interrupted summary and exits 128 + 15."""
+        world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A real SIGTERM lands while the progress bar first shows (before the cluster has
+    read anything, so the count is exact): the processes stop and exit, the parent
+    writes the interrupted summary and exits 128 + 15."""
+    update = Progress.update
+
+    def update_then_signal(self: Progress, done: int, total: int | None = None) -> None:
+        if not getattr(update_then_signal, "sent", False):
+            update_then_signal.sent = True  # type: ignore[attr-defined]
+            os.kill(os.getpid(), signal.SIGTERM)  # cmd_replay's handler takes it
+        update(self, done, total)
+
+    monkeypatch.setattr(Progress, "update", update_then_signal)
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-c", SIGNAL_AFTER_FIRST_BATCH, "SIGTERM", "replay",
-                           str(world), "--out", str(out), "--processes", "2", "--workers", "2"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 143, done.stderr
-    assert "SIGTERM: stopping" in done.stderr and "INTERRUPTED after 0 of" in done.stderr
-    assert "Traceback" not in done.stderr and "panicked" not in done.stderr
+    assert main(["replay", str(world), "--out", str(out), "--processes", "2",
+                 "--workers", "2"]) == 143
+    err = capsys.readouterr().err
+    assert "SIGTERM: stopping" in err and "INTERRUPTED after 0 of" in err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["reconciled"]
     assert summary["messages"] == 0 < summary["recording_messages"]
     assert not (out / ".parts").exists()
 
 
-#: ``esg-leads replay --processes 2`` whose process 1 is killed as soon as it starts
-#: (process 0 then waits for it inside timely, for ever, unless stopped).
-PROCESS_1_KILLED = """
-import os, signal, sys
-import replay.cluster
-from flows.cli import main
+def test_cli_a_killed_process_is_one_line_and_exit_1_never_a_hang(
+        world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Process 1 is killed as soon as it starts; process 0 would then wait for it inside
+    timely for ever, unless stopped."""
+    wait = cluster._wait
 
-wait = replay.cluster._wait
+    def kill_process_1_then_wait(children: list, *args: object) -> object:
+        os.kill(children[1].pid, signal.SIGKILL)
+        return wait(children, *args)
 
-def kill_process_1_then_wait(children, *args):
-    os.kill(children[1].pid, signal.SIGKILL)
-    return wait(children, *args)
-
-replay.cluster._wait = kill_process_1_then_wait
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-def test_cli_a_killed_process_is_one_line_and_exit_1_never_a_hang(world: Path,
-                                                                  tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", PROCESS_1_KILLED, "replay", str(world),
-                           "--out", str(tmp_path / "out"), "--processes", "2"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1, done.stderr
-    assert done.stderr.splitlines()[-1] == (
+    monkeypatch.setattr(cluster, "_wait", kill_process_1_then_wait)
+    assert main(["replay", str(world), "--out", str(tmp_path / "out"), "--processes", "2"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
         "esg-leads replay: error: replay process 1 of 2 failed (killed by SIGKILL); "
         "no outputs were written")
-    assert "Traceback" not in done.stderr
     assert not (tmp_path / "out" / "summary.json").exists()
 
 
