@@ -106,6 +106,7 @@ class LifecycleShard:
         #: Investors with an open case -> the event time (epoch s) it was opened at.
         self.open_since: dict[str, float] = {}
         self._clock = 0.0  #: the latest event time this shard saw (epoch s)
+        self._first = 0.0  #: the earliest (0: none yet)
         #: Latency and data-age samples for the metrics, drained after every batch.
         self.observations: list[tuple[str, str, float]] = []
         self._dedup = EventIdDedup(settings.dedup.horizon)
@@ -133,6 +134,7 @@ class LifecycleShard:
     def __setstate__(self, state: dict) -> None:
         state.setdefault("gauges", {})
         state.setdefault("_clock", 0.0)
+        state.setdefault("_first", 0.0)
         if "open_since" not in state:  # a snapshot from before the queue was tracked
             state["open_since"] = {
                 investor: next((h[0] for h in reversed(lead.machine.history)
@@ -166,7 +168,9 @@ class LifecycleShard:
                 # must change nothing, and a far-future one would age the queue.
                 tenant, when = getattr(getattr(item, "event", None), "tenant", tenant), None
             if isinstance(when, datetime):
-                self._clock = max(self._clock, when.timestamp())
+                seconds = when.timestamp()
+                self._clock = max(self._clock, seconds)
+                self._first = min(self._first, seconds) if self._first else seconds
             if isinstance(item, Scored):
                 self._on_scored(item, now, out)
             elif isinstance(item, InvestorNotice):
@@ -180,6 +184,7 @@ class LifecycleShard:
             # The queue's age is the clock minus the oldest opening, in the world's
             # time, whatever the speed of a replay (flows.telemetry combines shards).
             self.gauges[("event_clock_s", tenant)] = self._clock
+            self.gauges[("event_first_s", tenant)] = self._first
             self.gauges[("review_open_cases", tenant)] = float(len(self.open_since))
             self.gauges[("review_oldest_open_s", tenant)] = (min(self.open_since.values())
                                                              if self.open_since else None)
@@ -209,6 +214,7 @@ class LifecycleShard:
                 transitions.append((*lead.machine.move(step, when, reason), reason))
 
         if lead.machine.state == "received":
+            self.counts[("investors_scored", record["tenant"])] += 1
             if context.engaged_properties:
                 move("enriched", "ESG facts of engaged properties attached")
             move("scored", "first score")
