@@ -49,7 +49,7 @@ class LeadRecord:
     """What the lifecycle remembers about one lead."""
 
     __slots__ = ("machine", "context", "last_score", "last_record", "qualifications", "cases",
-                 "open_case", "needs_info")
+                 "open_case", "needs_info", "uncertain_since")
 
     def __init__(self, context: InvestorContext | None) -> None:
         self.machine = LeadStateMachine()
@@ -64,6 +64,8 @@ class LeadRecord:
         self.cases = 0
         self.open_case: str | None = None
         self.needs_info = False
+        #: Since when (epoch s) the model's uncertainty alone would send it to review.
+        self.uncertain_since: float | None = None
 
     def __getstate__(self) -> tuple:
         if isinstance(self.last_record, dict):
@@ -86,6 +88,8 @@ class LeadRecord:
         return copy
 
     def __setstate__(self, state: tuple) -> None:
+        if len(state) == len(self.__slots__) - 1:  # saved before uncertain_since
+            state = (*state, None)
         for name, value in zip(self.__slots__, state, strict=True):
             setattr(self, name, value)
 
@@ -232,6 +236,7 @@ class LifecycleShard:
         tenant_cfg = s.tenants.get(record["tenant"])
         today = as_of.date().toordinal()
         reasons = []
+        uncertain = False  # the model is unsure, and evidence may still settle it
         if not missing and (p >= cfg.qualification_threshold - cfg.review_band or unsure):
             interval = record["interval"]
             weights = record["explanation"]["source_weights"]
@@ -243,8 +248,18 @@ class LifecycleShard:
                 facts=properties, today=today,
                 stale_days=s.features.stale_after.total_seconds() / 86_400,
                 compliance_unsure=unsure, needs_info=lead.needs_info, settings=cfg)
+        if reasons and all(r["code"] in review.UNCERTAINTY for r in reasons):
+            # Uncertainty alone: outreach gathers evidence first; a person is asked
+            # only if the lead is still uncertain after uncertain_review_after.
+            if lead.uncertain_since is None:
+                lead.uncertain_since = when
+            if when - lead.uncertain_since < cfg.uncertain_review_after.total_seconds():
+                reasons = []
+                uncertain = True
+        else:
+            lead.uncertain_since = None
 
-        target = self._target(lead, p, blocked, reasons, missing)
+        target = self._target(lead, p, blocked, reasons, missing, uncertain)
         if target != lead.machine.state:
             move(target, self._why(target, p, reasons, missing))
         if lead.machine.state != before:
@@ -303,7 +318,7 @@ class LifecycleShard:
             samples.append(("esg_data_age", record["tenant"], record["data_freshness_days"] * 86_400))
 
     def _target(self, lead: LeadRecord, p: float, blocked: bool, reasons: list[dict],
-                missing: list[str]) -> str:
+                missing: list[str], uncertain: bool = False) -> str:
         """Where the lead should be after this score."""
         state = lead.machine.state
         if blocked:
@@ -321,6 +336,8 @@ class LifecycleShard:
             return "scored"
         if reasons:
             return "in_review"
+        if uncertain:
+            return "planned"  # never a handoff on a score the model is unsure of
         if p >= cfg.qualification_threshold:
             return "handed_off"
         return "planned" if p >= self.settings.scoring.warm else "scored"

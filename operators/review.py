@@ -36,6 +36,9 @@ def _reason(code: str, detail: str, check: str) -> dict:
     return {"code": code, "detail": detail[:256], "check": check[:256]}
 
 
+#: Reasons that say only that the model is unsure: evidence may settle them.
+UNCERTAINTY = frozenset({"ambiguous_score", "wide_interval"})
+
 #: Profile facts without which compliance cannot decide, with what to ask for.
 REQUIRED_FOR_COMPLIANCE = (("jurisdiction", "country of residence or incorporation"),
                            ("subscriber_type", "investing as an individual or a company"))

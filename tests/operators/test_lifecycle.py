@@ -23,7 +23,7 @@ SETTINGS = Settings.model_validate({"tenants": {
              "review_signing_key": KEY},
     "beta": {"reviewers": ["rev-7"], "review_signing_key": OTHER_KEY},
     "gamma": {"reviewers": ["rev-7"]},  # no signing key: accepts no decision
-}})
+}, "lifecycle": {"uncertain_review_after": 0}})  # most tests: uncertainty reviewed at once
 
 
 def facts(property_id: str = "p-1", *, third_party: bool = True, age_days: int = 30) -> PropertyFacts:
@@ -487,3 +487,30 @@ def test_decisions_count_which_need_a_human_and_the_queue_tracks_open_cases() ->
     [case] = of(shard.process([scored(0.52, 3, investor_id="inv-4")], NOW), "review")
     restored = LifecycleShard.restore(pickle.loads(pickle.dumps(shard)), SETTINGS)
     assert restored.open_since == {"inv-4": (T0 + timedelta(hours=3)).timestamp()}
+
+
+def test_uncertainty_alone_waits_for_evidence_before_asking_a_person() -> None:
+    shard = LifecycleShard(SETTINGS.model_copy(update={"lifecycle": SETTINGS.lifecycle.model_copy(
+        update={"uncertain_review_after": timedelta(days=7)})}))
+    out = shard.process([scored(0.52)], NOW)
+    assert not of(out, "review") and of(out, "leads")[0]["state"] == "planned"
+    # Above the threshold but unsure (wide interval): still no handoff, still no case.
+    out = shard.process([scored(0.8, 24, low=0.2, high=0.95)], NOW)
+    assert not of(out, "review") and not of(out, "handoff")
+    assert shard.leads["inv-1"].machine.state == "planned"
+    # Still unsure a week after it first was: now a person looks.
+    [case] = of(shard.process([scored(0.53, 7 * 24)], NOW), "review")
+    assert [r["code"] for r in case["reasons"]] == ["ambiguous_score"]
+    # A real judgement call (ticket over the limit) does not wait.
+    big = SETTINGS.model_copy(update={"tenants": {"acme": SETTINGS.tenants["acme"].model_copy(
+        update={"review_ticket_limit_eur": 1e6})}, "lifecycle": shard.settings.lifecycle})
+    [case] = of(LifecycleShard(big).process([scored(0.52, investor_id="inv-2")], NOW), "review")
+    assert "ticket_over_limit" in [r["code"] for r in case["reasons"]]
+
+
+def test_certainty_resets_the_wait() -> None:
+    shard = LifecycleShard(SETTINGS.model_copy(update={"lifecycle": SETTINGS.lifecycle.model_copy(
+        update={"uncertain_review_after": timedelta(days=7)})}))
+    shard.process([scored(0.52)], NOW)
+    shard.process([scored(0.2, 3 * 24)], NOW)  # no longer near the threshold
+    assert not of(shard.process([scored(0.52, 8 * 24)], NOW), "review")  # a new wait begins
