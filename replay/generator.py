@@ -22,6 +22,7 @@ Same arguments, same bytes (and, with reviewers, the same flow and settings).
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import json
@@ -142,7 +143,7 @@ def generate(spec: WorldSpec, out: str | Path,
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report = _write(spec, out, [], progress, overwrite, 0, started)
+    report, timeline = _write(spec, out, [], progress, overwrite, 0, started)
     if not spec.reviewers:
         return report
     teams = make_teams(report_tenants(out), spec.seed)
@@ -151,20 +152,48 @@ def generate(spec: WorldSpec, out: str | Path,
     end_s = spec.start.timestamp() + spec.days * DAY_S
     decisions: list[dict] = []
     for round_ in range(1, MAX_REVIEW_ROUNDS + 1):
-        cases = _review_cases(out)
+        cases = _review_cases(out, timeline)
         settled = decide(cases, teams, truth_p, spec.seed, end_s)
         if settled == decisions:
             break
         decisions = settled
-        report = _write(spec, out, decisions, None, True, round_, started)
+        report, timeline = _write(spec, out, decisions, None, True, round_, started)
     return report
+
+
+class _Timeline:
+    """When the flow can have published a case: the flow closes an investor's window
+    (and scores it) once the tenant's event time has passed the window's end plus the
+    allowed lateness, i.e. at the first later engagement of the tenant — hours later
+    for a tenant whose investors sleep. Reviewers see a case from then on."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, list[tuple[float, float]]] = {}  # tenant -> (event_s, ingest_s)
+
+    def add(self, tenant: str, event_s: float, ingest_s: float) -> None:
+        self.events.setdefault(tenant, []).append((event_s, ingest_s))
+
+    def freeze(self) -> _Timeline:
+        self.index = {}
+        for tenant, pairs in self.events.items():
+            pairs.sort()
+            arrivals = [i for _, i in pairs]
+            for k in range(len(arrivals) - 2, -1, -1):  # earliest arrival from here on
+                arrivals[k] = min(arrivals[k], arrivals[k + 1])
+            self.index[tenant] = ([e for e, _ in pairs], arrivals)
+        return self
+
+    def published(self, tenant: str, event_s: float, lateness_s: float) -> float:
+        times, arrivals = self.index.get(tenant, ([], []))
+        k = bisect.bisect_left(times, event_s + lateness_s)
+        return max(event_s, arrivals[k]) if k < len(times) else event_s
 
 
 def report_tenants(out: Path) -> list[str]:
     return json.loads((out / "world.json").read_text())["tenants"]
 
 
-def _review_cases(world: Path) -> list[Case]:
+def _review_cases(world: Path, timeline: _Timeline) -> list[Case]:
     """The review cases the flow opens on the world written in ``world``."""
     import shutil
     import tempfile
@@ -180,15 +209,17 @@ def _review_cases(world: Path) -> list[Case]:
                               columns=["case_id", "tenant", "investor_id", "event_time"])
     finally:
         shutil.rmtree(run, ignore_errors=True)
-    return [Case(c, t, i, e.timestamp()) for c, t, i, e in zip(
+    lateness = settings.windows.allowed_lateness.total_seconds() + 60
+    return [Case(c, t, i, timeline.published(t, e.timestamp(), lateness)) for c, t, i, e in zip(
         *(table.column(n).to_pylist() for n in ("case_id", "tenant", "investor_id", "event_time")),
         strict=True)]
 
 
 def _write(spec: WorldSpec, out: Path, decisions: list[dict],
            progress: Callable[[int, int], None] | None, overwrite: bool, rounds: int,
-           started: float) -> GenerationReport:
+           started: float) -> tuple[GenerationReport, _Timeline]:
     sim = Simulation(spec)
+    timeline = _Timeline()
     noise = random.Random(f"{spec.seed}:noise")
     offsets: Counter[tuple[str, int]] = Counter()
     per_topic: Counter[str] = Counter()
@@ -224,6 +255,9 @@ def _write(spec: WorldSpec, out: Path, decisions: list[dict],
                 publish(topic, key, value, ingest_s)
             key = emitted.key.encode()
             value = orjson.dumps(emitted.payload)
+            if emitted.topic == "investor.engagements":
+                timeline.add(emitted.payload["tenant"], emitted.payload["event_time"].timestamp(),
+                             emitted.ingest_s)
             publish(emitted.topic, key, value, emitted.ingest_s)
             late += emitted.late
             if noise.random() < spec.duplicate_rate:  # a producer retry: same bytes again
@@ -279,4 +313,4 @@ def _write(spec: WorldSpec, out: Path, decisions: list[dict],
     }
     (out / "world.json").write_text(json.dumps(world, indent=2, sort_keys=True) + "\n")
     (out / "config.toml").write_text(world_config(sim.tenants, spec.seed))
-    return report
+    return report, timeline.freeze()

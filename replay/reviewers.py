@@ -55,7 +55,7 @@ class Case:
     case_id: str
     tenant: str
     investor_id: str
-    opened_s: float
+    seen_s: float  #: when the reviewers could first see it (published by the flow)
 
 
 def make_teams(tenants: list[str], seed: int) -> dict[str, ReviewerTeam]:
@@ -83,11 +83,11 @@ def decide(cases: list[Case], teams: dict[str, ReviewerTeam], truth_p: dict[str,
            seed: int, end_s: float) -> list[dict]:
     """The decisions the teams send, as ``{"ingest_s", "key", "payload"}`` (signed).
 
-    Each team works its cases in the order they were opened, at most its capacity
+    Each team works its cases in the order they were published, at most its capacity
     per (UTC) day; a case still waiting when the world ends stays open.
     """
     by_tenant: dict[str, list[Case]] = defaultdict(list)
-    for case in sorted(cases, key=lambda c: (c.opened_s, c.case_id)):
+    for case in sorted(cases, key=lambda c: (c.seen_s, c.case_id)):
         by_tenant[case.tenant].append(case)
     decisions = []
     for tenant in sorted(by_tenant):
@@ -99,7 +99,7 @@ def decide(cases: list[Case], teams: dict[str, ReviewerTeam], truth_p: dict[str,
         for case in by_tenant[tenant]:
             rng = random.Random(f"{seed}:review:{case.case_id}")
             delay = rng.lognormvariate(math.log(team.median_delay_hours), 0.6) * 3600
-            when = _next_work_time(case.opened_s + delay)
+            when = _next_work_time(case.seen_s + delay)
             while used[int(when // DAY_S)] >= team.capacity_per_day:
                 when = _next_work_time(math.floor(when / DAY_S) * DAY_S + DAY_S)
             if when >= end_s:
