@@ -485,5 +485,6 @@ def demo_delivery(handoff_parquet, settings: Settings) -> dict:
         snapshot = crm.snapshot()
     finally:
         crm.stop()
-    return {"handoffs": len(records), "in_crm": len(snapshot["leads"]),
+    return {"handoffs": len(records), "investors": len({r["investor_id"] for r in records}),
+            "in_crm": len(snapshot["leads"]),
             "requests": len(snapshot["requests"]), **counts}
