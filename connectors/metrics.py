@@ -27,6 +27,14 @@ COUNTS: dict[str, tuple[str, str, str]] = {
     "rescores": ("esg_leads_rescores", "tenant", "Re-scores after an investor's silence"),
     "review_cases": ("esg_leads_review_cases", "tenant", "Review cases opened"),
     "handoffs": ("esg_leads_handoffs", "tenant", "Leads handed off to the CRM"),
+    "decisions": ("esg_leads_decisions", "tenant",
+                  "Lead routing decisions (state changes the flow decided)"),
+    "decisions_by_human": ("esg_leads_decisions_by_human", "tenant",
+                           "Routing decisions handed to a person (review cases opened); "
+                           "autonomy rate = 1 - this / esg_leads_decisions"),
+    "review_decisions": ("esg_leads_review_decisions", "tenant",
+                         "Reviewers' decisions applied to open cases"),
+    "investors_scored": ("esg_leads_investors_scored", "tenant", "Investors scored a first time"),
     "lifecycle_quiet": ("esg_leads_unpublished_rescores", "tenant",
                         "Scores not published: no transition, no material change"),
     "outcomes_without_score": ("esg_leads_outcomes_without_score", "tenant",
@@ -40,6 +48,9 @@ GAUGES: dict[str, tuple[str, str, str]] = {
     "model_log_loss": ("esg_leads_model_log_loss", "tenant", "Rolling prequential log loss"),
     "model_auc": ("esg_leads_model_auc", "tenant", "Rolling prequential ROC AUC"),
     "consumer_lag": ("esg_leads_consumer_lag", "partition", "Messages behind the partition end"),
+    "review_open_cases": ("esg_leads_review_open_cases", "tenant", "Review cases awaiting a person"),
+    "review_queue_age_s": ("esg_leads_review_queue_age_seconds", "tenant",
+                           "Age of the oldest open review case, in event time"),
 }
 #: Observation name -> (metric name, label name, help, buckets).
 HISTOGRAMS: dict[str, tuple[str, str, str, tuple[float, ...]]] = {

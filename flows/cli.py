@@ -56,6 +56,7 @@ def _world_spec(args: argparse.Namespace):
             malformed_rate=args.malformed_rate,
             drift_at=args.drift_at,
             partitions=args.partitions,
+            reviewers=getattr(args, "reviewers", "on") == "on",
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -327,6 +328,10 @@ def _add_world_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--malformed-rate", type=float, default=0.01)
     p.add_argument("--drift-at", type=float, default=None, metavar="DAY")
     p.add_argument("--partitions", type=int, default=3)
+    p.add_argument("--reviewers", choices=("on", "off"), default="on",
+                   help="reviewer teams decide the flow's review cases (signed decisions on "
+                        "lead.review-decisions); on replays the world through the flow in "
+                        "rounds while generating")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -93,7 +93,8 @@ def run_demo(out: Path, seed: int = 7, investors: int = 3000, days: int = 45) ->
 
     crm = demo_delivery(run_dir / "handoff.parquet", settings)
     console.print(f"[bold]CRM delivery[/bold] (esg-leads crm-sync → a fake CRM with a 429 and "
-                  f"every 25th request a 503): {crm['handoffs']:,} handoffs, "
+                  f"every 25th request a 503): {crm['handoffs']:,} handoffs of "
+                  f"{crm['investors']:,} investors (queued ones coalesce: the latest is sent), "
                   f"{crm['delivered']:,} delivered in {crm['requests']:,} requests, "
                   f"{crm['in_crm']:,} leads now in the CRM"
                   + ("" if crm["handoffs"] else " (this world qualified no lead for handoff)"),

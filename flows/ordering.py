@@ -50,9 +50,9 @@ from bytewax.dataflow import Stream
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
+from flows.steps import Clock
 from flows.telemetry import Telemetry
 
-Clock = Callable[[], datetime]
 Position = tuple
 #: The position of what is emitted once the input has ended (windows still open).
 END: Position = (1 << 62, "", 0, 0)

@@ -1,23 +1,17 @@
-"""Glue between bytewax and the plain-Python operators: keys, adapters, clocks.
+"""Glue between bytewax and the plain-Python operators: keys, clocks, the GC policy.
 
-Nothing here decides anything about a lead; it only says which operator object
-runs under which key and how its state is snapshotted.
+Nothing here decides anything about a lead. The keyed steps themselves run in
+:mod:`flows.ordering`.
 """
 
 from __future__ import annotations
 
 import gc
-import pickle
-import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Protocol
-
-from bytewax.operators import StatefulBatchLogic
-
-from flows.telemetry import Telemetry
+from typing import Protocol
 
 UTC_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 Clock = Callable[[], datetime]
@@ -73,7 +67,7 @@ def shard_key(tenant: str, investor_id: str, shards: int) -> str:
 
 
 class Operator(Protocol):
-    """What an operator object offers to a keyed step.
+    """What an operator object offers to a keyed step (see :mod:`flows.ordering`).
 
     It may also offer ``flush(now) -> list``: what to emit when the input ends
     (e.g. the windows still open at the end of a recording); ``notify_at() ->
@@ -83,66 +77,3 @@ class Operator(Protocol):
     """
 
     def process(self, items: list, now: datetime) -> list: ...
-
-
-class OperatorLogic(StatefulBatchLogic):
-    """Runs one operator object per key; its snapshot is the pickled object.
-
-    Snapshots are bytes, hence immutable, as bytewax requires of them.
-    """
-
-    def __init__(self, step: str, state: Operator | None, factory: Callable[[Any], Operator],
-                 telemetry: Telemetry, clock: Clock) -> None:
-        self._step = step
-        self._state = state
-        self._factory = factory
-        self._telemetry = telemetry
-        self._clock = clock
-
-    def on_batch(self, values: list) -> tuple[list, bool]:
-        if self._state is None:
-            self._state = self._factory(values[0])
-        started = time.perf_counter()
-        out = self._state.process(values, self._clock())
-        if not hasattr(self._state, "stage_times"):
-            self._telemetry.stage_batch(self._step, len(values), time.perf_counter() - started)
-        self._telemetry.drain(self._state)
-        return out, StatefulBatchLogic.RETAIN
-
-    def notify_at(self) -> datetime | None:
-        notify_at = getattr(self._state, "notify_at", None)
-        return notify_at() if notify_at is not None else None
-
-    def on_notify(self) -> tuple[list, bool]:
-        out = self._state.on_notify(self._clock())  # type: ignore[union-attr]
-        self._telemetry.drain(self._state)
-        return out, StatefulBatchLogic.RETAIN
-
-    def on_eof(self) -> tuple[list, bool]:
-        flush = getattr(self._state, "flush", None)
-        if flush is None:
-            return [], StatefulBatchLogic.RETAIN
-        out = flush(self._clock())
-        self._telemetry.drain(self._state)
-        return out, StatefulBatchLogic.RETAIN
-
-    def snapshot(self) -> bytes:
-        return pickle.dumps(self._state, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def operator_builder(step: str, factory: Callable[[Any], Operator], telemetry: Telemetry,
-                     clock: Clock, restore: Callable[[Any], Operator] | None = None,
-                     ) -> Callable[[bytes | None], OperatorLogic]:
-    """A bytewax ``builder`` that restores the operator from its snapshot, if any.
-
-    ``restore`` turns an unpickled snapshot into the operator, for steps whose
-    state changed shape between versions.
-    """
-
-    def build(resume: bytes | None) -> OperatorLogic:
-        state = pickle.loads(resume) if resume is not None else None
-        if state is not None and restore is not None:
-            state = restore(state)
-        return OperatorLogic(step, state, factory, telemetry, clock)
-
-    return build

@@ -14,6 +14,12 @@ import threading
 from collections import Counter, defaultdict
 from typing import Any, Protocol
 
+#: Gauges that several operators (the lifecycle's shards of one tenant) report under
+#: the same label, and how their values combine into the tenant's.
+SHARD_GAUGES = {"event_clock_s": max, "event_first_s": min, "review_open_cases": sum,
+                "review_oldest_open_s": min}
+DAY_S = 86_400.0
+
 
 class Listener(Protocol):
     def on_counts(self, counts: Counter) -> None: ...
@@ -34,6 +40,8 @@ class Telemetry:
         self.stage_seconds: defaultdict[str, float] = defaultdict(float)
         self.stage_items: Counter[str] = Counter()
         self.listeners: list[Listener] = []
+        #: (name, tenant) -> {operator id: value} of the SHARD_GAUGES.
+        self._parts: dict[tuple[str, str], dict[int, float]] = {}
 
     def count(self, name: str, label: str, n: int = 1) -> None:
         with self._lock:
@@ -60,6 +68,7 @@ class Telemetry:
             counts.clear()
         gauges: dict | None = getattr(operator, "gauges", None)
         if gauges:
+            gauges = self._combine(id(operator), gauges)
             with self._lock:
                 self.gauges.update(gauges)
             for listener in self.listeners:
@@ -75,6 +84,73 @@ class Telemetry:
             for stage, items, seconds in stages:
                 self.stage_batch(stage, items, seconds)
             stages.clear()
+
+    def _combine(self, source: int, gauges: dict) -> dict:
+        """An operator's gauges as the process-wide values: each of the SHARD_GAUGES
+        combined over every operator that reported it (``None``: nothing to report,
+        e.g. no open case), plus the tenant's review queue age in seconds."""
+        plain = {k: v for k, v in gauges.items() if k[0] not in SHARD_GAUGES}
+        tenants = set()
+        with self._lock:
+            for (name, label), value in gauges.items():
+                if name in SHARD_GAUGES:
+                    parts = self._parts.setdefault((name, label), {})
+                    if value is None:
+                        parts.pop(source, None)
+                    else:
+                        parts[source] = value
+                    tenants.add(label)
+            for tenant in tenants:
+                values = {}
+                for name, combine in SHARD_GAUGES.items():
+                    parts = self._parts.get((name, tenant))
+                    values[name] = combine(parts.values()) if parts else None
+                    if name != "review_oldest_open_s":
+                        plain[(name, tenant)] = values[name] or 0.0
+                oldest, clock = values["review_oldest_open_s"], values["event_clock_s"]
+                plain[("review_queue_age_s", tenant)] = (
+                    max(0.0, clock - oldest) if oldest is not None and clock else 0.0)
+        return plain
+
+    def autonomy(self) -> dict:
+        """The autonomy KPIs of the run: how much it decided without a person.
+
+        A *decision* is a lead changing state on the flow's own routing (a first
+        score, a plan, a handoff, an info request, a suppression...); one that opens
+        a review case is a decision by a human. Days are the span of event time the
+        lifecycle saw; the queue age is, per tenant, its latest event time minus the
+        opening of its oldest open case (0 when none is open).
+        """
+        decisions = sum(self.per_topic("decisions").values())
+        human = sum(self.per_topic("decisions_by_human").values())
+        cases = self.per_topic("review_cases")
+        investors = sum(self.per_topic("investors_scored").values())
+        gauges = {(n, t): v for (n, t), v in self.gauges.items()}
+        tenants = sorted({t for (n, t) in gauges if n == "event_clock_s"})
+        clocks = [gauges[("event_clock_s", t)] for t in tenants]
+        firsts = [gauges.get(("event_first_s", t)) for t in tenants]
+        firsts = [f for f in firsts if f]
+        days = (max(clocks) - min(firsts)) / DAY_S if clocks and firsts else 0.0
+        ages = {t: round(gauges.get(("review_queue_age_s", t), 0.0) / DAY_S, 2) for t in tenants}
+        total = sum(cases.values())
+        per_1k = total / (investors / 1000) if investors else None
+        return {
+            "decisions": decisions,
+            "decisions_by_human": human,
+            "autonomy_rate": round(1 - human / decisions, 4) if decisions else None,
+            "investors_scored": investors,
+            "days": round(days, 2),
+            "review_cases_per_1k_investors": round(per_1k, 2) if per_1k is not None else None,
+            "review_cases_per_1k_investors_per_day": (round(per_1k / days, 3)
+                                                      if per_1k is not None and days else None),
+            "review_decisions": sum(self.per_topic("review_decisions").values()),
+            "open_review_cases": int(sum(gauges.get(("review_open_cases", t), 0.0)
+                                         for t in tenants)),
+            "review_queue_age_days": max(ages.values(), default=0.0),
+            "review_queue_age_days_by_tenant": ages,
+            "review_cases_by_tenant": cases,
+            "handoffs_by_tenant": self.per_topic("handoffs"),
+        }
 
     def dead_letters(self, records: list[dict]) -> None:
         with self._lock:
@@ -162,5 +238,6 @@ class Telemetry:
             "outcomes_without_score": sum(telemetry.per_topic("outcomes_without_score").values()),
             # Feature vectors with a value outside its documented range: a defect, 0 expected.
             "features_clamped": sum(telemetry.per_topic("features_clamped").values()),
+            "autonomy": self.autonomy(),
             "stages": stages,
         }

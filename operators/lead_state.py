@@ -3,6 +3,15 @@
     received -> enriched -> scored -> planned -> in_review -> handed_off
                                          \\-> disqualified, suppressed, erased (see TRANSITIONS)
 
+    scored, planned -> needs_info -> scored     (the profile arrived: scoring again)
+                                  \\-> disqualified, suppressed, erased
+
+``needs_info`` is where a lead waits whose profile is missing or too thin to check
+compliance (no jurisdiction, no subscriber type): it gets an info-request plan, not a
+review case, because a person could not decide more than the rules can without the
+facts. It never goes straight to review or to the CRM: the arriving profile sends it
+back to ``scored``, and the next score routes it like any other lead.
+
 An illegal transition raises :class:`IllegalTransition`; nothing is ever silently
 overwritten. ``erased`` is terminal.
 
@@ -19,10 +28,10 @@ from __future__ import annotations
 
 from schemas.outputs import LeadState
 
-R, E, S, P, IR, H, D, SU, ER = (s.value for s in (
+R, E, S, P, NI, IR, H, D, SU, ER = (s.value for s in (
     LeadState.RECEIVED, LeadState.ENRICHED, LeadState.SCORED, LeadState.PLANNED,
-    LeadState.IN_REVIEW, LeadState.HANDED_OFF, LeadState.DISQUALIFIED, LeadState.SUPPRESSED,
-    LeadState.ERASED))
+    LeadState.NEEDS_INFO, LeadState.IN_REVIEW, LeadState.HANDED_OFF, LeadState.DISQUALIFIED,
+    LeadState.SUPPRESSED, LeadState.ERASED))
 
 #: Every legal transition. Re-scoring keeps a lead where it is (no transition);
 #: a scored, planned or disqualified lead goes back to ``scored`` when its plan no
@@ -30,8 +39,9 @@ R, E, S, P, IR, H, D, SU, ER = (s.value for s in (
 TRANSITIONS: dict[str, frozenset[str]] = {
     R: frozenset({E, S, SU, ER}),
     E: frozenset({S, SU, ER}),
-    S: frozenset({P, D, SU, ER}),
-    P: frozenset({S, IR, H, D, SU, ER}),
+    S: frozenset({P, NI, D, SU, ER}),
+    P: frozenset({S, NI, IR, H, D, SU, ER}),
+    NI: frozenset({S, D, SU, ER}),
     IR: frozenset({P, H, D, SU, ER}),
     H: frozenset({D, SU, ER}),
     D: frozenset({S, SU, ER}),

@@ -49,7 +49,7 @@ class LeadRecord:
     """What the lifecycle remembers about one lead."""
 
     __slots__ = ("machine", "context", "last_score", "last_record", "qualifications", "cases",
-                 "open_case", "needs_info")
+                 "open_case", "needs_info", "uncertain_since")
 
     def __init__(self, context: InvestorContext | None) -> None:
         self.machine = LeadStateMachine()
@@ -64,6 +64,8 @@ class LeadRecord:
         self.cases = 0
         self.open_case: str | None = None
         self.needs_info = False
+        #: Since when (epoch s) the model's uncertainty alone would send it to review.
+        self.uncertain_since: float | None = None
 
     def __getstate__(self) -> tuple:
         if isinstance(self.last_record, dict):
@@ -86,6 +88,8 @@ class LeadRecord:
         return copy
 
     def __setstate__(self, state: tuple) -> None:
+        if len(state) == len(self.__slots__) - 1:  # saved before uncertain_since
+            state = (*state, None)
         for name, value in zip(self.__slots__, state, strict=True):
             setattr(self, name, value)
 
@@ -101,6 +105,12 @@ class LifecycleShard:
         self.settings = settings
         self.leads: dict[str, LeadRecord] = {}
         self.counts: Counter[tuple[str, str]] = Counter()
+        #: Review queue and event clock of this shard (flows.telemetry combines shards).
+        self.gauges: dict[tuple[str, str], float | None] = {}
+        #: Investors with an open case -> the event time (epoch s) it was opened at.
+        self.open_since: dict[str, float] = {}
+        self._clock = 0.0  #: the latest event time this shard saw (epoch s)
+        self._first = 0.0  #: the earliest (0: none yet)
         #: Latency and data-age samples for the metrics, drained after every batch.
         self.observations: list[tuple[str, str, float]] = []
         self._dedup = EventIdDedup(settings.dedup.horizon)
@@ -116,6 +126,7 @@ class LifecycleShard:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["observations"] = []
+        state["gauges"] = {}
         for agent in ("_compliance", "_claims", "_salt"):
             state.pop(agent)  # rebuilt from settings: rule packs are code, not state
         # Settings are not state either: pickled, they would put the tenants' review
@@ -125,6 +136,14 @@ class LifecycleShard:
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state.setdefault("gauges", {})
+        state.setdefault("_clock", 0.0)
+        state.setdefault("_first", 0.0)
+        if "open_since" not in state:  # a snapshot from before the queue was tracked
+            state["open_since"] = {
+                investor: next((h[0] for h in reversed(lead.machine.history)
+                                if h[2] == "in_review"), 0.0)
+                for investor, lead in state["leads"].items() if lead.open_case is not None}
         self.__dict__.update(state)
         if "settings" in state:  # a snapshot from before settings were left out
             self._agents()
@@ -142,7 +161,20 @@ class LifecycleShard:
 
     def process(self, items: list, now: datetime) -> list[Emitted]:
         out: list[Emitted] = []
+        tenant = None
         for item in items:
+            if isinstance(item, Scored):
+                tenant, when = item.record["tenant"], item.record["event_time"]
+            elif isinstance(item, InvestorNotice):
+                tenant, when = item.tenant, item.event_time
+            else:
+                # A decision's time does not move the clock: a forged one, refused,
+                # must change nothing, and a far-future one would age the queue.
+                tenant, when = getattr(getattr(item, "event", None), "tenant", tenant), None
+            if isinstance(when, datetime):
+                seconds = when.timestamp()
+                self._clock = max(self._clock, seconds)
+                self._first = min(self._first, seconds) if self._first else seconds
             if isinstance(item, Scored):
                 self._on_scored(item, now, out)
             elif isinstance(item, InvestorNotice):
@@ -152,6 +184,14 @@ class LifecycleShard:
                     self._on_review_decision(item, now, out)
                 except Exception as error:  # noqa: BLE001 - errors are data here
                     out.append(Emitted("dlq", "", processing_error(item, error, now)))
+        if tenant is not None:
+            # The queue's age is the clock minus the oldest opening, in the world's
+            # time, whatever the speed of a replay (flows.telemetry combines shards).
+            self.gauges[("event_clock_s", tenant)] = self._clock
+            self.gauges[("event_first_s", tenant)] = self._first
+            self.gauges[("review_open_cases", tenant)] = float(len(self.open_since))
+            self.gauges[("review_oldest_open_s", tenant)] = (min(self.open_since.values())
+                                                             if self.open_since else None)
         return out
 
     def _erased_subject(self, investor_id: str) -> bool:
@@ -171,12 +211,14 @@ class LifecycleShard:
         as_of: datetime = record["event_time"]
         when = as_of.timestamp()
         transitions: list[tuple[str, str, str]] = []
+        before = lead.machine.state
 
         def move(target: str, reason: str) -> None:
             for step in lead.machine.path_to(target):
                 transitions.append((*lead.machine.move(step, when, reason), reason))
 
         if lead.machine.state == "received":
+            self.counts[("investors_scored", record["tenant"])] += 1
             if context.engaged_properties:
                 move("enriched", "ESG facts of engaged properties attached")
             move("scored", "first score")
@@ -187,11 +229,15 @@ class LifecycleShard:
         channels = self._compliance.channels(context.jurisdiction, context.subscriber_type,
                                              effective_consents(context), context.do_not_call)
         blocked = channels.unsure is None and not channels.allowed
+        # Unsure because the profile lacks the facts: ask for them, not a person.
+        missing = review.missing_info(context)
+        unsure = None if missing else channels.unsure
         properties, fits = outreach.lead_properties(context)
         tenant_cfg = s.tenants.get(record["tenant"])
         today = as_of.date().toordinal()
         reasons = []
-        if p >= cfg.qualification_threshold - cfg.review_band or channels.unsure:
+        uncertain = False  # the model is unsure, and evidence may still settle it
+        if not missing and (p >= cfg.qualification_threshold - cfg.review_band or unsure):
             interval = record["interval"]
             weights = record["explanation"]["source_weights"]
             reasons = review.review_reasons(
@@ -201,13 +247,26 @@ class LifecycleShard:
                 esg_weight=weights["property_epc"] + weights["certifications"] + weights["climate_risk"],
                 facts=properties, today=today,
                 stale_days=s.features.stale_after.total_seconds() / 86_400,
-                compliance_unsure=channels.unsure, needs_info=lead.needs_info, settings=cfg)
+                compliance_unsure=unsure, needs_info=lead.needs_info, settings=cfg)
+        if reasons and all(r["code"] in review.UNCERTAINTY for r in reasons):
+            # Uncertainty alone: outreach gathers evidence first; a person is asked
+            # only if the lead is still uncertain after uncertain_review_after.
+            if lead.uncertain_since is None:
+                lead.uncertain_since = when
+            if when - lead.uncertain_since < cfg.uncertain_review_after.total_seconds():
+                reasons = []
+                uncertain = True
+        else:
+            lead.uncertain_since = None
 
-        target = self._target(lead, p, blocked, reasons)
+        target = self._target(lead, p, blocked, reasons, missing, uncertain)
         if target != lead.machine.state:
-            move(target, self._why(target, p, reasons))
+            move(target, self._why(target, p, reasons, missing))
+        if lead.machine.state != before:
+            self._decided(record["tenant"], lead.machine.state)
         if lead.machine.state != "in_review":
-            lead.open_case = None  # a case closes when its lead leaves review any other way
+            # A case closes when its lead leaves review any other way.
+            self._close_case(lead, investor_id)
         material = (lead.last_score is None
                     or abs(record["score"] - lead.last_score) >= cfg.material_score_change)
         if not transitions and not material:
@@ -221,11 +280,18 @@ class LifecycleShard:
         kept, removed = self._claims.check(proposed, {f.property_id: f for f in properties},
                                            today, fund)
         record["state"] = lead.machine.state
+        if lead.machine.state == "needs_info":
+            # An info request: no marketing, so no properties to lead with and no claims.
+            steps = outreach.info_request_steps(
+                missing, effective_consents(context).get("email") == "opted_out")
+            properties, kept = [], []
+        else:
+            steps = outreach.plan_steps(channels.allowed, record["intent"],
+                                        record["engagement_readiness"], esg, len(properties))
         record["outreach_plan"] = {
             "plan_id": f"plan:{record['tenant']}:{investor_id}:{int(when)}",
             "agent_version": outreach.AGENT_VERSION,
-            "steps": outreach.plan_steps(channels.allowed, record["intent"],
-                                         record["engagement_readiness"], esg, len(properties)),
+            "steps": steps,
             "lead_properties": [f.property_id for f in properties],
             "claims": kept,
         }
@@ -251,7 +317,8 @@ class LifecycleShard:
         if record["data_freshness_days"] is not None:
             samples.append(("esg_data_age", record["tenant"], record["data_freshness_days"] * 86_400))
 
-    def _target(self, lead: LeadRecord, p: float, blocked: bool, reasons: list[dict]) -> str:
+    def _target(self, lead: LeadRecord, p: float, blocked: bool, reasons: list[dict],
+                missing: list[str], uncertain: bool = False) -> str:
         """Where the lead should be after this score."""
         state = lead.machine.state
         if blocked:
@@ -261,13 +328,24 @@ class LifecycleShard:
         cfg = self.settings.lifecycle
         if state == "disqualified" and p < cfg.qualification_threshold:
             return state  # only a strong new signal revives a disqualified lead
+        if missing:
+            # Worth contacting, but compliance cannot decide how: ask for the facts
+            # (once asked, the lead waits for them, whatever its next scores).
+            if state == "needs_info" or p >= self.settings.scoring.warm:
+                return "needs_info"
+            return "scored"
         if reasons:
             return "in_review"
+        if uncertain:
+            return "planned"  # never a handoff on a score the model is unsure of
         if p >= cfg.qualification_threshold:
             return "handed_off"
         return "planned" if p >= self.settings.scoring.warm else "scored"
 
-    def _why(self, target: str, p: float, reasons: list[dict]) -> str:
+    def _why(self, target: str, p: float, reasons: list[dict], missing: list[str]) -> str:
+        if target == "needs_info":
+            return ("profile too thin to check compliance (missing "
+                    + ", ".join(missing) + "): information requested")
         if target == "suppressed":
             return "no lawful contact channel (compliance verdict blocked)"
         if target == "in_review":
@@ -280,12 +358,26 @@ class LifecycleShard:
 
     # ------------------------------------------------------------ outputs
 
+    def _decided(self, tenant: str, target: str) -> None:
+        """Count a routing decision; one that opens a review case needs a human.
+
+        The autonomy rate is the share of these decisions taken without one.
+        """
+        self.counts[("decisions", tenant)] += 1
+        if target == "in_review":
+            self.counts[("decisions_by_human", tenant)] += 1
+
+    def _close_case(self, lead: LeadRecord, investor_id: str) -> None:
+        lead.open_case = None
+        self.open_since.pop(investor_id, None)
+
     def _open_case(self, lead: LeadRecord, record: dict, reasons: list[dict], now: datetime) -> Emitted:
         lead.cases += 1
         lead.needs_info = False
         investor_id, tenant = record["investor_id"], record["tenant"]
         case_id = f"case:{investor_id}:{lead.cases}"
         lead.open_case = case_id
+        self.open_since[investor_id] = record["event_time"].timestamp()
         self.counts[("review_cases", tenant)] += 1
         return Emitted("review", investor_id, {
             "schema_version": SCHEMA_VERSION,
@@ -404,15 +496,23 @@ class LifecycleShard:
             state = lead.machine.state
             if not channels.allowed and channels.unsure is None and lead.machine.can("suppressed"):
                 lead.machine.move("suppressed", when, f"{notice.kind}: no lawful channel left")
-                lead.open_case = None
+                self._decided(notice.tenant, "suppressed")
+                self._close_case(lead, investor_id)
                 self._reemit(lead, notice, now, out)
             elif channels.allowed and state == "suppressed":
                 lead.machine.move("scored", when, f"{notice.kind}: lawful channel restored")
+                self._decided(notice.tenant, "scored")
+                self._reemit(lead, notice, now, out)
+            elif state == "needs_info" and not review.missing_info(ctx):
+                lead.machine.move("scored", when, f"{notice.kind}: the missing facts arrived, "
+                                                  "scoring again")
+                self._decided(notice.tenant, "scored")
                 self._reemit(lead, notice, now, out)
         elif notice.kind == "outcome":
             if notice.detail == "disqualified" and lead.machine.can("disqualified"):
                 lead.machine.move("disqualified", when, "CRM disqualified the lead")
-                lead.open_case = None
+                self._decided(notice.tenant, "disqualified")
+                self._close_case(lead, investor_id)
                 self._reemit(lead, notice, now, out)
             self._audit_notice(notice, lead, now, out)
 
@@ -449,6 +549,7 @@ class LifecycleShard:
     def _erase(self, notice: InvestorNotice, now: datetime, out: list[Emitted]) -> None:
         investor_id = notice.investor_id
         self.leads.pop(investor_id, None)
+        self.open_since.pop(investor_id, None)
         self._erased.add(salted_id(self._salt, investor_id))
         for topic in OUTPUT_TOPICS:
             out.append(Emitted("tombstone", investor_id, None, topic))
@@ -489,7 +590,8 @@ class LifecycleShard:
             return
         verdict = decision.verdict.value  # type: ignore[attr-defined]
         when = decision.event_time.timestamp()  # type: ignore[attr-defined]
-        lead.open_case = None
+        self._close_case(lead, investor_id)
+        self.counts[("review_decisions", decision.tenant)] += 1  # type: ignore[attr-defined]
         notice = InvestorNotice(decision.tenant, investor_id, "review_decision",  # type: ignore[attr-defined]
                                 decision.event_time, ingested.ref(), None, verdict,  # type: ignore[attr-defined]
                                 decision.case_id)  # type: ignore[attr-defined]

@@ -63,6 +63,25 @@ def proposed_claims(properties: list[PropertyFacts], context: InvestorContext,
     return claims
 
 
+def info_request_steps(missing: list[str], email_objected: bool) -> list[dict]:
+    """The plan of a lead in ``needs_info``: ask for the missing profile facts, once.
+
+    It is a service message answering the investor's own enquiry, with no marketing
+    content and no ESG claim, so it goes out by e-mail unless the investor objected
+    to e-mail; then nothing is sent and the lead waits for the CRM to fill the profile.
+
+    >>> [s["action"] for s in info_request_steps(["jurisdiction"], False)]
+    ['ask for the missing profile facts: jurisdiction']
+    >>> info_request_steps(["jurisdiction"], True)
+    []
+    """
+    if email_objected or not missing:
+        return []
+    return [{"order": 1, "channel": "email",
+             "action": ("ask for the missing profile facts: " + ", ".join(missing))[:128],
+             "wait_days": 0, "trigger": "lead needs info", "escalation": False}]
+
+
 def plan_steps(allowed: list[str], intent: float, readiness: float, esg_alignment: float,
                n_properties: int) -> list[dict]:
     """The contact sequence over lawful channels; empty when there is none."""

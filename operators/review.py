@@ -6,6 +6,12 @@ the tenant's limit, the ESG data that drives the decision is stale, self-reporte
 or conflicting, compliance cannot decide, or a reviewer asked for more information.
 Every reason says what the reviewer should check.
 
+Review is for judgement calls. A lead whose profile lacks what compliance needs
+(:func:`missing_info`: no jurisdiction, no subscriber type) is not one: nobody can
+decide lawfully without those facts, so the lead asks for them (state
+``needs_info``) instead of queueing for a person. A jurisdiction that is known but
+that no rule pack covers still goes to review: that is a call for a person.
+
 >>> from schemas.settings import LifecycleSettings
 >>> reasons = review_reasons(probability=0.52, low=0.2, high=0.75, ticket_max=None,
 ...     ticket_limit=5e7, esg_weight=0.1, facts=[], today=0, stale_days=365,
@@ -16,7 +22,7 @@ Every reason says what the reviewer should check.
 
 from __future__ import annotations
 
-from schemas.records import PropertyFacts
+from schemas.records import InvestorContext, PropertyFacts
 from schemas.settings import LifecycleSettings
 
 AGENT_VERSION = "review-routing/1"
@@ -28,6 +34,24 @@ CONFLICTING_INTENSITY_KWH_M2 = 250.0
 
 def _reason(code: str, detail: str, check: str) -> dict:
     return {"code": code, "detail": detail[:256], "check": check[:256]}
+
+
+#: Reasons that say only that the model is unsure: evidence may settle them.
+UNCERTAINTY = frozenset({"ambiguous_score", "wide_interval"})
+
+#: Profile facts without which compliance cannot decide, with what to ask for.
+REQUIRED_FOR_COMPLIANCE = (("jurisdiction", "country of residence or incorporation"),
+                           ("subscriber_type", "investing as an individual or a company"))
+
+
+def missing_info(context: InvestorContext | None) -> list[str]:
+    """The profile facts compliance needs and this investor's profile lacks.
+
+    >>> missing_info(None)
+    ['jurisdiction', 'subscriber_type']
+    """
+    return [name for name, _ in REQUIRED_FOR_COMPLIANCE
+            if context is None or getattr(context, name) is None]
 
 
 def review_reasons(*, probability: float, low: float, high: float, ticket_max: float | None,

@@ -12,11 +12,17 @@ Output directory layout::
     OUT/world.json                              the arguments and what came out
     OUT/config.toml                             the world's tenants, reviewers, dev keys
 
-Same arguments, same bytes.
+With reviewers (the default), the world's reviewer teams decide the review cases the
+flow opens: the generator replays its world through the flow and writes it again
+with their signed decisions on ``lead.review-decisions``, in rounds until the
+decisions settle (see :mod:`replay.reviewers` for why, and what that implies).
+
+Same arguments, same bytes (and, with reviewers, the same flow and settings).
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import json
@@ -34,7 +40,11 @@ import pyarrow.parquet as pq
 
 from connectors.recording import RecordedMessage, RecordingWriter
 from replay.simulate import DAY_S, Simulation, Truth, WorldSpec
+from replay.reviewers import Case, decide, make_teams
 from replay.world import DEV_REVIEWERS, dev_review_signing_key
+
+#: At most this many replays to let the reviewers' decisions settle.
+MAX_REVIEW_ROUNDS = 4
 
 HEADERS = (("schema-version", b"1"), ("content-type", b"application/json"))
 UNKNOWN_TENANT = "ghost-fund"
@@ -49,6 +59,8 @@ class GenerationReport:
     malformed_by_kind: dict[str, int]
     duplicates: int
     late: int
+    review_rounds: int
+    review_decisions: int
     investors: int
     decided: int
     converted: int
@@ -131,7 +143,83 @@ def generate(spec: WorldSpec, out: str | Path,
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    report, timeline = _write(spec, out, [], progress, overwrite, 0, started)
+    if not spec.reviewers:
+        return report
+    teams = make_teams(report_tenants(out), spec.seed)
+    truth = pq.read_table(out / "truth.parquet", columns=["investor_id", "p_convert_pre_drift"])
+    truth_p = dict(zip(truth.column(0).to_pylist(), truth.column(1).to_pylist(), strict=True))
+    end_s = spec.start.timestamp() + spec.days * DAY_S
+    decisions: list[dict] = []
+    for round_ in range(1, MAX_REVIEW_ROUNDS + 1):
+        cases = _review_cases(out, timeline)
+        settled = decide(cases, teams, truth_p, spec.seed, end_s)
+        if settled == decisions:
+            break
+        decisions = settled
+        report, timeline = _write(spec, out, decisions, None, True, round_, started)
+    return report
+
+
+class _Timeline:
+    """When the flow can have published a case: the flow closes an investor's window
+    (and scores it) once the tenant's event time has passed the window's end plus the
+    allowed lateness, i.e. at the first later engagement of the tenant — hours later
+    for a tenant whose investors sleep. Reviewers see a case from then on."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, list[tuple[float, float]]] = {}  # tenant -> (event_s, ingest_s)
+
+    def add(self, tenant: str, event_s: float, ingest_s: float) -> None:
+        self.events.setdefault(tenant, []).append((event_s, ingest_s))
+
+    def freeze(self) -> _Timeline:
+        self.index = {}
+        for tenant, pairs in self.events.items():
+            pairs.sort()
+            arrivals = [i for _, i in pairs]
+            for k in range(len(arrivals) - 2, -1, -1):  # earliest arrival from here on
+                arrivals[k] = min(arrivals[k], arrivals[k + 1])
+            self.index[tenant] = ([e for e, _ in pairs], arrivals)
+        return self
+
+    def published(self, tenant: str, event_s: float, lateness_s: float) -> float:
+        times, arrivals = self.index.get(tenant, ([], []))
+        k = bisect.bisect_left(times, event_s + lateness_s)
+        return max(event_s, arrivals[k]) if k < len(times) else event_s
+
+
+def report_tenants(out: Path) -> list[str]:
+    return json.loads((out / "world.json").read_text())["tenants"]
+
+
+def _review_cases(world: Path, timeline: _Timeline) -> list[Case]:
+    """The review cases the flow opens on the world written in ``world``."""
+    import shutil
+    import tempfile
+
+    from flows.config import load_settings
+    from replay.runner import replay
+
+    settings = load_settings(config_file=world / "config.toml")
+    run = Path(tempfile.mkdtemp(prefix="esg-leads-review-round-"))
+    try:
+        replay(world, run, settings)
+        table = pq.read_table(run / "review.parquet",
+                              columns=["case_id", "tenant", "investor_id", "event_time"])
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+    lateness = settings.windows.allowed_lateness.total_seconds() + 60
+    return [Case(c, t, i, timeline.published(t, e.timestamp(), lateness)) for c, t, i, e in zip(
+        *(table.column(n).to_pylist() for n in ("case_id", "tenant", "investor_id", "event_time")),
+        strict=True)]
+
+
+def _write(spec: WorldSpec, out: Path, decisions: list[dict],
+           progress: Callable[[int, int], None] | None, overwrite: bool, rounds: int,
+           started: float) -> tuple[GenerationReport, _Timeline]:
     sim = Simulation(spec)
+    timeline = _Timeline()
     noise = random.Random(f"{spec.seed}:noise")
     offsets: Counter[tuple[str, int]] = Counter()
     per_topic: Counter[str] = Counter()
@@ -156,12 +244,20 @@ def generate(spec: WorldSpec, out: str | Path,
         # wait here so that offsets follow arrival (ingest) order within a partition.
         extras: list[tuple[float, int, str, bytes, bytes]] = []
         order = itertools.count()
+        # Reviewers' decisions draw nothing from the noise stream, so that adding them
+        # leaves every other message of the world as it was.
+        for d in decisions:
+            heapq.heappush(extras, (d["ingest_s"], next(order), "lead.review-decisions",
+                                    d["key"].encode(), orjson.dumps(d["payload"])))
         for emitted in sim.events():
             while extras and extras[0][0] <= emitted.ingest_s:
                 ingest_s, _, topic, key, value = heapq.heappop(extras)
                 publish(topic, key, value, ingest_s)
             key = emitted.key.encode()
             value = orjson.dumps(emitted.payload)
+            if emitted.topic == "investor.engagements":
+                timeline.add(emitted.payload["tenant"], emitted.payload["event_time"].timestamp(),
+                             emitted.ingest_s)
             publish(emitted.topic, key, value, emitted.ingest_s)
             late += emitted.late
             if noise.random() < spec.duplicate_rate:  # a producer retry: same bytes again
@@ -192,6 +288,8 @@ def generate(spec: WorldSpec, out: str | Path,
         malformed_by_kind=dict(sorted(by_kind.items())),
         duplicates=duplicates,
         late=late,
+        review_rounds=rounds,
+        review_decisions=len(decisions),
         investors=len(truths),
         decided=len(decided),
         converted=sum(t.converted for t in decided),
@@ -207,10 +305,12 @@ def generate(spec: WorldSpec, out: str | Path,
         "malformed_by_kind": report.malformed_by_kind,
         "duplicates": report.duplicates,
         "late_engagements": report.late,
+        "review_rounds": report.review_rounds,
+        "review_decisions": report.review_decisions,
         "investors": report.investors,
         "decided": report.decided,
         "converted": report.converted,
     }
     (out / "world.json").write_text(json.dumps(world, indent=2, sort_keys=True) + "\n")
     (out / "config.toml").write_text(world_config(sim.tenants, spec.seed))
-    return report
+    return report, timeline.freeze()

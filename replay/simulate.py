@@ -51,6 +51,8 @@ class WorldSpec:
     partitions: int = 3
     duplicate_rate: float = 0.005
     late_rate: float = 0.003
+    #: Reviewer teams decide the flow's review cases (replay.reviewers); off: nobody does.
+    reviewers: bool = True
 
     def __post_init__(self) -> None:
         if self.tenants < 1 or self.investors < 1 or self.properties < self.tenants:

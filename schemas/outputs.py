@@ -31,10 +31,15 @@ SCHEMA_VERSION = 1
 
 
 class LeadState(StrEnum):
+    """Where a lead is; the legal moves are in :mod:`operators.lead_state`."""
+
     RECEIVED = "received"
     ENRICHED = "enriched"
     SCORED = "scored"
     PLANNED = "planned"
+    #: The profile is missing or too thin to check compliance: an info request is
+    #: planned, and the lead re-enters scoring when the profile arrives.
+    NEEDS_INFO = "needs_info"
     IN_REVIEW = "in_review"
     HANDED_OFF = "handed_off"
     DISQUALIFIED = "disqualified"

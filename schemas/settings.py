@@ -20,7 +20,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from schemas.common import TenantId
 
@@ -210,6 +218,17 @@ class LifecycleSettings(Section):
     review_band: Fraction = 0.05
     #: Intervals wider than this go to review instead of handoff.
     max_interval_width: Fraction = 0.5
+    #: A lead whose only review reasons are the model's uncertainty (ambiguous score,
+    #: wide interval) stays ``planned`` this long, while outreach gathers evidence,
+    #: before a person is asked; ``0s``: ask at once.
+    uncertain_review_after: timedelta = timedelta(days=7)
+
+    @field_validator("uncertain_review_after")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("uncertain_review_after must not be negative")
+        return value
 
 
 class KafkaSettings(Section):

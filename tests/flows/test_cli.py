@@ -117,7 +117,8 @@ def lifecycle_with_open_case():
     from tests.operators.test_lifecycle import NOW, of, scored
 
     settings = load_settings(environ={}, config_file=None, overrides={"tenants": {"acme": {
-        "reviewers": ["rev-7"], "review_signing_key": REVIEW_KEY}}})
+        "reviewers": ["rev-7"], "review_signing_key": REVIEW_KEY}},
+        "lifecycle": {"uncertain_review_after": 0}})  # the ambiguous score is reviewed at once
     shard = LifecycleShard(settings)
     [case] = of(shard.process([scored(0.52)], NOW), "review")
     return shard, case["case_id"], NOW, of

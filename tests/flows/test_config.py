@@ -35,6 +35,8 @@ ENV_SECRETS = {
 }
 SIGNING_KEY = "toml-signing-key-10-at-least-32-characters"
 URL_PASSWORD = "url-password-11"
+CRM_TOKEN = "toml-crm-token-12"
+WEBHOOK_SECRET = "toml-webhook-secret-13-at-least-32-characters"
 
 
 def secret_config(tmp_path: Path) -> Path:
@@ -43,14 +45,18 @@ def secret_config(tmp_path: Path) -> Path:
     lines += ['"sasl.username" = "svc-user"', '"security.protocol" = "PLAINTEXT"',
               f'"sasl.oauthbearer.token.endpoint.url" = "https://svc:{URL_PASSWORD}@idp/token"',
               '[tenants."acme-capital"]', f'review_signing_key = "{SIGNING_KEY}"',
-              'reviewers = ["ann"]', '[tenants."borealis-re"]']
+              f'webhook_secret = "{WEBHOOK_SECRET}"',
+              'reviewers = ["ann"]', '[tenants."borealis-re"]',
+              "[crm]", f'token = "{CRM_TOKEN}"',
+              "[crm.field_map]", 'idempotency_key = "External_Key__c"', 'score = "hs_lead_score"']
     path = tmp_path / "secrets.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def every_secret() -> list[str]:
-    values = [*TOML_SECRETS.values(), *ENV_SECRETS.values(), SIGNING_KEY, URL_PASSWORD]
+    values = [*TOML_SECRETS.values(), *ENV_SECRETS.values(), SIGNING_KEY, URL_PASSWORD,
+              CRM_TOKEN, WEBHOOK_SECRET]
     return values + [v.split("=", 1)[-1] for v in values] + ["toml-userinfo-6"]
 
 
@@ -77,6 +83,11 @@ def test_config_masks_every_secret_from_file_and_environment(tmp_path: Path) -> 
     assert client["sasl.token"] == "***" and settings["contact_hash_salt"] == "***"
     assert settings["tenants"]["acme-capital"]["review_signing_key"] == "***"
     assert settings["tenants"]["acme-capital"]["reviewers"] == ["ann"]
+    assert settings["tenants"]["acme-capital"]["webhook_secret"] == "***"
+    assert settings["crm"]["token"] == "***"
+    # A field map names fields: ``idempotency_key`` is no key to hide.
+    assert settings["crm"]["field_map"] == {"idempotency_key": "External_Key__c",
+                                            "score": "hs_lead_score"}
     # ... while the clients get every one of them, as typed.
     loaded = load_settings(secret_config(tmp_path), environ=ENV_SECRETS)
     client_config = loaded.kafka.client_config()

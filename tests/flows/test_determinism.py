@@ -24,7 +24,9 @@ from replay.simulate import WorldSpec
 SPEC = WorldSpec(tenants=2, investors=240, properties=50, days=5, seed=11, malformed_rate=0.02)
 #: Fewer shards than the default: every tick reaches every shard, and batch size 1
 #: means a tick per message.
-SHARDS = {"windows": {"shards_per_tenant": 3}}
+SHARDS = {"windows": {"shards_per_tenant": 3},
+          # A 5-day world: review uncertain leads at once and widely, so that cases exist.
+          "lifecycle": {"uncertain_review_after": 0, "review_band": 0.3}}
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +111,8 @@ def test_a_live_run_one_message_per_batch_decides_as_a_replay(world: Path, refer
     config = tmp_path / "live.toml"
     config.write_text((world / "config.toml").read_text()
                       + "\n[windows]\nshards_per_tenant = 3\n"
-                      + "\n[kafka]\nbatch_size = 1\ntick_interval_ms = 0\n")
+                      + "\n[kafka]\nbatch_size = 1\ntick_interval_ms = 0\n"
+                      + "\n[lifecycle]\nuncertain_review_after = 0\nreview_band = 0.3\n")
     with DevBroker(topics=list(ALL_TOPICS), partitions=3) as broker:
         publish_recording(world, broker.bootstrap)
         live = subprocess.run([ESG_LEADS, "run", "--bootstrap", broker.bootstrap, "--config",

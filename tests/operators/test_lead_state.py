@@ -254,3 +254,30 @@ class LeadMachine(RuleBasedStateMachine):
 
 TestLeadMachine = LeadMachine.TestCase
 TestLeadMachine.settings = settings(max_examples=100, stateful_step_count=120, deadline=None)
+
+
+# ------------------------------------------------------------------------ needs_info
+
+
+@pytest.mark.parametrize("start, target", [
+    ("scored", "needs_info"), ("planned", "needs_info"), ("needs_info", "scored"),
+    ("needs_info", "disqualified"), ("needs_info", "suppressed"), ("needs_info", "erased"),
+])
+def test_needs_info_moves(start, target):
+    assert LeadStateMachine(start).move(target, 1.0, "needs info") == (start, target)
+
+
+@pytest.mark.parametrize("start, target", [
+    ("needs_info", "in_review"), ("needs_info", "handed_off"), ("needs_info", "planned"),
+    ("received", "needs_info"), ("in_review", "needs_info"), ("handed_off", "needs_info"),
+])
+def test_needs_info_never_skips_scoring(start, target):
+    """A lead that waited for its profile is scored again before anything else."""
+    with pytest.raises(IllegalTransition):
+        LeadStateMachine(start).move(target, 1.0, "skip")
+
+
+def test_needs_info_paths_go_through_scored():
+    assert LeadStateMachine("received").path_to("needs_info") == ["scored", "needs_info"]
+    assert LeadStateMachine("needs_info").path_to("handed_off") == ["scored", "planned",
+                                                                     "handed_off"]

@@ -23,7 +23,7 @@ SETTINGS = Settings.model_validate({"tenants": {
              "review_signing_key": KEY},
     "beta": {"reviewers": ["rev-7"], "review_signing_key": OTHER_KEY},
     "gamma": {"reviewers": ["rev-7"]},  # no signing key: accepts no decision
-}})
+}, "lifecycle": {"uncertain_review_after": 0}})  # most tests: uncertainty reviewed at once
 
 
 def facts(property_id: str = "p-1", *, third_party: bool = True, age_days: int = 30) -> PropertyFacts:
@@ -417,3 +417,100 @@ def test_a_handoff_after_an_approval_has_typed_instants_and_fits_the_parquet_sch
     assert isinstance(handoff["event_time"], datetime) and isinstance(handoff["processed_at"], datetime)
     assert to_table("handoff", [handoff]).num_rows == 1
     assert to_table("leads", of(out, "leads")).num_rows == 1
+
+
+# ------------------------------------------------------------------------ needs_info
+
+NO_PROFILE = dict(investor_type=None, subscriber_type=None, jurisdiction=None, consents={},
+                  ticket_min_eur=None, ticket_max_eur=None, min_epc_band=None,
+                  target_countries=(), target_asset_classes=(), contact_ref=None)
+
+
+def test_a_lead_without_a_profile_asks_for_it_instead_of_opening_a_case() -> None:
+    shard = LifecycleShard(SETTINGS)
+    out = shard.process([scored(0.8, ctx=context(**NO_PROFILE))], NOW)
+    check_records(out)
+    assert not of(out, "review") and not of(out, "handoff")
+    [lead] = of(out, "leads")
+    assert lead["state"] == "needs_info"
+    plan = lead["outreach_plan"]
+    assert [s["channel"] for s in plan["steps"]] == ["email"]
+    assert "jurisdiction, subscriber_type" in plan["steps"][0]["action"]
+    assert plan["claims"] == [] and plan["lead_properties"] == []
+    # Later scores keep it waiting, without a case, whatever they say.
+    assert not of(shard.process([scored(0.52, 1, ctx=context(**NO_PROFILE))], NOW), "review")
+    assert shard.leads["inv-1"].machine.state == "needs_info"
+    # The profile arrives: the lead is scored again, and the next score routes it.
+    out = shard.process([notice("profile", 2, context())], NOW)
+    check_records(out)
+    assert of(out, "leads")[0]["state"] == "scored"
+    out = shard.process([scored(0.8, 3)], NOW)
+    assert of(out, "leads")[0]["state"] == "handed_off" and of(out, "handoff")
+
+
+def test_a_thin_profile_missing_the_subscriber_type_needs_info_too() -> None:
+    shard = LifecycleShard(SETTINGS)
+    out = shard.process([scored(0.6, ctx=context(subscriber_type=None))], NOW)
+    [lead] = of(out, "leads")
+    assert lead["state"] == "needs_info" and not of(out, "review")
+    assert lead["outreach_plan"]["steps"][0]["action"].endswith("subscriber_type")
+
+
+def test_a_cold_lead_without_a_profile_is_not_asked_and_not_reviewed() -> None:
+    shard = LifecycleShard(SETTINGS)
+    out = shard.process([scored(0.1, ctx=context(**NO_PROFILE))], NOW)
+    assert of(out, "leads")[0]["state"] == "scored" and not of(out, "review")
+
+
+def test_no_info_request_by_email_to_an_investor_who_objected_to_email() -> None:
+    shard = LifecycleShard(SETTINGS)
+    ctx = context(**NO_PROFILE | {"consents": {"email": "opted_out"}})
+    [lead] = of(shard.process([scored(0.8, ctx=ctx)], NOW), "leads")
+    assert lead["state"] == "needs_info" and lead["outreach_plan"]["steps"] == []
+
+
+def test_decisions_count_which_need_a_human_and_the_queue_tracks_open_cases() -> None:
+    shard = LifecycleShard(SETTINGS)
+    shard.process([scored(0.8, investor_id="inv-2"), scored(0.8, ctx=context(**NO_PROFILE),
+                                                           investor_id="inv-3")], NOW)
+    [case] = of(shard.process([scored(0.52, 2)], NOW), "review")
+    assert shard.counts[("decisions", "acme")] == 3
+    assert shard.counts[("decisions_by_human", "acme")] == 1
+    assert shard.gauges[("review_open_cases", "acme")] == 1
+    assert shard.gauges[("review_oldest_open_s", "acme")] == (T0 + timedelta(hours=2)).timestamp()
+    assert shard.gauges[("event_clock_s", "acme")] == (T0 + timedelta(hours=2)).timestamp()
+    shard.process([decision(case["case_id"], "approve")], NOW)
+    assert shard.gauges[("review_open_cases", "acme")] == 0
+    assert shard.gauges[("review_oldest_open_s", "acme")] is None
+    assert shard.counts[("review_decisions", "acme")] == 1
+    # The queue survives a snapshot.
+    [case] = of(shard.process([scored(0.52, 3, investor_id="inv-4")], NOW), "review")
+    restored = LifecycleShard.restore(pickle.loads(pickle.dumps(shard)), SETTINGS)
+    assert restored.open_since == {"inv-4": (T0 + timedelta(hours=3)).timestamp()}
+
+
+def test_uncertainty_alone_waits_for_evidence_before_asking_a_person() -> None:
+    shard = LifecycleShard(SETTINGS.model_copy(update={"lifecycle": SETTINGS.lifecycle.model_copy(
+        update={"uncertain_review_after": timedelta(days=7)})}))
+    out = shard.process([scored(0.52)], NOW)
+    assert not of(out, "review") and of(out, "leads")[0]["state"] == "planned"
+    # Above the threshold but unsure (wide interval): still no handoff, still no case.
+    out = shard.process([scored(0.8, 24, low=0.2, high=0.95)], NOW)
+    assert not of(out, "review") and not of(out, "handoff")
+    assert shard.leads["inv-1"].machine.state == "planned"
+    # Still unsure a week after it first was: now a person looks.
+    [case] = of(shard.process([scored(0.53, 7 * 24)], NOW), "review")
+    assert [r["code"] for r in case["reasons"]] == ["ambiguous_score"]
+    # A real judgement call (ticket over the limit) does not wait.
+    big = SETTINGS.model_copy(update={"tenants": {"acme": SETTINGS.tenants["acme"].model_copy(
+        update={"review_ticket_limit_eur": 1e6})}, "lifecycle": shard.settings.lifecycle})
+    [case] = of(LifecycleShard(big).process([scored(0.52, investor_id="inv-2")], NOW), "review")
+    assert "ticket_over_limit" in [r["code"] for r in case["reasons"]]
+
+
+def test_certainty_resets_the_wait() -> None:
+    shard = LifecycleShard(SETTINGS.model_copy(update={"lifecycle": SETTINGS.lifecycle.model_copy(
+        update={"uncertain_review_after": timedelta(days=7)})}))
+    shard.process([scored(0.52)], NOW)
+    shard.process([scored(0.2, 3 * 24)], NOW)  # no longer near the threshold
+    assert not of(shard.process([scored(0.52, 8 * 24)], NOW), "review")  # a new wait begins

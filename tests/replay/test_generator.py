@@ -17,8 +17,10 @@ from replay.generator import UNKNOWN_TENANT, generate
 from replay.simulate import WorldSpec
 from schemas.codec import DecodeFailure, decode_event
 
+# The world's statistics do not depend on its reviewers (tests/replay/test_reviewers.py);
+# without them the generator does not replay the world through the flow.
 SPEC = WorldSpec(tenants=3, investors=2500, properties=400, days=40, seed=11,
-                 malformed_rate=0.02)
+                 malformed_rate=0.02, reviewers=False)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +143,8 @@ def test_outcomes_follow_truth_and_arrive_after_the_decision(world) -> None:
 
 
 def test_drift_changes_the_drivers(tmp_path: Path) -> None:
-    spec = WorldSpec(investors=800, properties=100, days=20, seed=3, drift_at=10)
+    spec = WorldSpec(investors=800, properties=100, days=20, seed=3, drift_at=10,
+                     reviewers=False)
     generate(spec, tmp_path)
     rows = pq.read_table(tmp_path / "truth.parquet").to_pylist()
     start_ms = spec.start.timestamp() * 1000
