@@ -42,6 +42,7 @@ class Telemetry:
         self.listeners: list[Listener] = []
         #: (name, tenant) -> {operator id: value} of the SHARD_GAUGES.
         self._parts: dict[tuple[str, str], dict[int, float]] = {}
+        self._absorbed = 0  #: exports absorbed (see absorb)
 
     def count(self, name: str, label: str, n: int = 1) -> None:
         with self._lock:
@@ -168,29 +169,51 @@ class Telemetry:
 
     def export(self) -> dict:
         """What :meth:`summary` is made of, as JSON: one process's share of a run on
-        several processes, for the parent to :meth:`absorb` (gauges are a process's
-        own instant values, not summed, and not exported).
+        several processes, for the parent to :meth:`absorb`. Gauges go as reported:
+        the SHARD_GAUGES per operator, so that the parent combines them over every
+        operator of every process; the others as they are (each is one tenant's, set
+        by the one operator that holds the tenant).
 
         >>> a, b = Telemetry(), Telemetry()
         >>> a.count("in", "t", 2); a.dead_letters([{"topic": "t", "reason": "late"}])
+        >>> _ = a._combine(1, {("event_clock_s", "t"): 50.0, ("event_first_s", "t"): 9.0})
+        >>> _ = b._combine(1, {("event_clock_s", "t"): 70.0, ("event_first_s", "t"): 5.0})
         >>> b.count("in", "t", 3); b.absorb(a.export())
         >>> b.per_topic("in"), dict(b.dlq)
         ({'t': 5}, {('t', 'late'): 1})
+        >>> b.gauges[("event_clock_s", "t")], b.gauges[("event_first_s", "t")]
+        (70.0, 5.0)
         """
+        derived = {*SHARD_GAUGES, "review_queue_age_s"}
         with self._lock:
             return {"counts": [[*key, n] for key, n in sorted(self.counts.items())],
                     "dlq": [[*key, n] for key, n in sorted(self.dlq.items())],
                     "stage_seconds": dict(self.stage_seconds),
-                    "stage_items": dict(self.stage_items)}
+                    "stage_items": dict(self.stage_items),
+                    "gauges": [[*key, v] for key, v in sorted(self.gauges.items())
+                               if key[0] not in derived],
+                    "shard_gauges": [[name, label, source, value]
+                                     for (name, label), parts in sorted(self._parts.items())
+                                     for source, value in parts.items()]}
 
     def absorb(self, exported: dict) -> None:
-        """Add the counts of another process's :meth:`export` to these."""
+        """Add the counts and gauges of another process's :meth:`export` to these."""
         with self._lock:
             self.counts.update({(name, label): n for name, label, n in exported["counts"]})
             self.dlq.update({(topic, reason): n for topic, reason, n in exported["dlq"]})
             for stage, seconds in exported["stage_seconds"].items():
                 self.stage_seconds[stage] += seconds
             self.stage_items.update(exported["stage_items"])
+            self.gauges.update({(name, label): v for name, label, v in exported["gauges"]})
+            self._absorbed += 1
+            tag = self._absorbed  # operator ids are unique within their process only
+        by_operator: dict[tuple[int, Any], dict] = {}
+        for name, label, source, value in exported["shard_gauges"]:
+            by_operator.setdefault((tag, source), {})[(name, label)] = value
+        for operator, gauges in by_operator.items():
+            combined = self._combine(operator, gauges)  # type: ignore[arg-type]
+            with self._lock:
+                self.gauges.update(combined)
 
     def per_topic(self, name: str) -> dict[str, int]:
         return {label: n for (kind, label), n in sorted(self.counts.items()) if kind == name}

@@ -33,8 +33,10 @@ from replay.simulate import WorldSpec
 from schemas.settings import Settings
 
 SPEC = WorldSpec(tenants=2, investors=240, properties=50, days=5, seed=11, malformed_rate=0.02)
-#: Fewer shards than the default: six keys to spread over up to four workers.
-SHARDS = {"windows": {"shards_per_tenant": 3}}
+#: Fewer shards than the default: six keys to spread over up to four workers. A 5-day
+#: world: review uncertain leads at once and widely, so that cases exist to compare.
+SHARDS = {"windows": {"shards_per_tenant": 3},
+          "lifecycle": {"uncertain_review_after": 0, "review_band": 0.3}}
 #: Summary fields that describe how the run went, not what it counted.
 TIMING = {"wall_seconds", "events_per_second", "stages", "processes"}
 
@@ -181,7 +183,8 @@ def test_cli_replays_on_two_processes_identically_run_to_run(
     as sets."""
     config = tmp_path / "config.toml"
     config.write_text((world / "config.toml").read_text()
-                      + "\n[windows]\nshards_per_tenant = 3\n")
+                      + "\n[windows]\nshards_per_tenant = 3\n"
+                      + "\n[lifecycle]\nuncertain_review_after = 0\nreview_band = 0.3\n")
     done = subprocess.run([sys.executable, "-m", "flows.cli", "replay", str(world), "--out",
                            str(tmp_path / "out"), "--config", str(config), "--processes", "2"],
                           capture_output=True, text=True, timeout=300)
