@@ -189,13 +189,13 @@ def test_an_illegal_move_raises_and_changes_nothing(start, target):
 
 def test_a_move_to_an_unknown_state_raises_and_changes_nothing():
     lead = LeadStateMachine("scored")
-    with pytest.raises(IllegalTransition, match="unknown"):
+    with pytest.raises(IllegalTransition, match="^unknown lead state 'qualified'$"):
         lead.move("qualified", 1.0, "no such state")
     assert lead.state == "scored" and lead.history == []
 
 
 def test_a_lead_cannot_start_in_an_unknown_state():
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(IllegalTransition, match="^unknown lead state 'qualified'$"):
         LeadStateMachine("qualified")
 
 
@@ -220,7 +220,8 @@ def test_can_agrees_with_move():
                     lead.move(target, 0.0, "")
 
 
-def test_history_keeps_only_the_latest_moves():
+def test_history_keeps_the_latest_32_moves():
+    assert HISTORY == 32
     lead = LeadStateMachine("scored")
     for i in range(HISTORY + 9):
         lead.move("planned" if lead.state == "scored" else "scored", float(i), f"move {i}")
@@ -266,7 +267,7 @@ def test_path_to_is_the_shortest_legal_path():
 ])
 def test_path_to_raises_when_no_path_exists(start, target):
     lead = LeadStateMachine(start)
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(IllegalTransition, match=f"^no path from {start} to {target}$"):
         lead.path_to(target)
     assert lead.state == start
 
