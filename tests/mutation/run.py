@@ -33,13 +33,14 @@ EQUIVALENT = Path(__file__).with_name("equivalent.txt")
 #: module -> (source file, tests that pin it). The module's doctests run too.
 MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "lead_state": ("operators/lead_state.py", ("tests/operators/test_lead_state.py",)),
-    "compliance": ("operators/compliance.py", ("tests/operators/test_compliance.py",
-                                               "tests/operators/test_compliance_matrix.py")),
+    "compliance": ("operators/compliance.py", ("tests/operators/test_compliance_matrix.py",
+                                               "tests/operators/test_compliance.py")),
     "esg_reference": ("operators/esg_reference.py", ("tests/operators/test_esg_reference.py",)),
-    "drift": ("online_models/drift.py", ("tests/online_models/test_drift.py",
-                                         "tests/online_models/test_drift_both_ways.py")),
-    "features": ("operators/features.py", ("tests/operators/test_features.py",
-                                           "tests/operators/test_features_values.py")),
+    "drift": ("online_models/drift.py", ("tests/online_models/test_drift_both_ways.py",
+                                         "tests/online_models/test_drift.py")),
+    # Value tests first: with -x, most mutants die in the first test file.
+    "features": ("operators/features.py", ("tests/operators/test_features_values.py",
+                                           "tests/operators/test_features.py")),
     "scoring": ("operators/scoring.py", ("tests/operators/test_scoring.py",)),
 }
 
