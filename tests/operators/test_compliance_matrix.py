@@ -241,3 +241,12 @@ def test_a_long_citation_is_cut_to_256_characters():
     agent = ComplianceAgent({"GB": RulePack(pack="UK", name="t", jurisdictions=["GB"],
                                             opt_out="o", rules=[rule])})
     assert len(agent.channels("GB", "individual", {}, True).blocked[0]["reason"]) == 256
+
+
+def test_a_lead_without_a_profile_is_unsure_and_says_why(agent):
+    verdict = agent.channels("GB", None, {"email": "opted_in"}, False)
+    assert verdict.pack == "UK" and verdict.allowed == [] and verdict.rules_applied == []
+    assert verdict.unsure == "subscriber type unknown (no investor profile)"
+    record = agent.verdict(verdict, [], [])
+    assert record["verdict"] == "unsure" and record["agent_version"] == "compliance/1"
+    assert record["rules_applied"] == ["unsure: subscriber type unknown (no investor profile)"]
