@@ -478,8 +478,9 @@ def test_more_verified_certifications_never_lower_certification(spec, data):
     high, _, low, third = spec[i]
     without = [*spec[:i], (high, False, low, third), *spec[i + 1:]]
     with_cert = [*spec[:i], (high, True, low, third), *spec[i + 1:]]
-    assert (components(views_of(with_cert))["certification"]
-            > components(views_of(without))["certification"])
+    more, fewer = (components(views_of(with_cert))["certification"],
+                   components(views_of(without))["certification"])
+    assert more > fewer or more == fewer == 100.0  # equal only when clipped at the top
 
 
 @settings(max_examples=30, deadline=None)
@@ -489,8 +490,9 @@ def test_lower_climate_risk_never_lowers_climate_resilience(spec, data):
     high, cert, _, third = spec[i]
     risky = [*spec[:i], (high, cert, False, third), *spec[i + 1:]]
     safe = [*spec[:i], (high, cert, True, third), *spec[i + 1:]]
-    assert (components(views_of(safe))["climate_resilience"]
-            > components(views_of(risky))["climate_resilience"])
+    safer, riskier = (components(views_of(safe))["climate_resilience"],
+                      components(views_of(risky))["climate_resilience"])
+    assert safer > riskier or safer == riskier == 100.0  # equal only when clipped at the top
 
 
 preferences = st.fixed_dictionaries({}, optional={
