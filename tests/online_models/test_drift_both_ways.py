@@ -164,3 +164,32 @@ def test_the_reference_mean_and_sd_are_the_sample_mean_and_sd(values):
     assert running.mean == pytest.approx(statistics.fmean(values) if values else 0.0, abs=1e-9)
     expected_sd = statistics.stdev(values) if len(values) > 1 else 0.0
     assert running.std == pytest.approx(expected_sd, rel=1e-7, abs=1e-7)
+
+
+# ---------------------------------------------------------- defaults and records
+
+def test_a_detection_at_the_last_warmup_observation_counts():
+    # ADWIN fires at observation 1024 on this stream: a warm-up of 1024 lets it through.
+    assert [h.index for h in feature_stream([(1000, 0.0), (2000, 3.0)], warmup=1024)] == [1024]
+    assert feature_stream([(1000, 0.0), (2000, 3.0)], warmup=1025) == []
+
+
+def test_the_documented_defaults():
+    monitor = DriftMonitor(features=("x", "y"))
+    assert monitor.features == ("x", "y")
+    assert (monitor.min_effect, monitor.error_min_effect, monitor.confirm, monitor.cooldown) == (
+        0.25, 0.1, 200, 500)
+    assert monitor.watched["x"].quiet_until == 2000  # feature warm-up
+    assert monitor.error.quiet_until == 200  # the error stream's warm-up is capped at 200
+    assert DriftMonitor(features=(), warmup=50).error.quiet_until == 50
+
+
+def test_a_detection_is_an_immutable_record_with_no_effect_unless_measured():
+    import dataclasses
+
+    from online_models.drift import Detection
+
+    detection = Detection("registry", "tenant_model", 7, 2.0, 0)
+    assert detection.effect == 0.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        detection.index = 8  # type: ignore[misc]
