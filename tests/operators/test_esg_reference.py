@@ -27,7 +27,7 @@ from operators.esg_reference import (
     nabers_meaning,
 )
 
-# Worst to best, so list index is a rank where higher is bettref.
+# Worst to best, so list index is a rank where higher is better.
 BREEAM_ORDER = ["unclassified", "pass", "good", "very_good", "excellent", "outstanding"]
 LEED_ORDER = ["not_certified", "certified", "silver", "gold", "platinum"]
 DGNB_ORDER = ["not_certified", "bronze", "silver", "gold", "platinum"]
