@@ -544,3 +544,62 @@ def test_readiness_never_falls_as_recency_shortens(recency, extra, intent):
 def test_the_fixture_dates_are_what_the_comments_say():
     assert WINDOW_ENDS[0].date() == date(2026, 3, 2)
     assert T0.toordinal() - GREEN.data_as_of_ordinal == 30
+
+
+# ------------------------------------------- a second fixture: qualities apart
+
+HIGH_ONLY = prop("high-only", band="B", country="FR", asset="logistics", value=6e6,
+                 data_days_before_t0=5, high=True)
+CERT_ONLY = prop("cert-only", band="E", country="GB", asset="retail", value=1.2e7,
+                 data_days_before_t0=700, certified=True, third_party=False)
+APART = (
+    Touch(0, 30, "property_view", HIGH_ONLY, 10.0),
+    Touch(0, 20, "property_view", CERT_ONLY, 90.0),
+    Touch(1, 40, "property_view", HIGH_ONLY, 15.0),
+    Touch(1, 30, "property_view", SAFE, 45.0),
+    Touch(1, 25, "webinar_attended"),
+    Touch(1, 20, "call"),
+)
+TWO_MARKETS = {**PROFILE, "target_countries": ["GB", "FR", "IT"],
+               "target_asset_classes": ["office", "logistics"]}
+
+
+@pytest.mark.parametrize("as_of", [AS_OF, RESCORE], ids=["on-activity", "re-score"])
+def test_every_feature_matches_the_reference_when_qualities_come_apart(as_of):
+    """High EPC, certification and low climate risk on different properties, two target
+    markets (one never viewed): swapped counters or a half-counted target show up here."""
+    _, features = module_features(as_of, touches=APART,
+                                  target_countries=TWO_MARKETS["target_countries"],
+                                  target_asset_classes=TWO_MARKETS["target_asset_classes"])
+    expected = reference_features(APART, TWO_MARKETS, as_of)
+    wrong = {name: (features[name], expected[name]) for name in FEATURE_NAMES
+             if features[name] != pytest.approx(expected[name], rel=1e-9, abs=1e-12)}
+    assert wrong == {}
+
+
+def test_without_stated_targets_nothing_matches_them():
+    _, f = module_features(AS_OF, target_countries=[], target_asset_classes=[])
+    assert f["pref_match_geo"] == 0.0 and f["pref_match_asset"] == 0.0
+    assert f["geo_concentration"] > 0 and f["asset_concentration"] > 0
+
+
+def test_a_single_view_is_shrunk_not_dropped():
+    _, f = module_features(AS_OF, touches=(Touch(1, 10, "property_view", GREEN),))
+    assert f["pref_match_geo"] == pytest.approx((1 + 1.5) / 4)
+    assert f["geo_concentration"] == 1.0
+
+
+@pytest.mark.parametrize(("investor_type", "institutional"), [
+    ("asset_manager", 1.0), ("pension_fund", 1.0), ("insurer", 1.0), ("reit", 1.0),
+    ("sovereign_wealth", 1.0), ("family_office", 0.0), ("private_individual", 0.0)])
+def test_institutional_investor_types(investor_type, institutional):
+    state = InvestorProfileState(HALF_LIVES)
+    state.apply_profile(profile_event(investor_type=investor_type), None)
+    assert compute_features(state, T0)["institutional"] == institutional
+
+
+def test_vectors_carry_feature_set_fs_2():
+    from operators.features import build_vector
+
+    state = build_state()
+    assert build_vector(state, "acme", "inv-1", AS_OF).feature_set_version == "fs-2"
