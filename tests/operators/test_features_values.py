@@ -112,7 +112,7 @@ def engagement(t: Touch, mix: CatalogMix = MIX) -> EnrichedEngagement:
         payload["duration_s"] = t.duration
     value = orjson.dumps(payload)
     ingested = Ingested(decode_event("investor.engagements", value), "investor.engagements", 0,
-                        offset, 0, b"inv-1", value)
+                        offset, 1_772_000_000_000 + offset, b"inv-1", value)
     return EnrichedEngagement(ingested, t.facts, mix)
 
 
@@ -603,3 +603,51 @@ def test_vectors_carry_feature_set_fs_2():
 
     state = build_state()
     assert build_vector(state, "acme", "inv-1", AS_OF).feature_set_version == "fs-2"
+
+
+# ------------------------------------------------- caps, empty parts, the vector
+
+def test_recency_and_tenure_are_capped_at_60_and_90_days():
+    _, f = module_features(AS_OF + 100 * DAY)
+    assert f["recency_days"] == 60.0 and f["tenure_days"] == 90.0
+
+
+def test_meetings_count_up_to_5_and_replies_up_to_10():
+    many = tuple(Touch(1, 50 - i, "meeting_booked") for i in range(6)) + tuple(
+        Touch(1, 40 - i, "reply") for i in range(11))
+    _, f = module_features(AS_OF, touches=many)
+    assert f["meetings"] == 5.0 and f["replies"] == 10.0
+    _, f = module_features(AS_OF, touches=many[:4] + many[6:15])
+    assert f["meetings"] == 4.0 and f["replies"] == 9.0
+
+
+def test_stated_commitment_without_any_behaviour_or_view():
+    # Stated preferences, no engagement at all: the gap is the whole statement.
+    state = InvestorProfileState(HALF_LIVES)
+    state.apply_profile(profile_event(), None)
+    f = compute_features(state, T0)
+    assert f["stated_gap"] == pytest.approx(0.85)
+    for name in ("events_per_window", "views_per_window", "depth_per_window", "esg_report_rate",
+                 "dwell_per_view", "green_dwell_ratio", "pref_match_epc"):
+        assert f[name] == 0.0, name
+    bare = InvestorProfileState(HALF_LIVES)
+    bare.apply_profile(profile_event(preferences={}), None)
+    assert esg_alignment(compute_features(bare, T0), bare)[1]["stated_commitment"] == 0.0
+
+
+def test_no_preference_match_without_a_stated_minimum_band():
+    _, f = module_features(AS_OF, preferences={})
+    assert f["pref_match_epc"] == 0.0
+
+
+def test_the_vector_carries_context_data_age_and_ingest_time():
+    from operators.features import build_vector
+
+    state = build_state()
+    vector = build_vector(state, "acme", "inv-1", AS_OF)
+    d30 = 0.5 ** (1 / 30)
+    assert vector.data_freshness_days == round((d30 * 430 + 31 + 202) / (2 * d30 + 3), 1) == 131.8
+    assert vector.context.jurisdiction == "GB" and vector.context.ticket_max_eur == 5e6
+    assert vector.ingest_ms is not None and vector.ingest_ms > 1_772_000_000_000
+    state.decay_to(RESCORE, HALF_LIVES)
+    assert build_vector(state, "acme", "inv-1", RESCORE).ingest_ms is None  # a re-score
