@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test fuzz bench clean
+.PHONY: demo test fuzz bench mutation clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=/path/to/python3.11)"; exit 2; }
@@ -26,6 +26,16 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
+
+# Mutation testing of the modules that decide (tens of minutes; not part of `make test`).
+# One module at a time, at idle priority: `make mutation MODULES="lead_state compliance"`.
+MUTATION_STAMP := $(VENV)/.mutation-installed
+$(MUTATION_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,mutation]'
+	@touch $@
+
+mutation: $(MUTATION_STAMP)
+	nice -n 19 $(BIN)/python tests/mutation/run.py $(MODULES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .demo

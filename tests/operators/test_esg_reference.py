@@ -354,3 +354,29 @@ def test_tables_are_strictly_descending_tuples(table):
     thresholds = [threshold for threshold, _ in table]
     assert thresholds == sorted(thresholds, reverse=True)
     assert len(set(thresholds)) == len(thresholds)
+
+
+# ------------------------------------------- errors name the scheme, value and range
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: ref.breeam_level("x"), "BREEAM: expected a number, got 'x' (valid range is 0 to 100)"),
+    (lambda: ref.breeam_level(101), "BREEAM: 101 is out of range; valid range is 0 to 100"),
+    (lambda: ref.leed_level(111), "LEED: 111 is out of range; valid range is 0 to 110"),
+    (lambda: ref.dgnb_level(-1), "DGNB: -1 is out of range; valid range is 0 to 100"),
+    (lambda: ref.nabers_label(7), "NABERS: 7 is out of range; valid range is 0 to 6"),
+    (lambda: ref.nabers_meaning(5.3),
+     "NABERS: 5.3 is not a half-star step; valid ratings are 0, 0.5, ..., 6"),
+    (lambda: ref.energy_star_certifiable(0), "ENERGY STAR: 0 is out of range; valid range is 1 to 100"),
+    (lambda: ref.energy_star_certifiable(75.5),
+     "ENERGY STAR: 75.5 is not a whole score; valid range is 1 to 100"),
+    (lambda: ref.gresb_stars(True), "GRESB: expected a number, got True (valid range is 0 to 100)"),
+    (lambda: ref.epc_band_from_sap(None), "SAP/EPC: expected a number, got None (valid range is 1 or more)"),
+    (lambda: ref.epc_band_at_least("H", "C"),
+     "EPC: band 'H' is not a band; valid bands are A+, A, B, C, D, E, F, G"),
+    (lambda: ref.epc_band_at_least("B", "Z"),
+     "EPC: minimum 'Z' is not a band; valid bands are A+, A, B, C, D, E, F, G"),
+])
+def test_an_error_names_the_scheme_the_value_and_the_valid_range(call, message):
+    with pytest.raises(ValueError) as raised:
+        call()
+    assert str(raised.value) == message

@@ -1,4 +1,10 @@
-"""The lead state machine: legal moves only, a bounded history, and paths between states."""
+"""The lead state machine: legal moves only, a bounded history, and paths between states.
+
+The oracle is ``DIAGRAM`` below, written by hand from the documented lifecycle (the
+module docstring, the comment on ``TRANSITIONS`` and the moves ``operators.lifecycle``
+makes), never read from ``TRANSITIONS`` itself: a test that used the table as its own
+oracle would accept any edit of it.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,43 @@ from schemas.outputs import LeadState
 STATES = [s.value for s in LeadState]
 HAPPY_PATH = ["enriched", "scored", "planned", "in_review", "handed_off"]
 
+#: Every allowed move, each with the documented reason it exists. Any pair of states
+#: not listed here (self-moves included: re-scoring is not a transition) is forbidden.
+ALLOWED: dict[tuple[str, str], str] = {
+    ("received", "enriched"): "ESG facts of engaged properties attached",
+    ("received", "scored"): "first score of a lead with no engaged property",
+    ("received", "suppressed"): "no lawful channel before the first score",
+    ("received", "erased"): "erasure request (GDPR art. 17) from any live state",
+    ("enriched", "scored"): "first score",
+    ("enriched", "suppressed"): "no lawful channel left",
+    ("enriched", "erased"): "erasure request",
+    ("scored", "planned"): "a plan applies: qualified or in the review band",
+    ("scored", "disqualified"): "CRM outcome: disqualified",
+    ("scored", "suppressed"): "no lawful channel left",
+    ("scored", "erased"): "erasure request",
+    ("planned", "scored"): "the plan no longer applies",
+    ("planned", "in_review"): "a person must check it",
+    ("planned", "handed_off"): "clearly qualified: straight to the CRM",
+    ("planned", "disqualified"): "CRM outcome: disqualified",
+    ("planned", "suppressed"): "no lawful channel left",
+    ("planned", "erased"): "erasure request",
+    ("in_review", "planned"): "reviewer asked for more information",
+    ("in_review", "handed_off"): "reviewer approved",
+    ("in_review", "disqualified"): "reviewer rejected",
+    ("in_review", "suppressed"): "no lawful channel left",
+    ("in_review", "erased"): "erasure request",
+    ("handed_off", "disqualified"): "CRM outcome after the handoff: disqualified",
+    ("handed_off", "suppressed"): "no lawful channel left",
+    ("handed_off", "erased"): "erasure request",
+    ("disqualified", "scored"): "a disqualified lead's plan no longer applies: scored again",
+    ("disqualified", "suppressed"): "no lawful channel left",
+    ("disqualified", "erased"): "erasure request",
+    ("suppressed", "scored"): "a lawful channel reappeared",
+    ("suppressed", "erased"): "erasure request",
+}
+DIAGRAM: dict[str, set[str]] = {s: {b for a, b in ALLOWED if a == s} for s in STATES}
+PAIRS = [(a, b) for a in STATES for b in STATES]
+
 
 def reachable(start: str) -> dict[str, int]:
     """Shortest hop count from ``start`` to every state reachable from it (itself: 0)."""
@@ -23,7 +66,7 @@ def reachable(start: str) -> dict[str, int]:
     while frontier:
         nxt = []
         for state in frontier:
-            for target in TRANSITIONS[state]:
+            for target in DIAGRAM[state]:
                 if target not in distance:
                     distance[target] = distance[state] + 1
                     nxt.append(target)
@@ -34,7 +77,7 @@ def reachable(start: str) -> dict[str, int]:
 def assert_legal_path(start: str, path: list[str], target: str) -> None:
     assert path and path[-1] == target
     for here, there in zip([start, *path], path):
-        assert there in TRANSITIONS[here], f"{here} -> {there} in {path}"
+        assert there in DIAGRAM[here], f"{here} -> {there} in {path}"
 
 
 # ------------------------------------------------------------------- the transitions
@@ -44,6 +87,76 @@ def test_the_transitions_name_exactly_the_lead_states():
     assert set(TRANSITIONS) == set(STATES)
     for targets in TRANSITIONS.values():
         assert targets <= set(STATES)
+
+
+def test_the_table_allows_exactly_the_documented_moves():
+    assert {s: set(t) for s, t in TRANSITIONS.items()} == DIAGRAM
+
+
+def _pair_id(pair: tuple[str, str]) -> str:
+    return f"{pair[0]}->{pair[1]}"
+
+
+@pytest.mark.parametrize("start, target", [p for p in PAIRS if p in ALLOWED], ids=_pair_id)
+def test_a_documented_move_is_allowed_and_recorded(start, target):
+    lead = LeadStateMachine(start)
+    assert lead.can(target)
+    reason = ALLOWED[(start, target)]
+    assert lead.move(target, 5.0, reason) == (start, target)
+    assert lead.state == target and lead.history == [(5.0, start, target, reason)]
+
+
+@pytest.mark.parametrize("start, target", [p for p in PAIRS if p not in ALLOWED], ids=_pair_id)
+def test_an_undocumented_move_is_forbidden_and_changes_nothing(start, target):
+    lead = LeadStateMachine(start)
+    assert not lead.can(target)
+    with pytest.raises(IllegalTransition, match=f"^{start} -> {target} is not a lead transition$"):
+        lead.move(target, 5.0, "not in the diagram")
+    assert lead.state == start and lead.history == []
+
+
+# The moves no test used to notice when they were deleted from the table (issue 21).
+
+def test_scored_lead_can_be_disqualified():
+    lead = LeadStateMachine("scored")
+    assert lead.move("disqualified", 1.0, "CRM disqualified the lead") == ("scored", "disqualified")
+
+
+def test_handed_off_lead_can_still_be_disqualified_by_the_crm():
+    lead = LeadStateMachine("handed_off")
+    assert lead.move("disqualified", 1.0, "CRM disqualified the lead") == ("handed_off", "disqualified")
+
+
+def test_disqualified_lead_can_be_scored_again():
+    lead = LeadStateMachine("disqualified")
+    assert lead.move("scored", 1.0, "plan no longer applies") == ("disqualified", "scored")
+
+
+def test_handed_off_lead_cannot_go_back_to_review_or_planning():
+    for target in ("in_review", "planned", "scored"):
+        assert not LeadStateMachine("handed_off").can(target)
+
+
+def test_suppressed_lead_returns_only_through_scoring():
+    lead = LeadStateMachine("suppressed")
+    assert [t for t in STATES if lead.can(t)] == ["scored", "erased"]
+
+
+@pytest.mark.parametrize("start, target, path", [
+    ("received", "planned", ["scored", "planned"]),
+    ("received", "in_review", ["scored", "planned", "in_review"]),
+    ("enriched", "handed_off", ["scored", "planned", "handed_off"]),
+    ("handed_off", "scored", ["disqualified", "scored"]),  # ties broken alphabetically
+    ("handed_off", "planned", ["disqualified", "scored", "planned"]),
+    ("in_review", "scored", ["disqualified", "scored"]),
+    ("disqualified", "in_review", ["scored", "planned", "in_review"]),
+    ("suppressed", "disqualified", ["scored", "disqualified"]),
+    ("scored", "scored", []),
+])
+def test_path_to_follows_the_documented_diagram(start, target, path):
+    lead = LeadStateMachine(start)
+    assert lead.path_to(target) == path
+    assert lead.state == start
 
 
 def test_a_new_lead_is_received_with_no_history():
@@ -76,13 +189,13 @@ def test_an_illegal_move_raises_and_changes_nothing(start, target):
 
 def test_a_move_to_an_unknown_state_raises_and_changes_nothing():
     lead = LeadStateMachine("scored")
-    with pytest.raises(IllegalTransition, match="unknown"):
+    with pytest.raises(IllegalTransition, match="^unknown lead state 'qualified'$"):
         lead.move("qualified", 1.0, "no such state")
     assert lead.state == "scored" and lead.history == []
 
 
 def test_a_lead_cannot_start_in_an_unknown_state():
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(IllegalTransition, match="^unknown lead state 'qualified'$"):
         LeadStateMachine("qualified")
 
 
@@ -107,7 +220,8 @@ def test_can_agrees_with_move():
                     lead.move(target, 0.0, "")
 
 
-def test_history_keeps_only_the_latest_moves():
+def test_history_keeps_the_latest_32_moves():
+    assert HISTORY == 32
     lead = LeadStateMachine("scored")
     for i in range(HISTORY + 9):
         lead.move("planned" if lead.state == "scored" else "scored", float(i), f"move {i}")
@@ -153,7 +267,7 @@ def test_path_to_is_the_shortest_legal_path():
 ])
 def test_path_to_raises_when_no_path_exists(start, target):
     lead = LeadStateMachine(start)
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(IllegalTransition, match=f"^no path from {start} to {target}$"):
         lead.path_to(target)
     assert lead.state == start
 
@@ -192,7 +306,7 @@ class LeadMachine(RuleBasedStateMachine):
         self.clock += 1.0
         reason = f"step {self.clock:.0f}"
         before = self.lead.state
-        if target in TRANSITIONS[self.state]:
+        if target in DIAGRAM[self.state]:
             assert self.lead.move(target, self.clock, reason) == (self.state, target)
             self.moves.append((self.clock, self.state, target, reason))
             self.state = target
@@ -206,7 +320,7 @@ class LeadMachine(RuleBasedStateMachine):
     def legal_moves(self, data, burst):
         # Bursts clear of erasure, so that runs live long enough to fill the history.
         for _ in range(burst):
-            allowed = sorted(TRANSITIONS[self.state] - {"erased"})
+            allowed = sorted(DIAGRAM[self.state] - {"erased"})
             self._move(data.draw(st.sampled_from(allowed)))
 
     @rule(state=st.sampled_from([*STATES, "qualified"]))
@@ -239,7 +353,7 @@ class LeadMachine(RuleBasedStateMachine):
     def history_is_a_chain_of_legal_moves_ending_here(self):
         history = self.lead.history
         for _, here, there, _ in history:
-            assert there in TRANSITIONS[here]
+            assert there in DIAGRAM[here]
         for earlier, later in zip(history, history[1:]):
             assert earlier[2] == later[1]
         if history:
