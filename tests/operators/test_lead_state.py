@@ -54,6 +54,12 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("disqualified", "erased"): "erasure request",
     ("suppressed", "scored"): "a lawful channel reappeared",
     ("suppressed", "erased"): "erasure request",
+    ("scored", "needs_info"): "profile too thin to check compliance: ask for it",
+    ("planned", "needs_info"): "profile too thin to check compliance: ask for it",
+    ("needs_info", "scored"): "the profile arrived: scored again",
+    ("needs_info", "disqualified"): "CRM outcome: disqualified",
+    ("needs_info", "suppressed"): "no lawful channel left",
+    ("needs_info", "erased"): "erasure request",
 }
 DIAGRAM: dict[str, set[str]] = {s: {b for a, b in ALLOWED if a == s} for s in STATES}
 PAIRS = [(a, b) for a in STATES for b in STATES]
