@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from online_models.drift import DriftMonitor, _Running
+from tests.online_models.test_drift import error_stream  # the same seeded error stream
 
 
 def feature_stream(levels, seed=7, sd=1.0, **kwargs):
@@ -27,17 +28,6 @@ def feature_stream(levels, seed=7, sd=1.0, **kwargs):
     for count, mean in levels:
         for _ in range(count):
             hits += monitor.update_features({"x": rng.gauss(mean, sd)})
-    return hits
-
-
-def error_stream(levels, seed=7, **kwargs):
-    """Squared errors uniform on [0, 2 * mean], the mean following ``levels``."""
-    rng = random.Random(seed)
-    monitor = DriftMonitor(features=(), **kwargs)
-    hits = []
-    for count, mean in levels:
-        for _ in range(count):
-            hits += monitor.update_error(rng.random() * 2 * mean)
     return hits
 
 
