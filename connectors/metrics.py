@@ -12,7 +12,8 @@ from __future__ import annotations
 import gc
 from collections import Counter
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+from prometheus_client import (GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR,
+                               CollectorRegistry, Gauge, Histogram, start_http_server)
 from prometheus_client import Counter as PromCounter
 
 #: Telemetry count name -> (metric name, label name, help).
@@ -69,6 +70,10 @@ class PrometheusListener:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        # The process' CPU, memory, file descriptors and GC, as every Python exporter has
+        # them (process_*, python_gc_*, python_info): the dashboard's process panels.
+        for collector in (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR):
+            self.registry.register(collector)
         self._counters = {
             name: PromCounter(metric, text, [label], registry=self.registry)
             for name, (metric, label, text) in COUNTS.items()

@@ -59,7 +59,10 @@ class WindowAggregate:
         self.dwell = [0.0, 0, 0.0, 0]
         self.unknown_property = 0
         self.catalog_log_value: float | None = None
-        self.ingest_ms = 0  # latest Kafka timestamp of the window's events
+        #: When (wall clock, ms) the flow took the window's latest event in: lead latency
+        #: "since ingest" runs from here to the lead's publication. :meth:`add` alone uses
+        #: the message's Kafka timestamp; :meth:`InvestorWindows.process` stamps its ``now``.
+        self.ingest_ms = 0
 
     def add(self, item: EnrichedEngagement, stale_days: float) -> None:
         ingested = item.ingested
@@ -215,6 +218,9 @@ class InvestorWindows:
         """Fold engagements in; return the windows they close and late dead letters."""
         out: list = []
         length, lateness, open_, closing = self._length, self._lateness, self._open, self._closing
+        # Not the Kafka timestamp: a producer (or `esg-leads produce` replaying a recording)
+        # sets that, and it can be days old; latency is about our own processing.
+        taken_ms = int(now.timestamp() * 1000) if now is not None else 0
         for item in items:
             event = item.ingested.event
             investor_id = event.investor_id  # type: ignore[attr-defined]
@@ -233,6 +239,8 @@ class InvestorWindows:
                 aggregate = open_[key] = WindowAggregate()
                 heapq.heappush(closing, (close_at, investor_id, index))
             aggregate.add(item, self._stale_days)
+            if taken_ms:
+                aggregate.ingest_ms = taken_ms
             if at > self.watermark:
                 self.watermark = at
                 if closing[0][0] <= at:

@@ -1,5 +1,5 @@
 """Static checks of the container deployment: docker-compose.yml, Dockerfile, .dockerignore,
-deploy/esg-leads.toml and deploy/prometheus.yml, against each other and against the code
+deploy/esg-leads.toml and deploy/prometheus/prometheus.yml, against each other and against the code
 (topic registry, settings, CLI). Nothing here starts a container or touches the network.
 """
 
@@ -31,7 +31,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 APP_CONFIG = ROOT / "deploy" / "esg-leads.toml"
-PROMETHEUS = ROOT / "deploy" / "prometheus.yml"
+PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 
 KAFKA_TOPICS_SCRIPT = "kafka-topics.sh"
 
@@ -239,8 +239,8 @@ def upsert_by_key_outputs() -> set[str]:
 # -------------------------------------------------------------- compose: structure
 
 
-def test_compose_has_the_four_services(compose: dict) -> None:
-    assert set(compose["services"]) == {"kafka", "topics", "app", "prometheus"}
+def test_compose_has_the_five_services(compose: dict) -> None:
+    assert set(compose["services"]) == {"kafka", "topics", "app", "prometheus", "grafana"}
     assert "version" not in compose  # the compose spec ignores it; compose v2 warns
 
 
@@ -258,7 +258,7 @@ def test_start_order_kafka_healthy_then_topics_then_app(services: dict) -> None:
 
 
 def test_services_use_pinned_images(services: dict) -> None:
-    for name in ("kafka", "topics", "prometheus"):
+    for name in ("kafka", "topics", "prometheus", "grafana"):
         image = services[name]["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name}: pin {image}"
     assert services["kafka"]["image"].startswith("apache/kafka:")

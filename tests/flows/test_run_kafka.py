@@ -14,6 +14,7 @@ from pathlib import Path
 import jsonschema
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.dev_broker import DevBroker
 from connectors.key_vault import KeyVault
@@ -127,11 +128,45 @@ def test_metrics_dead_letters_while_running_and_graceful_stop(world: Path, broke
         checked = subprocess.run([promtool, "check", "metrics"], input=metrics,
                                  capture_output=True, timeout=60)
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+        # Lag per input partition (high watermark - position): present for every partition,
+        # never growing once the input is all produced, and 0 when the flow has caught up.
+        scrapes: list[dict[str, float]] = []
+
+        def caught_up() -> bool:
+            scrapes.append(lag_by_partition(scrape(port)))
+            lag = scrapes[-1]
+            return len(lag) == len(INPUT_TOPICS) * 3 and not any(lag.values())
+        wait_for(caught_up, 90, "consumer lag 0 on every input partition", interval=1.0)
+        for before, after in zip(scrapes, scrapes[1:]):
+            for partition, behind in after.items():
+                assert behind <= before.get(partition, behind), (partition, before, after)
+        # Latency from our own ingest, not from the (months old) recorded Kafka timestamps:
+        # every observation lies in a finite bucket, under an hour.
+        buckets = latency_buckets(scrape(port), "ingest")
+        assert buckets[float("inf")] > 0
+        assert buckets[3600.0] == buckets[float("inf")], buckets
     finally:
         code = stop(process)
     log = (tmp_path / "run.log").read_text()
     assert code == 0, log
     assert "SIGTERM: stopping" in log and "Traceback" not in log
+
+
+def scrape(port: int) -> list:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return list(text_string_to_metric_families(text))
+
+
+def lag_by_partition(families: list) -> dict[str, float]:
+    return {sample.labels["partition"]: sample.value for family in families
+            if family.name == "esg_leads_consumer_lag" for sample in family.samples}
+
+
+def latency_buckets(families: list, since: str) -> dict[float, float]:
+    return {float(sample.labels["le"]): sample.value for family in families
+            if family.name == "esg_leads_lead_latency_seconds" for sample in family.samples
+            if sample.name.endswith("_bucket") and sample.labels["since"] == since}
 
 
 def test_kcat_produces_and_consumes_our_topics(broker: str, tmp_path: Path) -> None:
