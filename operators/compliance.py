@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from schemas.rules import RulePack
+from schemas.rules import ContactPolicy, RulePack
 
 AGENT_VERSION = "compliance/1"
 PACK_DIR = Path(__file__).parent / "compliance_packs"
@@ -59,6 +59,17 @@ class ChannelVerdict:
     unsure: str | None = None
 
 
+#: Rule id of the firm's own do-not-contact list.
+DO_NOT_CONTACT_RULE = "FIRM-do-not-contact"
+
+
+def _on_do_not_contact_list(verdict: ChannelVerdict) -> ChannelVerdict:
+    blocked = [{"channel": channel, "rule_id": DO_NOT_CONTACT_RULE,
+                "reason": "on the firm's do-not-contact list"} for channel in verdict.allowed]
+    return ChannelVerdict(verdict.pack, [], verdict.blocked + blocked,
+                          verdict.rules_applied + [DO_NOT_CONTACT_RULE], verdict.unsure)
+
+
 class ComplianceAgent:
     """Applies the jurisdiction's contact rules; see the module docstring."""
 
@@ -68,16 +79,29 @@ class ComplianceAgent:
         self._memo: dict[tuple, ChannelVerdict] = {}
 
     def channels(self, jurisdiction: str | None, subscriber: str | None,
-                 consents: dict[str, str], do_not_call: bool) -> ChannelVerdict:
-        """Lawful channels; the verdict returned is shared, callers must not change it."""
-        key = (jurisdiction, subscriber, tuple(sorted(consents.items())), do_not_call)
+                 consents: dict[str, str], do_not_call: bool,
+                 do_not_contact: bool = False) -> ChannelVerdict:
+        """Lawful channels; the verdict returned is shared, callers must not change it.
+
+        ``do_not_contact`` (the firm's own list, kept in the CRM) blocks every channel,
+        whatever the pack allows and whatever consent says.
+        """
+        key = (jurisdiction, subscriber, tuple(sorted(consents.items())), do_not_call,
+               do_not_contact)
         verdict = self._memo.get(key)
         if verdict is None:
             if len(self._memo) > 10_000:
                 self._memo.clear()
-            verdict = self._memo[key] = self._channels(jurisdiction, subscriber, consents,
-                                                       do_not_call)
+            verdict = self._channels(jurisdiction, subscriber, consents, do_not_call)
+            if do_not_contact:
+                verdict = _on_do_not_contact_list(verdict)
+            self._memo[key] = verdict
         return verdict
+
+    def contact_policy(self, jurisdiction: str | None) -> ContactPolicy | None:
+        """When and how often the region's rules let us contact (quiet hours, caps)."""
+        pack = self.packs.get(jurisdiction or "")
+        return pack.contact if pack is not None else None
 
     def _channels(self, jurisdiction: str | None, subscriber: str | None,
                   consents: dict[str, str], do_not_call: bool) -> ChannelVerdict:

@@ -361,6 +361,9 @@ def investor_context(state: InvestorProfileState) -> InvestorContext:
         excluded_asset_classes=state.excluded_assets,
         contact_ref=state.contact_ref,
         engaged_properties=state.engaged_properties(),
+        # getattr: snapshots taken before these fields existed lack them.
+        do_not_contact=getattr(state, "do_not_contact", False),
+        time_zone=getattr(state, "time_zone", None),
     )
 
 

@@ -47,6 +47,7 @@ class InvestorProfileState:
         "required_certifications", "sfdr_target", "uk_sdr_label", "max_climate_risk",
         "excluded_assets", "target_countries", "target_assets", "risk_tolerance",
         "contact_ref", "unsubscribed", "unsubscribed_at", "_profile_features",
+        "do_not_contact", "time_zone",
         # behaviour
         "clock", "counts", "depth", "views", "esg_reports", "active_windows",
         "content", "epc_ranks", "countries", "assets", "value_n", "value_sum", "value_sq",
@@ -62,6 +63,8 @@ class InvestorProfileState:
         self.jurisdiction: str | None = None
         self.consents: dict[str, str] = {}
         self.do_not_call = False
+        self.do_not_contact = False
+        self.time_zone: str | None = None
         self.ticket_min: float | None = None
         self.ticket_max: float | None = None
         self.min_epc_rank: int | None = None
@@ -129,6 +132,8 @@ class InvestorProfileState:
             else:
                 self.consents["email"] = "opted_out"
         self.do_not_call = profile.do_not_call
+        self.do_not_contact = profile.do_not_contact
+        self.time_zone = profile.time_zone
         self.ticket_min = profile.ticket_min_eur
         self.ticket_max = profile.ticket_max_eur
         self.min_epc_band = prefs.min_epc_band.value if prefs.min_epc_band else None

@@ -21,7 +21,7 @@ from datetime import datetime
 import orjson
 
 from operators import compliance as compliance_agent
-from operators import outreach, review, review_auth
+from operators import contact_rules, outreach, review, review_auth
 from operators.audit import audit_record
 from operators.claims import ClaimCheck
 from operators.compliance import ComplianceAgent
@@ -49,7 +49,7 @@ class LeadRecord:
     """What the lifecycle remembers about one lead."""
 
     __slots__ = ("machine", "context", "last_score", "last_record", "qualifications", "cases",
-                 "open_case", "needs_info", "uncertain_since")
+                 "open_case", "needs_info", "uncertain_since", "contacts")
 
     def __init__(self, context: InvestorContext | None) -> None:
         self.machine = LeadStateMachine()
@@ -66,6 +66,8 @@ class LeadRecord:
         self.needs_info = False
         #: Since when (epoch s) the model's uncertainty alone would send it to review.
         self.uncertain_since: float | None = None
+        #: ``(medium, epoch s)`` of contacts earlier plans scheduled: what caps count.
+        self.contacts: list[tuple[str, float]] = []
 
     def __getstate__(self) -> tuple:
         if isinstance(self.last_record, dict):
@@ -85,11 +87,15 @@ class LeadRecord:
         for name in _INSTANTS:
             if isinstance(copy.get(name), str):
                 copy[name] = datetime.fromisoformat(copy[name])
+        for step in (copy.get("outreach_plan") or {}).get("steps", ()):
+            if isinstance(step.get("at"), str):
+                step["at"] = datetime.fromisoformat(step["at"])
         return copy
 
     def __setstate__(self, state: tuple) -> None:
-        if len(state) == len(self.__slots__) - 1:  # saved before uncertain_since
-            state = (*state, None)
+        # Snapshots saved before uncertain_since, then contacts, were added.
+        state = (*state, None, [])[:len(self.__slots__)] if len(state) < len(self.__slots__) \
+            else state
         for name, value in zip(self.__slots__, state, strict=True):
             setattr(self, name, value)
 
@@ -227,7 +233,8 @@ class LifecycleShard:
         cfg = s.lifecycle
         p = record["probability"]
         channels = self._compliance.channels(context.jurisdiction, context.subscriber_type,
-                                             effective_consents(context), context.do_not_call)
+                                             effective_consents(context), context.do_not_call,
+                                             context.do_not_contact)
         blocked = channels.unsure is None and not channels.allowed
         # Unsure because the profile lacks the facts: ask for them, not a person.
         missing = review.missing_info(context)
@@ -288,15 +295,21 @@ class LifecycleShard:
         else:
             steps = outreach.plan_steps(channels.allowed, record["intent"],
                                         record["engagement_readiness"], esg, len(properties))
+        contacts = contact_rules.schedule_plan(
+            self._compliance.contact_policy(context.jurisdiction), context.jurisdiction,
+            context.time_zone, lead.contacts, steps, when)
+        lead.contacts = contacts.contacts
         record["outreach_plan"] = {
             "plan_id": f"plan:{record['tenant']}:{investor_id}:{int(when)}",
             "agent_version": outreach.AGENT_VERSION,
-            "steps": steps,
+            "steps": contacts.steps,
+            "time_zones": contacts.zones,
             "lead_properties": [f.property_id for f in properties],
             "claims": kept,
         }
         record["compliance"] = self._compliance.verdict(channels, removed,
                                                         self._claims.rule_ids(proposed))
+        record["compliance"]["rules_applied"] += contacts.applied
         lead.last_score = record["score"]
         lead.last_record = record
         out.append(Emitted("leads", investor_id, record, "leads.scored"))
@@ -492,7 +505,8 @@ class LifecycleShard:
         if notice.kind in ("profile", "unsubscribe") and lead.context is not None:
             ctx = lead.context
             channels = self._compliance.channels(ctx.jurisdiction, ctx.subscriber_type,
-                                                 effective_consents(ctx), ctx.do_not_call)
+                                                 effective_consents(ctx), ctx.do_not_call,
+                                                 ctx.do_not_contact)
             state = lead.machine.state
             if not channels.allowed and channels.unsure is None and lead.machine.can("suppressed"):
                 lead.machine.move("suppressed", when, f"{notice.kind}: no lawful channel left")

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone, tzinfo
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -75,6 +77,36 @@ ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 SourceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")]
 
 CountryCode = Annotated[str, StringConstraints(min_length=2, max_length=2), AfterValidator(_iso_country)]
+
+
+
+@lru_cache(maxsize=1024)  # bounded: every distinct name an attacker sends is a new entry
+def zone_info(name: str) -> ZoneInfo:
+    """The IANA time zone ``name``; ``ValueError`` (a validation error, never a crash)
+    for a name the database does not know — ZoneInfo itself raises a KeyError subclass.
+
+    >>> zone_info("Asia/Singapore").key
+    'Asia/Singapore'
+    >>> zone_info("Mars/Olympus_Mons")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown time zone 'Mars/Olympus_Mons'
+    """
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError, OSError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+
+
+def _known_zone(name: str) -> str:
+    zone_info(name)
+    return name
+
+
+#: An IANA time-zone name (``Europe/London``); the pattern keeps paths out of the lookup.
+TimeZoneName = Annotated[str, StringConstraints(
+    max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"),
+    AfterValidator(_known_zone)]
 
 Score100 = Annotated[float, Field(ge=0, le=100)]
 Probability = Annotated[float, Field(ge=0, le=1)]

@@ -35,6 +35,7 @@ from schemas.common import (
     SfdrArticle,
     ShortText,
     SubscriberType,
+    TimeZoneName,
     UkSdrLabel,
     UtcDatetime,
     Verification,
@@ -185,6 +186,11 @@ class InvestorProfile(Envelope):
     consents: Annotated[list[ConsentRecord], Field(max_length=3)] = []
     #: Listed on a national do-not-call register (TPS, CTPS, the US National DNC list).
     do_not_call: bool = False
+    #: On the firm's own do-not-contact list (kept in the CRM): no channel at all.
+    do_not_contact: bool = False
+    #: Where the investor is (IANA name): quiet hours are in this zone. Without it, only
+    #: hours allowed in every zone of the jurisdiction are used.
+    time_zone: TimeZoneName | None = None
     contact: ContactDetails | None = None
 
     @model_validator(mode="after")

@@ -133,12 +133,18 @@ class OutreachStep(OutputModel):
     wait_days: Annotated[float, Field(ge=0, le=90)]
     trigger: Annotated[str, Field(max_length=128)]
     escalation: bool
+    #: The earliest instant the region's contact rules allow for this step (quiet hours in
+    #: the investor's local time, frequency caps counting earlier plans).
+    at: UtcDatetime | None = None
 
 
 class OutreachPlan(OutputModel):
     plan_id: str
     agent_version: str
     steps: Annotated[list[OutreachStep], Field(max_length=10)]
+    #: The time zones whose quiet hours the steps' instants respect: the investor's own,
+    #: or every zone of their country when they stated none.
+    time_zones: Annotated[list[str], Field(max_length=10)] = []
     lead_properties: Annotated[list[EntityId], Field(max_length=5)]
     claims: Annotated[list[Claim], Field(max_length=20)]
 
@@ -158,7 +164,7 @@ class ComplianceVerdict(StrEnum):
 
 class Compliance(OutputModel):
     verdict: ComplianceVerdict
-    pack: Literal["EU", "UK", "US"] | None  #: ``None``: no pack covers the jurisdiction
+    pack: Literal["EU", "UK", "US", "SG"] | None  #: ``None``: no pack covers the jurisdiction
     agent_version: str
     allowed_channels: list[ContactChannel]
     blocked_channels: list[BlockedChannel]

@@ -192,6 +192,10 @@ class InvestorContext(NamedTuple):
     contact_ref: str | None
     #: Properties this investor engaged with most, latest facts first known to us.
     engaged_properties: tuple[PropertyFacts, ...] = ()
+    #: On the firm's do-not-contact list: no channel at all.
+    do_not_contact: bool = False
+    #: The investor's stated IANA time zone, if any (quiet hours are local).
+    time_zone: str | None = None
 
 
 class FeatureVector(NamedTuple):

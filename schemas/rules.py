@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import time
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.common import CountryCode
+from schemas.common import CountryCode, TimeZoneName
 
 
 class _Rule(BaseModel):
@@ -25,12 +26,62 @@ class ContactRule(_Rule):
     citation: str
 
 
+#: Outreach step channels; a meeting invitation is sent as an e-mail.
+StepChannel = Literal["email", "phone", "sms", "meeting_invite"]
+
+
+class QuietHours(_Rule):
+    """No contact over ``channels`` from ``start`` to ``end``, in the investor's local time
+    (a window that wraps midnight when ``end <= start``)."""
+
+    id: str
+    channels: list[StepChannel]
+    start: time
+    end: time
+    citation: str
+
+    @model_validator(mode="after")
+    def _not_all_day(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError(f"{self.id}: quiet hours from {self.start} to {self.end} "
+                             "would forbid every hour of the day")
+        return self
+
+
+class FrequencyCap(_Rule):
+    """At most ``max`` contacts over ``channel`` in any ``per_days`` days (sliding)."""
+
+    id: str
+    channel: StepChannel
+    max: Annotated[int, Field(ge=1, le=100)]
+    per_days: Annotated[int, Field(ge=1, le=90)]
+    citation: str
+
+
+class ContactPolicy(_Rule):
+    """When and how often contact may happen, in the pack's region."""
+
+    #: Time zones of each jurisdiction (IANA names). An investor without a stated zone is
+    #: contacted only at hours allowed in every zone of their country.
+    time_zones: dict[CountryCode, Annotated[list[TimeZoneName], Field(min_length=1)]]
+    quiet_hours: list[QuietHours] = []
+    caps: list[FrequencyCap] = []
+
+
 class RulePack(_Rule):
-    pack: Literal["EU", "UK", "US"]
+    pack: Literal["EU", "UK", "US", "SG"]
     name: str
     jurisdictions: list[CountryCode]
     opt_out: str
     rules: list[ContactRule]
+    contact: ContactPolicy
+
+    @model_validator(mode="after")
+    def _every_jurisdiction_has_a_zone(self) -> RulePack:
+        missing = sorted(set(self.jurisdictions) - set(self.contact.time_zones))
+        if missing:
+            raise ValueError(f"pack {self.pack}: no time zone for {', '.join(missing)}")
+        return self
 
 
 class ClaimRule(_Rule):

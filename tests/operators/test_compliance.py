@@ -323,8 +323,8 @@ def test_an_unsure_verdict_records_why_in_rules_applied(agent):
 
 def test_every_pack_file_loads_and_validates():
     packs = load_packs()
-    assert {pack.pack for pack in packs.values()} == {"EU", "UK", "US"}
-    assert len(CONTACT_PACK_FILES) == 3
+    assert {pack.pack for pack in packs.values()} == {"EU", "UK", "US", "SG"}
+    assert len(CONTACT_PACK_FILES) == 4
     for country in ("DE", "FR", "GB", "US"):
         assert country in packs
 
@@ -346,7 +346,7 @@ def test_every_rule_and_every_opt_out_has_a_citation():
 def test_rule_ids_are_unique_across_packs():
     packs = [RulePack.model_validate(tomllib.loads(p.read_text())) for p in CONTACT_PACK_FILES]
     ids = [rule.id for pack in packs for rule in pack.rules]
-    assert len(ids) == len(set(ids)) == 18
+    assert len(ids) == len(set(ids)) == 24
 
 
 def test_no_country_is_claimed_by_two_packs():

@@ -81,6 +81,23 @@ LAW = [
         "express written agreement overrides"),
     Law("US-TSR-phone-corporate", "US", "phone", "corporate", NOT_OPTED_OUT, False,
         "16 CFR 310.6(b)(7): business-to-business calls exempt; 64.1200(c)(2) is residential only"),
+    # ---- SG: PDPA 2012 Part 9 (Do Not Call provisions), Spam Control Act 2007.
+    Law("SG-SCA-11-email-individual", "SG", "email", "individual", NOT_OPTED_OUT, False,
+        "Spam Control Act s.11, Second Schedule: unsubscribe regime; the DNC Register "
+        "covers Singapore telephone numbers (calls, texts, fax), not e-mail"),
+    Law("SG-SCA-11-email-corporate", "SG", "email", "corporate", NOT_OPTED_OUT, False,
+        "Spam Control Act s.11: the same unsubscribe regime for business addresses"),
+    Law("SG-PDPA-43-sms-individual", "SG", "sms", "individual", NOT_OPTED_OUT, True,
+        "PDPA s.43(1): check the DNC Register before a specified message (a text) to a "
+        "Singapore number; s.43(3) clear and unambiguous consent overrides"),
+    Law("SG-PDPA-8thSch-sms-corporate", "SG", "sms", "corporate", NOT_OPTED_OUT, False,
+        "PDPA Eighth Schedule: a message to an organisation for its own purposes is not a "
+        "specified message, so the register does not apply"),
+    Law("SG-PDPA-43-phone-individual", "SG", "phone", "individual", NOT_OPTED_OUT, True,
+        "PDPA s.43(1): voice calls to registered Singapore numbers need a register check; "
+        "s.43(3) consent overrides"),
+    Law("SG-PDPA-8thSch-phone-corporate", "SG", "phone", "corporate", NOT_OPTED_OUT, False,
+        "PDPA Eighth Schedule: business-to-business calls are outside the DNC provisions"),
 ]
 BY_ID = {law.rule_id: law for law in LAW}
 CASES = [(law, status, listed) for law in LAW for status in STATUSES for listed in (False, True)]
@@ -232,14 +249,16 @@ def test_a_long_citation_is_cut_to_256_characters():
     from schemas.rules import RulePack
     rule = {"id": "X-1", "channel": "email", "subscriber": "individual", "requires": "consent",
             "do_not_call": True, "citation": "c" * 400}
-    pack = RulePack(pack="UK", name="t", jurisdictions=["GB"], opt_out="o" * 400, rules=[rule])
+    pack = RulePack(pack="UK", name="t", jurisdictions=["GB"], opt_out="o" * 400, rules=[rule],
+                    contact={"time_zones": {"GB": ["Europe/London"]}})
     agent = ComplianceAgent({"GB": pack})
     for status in ("opted_out", "none"):
         reason = agent.channels("GB", "individual", {"email": status}, False).blocked[0]["reason"]
         assert len(reason) == 256
     rule["requires"] = "not_opted_out"
     agent = ComplianceAgent({"GB": RulePack(pack="UK", name="t", jurisdictions=["GB"],
-                                            opt_out="o", rules=[rule])})
+                                            opt_out="o", rules=[rule],
+                                            contact=pack.contact)})
     assert len(agent.channels("GB", "individual", {}, True).blocked[0]["reason"]) == 256
 
 

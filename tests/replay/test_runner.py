@@ -251,3 +251,43 @@ def test_a_stopped_replay_writes_a_partial_reconciled_summary(world: Path, tmp_p
 def test_an_uninterrupted_replay_says_so(world: Path, tmp_path: Path) -> None:
     summary = replay(world, tmp_path, small_batches(world), stop=threading.Event())
     assert summary["interrupted"] is False and "recording_messages" not in summary
+
+
+def test_every_planned_contact_keeps_the_regions_quiet_hours_and_caps(world: Path,
+                                                                       tmp_path: Path) -> None:
+    """End to end: each step of each published plan has an instant, outside the quiet
+    hours of its region in every zone of the investor's country (the generated profiles
+    state no zone), and no plan exceeds a cap on its own."""
+    from zoneinfo import ZoneInfo
+
+    from operators.compliance import load_packs
+    from operators.contact_rules import MEDIUM
+    replay(world, tmp_path, load_settings(world / "config.toml"))
+    packs = load_packs()
+    checked = 0
+    for record in records(tmp_path / "leads.parquet"):
+        plan = record["outreach_plan"]
+        assert all(step["at"] is not None for step in plan["steps"])
+        pack = {p.pack: p for p in packs.values()}.get(record["compliance"]["pack"])
+        if pack is None or not plan["steps"]:
+            continue
+        zones = [ZoneInfo(name) for name in plan["time_zones"]]
+        assert zones and set(plan["time_zones"]) <= {
+            zone for names in pack.contact.time_zones.values() for zone in names}
+        for step in plan["steps"]:
+            at = datetime.fromisoformat(step["at"]) if isinstance(step["at"], str) else step["at"]
+            for rule in pack.contact.quiet_hours:
+                if step["channel"] in rule.channels:
+                    for zone in zones:
+                        local = at.astimezone(zone).time()
+                        quiet = (rule.start <= local < rule.end if rule.start < rule.end
+                                 else local >= rule.start or local < rule.end)
+                        assert not quiet, (record["investor_id"], step, zone)
+            checked += 1
+        for cap in pack.contact.caps:
+            times = sorted(datetime.fromisoformat(s["at"]).timestamp() if isinstance(s["at"], str)
+                           else s["at"].timestamp() for s in plan["steps"]
+                           if MEDIUM.get(s["channel"], s["channel"]) == cap.channel)
+            for t in times:
+                assert sum(t - cap.per_days * 86_400 < u <= t for u in times) <= cap.max
+    assert checked > 200

@@ -1,0 +1,163 @@
+"""When an outreach plan's steps may happen: quiet hours in the investor's local time and
+frequency caps per channel, from the region's rule pack (``[contact]`` in
+``compliance_packs/*.toml``).
+
+A plan's steps are relative ("2 days after the previous step"); :func:`schedule` gives
+each step its earliest lawful instant. A step falling in quiet hours moves to the end of
+them; a step that would exceed a cap (counting the contacts earlier plans already
+scheduled) moves to when the oldest contact in the window leaves it. Both checks repeat
+until neither moves the step, so a move made for one rule cannot break another. Steps stay
+in order; a step that no instant in the next year satisfies is dropped and named (a pack
+whose quiet hours leave no common hour across a country's zones).
+
+An investor without a stated time zone is contacted only at hours allowed in every zone
+of their country: the US pack's 8 a.m.-9 p.m. rule then leaves 2 p.m.-9 p.m. Eastern,
+which is 8 a.m. in Honolulu.
+
+>>> from datetime import datetime, time, timezone
+>>> from schemas.rules import ContactPolicy
+>>> policy = ContactPolicy(time_zones={"GB": ["Europe/London"]},
+...     quiet_hours=[{"id": "q", "channels": ["phone"], "start": time(21), "end": time(8),
+...                   "citation": "x"}],
+...     caps=[{"id": "c", "channel": "phone", "max": 1, "per_days": 7, "citation": "x"}])
+>>> steps = [{"channel": "phone", "wait_days": 0}, {"channel": "phone", "wait_days": 1}]
+>>> start = datetime(2026, 3, 2, 22, 30, tzinfo=timezone.utc)  # 22:30 in London
+>>> planned, applied = schedule(steps, start, zones_for(policy, "GB", None), policy, [])
+>>> [s["at"].isoformat() for s in planned], applied
+(['2026-03-03T08:00:00+00:00', '2026-03-10T08:00:00+00:00'], ['q', 'c'])
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+from schemas.common import zone_info
+from schemas.rules import ContactPolicy, QuietHours
+
+#: The medium a step uses: a meeting invitation is an e-mail.
+MEDIUM = {"meeting_invite": "email"}
+#: Moves before a step counts as unschedulable (each move goes forward at least a second).
+MAX_MOVES = 200
+HORIZON = timedelta(days=366)
+#: Regions without a rule pack: no quiet hours or caps to apply, times in UTC.
+NO_POLICY = ContactPolicy(time_zones={})
+
+
+def zones_for(policy: ContactPolicy, country: str | None,
+              stated: str | None) -> tuple[ZoneInfo, ...]:
+    """The investor's zone if stated (and known), else every zone of the country, else UTC."""
+    if stated:
+        try:
+            return (zone_info(stated),)
+        except ValueError:
+            pass  # validated on input; an old snapshot's value may not be
+    names = policy.time_zones.get(country or "", ())
+    return tuple(zone_info(n) for n in names) or (timezone.utc,)  # type: ignore[return-value]
+
+
+def _quiet_until(rule: QuietHours, at: datetime, zone: ZoneInfo) -> datetime | None:
+    """The end of the quiet period ``at`` falls in (in ``zone``), or ``None`` if none."""
+    local = at.astimezone(zone)
+    now = local.timetz().replace(tzinfo=None)
+    if rule.start < rule.end:
+        quiet = rule.start <= now < rule.end
+        end_day = local.date()
+    else:  # wraps midnight: quiet from start to 24:00 and from 00:00 to end
+        quiet = now >= rule.start or now < rule.end
+        end_day = local.date() + timedelta(days=1 if now >= rule.start else 0)
+    if not quiet:
+        return None
+    end = datetime.combine(end_day, rule.end, tzinfo=zone).astimezone(timezone.utc)
+    # In a DST gap the local end time does not exist; never step backwards.
+    return max(end, at + timedelta(seconds=1))
+
+
+def _cap_until(cap_max: int, per: float, sent: list[float], at: float) -> float | None:
+    """When a contact at ``at`` would respect the cap, or ``None`` if it already does."""
+    window = [t for t in sent if at - per < t <= at]
+    if len(window) < cap_max:
+        return None
+    window.sort()
+    return window[-cap_max] + per
+
+
+def schedule(steps: list[dict], start: datetime, zones: tuple[ZoneInfo, ...],
+             policy: ContactPolicy, history: list[tuple[str, float]]
+             ) -> tuple[list[dict], list[str]]:
+    """Each step with ``at`` (UTC), and the ids of the rules that moved a step or dropped it.
+
+    ``history`` holds ``(medium, epoch seconds)`` of contacts already scheduled, all at or
+    before ``start``. ``steps`` are not changed; the dicts returned are copies.
+    """
+    sent: dict[str, list[float]] = {}
+    for medium, when in history:
+        sent.setdefault(medium, []).append(when)
+    applied: list[str] = []
+    planned: list[dict] = []
+    previous = start
+    for step in steps:
+        medium = MEDIUM.get(step["channel"], step["channel"])
+        quiet = [r for r in policy.quiet_hours if step["channel"] in r.channels
+                 or medium in r.channels]
+        caps = [c for c in policy.caps if c.channel == medium]
+        # Whole seconds from here on: every move below lands on a whole second too.
+        at = _ceil_second(previous + timedelta(days=step["wait_days"]))
+        moves = 0
+        while moves < MAX_MOVES and at - start < HORIZON:
+            moved = False
+            for rule in quiet:
+                for zone in zones:
+                    until = _quiet_until(rule, at, zone)
+                    if until is not None:
+                        at, moved = until, True
+                        _note(applied, rule.id)
+            for cap in caps:
+                until_s = _cap_until(cap.max, cap.per_days * 86_400.0, sent.get(medium, []),
+                                     at.timestamp())
+                if until_s is not None:
+                    at, moved = _ceil_second(datetime.fromtimestamp(until_s, timezone.utc)), True
+                    _note(applied, cap.id)
+            if not moved:
+                break
+            moves += 1
+        else:
+            _note(applied, f"unschedulable: {step['channel']}")
+            continue
+        sent.setdefault(medium, []).append(at.timestamp())
+        planned.append({**step, "order": len(planned) + 1, "at": at})
+        previous = at
+    return planned, applied
+
+
+def _ceil_second(at: datetime) -> datetime:
+    return at if not at.microsecond else (at + timedelta(seconds=1)).replace(microsecond=0)
+
+
+def _note(applied: list[str], rule_id: str) -> None:
+    if rule_id not in applied:
+        applied.append(rule_id)
+
+
+class PlannedContacts(NamedTuple):
+    steps: list[dict]  #: the plan's steps, each with ``at``
+    applied: list[str]  #: ids of the rules that moved or dropped a step
+    contacts: list[tuple[str, float]]  #: the lead's contact history to keep
+    zones: list[str]  #: the time zones whose quiet hours the instants respect
+
+
+def schedule_plan(policy: ContactPolicy | None, country: str | None, time_zone: str | None,
+                  contacts: list[tuple[str, float]], steps: list[dict], when: float
+                  ) -> PlannedContacts:
+    """A new plan made at ``when`` (epoch s). An earlier plan's steps up to ``when`` count
+    as sent; the new plan replaces the rest; history older than the longest cap is dropped."""
+    policy = policy or NO_POLICY
+    horizon = when - 86_400.0 * max((c.per_days for c in policy.caps), default=0)
+    history = [c for c in contacts if horizon < c[1] <= when]
+    zones = zones_for(policy, country, time_zone)
+    planned, applied = schedule(steps, datetime.fromtimestamp(when, timezone.utc), zones,
+                                policy, history)
+    return PlannedContacts(planned, applied, history + [
+        (MEDIUM.get(s["channel"], s["channel"]), s["at"].timestamp()) for s in planned],
+        [getattr(zone, "key", "UTC") for zone in zones])
