@@ -71,8 +71,14 @@ class TenantSettings(Section):
 
     #: Tickets above this size always go to a person before handoff.
     review_ticket_limit_eur: Annotated[float, Field(gt=0)] = 50_000_000
-    #: Whether this tenant's labels may train the cross-tenant global model.
-    contribute_to_global: bool = True
+    #: Whether this tenant's labels may train the cross-tenant global model. Off by
+    #: default: a tenant's outcomes are its own data, shared only by explicit opt-in.
+    contribute_to_global: bool = False
+    #: Whether this tenant's scores may lean on the cross-tenant global model (trained
+    #: on the contributing tenants' labels) while it has few labels of its own. Off by
+    #: default: a tenant that has not opted in learns only from its own labels, and
+    #: nothing another tenant sends can change its decisions.
+    use_global_prior: bool = False
     #: The fund's own SFDR classification and UK SDR label, if it has them: the only
     #: basis on which outreach may mention either (see the anti-greenwashing check).
     sfdr_classification: Literal["article_6", "article_8", "article_9"] | None = None
@@ -200,6 +206,9 @@ class ScoringSettings(Section):
     nurture: Fraction = 0.1
     calibration_bins: Annotated[int, Field(ge=5, le=100)] = 20
     seed: int = 42
+    #: Master switch of the cross-tenant global model. Even when on, the model only
+    #: exists if some tenant sets ``contribute_to_global`` and some tenant sets
+    #: ``use_global_prior``; it learns only from the first and serves only the second.
     global_model: bool = True
     drift: DriftSettings = DriftSettings()
 
