@@ -395,10 +395,10 @@ class GlobalLearner:
     in to contribute and publishes a copy (for the tenants that opted in to use it)
     every ``publish_every`` labels."""
 
-    def __init__(self, settings: Settings, publish_every: int = 50) -> None:
+    def __init__(self, settings: Settings, publish_every: int | None = None) -> None:
         self.model = make_model(settings.scoring, tenant_seed(settings.scoring.seed, "*global*"))
         self.contributors = global_contributors(settings)
-        self.publish_every = publish_every
+        self.publish_every = publish_every or settings.scoring.global_publish_every
         self.labels = 0
 
     @classmethod

@@ -210,6 +210,8 @@ class ScoringSettings(Section):
     #: exists if some tenant sets ``contribute_to_global`` and some tenant sets
     #: ``use_global_prior``; it learns only from the first and serves only the second.
     global_model: bool = True
+    #: The global model is sent to the tenants that use it after every this many labels.
+    global_publish_every: Annotated[int, Field(ge=1, le=1_000_000)] = 50
     drift: DriftSettings = DriftSettings()
 
     @model_validator(mode="after")
