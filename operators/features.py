@@ -317,6 +317,7 @@ def build_vector(state: InvestorProfileState, tenant: str, investor_id: str,
         data_freshness_days=max(0.0, round(state.content[8] / n, 1)) if n else None,
         context=context,
         lineage=tuple(state.lineage),
+        lineage_omitted=state.lineage_omitted,
         ingest_ms=state.ingest_ms if state.last_active == as_of else None,
         clamped=tuple(clamped),
     )

@@ -37,6 +37,7 @@ from online_models.drift import Detection, DriftMonitor
 from online_models.quality import RollingQuality
 from online_models.registry import ModelRegistry
 from operators.features import FEATURE_NAMES, FEATURE_SOURCES, SOURCES
+from operators.lineage import audit_pointer
 from operators.prior import prior_many, prior_probability
 from schemas.outputs import SCHEMA_VERSION
 from schemas.records import FeatureVector, LabelledExample, Scored
@@ -312,6 +313,9 @@ class TenantScorer:
                 "features": f,
                 "state": "scored",
                 "lineage": list(vector.lineage),
+                "lineage_omitted": vector.lineage_omitted and {
+                    **vector.lineage_omitted,
+                    "audit": audit_pointer(vector.tenant, vector.investor_id)},
             }, vector.context, vector.ingest_ms))
             for detection in self.drift.update_features(f):
                 alerts.append(self.alert("drift_detected", detection, as_of, now))

@@ -336,10 +336,15 @@ class CrmBreakerSettings(Section):
     cooldown: Positive = timedelta(seconds=30)
 
 
+#: Handoff fields not sent to the CRM unless mapped: the lineage is for the audit,
+#: not for the sales team's records.
+_NOT_SENT_BY_DEFAULT = frozenset(("lineage", "lineage_omitted"))
+
+
 def _default_field_map() -> dict[str, str]:
     from schemas.outputs import CrmHandoff
 
-    return {name: name for name in CrmHandoff.model_fields}
+    return {name: name for name in CrmHandoff.model_fields if name not in _NOT_SENT_BY_DEFAULT}
 
 
 class CrmSettings(Section):
@@ -350,7 +355,8 @@ class CrmSettings(Section):
     #: Bearer token (``ESG_LEADS_CRM__TOKEN``); ``None``: no Authorization header.
     token: SecretStr | None = None
     #: Our handoff field → the CRM's property name (e.g. HubSpot ``score`` →
-    #: ``hs_lead_score``). A field left out is not sent. Default: every field, as is.
+    #: ``hs_lead_score``). A field left out is not sent. Default: every field, as is,
+    #: except ``lineage`` and ``lineage_omitted``.
     field_map: dict[str, Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=_default_field_map)
     #: Per request: connect, read, write and pool timeouts.
