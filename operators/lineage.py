@@ -11,7 +11,9 @@ The digest is order-independent: the sum, modulo 2**256, of the SHA-256 of every
 omitted reference (:func:`ref_digest`). So a digest does not depend on the order
 in which references fell off the list, two digests combine by addition, and
 anyone holding the recording can recompute it from the events the list does not
-name. It is a checksum against loss and mix-ups, not a signature.
+name. It is a checksum against loss and mix-ups, not a signature. A reference used
+again after it fell off the list (a property signal behind a later view) is listed
+again: it counts once in the digest and once in the list.
 
 >>> refs = [ref(f"e{i}", "investor.engagements", 0, i) for i in range(5)]
 >>> listed, omitted = append_refs([], None, refs, limit=3)
