@@ -3,7 +3,9 @@
 Reads the scored leads, review cases, handoffs and the audit trail of a replay (or
 a recorded live run) and prints, in event-time order: the input events behind the
 lead (lineage; with ``--recording``, what each event was), its scores with intervals
-and reasons, the latest features, every agent decision, and the state history.
+and reasons, the latest features, every agent decision, the state history, and each
+handoff's lineage back to topic, partition and offset (with ``--recording``, checked
+against the recorded input).
 """
 
 from __future__ import annotations
@@ -46,10 +48,36 @@ def _events(recording: Path, refs: set[tuple[str, int, int]]) -> dict[tuple[str,
         ref = (message.topic, message.partition, message.offset)
         if ref in refs:
             payload = orjson.loads(message.value)
-            found[ref] = {k: payload.get(k) for k in ("event_time", "action", "channel",
-                                                      "property_id", "campaign_id", "kind")
+            found[ref] = {k: payload.get(k) for k in ("event_id", "event_time", "action",
+                                                      "channel", "property_id", "epc_band",
+                                                      "campaign_id", "kind")
                           if payload.get(k) is not None}
     return found
+
+
+def _lineage_table(title: str, refs: list[dict], details: dict, checked: bool) -> Table:
+    """References back to their offsets; with a recording, whether each one is there."""
+    table = Table(title=title, title_justify="left")
+    for column in ("event", "topic/partition/offset", "what", *(("in recording",) if checked else ())):
+        table.add_column(column, overflow="fold")
+    for ref in refs:
+        what = dict(details.get((ref["topic"], ref["partition"], ref["offset"])) or {})
+        found = what.pop("event_id", None)
+        row = [ref["event_id"], f"{ref['topic']}/{ref['partition']}/{ref['offset']}",
+               " ".join(f"{k}={v}" for k, v in what.items())]
+        if checked:
+            row.append("yes" if found == ref["event_id"] else
+                       "NO: another event there" if found else "NO: offset not recorded")
+        table.add_row(*row)
+    return table
+
+
+def _omitted(record: dict) -> str:
+    omitted = record.get("lineage_omitted")
+    if not omitted:
+        return "all contributing inputs listed"
+    return (f"{omitted['count']} more contributing inputs not listed (digest "
+            f"{omitted['digest'][:16]}…; listed in earlier audit rows {omitted.get('audit') or ''}*)")
 
 
 def explain(out: Path, investor_id: str, recording: Path | None = None,
@@ -68,8 +96,8 @@ def explain(out: Path, investor_id: str, recording: Path | None = None,
                   f"{len(handoffs)} handoffs")
 
     refs = {}
-    for lead in leads:
-        for ref in lead["lineage"]:
+    for record in (*leads, *handoffs):
+        for ref in record.get("lineage") or ():
             refs[(ref["topic"], ref["partition"], ref["offset"])] = ref["event_id"]
     details = _events(recording, set(refs)) if recording is not None else {}
     events = Table(title="Input events (lineage)", title_justify="left")
@@ -127,5 +155,11 @@ def explain(out: Path, investor_id: str, recording: Path | None = None,
                       + "; ".join(f"{r['code']} — check: {r['check']}" for r in case["reasons"]))
     for handoff in handoffs:
         console.print(f"handoff {handoff['idempotency_key']} (score {handoff['score']}, "
-                      f"approved by review: {handoff['approved_by_review']})")
+                      f"approved by review: {handoff['approved_by_review']}; model "
+                      f"{handoff.get('model_version') or '?'}, features "
+                      f"{handoff.get('feature_set_version') or '?'})")
+        if handoff.get("lineage"):
+            console.print(_lineage_table(f"Lineage of {handoff['idempotency_key']}",
+                                         handoff["lineage"], details, recording is not None))
+        console.print("  " + _omitted(handoff))
     return 0

@@ -55,7 +55,7 @@ from operators.intake import TenantIntake
 from operators.investor_state import InvestorShard
 from operators.lifecycle import LifecycleShard
 from operators.ops_alerts import offsets_reset_alert
-from operators.scoring import GlobalLearner, TenantScorer
+from operators.scoring import GlobalLearner, TenantScorer, global_contributors, uses_global_prior
 from operators.validation import Parser, bounded
 from schemas.records import (
     Emitted,
@@ -166,7 +166,7 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
         lambda _key: InvestorShard(settings),
         lambda key: frozenset((f"intake:{key.split('/', 1)[0]}",)), investor_of)
 
-    # 4. Scoring per tenant, with a cross-tenant global model -------------------
+    # 4. Scoring per tenant, with an opt-in cross-tenant global model -----------
     def shard_lanes(tenant: str) -> set[str]:
         return {f"investors:{shard}" for shard in shards_of(tenant)}
 
@@ -174,23 +174,33 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
         "to_scoring", investors,
         lambda x: ((x.tenant, x),) if isinstance(x, (FeatureVector, LabelledExample)) else (),
         lambda lane: (tenant_of(lane),))]
-    if settings.scoring.global_model:
+    # Opt-in only: the global model learns from contributors and reaches only the
+    # tenants that use it, so no other tenant's input can reach an isolated tenant.
+    users = tuple(t for t in tenants if uses_global_prior(settings, t))
+    contributors = global_contributors(settings)
+    if users and contributors:
         all_shards = frozenset().union(*(shard_lanes(t) for t in tenants))
         global_updates = step(
             "global_model",
             route("to_global", investors,
-                  lambda x: (("global", x),) if isinstance(x, LabelledExample) else (),
+                  lambda x: (("global", x),)
+                  if isinstance(x, LabelledExample) and x.tenant in contributors else (),
                   lambda _lane: ("global",)),
-            lambda _key: GlobalLearner(settings), lambda _key: all_shards, lambda _x: "global")
+            lambda _key: GlobalLearner(settings), lambda _key: all_shards, lambda _x: "global",
+            restore=lambda state: GlobalLearner.restore(state, settings))
         scoring_in.append(route(
             "broadcast_global", global_updates,
-            lambda update: [(t, GlobalModelUpdate(t, *update)) for t in tenants],
-            lambda _lane: tenants))
-    global_lane = {"global_model:global"} if settings.scoring.global_model else set()
+            lambda update: [(t, GlobalModelUpdate(t, *update)) for t in users],
+            lambda _lane: users))
+
+    def global_lane(tenant: str) -> set[str]:
+        return {"global_model:global"} if tenant in users and contributors else set()
+
     scored = step(
         "scoring", op.merge("scoring_in", *scoring_in),
         lambda tenant: TenantScorer(tenant, settings),
-        lambda tenant: frozenset(shard_lanes(tenant) | global_lane), lambda x: x.tenant)
+        lambda tenant: frozenset(shard_lanes(tenant) | global_lane(tenant)), lambda x: x.tenant,
+        restore=lambda state: TenantScorer.restore(state, settings))
 
     # 5. Lead lifecycle: compliance, outreach, review routing, state machine, handoff --
     def lifecycle_key(x: Any) -> str:

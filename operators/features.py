@@ -1,7 +1,8 @@
 """Investor features, the ESG alignment score, intent and engagement readiness.
 
-Every feature is a plain float with a documented meaning and a data source (the
-source drives the "weight of each data source" in explanations). Shares computed
+Every feature is a plain float with a declared meaning, window, range and data
+source (:mod:`operators.feature_definitions`; the source drives the "weight of
+each data source" in explanations). Shares computed
 from few observations are shrunk towards their neutral value, so that one viewed
 property cannot make an investor look like an ESG champion.
 """
@@ -12,84 +13,16 @@ import math
 import operator
 from datetime import datetime
 
+# The feature set is declared in operators.feature_definitions (names, sources, windows,
+# transformations, ranges, descriptions; the version derives from them) and re-exported
+# here, where the features are computed.
+from operators.feature_definitions import FEATURE_NAMES as FEATURE_NAMES
+from operators.feature_definitions import FEATURE_RANGES as FEATURE_RANGES
+from operators.feature_definitions import FEATURE_SET_VERSION as FEATURE_SET_VERSION
+from operators.feature_definitions import FEATURE_SOURCES as FEATURE_SOURCES
+from operators.feature_definitions import SOURCES as SOURCES
 from operators.investor_profile import InvestorProfileState
 from schemas.records import FeatureVector, InvestorContext
-
-FEATURE_SET_VERSION = "fs-2"
-
-#: Feature name -> data source. Sources: property_epc, certifications, climate_risk,
-#: engagement, profile. The model sees exactly these features, in this order.
-FEATURE_SOURCES: dict[str, str] = {
-    "eng_1d": "engagement",
-    "eng_7d": "engagement",
-    "eng_30d": "engagement",
-    "depth_7d": "engagement",
-    "depth_30d": "engagement",
-    "views_30d": "engagement",
-    "esg_reports_30d": "engagement",
-    "meetings": "engagement",
-    "replies": "engagement",
-    "active_windows_30d": "engagement",
-    "recency_days": "engagement",
-    "tenure_days": "engagement",
-    "windows_per_day": "engagement",
-    "events_per_window": "engagement",
-    "views_per_window": "engagement",
-    "depth_per_window": "engagement",
-    "esg_report_rate": "engagement",
-    "dwell_per_view": "engagement",
-    "green_dwell_ratio": "property_epc",
-    "high_epc_lift": "property_epc",
-    "epc_quality": "property_epc",
-    "certified_lift": "certifications",
-    "low_risk_lift": "climate_risk",
-    "esg_content_lift": "property_epc",
-    "verified_share": "certifications",
-    "data_freshness": "property_epc",
-    "pref_match_epc": "profile",
-    "pref_match_geo": "profile",
-    "pref_match_asset": "profile",
-    "stated_esg": "profile",
-    "stated_gap": "profile",
-    "geo_concentration": "engagement",
-    "asset_concentration": "engagement",
-    "ticket_fit": "profile",
-    "ticket_catalog_fit": "profile",
-    "ticket_known": "profile",
-    "profile_completeness": "profile",
-    "contactable": "profile",
-    "institutional": "profile",
-}
-FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_SOURCES)
-
-_LOG_COUNT = (0.0, 50.0)  # log1p of a count: e**50 events is beyond any input
-_SHARE = (0.0, 1.0)
-_LIFT = (-1.0, 1.0)  # a share minus its expectation
-#: The documented range of every feature: inputs are validated at the edge, so a value
-#: outside it is a defect of ours. :func:`clamp_features` enforces it in one place.
-FEATURE_RANGES: dict[str, tuple[float, float]] = {
-    "eng_1d": _LOG_COUNT, "eng_7d": _LOG_COUNT, "eng_30d": _LOG_COUNT,
-    "depth_7d": _LOG_COUNT, "depth_30d": _LOG_COUNT, "views_30d": _LOG_COUNT,
-    "esg_reports_30d": _LOG_COUNT,
-    "meetings": (0.0, 5.0), "replies": (0.0, 10.0),
-    "active_windows_30d": _LOG_COUNT,
-    "recency_days": (0.0, 60.0), "tenure_days": (0.0, 90.0),
-    "windows_per_day": (0.0, 1e6),
-    "events_per_window": _LOG_COUNT, "views_per_window": _LOG_COUNT,
-    "depth_per_window": _LOG_COUNT,
-    "esg_report_rate": (0.0, 1e6),
-    "dwell_per_view": _LOG_COUNT,
-    # log((mean green dwell + 10) / (mean other dwell + 10)), dwell at most a day (86,400 s)
-    "green_dwell_ratio": (-10.0, 10.0),
-    "high_epc_lift": _LIFT, "epc_quality": _SHARE, "certified_lift": _LIFT,
-    "low_risk_lift": _LIFT, "esg_content_lift": _LIFT, "verified_share": _SHARE,
-    "data_freshness": _SHARE,
-    "pref_match_epc": _SHARE, "pref_match_geo": _SHARE, "pref_match_asset": _SHARE,
-    "stated_esg": _SHARE, "stated_gap": _LIFT,
-    "geo_concentration": _SHARE, "asset_concentration": _SHARE,
-    "ticket_fit": _SHARE, "ticket_catalog_fit": _SHARE, "ticket_known": _SHARE,
-    "profile_completeness": _SHARE, "contactable": _SHARE, "institutional": _SHARE,
-}
 
 
 def clamp_features(features: dict[str, float]) -> list[str]:
@@ -110,8 +43,6 @@ def clamp_features(features: dict[str, float]) -> list[str]:
             features[name] = low if value != value or value < low else high
             fixed.append(name)
     return fixed
-SOURCES: tuple[str, ...] = ("property_epc", "certifications", "climate_risk", "engagement", "profile")
-
 _RANKS = tuple(range(8))
 _INSTITUTIONAL = frozenset(("asset_manager", "pension_fund", "insurer", "reit", "sovereign_wealth"))
 _PROFILE_FIELDS = 8
@@ -389,6 +320,7 @@ def build_vector(state: InvestorProfileState, tenant: str, investor_id: str,
         data_freshness_days=max(0.0, round(state.content[8] / n, 1)) if n else None,
         context=context,
         lineage=tuple(state.lineage),
+        lineage_omitted=state.lineage_omitted,
         ingest_ms=state.ingest_ms if state.last_active == as_of else None,
         clamped=tuple(clamped),
     )

@@ -12,6 +12,7 @@ import math
 from datetime import datetime
 
 from operators.investor_window import ACTION_INDEX, WindowAggregate
+from operators.lineage import append_refs, combine
 from schemas.common import EPC_RANK
 from schemas.inputs import InvestorProfile
 from schemas.records import FeatureVector, PropertyFacts
@@ -32,7 +33,10 @@ _ESG_REPORT = ACTION_INDEX["esg_report_download"]
 #: Feature vectors kept for point-in-time learning (an outcome pairs with one of them).
 HISTORY = 4
 TOP_PROPERTIES = 8
-MAX_LINEAGE = 32
+#: References an investor's state lists (engagements and the property signals behind
+#: them, most recent first to go); older ones are counted and digested in
+#: ``lineage_omitted``. Below the outputs' 64, leaving room for notices (lifecycle).
+MAX_LINEAGE = 48
 _CONTENT_HALF_LIFE_DAYS = 30.0
 
 
@@ -52,7 +56,7 @@ class InvestorProfileState:
         "clock", "counts", "depth", "views", "esg_reports", "active_windows",
         "content", "epc_ranks", "countries", "assets", "value_n", "value_sum", "value_sq",
         "meetings", "replies", "totals", "dwell", "catalog_log_value", "ingest_ms", "first_seen", "last_active", "previous_active",
-        "top_properties", "_engaged", "lineage", "history",
+        "top_properties", "_engaged", "lineage", "lineage_omitted", "history",
     )
 
     def __init__(self, half_lives_days: tuple[float, ...]) -> None:
@@ -109,7 +113,15 @@ class InvestorProfileState:
         self.top_properties: dict[str, list] = {}  # property_id -> [weight, facts]
         self._engaged: tuple[PropertyFacts, ...] | None = None  # cached ranking
         self.lineage: list[dict] = []
+        #: Contributing references no longer in ``lineage`` (operators/lineage.py).
+        self.lineage_omitted: dict | None = None
         self.history: list[FeatureVector] = []
+
+    def __setstate__(self, state: tuple) -> None:
+        # Slots pickle as (None, {slot: value}); older snapshots lack lineage_omitted.
+        self.lineage_omitted = None
+        for name, value in state[1].items():
+            setattr(self, name, value)
 
     # ------------------------------------------------------------- profile
 
@@ -243,7 +255,9 @@ class InvestorProfileState:
             self.first_seen = agg.first
         self.previous_active = self.last_active
         self.last_active = window_end
-        self.lineage = (self.lineage + agg.refs)[-MAX_LINEAGE:]
+        self.lineage, omitted = append_refs(self.lineage, self.lineage_omitted, agg.refs,
+                                            MAX_LINEAGE)
+        self.lineage_omitted = combine(omitted, agg.omitted)
 
     def _merge_properties(self, agg: WindowAggregate) -> None:
         if agg.properties:

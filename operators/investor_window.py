@@ -13,6 +13,8 @@ import zlib
 from collections import Counter
 from datetime import datetime, timedelta, timezone, tzinfo
 
+from operators.lineage import omitted_summary, ref_digest
+from operators.lineage import ref as lineage_ref
 from operators.validation import dead_letter
 from schemas.common import EngagementAction
 from schemas.outputs import DlqReason
@@ -37,6 +39,7 @@ class WindowAggregate:
         "expected_high", "expected_certified", "expected_low_risk", "data_age_days", "stale",
         "epc_ranks", "countries", "assets", "log_values", "properties", "first", "last",
         "refs", "dwell", "unknown_property", "catalog_log_value", "ingest_ms",
+        "refs_omitted", "refs_digest", "signals",
     )
 
     def __init__(self) -> None:
@@ -54,7 +57,13 @@ class WindowAggregate:
         self.properties: dict[str, list] = {}  # property_id -> [count, facts]
         self.first: datetime | None = None
         self.last: datetime | None = None
-        self.refs: list[dict] = []  # lineage, as output records carry it
+        #: Lineage, as output records carry it: the window's engagements and the property
+        #: signals whose facts enriched them; beyond MAX_REFS only counted and digested
+        #: (operators/lineage.py), so a busy window's state stays small but loses no input.
+        self.refs: list[dict] = []
+        self.refs_omitted = 0
+        self.refs_digest = 0
+        self.signals: set[tuple] = set()  # signal refs already in the lineage
         # Time spent on property pages: [seconds, views] on ESG-strong properties, then others.
         self.dwell = [0.0, 0, 0.0, 0]
         self.unknown_property = 0
@@ -63,6 +72,25 @@ class WindowAggregate:
         #: "since ingest" runs from here to the lead's publication. :meth:`add` alone uses
         #: the message's Kafka timestamp; :meth:`InvestorWindows.process` stamps its ``now``.
         self.ingest_ms = 0
+
+    def __setstate__(self, state: tuple) -> None:
+        # Slots pickle as (None, {slot: value}); a snapshot from before lineage was
+        # digested lacks the new slots.
+        self.refs_omitted, self.refs_digest, self.signals = 0, 0, set()
+        for name, value in state[1].items():
+            setattr(self, name, value)
+
+    def _ref(self, r: dict) -> None:
+        if len(self.refs) < MAX_REFS:
+            self.refs.append(r)
+        else:
+            self.refs_omitted += 1
+            self.refs_digest += ref_digest(r)
+
+    @property
+    def omitted(self) -> dict | None:
+        """The window's references beyond ``refs`` (see :mod:`operators.lineage`)."""
+        return omitted_summary(self.refs_omitted, self.refs_digest)
 
     def add(self, item: EnrichedEngagement, stale_days: float) -> None:
         ingested = item.ingested
@@ -76,9 +104,8 @@ class WindowAggregate:
             self.first = when
         if self.last is None or when > self.last:
             self.last = when
-        if len(self.refs) < MAX_REFS:
-            self.refs.append({"event_id": event.event_id, "topic": ingested.topic,  # type: ignore[attr-defined]
-                              "partition": ingested.partition, "offset": ingested.offset})
+        self._ref({"event_id": event.event_id, "topic": ingested.topic,  # type: ignore[attr-defined]
+                   "partition": ingested.partition, "offset": ingested.offset})
         if item.mix.log_value is not None:
             self.catalog_log_value = item.mix.log_value
         facts = item.facts
@@ -96,6 +123,10 @@ class WindowAggregate:
     def _add_facts(self, facts: PropertyFacts, item: EnrichedEngagement, when: datetime,
                    stale_days: float) -> None:
         self.with_facts += 1
+        signal = facts.ref
+        if signal is not None and signal not in self.signals:
+            self.signals.add(signal)
+            self._ref(lineage_ref(*signal))
         self.high_epc += facts.high_epc
         self.certified += facts.certified
         self.low_risk += facts.low_climate_risk

@@ -27,6 +27,8 @@ from operators.claims import ClaimCheck
 from operators.compliance import ComplianceAgent
 from operators.dedup import EventIdDedup
 from operators.lead_state import LeadStateMachine
+from operators.lineage import append_refs, audit_pointer
+from operators.lineage import ref as lineage_ref
 from operators.property_catalog import salted_id
 from operators.validation import dead_letter, processing_error
 from schemas.inputs import ReviewDecision
@@ -408,6 +410,9 @@ class LifecycleShard:
             "tier": record["tier"],
             "state": "in_review",
             "lineage": record["lineage"],
+            "lineage_omitted": record.get("lineage_omitted"),
+            "model_version": record["model"]["model_version"],
+            "feature_set_version": record["model"]["feature_set_version"],
         }, "leads.review")
 
     def _handoff(self, lead: LeadRecord, record: dict, context: InvestorContext | None,
@@ -442,6 +447,10 @@ class LifecycleShard:
             "outreach_plan": record["outreach_plan"],
             "compliance": record["compliance"],
             "approved_by_review": approved,
+            "model_version": record["model"]["model_version"],
+            "feature_set_version": record["model"]["feature_set_version"],
+            "lineage": record["lineage"],
+            "lineage_omitted": record.get("lineage_omitted"),
         }, "crm.handoff")
 
     def _audit_scored(self, record: dict, context: InvestorContext, channels, proposed: list,
@@ -461,7 +470,8 @@ class LifecycleShard:
         audit("scoring", model["model_version"], record["tier"],
               "top positive: " + (", ".join(top) or "none"),
               {"feature_set_version": model["feature_set_version"],
-               "prior_weight": model["prior_weight"], "global_weight": model["global_weight"]},
+               "prior_weight": model["prior_weight"], "global_weight": model["global_weight"],
+               "lineage_omitted": record.get("lineage_omitted")},
               {"probability": record["probability"], "interval": record["interval"],
                "score": record["score"]})
         audit("compliance", compliance_agent.AGENT_VERSION, record["compliance"]["verdict"],
@@ -541,10 +551,12 @@ class LifecycleShard:
         record["state"] = lead.machine.state
         record["idempotency_key"] = (f"lead:{notice.tenant}:{notice.investor_id}:"
                                      f"{int(notice.event_time.timestamp())}:{lead.machine.state}")
-        record["lineage"] = [*record["lineage"][-63:], {"event_id": notice.ref[0],
-                                                        "topic": notice.ref[1],
-                                                        "partition": notice.ref[2],
-                                                        "offset": notice.ref[3]}]
+        # The notice joins the lineage; what no longer fits is digested, not dropped.
+        record["lineage"], omitted = append_refs(record["lineage"], record.get("lineage_omitted"),
+                                                 (lineage_ref(*notice.ref),))
+        if omitted is not None:
+            omitted.setdefault("audit", audit_pointer(notice.tenant, notice.investor_id))
+        record["lineage_omitted"] = omitted
         lead.last_record = record
         out.append(Emitted("leads", notice.investor_id, record, "leads.scored"))
         self.counts[("state", lead.machine.state)] += 1

@@ -45,7 +45,8 @@ def salted_id(salt: str, value: str) -> str:
     return hashlib.blake2b(value.encode(), key=salt.encode()[:64], digest_size=16).hexdigest()
 
 
-def facts_from_signal(signal: PropertySignal, low_risk_max: int) -> PropertyFacts:
+def facts_from_signal(signal: PropertySignal, low_risk_max: int,
+                      ref: tuple[str, str, int, int] | None = None) -> PropertyFacts:
     """Condense a property signal into the facts the flow reasons with.
 
     "High EPC" means the top efficiency classes: EPC A+ to B, from the band or, when
@@ -87,6 +88,7 @@ def facts_from_signal(signal: PropertySignal, low_risk_max: int) -> PropertyFact
         data_as_of_ordinal=signal.data_as_of.toordinal(),
         high_epc=high_epc,
         low_climate_risk=max_risk is not None and max_risk <= low_risk_max,
+        ref=ref,
     )
 
 
@@ -155,7 +157,8 @@ class PropertyCatalog:
         signal: PropertySignal = ingested.event  # type: ignore[assignment]
         if not self._dedup.first_time(f"{ingested.topic}/{signal.event_id}", signal.event_time):
             return None
-        facts = facts_from_signal(signal, self._low_risk_max)
+        # The signal's position travels with its facts: scores name the signals they used.
+        facts = facts_from_signal(signal, self._low_risk_max, ingested.ref())
         versions = self._properties.get(signal.property_id)
         if versions is None:
             versions = self._properties[signal.property_id] = _Versions()

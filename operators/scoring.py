@@ -1,4 +1,4 @@
-"""The scoring agent: per-tenant online model, blended with a prior and a global model.
+"""The scoring agent: per-tenant online model, blended with a prior and (opt-in) a global model.
 
 For each feature vector the tenant's score is
 
@@ -14,6 +14,11 @@ so it is wide when little is known and narrows as evidence grows.
 Labels arrive as :class:`~schemas.records.LabelledExample` — features as they were
 when the investor was scored before the outcome — and are used test-then-train:
 first to score quality and calibration, then to learn.
+
+Tenants are isolated by default: the global model serves only tenants that set
+``use_global_prior`` and learns only from tenants that set ``contribute_to_global``
+(see :func:`uses_global_prior`); for any other tenant ``w_tenant`` is 1 and no
+other tenant's data reaches its scores.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from online_models.drift import Detection, DriftMonitor
 from online_models.quality import RollingQuality
 from online_models.registry import ModelRegistry
 from operators.features import FEATURE_NAMES, FEATURE_SOURCES, SOURCES
+from operators.lineage import audit_pointer
 from operators.prior import prior_many, prior_probability
 from schemas.outputs import SCHEMA_VERSION
 from schemas.records import FeatureVector, LabelledExample, Scored
@@ -50,6 +56,31 @@ _COMPLETENESS = FEATURE_NAMES.index("profile_completeness")
 _CONTACTABLE = FEATURE_NAMES.index("contactable")
 _ENG_30D = FEATURE_NAMES.index("eng_30d")
 _FRESHNESS = FEATURE_NAMES.index("data_freshness")
+
+
+def uses_global_prior(settings: Settings, tenant: str) -> bool:
+    """Whether ``tenant``'s scores may use the global model: an explicit opt-in.
+
+    >>> uses_global_prior(Settings.model_validate({"tenants": {"acme": {}}}), "acme")
+    False
+    >>> uses_global_prior(Settings.model_validate({"tenants": {"acme": {"use_global_prior": True}}}), "acme")
+    True
+    """
+    cfg = settings.tenants.get(tenant)
+    return bool(settings.scoring.global_model and cfg is not None and cfg.use_global_prior)
+
+
+def global_contributors(settings: Settings) -> frozenset[str]:
+    """The tenants whose labels may train the global model (explicit opt-in)."""
+    if not settings.scoring.global_model:
+        return frozenset()
+    return frozenset(t for t, cfg in settings.tenants.items() if cfg.contribute_to_global)
+
+
+def global_model_active(settings: Settings) -> bool:
+    """Whether the global model has anyone to learn from and anyone to serve."""
+    return bool(global_contributors(settings)) and any(
+        uses_global_prior(settings, t) for t in settings.tenants)
 
 
 def tenant_seed(seed: int, tenant: str) -> int:
@@ -108,6 +139,8 @@ class TenantScorer:
         self.s = s
         seed = tenant_seed(s.seed, tenant)
         self.registry = ModelRegistry(ModelFactory(s, seed))
+        #: Opt-in (``tenants.<id>.use_global_prior``); re-read from the settings on resume.
+        self.use_global = uses_global_prior(settings, tenant)
         self.global_model: BaggedLogisticRegression | None = None
         self.global_labels = 0
         self.calibrator = OnlineCalibrator(bins=s.calibration_bins)
@@ -119,6 +152,22 @@ class TenantScorer:
         self.counts: Counter[tuple[str, str]] = Counter()
         self.gauges: dict[tuple[str, str], float] = {}
         self._z = NormalDist().inv_cdf(0.5 + s.interval_level / 2)
+
+    def __setstate__(self, state: dict) -> None:
+        # A snapshot from before the opt-in: the global model was used when present.
+        state.setdefault("use_global", True)
+        self.__dict__.update(state)
+
+    @classmethod
+    def restore(cls, state: object, settings: Settings) -> TenantScorer:
+        """The operator for a resumed snapshot, with the opt-in of the current settings:
+        a tenant that has opted out since is isolated from its first score after resume."""
+        if not isinstance(state, TenantScorer):
+            raise TypeError(f"cannot resume the scoring step from a {type(state).__name__}")
+        state.use_global = uses_global_prior(settings, state.tenant)
+        if not state.use_global:
+            state.global_model, state.global_labels = None, 0
+        return state
 
     def process(self, items: list, now: datetime) -> list[Scored | dict]:
         """Score feature vectors (in vectorised runs), learn labels, take global updates.
@@ -157,7 +206,7 @@ class TenantScorer:
     def blend_weights(self) -> tuple[float, float]:
         """(prior weight, tenant weight within the model part)."""
         s = self.s
-        global_n = self.global_labels if (s.global_model and self.global_model) else 0
+        global_n = self.global_labels if (self.use_global and self.global_model) else 0
         w_prior = s.prior_labels / (s.prior_labels + self.labels + 0.5 * global_n)
         if global_n:
             w_tenant = self.labels / (self.labels + s.tenant_labels_for_trust)
@@ -205,7 +254,7 @@ class TenantScorer:
         calibrated = self.calibrator.transform_many(members.ravel()).reshape(members.shape)
         p = self.calibrator.transform_many(_row_means(members))
         w_prior, w_tenant = self.blend_weights()
-        evidence = self.labels + 0.5 * (self.global_labels if (s.global_model and self.global_model) else 0)
+        evidence = self.labels + 0.5 * (self.global_labels if (self.use_global and self.global_model) else 0)
         # The interval, on the logit scale: members' disagreement, thin model evidence,
         # what behaviour cannot tell (the floor), thin investor history, stale ESG data.
         events = np.expm1(X[:, _ENG_30D])
@@ -264,6 +313,9 @@ class TenantScorer:
                 "features": f,
                 "state": "scored",
                 "lineage": list(vector.lineage),
+                "lineage_omitted": vector.lineage_omitted and {
+                    **vector.lineage_omitted,
+                    "audit": audit_pointer(vector.tenant, vector.investor_id)},
             }, vector.context, vector.ingest_ms))
             for detection in self.drift.update_features(f):
                 alerts.append(self.alert("drift_detected", detection, as_of, now))
@@ -316,6 +368,8 @@ class TenantScorer:
         return w_prior * prior + (1 - w_prior) * p_model
 
     def set_global(self, model_bytes: bytes, labels: int) -> None:
+        if not self.use_global:  # not opted in: never even unpickle another tenant's model
+            return
         self.global_model = pickle.loads(model_bytes)
         self.global_labels = labels
 
@@ -341,15 +395,25 @@ class TenantScorer:
 
 
 class GlobalLearner:
-    """The cross-tenant fallback model: learns from every contributing tenant's labels
-    and publishes a copy to the tenant scorers every ``publish_every`` labels."""
+    """The cross-tenant fallback model: learns from the labels of the tenants that opted
+    in to contribute and publishes a copy (for the tenants that opted in to use it)
+    every ``publish_every`` labels."""
 
-    def __init__(self, settings: Settings, publish_every: int = 50) -> None:
+    def __init__(self, settings: Settings, publish_every: int | None = None) -> None:
         self.model = make_model(settings.scoring, tenant_seed(settings.scoring.seed, "*global*"))
-        self.contributors = frozenset(
-            t for t, cfg in settings.tenants.items() if cfg.contribute_to_global)
-        self.publish_every = publish_every
+        self.contributors = global_contributors(settings)
+        self.publish_every = publish_every or settings.scoring.global_publish_every
         self.labels = 0
+
+    @classmethod
+    def restore(cls, state: object, settings: Settings) -> GlobalLearner:
+        """The operator for a resumed snapshot, with the contributors of the current
+        settings: a tenant that withdrew stops contributing at once (what the model
+        already learned from it stays in it: start a new recovery directory to forget)."""
+        if not isinstance(state, GlobalLearner):
+            raise TypeError(f"cannot resume the global model from a {type(state).__name__}")
+        state.contributors = global_contributors(settings)
+        return state
 
     def process(self, items: list[LabelledExample], now: datetime) -> list[tuple[bytes, int]]:
         """Learn a batch of labels; returns the model updates to broadcast, if any."""

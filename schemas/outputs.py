@@ -63,6 +63,17 @@ class SourceRef(OutputModel):
     offset: int
 
 
+class LineageOmitted(OutputModel):
+    """The input references a record does not list (beyond its bounded ``lineage``):
+    how many, an order-independent digest (the sum modulo 2**256 of the SHA-256 of
+    each omitted reference, see ``operators/lineage.py``) and where they were listed:
+    the ``audit_id`` prefix of the investor's audit rows."""
+
+    count: Annotated[int, Field(ge=1)]
+    digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    audit: str | None = None
+
+
 class Interval(OutputModel):
     low: Probability
     high: Probability
@@ -198,7 +209,11 @@ class ScoredLead(OutputModel):
     state: LeadState
     outreach_plan: OutreachPlan | None = None
     compliance: Compliance | None = None
+    #: The input events behind this score: engagements, the property signals whose
+    #: facts they were enriched with, and notices; the most recent 64 at most.
     lineage: Annotated[list[SourceRef], Field(max_length=64)]
+    #: The contributing inputs not listed in ``lineage`` (``null``: none).
+    lineage_omitted: LineageOmitted | None = None
 
 
 # -------------------------------------------------------------------- leads.review
@@ -236,6 +251,11 @@ class ReviewCase(OutputModel):
     tier: Tier
     state: LeadState
     lineage: Annotated[list[SourceRef], Field(max_length=64)]
+    lineage_omitted: LineageOmitted | None = None
+    #: The model and feature set that scored the lead (``null`` in records written
+    #: before they were carried here).
+    model_version: str | None = None
+    feature_set_version: str | None = None
 
 
 # ---------------------------------------------------------------------- crm.handoff
@@ -267,6 +287,12 @@ class CrmHandoff(OutputModel):
     outreach_plan: OutreachPlan
     compliance: Compliance
     approved_by_review: bool
+    #: What decided, and on which inputs (``null``/empty in records written before
+    #: they were carried here); see :class:`ScoredLead`.
+    model_version: str | None = None
+    feature_set_version: str | None = None
+    lineage: Annotated[list[SourceRef], Field(max_length=64)] = []
+    lineage_omitted: LineageOmitted | None = None
 
 
 # ----------------------------------------------------------------------- ops.alerts

@@ -136,6 +136,8 @@ class PropertyFacts(NamedTuple):
     data_as_of_ordinal: int  #: ``date.toordinal()`` of the data's as-of date
     high_epc: bool  #: EPC A+, A or B
     low_climate_risk: bool
+    #: Lineage of the signal that stated these facts: ``(event_id, topic, partition, offset)``.
+    ref: tuple[str, str, int, int] | None = None
 
 
 class CatalogMix(NamedTuple):
@@ -219,13 +221,17 @@ class FeatureVector(NamedTuple):
     #: Features that were outside their documented range and were clamped (a defect:
     #: counted as ``features_clamped``; see ``operators.features.clamp_features``).
     clamped: tuple[str, ...] = ()
+    #: Contributing inputs beyond ``lineage``: ``{"count", "digest"}`` (see
+    #: ``operators/lineage.py``), or ``None``.
+    lineage_omitted: dict | None = None
 
     def features_only(self) -> FeatureVector:
         """This vector without context and lineage: what point-in-time learning keeps.
 
-        Same as ``_replace(context=None, lineage=())`` at less than half the cost.
+        Same as ``_replace(context=None, lineage=(), lineage_omitted=None)`` at less
+        than half the cost.
         """
-        return FeatureVector(*self[:-4], None, (), *self[-2:])  # type: ignore[arg-type]
+        return FeatureVector(*self[:-5], None, (), *self[-3:-1])  # type: ignore[arg-type]
 
 
 class LabelledExample(NamedTuple):

@@ -71,8 +71,14 @@ class TenantSettings(Section):
 
     #: Tickets above this size always go to a person before handoff.
     review_ticket_limit_eur: Annotated[float, Field(gt=0)] = 50_000_000
-    #: Whether this tenant's labels may train the cross-tenant global model.
-    contribute_to_global: bool = True
+    #: Whether this tenant's labels may train the cross-tenant global model. Off by
+    #: default: a tenant's outcomes are its own data, shared only by explicit opt-in.
+    contribute_to_global: bool = False
+    #: Whether this tenant's scores may lean on the cross-tenant global model (trained
+    #: on the contributing tenants' labels) while it has few labels of its own. Off by
+    #: default: a tenant that has not opted in learns only from its own labels, and
+    #: nothing another tenant sends can change its decisions.
+    use_global_prior: bool = False
     #: The fund's own SFDR classification and UK SDR label, if it has them: the only
     #: basis on which outreach may mention either (see the anti-greenwashing check).
     sfdr_classification: Literal["article_6", "article_8", "article_9"] | None = None
@@ -200,7 +206,12 @@ class ScoringSettings(Section):
     nurture: Fraction = 0.1
     calibration_bins: Annotated[int, Field(ge=5, le=100)] = 20
     seed: int = 42
+    #: Master switch of the cross-tenant global model. Even when on, the model only
+    #: exists if some tenant sets ``contribute_to_global`` and some tenant sets
+    #: ``use_global_prior``; it learns only from the first and serves only the second.
     global_model: bool = True
+    #: The global model is sent to the tenants that use it after every this many labels.
+    global_publish_every: Annotated[int, Field(ge=1, le=1_000_000)] = 50
     drift: DriftSettings = DriftSettings()
 
     @model_validator(mode="after")
@@ -325,10 +336,15 @@ class CrmBreakerSettings(Section):
     cooldown: Positive = timedelta(seconds=30)
 
 
+#: Handoff fields not sent to the CRM unless mapped: the lineage is for the audit,
+#: not for the sales team's records.
+_NOT_SENT_BY_DEFAULT = frozenset(("lineage", "lineage_omitted"))
+
+
 def _default_field_map() -> dict[str, str]:
     from schemas.outputs import CrmHandoff
 
-    return {name: name for name in CrmHandoff.model_fields}
+    return {name: name for name in CrmHandoff.model_fields if name not in _NOT_SENT_BY_DEFAULT}
 
 
 class CrmSettings(Section):
@@ -339,7 +355,8 @@ class CrmSettings(Section):
     #: Bearer token (``ESG_LEADS_CRM__TOKEN``); ``None``: no Authorization header.
     token: SecretStr | None = None
     #: Our handoff field → the CRM's property name (e.g. HubSpot ``score`` →
-    #: ``hs_lead_score``). A field left out is not sent. Default: every field, as is.
+    #: ``hs_lead_score``). A field left out is not sent. Default: every field, as is,
+    #: except ``lineage`` and ``lineage_omitted``.
     field_map: dict[str, Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=_default_field_map)
     #: Per request: connect, read, write and pool timeouts.

@@ -3,8 +3,8 @@
 The same recording replayed at different batch sizes and worker counts must decide
 the same: leads, review cases, handoffs, alerts and dead letters equal as sets of
 idempotency key and payload (without processing-time fields). Removing one tenant's
-events must leave another tenant's decisions as they were, when the tenant does not
-use the cross-tenant global model.
+events must leave another tenant's decisions as they were, unless the tenant opted in
+to the cross-tenant global model (isolation is the default).
 """
 
 from __future__ import annotations
@@ -73,27 +73,83 @@ def test_two_runs_with_two_workers_decide_identically(world: Path, tmp_path: Pat
     assert_same_decisions(first, run(world, tmp_path / "b", batch=7, workers=2))
 
 
-def test_another_tenants_events_never_change_a_tenants_decisions(world: Path,
-                                                                 tmp_path: Path) -> None:
-    """Tenant isolation of decisions: with the global model off, dropping tenant B's
-    messages from the recording leaves every decision about tenant A as it was."""
-    tenants = sorted(load_settings(world / "config.toml", environ={}).tenants)
-    kept, dropped = tenants[0], tenants[1]
-    only_a = tmp_path / "only-a"
-    with RecordingWriter(only_a) as writer:
+def without_tenant(world: Path, out: Path, dropped: str) -> Path:
+    """The recording with every message of tenant ``dropped`` removed."""
+    with RecordingWriter(out) as writer:
         for batch in RecordingReader(world).iter_batches():
             writer.write_many([m for m in batch if f'"tenant":"{dropped}"'.encode()
                                not in (m.value or b"").replace(b" ", b"")])
-    isolated = {"scoring": {"global_model": False}}
-    both = run(world, tmp_path / "both", batch=1000, **isolated)
-    alone = run(world, tmp_path / "alone", batch=7, recording=only_a, **isolated)
+    return out
 
-    def of_tenant(decided: dict) -> dict:
-        return {kind: {k: r for k, r in records.items() if r.get("tenant") == kept}
-                for kind, records in decided.items()}
 
-    assert of_tenant(both)["leads"]
-    assert_same_decisions(of_tenant(both), of_tenant(alone))
+def tenants_with(world: Path, kept_options: dict, dropped_options: dict) -> tuple[str, str, dict]:
+    kept, dropped = sorted(load_settings(world / "config.toml", environ={}).tenants)[:2]
+    return kept, dropped, {"tenants": {kept: kept_options, dropped: dropped_options}}
+
+
+def of_tenant(decided: dict, tenant: str) -> dict:
+    return {kind: {k: r for k, r in records.items() if r.get("tenant") == tenant}
+            for kind, records in decided.items()}
+
+
+@pytest.mark.parametrize("dropped_options", [
+    {},  # the default: nobody uses the global model
+    # The other tenant trains the global model and uses it: the kept tenant has not
+    # opted in, so the global model exists but never reaches it.
+    {"contribute_to_global": True, "use_global_prior": True},
+], ids=["defaults", "other-tenant-opted-in"])
+def test_another_tenants_events_never_change_a_tenants_decisions(
+        world: Path, tmp_path: Path, dropped_options: dict) -> None:
+    """Tenant isolation of decisions (issue 19.7): a tenant that has not opted in to the
+    global model decides exactly the same when another tenant's messages are removed."""
+    kept, dropped, options = tenants_with(world, {}, dropped_options)
+    only_a = without_tenant(world, tmp_path / "only-a", dropped)
+    both = run(world, tmp_path / "both", batch=1000, **options)
+    alone = run(world, tmp_path / "alone", batch=7, recording=only_a, **options)
+    assert of_tenant(both, kept)["leads"]
+    assert_same_decisions(of_tenant(both, kept), of_tenant(alone, kept))
+
+
+@pytest.fixture(scope="module")
+def labelled_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A world long enough for CRM outcomes (labels): about 20 per tenant."""
+    out = tmp_path_factory.mktemp("labelled")
+    generate(WorldSpec(tenants=2, investors=300, properties=50, days=12, seed=11), out)
+    return out
+
+
+@pytest.mark.parametrize("kept_options", [{}, {"contribute_to_global": True}],
+                         ids=["defaults", "kept-contributes-only"])
+def test_an_opted_out_tenant_ignores_a_trained_global_model(
+        labelled_world: Path, tmp_path: Path, kept_options: dict) -> None:
+    """As above on a world with labels, with the global model published every 2 labels:
+    a tenant that does not use the global prior decides the same without the other
+    tenant's events (which train and use the global model)."""
+    kept, dropped, options = tenants_with(labelled_world, kept_options, {
+        "contribute_to_global": True, "use_global_prior": True})
+    options["scoring"] = {"global_publish_every": 2}
+    only_a = without_tenant(labelled_world, tmp_path / "only-a", dropped)
+    both = run(labelled_world, tmp_path / "both", batch=1000, **options)
+    alone = run(labelled_world, tmp_path / "alone", batch=7, recording=only_a, **options)
+    assert of_tenant(both, kept)["leads"]
+    assert_same_decisions(of_tenant(both, kept), of_tenant(alone, kept))
+
+
+def test_a_tenant_that_opts_in_learns_from_the_others(labelled_world: Path,
+                                                      tmp_path: Path) -> None:
+    """The other side of the opt-in: a tenant that uses the global prior, while another
+    contributes to it, decides differently without the other's events, so the
+    isolation tests above would see a leak."""
+    world = labelled_world
+    kept, dropped, options = tenants_with(world, {"use_global_prior": True},
+                                          {"contribute_to_global": True})
+    options["scoring"] = {"global_publish_every": 2}
+    only_a = without_tenant(world, tmp_path / "only-a", dropped)
+    both = of_tenant(run(world, tmp_path / "both", batch=1000, **options), kept)
+    alone = of_tenant(run(world, tmp_path / "alone", batch=1000, recording=only_a, **options), kept)
+    assert not compare(both, alone)["equal"]
+    weights = {r["model"]["global_weight"] for r in both["leads"].values()}
+    assert max(weights) > 0 and {r["model"]["global_weight"] for r in alone["leads"].values()} == {0.0}
 
 
 def test_a_live_run_one_message_per_batch_decides_as_a_replay(world: Path, reference: dict,

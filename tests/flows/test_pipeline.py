@@ -108,7 +108,9 @@ def test_every_stage_and_every_dead_letter_reason() -> None:
     # One lead per closed window with activity; the last window closes at end of stream.
     assert [r["event_time"] for r in inv1][:2] == [at(60), at(180)]
     first = inv1[0]
-    assert {ref["event_id"] for ref in first["lineage"]} == {"e-view", "e-report"}
+    # The engagements, and the property signal whose facts enriched the view.
+    assert {ref["event_id"] for ref in first["lineage"]} == {"e-view", "e-report", "s-1"}
+    assert {r["topic"] for r in first["lineage"] if r["event_id"] == "s-1"} == {"esg.property-signals"}
     assert first["features"]["esg_reports_30d"] > 0
     assert first["esg_alignment"]["components"]["esg_research"] > 0
     assert first["model"]["feature_set_version"].startswith("fs-")

@@ -599,10 +599,11 @@ def test_institutional_investor_types(investor_type, institutional):
 
 
 def test_vectors_carry_feature_set_fs_2():
-    from operators.features import build_vector
+    from operators.features import FEATURE_SET_VERSION, build_vector
 
     state = build_state()
-    assert build_vector(state, "acme", "inv-1", AS_OF).feature_set_version == "fs-2"
+    version = build_vector(state, "acme", "inv-1", AS_OF).feature_set_version
+    assert version == FEATURE_SET_VERSION and version.startswith("fs-2+")
 
 
 # ------------------------------------------------- caps, empty parts, the vector

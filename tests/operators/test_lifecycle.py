@@ -10,6 +10,7 @@ import pytest
 
 from operators import review_auth
 from operators.lifecycle import LifecycleShard
+from operators.lineage import digest_hex, ref_digest
 from schemas.codec import decode_event, validate_record
 from schemas.records import Emitted, Ingested, InvestorContext, InvestorNotice, PropertyFacts, Scored
 from schemas.settings import Settings
@@ -514,3 +515,33 @@ def test_certainty_resets_the_wait() -> None:
     shard.process([scored(0.52)], NOW)
     shard.process([scored(0.2, 3 * 24)], NOW)  # no longer near the threshold
     assert not of(shard.process([scored(0.52, 8 * 24)], NOW), "review")  # a new wait begins
+
+
+def test_handoffs_and_cases_carry_versions_and_lineage_and_notices_never_cut_it() -> None:
+    """Issue 19.6: a full lineage plus a notice keeps the oldest reference in the
+    digest (it used to be cut at 63 + 1); the handoff names model, feature set and inputs."""
+    first = scored(0.8)
+    full = [{"event_id": f"e{i}", "topic": "investor.engagements", "partition": 0, "offset": i}
+            for i in range(64)]
+    first.record["lineage"] = full
+    shard = LifecycleShard(SETTINGS)
+    out = shard.process([first], NOW)
+    check_records(out)
+    [handoff] = of(out, "handoff")
+    assert (handoff["model_version"], handoff["feature_set_version"]) == ("m", "fs-2")
+    assert handoff["lineage"] == full and handoff["lineage_omitted"] is None
+    [lead] = of(shard.process([notice("outcome", 1, detail="disqualified")], NOW), "leads")
+    validate_record("leads.scored", lead)
+    assert len(lead["lineage"]) == 64 and lead["lineage"][-1]["event_id"] == "n-outcome-1"
+    assert lead["lineage"][0]["event_id"] == "e1"
+    assert lead["lineage_omitted"]["count"] == 1 and lead["lineage_omitted"]["audit"] == "audit:acme:inv-1:"
+    assert lead["lineage_omitted"]["digest"] == digest_hex(ref_digest(full[0]))
+
+
+def test_review_cases_carry_versions_and_lineage() -> None:
+    shard = LifecycleShard(SETTINGS)
+    out = shard.process([scored(0.5, low=0.05, high=0.95)], NOW)
+    check_records(out)
+    cases = of(out, "review")
+    assert cases and all(c["model_version"] == "m" and c["feature_set_version"] == "fs-2"
+                         and c["lineage"][0]["event_id"] == "e1" for c in cases)

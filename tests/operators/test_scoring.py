@@ -44,8 +44,10 @@ BASE = {name: 0.0 for name in FEATURE_NAMES}
 BASE.update(eng_30d=math.log1p(5), data_freshness=0.9, contactable=1.0, profile_completeness=0.5)
 #: Features the prior reads; kept fixed so that the prior is the same for every vector.
 PRIOR_INPUTS = ("contactable", "profile_completeness")
-#: Settings whose tenants include "acme", for the global learner.
-ACME = Settings.model_validate({"tenants": {"acme": {}}})
+#: Settings whose tenant "acme" opted in to the global model both ways (isolation is
+#: the default: see test_isolated_tenant_ignores_the_global_model).
+ACME = Settings.model_validate(
+    {"tenants": {"acme": {"contribute_to_global": True, "use_global_prior": True}}})
 
 
 # ------------------------------------------------------------------ builders
@@ -231,7 +233,7 @@ def test_tenant_weight_rises_against_the_global_model():
     global_learner = GlobalLearner(ACME, publish_every=100)
     rng = random.Random(4)
     (update,) = global_learner.process([example(*separable(i, rng)) for i in range(100)], NOW)
-    scorer = TenantScorer("acme", Settings())
+    scorer = TenantScorer("acme", ACME)
     scorer.process([GlobalModelUpdate("acme", update[0], 1000)], NOW)
     w_prior, w_tenant = scorer.blend_weights()
     assert w_prior == pytest.approx(300 / (300 + 500)) and w_tenant == 0.0
@@ -244,12 +246,44 @@ def test_tenant_weight_rises_against_the_global_model():
 
 
 def test_global_model_ignored_when_disabled():
-    settings = Settings.model_validate({"tenants": {"acme": {}}, "scoring": {"global_model": False}})
-    learner = GlobalLearner(settings, publish_every=1)
+    settings = ACME.model_copy(update={"scoring": ACME.scoring.model_copy(update={"global_model": False})})
+    learner = GlobalLearner(ACME, publish_every=1)
     (update,) = learner.process([example(vector(1), True)], NOW)
     scorer = TenantScorer("acme", settings)
     scorer.set_global(*update)
     assert scorer.blend_weights() == (1.0, 1.0)
+    assert GlobalLearner(settings, publish_every=1).process([example(vector(1), True)], NOW) == []
+
+
+@pytest.mark.parametrize("opt_in", [{}, {"contribute_to_global": True}])
+def test_isolated_tenant_ignores_the_global_model(opt_in):
+    """Isolation by default: without ``use_global_prior`` a published global model
+    changes nothing, not even a tenant's own contributions come back to it."""
+    settings = Settings.model_validate({"tenants": {"acme": opt_in}})
+    learner = GlobalLearner(ACME, publish_every=50)
+    rng = random.Random(8)
+    (update,) = learner.process([example(*separable(i, rng)) for i in range(50)], NOW)
+    scorer = TenantScorer("acme", settings)
+    probe = vector(1, rng, depth_7d=1.0)
+    before = score(scorer, [probe])
+    scorer.process([GlobalModelUpdate("acme", *update)], NOW)
+    assert scorer.global_model is None and scorer.blend_weights() == (1.0, 1.0)
+    assert score(scorer, [probe]) == before and before[0]["model"]["global_weight"] == 0.0
+
+
+def test_resume_takes_the_opt_in_from_the_current_settings():
+    learner = GlobalLearner(ACME, publish_every=50)
+    rng = random.Random(9)
+    (update,) = learner.process([example(*separable(i, rng)) for i in range(50)], NOW)
+    scorer = TenantScorer("acme", ACME)
+    scorer.set_global(*update)
+    assert scorer.blend_weights()[1] < 1.0
+    resumed = TenantScorer.restore(pickle.loads(pickle.dumps(scorer)), Settings.model_validate(
+        {"tenants": {"acme": {}}}))  # the tenant opted out since the snapshot
+    assert resumed.global_model is None and resumed.blend_weights() == (1.0, 1.0)
+    withdrawn = GlobalLearner.restore(pickle.loads(pickle.dumps(learner)),
+                                      Settings.model_validate({"tenants": {"acme": {}}}))
+    assert withdrawn.learn(example(*separable(0, rng))) is None and withdrawn.labels == 50
 
 
 def test_raw_probability_one_equals_the_mean_of_the_vectorised_members(trained):
@@ -268,6 +302,7 @@ def test_raw_probability_one_equals_the_mean_of_the_vectorised_members(trained):
     agree(trained)
     learner = GlobalLearner(ACME, publish_every=200)
     updates = learner.process([example(*separable(i, rng)) for i in range(200)], NOW)
+    trained = TenantScorer.restore(trained, ACME)  # acme opts in to the global model
     trained.set_global(*updates[0])
     assert 0 < trained.blend_weights()[1] < 1  # the global model takes part
     agree(trained)
@@ -366,7 +401,8 @@ def test_scorer_pickles_mid_stream_and_continues_identically():
 # ----------------------------------------------------------------- global model
 
 def test_global_learner_publishes_every_n_labels_from_contributors_only():
-    settings = Settings.model_validate({"tenants": {"acme": {}, "solo-fund": {"contribute_to_global": False}}})
+    settings = Settings.model_validate({"tenants": {"acme": {"contribute_to_global": True},
+                                                    "solo-fund": {"contribute_to_global": False}}})
     learner = GlobalLearner(settings, publish_every=10)
     rng = random.Random(6)
     items = []

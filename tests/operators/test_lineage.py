@@ -1,0 +1,103 @@
+"""Lineage: bounded lists whose overflow is counted and digested, never cut (issue 19.6)."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from operators.investor_profile import MAX_LINEAGE, InvestorProfileState
+from operators.investor_window import MAX_REFS
+from operators.lineage import (
+    append_refs,
+    audit_pointer,
+    combine,
+    digest_hex,
+    omitted_summary,
+    ref,
+    ref_digest,
+)
+from tests.operators.test_investor_window import T0, facts, fold, item
+
+HALF_LIVES = (1.0, 7.0, 30.0)
+refs_st = st.lists(st.builds(ref, st.sampled_from(["e1", "e2", "e3"]),
+                             st.sampled_from(["investor.engagements", "esg.property-signals"]),
+                             st.integers(0, 2), st.integers(0, 30)), max_size=60)
+
+
+def _key(r: dict) -> tuple:
+    return (r["topic"], r["partition"], r["offset"])
+
+
+@given(st.lists(refs_st, max_size=6), st.integers(1, 20))
+def test_every_reference_is_listed_or_in_the_digest(chunks, limit):
+    """Against a plain model: each chunk's new references (not listed yet) join the
+    list; what no longer fits falls off, oldest first, into the digest. A reference
+    that is used again after it fell off (a property signal) is listed again."""
+    listed, omitted = [], None
+    model: list[dict] = []
+    dropped: list[dict] = []
+    for chunk in chunks:
+        listed, omitted = append_refs(listed, omitted, chunk, limit)
+        for r in chunk:
+            if _key(r) not in {_key(m) for m in model}:
+                model.append(r)
+        while len(model) > limit:
+            dropped.append(model.pop(0))
+    assert listed == model and len(listed) <= limit
+    assert omitted == omitted_summary(len(dropped), sum(ref_digest(r) for r in dropped))
+    everything = {_key(r) for chunk in chunks for r in chunk}
+    assert everything == {_key(r) for r in (*listed, *dropped)}  # nothing lost
+
+
+@given(refs_st, refs_st)
+def test_digests_combine_whatever_the_order(a, b):
+    x = omitted_summary(len(a), sum(ref_digest(r) for r in a))
+    y = omitted_summary(len(b), sum(ref_digest(r) for r in b))
+    assert combine(x, y) == combine(y, x) == omitted_summary(
+        len(a) + len(b), sum(ref_digest(r) for r in (*b, *a)))
+
+
+def test_the_digest_tells_references_apart():
+    one = ref("e1", "investor.engagements", 0, 5)
+    assert len({ref_digest(one), ref_digest({**one, "offset": 6}), ref_digest({**one, "partition": 1}),
+                ref_digest({**one, "event_id": "e2"}), ref_digest({**one, "topic": "x"})}) == 5
+    assert combine({"count": 1, "digest": "0" * 64, "audit": "audit:a:i:"},
+                   {"count": 2, "digest": "0" * 63 + "1"})["audit"] == "audit:a:i:"
+    assert audit_pointer("acme", "inv-1") == "audit:acme:inv-1:"
+
+
+def test_a_busy_window_counts_and_digests_what_it_does_not_list():
+    items = [item("email_open", minutes=i % 50) for i in range(MAX_REFS + 9)]
+    agg = fold(items)["inv-1"]
+    assert len(agg.refs) == MAX_REFS and agg.omitted["count"] == 9
+    late = [{"event_id": it.ingested.event.event_id, "topic": "investor.engagements",
+             "partition": 0, "offset": it.ingested.offset} for it in items[MAX_REFS:]]
+    assert agg.omitted["digest"] == digest_hex(sum(ref_digest(r) for r in late))
+
+
+def test_windows_name_the_property_signals_behind_their_facts_once():
+    signal = ("sig-9", "esg.property-signals", 1, 77)
+    green = facts("p1", high=True)._replace(ref=signal)
+    agg = fold([item(f=green), item(f=green), item(f=facts("p2"))])["inv-1"]
+    signals = [r for r in agg.refs if r["topic"] == "esg.property-signals"]
+    assert signals == [ref(*signal)]  # facts without a signal (p2) add nothing
+    assert len(agg.refs) == 4
+
+
+def test_investor_lineage_is_bounded_and_loses_nothing():
+    state = InvestorProfileState(HALF_LIVES)
+    total = 0
+    for w in range(8):
+        items = [item("email_open", minutes=i) for i in range(20)]
+        total += len(items)
+        state.apply_window(fold(items)["inv-1"], T0 + timedelta(hours=w + 1), HALF_LIVES)
+    assert len(state.lineage) == MAX_LINEAGE
+    assert state.lineage_omitted["count"] == total - MAX_LINEAGE
+    # Snapshots from before the digest resume with nothing omitted, not an error.
+    old = pickle.loads(pickle.dumps(state))
+    del old.lineage_omitted
+    resumed = pickle.loads(pickle.dumps(old))
+    assert resumed.lineage_omitted is None and resumed.lineage == state.lineage
