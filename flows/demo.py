@@ -10,11 +10,11 @@ import shutil
 import time
 from pathlib import Path
 
-import orjson
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.console import Console
 
+from connectors.parquet_sink import records_of
 from flows.config import load_settings
 from flows.progress import Progress
 from replay.generator import generate
@@ -32,7 +32,7 @@ def _latest_leads(leads_path: Path, limit: int) -> list[dict]:
     order = pc.sort_indices(latest, sort_keys=[("probability", "descending"),
                                                ("investor_id", "ascending")])
     top = latest.take(order[:limit])
-    return [orjson.loads(r) for r in top.column("record").to_pylist()]
+    return records_of(top)
 
 
 def _reasons(record: dict) -> str:
