@@ -10,7 +10,6 @@ import shutil
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from rich.console import Console
 
 from flows.config import load_settings
@@ -47,8 +46,7 @@ def run_demo(out: Path, seed: int = 7, investors: int = 3000, days: int = 45) ->
     console.print(f"[bold]esg-leads demo[/bold] — {report.investors:,} investors, "
                   f"{days} days, {report.messages:,} messages (seed {seed})")
     console.print("[bold]Top leads[/bold] (each investor's latest published score)")
-    top = latest_leads(pq.read_table(run_dir / "leads.parquet", columns=[
-        "investor_id", "event_time", "probability", "record"]), 6)
+    top = latest_leads(run_dir / "leads.parquet", 6)
     for rank, record in enumerate(top, 1):
         interval = record["interval"]
         plan = record.get("outreach_plan") or {"steps": [], "claims": []}

@@ -111,6 +111,9 @@ def _reliability(data: ReportData) -> Markup:
     axis.plot(predicted, observed, color=PALETTE[0], marker="o", label="scores")
     axis.scatter(predicted, observed, s=[20 + 180 * c / biggest for c in counts],
                  color=PALETTE[0], alpha=0.35)
+    for x, y, n in calibration.bins:  # a bin of a few labels says little: show how few
+        axis.annotate(f"n={n:,}", (x, y), textcoords="offset points", xytext=(6, -10),
+                      fontsize=7, color="#5b6577")
     axis.set_xlim(0, 1)
     axis.set_ylim(0, 1)
     axis.set_xlabel("predicted probability (bin mean)")

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from connectors.parquet_sink import records_of
+from connectors.parquet_sink import read_records, records_of
 from online_models.quality import RollingQuality
 from operators.investor_state import LABELS
 from schemas.codec import DecodeFailure, decode_event
@@ -79,16 +79,25 @@ def _day(value: datetime) -> date:
     return value.astimezone(timezone.utc).date()
 
 
-def latest_leads(leads: pa.Table, limit: int) -> list[dict]:
-    """Each investor's latest scored lead, best first (``leads``: columns investor_id,
-    event_time, probability, record)."""
-    table = leads.sort_by([("investor_id", "ascending"), ("event_time", "descending")])
+def latest_leads(path: Path, limit: int) -> list[dict]:
+    """Each investor's latest scored lead in ``path`` (a ``leads.parquet``), best first.
+
+    Ranked on the flat columns; only the ``limit`` records shown are read whole.
+    """
+    table = pq.read_table(path, columns=["investor_id", "event_time", "probability",
+                                         "idempotency_key"])
+    table = table.sort_by([("investor_id", "ascending"), ("event_time", "descending")])
     investors = table.column("investor_id").to_pylist()
     keep = [i for i, inv in enumerate(investors) if i == 0 or investors[i - 1] != inv]
     latest = table.take(keep)
     order = pc.sort_indices(latest, sort_keys=[("probability", "descending"),
                                                ("investor_id", "ascending")])
-    return records_of(latest.take(order[:limit]))
+    keys = latest.take(order[:limit]).column("idempotency_key").to_pylist()
+    if not keys:
+        return []
+    found = {r["idempotency_key"]: r
+             for r in read_records(path, filters=[("idempotency_key", "in", keys)])}
+    return [found[k] for k in keys]
 
 
 def outcome_labels(recording: Path) -> list[tuple[str, str, datetime, bool]]:
@@ -195,7 +204,7 @@ def load(run: Path, recording: Path | None = None, top: int = 10) -> ReportData:
                 dlq_by_day[(_day(stamp), reason)] += 1
 
     leads = _table(run / "leads.parquet", ["tenant", "investor_id", "event_time", "probability",
-                                           "score", "tier", "record"])
+                                           "score", "tier"])
     by_tier: dict[str, list[int]] = defaultdict(list)
     by_tenant: dict[str, list[int]] = defaultdict(list)
     top_leads: list[dict] = []
@@ -204,8 +213,7 @@ def load(run: Path, recording: Path | None = None, top: int = 10) -> ReportData:
                                          for c in ("tier", "tenant", "score"))):
             by_tier[tier].append(score)
             by_tenant[tenant].append(score)
-        top_leads = latest_leads(leads.select(["investor_id", "event_time", "probability",
-                                               "record"]), top)
+        top_leads = latest_leads(run / "leads.parquet", top)
 
     alerts = records_of(_table(run / "alerts.parquet")) if (run / "alerts.parquet").exists() else []
     alerts.sort(key=lambda a: (a["event_time"], a["idempotency_key"]))

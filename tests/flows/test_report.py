@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 import shutil
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -14,7 +14,7 @@ import pytest
 from connectors.parquet_sink import read_records, to_table
 from flows.cli import main
 from flows.config import load_settings
-from flows.report import charts, write_report
+from flows.report import charts, render, write_report
 from flows.report_data import load
 from replay.generator import generate
 from replay.runner import replay
@@ -83,6 +83,9 @@ def test_the_page_is_self_contained_and_says_what_it_reads(
     data = load(run, world)
     assert data.calibration is not None and data.calibration.labels > 50
     assert 0 <= data.calibration.ece <= 1
+    probabilities = [lead["probability"] for lead in data.top_leads]
+    assert len(data.top_leads) == 10 and probabilities == sorted(probabilities, reverse=True)
+    assert len({lead["investor_id"] for lead in data.top_leads}) == 10
     top = data.top_leads[0]["investor_id"]
     assert f"esg-leads explain --out {run} --recording {world} {top}" in html
     for topic, row in data.summary["topics"].items():
@@ -129,3 +132,9 @@ def test_report_of_a_directory_that_is_no_run_is_one_line(world_and_run: tuple[P
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 2
     assert "not a run's output directory" in err and "no recording at" in err
+
+
+def test_the_same_run_gives_the_same_page(world_and_run: tuple[Path, Path]) -> None:
+    world, run = world_and_run
+    when = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    assert render(load(run, world), when) == render(load(run, world), when)
