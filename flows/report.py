@@ -223,14 +223,21 @@ def render(data: ReportData, generated: datetime | None = None) -> str:
 
 
 def write_report(run: Path, out: Path | None = None, recording: Path | None = None) -> Path:
-    """Write the report of ``run`` to ``out`` (default ``RUN/report.html``); returns its path."""
+    """Write the report of ``run`` to ``out`` (default ``RUN/report.html``; a directory:
+    ``report.html`` in it); returns its path."""
     from flows.report_data import load
 
     data = load(run, recording)
     out = out or run / "report.html"
+    if out.is_dir():  # --out DIR: the page goes in it
+        out = out / "report.html"
     partial = out.with_name(f".{out.name}.partial")
-    partial.write_text(render(data), encoding="utf-8")
-    partial.replace(out)  # a reader never sees half a page
+    try:
+        partial.write_text(render(data), encoding="utf-8")
+        partial.replace(out)  # a reader never sees half a page
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
     return out
 
 
@@ -252,10 +259,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write a run's HTML report (one offline file)",
-                       description="Write one self-contained HTML page about a run: "
-                       "reconciliation, dead letters, scores, calibration, alerts, review, "
-                       "handoffs and top leads. Example: esg-leads report .demo/run "
-                       "--recording .demo/world")
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Write one self-contained HTML page about a run:\n"
+                       "reconciliation, dead letters, scores, calibration, alerts, review,\n"
+                       "handoffs and top leads.\n\n"
+                       "example:\n  esg-leads report .demo/run --recording .demo/world")
     p.add_argument("run", type=Path, help="a replay's output directory")
     p.add_argument("--recording", type=Path, default=None,
                    help="the recording it ran on: its CRM outcomes are the labels for "

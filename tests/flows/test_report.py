@@ -129,9 +129,12 @@ def test_report_of_a_directory_that_is_no_run_is_one_line(world_and_run: tuple[P
     world, run = world_and_run
     assert main(["report", str(world)]) == 2  # a recording, not a run
     assert main(["report", str(run), "--recording", str(run / "nope")]) == 2
+    assert main(["report", str(run), "--out", str(run / "missing" / "r.html")]) == 2
     err = capsys.readouterr().err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 2
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 3
     assert "not a run's output directory" in err and "no recording at" in err
+    assert "cannot write the report" in err
+    assert not list(run.rglob("*.partial"))
 
 
 def test_the_same_run_gives_the_same_page(world_and_run: tuple[Path, Path]) -> None:
