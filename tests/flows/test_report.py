@@ -141,3 +141,11 @@ def test_the_same_run_gives_the_same_page(world_and_run: tuple[Path, Path]) -> N
     world, run = world_and_run
     when = datetime(2026, 6, 1, tzinfo=timezone.utc)
     assert render(load(run, world), when) == render(load(run, world), when)
+
+
+def test_a_summary_from_before_the_autonomy_section_still_renders(
+        world_and_run: tuple[Path, Path]) -> None:
+    _, run = world_and_run
+    data = load(run)
+    del data.summary["autonomy"]
+    assert "no autonomy section" in render(data)
