@@ -1,9 +1,13 @@
 """Parquet sinks for the replay outputs (``leads.parquet``, ``dlq.parquet``, ...).
 
 Each output file has a few flat columns for quick filtering (tenant, investor,
-time, score, reason...) and a ``record`` column holding the full record as JSON,
-exactly as it would be published to Kafka. Every worker writes its own part file,
-in row groups, so memory stays bounded; :func:`finalize` joins the parts.
+time, score, reason...) and a ``record`` column holding the full record, as it would
+be published to Kafka, typed: a struct with the topic model's fields
+(:mod:`connectors.arrow_schema`), so that SQL reaches into it
+(``SELECT record.explanation.top_positive FROM 'leads.parquet'``). Read records back,
+as a consumer would decode the topic's JSON, with :func:`read_records`. Every worker
+writes its own part file, in row groups, so memory stays bounded; :func:`finalize`
+joins the parts.
 
 A file that cannot be written (a full disk, a read-only or missing directory) is an
 operator's problem, not a bug: with an ``on_error`` callback a sink reports it there,
@@ -19,6 +23,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 import orjson
@@ -32,7 +37,9 @@ from bytewax.outputs import (
     StatelessSinkPartition,
 )
 
+from connectors.arrow_schema import arrow_type, from_arrow, to_arrow
 from operators.erasure import ERASURE_AGENT, erased_in, keeps
+from schemas.topics import OUTPUT_TOPICS
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -72,6 +79,8 @@ def ensure_writable(directory: str | Path) -> Path:
     except OSError as error:
         raise OutputError(directory, error) from None
     return directory
+
+
 #: Flat columns per output kind; every file also has ``record`` (the JSON record).
 COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
     "leads": (("idempotency_key", pa.string()), ("tenant", pa.string()),
@@ -92,18 +101,70 @@ COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
                 ("processed_at", _TS), ("score", pa.int32()), ("tier", pa.string())),
     "tombstones": (("topic", pa.string()), ("key", pa.string())),
 }
+#: Output kind -> the topic its records are published on (and typed by).
+TOPICS = {"leads": "leads.scored", "review": "leads.review", "handoff": "crm.handoff",
+          "dlq": "leads.dlq", "alerts": "ops.alerts"}
 #: Output kinds whose records are deleted by an erasure tombstone, and their topics.
-ERASABLE = {"leads": "leads.scored", "review": "leads.review", "handoff": "crm.handoff"}
+ERASABLE = {kind: TOPICS[kind] for kind in ("leads", "review", "handoff")}
 
 
+@cache
 def schema_of(kind: str) -> pa.Schema:
-    return pa.schema([*COLUMNS[kind], ("record", pa.string())])
+    """The flat columns of ``kind`` and ``record``: the topic model's struct (a JSON
+    string for ``tombstones``, a part file of the run's own that no reader sees)."""
+    topic = TOPICS.get(kind)
+    record = arrow_type(OUTPUT_TOPICS[topic].model) if topic else pa.string()
+    return pa.schema([*COLUMNS[kind], ("record", record)])
+
+
+@cache
+def _record_converters(kind: str) -> tuple[Callable, Callable]:
+    record = schema_of(kind).field("record").type
+    return to_arrow(record), from_arrow(record)
 
 
 def to_table(kind: str, records: list[dict]) -> pa.Table:
+    if kind in TOPICS:
+        prepare = _record_converters(kind)[0]
+        records = [prepare(r) for r in records]  # e.g. ISO strings to instants
+        stored: list = records
+    else:
+        stored = [orjson.dumps(r, option=orjson.OPT_NON_STR_KEYS).decode() for r in records]
     columns = {name: [r.get(name) for r in records] for name, _ in COLUMNS[kind]}
-    columns["record"] = [orjson.dumps(r, option=orjson.OPT_NON_STR_KEYS).decode() for r in records]
+    columns["record"] = stored
     return pa.table(columns, schema=schema_of(kind))
+
+
+def records_of(table: pa.Table) -> list[dict]:
+    """The ``record`` column of ``table`` as the records a topic consumer decodes.
+
+    Reads both the typed struct and the JSON text of files written before typed
+    columns (the column's type says which).
+    """
+    column = table.column("record")
+    if pa.types.is_string(column.type):
+        return [orjson.loads(text) for text in column.to_pylist()]
+    back = from_arrow(column.type)
+    return [back(value) for value in column.to_pylist()]
+
+
+def read_records(path: str | Path, filters: list | None = None) -> list[dict]:
+    """The records of one output file (e.g. ``leads.parquet``), optionally filtered on
+    its flat columns (``[("investor_id", "=", "inv-1")]``, pushed down to row groups)."""
+    return records_of(pq.read_table(path, columns=["record"], filters=filters))
+
+
+def read_output(path: str | Path, kind: str) -> pa.Table:
+    """An output file as a table of ``kind``'s current schema.
+
+    A file written by an earlier version (the record as JSON text, or a model since
+    extended with fields) is converted through its records, so that an upsert into
+    an existing output directory never mixes two schemas.
+    """
+    table = pq.read_table(path)
+    if table.schema.equals(schema_of(kind)):
+        return table
+    return to_table(kind, records_of(table))
 
 
 #: Open audit partitions, so that a process stopping early can still close its files.
@@ -367,7 +428,7 @@ def finalize(parts_dir: str | Path, kind: str, out_path: str | Path,
     if len(parts) == 1 and not out_path.exists() and not gone:
         parts[0].replace(out_path)
         return pq.ParquetFile(out_path).metadata.num_rows
-    tables = [pq.read_table(out_path)] if out_path.exists() else []
+    tables = [read_output(out_path, kind)] if out_path.exists() else []
     tables += [pq.read_table(p) for p in parts] or [schema_of(kind).empty_table()]
     table = pa.concat_tables(tables)
     if gone:

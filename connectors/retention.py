@@ -25,9 +25,11 @@ from collections.abc import Callable
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from connectors.parquet_sink import read_output
 
 
 def expired(reference: date, day: date, days: int) -> bool:
@@ -66,12 +68,9 @@ def expire_dlq(path: str | Path, reference: date, days: int) -> int:
     path = Path(path)
     if not path.exists():
         return 0
-    table = pq.read_table(path)
-    keep = []
-    for text in table.column("record").to_pylist():
-        stamp = orjson.loads(text).get("timestamp")
-        keep.append(stamp is None or not expired(
-            reference, datetime.fromisoformat(stamp).astimezone(timezone.utc).date(), days))
+    table = read_output(path, "dlq")  # typed: the message timestamp is a column of its own
+    keep = [stamp is None or not expired(reference, stamp.astimezone(timezone.utc).date(), days)
+            for stamp in pc.struct_field(table.column("record"), "timestamp").to_pylist()]
     dropped = keep.count(False)
     if dropped:
         partial = path.with_name(f".{path.name}.partial")

@@ -441,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.crm_commands import add_commands as add_crm_commands  # crm-sync, webhooks, fake-crm
 
     add_crm_commands(sub)
+    from flows.report import add_command as add_report_command  # esg-leads report
+
+    add_report_command(sub)
     return parser
 
 

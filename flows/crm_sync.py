@@ -440,16 +440,14 @@ def demo_delivery(handoff_parquet, settings: Settings) -> dict:
     """
     from pathlib import Path
 
-    import pyarrow.parquet as pq
-
     from connectors.dev_broker import DevBroker
     from connectors.fake_crm import FakeCrm
     from connectors.key_vault import KeyVault
+    from connectors.parquet_sink import read_records
     from schemas.topics import ALL_TOPICS
 
     path = Path(handoff_parquet)
-    records = (pq.read_table(path, columns=["investor_id", "record"]).to_pylist()
-               if path.exists() else [])
+    records = read_records(path) if path.exists() else []
     crm = FakeCrm(chaos="429@req3:retry_after=0.2;503@every25")
     port = crm.serve(0)
     try:
@@ -457,7 +455,7 @@ def demo_delivery(handoff_parquet, settings: Settings) -> dict:
             producer = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
             for row in records:
                 producer.produce("crm.handoff", key=row["investor_id"].encode(),
-                                 value=row["record"].encode())
+                                 value=orjson.dumps(row))
             producer.flush(30)
             demo = settings.model_copy(update={
                 "kafka": settings.kafka.model_copy(update={"bootstrap_servers": broker.bootstrap}),

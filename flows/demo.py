@@ -10,29 +10,15 @@ import shutil
 import time
 from pathlib import Path
 
-import orjson
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from rich.console import Console
 
 from flows.config import load_settings
 from flows.progress import Progress
+from flows.report import write_report
+from flows.report_data import latest_leads
 from replay.generator import generate
 from replay.runner import replay
 from replay.simulate import WorldSpec
-
-
-def _latest_leads(leads_path: Path, limit: int) -> list[dict]:
-    """Each investor's latest scored lead, best first."""
-    table = pq.read_table(leads_path, columns=["investor_id", "event_time", "probability", "record"])
-    table = table.sort_by([("investor_id", "ascending"), ("event_time", "descending")])
-    investors = table.column("investor_id").to_pylist()
-    keep = [i for i, inv in enumerate(investors) if i == 0 or investors[i - 1] != inv]
-    latest = table.take(keep)
-    order = pc.sort_indices(latest, sort_keys=[("probability", "descending"),
-                                               ("investor_id", "ascending")])
-    top = latest.take(order[:limit])
-    return [orjson.loads(r) for r in top.column("record").to_pylist()]
 
 
 def _reasons(record: dict) -> str:
@@ -60,7 +46,7 @@ def run_demo(out: Path, seed: int = 7, investors: int = 3000, days: int = 45) ->
     console.print(f"[bold]esg-leads demo[/bold] — {report.investors:,} investors, "
                   f"{days} days, {report.messages:,} messages (seed {seed})")
     console.print("[bold]Top leads[/bold] (each investor's latest published score)")
-    top = _latest_leads(run_dir / "leads.parquet", 6)
+    top = latest_leads(run_dir / "leads.parquet", 6)
     for rank, record in enumerate(top, 1):
         interval = record["interval"]
         plan = record.get("outreach_plan") or {"steps": [], "claims": []}
@@ -102,4 +88,7 @@ def run_demo(out: Path, seed: int = 7, investors: int = 3000, days: int = 45) ->
     if top:
         console.print(f"one lead's story: esg-leads explain --out {run_dir} "
                       f"--recording {world_dir} {top[0]['investor_id']}", highlight=False)
+    report = write_report(run_dir, run_dir / "report.html", recording=world_dir)
+    console.print(f"[bold]Report[/bold] (open in a browser, works offline): {report}",
+                  highlight=False)
     return 0 if summary["reconciled"] else 1

@@ -15,17 +15,16 @@ from pathlib import Path
 import orjson
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
+
+from connectors.parquet_sink import read_records
 
 
 def _records(path: Path, investor_id: str) -> list[dict]:
     if not path.exists():
         return []
-    table = pq.read_table(path, columns=["investor_id", "record"],
-                          filters=[("investor_id", "=", investor_id)])
-    return [orjson.loads(r) for r in table.column("record").to_pylist()]
+    return read_records(path, filters=[("investor_id", "=", investor_id)])
 
 
 def _audit(out: Path, investor_id: str) -> list[dict]:

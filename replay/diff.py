@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow.parquet as pq
+
+from connectors.parquet_sink import read_records
 
 #: Output kind -> (replay file, topic).
 KINDS = {"leads": ("leads.parquet", "leads.scored"), "review": ("review.parquet", "leads.review"),
@@ -60,8 +61,7 @@ def load_run(path: str | Path) -> dict[str, dict[str, dict]]:
     for kind, (name, _) in KINDS.items():
         file = path / name
         if file.exists():
-            for row in pq.read_table(file, columns=["record"]).column("record").to_pylist():
-                record = orjson.loads(row)
+            for record in read_records(file):
                 runs[kind][record["idempotency_key"]] = _strip(record)
     return runs
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-import orjson
 import pyarrow.parquet as pq
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.parquet_sink import to_table
+from connectors.parquet_sink import read_records, to_table
 from connectors.retention import audit_expiry, expire_audit, expire_dlq, expired
 
 
@@ -43,7 +42,7 @@ def test_expire_dlq_keeps_recent_and_undated_letters(tmp_path: Path) -> None:
     path = tmp_path / "dlq.parquet"
     pq.write_table(to_table("dlq", [letter(1, day(1)), letter(2, day(9)), letter(3, None)]), path)
     assert expire_dlq(path, date(2026, 1, 10), 3) == 1
-    kept = [orjson.loads(r)["idempotency_key"] for r in pq.read_table(path).column("record").to_pylist()]
+    kept = [r["idempotency_key"] for r in read_records(path)]
     assert kept == ["dlq:2", "dlq:3"]
     assert expire_dlq(tmp_path / "missing.parquet", date(2026, 1, 10), 3) == 0
 

@@ -22,6 +22,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from connectors.key_vault import KeyVault
+from connectors.parquet_sink import read_records, records_of
 from connectors.recording import RecordingReader, RecordingWriter
 from flows.config import load_settings
 from flows.pipeline import Sinks, build_flow
@@ -109,8 +110,8 @@ def readable_copies(path: Path) -> list[bytes]:
     table = pq.read_table(path)
     copies = [orjson.dumps(table.to_pylist(), default=str)]
     if "record" in table.column_names:
-        for text in table.column("record").to_pylist():
-            value = orjson.loads(text).get("value_b64")
+        for record in records_of(table):
+            value = record.get("value_b64")
             if value:
                 copies.append(base64.b64decode(value))
     return copies
@@ -134,8 +135,7 @@ def test_nothing_personal_of_an_erased_investor_is_readable_after_a_replay(
 
     assert leaks(out, about["personal"]) == {}
     # The dead letters are there, with their reasons; only their values are gone.
-    letters = [orjson.loads(r) for r in
-               pq.read_table(out / "dlq.parquet").column("record").to_pylist()]
+    letters = read_records(out / "dlq.parquet")
     mine = [d for d in letters
             if d["key_b64"] == base64.b64encode(about["investor"].encode()).decode()]
     assert {d["reason"] for d in mine} >= {"duplicate", "schema_error", "erased_subject"}

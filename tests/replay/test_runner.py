@@ -10,14 +10,13 @@ from datetime import date, datetime
 import threading
 from pathlib import Path
 
-import orjson
 import pyarrow.parquet as pq
 import pytest
 
 from connectors.key_vault import KeyVault
 
 
-from connectors.parquet_sink import OutputError
+from connectors.parquet_sink import OutputError, read_records
 from flows.config import load_settings
 from operators.erasure import open_dead_letter
 from replay.generator import generate
@@ -39,10 +38,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def records(path: Path) -> list[dict]:
     """Output records without their processing-time fields."""
-    rows = pq.read_table(path, columns=["record"]).column("record").to_pylist()
     out = []
-    for row in rows:
-        record = orjson.loads(row)
+    for record in read_records(path):
         for field in PROCESSING_TIME_FIELDS:
             record.pop(field, None)
         out.append(record)
@@ -61,10 +58,10 @@ def test_outputs_validate_and_reconcile(world: Path, tmp_path: Path) -> None:
                                                "unknown_tenant", "late"}
     assert summary["events_per_second"] > 0 and summary["wall_seconds"] > 0
     for kind, topic in (("leads", "leads.scored"), ("dlq", "leads.dlq"), ("alerts", "ops.alerts")):
-        rows = pq.read_table(tmp_path / f"{kind}.parquet").column("record").to_pylist()
+        rows = read_records(tmp_path / f"{kind}.parquet")
         assert len(rows) == summary["outputs"][kind]
         for row in rows[:300]:
-            validate_record(topic, orjson.loads(row))
+            validate_record(topic, row)
 
 
 def opened(run: Path, tenants: set[str]) -> list[dict]:
@@ -140,12 +137,11 @@ def test_lifecycle_outputs_and_audit_partitions(world: Path, tmp_path: Path) -> 
                                                       "review-routing", "state-machine"}
     text = repr(audit.to_pylist())
     assert "@example.org" not in text and "+44 20" not in text
-    for row in pq.read_table(tmp_path / "review.parquet").column("record").to_pylist()[:100]:
-        validate_record("leads.review", orjson.loads(row))
-    for row in pq.read_table(tmp_path / "handoff.parquet").column("record").to_pylist():
-        validate_record("crm.handoff", orjson.loads(row))
-    leads = [orjson.loads(r) for r in pq.read_table(tmp_path / "leads.parquet")
-             .column("record").to_pylist()]
+    for row in read_records(tmp_path / "review.parquet")[:100]:
+        validate_record("leads.review", row)
+    for row in read_records(tmp_path / "handoff.parquet"):
+        validate_record("crm.handoff", row)
+    leads = read_records(tmp_path / "leads.parquet")
     assert all(lead["compliance"] and lead["outreach_plan"] for lead in leads)
     assert {lead["state"] for lead in leads} >= {"planned", "in_review"}
 
@@ -291,3 +287,36 @@ def test_every_planned_contact_keeps_the_regions_quiet_hours_and_caps(world: Pat
             for t in times:
                 assert sum(t - cap.per_days * 86_400 < u <= t for u in times) <= cap.max
     assert checked > 200
+
+
+def test_duckdb_queries_the_typed_outputs_directly(world: Path, tmp_path: Path) -> None:
+    """Issue 20 part 6: the record is a struct of the topic's fields, timestamps as
+    timestamps, so SQL reaches into it without parsing JSON."""
+    duckdb = pytest.importorskip("duckdb", reason="duckdb is in the test extra")
+    summary = replay(world, tmp_path, load_settings(world / "config.toml"))
+    sql = duckdb.connect()
+    leads, dlq = tmp_path / "leads.parquet", tmp_path / "dlq.parquet"
+
+    kinds = sql.execute("SELECT typeof(record.event_time), typeof(record.score), "
+                        "typeof(record.features) FROM read_parquet(?) LIMIT 1", [str(leads)])
+    assert kinds.fetchone() == ("TIMESTAMP WITH TIME ZONE", "BIGINT", "MAP(VARCHAR, DOUBLE)")
+    by_reason = dict(sql.execute("SELECT record.reason, count(*) FROM read_parquet(?) GROUP BY 1",
+                                 [str(dlq)]).fetchall())
+    assert by_reason == summary["dlq_by_reason"]
+
+    expected = read_records(leads)
+    rows = sql.execute(
+        "SELECT record.idempotency_key, record.interval.high - record.interval.low, "
+        "record.explanation.source_weights.engagement, len(record.lineage), "
+        "epoch_us(record.event_time) FROM read_parquet(?)", [str(leads)]).fetchall()
+    assert len(rows) == len(expected) == summary["outputs"]["leads"]
+    for (key, width, engagement, lineage, micros), record in zip(rows, expected):
+        assert key == record["idempotency_key"]
+        assert width == pytest.approx(record["interval"]["high"] - record["interval"]["low"])
+        assert engagement == record["explanation"]["source_weights"]["engagement"]
+        assert lineage == len(record["lineage"])
+        assert micros == round(datetime.fromisoformat(record["event_time"]).timestamp() * 1e6)
+    hot = sql.execute("SELECT count(*) FROM read_parquet(?) WHERE record.tier = 'hot' "
+                      "AND record.event_time >= TIMESTAMPTZ '2000-01-01 00:00:00+00'",
+                      [str(leads)]).fetchone()[0]
+    assert hot == sum(r["tier"] == "hot" for r in expected)
