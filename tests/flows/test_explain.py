@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
+from connectors.parquet_sink import read_records
 from connectors.recording import RecordingReader
 
 from flows.cli import main
@@ -52,7 +53,7 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def _records(path: Path) -> list[dict]:
-    return [orjson.loads(r) for r in pq.read_table(path, columns=["record"]).column(0).to_pylist()]
+    return read_records(path)
 
 
 def test_handoff_lineage_resolves_to_recorded_offsets(replayed: tuple[Path, Path]) -> None:
