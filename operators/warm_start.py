@@ -3,8 +3,9 @@
 :func:`scorer_artifact` takes what a :class:`~operators.scoring.TenantScorer` has
 learned (its serving model, calibrator and label count) with the card that says
 where it came from. :func:`warm_start` is the other way: a scorer whose tenant
-has a model in ``registry.models`` starts from that model instead of from
-nothing — only its *first* state, so a run resuming from a recovery snapshot keeps
+has a model in ``registry.models`` starts from that model and calibrator instead
+of from nothing (the prior still fades with the tenant's own labels, as for a
+cold start) — only its *first* state, so a run resuming from a recovery snapshot keeps
 what it has learned since. Drift monitors and rolling quality start afresh: they
 describe the stream being scored, not the one the model was trained on.
 
@@ -29,19 +30,20 @@ if TYPE_CHECKING:  # scoring imports this module
     from operators.scoring import TenantScorer
 
 
-def scorer_artifact(scorer: TenantScorer, *, name: str, positives: int,
+def scorer_artifact(scorer: TenantScorer, *, name: str, labels: int, positives: int,
                     window: tuple[datetime | None, datetime | None], until: datetime | None,
                     validation: dict, parent: str | None, created_by: str,
                     source: str) -> ModelArtifact:
-    """The registry artifact of what ``scorer`` has learned so far."""
+    """The registry artifact of what ``scorer`` has learned so far (``labels`` and
+    ``positives``: behind the model, its parent's included)."""
     return ModelArtifact(
         card=ModelCard(
             name=name, tenant=scorer.tenant, feature_set_version=FEATURE_SET_VERSION,
             feature_names=FEATURE_NAMES, window_start=window[0], window_end=window[1],
-            until=until, labels=scorer.labels, positives=positives, validation=validation,
+            until=until, labels=labels, positives=positives, validation=validation,
             parent=parent, created_by=created_by, source=source),
         state=ScorerState(model=bagged_state(scorer.registry.champion),
-                          calibrator=calibrator_state(scorer.calibrator), labels=scorer.labels))
+                          calibrator=calibrator_state(scorer.calibrator)))
 
 
 def start_version(settings: Settings, tenant: str) -> str | None:
@@ -86,8 +88,11 @@ def warm_start(scorer: TenantScorer, settings: Settings) -> None:
     state = artifact.state
     scorer.registry.champion = bagged_model(state.model)
     scorer.calibrator = calibrator(state.calibrator)
-    # The prior's weight fades with the labels behind the model, inherited ones included.
-    scorer.labels = state.labels
+    # ``scorer.labels`` stays 0: the prior's weight fades with the tenant's *own* labels.
+    # The model's labels came from another stream (another tenant, world or period);
+    # counting them would drop the prior at once. Measured on a new world (tests/replay/
+    # test_train.py): inheriting them made warm start worse than cold, not counting
+    # them made it better.
     scorer.origin = version
 
 

@@ -129,15 +129,10 @@ class Trained:
     log_loss: float | None
 
 
-def train(recording: str | Path, registry: str | Path, settings: Settings, *,
-          until: datetime | None = None, clock: Clock = system_clock,
-          created_by: str | None = None) -> list[Trained]:
-    """Replay ``recording`` (messages before ``until``) and register each tenant's model."""
-    recording = Path(recording)
-    if until is not None and until.tzinfo is None:
-        until = until.replace(tzinfo=timezone.utc)
+def fit(recording: str | Path, settings: Settings, *, until: datetime | None = None,
+        clock: Clock = system_clock) -> dict[str, TrainingScorer]:
+    """Replay ``recording`` (messages before ``until``); the tenant scorers it built."""
     settings = replay_settings(settings)
-    parents = check_warm_start(settings)  # a bad starting model fails before any work
     scorers: dict[str, TrainingScorer] = {}
 
     def scorer(tenant: str) -> TrainingScorer:
@@ -146,7 +141,7 @@ def train(recording: str | Path, registry: str | Path, settings: Settings, *,
 
     batch = settings.kafka.batch_size  # the live batch size, as replays use
     source = (RecordingSource(recording, batch_rows=batch) if until is None
-              else _UntilSource(recording, until, batch))
+              else _UntilSource(Path(recording), until, batch))
     discard = _Discard()
     sinks = Sinks(leads=discard, dlq=discard, alerts=discard, review=discard, handoff=discard,
                   audit=discard, tombstones=discard)
@@ -157,6 +152,18 @@ def train(recording: str | Path, registry: str | Path, settings: Settings, *,
             run_main(flow, epoch_interval=timedelta(hours=1))
     finally:
         keys.close()
+    return scorers
+
+
+def train(recording: str | Path, registry: str | Path, settings: Settings, *,
+          until: datetime | None = None, clock: Clock = system_clock,
+          created_by: str | None = None) -> list[Trained]:
+    """Replay ``recording`` (messages before ``until``) and register each tenant's model."""
+    recording = Path(recording)
+    if until is not None and until.tzinfo is None:
+        until = until.replace(tzinfo=timezone.utc)
+    parents = check_warm_start(settings)  # a bad starting model fails before any work
+    scorers = fit(recording, settings, until=until, clock=clock)
     store = ModelStore(registry)
     trigger = created_by or f"train {recording}" + (f" --until {until.isoformat()}" if until else "")
     out = []
@@ -166,8 +173,12 @@ def train(recording: str | Path, registry: str | Path, settings: Settings, *,
             out.append(Trained(tenant, None, 0, None))
             continue
         parent = parents.get(tenant)
-        inherited = (ModelStore(registry_directory(settings)).load(parent).card.positives
-                     if parent is not None else 0)
+        start = s.first
+        inherited = inherited_labels = 0
+        if parent is not None:  # the card covers the parent's labels too
+            card = ModelStore(registry_directory(settings)).load(parent).card
+            inherited, inherited_labels = card.positives, card.labels
+            start = card.window_start or s.first
         pairs = s.predictions
         recent = pairs[-s.quality.window:]
         validation = {
@@ -175,12 +186,12 @@ def train(recording: str | Path, registry: str | Path, settings: Settings, *,
             "window": len(recent), "log_loss_all": log_loss(pairs), "labels_evaluated": len(pairs),
         }
         artifact = scorer_artifact(
-            s, name=MODEL_NAME, positives=inherited + sum(y for _, y in pairs),
-            window=(s.first, s.last), until=until, validation=validation, parent=parent,
+            s, name=MODEL_NAME, labels=inherited_labels + len(pairs), positives=inherited + sum(y for _, y in pairs),
+            window=(start, s.last), until=until, validation=validation, parent=parent,
             created_by=trigger, source=str(recording))
         version = store.register(artifact, clock())
         out.append(Trained(tenant, version, len(pairs), validation["log_loss"]))
     return out
 
 
-__all__ = ["Trained", "TrainingScorer", "train"]
+__all__ = ["Trained", "TrainingScorer", "fit", "train"]

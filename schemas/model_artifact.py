@@ -9,8 +9,8 @@ fail, and it fails with a :class:`pydantic.ValidationError`.
 The *card* is the metadata an auditor reads (SR 11-7 inventory): feature set,
 training window, label counts, validation metrics, parent version, the trigger
 that created it. The *state* is what scoring needs to continue where training
-stopped: the tenant's bagged logistic regression (scaler and members), its
-calibrator and the number of labels behind them.
+stopped: the tenant's bagged logistic regression (scaler and members) and its
+calibrator.
 """
 
 from __future__ import annotations
@@ -105,8 +105,6 @@ class CalibratorState(_Strict):
 class ScorerState(_Strict):
     model: BaggedLogisticState
     calibrator: CalibratorState
-    #: Tenant labels learned from (it sets how much weight the prior keeps).
-    labels: Count
 
 
 class ModelCard(_Strict):
