@@ -162,8 +162,18 @@ def train(recording: str | Path, registry: str | Path, settings: Settings, *,
     recording = Path(recording)
     if until is not None and until.tzinfo is None:
         until = until.replace(tzinfo=timezone.utc)
-    parents = check_warm_start(settings)  # a bad starting model fails before any work
+    check_warm_start(settings)  # a bad starting model fails before any work
     scorers = fit(recording, settings, until=until, clock=clock)
+    return register(scorers, registry, settings, source=recording, until=until, clock=clock,
+                    created_by=created_by)
+
+
+def register(scorers: dict[str, TrainingScorer], registry: str | Path, settings: Settings, *,
+             source: Path, until: datetime | None = None, clock: Clock = system_clock,
+             created_by: str | None = None) -> list[Trained]:
+    """Register the model of every tenant of ``scorers`` that learned a label."""
+    recording = source
+    parents = check_warm_start(settings)
     store = ModelStore(registry)
     trigger = created_by or f"train {recording}" + (f" --until {until.isoformat()}" if until else "")
     out = []
@@ -194,4 +204,4 @@ def train(recording: str | Path, registry: str | Path, settings: Settings, *,
     return out
 
 
-__all__ = ["Trained", "TrainingScorer", "fit", "train"]
+__all__ = ["Trained", "TrainingScorer", "fit", "register", "train"]
