@@ -56,8 +56,8 @@ from operators.investor_state import InvestorShard
 from operators.lifecycle import LifecycleShard
 from operators.ops_alerts import offsets_reset_alert
 from operators.scoring import GlobalLearner, TenantScorer
-from operators.warm_start import check_warm_start
 from operators.validation import Parser, bounded
+from operators.warm_start import check_warm_start
 from schemas.records import (
     Emitted,
     FeatureVector,
