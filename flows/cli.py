@@ -15,6 +15,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from flows.models_cli import add_commands as add_model_commands, model_overrides
+
 EXIT_USAGE = 2
 
 
@@ -100,7 +102,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if config is None and (args.recording / "config.toml").exists():
         config = args.recording / "config.toml"
         print(f"using {config} (the generated world's tenants)", file=sys.stderr)
-    settings = _settings(config)
+    settings = _settings(config, model_overrides(args))
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     if args.processes < 1:
@@ -169,7 +171,7 @@ def _run_overrides(args: argparse.Namespace) -> dict:
         overrides.setdefault("recovery", {})["directory"] = str(args.recovery_dir)
     if getattr(args, "metrics_port", None) is not None:
         overrides.setdefault("metrics", {})["port"] = args.metrics_port
-    return overrides
+    return overrides | model_overrides(args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -444,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.report import add_command as add_report_command  # esg-leads report
 
     add_report_command(sub)
+    add_model_commands(sub)  # train, models; --model/--registry on replay and run
     return parser
 
 

@@ -57,6 +57,7 @@ from operators.lifecycle import LifecycleShard
 from operators.ops_alerts import offsets_reset_alert
 from operators.scoring import GlobalLearner, TenantScorer, global_contributors, uses_global_prior
 from operators.validation import Parser, bounded
+from operators.warm_start import check_warm_start
 from schemas.records import (
     Emitted,
     FeatureVector,
@@ -86,13 +87,18 @@ class Sinks:
 
 def build_flow(settings: Settings, source: Source, sinks: Sinks,
                telemetry: Telemetry | None = None, clock: Clock = system_clock,
-               keys: KeyStore | None = None, tick_interval: float = 0.0) -> Dataflow:
+               keys: KeyStore | None = None, tick_interval: float = 0.0,
+               scorer: Callable[[str], TenantScorer] | None = None) -> Dataflow:
     """The pipeline from ``source`` to ``sinks``; ``keys`` seal dead letters about
     investors (see :mod:`operators.erasure`; default: a key store in memory).
 
     ``tick_interval`` (seconds of wall time) bounds how often the source ticks (see
     :mod:`flows.ordering`): live runs set a few milliseconds, replays tick per batch.
+    ``scorer`` builds a tenant's scorer (default :class:`TenantScorer`; offline training
+    passes one that keeps what it learns). A model to start from that is missing,
+    corrupt or of another feature set stops here, before any input is read.
     """
+    check_warm_start(settings)
     telemetry = telemetry if telemetry is not None else Telemetry()
     keys = keys if keys is not None else KeyVault(":memory:")
     shards = settings.windows.shards_per_tenant
@@ -198,7 +204,7 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
 
     scored = step(
         "scoring", op.merge("scoring_in", *scoring_in),
-        lambda tenant: TenantScorer(tenant, settings),
+        scorer or (lambda tenant: TenantScorer(tenant, settings)),
         lambda tenant: frozenset(shard_lanes(tenant) | global_lane(tenant)), lambda x: x.tenant,
         restore=lambda state: TenantScorer.restore(state, settings))
 

@@ -39,6 +39,7 @@ from online_models.registry import ModelRegistry
 from operators.features import FEATURE_NAMES, FEATURE_SOURCES, SOURCES
 from operators.lineage import audit_pointer
 from operators.prior import prior_many, prior_probability
+from operators.warm_start import warm_start
 from schemas.outputs import SCHEMA_VERSION
 from schemas.records import FeatureVector, LabelledExample, Scored
 from schemas.settings import ScoringSettings, Settings
@@ -133,6 +134,10 @@ def _row_variances(a: np.ndarray) -> np.ndarray:
 class TenantScorer:
     """Scoring state of one tenant (its model registry, calibrator, drift, quality)."""
 
+    #: The registry version scoring started from (a class default, so that snapshots
+    #: taken before warm starts existed restore without it).
+    origin: str | None = None
+
     def __init__(self, tenant: str, settings: Settings) -> None:
         s = settings.scoring
         self.tenant = tenant
@@ -152,6 +157,7 @@ class TenantScorer:
         self.counts: Counter[tuple[str, str]] = Counter()
         self.gauges: dict[tuple[str, str], float] = {}
         self._z = NormalDist().inv_cdf(0.5 + s.interval_level / 2)
+        warm_start(self, settings)  # from registry.models, if the tenant has one
 
     def __setstate__(self, state: dict) -> None:
         # A snapshot from before the opt-in: the global model was used when present.
@@ -268,7 +274,8 @@ class TenantScorer:
         shares = (sources / np.add.reduce(sources, axis=1, keepdims=True)).round(4).tolist()
         contrib_rows = contrib.round(4).tolist()
         model_info = {
-            "model_version": f"{MODEL_NAME}:{self.tenant}:g{self.registry.generation}:n{self.labels}",
+            "model_version": f"{MODEL_NAME}:{self.tenant}:g{self.registry.generation}:n{self.labels}"
+                             + (f":from-{self.origin}" if self.origin else ""),
             "feature_set_version": vectors[0].feature_set_version,
             "tenant_labels": self.labels,
             "prior_weight": round(w_prior, 4),

@@ -406,6 +406,18 @@ class MetricsSettings(Section):
     host: str = "127.0.0.1"
 
 
+class RegistrySettings(Section):
+    """The model registry (online_models/model_store.py) and the models a run starts from."""
+
+    #: Where model versions are stored; default ``registry`` under
+    #: ``recovery.directory``, else ``model-registry`` in the working directory.
+    directory: str | None = None
+    #: Warm start: tenant (or ``"*"``: every tenant not named) -> model version (or an
+    #: unambiguous prefix) its scoring starts from instead of from nothing. Only a
+    #: scorer's first state: a run resuming from a recovery snapshot keeps its own.
+    models: dict[str, Annotated[str, Field(pattern=r"^m-[0-9a-f]{4,12}$")]] = {}
+
+
 #: The salt used when none is configured: fine for replays, weak in production.
 DEV_CONTACT_HASH_SALT = "dev-only-salt"
 
@@ -432,8 +444,16 @@ class Settings(Section):
     audit: AuditSettings = AuditSettings()
     crm: CrmSettings = CrmSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    registry: RegistrySettings = RegistrySettings()
     #: Salt for hashing contact details; set it per deployment (env or secret file).
     #: ``esg-leads run`` warns at start-up while it is still the development default.
     contact_hash_salt: SecretStr = SecretStr(DEV_CONTACT_HASH_SALT)
     #: Validate every output record against its schema (slow; for tests and debugging).
     validate_outputs: bool = False
+
+    @model_validator(mode="after")
+    def _warm_start_tenants(self) -> Settings:
+        unknown = sorted(set(self.registry.models) - set(self.tenants) - {"*"})
+        if unknown:  # a typo'd tenant would silently start cold
+            raise ValueError(f"registry.models names unknown tenants: {', '.join(unknown)}")
+        return self
