@@ -10,10 +10,9 @@ import random
 from datetime import datetime, timezone
 from pathlib import Path
 
-import orjson
-import pyarrow.parquet as pq
 import pytest
 
+from connectors.parquet_sink import read_records
 from flows.cli import main
 from flows.config import load_settings
 from online_models.model_store import ModelStore, encode
@@ -131,8 +130,7 @@ def test_replay_from_a_model_names_it_and_refuses_a_bad_one(trained: dict, tmp_p
     registry = trained["registry"]
     assert main(["replay", str(world), "--out", str(tmp_path / "out"),
                  "--model", trained["version"], "--registry", str(registry)]) == 0
-    leads = [orjson.loads(r) for r in pq.read_table(tmp_path / "out" / "leads.parquet",
-                                                     columns=["record"]).column(0).to_pylist()]
+    leads = read_records(tmp_path / "out" / "leads.parquet")
     assert leads and all(r["model"]["model_version"].endswith(f":from-{trained['version']}")
                          for r in leads)
     # A model of another feature set: one line, exit 2, before anything runs.
