@@ -21,7 +21,7 @@ from datetime import datetime
 import orjson
 
 from operators import compliance as compliance_agent
-from operators import contact_rules, outreach, review, review_auth
+from operators import contact_rules, outreach, review, review_auth, routing
 from operators.audit import audit_record
 from operators.claims import ClaimCheck
 from operators.compliance import ComplianceAgent
@@ -268,9 +268,10 @@ class LifecycleShard:
         else:
             lead.uncertain_since = None
 
-        target = self._target(lead, p, blocked, reasons, missing, uncertain)
+        target = routing.target_state(lead.machine.state, p, blocked=blocked, reasons=reasons,
+                                      missing=missing, uncertain=uncertain, settings=s)
         if target != lead.machine.state:
-            move(target, self._why(target, p, reasons, missing))
+            move(target, routing.why(target, p, reasons, missing, s))
         if lead.machine.state != before:
             self._decided(record["tenant"], lead.machine.state)
         if lead.machine.state != "in_review":
@@ -331,45 +332,6 @@ class LifecycleShard:
             samples.append(("lead_latency", "ingest", now.timestamp() - ingest_ms / 1000))
         if record["data_freshness_days"] is not None:
             samples.append(("esg_data_age", record["tenant"], record["data_freshness_days"] * 86_400))
-
-    def _target(self, lead: LeadRecord, p: float, blocked: bool, reasons: list[dict],
-                missing: list[str], uncertain: bool = False) -> str:
-        """Where the lead should be after this score."""
-        state = lead.machine.state
-        if blocked:
-            return "suppressed"
-        if state in ("handed_off", "in_review"):
-            return state  # the CRM, or a person, owns the lead now
-        cfg = self.settings.lifecycle
-        if state == "disqualified" and p < cfg.qualification_threshold:
-            return state  # only a strong new signal revives a disqualified lead
-        if missing:
-            # Worth contacting, but compliance cannot decide how: ask for the facts
-            # (once asked, the lead waits for them, whatever its next scores).
-            if state == "needs_info" or p >= self.settings.scoring.warm:
-                return "needs_info"
-            return "scored"
-        if reasons:
-            return "in_review"
-        if uncertain:
-            return "planned"  # never a handoff on a score the model is unsure of
-        if p >= cfg.qualification_threshold:
-            return "handed_off"
-        return "planned" if p >= self.settings.scoring.warm else "scored"
-
-    def _why(self, target: str, p: float, reasons: list[dict], missing: list[str]) -> str:
-        if target == "needs_info":
-            return ("profile too thin to check compliance (missing "
-                    + ", ".join(missing) + "): information requested")
-        if target == "suppressed":
-            return "no lawful contact channel (compliance verdict blocked)"
-        if target == "in_review":
-            return "review needed: " + ", ".join(r["code"] for r in reasons)
-        if target == "handed_off":
-            return f"qualified: probability {p:.2f} >= {self.settings.lifecycle.qualification_threshold:.2f}, nothing to review"
-        if target == "planned":
-            return f"worth outreach: probability {p:.2f}"
-        return f"below outreach threshold: probability {p:.2f}"
 
     # ------------------------------------------------------------ outputs
 
