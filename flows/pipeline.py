@@ -47,6 +47,7 @@ from bytewax.operators import KeyedStream
 from bytewax.outputs import FixedPartitionedSink, Sink
 
 from connectors.key_vault import KeyVault
+import flows.exchange  # noqa: F401 - registers the compact pickled forms of exchanged items
 from flows.ordering import SOURCE_LANE, Stamped, Tick, TickingSource, ordered_builder, route
 from flows.steps import Clock, shard_key, system_clock
 from flows.telemetry import Telemetry
