@@ -50,6 +50,7 @@ from bytewax.dataflow import Stream
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
+from flows.exchange import durable_dumps
 from flows.steps import Clock
 from flows.telemetry import Telemetry
 
@@ -308,7 +309,7 @@ class OrderedLogic(StatefulBatchLogic):
         return out, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self._state, protocol=pickle.HIGHEST_PROTOCOL)
+        return durable_dumps(self._state)
 
 
 def ordered_builder(step: str, factory: Callable[[str], Any], lanes: Callable[[str], frozenset[str]],

@@ -47,7 +47,9 @@ from bytewax.operators import KeyedStream
 from bytewax.outputs import FixedPartitionedSink, Sink
 
 from connectors.key_vault import KeyVault
+import flows.exchange  # noqa: F401 - registers the compact pickled forms of exchanged items
 from flows.ordering import SOURCE_LANE, Stamped, Tick, TickingSource, ordered_builder, route
+from flows.placement import placed, unplaced
 from flows.steps import Clock, shard_key, system_clock
 from flows.telemetry import Telemetry
 from operators.erasure import KeyStore, erasure_subjects, seal_dead_letter
@@ -88,7 +90,8 @@ class Sinks:
 def build_flow(settings: Settings, source: Source, sinks: Sinks,
                telemetry: Telemetry | None = None, clock: Clock = system_clock,
                keys: KeyStore | None = None, tick_interval: float = 0.0,
-               scorer: Callable[[str], TenantScorer] | None = None) -> Dataflow:
+               scorer: Callable[[str], TenantScorer] | None = None,
+               placement: int = 1) -> Dataflow:
     """The pipeline from ``source`` to ``sinks``; ``keys`` seal dead letters about
     investors (see :mod:`operators.erasure`; default: a key store in memory).
 
@@ -97,6 +100,13 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     ``scorer`` builds a tenant's scorer (default :class:`TenantScorer`; offline training
     passes one that keeps what it learns). A model to start from that is missing,
     corrupt or of another feature set stops here, before any input is read.
+
+    ``placement`` (the cluster's worker count; 1: none) runs all of a tenant's keyed
+    steps on one worker, tenants spread round-robin from worker 1 (worker 0 reads
+    the recording): only the input events of tenants placed off the reading worker
+    then cross processes, instead of about half of every step's items (see
+    :mod:`flows.placement`). Keys get a suffix, so snapshots taken without it do not
+    resume into it: replays set it, live runs (which resume) do not.
     """
     check_warm_start(settings)
     telemetry = telemetry if telemetry is not None else Telemetry()
@@ -105,14 +115,25 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     tenants = tuple(settings.tenants)
     flow = Dataflow("esg_leads")
 
+    # Each tenant's keys: its intake and scoring key, and its shards' keys.
+    home = {t: (1 + i) % placement for i, t in enumerate(sorted(tenants))}
+    tenant_key = {t: placed(t, home[t], placement) for t in tenants}
+    shard_keys = {t: [placed(f"{t}/{n:04d}", home[t], placement) for n in range(shards)]
+                  for t in tenants}
+    named = {unplaced(k): k for keys_ in shard_keys.values() for k in keys_}
+
     def by_shard(tenant: str, investor_id: str) -> str:
-        return shard_key(tenant, investor_id, shards)
+        key = shard_key(tenant, investor_id, shards)
+        return named.get(key, key)  # a tenant not served: dead-lettered before this
 
     def shards_of(tenant: str) -> list[str]:
-        return [f"{tenant}/{n:04d}" for n in range(shards)]
+        return shard_keys[tenant]
 
-    def tenant_of(lane: str) -> str:  # "step:tenant" or "step:tenant/shard"
-        return lane.split(":", 1)[1].split("/", 1)[0]
+    def tenant_of(lane: str) -> str:  # "step:tenant" or "step:tenant/shard", placed
+        return unplaced(lane.split(":", 1)[1].split("/", 1)[0])
+
+    def home_key(x: Any) -> str:
+        return tenant_key[x.tenant]
 
     def step(step_id: str, up: KeyedStream, factory: Callable[[str], Any],
              lanes: Callable[[str], frozenset[str]], key_of: Callable[[Any], str],
@@ -154,9 +175,10 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     #    event goes through it, so that the investor shards get one ordered lane. ----
     intake = step(
         "catalog",  # the catalog's step id: its snapshots resume into the intake
-        route("to_intake", parsed, lambda i: ((i.tenant, i),), lambda _lane: tenants),
+        route("to_intake", parsed, lambda i: ((tenant_key[i.tenant], i),),
+              lambda _lane: tenant_key.values()),
         lambda _key: TenantIntake(settings), lambda _key: frozenset((SOURCE_LANE,)),
-        lambda i: i.tenant, restore=lambda state: TenantIntake.restore(state, settings),
+        home_key, restore=lambda state: TenantIntake.restore(state, settings),
         name="intake")
 
     # 3. Investor state, features and point-in-time labels ----------------------
@@ -170,7 +192,7 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
               lambda x: () if type(x) is dict else ((investor_of(x), x),),
               lambda lane: shards_of(tenant_of(lane))),
         lambda _key: InvestorShard(settings),
-        lambda key: frozenset((f"intake:{key.split('/', 1)[0]}",)), investor_of)
+        lambda key: frozenset((f"intake:{tenant_key[key.split('/', 1)[0]]}",)), investor_of)
 
     # 4. Scoring per tenant, with an opt-in cross-tenant global model -----------
     def shard_lanes(tenant: str) -> set[str]:
@@ -178,8 +200,9 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
 
     scoring_in = [route(
         "to_scoring", investors,
-        lambda x: ((x.tenant, x),) if isinstance(x, (FeatureVector, LabelledExample)) else (),
-        lambda lane: (tenant_of(lane),))]
+        lambda x: ((tenant_key[x.tenant], x),)
+        if isinstance(x, (FeatureVector, LabelledExample)) else (),
+        lambda lane: (tenant_key[tenant_of(lane)],))]
     # Opt-in only: the global model learns from contributors and reaches only the
     # tenants that use it, so no other tenant's input can reach an isolated tenant.
     users = tuple(t for t in tenants if uses_global_prior(settings, t))
@@ -196,16 +219,17 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
             restore=lambda state: GlobalLearner.restore(state, settings))
         scoring_in.append(route(
             "broadcast_global", global_updates,
-            lambda update: [(t, GlobalModelUpdate(t, *update)) for t in users],
-            lambda _lane: users))
+            lambda update: [(tenant_key[t], GlobalModelUpdate(t, *update)) for t in users],
+            lambda _lane: [tenant_key[t] for t in users]))
 
     def global_lane(tenant: str) -> set[str]:
         return {"global_model:global"} if tenant in users and contributors else set()
 
+    new_scorer = scorer or (lambda tenant: TenantScorer(tenant, settings))
     scored = step(
         "scoring", op.merge("scoring_in", *scoring_in),
-        scorer or (lambda tenant: TenantScorer(tenant, settings)),
-        lambda tenant: frozenset(shard_lanes(tenant) | global_lane(tenant)), lambda x: x.tenant,
+        lambda key: new_scorer(unplaced(key)),
+        lambda key: frozenset(shard_lanes(unplaced(key)) | global_lane(unplaced(key))), home_key,
         restore=lambda state: TenantScorer.restore(state, settings))
 
     # 5. Lead lifecycle: compliance, outreach, review routing, state machine, handoff --
@@ -227,7 +251,8 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
                   if isinstance(x, (InvestorNotice, Ingested)) else (),
                   lambda lane: (lane.split(":", 1)[1],))),
         lambda _key: LifecycleShard(settings),
-        lambda key: frozenset((f"investors:{key}", f"scoring:{key.split('/', 1)[0]}")),
+        lambda key: frozenset((f"investors:{key}",
+                               f"scoring:{tenant_key[key.split('/', 1)[0]]}")),
         lifecycle_key, restore=lambda state: LifecycleShard.restore(state, settings))
 
     # 6. Outputs ------------------------------------------------------------------

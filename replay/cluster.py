@@ -2,8 +2,10 @@
 
 The parent starts P processes of W workers each; every one runs the same flow
 (:func:`replay.runner.run_flow`) as process ``i`` of a bytewax cluster on loopback.
-The recording is one partition, so one worker of the cluster reads it; the keyed
-steps spread over all ``P × W`` workers; each worker writes its own part files
+The recording is one partition, so one worker of the cluster (worker 0) reads it;
+each tenant's keyed steps run together on one of the ``P × W`` workers, tenants
+round-robin from worker 1 (:mod:`flows.placement`), so that only input events cross
+processes; each worker writes its own part files
 (``kind-<worker>.parquet``, numbered across the cluster) and the audit trail is one
 sink partition. Each process writes its share of the telemetry to
 ``.parts/process-<i>.json``; once every process has exited 0 the parent joins the

@@ -133,7 +133,9 @@ def run_flow(recording: Path, out: Path, settings: Settings, *, workers: int = 1
     source = RecordingSource(recording, batch_rows=settings.kafka.batch_size, progress=progress,
                              stop=stop)
     keys = key_vault(settings, out)
-    flow = build_flow(settings, source, sinks, telemetry, clock, keys=keys)
+    # A replay never resumes from snapshots: its keys may be placed (flows/placement.py).
+    flow = build_flow(settings, source, sinks, telemetry, clock, keys=keys,
+                      placement=workers * (len(addresses) if addresses else 1))
     started = time.perf_counter()
     # Without recovery, epochs only pace snapshots nobody reads: make them rare.
     epoch = timedelta(hours=1)

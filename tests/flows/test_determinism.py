@@ -9,6 +9,8 @@ to the cross-tenant global model (isolation is the default).
 
 from __future__ import annotations
 
+import shutil
+import zlib
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -152,10 +154,9 @@ def test_a_tenant_that_opts_in_learns_from_the_others(labelled_world: Path,
     assert max(weights) > 0 and {r["model"]["global_weight"] for r in alone["leads"].values()} == {0.0}
 
 
-def test_a_live_run_one_message_per_batch_decides_as_a_replay(world: Path, reference: dict,
-                                                               tmp_path: Path) -> None:
-    """``esg-leads run`` against the dev broker, reading one message per batch and
-    ticking as often as it can, decides what a replay of the same input at 1000 does."""
+def live_run(world: Path, tmp_path: Path, *, partitions: int, batch: int) -> dict:
+    """``esg-leads run --until-end`` against a dev broker whose input topics have
+    ``partitions`` partitions, holding ``world``'s messages; its recorded decisions."""
     import subprocess
 
     from connectors.dev_broker import DevBroker
@@ -167,13 +168,80 @@ def test_a_live_run_one_message_per_batch_decides_as_a_replay(world: Path, refer
     config = tmp_path / "live.toml"
     config.write_text((world / "config.toml").read_text()
                       + "\n[windows]\nshards_per_tenant = 3\n"
-                      + "\n[kafka]\nbatch_size = 1\ntick_interval_ms = 0\n"
+                      + f"\n[kafka]\nbatch_size = {batch}\ntick_interval_ms = 0\n"
                       + "\n[lifecycle]\nuncertain_review_after = 0\nreview_band = 0.3\n")
-    with DevBroker(topics=list(ALL_TOPICS), partitions=3) as broker:
-        publish_recording(world, broker.bootstrap)
+    with DevBroker(topics=list(ALL_TOPICS), partitions=partitions) as broker:
+        published = publish_recording(world, broker.bootstrap)
+        assert not any(published["repartitioned"].values()), published  # as recorded
         live = subprocess.run([ESG_LEADS, "run", "--bootstrap", broker.bootstrap, "--config",
                                str(config), "--until-end"], cwd=tmp_path, capture_output=True,
                               text=True, timeout=240)
         assert live.returncode == 0, live.stderr
         record({"bootstrap.servers": broker.bootstrap}, list(OUTPUT_TOPICS), tmp_path / "live")
-    assert_same_decisions(reference, load_run(tmp_path / "live"))
+    return load_run(tmp_path / "live")
+
+
+def test_a_live_run_one_message_per_batch_decides_as_a_replay(world: Path, reference: dict,
+                                                               tmp_path: Path) -> None:
+    """``esg-leads run`` against the dev broker, reading one message per batch and
+    ticking as often as it can, decides what a replay of the same input at 1000 does."""
+    assert_same_decisions(reference, live_run(world, tmp_path, partitions=3, batch=1))
+
+
+def test_a_live_run_over_six_partitions_decides_as_over_three(world: Path, reference: dict,
+                                                              tmp_path: Path) -> None:
+    """The same messages spread over 6 partitions per input topic instead of 3 (keyed
+    by investor as a producer would; offsets renumbered per partition): the merged
+    reader orders them differently only among messages of one millisecond, and the
+    live run decides what the 3-partition replay does."""
+    six = tmp_path / "six"
+    counters: dict[tuple[str, int], int] = {}
+    spread: set[int] = set()
+    #: (topic, partition, offset) in the 6-partition input -> the same message's in ``world``
+    origin: dict[tuple[str, int, int], tuple[str, int, int]] = {}
+    with RecordingWriter(six) as writer:
+        for batch in RecordingReader(world).iter_batches():
+            moved = []
+            for m in batch:
+                partition = zlib.crc32(m.key or b"") % 6
+                offset = counters.get((m.topic, partition), 0)
+                counters[(m.topic, partition)] = offset + 1
+                spread.add(partition)
+                origin[(m.topic, partition, offset)] = (m.topic, m.partition, m.offset)
+                moved.append(m._replace(partition=partition, offset=offset))
+            writer.write_many(moved)
+    shutil.copy(world / "config.toml", six / "config.toml")
+    assert spread == set(range(6))
+    live_dir = tmp_path / "run"
+    live_dir.mkdir()
+    live = live_run(six, live_dir, partitions=6, batch=1000)
+    assert live["dlq"] and any(r.get("lineage") for r in live["leads"].values())
+    assert_same_decisions(reference, as_recorded(live, origin))
+
+
+def as_recorded(decided: dict, origin: dict) -> dict:
+    """``decided`` with every input coordinate (lineage entries, dead letters' topic,
+    partition and offset, and the idempotency keys built from them) renamed by
+    ``origin``: the decisions themselves must not depend on where a message sat."""
+    def rename(value: object) -> object:
+        if isinstance(value, list):
+            return [rename(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        out = {k: rename(v) for k, v in value.items()}
+        if {"topic", "partition", "offset"} <= out.keys() and out["partition"] is not None:
+            out["topic"], out["partition"], out["offset"] = origin[
+                (out["topic"], out["partition"], out["offset"])]
+        return out
+
+    renamed: dict = {}
+    for kind, records in decided.items():
+        renamed[kind] = {}
+        for key, record in records.items():
+            record = rename(record)
+            if kind == "dlq":  # dlq:<topic>:<partition>:<offset>:<reason>
+                key = record["idempotency_key"] = ":".join((
+                    "dlq", record["topic"], str(record["partition"]), str(record["offset"]),
+                    key.rsplit(":", 1)[1]))
+            renamed[kind][key] = record
+    return renamed

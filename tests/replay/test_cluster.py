@@ -1,6 +1,7 @@
 """``replay --processes P``: a bytewax cluster of local processes decides as one process does.
 
-One small world replayed with (P, W) in {(1, 1), (2, 1), (2, 2)}: the decisions
+One small world replayed with (P, W, batch) in {(1, 1, 1000), (2, 1, 1000), (2, 2, 7),
+(2, 1, 1)}: the decisions
 (leads, review cases, handoffs, alerts, dead letters) are equal as sets, two P=2
 runs are identical, and the one ``summary.json`` merged from every process
 reconciles with the counts of the single process's. Stops and failing processes end
@@ -52,8 +53,10 @@ def settings_of(world: Path, **overrides: object) -> Settings:
     return load_settings(world / "config.toml", environ={}, overrides={**SHARDS, **overrides})
 
 
-def run(world: Path, out: Path, processes: int, workers: int) -> tuple[dict, dict]:
-    summary = replay_cluster(world, out, settings_of(world), processes=processes, workers=workers)
+def run(world: Path, out: Path, processes: int, workers: int,
+        batch: int | None = None) -> tuple[dict, dict]:
+    settings = settings_of(world, **({} if batch is None else {"kafka": {"batch_size": batch}}))
+    summary = replay_cluster(world, out, settings, processes=processes, workers=workers)
     assert json.loads((out / "summary.json").read_text()) == summary
     assert not (out / ".parts").exists()
     return load_run(out), summary
@@ -81,12 +84,15 @@ def two_processes(world: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     return run(world, tmp_path_factory.mktemp("p2w1"), 2, 1)
 
 
-@pytest.mark.parametrize(("processes", "workers"), [(2, 1), (2, 2)])
+#: (P, W, batch size): with tests/flows/test_determinism.py ((1, 1) at 1, 7, 999, 1000;
+#: (1, 2) at 7 and 1000) a representative part of the issue's (P, W) x {1, 7, 1000}
+#: matrix, every P and W at every batch size once; the reference (1, 1) reads at 1000.
+@pytest.mark.parametrize(("processes", "workers", "batch"), [(2, 1, 1000), (2, 2, 7), (2, 1, 1)])
 def test_processes_decide_as_one_process_and_the_merged_summary_reconciles(
         world: Path, single: tuple[dict, dict], two_processes: tuple[dict, dict],
-        tmp_path: Path, processes: int, workers: int) -> None:
-    decided, summary = (two_processes if (processes, workers) == (2, 1)
-                        else run(world, tmp_path, processes, workers))
+        tmp_path: Path, processes: int, workers: int, batch: int) -> None:
+    decided, summary = (two_processes if (processes, workers, batch) == (2, 1, 1000)
+                        else run(world, tmp_path, processes, workers, batch))
     assert_same_decisions(single[0], decided)
     assert summary["reconciled"] and summary["interrupted"] is False
     for topic, row in summary["topics"].items():
