@@ -219,9 +219,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from flows.config import masked
+    from flows.config import ConfigError, load_layers, masked, origins
 
-    print(json.dumps(masked(_settings(args.config, _run_overrides(args))), indent=2))
+    try:
+        loaded = load_layers(config_file=args.config, overrides=_run_overrides(args))
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+    if not args.show_origin:
+        print(json.dumps(masked(loaded.settings), indent=2))
+        return 0
+    for key, value, origin in origins(loaded):  # as git config --show-origin: origin, tab
+        print(f"{origin}\t{key} = {json.dumps(value, default=str)}")
     return 0
 
 
@@ -427,8 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="print the effective settings (secrets masked)",
                        epilog=_examples("ESG_LEADS_KAFKA__BOOTSTRAP_SERVERS=kafka:9092 "
-                                        "esg-leads config --config prod.toml"))
+                                        "esg-leads config --config prod.toml --show-origin"))
     run_flags(p)
+    p.add_argument("--show-origin", action="store_true",
+                   help="one line per setting with where it came from: default, file:PATH, "
+                        "env:VARIABLE or flag")
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("broker", help="a Kafka-protocol broker on loopback for development",

@@ -1,8 +1,9 @@
 """Settings of a run, as one validated model.
 
-Precedence, lowest first: defaults < ``ESG_LEADS_*`` environment variables < the
-config file (TOML) < command-line flags. ``flows.config`` does the layering; this
-module only says what is valid. Durations accept seconds or ISO 8601 (``"PT1H"``).
+Precedence, lowest first: defaults < the config file (TOML) < ``ESG_LEADS_*``
+environment variables (and ``ESG_LEADS_*_FILE`` files) < command-line flags.
+``flows.config`` does the layering (pydantic-settings); this module only says what is
+valid. Durations accept seconds or ISO 8601 (``"PT1H"``).
 
 >>> Settings().windows.length
 datetime.timedelta(seconds=3600)
