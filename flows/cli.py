@@ -101,13 +101,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- replay
 
 
+#: Settings given as flags to every command (``--log-format``), set by :func:`main`.
+_COMMON_OVERRIDES: dict = {}
+
+
 def _settings(config: Path | None, overrides: dict | None = None):
-    from flows.config import ConfigError, load_settings
+    """The effective settings; from here on, logs take their format and lose every
+    secret of them."""
+    from flows import logs
+    from flows.config import ConfigError, load_settings, scrubber
 
     try:
-        return load_settings(config_file=config, overrides=overrides)
+        settings = load_settings(config_file=config,
+                                 overrides={**(overrides or {}), **_COMMON_OVERRIDES})
     except ConfigError as error:
         raise UsageError(str(error)) from None
+    logs.configure(settings.logging.format)
+    logs.add_scrubber(scrubber(settings))
+    return settings
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -188,16 +199,10 @@ def _run_overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import logging
-
+    from flows.config import scrubber
     from flows.run import run
 
-    from flows.config import scrubber
-
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    settings = _settings(args.config, _run_overrides(args))
-    for handler in logging.getLogger().handlers:  # no log line carries a secret
-        handler.addFilter(scrubber(settings))
+    settings = _settings(args.config, _run_overrides(args))  # logs scrubbed from here on
     from connectors.parquet_sink import ensure_writable
 
     for directory in (settings.audit.directory, settings.recovery.directory):
@@ -222,7 +227,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     from flows.config import ConfigError, load_layers, masked, origins
 
     try:
-        loaded = load_layers(config_file=args.config, overrides=_run_overrides(args))
+        loaded = load_layers(config_file=args.config,
+                             overrides={**_run_overrides(args), **_COMMON_OVERRIDES})
     except ConfigError as error:
         raise UsageError(str(error)) from None
     if not args.show_origin:
@@ -528,6 +534,9 @@ def _add_common_flags(p: argparse.ArgumentParser, defaults: bool) -> None:
 
     p.add_argument("--traceback", action="store_true", default=default(False),
                    help="on an unexpected error, show the Python traceback (for a bug report)")
+    p.add_argument("--log-format", choices=("text", "json"), default=default(None),
+                   help="text, or one JSON object per line with time, level, logger, run_id, "
+                        "tenant, message (logging.format; default: text)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -536,6 +545,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:  # said by the command's own parser, so the line names the command's --help
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     prog = f"esg-leads {args.command}"
+    from flows import logs
+
+    _COMMON_OVERRIDES.clear()
+    if args.log_format is not None:
+        _COMMON_OVERRIDES["logging"] = {"format": args.log_format}
+    logs.configure(args.log_format or "text")  # the settings may change it (_settings)
     try:
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below
@@ -565,6 +580,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_error(prog, f"internal error (a bug, please report it with the output of "
                           f"--traceback): {type(error).__name__}: {error}")
         return EXIT_BUG
+    finally:
+        logs.reset()  # in-process callers (tests) get logging as they had it
 
 
 if __name__ == "__main__":  # pragma: no cover

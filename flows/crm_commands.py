@@ -12,18 +12,14 @@ from pathlib import Path
 
 
 def _settings(args: argparse.Namespace):
-    from flows.cli import UsageError
-    from flows.config import ConfigError, load_settings
+    from flows.cli import _settings as load  # one error line; logs formatted and scrubbed
 
     overrides: dict = {}
     if getattr(args, "bootstrap", None):
         overrides.setdefault("kafka", {})["bootstrap_servers"] = args.bootstrap
     if getattr(args, "crm_url", None):
         overrides.setdefault("crm", {})["url"] = args.crm_url
-    try:
-        return load_settings(config_file=args.config, overrides=overrides)
-    except ConfigError as error:
-        raise UsageError(str(error)) from None
+    return load(args.config, overrides)
 
 
 def cmd_crm_sync(args: argparse.Namespace) -> int:

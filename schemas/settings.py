@@ -390,6 +390,16 @@ class MetricsSettings(Section):
     host: str = "127.0.0.1"
 
 
+class LoggingSettings(Section):
+    """What the commands log, and how (``--log-format`` sets ``format``)."""
+
+    #: ``text`` for people, ``json`` for log pipelines: one object per line with time,
+    #: level, logger, run_id, tenant and message (flows/logs.py).
+    format: Literal["text", "json"] = "text"
+    #: ``esg-leads run`` logs events/s, leads, lag and dead letters this often.
+    heartbeat: Positive = timedelta(seconds=30)
+
+
 #: The salt used when none is configured: fine for replays, weak in production.
 DEV_CONTACT_HASH_SALT = "dev-only-salt"
 
@@ -416,6 +426,7 @@ class Settings(Section):
     audit: AuditSettings = AuditSettings()
     crm: CrmSettings = CrmSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    logging: LoggingSettings = LoggingSettings()
     #: Salt for hashing contact details; set it per deployment (env or secret file).
     #: ``esg-leads run`` warns at start-up while it is still the development default.
     contact_hash_salt: SecretStr = SecretStr(DEV_CONTACT_HASH_SALT)
