@@ -19,6 +19,7 @@ replaying: 500 of 1,000 messages (50%), 24 messages/s, ETA 0:00:20
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -63,7 +64,9 @@ class Progress:
 
     ``stream`` (default: stderr) decides the display: a terminal gets a rich bar
     (done/total, rate, elapsed, ETA), anything else a :func:`plain_line` at most every
-    ``interval`` seconds of ``clock``.
+    ``interval`` seconds of ``clock``. Without an explicit ``stream`` the line is a log
+    record of ``esg_leads.progress`` (``flows.logs.say``): the same line in text logs,
+    a JSON object under ``--log-format json``.
     """
 
     def __init__(self, description: str, total: int, unit: str = "", *,
@@ -104,7 +107,13 @@ class Progress:
             line = plain_line(self._description, done, self._total, self._unit,
                               now - self._started)
             try:
-                print(line, file=self.stream, flush=True)
+                if self._stream is None:
+                    from flows.logs import say
+
+                    say(logging.getLogger("esg_leads.progress"), "", line,
+                        done=done, total=self._total)
+                else:
+                    print(line, file=self._stream, flush=True)
             except (BrokenPipeError, ValueError):  # a closed log pipe: the work goes on
                 pass
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import re
+import sys
+
+import pytest
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -70,3 +73,23 @@ def test_a_plain_line_never_fails_and_never_claims_more_than_100_percent(
     assert "\n" not in line and line.startswith(f"x: {done:,}")
     percent = re.search(r"\((\d+)%\)", line)
     assert percent is None or int(percent.group(1)) <= 100
+
+
+def test_off_a_terminal_without_a_stream_the_line_is_a_log_record(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from flows import logs
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal, even under -s
+    clock, out = FakeClock(), io.StringIO()
+    logs.configure("json", stream=out, run_id="r")
+    try:
+        with Progress("recording", total=1, unit="messages", clock=clock) as progress:
+            clock.now += PLAIN_INTERVAL
+            progress.update(50)
+    finally:
+        logs.reset()
+    [record] = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert record["logger"] == "esg_leads.progress" and record["done"] == 50
+    assert record["message"] == "recording: 50 messages, 5 messages/s"
