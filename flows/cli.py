@@ -362,7 +362,8 @@ def _add_world_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--malformed-rate", type=fraction, default=0.01,
                    help="share of messages deliberately malformed (they go to the DLQ)")
     p.add_argument("--drift-at", type=float, default=None, metavar="DAY",
-                   help="day on which investor behaviour shifts (drift detection should fire)")
+                   help="day on which investor behaviour shifts, for drift detection to find "
+                        "(default: no shift)")
     p.add_argument("--partitions", type=positive_int, default=3,
                    help="partitions of every recorded topic")
     p.add_argument("--reviewers", choices=("on", "off"), default="on",

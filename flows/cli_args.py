@@ -88,7 +88,13 @@ def check_out(path: Path, overwrite: bool) -> None:
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Examples (the epilog) keep their line breaks; every flag shows its default."""
+    """Examples (the epilog) keep their line breaks; a flag with a default shows it
+    (``None`` and ``False`` say nothing a reader needs: the help text says what unset means)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
 
 
 class Parser(argparse.ArgumentParser):
