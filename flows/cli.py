@@ -542,9 +542,12 @@ def _add_common_flags(p: argparse.ArgumentParser, defaults: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)  # a bad flag value: one line, exit 2
-    if unknown:  # said by the command's own parser, so the line names the command's --help
-        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        args, unknown = parser.parse_known_args(argv)  # a bad flag value: one line, exit 2
+        if unknown:  # said by the command's parser, so the line names the command's --help
+            parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    except SystemExit as done:  # --help, --version, or the line above: a code, as for errors
+        return int(done.code or 0)
     prog = f"esg-leads {args.command}"
     from flows import logs
 
