@@ -27,11 +27,13 @@ from flows.cli_args import (  # noqa: F401 - UsageError, Failure: for the comman
     EXIT_FAILURE,
     EXIT_PIPE,
     EXIT_USAGE,
+    USER_ERRNOS,
     Failure,
     Parser,
     UsageError,
     check_out,
     check_run_outputs,
+    describe_os_error,
     fraction,
     nonneg_int,
     open_recording,
@@ -578,6 +580,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if isinstance(error, OutputError):  # full disk, read-only directory: the user's to fix
             print_error(prog, str(error))
+            return EXIT_USAGE
+        if isinstance(error, OSError) and error.errno in USER_ERRNOS:  # a port in use ...
+            print_error(prog, describe_os_error(error))
             return EXIT_USAGE
         if args.traceback:
             raise

@@ -16,6 +16,7 @@ esg-leads demo: error: argument --workers: must be at least 1, got 0 (see esg-le
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -168,6 +169,29 @@ def fraction(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
     return value
+
+
+#: Operating-system errors that come from what the user asked for (a port in use or
+#: not allowed, a path that is missing, read-only or full), not from a bug.
+USER_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES, errno.EPERM,
+                         errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENOSPC, errno.EROFS})
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for an :data:`USER_ERRNOS` error, with a hint for a busy address.
+
+    >>> describe_os_error(OSError(errno.EADDRINUSE, "Address already in use"))
+    'Address already in use: is another process listening there? Choose another port (--port, --metrics-port)'
+    >>> describe_os_error(PermissionError(errno.EACCES, "Permission denied", "/srv/x"))
+    'Permission denied: /srv/x'
+    """
+    text = error.strerror or str(error)
+    if error.filename:
+        text += f": {error.filename}"
+    if error.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+        text += (": is another process listening there? Choose another port "
+                 "(--port, --metrics-port)")
+    return text
 
 
 def package_version() -> str:

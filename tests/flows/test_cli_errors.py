@@ -4,6 +4,7 @@ on stderr and a non-zero exit, for every sub-command."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,8 @@ CASES = [
     ("config --metrics-port -1", 2, "not a TCP port"),
     ("broker --port 70000", 2, "not a TCP port"),
     ("broker --brokers 0", 2, "must be at least 1"),
+    ("broker --port {busy}", 2, "Address already in use: is another process listening"),
+    ("replay {world} --out {root}/r2 --metrics-port {busy}", 2, "Address already in use"),
     ("produce {empty} --bootstrap 127.0.0.1:9", 2, "is not a recording"),
     ("produce {world} --bootstrap 127.0.0.1:9 --speed 0", 2, "positive number"),
     ("produce {world} --bootstrap 127.0.0.1:{port}", 1, "cannot publish to 127.0.0.1"),
@@ -81,6 +84,8 @@ CASES = [
     ("crm-sync --metrics-port x", 2, "not a whole number"),
     ("webhooks --port 70000", 2, "not a TCP port"),
     ("fake-crm --chaos bogus --port 0", 2, "chaos"),
+    ("fake-crm --port {busy}", 2, "Address already in use"),
+    ("webhooks --port {busy}", 2, "Address already in use"),
 ]
 
 
@@ -102,16 +107,26 @@ def assert_one_line(code: int, err: str, expected_code: int, phrase: str) -> Non
     assert phrase in errors[0], err
 
 
+@pytest.fixture(scope="module")
+def busy() -> int:
+    """A port some process listens on."""
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        yield listening.getsockname()[1]
+
+
 @pytest.mark.parametrize(("argv", "code", "phrase"), CASES, ids=[c[0][:60] for c in CASES])
 def test_every_mistake_is_one_line_and_a_non_zero_exit(
-        places: dict[str, Path], capsys: pytest.CaptureFixture[str],
+        places: dict[str, Path], busy: int, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch, argv: str, code: int, phrase: str) -> None:
     import connectors.publish
 
     # The retry budget of an unreachable broker, shortened so the test takes 1 s, not 10.
     monkeypatch.setattr(connectors.publish, "_METADATA_TIMEOUT_S", 1.0)
     monkeypatch.setattr(connectors.publish, "_METADATA_SETTLE_S", 0.0)
-    words = argv.format(**places, port=free_port()).split()
+    monkeypatch.setenv("ESG_LEADS_CONTACT_HASH_SALT", "test-salt-not-the-default")
+    words = argv.format(**places, port=free_port(), busy=busy).split()
     assert_one_line(*run_main(words, capsys), code, phrase)
 
 
