@@ -2,6 +2,13 @@
 
 Heavy imports (bytewax, river, pyarrow) happen inside the sub-command that needs
 them, so ``esg-leads schema`` answers instantly.
+
+A user never sees a traceback: a mistake (bad flag value, missing file, a directory
+that is not a recording, output already there) is :class:`UsageError`, one line and
+exit 2; a failure of the world outside (an unreachable broker after the retry budget)
+is :class:`Failure`, one line and exit 1; a closed pipe (``esg-leads schema | head``)
+ends silently; anything else is a bug, one line naming it and exit 70 (``--traceback``
+shows where). Argument parsing lives in ``flows/cli_args.py``.
 """
 
 from __future__ import annotations
@@ -15,15 +22,29 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from flows.models_cli import add_commands as add_model_commands, model_overrides
-
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A user mistake (bad flag value, invalid config), or an output that cannot be
-    written (full disk, read-only directory): one clear line, exit code 2."""
-
+from flows.cli_args import (  # noqa: F401 - UsageError, Failure: for the command modules
+    EXIT_BUG,
+    EXIT_FAILURE,
+    EXIT_PIPE,
+    EXIT_USAGE,
+    USER_ERRNOS,
+    Failure,
+    Parser,
+    UsageError,
+    check_out,
+    check_run_outputs,
+    describe_os_error,
+    fraction,
+    nonneg_int,
+    open_recording,
+    package_version,
+    port,
+    positive_float,
+    positive_int,
+    print_error,
+)
+from flows.models_cli import add_commands as add_model_commands
+from flows.models_cli import model_overrides
 
 # ----------------------------------------------------------------------- schema
 
@@ -69,6 +90,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from replay.generator import generate
 
     spec = _world_spec(args)
+    check_out(args.out, args.overwrite)
     with Progress("generating", total=spec.days, unit="days") as progress:
         report = generate(spec, args.out, progress=progress.update, overwrite=args.overwrite)
     print(
@@ -83,30 +105,36 @@ def cmd_generate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- replay
 
 
+#: Settings given as flags to every command (``--log-format``), set by :func:`main`.
+_COMMON_OVERRIDES: dict = {}
+
+
 def _settings(config: Path | None, overrides: dict | None = None):
-    from flows.config import ConfigError, load_settings
+    """The effective settings; from here on, logs take their format and lose every
+    secret of them."""
+    from flows import logs
+    from flows.config import ConfigError, load_settings, scrubber
 
     try:
-        return load_settings(config_file=config, overrides=overrides)
+        settings = load_settings(config_file=config,
+                                 overrides={**(overrides or {}), **_COMMON_OVERRIDES})
     except ConfigError as error:
         raise UsageError(str(error)) from None
+    logs.configure(settings.logging.format)
+    logs.add_scrubber(scrubber(settings))
+    return settings
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from flows.progress import Progress
     from replay.runner import replay
 
-    if not args.recording.is_dir():
-        raise UsageError(f"no recording at {args.recording}")
+    open_recording(args.recording)
     config = args.config
     if config is None and (args.recording / "config.toml").exists():
         config = args.recording / "config.toml"
         print(f"using {config} (the generated world's tenants)", file=sys.stderr)
     settings = _settings(config, model_overrides(args))
-    if args.workers < 1:
-        raise UsageError("--workers must be at least 1")
-    if args.processes < 1:
-        raise UsageError("--processes must be at least 1")
     if args.processes > 1 and args.metrics_port is not None:
         raise UsageError("--metrics-port serves one process's counters: use it without "
                          "--processes (summary.json merges every process's)")
@@ -175,23 +203,15 @@ def _run_overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import logging
-
+    from flows.config import scrubber
     from flows.run import run
 
-    from flows.config import scrubber
-
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    settings = _settings(args.config, _run_overrides(args))
-    for handler in logging.getLogger().handlers:  # no log line carries a secret
-        handler.addFilter(scrubber(settings))
+    settings = _settings(args.config, _run_overrides(args))  # logs scrubbed from here on
     from connectors.parquet_sink import ensure_writable
 
     for directory in (settings.audit.directory, settings.recovery.directory):
         if directory is not None:  # full or read-only: one line and exit 2, now
             ensure_writable(directory)
-    if args.workers < 1:
-        raise UsageError("--workers must be at least 1")
     addresses = args.addresses.split(";") if args.addresses else None
     from confluent_kafka import KafkaError, KafkaException
 
@@ -208,9 +228,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from flows.config import masked
+    from flows.config import ConfigError, load_layers, masked, origins
 
-    print(json.dumps(masked(_settings(args.config, _run_overrides(args))), indent=2))
+    try:
+        loaded = load_layers(config_file=args.config,
+                             overrides={**_run_overrides(args), **_COMMON_OVERRIDES})
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+    if not args.show_origin:
+        print(json.dumps(masked(loaded.settings), indent=2))
+        return 0
+    for key, value, origin in origins(loaded):  # as git config --show-origin: origin, tab
+        print(f"{origin}\t{key} = {json.dumps(value, default=str)}")
     return 0
 
 
@@ -221,25 +250,30 @@ def cmd_broker(args: argparse.Namespace) -> int:
     from connectors.dev_broker import run_forever
     from schemas.topics import ALL_TOPICS
 
-    if args.brokers < 1:
-        raise UsageError("--brokers must be at least 1")
-    if args.partitions < 1:
-        raise UsageError("--partitions must be at least 1")
     run_forever(args.brokers, args.port, list(ALL_TOPICS), args.partitions)
     return 0
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from connectors.publish import publish_recording
-    from flows.progress import Progress
+    from confluent_kafka import KafkaException
 
-    if not args.recording.is_dir():
-        raise UsageError(f"no recording at {args.recording}")
-    if args.speed is not None and args.speed <= 0:
-        raise UsageError("--speed must be positive")
-    with Progress("publishing", total=1, unit="messages") as progress:
-        result = publish_recording(args.recording, args.bootstrap, speed=args.speed,
-                                   progress=progress.update)
+    from connectors import publish
+    from connectors.client_logs import quiet
+    from flows.progress import Progress
+    from schemas.secrets import mask_url_userinfo
+
+    open_recording(args.recording)
+    try:
+        with Progress("publishing", total=1, unit="messages") as progress:
+            # The failures are reported below, in one line: no librdkafka log lines.
+            result = publish.publish_recording(args.recording, args.bootstrap, speed=args.speed,
+                                               config=quiet({}), progress=progress.update)
+    except KafkaException as error:
+        # librdkafka retried within the metadata budget and the cluster never answered.
+        raise Failure(f"cannot publish to {mask_url_userinfo(args.bootstrap)} (gave up after "
+                      f"{publish._METADATA_TIMEOUT_S:g}s): {error.args[0].str()}") from None
+    except publish.PublishError as error:
+        raise Failure(f"{error}; first errors: {'; '.join(error.errors[:3])}") from None
     print(f"published {result['messages']:,} messages in {result['seconds']:.1f}s "
           f"({result['messages_per_s']:,.0f}/s) to {args.bootstrap}", file=sys.stderr)
     for topic, dropped in sorted((result["evicted"] or {}).items()):
@@ -263,6 +297,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     if not args.until_end and args.duration is None:
         raise UsageError("say when to stop: --until-end or --duration S")
+    check_out(args.out, args.overwrite)
     settings = _settings(args.config, _run_overrides(args))
     topics = args.topics or [settings.kafka.topic(t) for t in INPUT_TOPICS]
     with Progress("recording", total=1, unit="messages") as progress:
@@ -278,8 +313,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from replay.diff import compare, load_run, render
 
     for run in (args.run_a, args.run_b):
-        if not run.is_dir():
-            raise UsageError(f"no run outputs at {run}")
+        check_run_outputs(run)
     report = compare(load_run(args.run_a), load_run(args.run_b))
     print(json.dumps(report, indent=2, default=str) if args.json else render(report))
     return 0 if report["equal"] else 1
@@ -291,8 +325,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from flows.explain import explain
 
-    if not args.out.is_dir():
-        raise UsageError(f"no run outputs at {args.out}")
+    check_run_outputs(args.out)
+    if args.recording is not None:
+        open_recording(args.recording)
     return explain(args.out, args.investor_id, recording=args.recording)
 
 
@@ -321,60 +356,85 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_world_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tenants", type=int, default=3)
-    p.add_argument("--investors", type=int, default=2000)
-    p.add_argument("--properties", type=int, default=None,
-                   help="default: one per ten investors")
-    p.add_argument("--days", type=int, default=30)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--malformed-rate", type=float, default=0.01)
-    p.add_argument("--drift-at", type=float, default=None, metavar="DAY")
-    p.add_argument("--partitions", type=int, default=3)
+    p.add_argument("--tenants", type=positive_int, default=3, help="tenants (funds) in the world")
+    p.add_argument("--investors", type=positive_int, default=2000, help="investors in the world")
+    p.add_argument("--properties", type=positive_int, default=None,
+                   help="properties on offer (default: one per ten investors)")
+    p.add_argument("--days", type=positive_int, default=30, help="days of activity to simulate")
+    p.add_argument("--seed", type=nonneg_int, default=1,
+                   help="seed of every random choice: same seed, same recording")
+    p.add_argument("--malformed-rate", type=fraction, default=0.01,
+                   help="share of messages deliberately malformed (they go to the DLQ)")
+    p.add_argument("--drift-at", type=float, default=None, metavar="DAY",
+                   help="day on which investor behaviour shifts, for drift detection to find "
+                        "(default: no shift)")
+    p.add_argument("--partitions", type=positive_int, default=3,
+                   help="partitions of every recorded topic")
     p.add_argument("--reviewers", choices=("on", "off"), default="on",
                    help="reviewer teams decide the flow's review cases (signed decisions on "
                         "lead.review-decisions); on replays the world through the flow in "
                         "rounds while generating")
 
 
+def _examples(*lines: str) -> str:
+    return "example:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="esg-leads",
         description="Streaming qualification of real-estate investor leads by ESG fit.",
+        epilog=_examples("esg-leads demo", "esg-leads generate --out /tmp/world",
+                         "esg-leads replay /tmp/world --out /tmp/run"),
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}",
+                        help="print the installed version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="one of the commands below; COMMAND --help for its flags")
 
-    p = sub.add_parser("schema", help="print the JSON Schema of every topic (or one)")
-    p.add_argument("topic", nargs="?")
+    p = sub.add_parser("schema", help="print the JSON Schema of every topic (or one)",
+                       epilog=_examples("esg-leads schema leads.scored"))
+    p.add_argument("topic", nargs="?", help="one topic, e.g. leads.scored (default: all)")
     p.set_defaults(func=cmd_schema)
 
-    p = sub.add_parser("generate", help="write a seeded synthetic world as a recording")
+    p = sub.add_parser("generate", help="write a seeded synthetic world as a recording",
+                       epilog=_examples("esg-leads generate --investors 2000 --days 14 "
+                                        "--out /tmp/world"))
     _add_world_flags(p)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--out", required=True, type=Path, help="the recording's directory")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the recording already in --out")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("replay", help="run the flow over a recording into Parquet outputs")
-    p.add_argument("recording", type=Path)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--workers", type=int, default=1, help="worker threads per process")
-    p.add_argument("--processes", type=int, default=1,
+    p = sub.add_parser("replay", help="run the flow over a recording into Parquet outputs",
+                       epilog=_examples("esg-leads replay /tmp/world --out /tmp/run --workers 2"))
+    p.add_argument("recording", type=Path, help="a recording directory (generate, record)")
+    p.add_argument("--out", required=True, type=Path, help="where the outputs go")
+    p.add_argument("--workers", type=positive_int, default=1, help="worker threads per process")
+    p.add_argument("--processes", type=positive_int, default=1,
                    help="local processes, one bytewax cluster (decisions do not change)")
     p.add_argument("--config", type=Path, default=None,
                    help="TOML settings (default: RECORDING/config.toml if present)")
-    p.add_argument("--metrics-port", type=int, default=None,
+    p.add_argument("--metrics-port", type=port, default=None,
                    help="serve /metrics while replaying (0: any free port)")
     p.set_defaults(func=cmd_replay)
 
     def run_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", type=Path, default=None, help="TOML settings file")
-        p.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers")
-        p.add_argument("--recovery-dir", type=Path, default=None)
-        p.add_argument("--metrics-port", type=int, default=None)
+        p.add_argument("--bootstrap", default=None,
+                       help="Kafka bootstrap servers (kafka.bootstrap_servers)")
+        p.add_argument("--recovery-dir", type=Path, default=None,
+                       help="snapshot directory; a restart resumes from it (recovery.directory)")
+        p.add_argument("--metrics-port", type=port, default=None,
+                       help="serve /metrics on this port, 0: any free one (metrics.port)")
 
-    p = sub.add_parser("run", help="run the flow against Kafka (production mode)")
+    p = sub.add_parser("run", help="run the flow against Kafka (production mode)",
+                       epilog=_examples("esg-leads run --bootstrap 127.0.0.1:9092 "
+                                        "--recovery-dir /var/lib/esg-leads --metrics-port 9464"))
     run_flags(p)
-    p.add_argument("--workers", type=int, default=1, help="worker threads in this process")
-    p.add_argument("--process-id", type=int, default=None,
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="worker threads in this process")
+    p.add_argument("--process-id", type=nonneg_int, default=None,
                    help="this process's index in a multi-process cluster")
     p.add_argument("--addresses", default=None,
                    help="host:port of every process in the cluster, ';'-separated")
@@ -384,60 +444,79 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the run summary (reconciliation, counts) here on exit")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("config", help="print the effective settings (secrets masked)")
+    p = sub.add_parser("config", help="print the effective settings (secrets masked)",
+                       epilog=_examples("ESG_LEADS_KAFKA__BOOTSTRAP_SERVERS=kafka:9092 "
+                                        "esg-leads config --config prod.toml --show-origin"))
     run_flags(p)
+    p.add_argument("--show-origin", action="store_true",
+                   help="one line per setting with where it came from: default, file:PATH, "
+                        "env:VARIABLE or flag")
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("broker", help="a Kafka-protocol broker on loopback for development")
-    p.add_argument("--port", type=int, default=9092,
+    p = sub.add_parser("broker", help="a Kafka-protocol broker on loopback for development",
+                       epilog=_examples("esg-leads broker --port 9092 --partitions 8 &"))
+    p.add_argument("--port", type=port, default=9092,
                    help="fixed bootstrap port (a loopback forwarder to the mock brokers)")
-    p.add_argument("--brokers", type=int, default=1)
-    p.add_argument("--partitions", type=int, default=3,
+    p.add_argument("--brokers", type=positive_int, default=1, help="mock brokers in the cluster")
+    p.add_argument("--partitions", type=positive_int, default=3,
                    help="partitions of each topic; the mock keeps ~5 MB per partition")
     p.set_defaults(func=cmd_broker)
 
-    p = sub.add_parser("produce", help="publish a recording to Kafka")
-    p.add_argument("recording", type=Path)
-    p.add_argument("--bootstrap", required=True)
-    p.add_argument("--speed", type=float, default=None,
+    p = sub.add_parser("produce", help="publish a recording to Kafka",
+                       epilog=_examples("esg-leads produce /tmp/world --bootstrap 127.0.0.1:9092 "
+                                        "--speed 60"))
+    p.add_argument("recording", type=Path, help="a recording directory (generate, record)")
+    p.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
+    p.add_argument("--speed", type=positive_float, default=None,
                    help="X times the recorded pace (default: as fast as possible)")
     p.set_defaults(func=cmd_produce)
 
-    p = sub.add_parser("record", help="record Kafka topics into a recording")
+    p = sub.add_parser("record", help="record Kafka topics into a recording",
+                       epilog=_examples("esg-leads record --bootstrap 127.0.0.1:9092 --until-end "
+                                        "--out /tmp/captured"))
     run_flags(p)
-    p.add_argument("--topics", nargs="+", default=None, help="default: every input topic")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--topics", nargs="+", default=None,
+                   help="physical topic names (default: every input topic)")
+    p.add_argument("--out", required=True, type=Path, help="the recording's directory")
     p.add_argument("--until-end", action="store_true",
                    help="stop at the end each partition had when recording started")
-    p.add_argument("--duration", type=float, default=None, metavar="S")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--duration", type=positive_float, default=None, metavar="S",
+                   help="stop after S seconds")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the recording already in --out")
     p.set_defaults(func=cmd_record)
 
-    p = sub.add_parser("diff", help="compare two runs' outputs (exit 0 when equal)")
-    p.add_argument("run_a", type=Path)
-    p.add_argument("run_b", type=Path)
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("diff", help="compare two runs' outputs (exit 0 when equal)",
+                       epilog=_examples("esg-leads diff /tmp/run-a /tmp/run-b"))
+    p.add_argument("run_a", type=Path, help="one run's output directory")
+    p.add_argument("run_b", type=Path, help="the other run's output directory")
+    p.add_argument("--json", action="store_true", help="print the differences as JSON")
     p.set_defaults(func=cmd_diff)
 
-    p = sub.add_parser("explain", help="print one lead's whole story from a run's outputs")
-    p.add_argument("investor_id")
+    p = sub.add_parser("explain", help="print one lead's whole story from a run's outputs",
+                       epilog=_examples("esg-leads explain inv-000042 --out /tmp/run "
+                                        "--recording /tmp/world"))
+    p.add_argument("investor_id", help="the investor whose lead to explain")
     p.add_argument("--out", required=True, type=Path, help="the run's output directory")
     p.add_argument("--recording", type=Path, default=None,
                    help="the recording it ran on, to show what each input event was")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("review-decision",
-                       help="sign a reviewer's verdict on a case; print it or publish it")
+                       help="sign a reviewer's verdict on a case; print it or publish it",
+                       epilog=_examples("esg-leads review-decision case:inv-1:1 --approve "
+                                        "--reviewer ann --tenant acme-capital --investor inv-1"))
     from flows.review_decision import add_arguments  # light: no Kafka import until used
 
     add_arguments(p)
     p.set_defaults(func=cmd_review_decision)
 
-    p = sub.add_parser("demo", help="generate a small world, run the flow, show the top leads")
-    p.add_argument("--out", type=Path, default=Path(".demo"))
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--investors", type=int, default=3000)
-    p.add_argument("--days", type=int, default=45)
+    p = sub.add_parser("demo", help="generate a small world, run the flow, show the top leads",
+                       epilog=_examples("esg-leads demo --out .demo --investors 3000"))
+    p.add_argument("--out", type=Path, default=Path(".demo"), help="where world and run go")
+    p.add_argument("--seed", type=nonneg_int, default=7, help="seed of the world")
+    p.add_argument("--investors", type=positive_int, default=3000, help="investors in the world")
+    p.add_argument("--days", type=positive_int, default=45, help="days to simulate")
     p.set_defaults(func=cmd_demo)
 
     from flows.crm_commands import add_commands as add_crm_commands  # crm-sync, webhooks, fake-crm
@@ -447,27 +526,77 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_command(sub)
     add_model_commands(sub)  # train, models; --model/--registry on replay and run
+    for command in sub.choices.values():  # after every hook: each command gets them
+        _add_common_flags(command, defaults=False)
+    _add_common_flags(parser, defaults=True)
+    parser.commands = sub.choices
     return parser
 
+
+def _add_common_flags(p: argparse.ArgumentParser, defaults: bool) -> None:
+    """Flags every command takes, before or after its name (``esg-leads --traceback run``
+    and ``esg-leads run --traceback``). A sub-command's copy has no default, so it does
+    not overwrite a value given before the command's name."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    p.add_argument("--traceback", action="store_true", default=default(False),
+                   help="on an unexpected error, show the Python traceback (for a bug report)")
+    p.add_argument("--log-format", choices=("text", "json"), default=default(None),
+                   help="text, or one JSON object per line with time, level, logger, run_id, "
+                        "tenant, message (logging.format; default: text)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        args, unknown = parser.parse_known_args(argv)  # a bad flag value: one line, exit 2
+        if unknown:  # said by the command's parser, so the line names the command's --help
+            parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    except SystemExit as done:  # --help, --version, or the line above: a code, as for errors
+        return int(done.code or 0)
+    prog = f"esg-leads {args.command}"
+    from flows import logs
+
+    _COMMON_OVERRIDES.clear()
+    if args.log_format is not None:
+        _COMMON_OVERRIDES["logging"] = {"format": args.log_format}
+    logs.configure(args.log_format or "text")  # the settings may change it (_settings)
+    try:
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return code
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly. As the Python docs advise,
+        # point stdout at devnull so the interpreter's own flush at exit stays silent.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PIPE
     except UsageError as error:
-        print(f"esg-leads {args.command}: error: {error}", file=sys.stderr)
+        print_error(prog, str(error))
         return EXIT_USAGE
+    except Failure as error:
+        print_error(prog, str(error))
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
     except Exception as error:
         from connectors.parquet_sink import OutputError
 
-        if not isinstance(error, OutputError):
+        if isinstance(error, OutputError):  # full disk, read-only directory: the user's to fix
+            print_error(prog, str(error))
+            return EXIT_USAGE
+        if isinstance(error, OSError) and error.errno in USER_ERRNOS:  # a port in use ...
+            print_error(prog, describe_os_error(error))
+            return EXIT_USAGE
+        if args.traceback:
             raise
-        print(f"esg-leads {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
+        print_error(prog, f"internal error (a bug, please report it with the output of "
+                          f"--traceback): {type(error).__name__}: {error}")
+        return EXIT_BUG
+    finally:
+        logs.reset()  # in-process callers (tests) get logging as they had it
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -55,9 +55,14 @@ def _settings(config: Path | None, recording: Path | None, overrides: dict):
 def _registry(args: argparse.Namespace):
     from online_models.model_store import ModelStore, registry_directory
 
-    if args.registry is not None:
-        return ModelStore(args.registry)
-    return ModelStore(registry_directory(_settings(args.config, None, {})))
+    from flows.cli_args import UsageError
+
+    directory = Path(args.registry if args.registry is not None
+                     else registry_directory(_settings(args.config, None, {})))
+    if not directory.is_dir():  # reading commands: never create an empty registry
+        raise UsageError(f"no model registry at {directory} (make one with esg-leads train "
+                         "RECORDING --out DIR)")
+    return ModelStore(directory)
 
 
 def _console():
@@ -80,11 +85,10 @@ def _num(value: object, digits: int = 4) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from flows.cli import UsageError
+    from flows.cli_args import UsageError, open_recording
     from replay.train import train
 
-    if not args.recording.is_dir():
-        raise UsageError(f"no recording at {args.recording}")
+    open_recording(args.recording)  # a missing, empty or junk directory: one line, exit 2
     until = None
     if args.until is not None:
         try:
@@ -226,8 +230,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="the model registry (default: registry.directory)")
         p.set_defaults(func=_guarded(p.get_default("func")))
 
-    p = sub.add_parser("train", help="fit tenant models from a recording and register them")
-    p.add_argument("recording", type=Path)
+    p = sub.add_parser("train", help="fit tenant models from a recording and register them",
+                       epilog="example:\n  esg-leads train /tmp/world --out /tmp/registry "
+                              "--until 2026-03-01T00:00:00Z")
+    p.add_argument("recording", type=Path, help="the recording to learn from (point in time)")
     p.add_argument("--out", required=True, type=Path, help="the model registry to write to")
     p.add_argument("--until", default=None, metavar="TIME",
                    help="learn only from messages before TIME (ISO 8601; default: all)")
@@ -237,8 +243,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="TOML settings (default: RECORDING/config.toml if present)")
     p.set_defaults(func=_guarded(cmd_train))
 
-    p = sub.add_parser("models", help="list, show or compare registered model versions")
-    models = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    p = sub.add_parser("models", help="list, show or compare registered model versions",
+                       epilog="example:\n  esg-leads models list --registry /tmp/registry\n"
+                              "  esg-leads models diff m-1a2b m-3c4d --registry /tmp/registry")
+    models = p.add_subparsers(dest="models_command", required=True, metavar="ACTION",
+                              help="list | show VERSION | diff A B")
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("--registry", type=Path, default=None,
@@ -247,18 +256,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     q = models.add_parser("list", help="every version, oldest first")
     common(q)
-    q.add_argument("--tenant", default=None)
+    q.add_argument("--tenant", default=None, help="only this tenant's versions")
     q.set_defaults(func=_guarded(cmd_list))
     q = models.add_parser("show", help="one version's card and largest weights")
-    q.add_argument("version")
+    q.add_argument("version", help="a version or an unambiguous prefix (m-1a2b)")
     common(q)
-    q.add_argument("--top", type=int, default=10)
+    q.add_argument("--top", type=int, default=10, help="how many of the largest weights")
     q.set_defaults(func=_guarded(cmd_show))
     q = models.add_parser("diff", help="two versions side by side")
-    q.add_argument("version_a")
-    q.add_argument("version_b")
+    q.add_argument("version_a", help="the version compared from")
+    q.add_argument("version_b", help="the version compared to")
     common(q)
-    q.add_argument("--top", type=int, default=10)
+    q.add_argument("--top", type=int, default=10, help="how many of the weights that moved most")
     q.set_defaults(func=_guarded(cmd_diff))
 
 

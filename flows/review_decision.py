@@ -46,15 +46,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("case_id", metavar="CASE_ID", help="the case, e.g. case:inv-1:1")
     verdict = p.add_mutually_exclusive_group(required=True)
     verdict.add_argument("--approve", dest="verdict", action="store_const",
-                         const=ReviewVerdict.APPROVE.value)
+                         const=ReviewVerdict.APPROVE.value, help="approve: hand the lead off")
     verdict.add_argument("--reject", dest="verdict", action="store_const",
-                         const=ReviewVerdict.REJECT.value)
+                         const=ReviewVerdict.REJECT.value, help="reject: disqualify the lead")
     verdict.add_argument("--verdict", dest="verdict", choices=[v.value for v in ReviewVerdict],
                          help="any verdict, e.g. needs_info")
     p.add_argument("--reviewer", required=True, help="must be on tenants.<T>.reviewers")
-    p.add_argument("--tenant", required=True)
+    p.add_argument("--tenant", required=True, help="the case's tenant (its key signs)")
     p.add_argument("--investor", required=True, help="the case's investor id (the message key)")
-    p.add_argument("--note", default=None)
+    p.add_argument("--note", default=None, help="the reviewer's note, kept with the decision")
     p.add_argument("--event-id", default=None, help="default: a fresh rd-<uuid>")
     p.add_argument("--event-time", default=None, metavar="ISO",
                    help="with a timezone (default: now, UTC)")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from datetime import timedelta
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
 from connectors import kafka_sink, kafka_source
 from connectors.kafka_sink import KafkaTopicSink
@@ -31,6 +31,8 @@ from connectors.metrics import PrometheusListener, serve
 from connectors.parquet_sink import AuditSink, OutputError, close_audit
 from connectors.retention import audit_expiry
 from flows.config import scrubber
+from flows.heartbeat import Heartbeat
+from flows.logs import say
 from flows.pipeline import Sinks, build_flow
 from flows.steps import streaming_gc, system_clock
 from flows.telemetry import Telemetry
@@ -38,6 +40,8 @@ from schemas.settings import DEV_CONTACT_HASH_SALT, Settings
 from schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
 
 log = logging.getLogger("esg_leads.run")
+#: What the run's own lines start with in text logs.
+PREFIX = "esg-leads run: "
 #: Seconds between offset commits without recovery (what lag tools see).
 COMMIT_INTERVAL = 5.0
 OUTPUT_KINDS = {"leads": "leads.scored", "review": "leads.review", "handoff": "crm.handoff",
@@ -80,9 +84,8 @@ def _install_stop(source: KafkaInput, recovering: bool, epoch_seconds: float) ->
     def stop(signum, frame) -> None:  # noqa: ANN001 - signal handler protocol
         if kafka_source.STOP.is_set():
             os._exit(130)  # second signal: now
-        print(f"esg-leads run: {signal.Signals(signum).name}: stopping "
-              f"({'after the next snapshot' if recovering else 'draining open windows'})",
-              file=sys.stderr, flush=True)
+        say(log, PREFIX, f"{signal.Signals(signum).name}: stopping "
+            f"({'after the next snapshot' if recovering else 'draining open windows'})")
         kafka_source.STOP.set()
 
     signal.signal(signal.SIGTERM, stop)
@@ -104,7 +107,7 @@ def _exit_after_snapshot(source: KafkaInput, epoch_seconds: float) -> None:
         time.sleep(0.05)
     left = kafka_sink.flush_all()
     close_audit()
-    print(f"esg-leads run: stopped ({left} messages undelivered)", file=sys.stderr, flush=True)
+    say(log, PREFIX, f"stopped ({left} messages undelivered)")
     os._exit(_failed_exit() or (0 if left == 0 else 1))
 
 
@@ -116,7 +119,7 @@ def _failed_exit() -> int:
     """:data:`EXIT_OFFSETS_LOST` (after one error line) if the source stopped the run."""
     if not kafka_source.FAILED:
         return 0
-    print(f"esg-leads run: error: {kafka_source.FAILED[0]}", file=sys.stderr, flush=True)
+    say(log, PREFIX, f"error: {kafka_source.FAILED[0]}", logging.ERROR)
     return EXIT_OFFSETS_LOST
 
 
@@ -175,25 +178,26 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
         port = serve(listener, settings.metrics.port + (process_id or 0), settings.metrics.host)
         metrics_url = f"http://{settings.metrics.host}:{port}/metrics"
     recovery = _recovery(settings)
-    print(startup_line(settings, workers, metrics_url), file=sys.stderr, flush=True)
+    say(log, PREFIX, startup_line(settings, workers, metrics_url).removeprefix(PREFIX))
     for warning in startup_warnings(settings):
-        print(f"esg-leads run: WARNING {warning}", file=sys.stderr, flush=True)
+        say(log, PREFIX, f"WARNING {warning}", logging.WARNING)
 
     inputs = [kafka.topic(t) for t in INPUT_TOPICS]
     try:
         scrub = scrubber(settings)
-        wait_for_metadata(config, inputs, log_fn=lambda m: print(f"esg-leads run: {scrub(m)}",
-                                                                 file=sys.stderr, flush=True))
+        wait_for_metadata(config, inputs,
+                          log_fn=lambda m: say(log, PREFIX, scrub(m), logging.WARNING))
     except TimeoutError:
         return 0
-    source = KafkaInput(config, inputs, starting_offset=kafka.starting_offset,
-                        batch_size=kafka.batch_size,
-                        merge_max_wait_ms=(kafka.merge_max_wait_ms if until_end
-                                           else kafka.live_merge_wait_ms),
-                        until_end=until_end, on_stats=_lag_reporter(telemetry),
-                        group_id=kafka.group_id, on_loss=kafka.offset_reset_on_loss,
-                        # With recovery, commits follow snapshots; without, every 5 s.
-                        commit_interval=None if recovery is not None else COMMIT_INTERVAL)
+    source = _ReportingInput(config, inputs, starting_offset=kafka.starting_offset,
+                             batch_size=kafka.batch_size,
+                             merge_max_wait_ms=(kafka.merge_max_wait_ms if until_end
+                                                else kafka.live_merge_wait_ms),
+                             until_end=until_end, on_stats=_lag_reporter(telemetry),
+                             group_id=kafka.group_id, on_loss=kafka.offset_reset_on_loss,
+                             # With recovery, commits follow snapshots; without, every 5 s.
+                             commit_interval=None if recovery is not None else COMMIT_INTERVAL)
+    source.recovery_dir = settings.recovery.directory
     source_drains = recovery is None
     kafka_source.DRAIN_ON_STOP = source_drains
     def sent(kind: str, records: list) -> None:
@@ -215,9 +219,14 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
     epoch = settings.recovery.snapshot_interval if recovery is not None else timedelta(hours=1)
     _install_stop(source, recovery is not None, epoch.total_seconds())
     started = time.perf_counter()
-    with streaming_gc():
-        cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses,
-                 epoch_interval=epoch, recovery_config=recovery)
+    heartbeat = Heartbeat(telemetry.pulse, settings.logging.heartbeat.total_seconds(),
+                          lambda message, fields: say(log, PREFIX, message, **fields)).start()
+    try:
+        with streaming_gc():
+            cli_main(flow, workers_per_process=workers, process_id=process_id,
+                     addresses=addresses, epoch_interval=epoch, recovery_config=recovery)
+    finally:
+        heartbeat.stop()
     left = kafka_sink.flush_all()
     if kafka_source.FAILED:
         return _failed_exit()
@@ -228,18 +237,56 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
         import json
 
         Path(summary_path).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    print(f"esg-leads run: done: {summary['messages']:,} messages in {seconds:.1f}s; outputs "
-          f"{summary['outputs']}; reconciled: {'yes' if summary['reconciled'] else 'NO'}",
-          file=sys.stderr, flush=True)
+    say(log, PREFIX, f"done: {summary['messages']:,} messages in {seconds:.1f}s; outputs "
+        f"{summary['outputs']}; reconciled: {'yes' if summary['reconciled'] else 'NO'}")
     return 0 if left == 0 else 1
 
 
 def _audit_failed(path: Path, error: OSError) -> None:
     """An audit file cannot be written (disk full, directory gone): exit 2 with one line,
     before the epoch that lacks these rows is committed — a restart redoes it."""
-    print(f"esg-leads run: error: {OutputError(path, error)}", file=sys.stderr, flush=True)
+    say(log, PREFIX, f"error: {OutputError(path, error)}", logging.ERROR)
     kafka_sink.flush_all()  # what was published stays published (consumers dedup)
     os._exit(2)
+
+
+def start_position(resume_state: dict | None, recovery_dir: str | None,
+                   starting_offset: str) -> str:
+    """Where the input starts: the snapshot's positions when resuming, else the policy.
+
+    >>> start_position({"lead.events:1": 120, "lead.events:0": 98}, "/data/r", "beginning")
+    'resumed from the snapshot in /data/r: lead.events:0@98, lead.events:1@120'
+    >>> start_position(None, "/data/r", "end")
+    'no snapshot in /data/r yet: starting at the end of every input partition'
+    """
+    if not resume_state:
+        where = f"no snapshot in {recovery_dir} yet" if recovery_dir else "recovery off"
+        return f"{where}: starting at the {starting_offset} of every input partition"
+
+    def shown(offset: int) -> str:
+        return {OFFSET_BEGINNING: "beginning", OFFSET_END: "end"}.get(offset, str(offset))
+
+    def order(key: str) -> tuple[str, int]:
+        topic, _, partition = key.rpartition(":")
+        return topic, int(partition) if partition.isdigit() else -1
+
+    positions = [f"{key}@{shown(resume_state[key])}" for key in sorted(resume_state, key=order)]
+    more = f" (+{len(positions) - 12} more)" if len(positions) > 12 else ""
+    return f"resumed from the snapshot in {recovery_dir}: {', '.join(positions[:12])}{more}"
+
+
+class _ReportingInput(KafkaInput):
+    """The Kafka input, saying once where it starts: resumed from a snapshot (and the
+    positions it holds), or the first run's starting offset."""
+
+    recovery_dir: str | None = None
+
+    def build_part(self, step_id: str, for_part: str, resume_state: dict | None):
+        part = super().build_part(step_id, for_part, resume_state)
+        say(log, PREFIX, start_position(resume_state, self.recovery_dir,
+                                        "beginning" if self.start == OFFSET_BEGINNING else "end"),
+            resumed=bool(resume_state))
+        return part
 
 
 def _discard():

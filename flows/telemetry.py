@@ -215,6 +215,22 @@ class Telemetry:
             with self._lock:
                 self.gauges.update(combined)
 
+    def pulse(self) -> dict[str, int | None]:
+        """Totals so far for the heartbeat (flows/heartbeat.py), read under the lock
+        (worker threads update them meanwhile): input events, lead records published,
+        dead letters, and consumer lag summed over partitions (``None``: not reported).
+
+        >>> t = Telemetry(); t.count("in", "a", 5); t.count("published", "leads", 2)
+        >>> t.pulse()
+        {'events': 5, 'leads': 2, 'dlq': 0, 'lag': None}
+        """
+        with self._lock:
+            lags = [v for (name, _), v in self.gauges.items() if name == "consumer_lag"]
+            return {"events": sum(n for (name, _), n in self.counts.items() if name == "in"),
+                    "leads": self.counts[("published", "leads")],
+                    "dlq": sum(self.dlq.values()),
+                    "lag": int(sum(lags)) if lags else None}
+
     def per_topic(self, name: str) -> dict[str, int]:
         return {label: n for (kind, label), n in sorted(self.counts.items()) if kind == name}
 

@@ -201,7 +201,9 @@ def _review_cases(world: Path, timeline: _Timeline) -> list[Case]:
     from flows.config import load_settings
     from replay.runner import replay
 
-    settings = load_settings(config_file=world / "config.toml")
+    # environ={}: the environment now overrides a file; a generated world must not
+    # depend on the shell that generated it (same arguments, same bytes).
+    settings = load_settings(config_file=world / "config.toml", environ={})
     run = Path(tempfile.mkdtemp(prefix="esg-leads-review-round-"))
     try:
         replay(world, run, settings)

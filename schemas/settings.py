@@ -1,8 +1,9 @@
 """Settings of a run, as one validated model.
 
-Precedence, lowest first: defaults < ``ESG_LEADS_*`` environment variables < the
-config file (TOML) < command-line flags. ``flows.config`` does the layering; this
-module only says what is valid. Durations accept seconds or ISO 8601 (``"PT1H"``).
+Precedence, lowest first: defaults < the config file (TOML) < ``ESG_LEADS_*``
+environment variables (and ``ESG_LEADS_*_FILE`` files) < command-line flags.
+``flows.config`` does the layering (pydantic-settings); this module only says what is
+valid. Durations accept seconds or ISO 8601 (``"PT1H"``).
 
 >>> Settings().windows.length
 datetime.timedelta(seconds=3600)
@@ -418,6 +419,16 @@ class RegistrySettings(Section):
     models: dict[str, Annotated[str, Field(pattern=r"^m-[0-9a-f]{4,12}$")]] = {}
 
 
+class LoggingSettings(Section):
+    """What the commands log, and how (``--log-format`` sets ``format``)."""
+
+    #: ``text`` for people, ``json`` for log pipelines: one object per line with time,
+    #: level, logger, run_id, tenant and message (flows/logs.py).
+    format: Literal["text", "json"] = "text"
+    #: ``esg-leads run`` logs events/s, leads, lag and dead letters this often.
+    heartbeat: Positive = timedelta(seconds=30)
+
+
 #: The salt used when none is configured: fine for replays, weak in production.
 DEV_CONTACT_HASH_SALT = "dev-only-salt"
 
@@ -445,6 +456,7 @@ class Settings(Section):
     crm: CrmSettings = CrmSettings()
     webhooks: WebhookSettings = WebhookSettings()
     registry: RegistrySettings = RegistrySettings()
+    logging: LoggingSettings = LoggingSettings()
     #: Salt for hashing contact details; set it per deployment (env or secret file).
     #: ``esg-leads run`` warns at start-up while it is still the development default.
     contact_hash_salt: SecretStr = SecretStr(DEV_CONTACT_HASH_SALT)

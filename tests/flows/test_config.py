@@ -139,3 +139,136 @@ def test_credentials_in_the_bootstrap_address_are_refused() -> None:
         load_settings(overrides={"kafka": {"bootstrap_servers": "sasl_ssl://u:pw-x@host:9093"}},
                       environ={})
     assert "pw-x" not in str(error.value)
+
+
+# ------------------------------------------- layering (issue 20, part 4: 12-factor order)
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from flows.config import load_layers, origins  # noqa: E402
+
+#: One value per layer for two settings, each settable in every layer
+#: (``--metrics-port`` and ``--bootstrap`` are the flags).
+LAYER_VALUES = {
+    "file": {"port": 1001, "bootstrap": "file-host:9092"},
+    "env": {"port": 1002, "bootstrap": "env-host:9092"},
+    "flag": {"port": 1003, "bootstrap": "flag-host:9092"},
+}
+
+
+def layered(tmp_path: Path, present: set[str]):
+    config = None
+    if "file" in present:
+        config = tmp_path / "layers.toml"
+        values = LAYER_VALUES["file"]
+        config.write_text(f'[metrics]\nport = {values["port"]}\n'
+                          f'[kafka]\nbootstrap_servers = "{values["bootstrap"]}"\n')
+    environ = {}
+    if "env" in present:
+        values = LAYER_VALUES["env"]
+        environ = {"ESG_LEADS_METRICS__PORT": str(values["port"]),
+                   "ESG_LEADS_KAFKA__BOOTSTRAP_SERVERS": values["bootstrap"]}
+    overrides = {}
+    if "flag" in present:
+        values = LAYER_VALUES["flag"]
+        overrides = {"metrics": {"port": values["port"]},
+                     "kafka": {"bootstrap_servers": values["bootstrap"]}}
+    return load_layers(config, overrides, environ)
+
+
+@given(present=st.sets(st.sampled_from(["file", "env", "flag"])))
+def test_the_highest_layer_present_wins_and_is_named_as_the_origin(
+        tmp_path_factory: pytest.TempPathFactory, present: set[str]) -> None:
+    loaded = layered(tmp_path_factory.mktemp("layers"), present)
+    top = max(present, key=["file", "env", "flag"].index, default="default")
+    port, bootstrap = loaded.settings.metrics.port, loaded.settings.kafka.bootstrap_servers
+    if top == "default":
+        assert (port, bootstrap) == (None, "127.0.0.1:9092")
+    else:
+        assert (port, bootstrap) == (LAYER_VALUES[top]["port"], LAYER_VALUES[top]["bootstrap"])
+    rows = {key: origin for key, _, origin in origins(loaded)}
+    assert rows["metrics.port"].split(":")[0] == top
+    assert rows["kafka.bootstrap_servers"].split(":")[0] == top
+    assert rows["kafka.batch_size"] == "default"
+
+
+def test_the_environment_overrides_the_config_file(tmp_path: Path) -> None:
+    """12-factor: a deployment's environment wins over the file baked into its image
+    (it was the other way round before issue 20)."""
+    config = tmp_path / "image.toml"
+    config.write_text('[kafka]\nbootstrap_servers = "baked-in:9092"\nbatch_size = 7\n')
+    settings = load_settings(config, environ={"ESG_LEADS_KAFKA__BOOTSTRAP_SERVERS": "prod:9092"})
+    assert settings.kafka.bootstrap_servers == "prod:9092"
+    assert settings.kafka.batch_size == 7  # what the environment does not set, the file does
+    # ... and a flag wins over both.
+    flagged = load_settings(config, overrides={"kafka": {"bootstrap_servers": "flag:9092"}},
+                            environ={"ESG_LEADS_KAFKA__BOOTSTRAP_SERVERS": "prod:9092"})
+    assert flagged.kafka.bootstrap_servers == "flag:9092"
+
+
+def test_env_and_file_merge_field_by_field_inside_a_tenant(tmp_path: Path) -> None:
+    config = tmp_path / "t.toml"
+    config.write_text('[tenants.acme-capital]\nreviewers = ["ann"]\nreview_ticket_limit_eur = 5\n')
+    settings = load_settings(config, environ={
+        "ESG_LEADS_TENANTS__ACME-CAPITAL__REVIEW_SIGNING_KEY": SIGNING_KEY,
+        "ESG_LEADS_TENANTS__ACME-CAPITAL__REVIEW_TICKET_LIMIT_EUR": "9"})
+    tenant = settings.tenants["acme-capital"]
+    assert tenant.reviewers == ("ann",) and tenant.review_ticket_limit_eur == 9
+    assert tenant.review_signing_key.get_secret_value() == SIGNING_KEY
+
+
+def test_a_secret_from_a_file_variable(tmp_path: Path) -> None:
+    secret = tmp_path / "crm_token"
+    secret.write_text("0042-from-a-docker-secret\n")  # the newline is no part of it
+    key = tmp_path / "key"
+    key.write_text("1234567890" * 4)  # digits: read as JSON it would become a number
+    settings = load_settings(environ={
+        "ESG_LEADS_CRM__TOKEN_FILE": str(secret),
+        "ESG_LEADS_KAFKA__SECRETS__SASL_PASSWORD_FILE": str(key),
+        "ESG_LEADS_TENANTS__ACME-CAPITAL__REVIEW_SIGNING_KEY_FILE": str(key)})
+    assert settings.crm.token.get_secret_value() == "0042-from-a-docker-secret"
+    assert settings.kafka.client_config()["sasl.password"] == "1234567890" * 4
+    assert settings.tenants["acme-capital"].review_signing_key.get_secret_value() == "1234567890" * 4
+
+
+@pytest.mark.parametrize("problem", ["missing", "directory", "both"])
+def test_a_bad_file_variable_is_one_line_and_exit_2(tmp_path: Path, problem: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESG_LEADS_")}
+    target = {"missing": str(tmp_path / "nope"), "directory": str(tmp_path)}.get(problem)
+    if problem == "both":
+        (tmp_path / "token").write_text(CRM_TOKEN)
+        env |= {"ESG_LEADS_CRM__TOKEN": CRM_TOKEN, "ESG_LEADS_CRM__TOKEN_FILE": str(tmp_path / "token")}
+    else:
+        env["ESG_LEADS_CRM__TOKEN_FILE"] = target
+    done = subprocess.run([ESG_LEADS, "config"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    expected = {"missing": "cannot read", "directory": "cannot read",
+                "both": "both ESG_LEADS_CRM__TOKEN and ESG_LEADS_CRM__TOKEN_FILE are set"}[problem]
+    assert line.startswith("esg-leads config: error: ") and expected in line
+    assert "ESG_LEADS_CRM__TOKEN_FILE" in line  # names the variable to fix
+    assert CRM_TOKEN not in done.stderr
+
+
+def test_show_origin_names_every_layer_and_masks_secrets(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text(CRM_TOKEN)
+    config = secret_config(tmp_path)
+    config.write_text(config.read_text() + "[metrics]\nhost = \"0.0.0.0\"\n")
+    env = {**env_with_secrets(), "ESG_LEADS_SCORING__ENSEMBLE_SIZE": "16",
+           "ESG_LEADS_WEBHOOKS__HOST": "10.0.0.1"}
+    done = subprocess.run([ESG_LEADS, "config", "--config", str(config), "--show-origin",
+                           "--metrics-port", "9464"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert_no_secret(done.stdout + done.stderr, "esg-leads config --show-origin")
+    rows = dict(reversed(line.split("\t", 1)) for line in done.stdout.splitlines())
+    assert rows["metrics.port = 9464"] == "flag"
+    assert rows["scoring.ensemble_size = 16"] == "env:ESG_LEADS_SCORING__ENSEMBLE_SIZE"
+    assert rows['metrics.host = "0.0.0.0"'] == f"file:{config}"
+    assert rows['kafka.client."sasl.password" = "***"'] == f"file:{config}"
+    assert rows['contact_hash_salt = "***"'] == "env:ESG_LEADS_CONTACT_HASH_SALT"
+    assert rows['windows.shards_per_tenant = 16'] == "default"
+    assert rows['webhooks.host = "10.0.0.1"'] == "env:ESG_LEADS_WEBHOOKS__HOST"

@@ -34,12 +34,18 @@ def test_explain_tells_the_story_of_a_lead(tmp_path: Path) -> None:
                  "State history", "action=", investor):
         assert part in text, part
     assert "@example.org" not in text
+    # A run's outputs without that lead: exit 1, not a usage error.
+    assert explain(run, "inv-nobody", console=Console(file=io.StringIO())) == 1
 
 
 def test_explain_unknown_lead_and_missing_outputs(tmp_path: Path, capsys) -> None:
     assert main(["explain", "inv-x", "--out", str(tmp_path / "nope")]) == 2
     (tmp_path / "empty").mkdir()
-    assert main(["explain", "inv-x", "--out", str(tmp_path / "empty")]) == 1
+    capsys.readouterr()
+    # A directory without a run's outputs is a mistake, not a run without that lead
+    # (issue 20): one line, exit 2.
+    assert main(["explain", "inv-x", "--out", str(tmp_path / "empty")]) == 2
+    assert "holds no run outputs" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
