@@ -25,6 +25,7 @@ import pytest
 
 from operators.features import FEATURE_NAMES, FEATURE_SOURCES, SOURCES
 from operators.scoring import GlobalLearner, TenantScorer
+from online_models.drift import Detection
 from schemas.records import GlobalModelUpdate
 from schemas.settings import Settings
 from tests.operators.test_scoring import NOW, example, separable, vector
@@ -90,12 +91,14 @@ def hand_model(model, f: dict[str, float]) -> tuple[list[float], dict[str, float
     probas = []
     for m, w in zip(model.members, weights):
         logit = sum(w.get(n, 0.0) * z[n] for n in FEATURE_NAMES) + m.intercept
-        probas.append(1 / (1 + math.exp(-logit)))
+        probas.append(1 / (1 + math.exp(-min(30.0, max(-30.0, logit)))))  # River clips at 30
     contrib = {n: z[n] * sum(w.get(n, 0.0) for w in weights) / len(weights) for n in FEATURE_NAMES}
     return probas, contrib
 
 
 def logit(q: float) -> float:
+    """Log-odds, taken at 1e-6 from 0 and 1 at most (a certain lead is not infinitely so)."""
+    q = min(1 - 1e-6, max(1e-6, q))
     return math.log(q / (1 - q))
 
 
@@ -216,7 +219,7 @@ def test_a_global_model_takes_its_share_only_when_enabled(blobs):
     assert a.record["probability"] != b.record["probability"]
 
 
-def test_a_lead_at_the_models_means_splits_the_model_share_evenly_over_the_sources(blobs):
+def test_source_shares_of_leads_at_and_next_to_the_models_means(blobs):
     """Standardised at the scaler's means, every contribution is 0: the model part of the
     source shares is 1/5 per source, mixed with the prior's shares by w_prior = 1/3."""
     scorer = pickle.loads(blobs["tenant, no global yet"])
@@ -227,6 +230,16 @@ def test_a_lead_at_the_models_means_splits_the_model_share_evenly_over_the_sourc
     assert explanation["top_positive"] == explanation["top_negative"] == []
     assert explanation["source_weights"] == {
         s: round(PRIOR_SHARES[s] / 3 + 2 / 3 * 0.2, 4) for s in SOURCES}
+    # A hair off the mean in one engagement feature (a contribution far below 1): the
+    # model's whole share goes to engagement.
+    at_means = {n: means[n] for n in FEATURE_NAMES}
+    nudged = vector(301, **{**at_means, "depth_7d": means["depth_7d"] + 0.01})
+    (scored,), _ = scorer.score_many([nudged], NOW)
+    explanation = scored.record["explanation"]
+    assert [c["feature"] for c in explanation["top_positive"]] == ["depth_7d"]
+    assert 0 < explanation["top_positive"][0]["contribution"] < 0.1
+    assert explanation["source_weights"] == {
+        s: round(PRIOR_SHARES[s] / 3 + 2 / 3 * (s == "engagement"), 4) for s in SOURCES}
 
 
 @pytest.mark.parametrize("label", [True, False])
@@ -307,6 +320,8 @@ def test_a_promoted_challenger_is_reported_with_the_new_generation():
         _registry_alert("model_promoted", 31, 1, ex.outcome_time)]
     assert scorer.registry.generation == 1
     assert scorer.counts[("alerts", "model_promoted")] == 1
+    # Generation g of a tenant's model is seeded with the tenant's seed + g.
+    assert scorer.registry.champion.seed == (7 * 1_000_003 + zlib.crc32(b"acme")) % 2**31 + 1
 
 
 def test_the_global_learner_publishes_every_50_labels_by_default_under_its_own_seed():
@@ -318,3 +333,35 @@ def test_the_global_learner_publishes_every_50_labels_by_default_under_its_own_s
     updates = learner.process([example(*separable(i, rng)) for i in range(120)], NOW)
     assert [n for _, n in updates] == [50, 100]
     assert pickle.loads(updates[0][0]).n_learned == 50
+
+
+def test_feature_drift_alerts_are_counted_per_kind():
+    scorer = TenantScorer("acme", settings(False))
+    scorer.drift.update_features = lambda f: [
+        Detection("ADWIN", "feature:stated_esg", int(f["depth_7d"]), 0.5, 200, 1.0)]
+    out = scorer.process([vector(1, depth_7d=1.0), vector(2, depth_7d=2.0)], NOW)
+    alerts = [o for o in out if isinstance(o, dict)]
+    assert [(a["kind"], a["details"]["index"], a["event_time"]) for a in alerts] == [
+        ("drift_detected", 1, vector(1).as_of), ("drift_detected", 2, vector(2).as_of)]
+    assert scorer.counts[("alerts", "drift_detected")] == 2
+
+
+@pytest.mark.parametrize("depth, probability", [(-60.0, 0.0), (60.0, 1.0)])
+def test_a_near_certain_lead_has_its_interval_taken_1e6_from_0_or_1(depth, probability):
+    """A global model that has "seen" ten million labels (the count its broadcast
+    carries) leaves the prior a weight of 2e-7, and a probe far out on depth_7d drives
+    every member's logit to River's clip of 30: the probability is within 1e-6 of 0 or 1,
+    and the interval is built around logit(1e-6) or logit(1 - 1e-6), not an infinity."""
+    s = settings(True, prior_labels=1, learning_rate=0.5)
+    scorer = TenantScorer("acme", s)
+    model, _ = global_update(s)
+    scorer.process([GlobalModelUpdate("acme", model, 10**7)], NOW)
+    v = vector(7, depth_7d=depth)
+    (scored,), _ = scorer.score_many([v], NOW)
+    record = scored.record
+    assert record["probability"] == probability
+    hand = hand_lead(scorer, v, 1 / (1 + 5 * 10**6), 0.0, 5 * 10**6)
+    assert record["interval"] == hand["interval"]
+    # Open only on the side away from the certainty: 4e-6 from it (logit 13.8 - 1.6 sd).
+    assert record["interval"] == ({"low": 0.0, "high": 4e-06, "level": 0.9} if probability == 0
+                                  else {"low": 0.999996, "high": 1.0, "level": 0.9})
