@@ -207,8 +207,8 @@ def test_a_trained_lead_record_equals_the_hand_blend(blobs, name):
 
 
 def test_a_global_model_takes_its_share_only_when_enabled(blobs):
-    """The same probe, with and without the global model in the blend: the records differ
-    exactly by the global share the hand blend gives them."""
+    """The same probe and the same received global model: switched on, it takes
+    (1 - 40/170) x (1 - 80/140) of the blend; switched off, none, and the score moves."""
     v = probes()[0]
     on = pickle.loads(blobs["tenant+global"])
     off = pickle.loads(blobs["global received but off"])
