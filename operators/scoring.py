@@ -44,7 +44,6 @@ from schemas.outputs import SCHEMA_VERSION
 from schemas.records import FeatureVector, LabelledExample, Scored
 from schemas.settings import ScoringSettings, Settings
 
-AGENT_VERSION = "scoring/1"
 MODEL_NAME = "bagged-logreg"
 _SOURCE_MATRIX = np.array(
     [[1.0 if FEATURE_SOURCES[f] == s else 0.0 for s in SOURCES] for f in FEATURE_NAMES]

@@ -41,7 +41,8 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     # Value tests first: with -x, most mutants die in the first test file.
     "features": ("operators/features.py", ("tests/operators/test_features_values.py",
                                            "tests/operators/test_features.py")),
-    "scoring": ("operators/scoring.py", ("tests/operators/test_scoring_values.py",
+    "scoring": ("operators/scoring.py", ("tests/operators/test_scoring_blend_values.py",
+                                         "tests/operators/test_scoring_values.py",
                                          "tests/operators/test_scoring.py")),
 }
 
