@@ -37,16 +37,23 @@ PRIOR_SHARES = {"property_epc": 0.15, "certifications": 0.09, "climate_risk": 0.
                 "engagement": 0.6, "profile": 0.1}
 
 
+#: The global model is opt-in per tenant (isolation by default): acme uses and feeds it.
+OPTED_IN = {"use_global_prior": True, "contribute_to_global": True}
+
+
 def settings(global_model: bool, **scoring) -> Settings:
     """Small, fast-learning models; every number the oracle uses is set here."""
-    return Settings.model_validate({"tenants": {"acme": {}}, "scoring": {
+    return Settings.model_validate({"tenants": {"acme": OPTED_IN}, "scoring": {
         "global_model": global_model, "prior_labels": 40, "tenant_labels_for_trust": 60,
         "ensemble_size": 4, "learning_rate": 0.05, "seed": 7, "interval_level": 0.9,
         "interval_floor": 0.55, "hot": 0.5, "warm": 0.25, "nurture": 0.1, **scoring}})
 
 
 def global_update(s: Settings, labels: int = GLOBAL_LABELS) -> tuple[bytes, int]:
-    learner = GlobalLearner(s, publish_every=labels)
+    """A global model of ``labels`` labels, learnt with the global model switched on (a
+    scorer whose own setting is off may still be sent one: it must ignore it)."""
+    on = s.model_copy(update={"scoring": s.scoring.model_copy(update={"global_model": True})})
+    learner = GlobalLearner(on, publish_every=labels)
     rng = random.Random(32)
     (update,) = learner.process([example(*separable(1000 + i, rng)) for i in range(labels)], NOW)
     return update
@@ -325,7 +332,7 @@ def test_a_promoted_challenger_is_reported_with_the_new_generation():
 
 
 def test_the_global_learner_publishes_every_50_labels_by_default_under_its_own_seed():
-    s = Settings.model_validate({"tenants": {"acme": {}},
+    s = Settings.model_validate({"tenants": {"acme": OPTED_IN},
                                  "scoring": {"global_model": True, "seed": 11}})
     learner = GlobalLearner(s)
     assert learner.model.seed == (11 * 1_000_003 + zlib.crc32(b"*global*")) % 2**31
