@@ -91,7 +91,7 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
                telemetry: Telemetry | None = None, clock: Clock = system_clock,
                keys: KeyStore | None = None, tick_interval: float = 0.0,
                scorer: Callable[[str], TenantScorer] | None = None,
-               placement: int = 1) -> Dataflow:
+               placement: int = 1, snapshots: bool = True) -> Dataflow:
     """The pipeline from ``source`` to ``sinks``; ``keys`` seal dead letters about
     investors (see :mod:`operators.erasure`; default: a key store in memory).
 
@@ -107,6 +107,9 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     then cross processes, instead of about half of every step's items (see
     :mod:`flows.placement`). Keys get a suffix, so snapshots taken without it do not
     resume into it: replays set it, live runs (which resume) do not.
+
+    ``snapshots=False`` (runs without a recovery store) skips pickling state at epoch
+    ends and at the end of the input: bytewax asks for snapshots either way.
     """
     check_warm_start(settings)
     telemetry = telemetry if telemetry is not None else Telemetry()
@@ -139,7 +142,7 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
              lanes: Callable[[str], frozenset[str]], key_of: Callable[[Any], str],
              restore: Callable[[Any], Any] | None = None, name: str | None = None) -> Stream:
         return op.key_rm(f"{step_id}_unkey", op.stateful_batch(step_id, up, ordered_builder(
-            name or step_id, factory, lanes, key_of, telemetry, clock, restore)))
+            name or step_id, factory, lanes, key_of, telemetry, clock, restore, snapshots)))
 
     # 1. Parse & validate: every valid event gets its position in the input order ----
     if isinstance(source, FixedPartitionedSource):

@@ -213,7 +213,8 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
         if settings.audit.directory else _discard(),
     )
     flow = build_flow(settings, source, sinks, telemetry, keys=KeyVault(key_store_path(settings)),
-                      tick_interval=settings.kafka.tick_interval_ms / 1000)
+                      tick_interval=settings.kafka.tick_interval_ms / 1000,
+                      snapshots=recovery is not None)
     # Epochs pace snapshots; without recovery nobody reads them, and bytewax still
     # takes them (deep copies of window state included): make them rare.
     epoch = settings.recovery.snapshot_interval if recovery is not None else timedelta(hours=1)

@@ -135,7 +135,7 @@ def run_flow(recording: Path, out: Path, settings: Settings, *, workers: int = 1
     keys = key_vault(settings, out)
     # A replay never resumes from snapshots: its keys may be placed (flows/placement.py).
     flow = build_flow(settings, source, sinks, telemetry, clock, keys=keys,
-                      placement=workers * (len(addresses) if addresses else 1))
+                      placement=workers * (len(addresses) if addresses else 1), snapshots=False)
     started = time.perf_counter()
     # Without recovery, epochs only pace snapshots nobody reads: make them rare.
     epoch = timedelta(hours=1)

@@ -147,7 +147,8 @@ def fit(recording: str | Path, settings: Settings, *, until: datetime | None = N
                   audit=discard, tombstones=discard)
     keys = KeyVault(":memory:")
     try:
-        flow = build_flow(settings, source, sinks, clock=clock, keys=keys, scorer=scorer)
+        flow = build_flow(settings, source, sinks, clock=clock, keys=keys, scorer=scorer,
+                          snapshots=False)
         with streaming_gc():
             run_main(flow, epoch_interval=timedelta(hours=1))
     finally:
