@@ -65,6 +65,16 @@ def cmd_schema(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------- generate
 
 
+def feed_outage(text: str):
+    """``--feed-outage`` values, refused while parsing with the flag named."""
+    from replay.simulate import parse_feed_outage
+
+    try:
+        return parse_feed_outage(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _world_spec(args: argparse.Namespace):
     from replay.simulate import WorldSpec
 
@@ -80,6 +90,7 @@ def _world_spec(args: argparse.Namespace):
             drift_at=args.drift_at,
             partitions=args.partitions,
             reviewers=getattr(args, "reviewers", "on") == "on",
+            feed_outages=tuple(getattr(args, "feed_outage", None) or ()),
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -370,6 +381,10 @@ def _add_world_flags(p: argparse.ArgumentParser) -> None:
                         "(default: no shift)")
     p.add_argument("--partitions", type=positive_int, default=3,
                    help="partitions of every recorded topic")
+    p.add_argument("--feed-outage", type=feed_outage, action="append", default=None,
+                   metavar="DAY:HOURS[:SOURCE]",
+                   help="a signal provider (or every one) sends nothing for HOURS from DAY "
+                        "(repeatable), for feed_stale alerts to find")
     p.add_argument("--reviewers", choices=("on", "off"), default="on",
                    help="reviewer teams decide the flow's review cases (signed decisions on "
                         "lead.review-decisions); on replays the world through the flow in "

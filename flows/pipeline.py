@@ -278,10 +278,12 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
             stream = op.key_on(f"{step_id}_key", stream, sink_key)
         op.output(step_id, stream, sink)
 
-    def dicts(step_id: str, stream: Stream) -> Stream:
-        """The dead letters (or alerts) among a step's outputs, without their stamps."""
+    def dicts(step_id: str, stream: Stream, alerts: bool = False) -> Stream:
+        """The dead letters (or, with ``alerts``, the alerts: they have a ``kind``) among
+        a step's outputs, without their stamps."""
         return op.flat_map_batch(step_id, stream, lambda batch: [
-            v.item for v in batch if type(v) is Stamped and type(v.item) is dict])
+            v.item for v in batch if type(v) is Stamped and type(v.item) is dict
+            and ("kind" in v.item) is alerts])
 
     dead = op.merge("dead_letters", rejected, dicts("intake_dlq", intake),
                     dicts("investor_dlq", investors),
@@ -293,7 +295,8 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     output("handoff_out", lifecycle, sinks.handoff, "handoff")
     output("audit_out", lifecycle, sinks.audit, "audit")
     output("tombstones_out", lifecycle, sinks.tombstones, "tombstone")
-    output("alerts_out", op.merge("alerts", dicts("alert_records", scored), offsets_alerts),
+    output("alerts_out", op.merge("alerts", dicts("alert_records", scored, alerts=True),
+                                  dicts("intake_alerts", intake, alerts=True), offsets_alerts),
            sinks.alerts)
     # Erasure everywhere (operators/erasure.py): an erasure destroys the investor's key as
     # soon as it is parsed; every dead letter about an investor is cut to size, then

@@ -59,6 +59,8 @@ class TenantIntake:
         # from now on, and the live-only idle closing, follow the current settings (a
         # snapshot's own settings may predate fields the code now reads).
         state._settings = settings
+        if state.catalog is not None and hasattr(state.catalog, "configure_feeds"):
+            state.catalog.configure_feeds(settings)
         if state.windows is not None:
             state.windows.set_idle_close_after(settings.windows.idle_close_after)
         return state

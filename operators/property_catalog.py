@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from operators.dedup import EventIdDedup
+from operators.feed_health import FeedWatch
 from operators.esg_reference import energy_star_certifiable, epc_band_from_sap
 from operators.validation import dead_letter, processing_error
 from schemas.common import EPC_RANK, epoch_seconds
@@ -115,6 +116,19 @@ class PropertyCatalog:
         self._log_value_sum = 0.0
         self._mix = CatalogMix(0, 0.0, 0.0, 0.0)
         self.counts: Counter[tuple[str, str]] = Counter()
+        self._feeds: FeedWatch | None = None
+        self.configure_feeds(settings)
+
+    def configure_feeds(self, settings: Settings) -> None:
+        """Watch the sources ``settings.sources`` names (a resumed run's settings too)."""
+        limits = {name: cfg.max_staleness for name, cfg in settings.sources.items()}
+        feeds = self.__dict__.get("_feeds")  # absent in snapshots from before feed health
+        if not limits:
+            self._feeds = None
+        elif feeds is None:
+            self._feeds = FeedWatch(limits)
+        else:
+            feeds.configure(limits)
 
     def process(self, items: list[Ingested], now: datetime) -> list:
         """Signals update the catalog; engagements come out enriched (or dead-lettered).
@@ -132,6 +146,16 @@ class PropertyCatalog:
 
     def _process_one(self, ingested: Ingested, now: datetime, out: list) -> None:
         topic = ingested.topic
+        feeds = self.__dict__.get("_feeds")
+        if feeds is not None:
+            event = ingested.event
+            when = epoch_seconds(event.event_time)  # type: ignore[attr-defined]
+            alerts = (feeds.signal(ingested.tenant, event.source, when, now)  # type: ignore[attr-defined]
+                      if topic == "esg.property-signals"
+                      else feeds.advance(ingested.tenant, when, now))
+            for alert in alerts:
+                self.counts[("alerts", alert["kind"])] += 1
+            out.extend(alerts)
         if topic == "investor.engagements":
             if self.is_erased(ingested.event.investor_id):  # type: ignore[attr-defined]
                 out.append(dead_letter(ingested, DlqReason.ERASED_SUBJECT,

@@ -20,6 +20,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,6 +39,39 @@ DAY_S = 86_400.0
 TENANT_WEIGHTS = (1.0, 0.8, 0.65, 0.5, 0.45, 0.4, 0.35, 0.3)
 
 
+class FeedOutage(NamedTuple):
+    """A signal provider down for ``hours`` from ``day`` (days after the start); ``source``
+    ``None``: every provider. Signals it would have sent in that time never arrive."""
+
+    day: float
+    hours: float
+    source: str | None = None
+
+
+def parse_feed_outage(text: str) -> FeedOutage:
+    """``DAY:HOURS[:SOURCE]`` as ``--feed-outage`` takes it.
+
+    >>> parse_feed_outage("10:48:epc-register")
+    FeedOutage(day=10.0, hours=48.0, source='epc-register')
+    >>> parse_feed_outage("3.5:12")
+    FeedOutage(day=3.5, hours=12.0, source=None)
+    >>> parse_feed_outage("ten:5")
+    Traceback (most recent call last):
+    ...
+    ValueError: feed outage 'ten:5': expected DAY:HOURS[:SOURCE] with numbers, e.g. 10:48:epc-register
+    """
+    parts = text.split(":", 2)
+    try:
+        day, hours = float(parts[0]), float(parts[1])
+    except (IndexError, ValueError):
+        raise ValueError(f"feed outage {text!r}: expected DAY:HOURS[:SOURCE] with numbers, "
+                         "e.g. 10:48:epc-register") from None
+    if not (math.isfinite(day) and math.isfinite(hours)) or day < 0 or hours <= 0:
+        raise ValueError(f"feed outage {text!r}: DAY must be >= 0 and HOURS > 0")
+    source = parts[2] if len(parts) == 3 and parts[2] else None
+    return FeedOutage(day, hours, source)
+
+
 @dataclass(frozen=True, slots=True)
 class WorldSpec:
     tenants: int = 3
@@ -53,6 +87,8 @@ class WorldSpec:
     late_rate: float = 0.003
     #: Reviewer teams decide the flow's review cases (replay.reviewers); off: nobody does.
     reviewers: bool = True
+    #: Signal providers that go quiet for a while (``--feed-outage``).
+    feed_outages: tuple[FeedOutage, ...] = ()
 
     def __post_init__(self) -> None:
         if self.tenants < 1 or self.investors < 1 or self.properties < self.tenants:
@@ -63,6 +99,10 @@ class WorldSpec:
             raise ValueError("malformed rate must be in [0, 0.5)")
         if self.drift_at is not None and not 0 < self.drift_at < self.days:
             raise ValueError("drift day must fall inside the simulated days")
+        for outage in self.feed_outages:
+            if not 0 <= outage.day < self.days:
+                raise ValueError(f"feed outage on day {outage.day:g}: outside the "
+                                 f"{self.days} simulated days")
 
 
 @dataclass(slots=True)
@@ -291,7 +331,18 @@ class Simulation:
         if rng.random() < 0.7:
             flood, wildfire, heat = prop.climate
             payload["climate_risk"] = {"flood": flood, "wildfire": wildfire, "heat": heat}
-        self._push("esg.property-signals", prop.property_id, payload, when, rng.uniform(1, 600))
+        delay = rng.uniform(1, 600)
+        if self._feed_down(payload["source"], when):
+            return  # the provider is down: the signal never reaches us
+        self._push("esg.property-signals", prop.property_id, payload, when, delay)
+
+    def _feed_down(self, source: str, when: float) -> bool:
+        for outage in self.spec.feed_outages:
+            start = self.t0 + outage.day * DAY_S
+            if (outage.source in (None, source)
+                    and start <= when < start + outage.hours * 3600):
+                return True
+        return False
 
     def _profile(self, truth: Truth, when: float, update: bool = False) -> None:
         rng = self._rng

@@ -304,6 +304,8 @@ class AlertKind(StrEnum):
     MODEL_PROMOTED = "model_promoted"
     MODEL_ROLLED_BACK = "model_rolled_back"
     FEED_STALE = "feed_stale"
+    #: A source that went stale sent a signal again.
+    FEED_RECOVERED = "feed_recovered"
     #: A consumed position was no longer on the broker; reading restarted elsewhere.
     OFFSETS_RESET = "offsets_reset"
     #: The CRM refused our credentials (401/403): crm-sync stopped sending until fixed.

@@ -407,6 +407,14 @@ class MetricsSettings(Section):
     host: str = "127.0.0.1"
 
 
+class SourceSettings(Section):
+    """A signal source (a property signal's ``source``): how long it may stay silent."""
+
+    #: After this much event time without a signal from the source, one ``feed_stale``
+    #: alert (and one ``feed_recovered`` when it sends again); see operators/feed_health.py.
+    max_staleness: Positive
+
+
 class RegistrySettings(Section):
     """The model registry (online_models/model_store.py) and the models a run starts from."""
 
@@ -456,6 +464,8 @@ class Settings(Section):
     crm: CrmSettings = CrmSettings()
     webhooks: WebhookSettings = WebhookSettings()
     registry: RegistrySettings = RegistrySettings()
+    #: Signal sources to watch, by name (``"*"``: any source not named); none by default.
+    sources: dict[str, SourceSettings] = {}
     logging: LoggingSettings = LoggingSettings()
     #: Salt for hashing contact details; set it per deployment (env or secret file).
     #: ``esg-leads run`` warns at start-up while it is still the development default.

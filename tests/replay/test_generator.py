@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -14,7 +16,7 @@ import pytest
 from connectors.recording import RecordingReader
 from online_models.quality import roc_auc
 from replay.generator import UNKNOWN_TENANT, generate
-from replay.simulate import WorldSpec
+from replay.simulate import FeedOutage, WorldSpec
 from schemas.codec import DecodeFailure, decode_event
 
 # The world's statistics do not depend on its reviewers (tests/replay/test_reviewers.py);
@@ -187,3 +189,72 @@ def test_world_config_lets_its_reviewers_sign_decisions(tmp_path: Path) -> None:
                                    investor_id="inv-1")
         assert review_auth.refusal(event, tenant) is None
     assert len(keys) == 2  # one key per tenant: a decision for one is refused by the other
+
+
+# ------------------------------------------------------------------ feed outages
+
+OUTAGE = WorldSpec(tenants=2, investors=200, properties=1500, days=12, seed=5, reviewers=False,
+                   feed_outages=(FeedOutage(4, 120),))
+
+
+def test_a_feed_outage_silences_its_providers_and_nothing_else(tmp_path: Path) -> None:
+    generate(OUTAGE, tmp_path / "down")
+    generate(replace(OUTAGE, feed_outages=()), tmp_path / "up")
+    start = OUTAGE.start.timestamp() + 4 * 86_400
+
+    def signals(world: Path) -> list[float]:
+        return [m.timestamp_ms / 1000 for m in RecordingReader(world)
+                if m.topic == "esg.property-signals"]
+
+    down, up = signals(tmp_path / "down"), signals(tmp_path / "up")
+    # Signals are delivered up to 600 s after their event time.
+    assert not [t for t in down if start + 600 <= t < start + 120 * 3600]
+    assert len([t for t in up if start + 600 <= t < start + 120 * 3600]) > 50
+    assert len(down) < len(up)
+
+
+def test_feed_stale_within_max_staleness_of_the_outage_and_recovered_after(tmp_path: Path) -> None:
+    """Issue 18: each provider of each tenant is reported stale within max_staleness of the
+    outage's start and recovered after its end; outside the outage at most one (natural)
+    silence of a rare provider is reported."""
+    from connectors.parquet_sink import read_records
+    from flows.config import load_settings
+    from replay.runner import replay
+
+    generate(OUTAGE, tmp_path / "world")
+    limit = 2 * 86_400
+    settings = load_settings(tmp_path / "world" / "config.toml", environ={},
+                             overrides={"sources": {"*": {"max_staleness": limit}}})
+    replay(tmp_path / "world", tmp_path / "run", settings)
+    alerts = [a for a in read_records(tmp_path / "run" / "alerts.parquet")
+              if a["kind"] in ("feed_stale", "feed_recovered")]
+    start = OUTAGE.start.timestamp() + 4 * 86_400
+    end = start + 120 * 3600
+    providers = {(t, s) for t in ("acme-capital", "borealis-re")
+                 for s in ("epc-register", "owner-portal", "esg-data-vendor")}
+
+    def when(alert: dict) -> float:
+        at = alert["event_time"]
+        return (at if isinstance(at, datetime) else datetime.fromisoformat(at)).timestamp()
+
+    stale = {(a["tenant"], a["subject"]) for a in alerts
+             if a["kind"] == "feed_stale" and start <= when(a) <= start + limit}
+    recovered = {(a["tenant"], a["subject"]) for a in alerts
+                 if a["kind"] == "feed_recovered" and when(a) >= end}
+    assert stale == providers and recovered == providers
+    elsewhere = [a for a in alerts if a["kind"] == "feed_stale" and not start <= when(a) <= end]
+    assert len(elsewhere) <= 1, elsewhere
+    # One alert per outage: the keys name the last signal before it.
+    assert len({a["idempotency_key"] for a in alerts}) == len(alerts)
+
+
+def test_settings_without_sources_watch_nothing(tmp_path: Path) -> None:
+    from connectors.parquet_sink import read_records
+    from flows.config import load_settings
+    from replay.runner import replay
+
+    generate(OUTAGE, tmp_path / "world")
+    replay(tmp_path / "world", tmp_path / "run",
+           load_settings(tmp_path / "world" / "config.toml", environ={}))
+    assert not [a for a in read_records(tmp_path / "run" / "alerts.parquet")
+                if a["kind"].startswith("feed")]
