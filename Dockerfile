@@ -35,10 +35,11 @@ RUN useradd --create-home --uid 10001 --user-group esg \
  && chown -R esg:esg /data
 WORKDIR /app
 
-# Dependencies only (project.dependencies; no extras): cached until pyproject.toml changes.
-COPY pyproject.toml ./
+# Dependencies only (project.dependencies; no extras), at the versions CI tested
+# (requirements.lock): cached until pyproject.toml or the lock changes.
+COPY pyproject.toml requirements.lock ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt \
+ && pip install -c requirements.lock -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
 # The package itself, then a check that every dependency is satisfied.

@@ -6,11 +6,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test fuzz bench mutation clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=/path/to/python3.11)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
 	@touch $@
 
 demo: $(STAMP)
@@ -31,7 +31,7 @@ bench: $(STAMP)
 # One module at a time, at idle priority: `make mutation MODULES="lead_state compliance"`.
 MUTATION_STAMP := $(VENV)/.mutation-installed
 $(MUTATION_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,mutation]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test,mutation]'
 	@touch $@
 
 mutation: $(MUTATION_STAMP)
