@@ -158,6 +158,11 @@ def startup_warnings(settings: Settings) -> list[str]:
         # Hashes under a public salt can be reversed by hashing known e-mail addresses.
         warnings.append("contact_hash_salt is the development default; "
                         "set ESG_LEADS_CONTACT_HASH_SALT for this deployment")
+    unsigned = sorted(t for t, cfg in settings.tenants.items() if cfg.erasure_signing_key is None)
+    if unsigned:
+        warnings.append("erasure requests are accepted unsigned for "
+                        + ", ".join(unsigned) + ": set tenants.<id>.erasure_signing_key so "
+                        "that only the privacy desk can erase (operators/erasure_auth.py)")
     return warnings
 
 

@@ -23,9 +23,10 @@ counts reconcile by construction here and are checked again downstream.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 
+from operators import erasure_auth
 from schemas.codec import DecodeFailure, b64, decode_event
 from schemas.common import epoch_seconds
 from schemas.outputs import SCHEMA_VERSION, DlqReason
@@ -143,6 +144,8 @@ class Parser:
     def __init__(self, tenants: Iterable[str],
                  max_future_skew: timedelta = timedelta(hours=1)) -> None:
         self.tenants = frozenset(tenants)
+        # Settings per tenant when given (the flow passes settings.tenants): erasure keys.
+        self._tenant_settings = tenants if isinstance(tenants, Mapping) else {}
         self._key_fields = {name: topic.key_field for name, topic in INPUT_TOPICS.items()}
         self._skew_s = max_future_skew.total_seconds()
 
@@ -168,6 +171,12 @@ class Parser:
                                f"event_time is {ahead:,.0f} s ahead of the message timestamp "
                                f"(ingest.max_future_skew is {self._skew_s:,.0f} s)",
                                now, event=event)
+        if raw.topic == "investor.erasure":
+            # Before anything acts on it: the flow destroys the investor's key right
+            # after parsing, and a forged request must not (operators/erasure_auth.py).
+            refused = erasure_auth.refusal(event, self._tenant_settings.get(event.tenant))  # type: ignore[attr-defined]
+            if refused is not None:
+                return dead_letter(raw, DlqReason.UNAUTHORIZED, refused, now, event=event)
         return Ingested(event, raw.topic, raw.partition, raw.offset, raw.timestamp_ms,
                         raw.key, raw.value)
 

@@ -232,6 +232,9 @@ class ErasureRequest(Envelope):
     """``investor.erasure`` — right to erasure (GDPR art. 17). Key: ``investor_id``."""
 
     investor_id: EntityId
+    #: ``sha256=<hex>`` HMAC of the request under the tenant's ``erasure_signing_key``
+    #: (operators/erasure_auth.py); required when the tenant has one.
+    signature: Annotated[str, StringConstraints(max_length=128)] | None = None
 
 
 # ------------------------------------------------------------------ review decisions

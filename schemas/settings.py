@@ -96,6 +96,10 @@ class TenantSettings(Section):
     #: signed with (``ESG_LEADS_TENANTS__<ID>__WEBHOOK_SECRET``); at least 32 characters.
     #: ``None``: the tenant's webhooks are refused (401).
     webhook_secret: Annotated[SecretStr, AfterValidator(_signing_key)] | None = None
+    #: HMAC-SHA256 key that this tenant's erasure requests must be signed with
+    #: (``ESG_LEADS_TENANTS__<ID>__ERASURE_SIGNING_KEY``); at least 32 characters. ``None``:
+    #: unsigned requests are accepted (``run`` warns); set it once the privacy desk signs.
+    erasure_signing_key: Annotated[SecretStr, AfterValidator(_signing_key)] | None = None
 
 
 class WindowSettings(Section):

@@ -74,8 +74,15 @@ def test_console_script_is_installed() -> None:
 
 def test_run_warns_only_while_the_contact_salt_is_the_dev_default() -> None:
     assert any("contact_hash_salt" in w for w in startup_warnings(Settings()))
+    signed = {tenant: {"erasure_signing_key": "e" * 32} for tenant in Settings().tenants}
     assert startup_warnings(Settings.model_validate({"contact_hash_salt": "s3cret",
-                                                     "recovery": {"directory": "r"}})) == []
+                                                     "recovery": {"directory": "r"},
+                                                     "tenants": signed})) == []
+    # Tenants whose erasure requests anyone who can write the topic could forge.
+    [unsigned] = [w for w in startup_warnings(Settings.model_validate({
+        "contact_hash_salt": "s3cret", "recovery": {"directory": "r"},
+        "tenants": {**signed, "acme-capital": {}}})) if "erasure" in w]
+    assert "acme-capital" in unsigned and "borealis-re" not in unsigned
     # Without a key store on disk, sealed dead letters could not be opened after a stop.
     assert any("dlq.key_store" in w for w in startup_warnings(
         Settings.model_validate({"contact_hash_salt": "s3cret"})))
