@@ -34,7 +34,8 @@ EQUIVALENT = Path(__file__).with_name("equivalent.txt")
 MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "lead_state": ("operators/lead_state.py", ("tests/operators/test_lead_state.py",)),
     "compliance": ("operators/compliance.py", ("tests/operators/test_compliance_matrix.py",
-                                               "tests/operators/test_compliance.py")),
+                                               "tests/operators/test_compliance.py",
+                                               "tests/operators/test_contact_rules.py")),
     "esg_reference": ("operators/esg_reference.py", ("tests/operators/test_esg_reference.py",)),
     "drift": ("online_models/drift.py", ("tests/online_models/test_drift_both_ways.py",
                                          "tests/online_models/test_drift.py")),

@@ -202,6 +202,13 @@ def test_quiet_hours_covering_the_whole_day_are_refused():
 # ------------------------------------------------------- do-not-contact, time zones
 
 
+def test_the_agent_gives_each_jurisdiction_its_packs_contact_policy():
+    agent = ComplianceAgent()
+    assert agent.contact_policy("SG") is load_packs()["SG"].contact
+    assert agent.contact_policy("DE") is load_packs()["FR"].contact  # one EU pack
+    assert agent.contact_policy(None) is None and agent.contact_policy("BR") is None
+
+
 def test_the_firms_do_not_contact_list_blocks_every_channel_whatever_the_consent():
     agent = ComplianceAgent()
     consents = {"email": "opted_in", "phone": "opted_in", "sms": "opted_in"}
@@ -211,6 +218,9 @@ def test_the_firms_do_not_contact_list_blocks_every_channel_whatever_the_consent
     assert listed.allowed == [] and DO_NOT_CONTACT_RULE in listed.rules_applied
     assert {b["channel"] for b in listed.blocked if b["rule_id"] == DO_NOT_CONTACT_RULE} == \
         {"email", "sms", "phone"}
+    assert {b["reason"] for b in listed.blocked if b["rule_id"] == DO_NOT_CONTACT_RULE} == \
+        {"on the firm's do-not-contact list"}
+    assert DO_NOT_CONTACT_RULE == "FIRM-do-not-contact" and listed.pack == "SG"
     assert agent.verdict(listed, [], [])["verdict"] == "blocked"
     assert free.allowed == ["email", "sms", "phone"]  # the memo kept them apart
 
