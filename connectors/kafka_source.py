@@ -101,22 +101,31 @@ _LOST = frozenset((KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE
                    KafkaError._LOG_TRUNCATION))
 
 
+class BrokerUnavailable(TimeoutError):
+    """The broker did not answer within the caller's retry budget."""
+
+
 def wait_for_metadata(config: dict, topics: list[str], stop: threading.Event = STOP,
                       initial_backoff: float = 0.5, max_backoff: float = 30.0,
-                      log_fn: Callable[[str], None] | None = None) -> dict[str, list[int]]:
+                      log_fn: Callable[[str], None] | None = None,
+                      budget: float | None = None) -> dict[str, list[int]]:
     """Partition indices of each topic, retrying with backoff while the broker is away.
 
     One clear line per failed attempt (no stack trace, and none of librdkafka's own
     lines: the probe client is silenced); returns once every topic answers, or raises
-    ``TimeoutError`` if ``stop`` is set meanwhile.
+    ``TimeoutError`` if ``stop`` is set meanwhile. A service (``run``) waits for as long
+    as it takes; a one-shot command passes a ``budget`` in seconds and gets
+    :class:`BrokerUnavailable`, naming the last error, once it is spent.
     """
     backoff = initial_backoff
+    deadline = None if budget is None else time.monotonic() + budget
     admin = AdminClient(quiet({k: v for k, v in config.items() if k != "group.id"}))
     while True:
         try:
             partitions = {}
             for topic in topics:
-                metadata = admin.list_topics(topic, timeout=5)
+                wait = 5.0 if deadline is None else min(5.0, max(0.1, deadline - time.monotonic()))
+                metadata = admin.list_topics(topic, timeout=wait)
                 info = metadata.topics[topic]
                 if info.error is not None and info.error.code() != KafkaError.NO_ERROR:
                     raise RuntimeError(f"topic {topic!r}: {info.error.str()}")
@@ -125,8 +134,15 @@ def wait_for_metadata(config: dict, topics: list[str], stop: threading.Event = S
                     raise RuntimeError(f"topic {topic!r} has no partitions yet")
             return partitions
         except Exception as error:  # noqa: BLE001 - reported, then retried
+            reason = str(error).splitlines()[0][:200]
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise BrokerUnavailable(
+                    f"Kafka at {config.get('bootstrap.servers')} did not answer within "
+                    f"{budget:g}s: {reason}") from None
+            backoff = backoff if left is None else min(backoff, left)
             message = (f"Kafka at {config.get('bootstrap.servers')} not ready: "
-                       f"{str(error).splitlines()[0][:200]}; retrying in {backoff:.1f}s")
+                       f"{reason}; retrying in {backoff:.1f}s")
             (log_fn or log.warning)(message)
             if stop.wait(backoff):
                 raise TimeoutError("stopped while waiting for Kafka") from None

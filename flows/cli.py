@@ -302,6 +302,9 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
+    from confluent_kafka import KafkaException
+
+    from connectors.kafka_source import BrokerUnavailable
     from flows.progress import Progress
     from replay.record import record
     from schemas.topics import INPUT_TOPICS
@@ -311,10 +314,16 @@ def cmd_record(args: argparse.Namespace) -> int:
     check_out(args.out, args.overwrite)
     settings = _settings(args.config, _run_overrides(args))
     topics = args.topics or [settings.kafka.topic(t) for t in INPUT_TOPICS]
-    with Progress("recording", total=1, unit="messages") as progress:
-        result = record(settings.kafka.client_config(), topics, args.out,
-                        until_end=args.until_end, duration=args.duration,
-                        overwrite=args.overwrite, progress=progress.update)
+    try:
+        with Progress("recording", total=1, unit="messages") as progress:
+            result = record(settings.kafka.client_config(), topics, args.out,
+                            until_end=args.until_end, duration=args.duration,
+                            overwrite=args.overwrite, progress=progress.update,
+                            connect_timeout=args.connect_timeout)
+    except BrokerUnavailable as error:
+        raise Failure(str(error)) from None
+    except KafkaException as error:  # the broker went away after answering
+        raise Failure(f"recording stopped: {error.args[0].str()}") from None
     print(f"recorded {result['messages']:,} messages from {len(topics)} topics to {args.out} "
           f"in {result['seconds']:.1f}s", file=sys.stderr)
     return 0
@@ -497,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop at the end each partition had when recording started")
     p.add_argument("--duration", type=positive_float, default=None, metavar="S",
                    help="stop after S seconds")
+    p.add_argument("--connect-timeout", type=positive_float, default=30.0, metavar="S",
+                   help="give up (exit 1) when the broker has not answered for S seconds "
+                        "(default 30)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the recording already in --out")
     p.set_defaults(func=cmd_record)

@@ -20,9 +20,14 @@ from connectors.recording import RecordedMessage, RecordingWriter
 
 def record(config: dict, topics: list[str], out: str | Path, *, until_end: bool = True,
            duration: float | None = None, overwrite: bool = False,
-           progress: Callable[[int, int], None] | None = None) -> dict:
-    """Record ``topics`` into the recording directory ``out``; returns counts."""
-    layout = wait_for_metadata(config, topics)
+           progress: Callable[[int, int], None] | None = None,
+           connect_timeout: float | None = None) -> dict:
+    """Record ``topics`` into the recording directory ``out``; returns counts.
+
+    ``connect_timeout``: how long to wait for the broker before giving up with
+    :class:`~connectors.kafka_source.BrokerUnavailable` (``None``: for as long as it takes).
+    """
+    layout = wait_for_metadata(config, topics, budget=connect_timeout)
     consumer = Consumer({**config, "group.id": "esg-leads-record", "enable.auto.commit": False,
                          "enable.partition.eof": True, "fetch.wait.max.ms": 50})
     assignment, ends, total = [], {}, 0
