@@ -138,6 +138,7 @@ def _settings(config: Path | None, overrides: dict | None = None):
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from flows.progress import Progress
+    from operators.warm_start import check_warm_start
     from replay.runner import replay
 
     open_recording(args.recording)
@@ -146,6 +147,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         config = args.recording / "config.toml"
         print(f"using {config} (the generated world's tenants)", file=sys.stderr)
     settings = _settings(config, model_overrides(args))
+    # Before any process starts: a missing or incompatible --model is one line here, not
+    # one traceback per replay process.
+    check_warm_start(settings)
     if args.processes > 1 and args.metrics_port is not None:
         raise UsageError("--metrics-port serves one process's counters: use it without "
                          "--processes (summary.json merges every process's)")

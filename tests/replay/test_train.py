@@ -153,6 +153,9 @@ def test_replay_from_a_model_names_it_and_refuses_a_bad_one(trained: dict, tmp_p
     (broken / "models" / f"{version}.json").write_bytes(data[:-100])
     for argv in (["replay", str(world), "--out", str(tmp_path / "o3"), "--model",
                   f"acme-capital={version}", "--registry", str(broken)],
+                 # several processes: refused once, before any of them starts
+                 ["replay", str(world), "--out", str(tmp_path / "o4"), "--processes", "2",
+                  "--model", f"acme-capital={version}", "--registry", str(broken)],
                  ["models", "show", version, "--registry", str(broken)]):
         assert main(argv) == 2
         (error,) = errors(capsys)
