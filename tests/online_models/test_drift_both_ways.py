@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from online_models.drift import DriftMonitor, _Running
+from online_models.drift import DriftMonitor, _Running, _std
 from tests.online_models.test_drift import error_stream  # the same seeded error stream
 
 
@@ -149,13 +149,31 @@ def test_the_error_warmup_is_the_feature_warmup_capped_at_200_observations():
 @settings(deadline=None)
 @given(st.lists(st.floats(-1e3, 1e3), min_size=0, max_size=40))
 def test_the_reference_mean_and_sd_are_the_sample_mean_and_sd(values):
-    running = _Running()
+    watched = DriftMonitor(features=("x",), warmup=10**6).watched["x"]
     for v in values:
-        running.update(v)
-    assert running.n == len(values)
-    assert running.mean == pytest.approx(statistics.fmean(values) if values else 0.0, abs=1e-9)
+        watched.update(v, confirm=10, min_effect=0.25, upward_only=False, cooldown=0)
+    reference = watched.reference
+    assert reference.n == len(values)
+    assert reference.mean.get() == pytest.approx(statistics.fmean(values) if values else 0.0,
+                                                 abs=1e-9)
     expected_sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    assert running.std == pytest.approx(expected_sd, rel=1e-7, abs=1e-7)
+    assert _std(reference) == pytest.approx(expected_sd, rel=1e-7, abs=1e-7)
+
+
+@settings(deadline=None)
+@given(st.lists(st.floats(-1e3, 1e3), min_size=0, max_size=40))
+def test_an_old_welford_reference_becomes_the_same_river_var(values):
+    old = _Running()
+    old.n, old.mean, old.m2 = 0, 0.0, 0.0
+    for x in values:  # the hand-written update that old snapshots hold the result of
+        old.n += 1
+        delta = x - old.mean
+        old.mean += delta / old.n
+        old.m2 += delta * (x - old.mean)
+    var = old.to_var()
+    assert (var.n, var.mean.get()) == (old.n, old.mean)
+    expected_sd = (old.m2 / (old.n - 1)) ** 0.5 if old.n > 1 else 0.0
+    assert _std(var) == pytest.approx(expected_sd, rel=1e-12, abs=1e-12)
 
 
 # ---------------------------------------------------------- defaults and records
