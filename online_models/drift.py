@@ -1,6 +1,7 @@
 """Drift detectors per tenant: on the model's error stream and on key features.
 
-Bookkeeping around :mod:`river.drift`. ADWIN watches the prequential squared error
+Bookkeeping around :mod:`river.drift` (and :class:`river.stats.Var` for the reference
+statistics). ADWIN watches the prequential squared error
 (concept drift: the model got *worse*) and each watched feature (data drift: the
 inputs changed). ADWIN fires early, when its estimate still mixes old and new
 data, and on a busy stream it also finds changes that are certain but tiny; so a
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from river import drift
+from river import drift, stats
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,23 +38,21 @@ class Detection:
     effect: float = 0.0  #: change in reference standard deviations (signed)
 
 
+def _std(var: stats.Var) -> float:
+    """Sample standard deviation (``ddof=1``; 0 below two observations)."""
+    return var.get() ** 0.5
+
+
 class _Running:
-    """Welford mean and variance: the reference a change is measured against."""
+    """The hand-written Welford reference of snapshots taken before 5 December; kept only
+    so that they unpickle (the class path is in them): :meth:`_Watched.__setstate__` turns
+    it into the :class:`river.stats.Var` that replaced it."""
 
     __slots__ = ("n", "mean", "m2")
 
-    def __init__(self, n: int = 0, mean: float = 0.0, m2: float = 0.0) -> None:
-        self.n, self.mean, self.m2 = n, mean, m2
-
-    def update(self, x: float) -> None:
-        self.n += 1
-        delta = x - self.mean
-        self.mean += delta / self.n
-        self.m2 += delta * (x - self.mean)
-
-    @property
-    def std(self) -> float:
-        return (self.m2 / (self.n - 1)) ** 0.5 if self.n > 1 else 0.0
+    def to_var(self) -> stats.Var:
+        variance = self.m2 / (self.n - 1) if self.n > 1 else 0.0
+        return stats.Var._from_state(self.n, self.mean, variance)
 
 
 class _Watched:
@@ -64,11 +63,16 @@ class _Watched:
     def __init__(self, name: str, delta: float, warmup: int) -> None:
         self.name = name
         self.adwin = drift.ADWIN(delta=delta)
-        self.reference = _Running()
+        self.reference = stats.Var()  # Welford mean and variance: a change's yardstick
         self.seen = 0
         self.quiet_until = warmup
         self.candidate: tuple[int, float, float] | None = None  # (fired at, mean, std)
-        self.window = _Running()
+        self.window = stats.Var()
+
+    def __setstate__(self, state: tuple) -> None:
+        _, slots = state
+        for name, value in slots.items():
+            setattr(self, name, value.to_var() if isinstance(value, _Running) else value)
 
     def update(self, value: float, confirm: int, min_effect: float, upward_only: bool,
                cooldown: int) -> Detection | None:
@@ -77,21 +81,23 @@ class _Watched:
         if self.candidate is None:
             self.reference.update(value)
             if self.adwin.drift_detected and self.seen >= self.quiet_until:
-                self.candidate = (self.seen, self.reference.mean, self.reference.std)
-                self.window = _Running()
+                self.candidate = (self.seen, self.reference.mean.get(), _std(self.reference))
+                self.window = stats.Var()
             return None
         self.window.update(value)
         if self.window.n < confirm:
             return None
         fired, mean, std = self.candidate
         self.candidate = None
-        effect = (self.window.mean - mean) / std if std > 0 else 0.0
+        mean_after = self.window.mean.get()
+        effect = (mean_after - mean) / std if std > 0 else 0.0
         material = effect >= min_effect if upward_only else abs(effect) >= min_effect
         if not material:
             return None
         self.quiet_until = self.seen + cooldown
-        self.reference = _Running(self.window.n, self.window.mean, self.window.m2)
-        return Detection("ADWIN", self.name, fired, self.window.mean, self.window.n, effect)
+        self.reference = self.window  # the confirmed level is the new reference (a new
+        # candidate starts a new window, so the two never share updates)
+        return Detection("ADWIN", self.name, fired, mean_after, int(self.window.n), effect)
 
 
 class DriftMonitor:

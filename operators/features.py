@@ -44,55 +44,12 @@ def clamp_features(features: dict[str, float]) -> list[str]:
             fixed.append(name)
     return fixed
 _RANKS = tuple(range(8))
-_INSTITUTIONAL = frozenset(("asset_manager", "pension_fund", "insurer", "reit", "sovereign_wealth"))
-_PROFILE_FIELDS = 8
 #: Pseudo-observations that shrink shares towards neutral.
 _PRIOR_VIEWS = 3.0
 
 
 def _shrunk(num: float, den: float, neutral: float) -> float:
     return (num + _PRIOR_VIEWS * neutral) / (den + _PRIOR_VIEWS)
-
-
-def stated_esg_strength(state: InvestorProfileState) -> float:
-    """How strongly the investor *says* ESG matters, 0-1."""
-    score = 0.0
-    if state.min_epc_rank is not None:
-        score += {0: 0.35, 1: 0.35, 2: 0.3, 3: 0.2, 4: 0.1}.get(state.min_epc_rank, 0.0)
-    if state.required_certifications:
-        score += 0.2
-    if state.sfdr_target == "article_9":
-        score += 0.3
-    elif state.sfdr_target == "article_8":
-        score += 0.2
-    if state.uk_sdr_label:
-        score += 0.15
-    if state.max_climate_risk is not None:
-        score += 0.1
-    return min(1.0, score)
-
-
-def profile_completeness(state: InvestorProfileState) -> float:
-    if not state.has_profile:
-        return 0.0
-    present = sum((
-        state.investor_type is not None,
-        state.jurisdiction is not None,
-        bool(state.consents),
-        state.ticket_max is not None,
-        bool(state.target_countries),
-        bool(state.target_assets),
-        state.risk_tolerance is not None,
-        state.contact_ref is not None,
-    ))
-    return present / _PROFILE_FIELDS
-
-
-def is_contactable(state: InvestorProfileState) -> bool:
-    email = state.consents.get("email") in ("opted_in", "soft_opt_in") and not state.unsubscribed
-    # Consent to be called outranks a do-not-call listing, as in the compliance packs.
-    phone = state.consents.get("phone") == "opted_in"
-    return email or phone
 
 
 def _table_features(table: dict[str, float], keys: tuple[str, ...]) -> tuple[float, float]:
@@ -211,17 +168,6 @@ def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, 
         "profile_completeness": profile["profile_completeness"],
         "contactable": profile["contactable"],
         "institutional": profile["institutional"],
-    }
-
-
-def profile_features(state: InvestorProfileState) -> dict[str, float]:
-    """The features that depend on the stated profile only (cached between changes)."""
-    return {
-        "stated_esg": stated_esg_strength(state),
-        "ticket_known": float(state.ticket_max is not None),
-        "profile_completeness": profile_completeness(state),
-        "contactable": float(is_contactable(state)),
-        "institutional": float(state.investor_type in _INSTITUTIONAL),
     }
 
 

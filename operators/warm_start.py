@@ -18,19 +18,29 @@ from __future__ import annotations
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from online_models.calibration import OnlineCalibrator
 from online_models.model_codec import bagged_model, bagged_state, calibrator, calibrator_state
 from online_models.model_store import ModelStore, RegistryError, registry_directory
+from online_models.registry import ModelRegistry
 from operators.features import FEATURE_NAMES, FEATURE_SET_VERSION
 from schemas.model_artifact import ModelArtifact, ModelCard, ScorerState
 from schemas.settings import Settings
 
-if TYPE_CHECKING:  # scoring imports this module
-    from operators.scoring import TenantScorer
+
+class Scorer(Protocol):
+    """What :func:`scorer_artifact` reads and :func:`warm_start` sets on a scorer
+    (``operators.scoring.TenantScorer``, which imports this module: a protocol, not an
+    import back, keeps the dependency one way)."""
+
+    tenant: str
+    registry: ModelRegistry
+    calibrator: OnlineCalibrator
+    origin: str | None
 
 
-def scorer_artifact(scorer: TenantScorer, *, name: str, labels: int, positives: int,
+def scorer_artifact(scorer: Scorer, *, name: str, labels: int, positives: int,
                     window: tuple[datetime | None, datetime | None], until: datetime | None,
                     validation: dict, parent: str | None, created_by: str,
                     source: str) -> ModelArtifact:
@@ -79,7 +89,7 @@ def check_warm_start(settings: Settings) -> dict[str, str]:
     return chosen
 
 
-def warm_start(scorer: TenantScorer, settings: Settings) -> None:
+def warm_start(scorer: Scorer, settings: Settings) -> None:
     """Start ``scorer`` from its tenant's configured model (no-op without one)."""
     version = start_version(settings, scorer.tenant)
     if version is None:

@@ -9,14 +9,16 @@ the exception by design: a model whose error falls has improved, not drifted.
 
 from __future__ import annotations
 
+import pickle
 import random
 import statistics
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from online_models.drift import DriftMonitor, _Running
+from online_models.drift import DriftMonitor, _Running, _std
 from tests.online_models.test_drift import error_stream  # the same seeded error stream
 
 
@@ -147,13 +149,31 @@ def test_the_error_warmup_is_the_feature_warmup_capped_at_200_observations():
 @settings(deadline=None)
 @given(st.lists(st.floats(-1e3, 1e3), min_size=0, max_size=40))
 def test_the_reference_mean_and_sd_are_the_sample_mean_and_sd(values):
-    running = _Running()
+    watched = DriftMonitor(features=("x",), warmup=10**6).watched["x"]
     for v in values:
-        running.update(v)
-    assert running.n == len(values)
-    assert running.mean == pytest.approx(statistics.fmean(values) if values else 0.0, abs=1e-9)
+        watched.update(v, confirm=10, min_effect=0.25, upward_only=False, cooldown=0)
+    reference = watched.reference
+    assert reference.n == len(values)
+    assert reference.mean.get() == pytest.approx(statistics.fmean(values) if values else 0.0,
+                                                 abs=1e-9)
     expected_sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    assert running.std == pytest.approx(expected_sd, rel=1e-7, abs=1e-7)
+    assert _std(reference) == pytest.approx(expected_sd, rel=1e-7, abs=1e-7)
+
+
+@settings(deadline=None)
+@given(st.lists(st.floats(-1e3, 1e3), min_size=0, max_size=40))
+def test_an_old_welford_reference_becomes_the_same_river_var(values):
+    old = _Running()
+    old.n, old.mean, old.m2 = 0, 0.0, 0.0
+    for x in values:  # the hand-written update that old snapshots hold the result of
+        old.n += 1
+        delta = x - old.mean
+        old.mean += delta / old.n
+        old.m2 += delta * (x - old.mean)
+    var = old.to_var()
+    assert (var.n, var.mean.get()) == (old.n, old.mean)
+    expected_sd = (old.m2 / (old.n - 1)) ** 0.5 if old.n > 1 else 0.0
+    assert _std(var) == pytest.approx(expected_sd, rel=1e-12, abs=1e-12)
 
 
 # ---------------------------------------------------------- defaults and records
@@ -183,3 +203,66 @@ def test_a_detection_is_an_immutable_record_with_no_effect_unless_measured():
     assert detection.effect == 0.0
     with pytest.raises(dataclasses.FrozenInstanceError):
         detection.index = 8  # type: ignore[misc]
+
+
+# ------------------------- pinned detections and old snapshots (issue 20, part 8: river.stats)
+
+def feature_and_error_stream(seed=3):
+    """6000 (feature, squared error) pairs: the feature rises at 2000 and falls at 4000, the
+    error rises at 3000."""
+    rng = random.Random(seed)
+    for i in range(6000):
+        level = 0.0 if i < 2000 else 3.0 if i < 4000 else 1.0
+        err = 0.1 if i < 3000 else 0.4
+        yield rng.gauss(level, 1.0), max(0.0, rng.gauss(err, 0.1))
+
+
+def run_monitor(monitor, start=0):
+    hits = []
+    for i, (x, e) in enumerate(feature_and_error_stream()):
+        if i >= start:
+            hits += monitor.update_features({"x": x})
+            hits += monitor.update_error(e)
+    return [(h.subject, h.index, h.mean_after, h.width, h.effect) for h in hits]
+
+
+#: Computed by the hand-written Welford reference before it moved to ``river.stats.Var``;
+#: River's mean steps by ``(1 / n) * delta`` where ours divided ``delta / n`` (one rounding
+#: apart), so the figures agree to ~1e-12, not bit for bit.
+PINNED_DETECTIONS = [
+    ("feature:x", 2016, 2.9294632261992537, 100, 2.881043210011691),
+    ("model_error", 3040, 0.4155658707257116, 100, 3.1816413995940653),
+    ("feature:x", 4032, 1.132576830702975, 100, -1.7159603011747129),
+]
+
+
+def assert_detections(seen, expected):
+    assert [(s, i, w) for s, i, _, w, _ in seen] == [(s, i, w) for s, i, _, w, _ in expected]
+    for (*_, mean, _, effect), (*_, pinned_mean, _, pinned_effect) in zip(seen, expected):
+        assert mean == pytest.approx(pinned_mean, rel=1e-12)
+        assert effect == pytest.approx(pinned_effect, rel=1e-9)
+
+
+def test_the_pinned_detections_of_a_seeded_stream():
+    assert_detections(run_monitor(DriftMonitor(features=("x",), warmup=500, confirm=100)),
+                      PINNED_DETECTIONS)
+
+
+def test_a_snapshot_taken_while_a_change_awaits_confirmation_resumes():
+    # Pickled by the hand-written version after 2016 observations of the stream above, when
+    # ADWIN had just fired on x: the reference and the confirmation window are in it.
+    blob = (Path(__file__).parent / "snapshots" / "drift_monitor_v1.pickle").read_bytes()
+    monitor = pickle.loads(blob)
+    assert monitor.watched["x"].candidate is not None
+    assert_detections(run_monitor(monitor, start=2016), PINNED_DETECTIONS)
+
+
+def test_a_snapshot_round_trip_gives_the_same_detections():
+    monitor = DriftMonitor(features=("x",), warmup=500, confirm=100)
+    for i, (x, e) in enumerate(feature_and_error_stream()):
+        if i == 2500:
+            break
+        monitor.update_features({"x": x})
+        monitor.update_error(e)
+    back = pickle.loads(pickle.dumps(monitor))
+    assert run_monitor(back, start=2500) == run_monitor(monitor, start=2500)
