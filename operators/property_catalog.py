@@ -149,7 +149,8 @@ class PropertyCatalog:
 
     def _process_one(self, ingested: Ingested, now: datetime, out: list) -> None:
         topic = ingested.topic
-        self.watch(ingested, now, out)
+        if topic != "esg.property-signals":  # a signal: once its facts are in the shares
+            self.watch(ingested, now, out)
         if topic == "investor.engagements":
             if self.is_erased(ingested.event.investor_id):  # type: ignore[attr-defined]
                 out.append(dead_letter(ingested, DlqReason.ERASED_SUBJECT,
@@ -163,6 +164,7 @@ class PropertyCatalog:
                 out.append(_duplicate(ingested, now))
             else:
                 self.counts[("used", topic)] += 1
+            self.watch(ingested, now, out)
         elif topic == "investor.erasure":
             # Counted as used by the investor stage, which also receives it.
             self.erase(ingested.event.investor_id)  # type: ignore[attr-defined]
