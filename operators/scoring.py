@@ -9,7 +9,9 @@ fades as labels accumulate (``prior_labels``), and ``w_tenant`` grows with the
 tenant's own labels (``tenant_labels_for_trust``); then ``p = calibrate(p_raw)``.
 The interval combines the bagged members' disagreement with terms for thin
 evidence (few model labels, few events from this investor) and stale ESG data,
-so it is wide when little is known and narrows as evidence grows.
+so it is wide when little is known and narrows as evidence grows. While a signal source
+is stale, :mod:`operators.degradation` blends its facts to reference values, moves its
+share of the evidence to the prior and widens the interval.
 
 Labels arrive as :class:`~schemas.records.LabelledExample` — features as they were
 when the investor was scored before the outcome — and are used test-then-train:
