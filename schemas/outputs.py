@@ -121,11 +121,12 @@ class Explanation(OutputModel):
     top_negative: Annotated[list[Contribution], Field(max_length=5)]
     source_weights: SourceWeights
     prior_reasons: Annotated[list[str], Field(max_length=6)] = []
-    #: Signal sources stale at the lead's event time (absent or ``null``: none).
+    #: Signal sources stale at the lead's event time (empty: none; ``null`` in records
+    #: written before sources were watched).
     stale_sources: Annotated[list[StaleSource], Field(max_length=20)] | None = None
     #: Share of the lead's evidence that was stale and went to the prior: the prior's
     #: effective weight is ``prior_weight + (1 - prior_weight) * stale_evidence_share``
-    #: (absent or ``null``: none).
+    #: (``null`` in records written before).
     stale_evidence_share: Probability | None = None
 
 

@@ -147,7 +147,8 @@ def test_a_cold_lead_with_a_stale_source_scores_with_the_degraded_prior_and_a_wi
     assert explanation["stale_sources"] == [{
         "source": "epc-register", "last_signal": T0 - timedelta(days=2),
         "stale_since": T0 - timedelta(days=1), "trust": 0.5, "catalog_share": 1.0}]
-    assert "stale_sources" not in fresh["explanation"]
+    assert (fresh["explanation"]["stale_sources"], fresh["explanation"]["stale_evidence_share"]) \
+        == ([], 0.0)
     # Alignment: n = 4 views, freshness 0.9; each property component's variance
     # 50^2 (1/5 + 0.1^2 + q) weighed by 0.25^2 + 0.15^2 + 0.1^2 (no stated minimum EPC).
     for record, q, centre in ((fresh, 0.0, 51.0), (stale, 0.5, 45.5)):
