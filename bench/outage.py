@@ -62,7 +62,8 @@ def measure(investors: int, days: int, outage: str, max_staleness_days: float, s
     source = down.source
     periods: dict[str, tuple[float, float]] = {}  # tenant -> its outage's alert times
     for tenant in sorted({a["tenant"] for a in alerts}):
-        mine = [a for a in alerts if a["tenant"] == tenant and (source is None or a["subject"] == source)]
+        mine = [a for a in alerts
+                if a["tenant"] == tenant and (source is None or a["subject"] == source)]
         stale = [_when(a) for a in mine if a["kind"] == "feed_stale" and _when(a) >= start]
         if stale:
             back = [_when(a) for a in mine if a["kind"] == "feed_recovered" and _when(a) > stale[0]]
@@ -84,7 +85,8 @@ def measure(investors: int, days: int, outage: str, max_staleness_days: float, s
     out: dict = {
         "command": f"bench/outage.py --investors {investors} --days {days} --outage {outage} "
                    f"--max-staleness-days {max_staleness_days:g} --seed {seed}",
-        "alerts": [(a["tenant"], a["kind"], a["subject"], str(a["event_time"])[:19]) for a in alerts],
+        "alerts": [(a["tenant"], a["kind"], a["subject"], str(a["event_time"])[:19])
+                   for a in alerts],
         "outage_start": datetime.fromtimestamp(start).isoformat()[:16],
         "outage_end": datetime.fromtimestamp(end).isoformat()[:16],
         "periods": {},
@@ -101,8 +103,10 @@ def measure(investors: int, days: int, outage: str, max_staleness_days: float, s
                 "score_width": mean([_width(a["interval"]) for a, _ in selected]),
                 "score_width_unwatched": mean([_width(b["interval"]) for _, b in selected]),
                 "score_logit_half": mean([_logit_half(a["interval"]) for a, _ in selected]),
-                "score_logit_half_unwatched": mean([_logit_half(b["interval"]) for _, b in selected]),
-                "alignment_width": mean([_width(a["esg_alignment"]["interval"]) for a, _ in selected]),
+                "score_logit_half_unwatched": mean([_logit_half(b["interval"])
+                                                    for _, b in selected]),
+                "alignment_width": mean([_width(a["esg_alignment"]["interval"])
+                                         for a, _ in selected]),
                 "alignment_width_unwatched": mean([_width(b["esg_alignment"]["interval"])
                                                    for _, b in selected]),
                 "stale_evidence_share": mean([a["explanation"].get("stale_evidence_share") or 0.0
