@@ -114,7 +114,9 @@ def explain(out: Path, investor_id: str, recording: Path | None = None,
     for lead in leads:
         e = lead["explanation"]
         why = ", ".join([f"+{c['feature']}" for c in e["top_positive"]]
-                        + [f"-{c['feature']}" for c in e["top_negative"]])
+                        + [f"-{c['feature']}" for c in e["top_negative"]]
+                        + [f"stale {s['source']} since {str(s['stale_since'])[:16]} (trust "
+                           f"{s['trust']:.0%})" for s in e.get("stale_sources") or ()])
         compliance = lead.get("compliance") or {}
         scores.add_row(str(lead["event_time"])[:16], str(lead["score"]),
                        f"{100 * lead['interval']['low']:.0f}–{100 * lead['interval']['high']:.0f}",

@@ -63,6 +63,7 @@ from operators.warm_start import check_warm_start
 from schemas.records import (
     Emitted,
     FeatureVector,
+    FeedStatus,
     GlobalModelUpdate,
     Ingested,
     InvestorNotice,
@@ -192,7 +193,8 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     investors = step(
         "investors",
         route("to_investors", intake,
-              lambda x: () if type(x) is dict else ((investor_of(x), x),),
+              lambda x: () if type(x) is dict else ((investor_of(x), x),)
+              if type(x) is not FeedStatus else tuple((k, x) for k in shards_of(x.tenant)),
               lambda lane: shards_of(tenant_of(lane))),
         lambda _key: InvestorShard(settings),
         lambda key: frozenset((f"intake:{tenant_key[key.split('/', 1)[0]]}",)), investor_of)

@@ -22,7 +22,7 @@ from operators.feature_definitions import FEATURE_SET_VERSION as FEATURE_SET_VER
 from operators.feature_definitions import FEATURE_SOURCES as FEATURE_SOURCES
 from operators.feature_definitions import SOURCES as SOURCES
 from operators.investor_profile import InvestorProfileState
-from schemas.records import FeatureVector, InvestorContext
+from schemas.records import FeatureVector, FeedStatus, InvestorContext
 
 
 def clamp_features(features: dict[str, float]) -> list[str]:
@@ -171,6 +171,13 @@ def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, 
     }
 
 
+#: Weight of each named component in the ESG alignment (they sum to 1).
+ALIGNMENT_WEIGHTS: dict[str, float] = {
+    "energy_efficiency": 0.25, "certification": 0.15, "climate_resilience": 0.1,
+    "esg_research": 0.2, "stated_commitment": 0.15, "preference_fit": 0.15,
+}
+
+
 def esg_alignment(features: dict[str, float], state: InvestorProfileState) -> tuple[float, dict[str, float]]:
     """ESG alignment 0-100 and its named components (each 0-100, 50 = catalog-neutral).
 
@@ -184,8 +191,10 @@ def esg_alignment(features: dict[str, float], state: InvestorProfileState) -> tu
     stated = min(100.0, max(0.0, 100 * features["stated_esg"]))
     fit = (min(100.0, max(0.0, 100 * features["pref_match_epc"]))
            if state.min_epc_rank is not None else 50.0)
-    score = (0.25 * efficiency + 0.15 * certification + 0.1 * climate + 0.2 * research
-             + 0.15 * stated + 0.15 * fit)
+    w = ALIGNMENT_WEIGHTS
+    score = (w["energy_efficiency"] * efficiency + w["certification"] * certification
+             + w["climate_resilience"] * climate + w["esg_research"] * research
+             + w["stated_commitment"] * stated + w["preference_fit"] * fit)
     return round(score, 2), {
         "energy_efficiency": round(efficiency, 2),
         "certification": round(certification, 2),
@@ -245,7 +254,7 @@ def investor_context(state: InvestorProfileState) -> InvestorContext:
 
 
 def build_vector(state: InvestorProfileState, tenant: str, investor_id: str,
-                 as_of: datetime) -> FeatureVector:
+                 as_of: datetime, feeds: FeedStatus | None = None) -> FeatureVector:
     features = compute_features(state, as_of)
     clamped = clamp_features(features)
     alignment, components = esg_alignment(features, state)
@@ -269,4 +278,5 @@ def build_vector(state: InvestorProfileState, tenant: str, investor_id: str,
         lineage_omitted=state.lineage_omitted,
         ingest_ms=state.ingest_ms if state.last_active == as_of else None,
         clamped=tuple(clamped),
+        feeds=feeds,
     )

@@ -9,6 +9,10 @@ stale from ``last signal + max_staleness``: that instant is the alert's event ti
 the last signal's time is in its idempotency key, so one outage is one alert however
 often the check runs.
 
+The watch also keeps the recent outages themselves (:meth:`FeedWatch.status`): scoring
+reads them to degrade what a stale source stated (:mod:`operators.degradation`), at
+each lead's own event time.
+
 >>> from datetime import datetime, timedelta, timezone
 >>> watch = FeedWatch({"epc-register": timedelta(days=2)})
 >>> now = datetime(2026, 3, 1, tzinfo=timezone.utc)
@@ -28,8 +32,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from schemas.outputs import SCHEMA_VERSION, AlertKind
+from schemas.records import FeedStatus, SourceFeed
 
 DETECTOR = "feed-health/1"
+#: Outages kept per source: enough for the leads scored around a recovery (a window
+#: closes after its lateness), bounded for a source that flaps.
+MAX_GAPS = 4
 
 
 class FeedWatch:
@@ -40,6 +48,8 @@ class FeedWatch:
         self._limits = {name: limit.total_seconds() for name, limit in max_staleness.items()}
         self._last: dict[str, float] = {}
         self._stale: set[str] = set()
+        #: source -> its recent outages, (last signal before, first signal after)
+        self._gaps: dict[str, list[tuple[float, float]]] = {}
 
     def configure(self, max_staleness: dict[str, timedelta]) -> None:
         """New limits (a resumed run's current settings); what was seen is kept."""
@@ -54,6 +64,10 @@ class FeedWatch:
         last = self._last.get(source)
         if source in self._stale and last is not None and when > last:
             self._stale.discard(source)
+            # A snapshot from before outages were kept has no ``_gaps``.
+            gaps = self.__dict__.setdefault("_gaps", {}).setdefault(source, [])
+            gaps.append((last, when))
+            del gaps[:-MAX_GAPS]
             out.append(self._alert(tenant, AlertKind.FEED_RECOVERED, source, when, now,
                                    f"{int(when)}", {"quiet_s": round(when - last, 3)}))
         if last is None or when > last:
@@ -74,6 +88,25 @@ class FeedWatch:
 
     def stale(self) -> frozenset[str]:
         return frozenset(self._stale)
+
+    def status(self, tenant: str, clock: float, shares: dict[str, float]) -> FeedStatus:
+        """The watched sources at event time ``clock``, as scoring needs them; ``shares``:
+        each source's share of the catalog's current facts (a source not in it: 0).
+
+        >>> watch = FeedWatch({"*": timedelta(hours=1)})
+        >>> now = datetime(2026, 3, 1, tzinfo=timezone.utc)
+        >>> _ = watch.signal("acme", "epc", 0.0, now), watch.signal("acme", "epc", 9000.0, now)
+        >>> watch.status("acme", 9000.0, {"epc": 1.0}).sources
+        (SourceFeed(source='epc', max_staleness_s=3600.0, last_signal_s=9000.0, catalog_share=1.0, gaps=((0.0, 9000.0),)),)
+        """
+        gaps = self.__dict__.get("_gaps", {})
+        out = []
+        for source in sorted(self._last):
+            limit = self._limit(source)
+            if limit is not None:
+                out.append(SourceFeed(source, limit, self._last[source], shares.get(source, 0.0),
+                                      tuple(gaps.get(source, ()))))
+        return FeedStatus(tenant, clock, tuple(out))
 
     def _alert(self, tenant: str, kind: AlertKind, source: str, when: float, now: datetime,
                key: str, details: dict) -> dict:

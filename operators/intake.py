@@ -77,11 +77,15 @@ class TenantIntake:
         passing = [i for i in items if i.topic not in _CATALOG_TOPICS or i.topic == _ERASURE]
         for item in self.catalog.process(catalog_items, now) if catalog_items else ():
             if type(item) is not EnrichedEngagement:
-                out.append(item)  # a dead letter
+                out.append(item)  # a dead letter, an alert, a feed status for the shards
             elif item.ingested.event.action == "unsubscribe":  # type: ignore[attr-defined]
                 out.append(item.ingested)  # the investor stage acts on it
             else:
                 engagements.append(item)
+        if self.catalog.__dict__.get("_feeds") is not None:
+            for item in passing:
+                if item.topic != _ERASURE:  # the catalog has seen the erasure
+                    self.catalog.watch(item, now, out)
         catalog_done = time.perf_counter()
         if engagements:
             out.extend(self._windows(engagements[0]).process(engagements, now))

@@ -27,6 +27,7 @@ from operators.validation import dead_letter, processing_error
 from schemas.inputs import InvestorProfile
 from schemas.outputs import DlqReason
 from schemas.records import (
+    FeedStatus,
     Ingested,
     InvestorNotice,
     InvestorWindow,
@@ -63,6 +64,9 @@ class InvestorShard:
         self._due: list[tuple[float, str, float]] = []
         #: The shard's event-time clock: the latest event time it has processed.
         self._clock = float("-inf")
+        #: The tenant's watched signal sources, as of the latest change the intake sent
+        #: (a source went stale or recovered); ``None``: none stale yet.
+        self._feeds: FeedStatus | None = None
 
     @property
     def _handlers(self) -> dict:
@@ -79,6 +83,11 @@ class InvestorShard:
         for item in items:
             if type(item) is Ingested and item.topic == "lead.review-decisions":
                 out.append(item)  # for the lifecycle, through this shard's ordered lane
+                continue
+            if type(item) is FeedStatus:
+                # Before the re-scores this item's successors release: those up to its
+                # time are then judged on what the catalog knew then.
+                self._feeds = item
                 continue
             when = (item.window_end if isinstance(item, InvestorWindow)
                     else item.event.event_time).timestamp()
@@ -111,7 +120,9 @@ class InvestorShard:
                 continue  # erased, or active again since: that activity re-planned it
             as_of = datetime.fromtimestamp(at, tz=timezone.utc)
             state.decay_to(as_of, self._half_lives)
-            vector = build_vector(state, state.tenant, investor_id, as_of)
+            # A snapshot from before feed degradation has no ``_feeds``.
+            vector = build_vector(state, state.tenant, investor_id, as_of,
+                                  self.__dict__.get("_feeds"))
             if vector.clamped:
                 self.counts[("features_clamped", vector.tenant)] += 1
             state.remember(vector.features_only())
@@ -137,7 +148,8 @@ class InvestorShard:
         state.apply_window(window.aggregate, window.window_end, self._half_lives)  # type: ignore[arg-type]
         state.tenant = window.tenant
         self.counts[("feature_vectors", window.tenant)] += 1
-        vector = build_vector(state, window.tenant, window.investor_id, window.window_end)
+        vector = build_vector(state, window.tenant, window.investor_id, window.window_end,
+                              self.__dict__.get("_feeds"))
         if vector.clamped:
             self.counts[("features_clamped", window.tenant)] += 1
         state.remember(vector.features_only())

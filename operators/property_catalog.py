@@ -28,7 +28,7 @@ from operators.validation import dead_letter, processing_error
 from schemas.common import EPC_RANK, epoch_seconds
 from schemas.inputs import PropertySignal
 from schemas.outputs import DlqReason
-from schemas.records import CatalogMix, EnrichedEngagement, Ingested, PropertyFacts
+from schemas.records import CatalogMix, EnrichedEngagement, FeedStatus, Ingested, PropertyFacts
 from schemas.settings import Settings
 
 AGENT_VERSION = "property-catalog/1"
@@ -90,6 +90,7 @@ def facts_from_signal(signal: PropertySignal, low_risk_max: int,
         high_epc=high_epc,
         low_climate_risk=max_risk is not None and max_risk <= low_risk_max,
         ref=ref,
+        source=signal.source,
     )
 
 
@@ -116,6 +117,8 @@ class PropertyCatalog:
         self._log_value_sum = 0.0
         self._mix = CatalogMix(0, 0.0, 0.0, 0.0)
         self.counts: Counter[tuple[str, str]] = Counter()
+        #: source -> properties whose current facts it stated (for feed degradation)
+        self._by_source: Counter[str] = Counter()
         self._feeds: FeedWatch | None = None
         self.configure_feeds(settings)
 
@@ -146,16 +149,8 @@ class PropertyCatalog:
 
     def _process_one(self, ingested: Ingested, now: datetime, out: list) -> None:
         topic = ingested.topic
-        feeds = self.__dict__.get("_feeds")
-        if feeds is not None:
-            event = ingested.event
-            when = epoch_seconds(event.event_time)  # type: ignore[attr-defined]
-            alerts = (feeds.signal(ingested.tenant, event.source, when, now)  # type: ignore[attr-defined]
-                      if topic == "esg.property-signals"
-                      else feeds.advance(ingested.tenant, when, now))
-            for alert in alerts:
-                self.counts[("alerts", alert["kind"])] += 1
-            out.extend(alerts)
+        if topic != "esg.property-signals":  # a signal: once its facts are in the shares
+            self.watch(ingested, now, out)
         if topic == "investor.engagements":
             if self.is_erased(ingested.event.investor_id):  # type: ignore[attr-defined]
                 out.append(dead_letter(ingested, DlqReason.ERASED_SUBJECT,
@@ -169,11 +164,41 @@ class PropertyCatalog:
                 out.append(_duplicate(ingested, now))
             else:
                 self.counts[("used", topic)] += 1
+            self.watch(ingested, now, out)
         elif topic == "investor.erasure":
             # Counted as used by the investor stage, which also receives it.
             self.erase(ingested.event.investor_id)  # type: ignore[attr-defined]
         else:
             raise ValueError(f"property catalog does not handle topic {topic!r}")
+
+    def watch(self, ingested: Ingested, now: datetime, out: list) -> None:
+        """Feed health at this event's time: a signal says its source spoke, any event
+        moves the tenant's clock (the intake passes the events the catalog does not take
+        here too, so a stale source is seen as soon as any event passes its limit)."""
+        feeds = self.__dict__.get("_feeds")
+        if feeds is None:
+            return
+        event = ingested.event
+        when = epoch_seconds(event.event_time)  # type: ignore[attr-defined]
+        alerts = (feeds.signal(ingested.tenant, event.source, when, now)  # type: ignore[attr-defined]
+                  if ingested.topic == "esg.property-signals"
+                  else feeds.advance(ingested.tenant, when, now))
+        for alert in alerts:
+            self.counts[("alerts", alert["kind"])] += 1
+        out.extend(alerts)
+        if alerts:
+            # A source went stale or recovered: every investor shard of the tenant hears
+            # of it before anything this event closes (operators/degradation.py).
+            out.append(self.feed_status(ingested.tenant, when))
+
+    def feed_status(self, tenant: str, clock: float) -> FeedStatus | None:
+        """The watched sources at event time ``clock`` (``None``: none watched)."""
+        feeds = self.__dict__.get("_feeds")
+        if feeds is None:
+            return None
+        n = self._n
+        by_source = self.__dict__.get("_by_source") or {}
+        return feeds.status(tenant, clock, {k: v / n for k, v in by_source.items()} if n else {})
 
     # ------------------------------------------------------------- signals
 
@@ -204,6 +229,9 @@ class PropertyCatalog:
         if facts is None:
             return
         self._n += sign
+        if facts.source is not None:
+            # A snapshot from before sources were counted has no ``_by_source``.
+            self.__dict__.setdefault("_by_source", Counter())[facts.source] += sign
         self._high += sign * facts.high_epc
         self._certified += sign * facts.certified
         self._low_risk += sign * facts.low_climate_risk

@@ -9,7 +9,9 @@ fades as labels accumulate (``prior_labels``), and ``w_tenant`` grows with the
 tenant's own labels (``tenant_labels_for_trust``); then ``p = calibrate(p_raw)``.
 The interval combines the bagged members' disagreement with terms for thin
 evidence (few model labels, few events from this investor) and stale ESG data,
-so it is wide when little is known and narrows as evidence grows.
+so it is wide when little is known and narrows as evidence grows. While a signal source
+is stale, :mod:`operators.degradation` blends its facts to reference values, moves its
+share of the evidence to the prior and widens the interval.
 
 Labels arrive as :class:`~schemas.records.LabelledExample` — features as they were
 when the investor was scored before the outcome — and are used test-then-train:
@@ -36,6 +38,7 @@ from online_models.calibration import OnlineCalibrator
 from online_models.drift import Detection, DriftMonitor
 from online_models.quality import RollingQuality
 from online_models.registry import ModelRegistry
+from operators.degradation import alignment_interval, assess, readiness_interval
 from operators.features import FEATURE_NAMES, FEATURE_SOURCES, SOURCES
 from operators.lineage import audit_pointer
 from operators.prior import prior_many, prior_probability
@@ -266,6 +269,17 @@ class TenantScorer:
         stale = 1.0 - X[:, _FRESHNESS]
         variance = (_row_variances(_logit(calibrated)) + 1.0 / (4.0 + evidence * p * (1 - p))
                     + s.interval_floor ** 2 + 0.6 / (1.0 + events) + 0.5 * stale * stale)
+        # A stale signal source: its facts blend to reference values, their share of the
+        # evidence moves to the prior and widens the interval (operators/degradation.py).
+        degraded = assess(vectors, X, sources)
+        if degraded is not None:
+            alignment = degraded.alignment
+            members, contrib, _ = self._members(degraded.X, intent, alignment)
+            members = degraded.to_prior(members, prior_many(
+                X[:, _COMPLETENESS], X[:, _CONTACTABLE], intent, alignment))
+            contrib = contrib * (1.0 - degraded.s[:, None])
+            p = self.calibrator.transform_many(_row_means(members))
+            variance = variance + degraded.variance
         centre, half = _logit(p), self._z * np.sqrt(variance)
         low, high = 1 / (1 + np.exp(half - centre)), 1 / (1 + np.exp(-(centre + half)))
         tiers = [tier_of(pi, s) for pi in p.tolist()]
@@ -291,7 +305,12 @@ class TenantScorer:
                          "contribution": row[j]} for j in ranked[:3] if row[j] < 0]
             positive = [{"feature": FEATURE_NAMES[j], "value": f[FEATURE_NAMES[j]],
                          "contribution": row[j]} for j in ranked[:-4:-1] if row[j] > 0]
-            reasons = (prior_probability(f, vector.intent, vector.esg_alignment)[1]
+            q = 0.0 if degraded is None else float(degraded.q[i])
+            esg = ({"score": vector.esg_alignment, "components": vector.esg_components}
+                   if not q else {"score": float(alignment[i]), "components": degraded.components[i]})
+            esg["interval"] = alignment_interval(esg["score"], f, vector.context is not None
+                                                 and vector.context.min_epc_band is not None, q, level)
+            reasons = (prior_probability(f, vector.intent, esg["score"])[1]
                        if w_prior > 0.2 else [])
             as_of = vector.as_of
             records.append(Scored({
@@ -305,15 +324,19 @@ class TenantScorer:
                 "score": int(round(100 * pi)),
                 "interval": {"low": lo, "high": hi, "level": level},
                 "tier": tier,
-                "esg_alignment": {"score": vector.esg_alignment, "components": vector.esg_components},
+                "esg_alignment": esg,
                 "intent": vector.intent,
                 "engagement_readiness": vector.engagement_readiness,
+                "engagement_readiness_interval": readiness_interval(
+                    vector.engagement_readiness, f, level),
                 "data_freshness_days": vector.data_freshness_days,
                 "explanation": {
                     "top_positive": positive,
                     "top_negative": negative,
                     "source_weights": dict(zip(SOURCES, share, strict=True)),
                     "prior_reasons": reasons,
+                    "stale_sources": degraded.explanations[i] if q else [],
+                    "stale_evidence_share": round(float(degraded.s[i]), 4) if q else 0.0,
                 },
                 "model": model_info,
                 "features": f,

@@ -80,6 +80,26 @@ class Interval(OutputModel):
     level: Probability
 
 
+class ScoreInterval(OutputModel):
+    """An interval on a 0-100 scale (ESG alignment, readiness); see
+    ``operators/degradation.py`` for what each one's spread is made of."""
+
+    low: Score100
+    high: Score100
+    level: Probability
+
+
+class StaleSource(OutputModel):
+    """A signal source that was stale at the lead's event time: what it stated counts for
+    ``trust`` (halving per further ``max_staleness`` of silence), the rest went to the prior."""
+
+    source: str
+    last_signal: UtcDatetime  #: its last signal before the lead's event time
+    stale_since: UtcDatetime  #: last signal + ``sources.<name>.max_staleness``
+    trust: Probability
+    catalog_share: Probability  #: share of the catalog's properties whose facts it stated
+
+
 class Contribution(OutputModel):
     feature: str
     value: float
@@ -101,11 +121,20 @@ class Explanation(OutputModel):
     top_negative: Annotated[list[Contribution], Field(max_length=5)]
     source_weights: SourceWeights
     prior_reasons: Annotated[list[str], Field(max_length=6)] = []
+    #: Signal sources stale at the lead's event time (empty: none; ``null`` in records
+    #: written before sources were watched).
+    stale_sources: Annotated[list[StaleSource], Field(max_length=20)] | None = None
+    #: Share of the lead's evidence that was stale and went to the prior: the prior's
+    #: effective weight is ``prior_weight + (1 - prior_weight) * stale_evidence_share``
+    #: (``null`` in records written before).
+    stale_evidence_share: Probability | None = None
 
 
 class EsgAlignment(OutputModel):
     score: Score100
     components: dict[str, Score100]
+    #: ``null`` in records written before alignment had an interval.
+    interval: ScoreInterval | None = None
 
 
 class ModelInfo(OutputModel):
@@ -202,6 +231,8 @@ class ScoredLead(OutputModel):
     esg_alignment: EsgAlignment
     intent: Score100
     engagement_readiness: Score100
+    #: ``null`` in records written before readiness had an interval.
+    engagement_readiness_interval: ScoreInterval | None = None
     data_freshness_days: Annotated[float, Field(ge=0)] | None
     explanation: Explanation
     model: ModelInfo

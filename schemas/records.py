@@ -138,6 +138,8 @@ class PropertyFacts(NamedTuple):
     low_climate_risk: bool
     #: Lineage of the signal that stated these facts: ``(event_id, topic, partition, offset)``.
     ref: tuple[str, str, int, int] | None = None
+    #: The signal's ``source`` (its provider), for feed health; ``None`` in older snapshots.
+    source: str | None = None
 
 
 class CatalogMix(NamedTuple):
@@ -160,6 +162,29 @@ class EnrichedEngagement(NamedTuple):
     @property
     def event_time(self) -> datetime:
         return self.ingested.event.event_time  # type: ignore[attr-defined]
+
+
+class SourceFeed(NamedTuple):
+    """What the catalog knew about one watched signal source (see :class:`FeedStatus`)."""
+
+    source: str
+    max_staleness_s: float
+    last_signal_s: float  #: event time (epoch s) of its latest signal
+    #: Share of the catalog's properties whose current facts this source stated.
+    catalog_share: float
+    #: Recent silences longer than ``max_staleness_s``: (last signal before, first after).
+    gaps: tuple[tuple[float, float], ...] = ()
+
+
+class FeedStatus(NamedTuple):
+    """A tenant's watched signal sources as its catalog knew them at event time
+    ``read_at_s``: enough to tell, for any event time, how long each had been silent
+    (see :func:`operators.degradation.silence`). The intake sends one to every investor
+    shard of the tenant whenever a source goes stale or recovers."""
+
+    tenant: str
+    read_at_s: float
+    sources: tuple[SourceFeed, ...]
 
 
 class InvestorWindow(NamedTuple):
@@ -224,14 +249,17 @@ class FeatureVector(NamedTuple):
     #: Contributing inputs beyond ``lineage``: ``{"count", "digest"}`` (see
     #: ``operators/lineage.py``), or ``None``.
     lineage_omitted: dict | None = None
+    #: The tenant's watched signal sources as the investor stage last heard of them
+    #: (``None``: none stale yet); scoring degrades what a stale one stated.
+    feeds: FeedStatus | None = None
 
     def features_only(self) -> FeatureVector:
-        """This vector without context and lineage: what point-in-time learning keeps.
+        """This vector without context, lineage and feeds: what point-in-time learning keeps.
 
-        Same as ``_replace(context=None, lineage=(), lineage_omitted=None)`` at less
-        than half the cost.
+        Same as ``_replace(context=None, lineage=(), lineage_omitted=None, feeds=None)``
+        at less than half the cost.
         """
-        return FeatureVector(*self[:-5], None, (), *self[-3:-1])  # type: ignore[arg-type]
+        return FeatureVector(*self[:-6], None, (), *self[-4:-2])  # type: ignore[arg-type]
 
 
 class LabelledExample(NamedTuple):

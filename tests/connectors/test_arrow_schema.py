@@ -80,3 +80,61 @@ def test_an_output_written_with_json_records_is_upgraded_by_an_upsert(tmp_path) 
     assert finalize(parts, "alerts", out) == 2  # alert:1 once: upserted by key
     assert pq.read_schema(out).equals(schema_of("alerts"))
     assert [r["idempotency_key"] for r in read_records(out)] == ["alert:1", "alert:2"]
+
+
+def _without(kind: pa.DataType, drop: dict) -> pa.DataType:
+    """``kind`` without the fields ``drop`` names (nested: a dict per struct field)."""
+    fields = []
+    for f in kind:
+        inner = drop.get(f.name)
+        if inner is True:
+            continue
+        fields.append(f.with_type(_without(f.type, inner)) if inner else f)
+    return pa.struct(fields)
+
+
+def test_leads_written_before_the_alignment_and_readiness_intervals_are_upgraded(tmp_path) -> None:
+    """Issue 18: ``esg_alignment.interval``, ``engagement_readiness_interval`` and the
+    explanation's stale sources are optional, so a leads file an earlier version wrote (its
+    struct without them) is read, upserted into the current struct, and validates."""
+    from operators.scoring import TenantScorer
+    from schemas.settings import Settings
+    from tests.operators.test_degradation import _cold_vector, _status
+
+    scorer = TenantScorer("acme", Settings())
+    (fresh,), _ = scorer.score_many([_cold_vector(None)], T0)
+    (stale,), _ = scorer.score_many([_cold_vector(_status())._replace(investor_id="inv-2")], T0)
+    old_record = dict(fresh.record, esg_alignment={k: v for k, v in fresh.record["esg_alignment"].items()
+                                                   if k != "interval"})
+    del old_record["engagement_readiness_interval"]
+    new_type = schema_of("leads").field("record").type
+    old_type = _without(new_type, {"engagement_readiness_interval": True,
+                                   "esg_alignment": {"interval": True},
+                                   "explanation": {"stale_sources": True,
+                                                   "stale_evidence_share": True}})
+    table = to_table("leads", [old_record])
+    index = table.schema.get_field_index("record")
+    legacy = table.set_column(index, pa.field("record", old_type), pa.array(
+        [{k: v for k, v in table.column("record").to_pylist()[0].items()
+          if k in old_type.names}], type=old_type))
+    out = tmp_path / "leads.parquet"
+    pq.write_table(legacy, out)
+    (old_back,) = read_records(out)
+    assert "engagement_readiness_interval" not in old_back
+    ScoredLead.model_validate_json(orjson.dumps(old_back))
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    pq.write_table(to_table("leads", [stale.record]), parts / "leads-000.parquet")
+    assert finalize(parts, "leads", out) == 2
+    assert pq.read_schema(out).equals(schema_of("leads"))
+    old_back, stale_back = sorted(read_records(out), key=lambda r: r["investor_id"])
+    assert old_back["engagement_readiness_interval"] is None
+    assert old_back["esg_alignment"]["interval"] is None
+    assert old_back["explanation"]["stale_sources"] is None
+    for record in (old_back, stale_back):
+        ScoredLead.model_validate_json(orjson.dumps(record))  # as a consumer decodes it
+    assert stale_back["esg_alignment"]["interval"] == stale.record["esg_alignment"]["interval"]
+    (source,) = stale_back["explanation"]["stale_sources"]
+    assert source["source"] == "epc-register" and source["trust"] == 0.5
+    assert datetime.fromisoformat(source["stale_since"]) == \
+        stale.record["explanation"]["stale_sources"][0]["stale_since"]

@@ -114,3 +114,20 @@ def test_explain_shows_a_handoffs_lineage_back_to_offsets(replayed: tuple[Path, 
     ref = handoff["lineage"][0]
     assert f"{ref['topic']}/{ref['partition']}/{ref['offset']}" in text
     assert "NO:" not in text
+
+
+def test_explain_names_a_stale_source_and_since_when(tmp_path: Path) -> None:
+    """Issue 18: a lead scored while a source was stale says so in its story."""
+    from datetime import datetime, timezone
+
+    from connectors.parquet_sink import to_table
+    from operators.scoring import TenantScorer
+    from schemas.settings import Settings
+    from tests.operators.test_degradation import _cold_vector, _status
+
+    now = datetime(2026, 3, 20, tzinfo=timezone.utc)
+    (lead,), _ = TenantScorer("acme", Settings()).score_many([_cold_vector(_status())], now)
+    pq.write_table(to_table("leads", [lead.record]), tmp_path / "leads.parquet")
+    buffer = io.StringIO()
+    assert explain(tmp_path, "inv-0", console=Console(file=buffer, width=300)) == 0
+    assert "stale epc-register since 2026-03-01T10:00 (trust 50%)" in buffer.getvalue()

@@ -53,3 +53,30 @@ def test_an_unnamed_source_is_watched_only_with_a_wildcard():
     assert watch.advance("acme", 10 * 3600.0, NOW) == []
     watch.configure({"*": timedelta(hours=1)})  # a resumed run's settings
     assert [a["subject"] for a in watch.advance("acme", 10 * 3600.0, NOW)] == ["b"]
+
+
+@given(steps)
+def test_the_status_keeps_each_outage_its_alerts_reported(stream):
+    """Scoring reads outages from :meth:`FeedWatch.status`: they are exactly the pairs
+    (last signal before, recovering signal) of the alerts, the most recent MAX_GAPS."""
+    from operators.feed_health import MAX_GAPS
+
+    watch = FeedWatch({"a": timedelta(seconds=LIMIT), "*": timedelta(seconds=2 * LIMIT)})
+    clock, outages, last = 1_772_000_000.0, {}, {}
+    for kind, source, gap in stream:
+        clock += gap
+        alerts = (watch.signal("acme", source, clock, NOW) if kind == "signal"
+                  else watch.advance("acme", clock, NOW))
+        for alert in alerts:
+            if alert["kind"] == "feed_stale":
+                last[alert["subject"]] = alert["details"]["last_signal_s"]
+            else:
+                outages.setdefault(alert["subject"], []).append((last[alert["subject"]], clock))
+        status = watch.status("acme", clock, {"a": 0.5})
+        assert status.tenant == "acme" and status.read_at_s == clock
+        assert [f.source for f in status.sources] == sorted({s for k, s, _ in stream
+                                                             if k == "signal"} & set(watch._last))
+        for feed in status.sources:
+            assert feed.gaps == tuple(outages.get(feed.source, [])[-MAX_GAPS:])
+            assert feed.max_staleness_s == (LIMIT if feed.source == "a" else 2 * LIMIT)
+            assert feed.catalog_share == (0.5 if feed.source == "a" else 0.0)

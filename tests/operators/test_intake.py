@@ -104,3 +104,38 @@ def test_snapshots_hold_no_review_signing_key() -> None:
     snapshot = pickle.dumps(intake)
     assert key.encode() not in snapshot
     assert TenantIntake.restore(pickle.loads(snapshot), settings)._settings is settings
+
+
+def test_a_source_going_stale_or_recovering_sends_the_status_to_the_shards_first():
+    """The intake watches every event's time (a CRM outcome too, which the catalog never
+    takes), and a feed alert is followed by the tenant's FeedStatus before the items the
+    same event releases, so the investor stage judges them with it."""
+    from schemas.records import FeedStatus
+    from tests.operators.test_property_catalog import ingest
+
+    settings = SETTINGS.model_copy(update={"sources": Settings.model_validate(
+        {"sources": {"*": {"max_staleness": 3600}}}).sources})
+    intake = TenantIntake(settings)
+    assert intake.process([signal("s-1", "p-1", T0), signal("s-2", "p-2", T0, epc_band="B"),
+                           signal("s-3", "p-3", T0 + timedelta(minutes=10),
+                                  source="owner-portal")], NOW) == []
+    outcome = ingest("crm.outcomes", {"tenant": "acme", "event_id": "o-1", "source": "crm",
+                                      "event_time": (T0 + 2 * HOUR).isoformat(),
+                                      "investor_id": "inv-1", "kind": "qualified"})
+    out = intake.process([outcome], NOW)
+    assert [x["kind"] if isinstance(x, dict) else type(x).__name__ for x in out] == \
+        ["feed_stale", "feed_stale", "FeedStatus", "Ingested"]
+    status = out[2]
+    assert status.tenant == "acme" and status.read_at_s == (T0 + 2 * HOUR).timestamp()
+    assert [(f.source, f.last_signal_s, f.catalog_share, f.gaps) for f in status.sources] == [
+        ("epc-register", T0.timestamp(), 2 / 3, ()),
+        ("owner-portal", (T0 + timedelta(minutes=10)).timestamp(), 1 / 3, ())]
+    # The recovering signal restates p-3: epc-register's share grows to all three.
+    back = T0 + 3 * HOUR
+    out = intake.process([signal("s-4", "p-3", back)], NOW)
+    assert [x["kind"] if isinstance(x, dict) else type(x).__name__ for x in out] == \
+        ["feed_recovered", "FeedStatus"]
+    (epc, portal) = out[1].sources
+    assert (epc.last_signal_s, epc.gaps) == (back.timestamp(), ((T0.timestamp(), back.timestamp()),))
+    assert (epc.catalog_share, portal.catalog_share) == (1.0, 0.0)
+    assert isinstance(out[1], FeedStatus)

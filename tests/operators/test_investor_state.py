@@ -359,3 +359,21 @@ def test_half_lives_must_be_short_medium_long():
         Settings.model_validate({"features": {"half_lives": ["P1D", "P7D"]}})
     settings = Settings.model_validate({"features": {"half_lives": ["PT12H", "P3D", "P14D"]}})
     assert len(of(FeatureVector, InvestorShard(settings).process([window(T0)], NOW))) == 1
+
+
+def test_feed_status_reaches_the_vectors_after_it_windows_and_rescores_alike(shard):
+    """The intake sends the tenant's FeedStatus when a source goes stale or recovers; the
+    shard's vectors from then on carry it, the re-scores it releases too."""
+    from schemas.records import FeedStatus, SourceFeed
+
+    (before,) = of(FeatureVector, shard.process([window(T0)], NOW))
+    assert before.feeds is None
+    status = FeedStatus("acme", (T0 + DAY).timestamp(),
+                        (SourceFeed("epc-register", 3600.0, T0.timestamp(), 0.5),))
+    assert shard.process([status], NOW) == []
+    out = shard.process([window(T0 + DAY + HOUR, investor="inv-2"),
+                         profile("q", T0 + 3 * DAY + MIN, investor="other")], NOW)
+    vectors = of(FeatureVector, out)
+    assert [(v.investor_id, v.feeds) for v in vectors] == [("inv-2", status), ("inv-1", status)]
+    # Learning keeps no feed status: labels join features as they were.
+    assert shard.investors["inv-1"].features_as_of(T0 + 4 * DAY).feeds is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
 from dataclasses import replace
 from datetime import datetime
@@ -258,3 +259,100 @@ def test_settings_without_sources_watch_nothing(tmp_path: Path) -> None:
            load_settings(tmp_path / "world" / "config.toml", environ={}))
     assert not [a for a in read_records(tmp_path / "run" / "alerts.parquet")
                 if a["kind"].startswith("feed")]
+
+
+# --------------------------------------------------- degradation in an outage world
+
+ONE_DOWN = WorldSpec(tenants=2, investors=300, properties=1500, days=14, seed=5, reviewers=False,
+                     feed_outages=(FeedOutage(4, 120, "epc-register"),))
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def test_an_outage_degrades_the_leads_it_touches_and_only_while_it_lasts(tmp_path: Path) -> None:
+    """Issue 18, "Outage world": one provider down 5 days from day 4, max_staleness 2 days.
+    Compared lead by lead with a replay that watches no source (and so degrades nothing):
+    a lead names a source stale exactly while that source's feed_stale alert is open; every
+    lead that names one has a wider score interval (logit scale) and ESG alignment
+    interval than it would have had; every other lead is unchanged."""
+    from connectors.parquet_sink import read_records
+    from flows.config import load_settings
+    from replay.runner import replay
+
+    generate(ONE_DOWN, tmp_path / "world")
+    limit = 2 * 86_400
+    plain = load_settings(tmp_path / "world" / "config.toml", environ={})
+    watched = load_settings(tmp_path / "world" / "config.toml", environ={},
+                            overrides={"sources": {"*": {"max_staleness": limit}}})
+    replay(tmp_path / "world", tmp_path / "run", watched)
+    replay(tmp_path / "world", tmp_path / "control", plain)
+
+    def when(record: dict) -> float:
+        at = record["event_time"]
+        return (at if isinstance(at, datetime) else datetime.fromisoformat(at)).timestamp()
+
+    alerts = sorted((a for a in read_records(tmp_path / "run" / "alerts.parquet")
+                     if a["kind"] in ("feed_stale", "feed_recovered")), key=when)
+    start = ONE_DOWN.start.timestamp() + 4 * 86_400
+    end = start + 120 * 3600
+    tenants = ("acme-capital", "borealis-re")
+    outage = {}  # tenant -> (stale alert time, recovery alert time) of the outage
+    for tenant in tenants:
+        mine = [a for a in alerts if a["tenant"] == tenant and a["subject"] == "epc-register"]
+        stale = next(when(a) for a in mine if a["kind"] == "feed_stale" and when(a) >= start)
+        recovered = next(when(a) for a in mine if a["kind"] == "feed_recovered" and when(a) > stale)
+        assert stale <= start + limit and recovered >= end
+        later = [when(a) for a in mine if a["kind"] == "feed_stale" and when(a) > recovered]
+        outage[tenant] = (stale, recovered, min(later, default=math.inf))
+
+    def open_at(tenant: str, t: float) -> set[str]:
+        state: dict[str, bool] = {}
+        for a in alerts:
+            if a["tenant"] == tenant and when(a) <= t:
+                state[a["subject"]] = a["kind"] == "feed_stale"
+        return {source for source, is_stale in state.items() if is_stale}
+
+    # Scoring records only: a lifecycle update (an outcome, a handoff) repeats an older
+    # score under its own key and event time.
+    def scored(run: str) -> dict[str, dict]:
+        return {r["idempotency_key"]: r for r in read_records(tmp_path / run / "leads.parquet")
+                if r["idempotency_key"].count(":") == 3}
+
+    run, control = scored("run"), scored("control")
+    # A few re-scores are published in one run only: whether one is worth publishing
+    # depends on the lead's earlier (here degraded) score.
+    assert len(set(run) ^ set(control)) < 0.02 * len(run)
+    during = after = 0
+    half, half_control, align, align_control = [], [], [], []
+    for key, lead in run.items():
+        t, tenant = when(lead), lead["tenant"]
+        named = {s["source"] for s in lead["explanation"]["stale_sources"] or ()}
+        assert named == open_at(tenant, t), (key, named)
+        stale, recovered, next_stale = outage[tenant]
+        if stale <= t < recovered:
+            during += 1
+            assert "epc-register" in named
+        elif recovered <= t < next_stale:
+            after += 1
+            assert "epc-register" not in named
+        other = control.get(key)
+        if other is None:
+            continue
+        interval, other_interval = lead["interval"], other["interval"]
+        if not named:
+            assert (interval, lead["esg_alignment"]) == (other_interval, other["esg_alignment"])
+            continue
+        h = (_logit(interval["high"]) - _logit(interval["low"])) / 2
+        h0 = (_logit(other_interval["high"]) - _logit(other_interval["low"])) / 2
+        assert h > h0, key
+        a, a0 = lead["esg_alignment"]["interval"], other["esg_alignment"]["interval"]
+        assert a["high"] - a["low"] >= a0["high"] - a0["low"], key
+        half.append(h), half_control.append(h0)
+        align.append(a["high"] - a["low"]), align_control.append(a0["high"] - a0["low"])
+    assert during > 50 and after > 50, (during, after)
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    # Measured on this world: logit half-width 1.49 against 1.45, alignment 43 points against 38.
+    assert mean(half) > mean(half_control) + 0.02
+    assert mean(align) > mean(align_control) + 2.0
