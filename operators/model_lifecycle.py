@@ -269,8 +269,8 @@ class ModelGovernor:
                                     self.challenger_test))
         elif self.predecessor is not None:
             test = self.predecessor_test
-            # A positive (new - predecessor) difference: the new champion loses more.
-            if s.auto_rollback and self._loses(test):
+            # The predecessor significantly better than the model that replaced it.
+            if s.auto_rollback and self._wins(test):
                 out.extend(self._change(scorer, "model_rolled_back", self.predecessor, "rule",
                                         when, now, test))
             elif test.total >= s.watch_labels:
@@ -278,17 +278,11 @@ class ModelGovernor:
         return out
 
     def _wins(self, test: PairedLosses) -> bool:
-        """(champion - challenger) is significantly above the margin."""
+        """Whether the shadow model of ``test`` (champion loss - its loss, per label) is
+        significantly better than the champion: enough shared labels, and the lower
+        confidence bound of the mean difference above the margin."""
         return len(test) >= self.s.min_labels and \
             test.lower_bound(self.s.confidence) > self.s.margin
-
-    def _loses(self, test: PairedLosses) -> bool:
-        """(champion - predecessor) is significantly below minus the margin."""
-        if len(test) < self.s.min_labels:
-            return False
-        flipped = PairedLosses(test.diffs.maxlen or len(test))
-        flipped.diffs.extend(-d for d in test.diffs)
-        return flipped.lower_bound(self.s.confidence) > self.s.margin
 
     # ----------------------------------------------------------------- commands
 
