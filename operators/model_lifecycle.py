@@ -49,6 +49,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from online_models.bagged_logistic import BaggedLogisticRegression
 from online_models.calibration import OnlineCalibrator
 from online_models.champion import PairedLosses, in_canary, log_loss
@@ -154,7 +156,7 @@ class ModelGovernor:
               ) -> tuple[list[Scored], list[dict], list]:
         """The leads of ``vectors`` (the canary's by the challenger), the scorer's alerts,
         and this module's outputs (shadow records, an announcement; counted already)."""
-        ch = self.challenger
+        ch = self.challenger or self._retraining(scorer)
         if ch is None:
             return (*scorer.score_many(vectors, now), [])
         extra = self._announcement(scorer, vectors[0].as_of, now)
@@ -186,8 +188,6 @@ class ModelGovernor:
     def _shadow(self, scorer: TenantScorer, ch: Candidate, vectors: list[FeatureVector],
                 records: list[Scored], canary: list[bool], now: datetime) -> list[Emitted]:
         from operators.scoring import tier_of  # scoring imports this module
-
-        import numpy as np
 
         X = np.array([v.values for v in vectors], dtype=float)
         intent = np.array([v.intent for v in vectors])
@@ -229,6 +229,15 @@ class ModelGovernor:
                 "decided_by": "challenger" if canary[i] else "champion",
                 "feature_set_version": vector.feature_set_version}))
         return out
+
+    def _retraining(self, scorer: TenantScorer) -> Candidate | None:
+        """The challenger drift retraining trains online (online_models/registry.py), in
+        shadow too; that registry promotes it by its own rule, never by canary."""
+        model = scorer.registry.challenger
+        if model is None:
+            return None
+        return Candidate(f"online-g{scorer.registry.generation + 1}", model, scorer.calibrator,
+                         None)
 
     def champion_version(self, scorer: TenantScorer) -> str:
         return scorer.origin or f"online-g{scorer.registry.generation}"
@@ -298,7 +307,7 @@ class ModelGovernor:
         scorer.counts[("model_commands", cmd.action.value)] += 1
         try:
             if cmd.action is ModelAction.UNPIN:
-                self.pinned = False
+                self.pinned = scorer.registry.frozen = False
                 scorer.counts[("used", ingested.topic)] += 1
                 return self._record(scorer, "model_unpinned", self.champion_version(scorer),
                                     None, trigger, when, now, None, cmd, ingested)
@@ -312,6 +321,8 @@ class ModelGovernor:
             out.extend(self._change(scorer, kind, target, trigger, when, now, None, cmd, ingested))
         if cmd.action is ModelAction.PIN:
             self.pinned = True
+            # Nor may drift retraining promote behind the pin (online_models/registry.py).
+            scorer.registry.frozen, scorer.registry.challenger = True, None
             out.extend(self._record(scorer, "model_pinned", self.champion_version(scorer), None,
                                     trigger, when, now, None, cmd, ingested))
         return out

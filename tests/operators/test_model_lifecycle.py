@@ -169,3 +169,29 @@ def test_canary_leads_name_the_challenger_and_shadow_covers_every_vector(registr
 
 def score_records(out: list) -> list[dict]:
     return [o.record for o in out if type(o).__name__ == "Scored"]
+
+
+def test_a_pin_also_stops_drift_retraining_until_unpinned(registry: dict) -> None:
+    scorer = TenantScorer("acme", settings(registry))
+    assert scorer.registry.start_challenger() == "retraining_triggered"
+    scorer.process([command("pin", registry["good"], "c-1")], NOW)
+    assert scorer.registry.challenger is None  # dropped: it could have been promoted
+    assert scorer.registry.start_challenger() is None
+    scorer.process([command("unpin", None, "c-2")], NOW)
+    assert scorer.registry.start_challenger() == "retraining_triggered"
+
+
+def test_the_retraining_challenger_scores_in_shadow_and_decides_nothing(registry: dict) -> None:
+    scorer = TenantScorer("acme", settings(registry))
+    feed(scorer, 100, seed=11)
+    plain = pickle.loads(pickle.dumps(scorer))
+    scorer.registry.start_challenger()
+    feed(scorer, 50, seed=12, start=100)
+    feed(plain, 50, seed=12, start=100)
+    rng = random.Random(13)
+    vectors = [separable(i, rng)[0] for i in range(20)]
+    out = scorer.process(vectors, NOW)
+    shadow = [o.record for o in out if isinstance(o, Emitted) and o.kind == "shadow"]
+    assert {s["challenger_version"] for s in shadow} == {"online-g1"}
+    assert {s["decided_by"] for s in shadow} == {"champion"} and len(shadow) == 20
+    assert score_records(out) == score_records(plain.process(vectors, NOW))
