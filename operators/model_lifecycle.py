@@ -364,10 +364,11 @@ class ModelGovernor:
                             when, now, test, cmd, ingested)
 
     def _announcement(self, scorer: TenantScorer, when: datetime, now: datetime) -> list:
-        if not self._announce:
+        ch = self.challenger
+        if not self._announce or ch is None:  # None: a command promoted it first
+            self._announce = False
             return []
         self._announce = False
-        ch = self.challenger
         return self._record(scorer, "challenger_started", ch.version,
                             self.champion_version(scorer), "settings", when, now, None,
                             extra={"canary_share": ch.canary_share})

@@ -195,3 +195,13 @@ def test_the_retraining_challenger_scores_in_shadow_and_decides_nothing(registry
     assert {s["challenger_version"] for s in shadow} == {"online-g1"}
     assert {s["decided_by"] for s in shadow} == {"champion"} and len(shadow) == 20
     assert score_records(out) == score_records(plain.process(vectors, NOW))
+
+
+def test_a_command_before_the_first_score_promotes_the_configured_challenger(registry: dict) -> None:
+    scorer = TenantScorer("acme", settings(registry, "good"))
+    out = scorer.process([command("promote", registry["good"], "c-1")], NOW)
+    assert [a["kind"] for a in alerts(out)] == ["model_promoted"]
+    rng = random.Random(14)
+    out = feed(scorer, 5, seed=14) + scorer.process([separable(i, rng)[0] for i in range(5)], NOW)
+    assert alerts(out) == [] and scorer.origin == registry["good"]
+    assert not [o for o in out if isinstance(o, Emitted) and o.kind == "shadow"]
