@@ -43,6 +43,12 @@ COUNTS: dict[str, tuple[str, str, str]] = {
     "published": ("esg_leads_output_messages", "output", "Records written to outputs"),
     "features_clamped": ("esg_leads_features_clamped", "tenant",
                          "Feature vectors with a value outside its documented range (a defect)"),
+    "shadow_scores": ("esg_leads_shadow_scores", "tenant",
+                      "Feature vectors a challenger scored in shadow (leads.shadow)"),
+    "canary_leads": ("esg_leads_canary_leads", "tenant",
+                     "Leads decided by the challenger (the canary share)"),
+    "model_commands": ("esg_leads_model_commands", "action",
+                       "Signed ops.control commands obeyed, by action"),
 }
 #: Telemetry gauge name -> (metric name, label name, help).
 GAUGES: dict[str, tuple[str, str, str]] = {
@@ -52,6 +58,9 @@ GAUGES: dict[str, tuple[str, str, str]] = {
     "review_open_cases": ("esg_leads_review_open_cases", "tenant", "Review cases awaiting a person"),
     "review_queue_age_s": ("esg_leads_review_queue_age_seconds", "tenant",
                            "Age of the oldest open review case, in event time"),
+    "challenger_loss_gain": ("esg_leads_challenger_log_loss_gain", "tenant",
+                             "Champion minus challenger log loss per label, latest "
+                             "models.window_labels labels (positive: the challenger is better)"),
 }
 #: Observation name -> (metric name, label name, help, buckets).
 HISTOGRAMS: dict[str, tuple[str, str, str, tuple[float, ...]]] = {

@@ -99,13 +99,18 @@ COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
     "handoff": (("idempotency_key", pa.string()), ("qualification_id", pa.string()),
                 ("tenant", pa.string()), ("investor_id", pa.string()), ("event_time", _TS),
                 ("processed_at", _TS), ("score", pa.int32()), ("tier", pa.string())),
+    "shadow": (("idempotency_key", pa.string()), ("tenant", pa.string()),
+               ("investor_id", pa.string()), ("event_time", _TS), ("processed_at", _TS),
+               ("champion_version", pa.string()), ("challenger_version", pa.string()),
+               ("champion_probability", pa.float64()), ("challenger_probability", pa.float64()),
+               ("decided_by", pa.string())),
     "tombstones": (("topic", pa.string()), ("key", pa.string())),
 }
 #: Output kind -> the topic its records are published on (and typed by).
 TOPICS = {"leads": "leads.scored", "review": "leads.review", "handoff": "crm.handoff",
-          "dlq": "leads.dlq", "alerts": "ops.alerts"}
+          "dlq": "leads.dlq", "alerts": "ops.alerts", "shadow": "leads.shadow"}
 #: Output kinds whose records are deleted by an erasure tombstone, and their topics.
-ERASABLE = {kind: TOPICS[kind] for kind in ("leads", "review", "handoff")}
+ERASABLE = {kind: TOPICS[kind] for kind in ("leads", "review", "handoff", "shadow")}
 
 
 @cache

@@ -36,9 +36,11 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
         from flows.cli import UsageError
         from online_models.model_store import RegistryError
 
+        from flows.review_decision import DecisionError
+
         try:
             return func(args)
-        except RegistryError as error:
+        except (RegistryError, DecisionError) as error:
             raise UsageError(str(error)) from None
 
     return call
@@ -247,7 +249,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        epilog="example:\n  esg-leads models list --registry /tmp/registry\n"
                               "  esg-leads models diff m-1a2b m-3c4d --registry /tmp/registry")
     models = p.add_subparsers(dest="models_command", required=True, metavar="ACTION",
-                              help="list | show VERSION | diff A B")
+                              help="list | show VERSION | diff A B | promote VERSION | "
+                                   "pin VERSION | unpin | rollback VERSION")
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("--registry", type=Path, default=None,
@@ -269,6 +272,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     common(q)
     q.add_argument("--top", type=int, default=10, help="how many of the weights that moved most")
     q.set_defaults(func=_guarded(cmd_diff))
+    from flows.model_control import add_commands as add_control_commands
+
+    add_control_commands(models, _guarded)
 
 
 __all__ = ["add_commands", "model_overrides"]

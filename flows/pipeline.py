@@ -56,6 +56,7 @@ from operators.erasure import KeyStore, erasure_subjects, seal_dead_letter
 from operators.intake import TenantIntake
 from operators.investor_state import InvestorShard
 from operators.lifecycle import LifecycleShard
+from operators.model_lifecycle import check_challengers
 from operators.ops_alerts import offsets_reset_alert
 from operators.scoring import GlobalLearner, TenantScorer, global_contributors, uses_global_prior
 from operators.validation import Parser, bounded
@@ -86,6 +87,8 @@ class Sinks:
     audit: Sink
     #: ``{"topic", "key"}``: delete ``key`` from ``topic`` (erasure).
     tombstones: Sink
+    #: Challenger scores (``leads.shadow``); ``None``: not written (offline training).
+    shadow: Sink | None = None
 
 
 def build_flow(settings: Settings, source: Source, sinks: Sinks,
@@ -113,6 +116,7 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     ends and at the end of the input: bytewax asks for snapshots either way.
     """
     check_warm_start(settings)
+    check_challengers(settings)
     telemetry = telemetry if telemetry is not None else Telemetry()
     keys = keys if keys is not None else KeyVault(":memory:")
     shards = settings.windows.shards_per_tenant
@@ -186,6 +190,9 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
         name="intake")
 
     # 3. Investor state, features and point-in-time labels ----------------------
+    def is_command(x: Any) -> bool:  # ops.control: for the tenant's scoring step only
+        return type(x) is Ingested and x.topic == "ops.control"
+
     def investor_of(x: Any) -> str:
         return by_shard(x.tenant, x.investor_id if isinstance(x, InvestorWindow)
                         else x.event.investor_id)
@@ -193,7 +200,7 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     investors = step(
         "investors",
         route("to_investors", intake,
-              lambda x: () if type(x) is dict else ((investor_of(x), x),)
+              lambda x: () if type(x) is dict or is_command(x) else ((investor_of(x), x),)
               if type(x) is not FeedStatus else tuple((k, x) for k in shards_of(x.tenant)),
               lambda lane: shards_of(tenant_of(lane))),
         lambda _key: InvestorShard(settings),
@@ -207,7 +214,12 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
         "to_scoring", investors,
         lambda x: ((tenant_key[x.tenant], x),)
         if isinstance(x, (FeatureVector, LabelledExample)) else (),
-        lambda lane: (tenant_key[tenant_of(lane)],))]
+        lambda lane: (tenant_key[tenant_of(lane)],)),
+        # Model commands straight from the intake, in the input order with the rest
+        # (operators/model_lifecycle.py: a command acts at its own position).
+        route("commands_to_scoring", intake,
+              lambda x: ((tenant_key[x.tenant], x),) if is_command(x) else (),
+              lambda lane: (tenant_key[tenant_of(lane)],))]
     # Opt-in only: the global model learns from contributors and reaches only the
     # tenants that use it, so no other tenant's input can reach an isolated tenant.
     users = tuple(t for t in tenants if uses_global_prior(settings, t))
@@ -234,7 +246,8 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     scored = step(
         "scoring", op.merge("scoring_in", *scoring_in),
         lambda key: new_scorer(unplaced(key)),
-        lambda key: frozenset(shard_lanes(unplaced(key)) | global_lane(unplaced(key))), home_key,
+        lambda key: frozenset(shard_lanes(unplaced(key)) | global_lane(unplaced(key))
+                              | {f"intake:{key}"}), home_key,
         restore=lambda state: TenantScorer.restore(state, settings))
 
     # 5. Lead lifecycle: compliance, outreach, review routing, state machine, handoff --
@@ -288,14 +301,19 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
             and ("kind" in v.item) is alerts])
 
     dead = op.merge("dead_letters", rejected, dicts("intake_dlq", intake),
-                    dicts("investor_dlq", investors),
+                    dicts("investor_dlq", investors), dicts("scoring_dlq", scored),
                     op.flat_map_batch("dlq_records", lifecycle, lambda batch: [
                         v.item.record for v in batch
                         if type(v) is Stamped and v.item.kind == "dlq"]))
     output("leads_out", lifecycle, sinks.leads, "leads")
     output("review_out", lifecycle, sinks.review, "review")
     output("handoff_out", lifecycle, sinks.handoff, "handoff")
-    output("audit_out", lifecycle, sinks.audit, "audit")
+    # Scoring's own records (model changes' audit rows, shadow scores) are Emitted too.
+    governed = op.filter("governed", scored,
+                         lambda v: type(v) is Stamped and type(v.item) is Emitted)
+    output("audit_out", op.merge("audit_in", lifecycle, governed), sinks.audit, "audit")
+    if sinks.shadow is not None:
+        output("shadow_out", governed, sinks.shadow, "shadow")
     output("tombstones_out", lifecycle, sinks.tombstones, "tombstone")
     output("alerts_out", op.merge("alerts", dicts("alert_records", scored, alerts=True),
                                   dicts("intake_alerts", intake, alerts=True), offsets_alerts),

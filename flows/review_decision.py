@@ -109,12 +109,15 @@ def signed_decision(settings: Any, *, case_id: str, verdict: str, reviewer: str,
 
 
 def publish(settings: Any, bootstrap: str, key: bytes, value: bytes,
-            timeout_s: float | None = None) -> tuple[str, int, int]:
-    """Produce one message and wait for its acknowledgement: (topic, partition, offset)."""
+            timeout_s: float | None = None, *, topic: str = REVIEW_DECISIONS.name,
+            timestamp_ms: int | None = None) -> tuple[str, int, int]:
+    """Produce one message to ``topic`` (its logical name; default the review decisions)
+    and wait for its acknowledgement: (topic, partition, offset). ``timestamp_ms``: the
+    message's Kafka timestamp (default: the producer's clock)."""
     from confluent_kafka import KafkaException, Producer
 
     timeout_s = DELIVERY_TIMEOUT_S if timeout_s is None else timeout_s
-    topic = settings.kafka.topic(REVIEW_DECISIONS.name)
+    topic = settings.kafka.topic(topic)
     config = {**settings.kafka.client_config(), "bootstrap.servers": bootstrap,
               "acks": "all", "enable.idempotence": True,
               "message.timeout.ms": int(timeout_s * 1000)}
@@ -123,7 +126,8 @@ def publish(settings: Any, bootstrap: str, key: bytes, value: bytes,
         producer = Producer(config)
         producer.produce(topic, key=key, value=value,
                          headers=[("schema-version", b"1"), ("content-type", b"application/json")],
-                         on_delivery=lambda err, msg: reports.append((err, msg)))
+                         on_delivery=lambda err, msg: reports.append((err, msg)),
+                         **({} if timestamp_ms is None else {"timestamp": timestamp_ms}))
         producer.flush(timeout_s + 5)
     except (KafkaException, BufferError, ValueError) as error:
         raise PublishFailed(f"could not publish to {topic} at {bootstrap}: {error}") from None
@@ -132,7 +136,7 @@ def publish(settings: Any, bootstrap: str, key: bytes, value: bytes,
                             f"within {timeout_s:g}s")
     error, message = reports[0]
     if error is not None:
-        raise PublishFailed(f"{topic} at {bootstrap} refused the decision: {error.str()}")
+        raise PublishFailed(f"{topic} at {bootstrap} refused the message: {error.str()}")
     return message.topic(), message.partition(), message.offset()
 
 

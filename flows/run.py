@@ -45,7 +45,7 @@ PREFIX = "esg-leads run: "
 #: Seconds between offset commits without recovery (what lag tools see).
 COMMIT_INTERVAL = 5.0
 OUTPUT_KINDS = {"leads": "leads.scored", "review": "leads.review", "handoff": "crm.handoff",
-                "alerts": "ops.alerts", "dlq": "leads.dlq"}
+                "alerts": "ops.alerts", "dlq": "leads.dlq", "shadow": "leads.shadow"}
 
 
 def _lag_reporter(telemetry: Telemetry):

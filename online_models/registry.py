@@ -30,6 +30,10 @@ def _log_loss(p: float, y: bool) -> float:
 class ModelRegistry:
     """Holds the serving model of a tenant and, at times, a challenger in shadow."""
 
+    #: Pinned by an operator (operators/model_lifecycle.py): no retraining challenger
+    #: starts, so nothing is promoted automatically (a class default for old snapshots).
+    frozen = False
+
     def __init__(self, factory: Callable[[int], BaggedLogisticRegression],
                  min_labels: int = 200, max_labels: int = 1000) -> None:
         self.factory = factory
@@ -43,7 +47,7 @@ class ModelRegistry:
         self._shared = 0
 
     def start_challenger(self) -> str | None:
-        if self.challenger is not None:
+        if self.challenger is not None or self.frozen:
             return None
         self.challenger = self.factory(self.generation + 1)
         self._champion_loss = self._challenger_loss = 0.0

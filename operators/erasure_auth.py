@@ -25,13 +25,11 @@ the request's ``signature`` field, as review decisions are (:mod:`operators.revi
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from datetime import datetime
 
 import orjson
 
-from operators.review_auth import PREFIX, _SIGNATURE, utc_text
+from operators.review_auth import mac, mac_matches, utc_text
 from schemas.settings import TenantSettings
 
 FORM_VERSION = 1
@@ -46,15 +44,12 @@ def canonical_bytes(*, tenant: str, event_id: str, event_time: datetime,
 
 
 def sign(key: str | bytes, **fields) -> str:
-    key = key if isinstance(key, bytes) else key.encode()
-    return PREFIX + hmac.new(key, canonical_bytes(**fields), hashlib.sha256).hexdigest()
+    return mac(key, canonical_bytes(**fields))
 
 
 def verify(key: str | bytes, signature: str | None, **fields) -> bool:
     """Whether ``signature`` signs this request under ``key`` (constant-time compare)."""
-    if signature is None or not _SIGNATURE.fullmatch(signature):
-        return False
-    return hmac.compare_digest(signature.encode(), sign(key, **fields).encode())
+    return mac_matches(key, signature, canonical_bytes(**fields))
 
 
 def request_fields(request: object) -> dict:

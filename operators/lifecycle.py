@@ -37,7 +37,8 @@ from schemas.records import Emitted, Ingested, InvestorContext, InvestorNotice, 
 from schemas.settings import Settings
 
 AGENT_VERSION = "lifecycle/1"
-OUTPUT_TOPICS = ("leads.scored", "leads.review", "crm.handoff")
+#: Outputs keyed by investor: an erasure tombstones the investor on each (shadow scores too).
+OUTPUT_TOPICS = ("leads.scored", "leads.review", "crm.handoff", "leads.shadow")
 
 
 def effective_consents(context: InvestorContext) -> dict[str, str]:

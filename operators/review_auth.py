@@ -100,17 +100,27 @@ def _key_bytes(key: str | bytes) -> bytes:
     return key if isinstance(key, bytes) else key.encode()
 
 
+def mac(key: str | bytes, payload: bytes) -> str:
+    """``sha256=<hex>``: the HMAC-SHA256 of ``payload`` under ``key``, in the signature
+    form every signed input uses (review decisions, erasures, model commands)."""
+    return PREFIX + hmac.new(_key_bytes(key), payload, hashlib.sha256).hexdigest()
+
+
+def mac_matches(key: str | bytes, signature: str | None, payload: bytes) -> bool:
+    """Whether ``signature`` is ``payload``'s :func:`mac` under ``key`` (constant time)."""
+    if signature is None or not _SIGNATURE.fullmatch(signature):
+        return False
+    return hmac.compare_digest(signature.encode(), mac(key, payload).encode())
+
+
 def sign(key: str | bytes, **fields) -> str:
     """``sha256=<hex>``: the signature of a decision with these fields."""
-    mac = hmac.new(_key_bytes(key), canonical_bytes(**fields), hashlib.sha256)
-    return PREFIX + mac.hexdigest()
+    return mac(key, canonical_bytes(**fields))
 
 
 def verify(key: str | bytes, signature: str | None, **fields) -> bool:
     """Whether ``signature`` is this decision's, under ``key`` (constant-time compare)."""
-    if signature is None or not _SIGNATURE.fullmatch(signature):
-        return False
-    return hmac.compare_digest(signature.encode(), sign(key, **fields).encode())
+    return mac_matches(key, signature, canonical_bytes(**fields))
 
 
 def decision_fields(decision: object) -> dict:

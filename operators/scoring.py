@@ -41,10 +41,11 @@ from online_models.registry import ModelRegistry
 from operators.degradation import alignment_interval, assess, readiness_interval
 from operators.features import FEATURE_NAMES, FEATURE_SOURCES, SOURCES
 from operators.lineage import audit_pointer
+from operators.model_lifecycle import ModelGovernor
 from operators.prior import prior_many, prior_probability
 from operators.warm_start import warm_start
 from schemas.outputs import SCHEMA_VERSION
-from schemas.records import FeatureVector, LabelledExample, Scored
+from schemas.records import FeatureVector, Ingested, LabelledExample, Scored
 from schemas.settings import ScoringSettings, Settings
 
 MODEL_NAME = "bagged-logreg"
@@ -160,6 +161,8 @@ class TenantScorer:
         self.gauges: dict[tuple[str, str], float] = {}
         self._z = NormalDist().inv_cdf(0.5 + s.interval_level / 2)
         warm_start(self, settings)  # from registry.models, if the tenant has one
+        #: Champion/challenger: shadow, canary, promotion, rollback, commands.
+        self.governor = ModelGovernor(tenant, settings)
 
     def __setstate__(self, state: dict) -> None:
         # A snapshot from before the opt-in: the global model was used when present.
@@ -173,6 +176,9 @@ class TenantScorer:
         if not isinstance(state, TenantScorer):
             raise TypeError(f"cannot resume the scoring step from a {type(state).__name__}")
         state.use_global = uses_global_prior(settings, state.tenant)
+        if getattr(state, "governor", None) is None:  # a snapshot from before governance
+            state.governor = ModelGovernor(state.tenant, settings)
+        state.governor.configure(settings)
         if not state.use_global:
             state.global_model, state.global_labels = None, 0
         return state
@@ -194,6 +200,8 @@ class TenantScorer:
                 pending = []
             if isinstance(item, LabelledExample):
                 out.extend(self.learn(item, now))
+            elif type(item) is Ingested:  # an ops.control command (signature checked)
+                out.extend(self.governor.command(self, item, now))
             else:
                 self.set_global(item.model, item.labels)
         if pending:
@@ -201,9 +209,10 @@ class TenantScorer:
         return out
 
     def _flush(self, vectors: list[FeatureVector], now: datetime, out: list[Scored | dict]) -> None:
-        records, alerts = self.score_many(vectors, now)
+        records, alerts, governed = self.governor.score(self, vectors, now)
         out.extend(records)
         out.extend(alerts)
+        out.extend(governed)
         for scored in records:
             self.counts[("leads", scored.record["tier"])] += 1
         for alert in alerts:
@@ -356,6 +365,7 @@ class TenantScorer:
         """Test-then-train on one label; returns alerts (drift, retraining, promotion)."""
         p_raw = self._raw_probability_one(example.features)
         p = self.calibrator.transform(p_raw)
+        judged = self.governor.judge(self, example)  # shadow models, before anyone learns
         y = example.label
         self.quality.add(p, y)
         self.calibrator.learn_one(p_raw, y)
@@ -380,7 +390,7 @@ class TenantScorer:
                 alerts.append(self.alert(started, detection, when, now))
         for alert in alerts:
             self.counts[("alerts", alert["kind"])] += 1
-        return alerts
+        return alerts + self.governor.settle(self, example, p, judged, now)
 
     def _raw_probability_one(self, vector: FeatureVector) -> float:
         """The blended, uncalibrated probability of one vector (River's dict path).

@@ -26,7 +26,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 
-from operators import erasure_auth
+from operators import control_auth, erasure_auth
 from schemas.codec import DecodeFailure, b64, decode_event
 from schemas.common import epoch_seconds
 from schemas.outputs import SCHEMA_VERSION, DlqReason
@@ -175,6 +175,12 @@ class Parser:
             # Before anything acts on it: the flow destroys the investor's key right
             # after parsing, and a forged request must not (operators/erasure_auth.py).
             refused = erasure_auth.refusal(event, self._tenant_settings.get(event.tenant))  # type: ignore[attr-defined]
+            if refused is not None:
+                return dead_letter(raw, DlqReason.UNAUTHORIZED, refused, now, event=event)
+        elif raw.topic == "ops.control":
+            # A model command changes who decides every lead of a tenant: signed, or
+            # never seen by the scoring step (operators/control_auth.py).
+            refused = control_auth.refusal(event, self._tenant_settings.get(event.tenant))  # type: ignore[attr-defined]
             if refused is not None:
                 return dead_letter(raw, DlqReason.UNAUTHORIZED, refused, now, event=event)
         return Ingested(event, raw.topic, raw.partition, raw.offset, raw.timestamp_ms,

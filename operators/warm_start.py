@@ -75,6 +75,12 @@ def _load(directory: Path, version: str) -> tuple[str, ModelArtifact]:
     return version, artifact
 
 
+def load_version(directory: Path, version: str) -> tuple[str, ModelArtifact]:
+    """(full version, verified artifact) of ``version`` (or a prefix) in ``directory``;
+    :class:`RegistryError` for a missing, corrupt or incompatible model."""
+    return _load(directory, version)
+
+
 def check_warm_start(settings: Settings) -> dict[str, str]:
     """Load (and verify) every model the settings start a tenant from; tenant -> version.
 
@@ -106,4 +112,4 @@ def warm_start(scorer: Scorer, settings: Settings) -> None:
     scorer.origin = version
 
 
-__all__ = ["check_warm_start", "scorer_artifact", "start_version", "warm_start"]
+__all__ = ["check_warm_start", "load_version", "scorer_artifact", "start_version", "warm_start"]

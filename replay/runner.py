@@ -47,7 +47,7 @@ from flows.steps import Clock, streaming_gc, system_clock
 from flows.telemetry import Telemetry
 from schemas.settings import Settings
 
-OUTPUT_KINDS = ("leads", "review", "handoff", "dlq", "alerts")
+OUTPUT_KINDS = ("leads", "review", "handoff", "dlq", "alerts", "shadow")
 
 
 def replay(recording: str | Path, out: str | Path, settings: Settings, *, workers: int = 1,

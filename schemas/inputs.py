@@ -8,6 +8,7 @@ named in each class's docstring.
 from __future__ import annotations
 
 from datetime import date, timedelta
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
@@ -255,7 +256,46 @@ class ReviewDecision(Envelope):
     signature: Annotated[str, StringConstraints(max_length=128)] | None = None
 
 
-InputEvent = PropertySignal | InvestorProfile | Engagement | Outcome | ErasureRequest | ReviewDecision
+# --------------------------------------------------------------------- model control
+
+
+class ModelAction(StrEnum):
+    """What an ``ops.control`` command does to a tenant's serving model."""
+
+    PROMOTE = "promote"  #: serve ``version`` (its predecessor stays in shadow, watched)
+    PIN = "pin"  #: serve ``version`` and freeze: no automatic promotion or rollback
+    UNPIN = "unpin"  #: the automatic rules apply again (``version`` is not used)
+    ROLLBACK = "rollback"  #: serve ``version`` again (``previous``: the model it replaced)
+
+
+#: A registry version (``m-`` and 4 to 12 hex digits, a prefix resolves) or ``previous``.
+ModelVersionRef = Annotated[str, StringConstraints(pattern=r"^(m-[0-9a-f]{4,12}|previous)$")]
+
+
+class ModelCommand(Envelope):
+    """``ops.control`` — an operator's command to a tenant's model lifecycle. Key: ``tenant``.
+
+    Obeyed at its position in the input order (see :mod:`operators.model_lifecycle`);
+    accepted only when signed with the tenant's ``control_signing_key``
+    (:mod:`operators.control_auth`).
+    """
+
+    action: ModelAction
+    version: ModelVersionRef | None = None
+    #: Who gave the command (kept in the alert and the audit row).
+    operator: EntityId
+    note: ShortText | None = None
+    signature: Annotated[str, StringConstraints(max_length=128)] | None = None
+
+    @model_validator(mode="after")
+    def _version_needed(self) -> ModelCommand:
+        if self.action is not ModelAction.UNPIN and self.version is None:
+            raise ValueError(f"{self.action.value} needs a version")
+        return self
+
+
+InputEvent = (PropertySignal | InvestorProfile | Engagement | Outcome | ErasureRequest
+              | ReviewDecision | ModelCommand)
 
 __all__ = [
     "BreeamCertification",
@@ -269,6 +309,8 @@ __all__ = [
     "EsgPreferences",
     "InputEvent",
     "InvestorProfile",
+    "ModelAction",
+    "ModelCommand",
     "LeedCertification",
     "NabersCertification",
     "Outcome",

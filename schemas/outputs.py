@@ -326,6 +326,32 @@ class CrmHandoff(OutputModel):
     lineage_omitted: LineageOmitted | None = None
 
 
+# --------------------------------------------------------------------- leads.shadow
+
+
+class ShadowScore(OutputModel):
+    """``leads.shadow`` — a challenger's score next to the champion's. Key: ``investor_id``.
+
+    Never a decision: only ``decided_by`` says which of the two the lead on
+    ``leads.scored`` carries (``challenger`` for the canary share of investors).
+    """
+
+    schema_version: Literal[1]
+    idempotency_key: str
+    tenant: TenantId
+    investor_id: str
+    event_time: UtcDatetime
+    processed_at: UtcDatetime  #: processing-time
+    champion_version: str
+    challenger_version: str
+    champion_probability: Probability
+    challenger_probability: Probability
+    champion_tier: Tier
+    challenger_tier: Tier
+    decided_by: Literal["champion", "challenger"]
+    feature_set_version: str
+
+
 # ----------------------------------------------------------------------- ops.alerts
 
 
@@ -334,6 +360,12 @@ class AlertKind(StrEnum):
     RETRAINING_TRIGGERED = "retraining_triggered"
     MODEL_PROMOTED = "model_promoted"
     MODEL_ROLLED_BACK = "model_rolled_back"
+    #: A tenant's model was frozen by command (no automatic promotion or rollback) ...
+    MODEL_PINNED = "model_pinned"
+    #: ... or released again.
+    MODEL_UNPINNED = "model_unpinned"
+    #: A registry version started scoring in shadow (and canary) against the champion.
+    CHALLENGER_STARTED = "challenger_started"
     FEED_STALE = "feed_stale"
     #: A source that went stale sent a signal again.
     FEED_RECOVERED = "feed_recovered"
@@ -381,6 +413,8 @@ class DlqReason(StrEnum):
     FUTURE_EVENT_TIME = "future_event_time"  #: event_time too far ahead of its ingest time
     UNAUTHORIZED = "unauthorized"  #: review decision unsigned, badly signed or by an unknown reviewer
     CRM_REJECTED = "crm_rejected"  #: the CRM refused a handoff as invalid (400/404/422)
+    #: an authentic ``ops.control`` command that cannot be applied (unknown version, ...)
+    REJECTED_COMMAND = "rejected_command"
 
 
 class DeadLetter(OutputModel):

@@ -100,6 +100,11 @@ class TenantSettings(Section):
     #: (``ESG_LEADS_TENANTS__<ID>__ERASURE_SIGNING_KEY``); at least 32 characters. ``None``:
     #: unsigned requests are accepted (``run`` warns); set it once the privacy desk signs.
     erasure_signing_key: Annotated[SecretStr, AfterValidator(_signing_key)] | None = None
+    #: HMAC-SHA256 key that this tenant's model commands on ``ops.control`` (``esg-leads
+    #: models promote|pin|unpin|rollback``) must be signed with
+    #: (``ESG_LEADS_TENANTS__<ID>__CONTROL_SIGNING_KEY``); at least 32 characters.
+    #: ``None``: no command is accepted (each is an ``unauthorized`` dead letter).
+    control_signing_key: Annotated[SecretStr, AfterValidator(_signing_key)] | None = None
 
 
 class WindowSettings(Section):
@@ -431,6 +436,51 @@ class RegistrySettings(Section):
     models: dict[str, Annotated[str, Field(pattern=r"^m-[0-9a-f]{4,12}$")]] = {}
 
 
+ModelVersion = Annotated[str, Field(pattern=r"^m-[0-9a-f]{4,12}$")]
+
+
+class ChallengerSettings(Section):
+    """A registry version scored against a tenant's champion (operators/model_lifecycle.py)."""
+
+    #: The registry version (or an unambiguous prefix) of the challenger.
+    version: ModelVersion
+    #: Share of the tenant's investors whose leads the challenger decides (canary),
+    #: chosen by a keyed BLAKE2b hash of tenant and investor id; 0: shadow only.
+    canary_share: Fraction = 0.0
+
+
+class ModelSettings(Section):
+    """Champion and challenger: shadow scoring, canary, promotion and rollback rules."""
+
+    #: Tenant (or ``"*"``: every tenant not named) -> the challenger its scoring runs
+    #: in shadow from the first event. Commands (``ops.control``) change champions at run time.
+    challengers: dict[str, ChallengerSettings] = {}
+    #: Labels (most recent) the promotion and rollback tests look at.
+    window_labels: Annotated[int, Field(ge=10, le=100_000)] = 500
+    #: Shared labels before a challenger may be promoted (or a promotion rolled back).
+    min_labels: Annotated[int, Field(ge=10, le=100_000)] = 200
+    #: One-sided confidence of the paired test on per-label log-loss differences: the
+    #: challenger is promoted when the lower bound of (champion - challenger) is above
+    #: ``margin``; a promoted model is rolled back when the lower bound of (new -
+    #: predecessor) is above ``margin``.
+    confidence: Annotated[float, Field(ge=0.5, lt=1)] = 0.95
+    #: Mean log loss per label the winner must gain by (0: any significant gain).
+    margin: Annotated[float, Field(ge=0, le=1)] = 0.0
+    #: After a promotion the predecessor stays in shadow for this many labels: long
+    #: enough to catch a degradation, then it is dropped (the promotion stands).
+    watch_labels: Annotated[int, Field(ge=10, le=100_000)] = 1000
+    #: Automatic promotion of a challenger that wins the test (off: only commands promote).
+    auto_promote: bool = True
+    #: Automatic rollback of a promotion that loses against its predecessor.
+    auto_rollback: bool = True
+
+    @model_validator(mode="after")
+    def _min_within_window(self) -> ModelSettings:
+        if self.min_labels > self.window_labels:
+            raise ValueError("models.min_labels must not exceed models.window_labels")
+        return self
+
+
 class LoggingSettings(Section):
     """What the commands log, and how (``--log-format`` sets ``format``)."""
 
@@ -468,6 +518,7 @@ class Settings(Section):
     crm: CrmSettings = CrmSettings()
     webhooks: WebhookSettings = WebhookSettings()
     registry: RegistrySettings = RegistrySettings()
+    models: ModelSettings = ModelSettings()
     #: Signal sources to watch, by name (``"*"``: any source not named); none by default.
     sources: dict[str, SourceSettings] = {}
     logging: LoggingSettings = LoggingSettings()
@@ -482,4 +533,7 @@ class Settings(Section):
         unknown = sorted(set(self.registry.models) - set(self.tenants) - {"*"})
         if unknown:  # a typo'd tenant would silently start cold
             raise ValueError(f"registry.models names unknown tenants: {', '.join(unknown)}")
+        unknown = sorted(set(self.models.challengers) - set(self.tenants) - {"*"})
+        if unknown:
+            raise ValueError(f"models.challengers names unknown tenants: {', '.join(unknown)}")
         return self

@@ -10,11 +10,12 @@ from schemas.inputs import (
     Engagement,
     ErasureRequest,
     InvestorProfile,
+    ModelCommand,
     Outcome,
     PropertySignal,
     ReviewDecision,
 )
-from schemas.outputs import Alert, CrmHandoff, DeadLetter, ReviewCase, ScoredLead
+from schemas.outputs import Alert, CrmHandoff, DeadLetter, ReviewCase, ScoredLead, ShadowScore
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,18 +32,22 @@ ENGAGEMENTS = Topic("investor.engagements", Engagement, "investor_id", "Investor
 OUTCOMES = Topic("crm.outcomes", Outcome, "investor_id", "Delayed CRM labels")
 ERASURE = Topic("investor.erasure", ErasureRequest, "investor_id", "Right-to-erasure requests")
 REVIEW_DECISIONS = Topic("lead.review-decisions", ReviewDecision, "investor_id", "Reviewer verdicts")
+OPS_CONTROL = Topic("ops.control", ModelCommand, "tenant", "Signed model lifecycle commands")
 
 LEADS_SCORED = Topic("leads.scored", ScoredLead, "investor_id", "Scored, explained leads")
 LEADS_REVIEW = Topic("leads.review", ReviewCase, "investor_id", "Cases for human review")
 CRM_HANDOFF = Topic("crm.handoff", CrmHandoff, "investor_id", "Qualified leads (upsert by key)")
 OPS_ALERTS = Topic("ops.alerts", Alert, "tenant", "Drift and model alerts")
+LEADS_SHADOW = Topic("leads.shadow", ShadowScore, "investor_id", "Challenger scores in shadow")
 LEADS_DLQ = Topic("leads.dlq", DeadLetter, "key_b64", "Inputs that could not be used")
 
 INPUT_TOPICS: dict[str, Topic] = {
     t.name: t
-    for t in (PROPERTY_SIGNALS, INVESTOR_PROFILES, ENGAGEMENTS, OUTCOMES, ERASURE, REVIEW_DECISIONS)
+    for t in (PROPERTY_SIGNALS, INVESTOR_PROFILES, ENGAGEMENTS, OUTCOMES, ERASURE, REVIEW_DECISIONS,
+              OPS_CONTROL)
 }
 OUTPUT_TOPICS: dict[str, Topic] = {
-    t.name: t for t in (LEADS_SCORED, LEADS_REVIEW, CRM_HANDOFF, OPS_ALERTS, LEADS_DLQ)
+    t.name: t for t in (LEADS_SCORED, LEADS_REVIEW, CRM_HANDOFF, OPS_ALERTS, LEADS_DLQ,
+                        LEADS_SHADOW)
 }
 ALL_TOPICS: dict[str, Topic] = {**INPUT_TOPICS, **OUTPUT_TOPICS}

@@ -320,7 +320,8 @@ def test_compacted_topics_are_exactly_the_upsert_by_key_outputs(services: dict) 
     configs = {c.topic: dict(kv.split("=", 1) for kv in c.config)
                for c in topic_creations(services["topics"])}
     compacted = {t for t, cfg in configs.items() if "compact" in cfg.get("cleanup.policy", "")}
-    assert upsert_by_key_outputs() == {"crm.handoff", "leads.scored", "leads.review"}
+    assert upsert_by_key_outputs() == {"crm.handoff", "leads.scored", "leads.review",
+                                       "leads.shadow"}
     assert compacted == upsert_by_key_outputs()
     for topic, cfg in configs.items():
         assert set(cfg) <= {"cleanup.policy"}, f"{topic}: unexpected topic config {cfg}"

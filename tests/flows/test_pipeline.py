@@ -220,7 +220,8 @@ def test_dead_letter_reasons_are_all_reachable() -> None:
                      "unknown_topic", "key_mismatch", "erased_subject", "processing_error",
                      "future_event_time", "unknown_case", "unauthorized"}
     by_crm_sync = {"crm_rejected"}  # tests/flows/test_crm_sync.py
-    assert produced_here | by_crm_sync == {r.value for r in DlqReason}
+    by_commands = {"rejected_command"}  # tests/replay/test_model_governance.py
+    assert produced_here | by_crm_sync | by_commands == {r.value for r in DlqReason}
 
 
 def test_only_signed_decisions_of_listed_reviewers_move_a_lead() -> None:

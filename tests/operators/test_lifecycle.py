@@ -218,8 +218,8 @@ def test_erasure_tombstones_outputs_and_forgets_the_lead() -> None:
     shard = LifecycleShard(SETTINGS)
     shard.process([scored(0.8)], NOW)
     out = shard.process([notice("erasure", 2)], NOW)
-    assert sorted(e.topic for e in out if e.kind == "tombstone") == ["crm.handoff", "leads.review",
-                                                                      "leads.scored"]
+    assert sorted(e.topic for e in out if e.kind == "tombstone") == [
+        "crm.handoff", "leads.review", "leads.scored", "leads.shadow"]
     assert "inv-1" not in shard.leads
     assert not shard.process([scored(0.9, 3)], NOW)  # in-flight scores for an erased lead
     dead = of(shard.process([decision("case:inv-1:1", "approve", "d-9")], NOW), "dlq")
