@@ -258,3 +258,28 @@ def test_settings_without_sources_watch_nothing(tmp_path: Path) -> None:
            load_settings(tmp_path / "world" / "config.toml", environ={}))
     assert not [a for a in read_records(tmp_path / "run" / "alerts.parquet")
                 if a["kind"].startswith("feed")]
+
+
+def test_the_reviewers_timeline_follows_the_engagements_that_move_the_tenants_clock() -> None:
+    """A case is published at the first arrival of an engagement at or past its time
+    (a window's end plus lateness, or a re-score's instant); an unsubscribe and an
+    erased investor's engagements reach no window, so they move no clock."""
+    from replay.generator import _Timeline
+
+    def event(investor: str, event_s: float, action: str = "property_view") -> dict:
+        return {"tenant": "acme", "investor_id": investor, "action": action,
+                "event_time": datetime.fromtimestamp(event_s).astimezone()}
+
+    timeline = _Timeline()
+    timeline.add("investor.engagements", event("a", 100), 100)
+    timeline.add("investor.engagements", event("a", 500, "unsubscribe"), 510)
+    timeline.add("investor.erasure", {"tenant": "acme", "investor_id": "b"}, 520)
+    timeline.add("investor.engagements", event("b", 600), 530)
+    timeline.add("esg.property-signals", {"tenant": "acme"}, 540)
+    timeline.add("investor.engagements", event("c", 900), 950)
+    timeline.add("investor.engagements", event("d", 400), 960)  # late
+    timeline.freeze()
+    assert timeline.published("acme", 300, 0) == 950  # not the unsubscribe, not b's
+    assert timeline.published("acme", 380, 20) == 950  # the late one arrived after c's
+    assert timeline.published("acme", 2000, 0) == 2000  # the clock never got there
+    assert timeline.published("other", 300, 0) == 300
