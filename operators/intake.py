@@ -105,7 +105,8 @@ class TenantIntake:
         return out
 
     def notify_at(self) -> datetime | None:
-        """When an idle tenant's windows are next due to close (``windows.idle_close_after``)."""
+        """When an idle tenant's windows are next due to close, or a re-score to fall due
+        (``windows.idle_close_after``)."""
         return self.windows.idle_deadline() if self.windows is not None else None
 
     def on_notify(self, now: datetime) -> list:

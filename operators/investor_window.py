@@ -272,7 +272,8 @@ class InvestorWindows:
         return (when - align).total_seconds()
 
     def process(self, items: list[EnrichedEngagement], now: datetime) -> list:
-        """Fold engagements in; return the windows they close and late dead letters."""
+        """Fold engagements in; return the windows they close, the re-scores that fall
+        due (in time order) and late dead letters."""
         out: list = []
         length, lateness, open_, closing = self._length, self._lateness, self._open, self._closing
         # Not the Kafka timestamp: a producer (or `esg-leads produce` replaying a recording)
@@ -336,7 +337,7 @@ class InvestorWindows:
             self._timers = [t for t in self._timers if t[1] != investor_id]
             heapq.heapify(self._timers)
 
-    def advance_idle(self, now: datetime) -> list[InvestorWindow]:
+    def advance_idle(self, now: datetime) -> list[InvestorWindow | SilenceDue]:
         """Close what the tenant's event clock would have closed by ``now`` had it kept
         pace with the wall clock since the last event, once the tenant has been idle
         for ``idle_close_after``; nothing otherwise."""
