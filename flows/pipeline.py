@@ -28,7 +28,11 @@ plus the allowed lateness; each investor's windows are phase-shifted, so closes 
 and the scoring they start — arrive as a trickle rather than as bursts. Investor
 state, scoring's inputs and the lead lifecycle are keyed ``tenant/shard`` (a stable
 hash of the investor id into ``windows.shards_per_tenant`` groups), the unit of
-parallelism across workers. The catalog and the windows share one keyed step
+parallelism across workers. Silence re-scores run on the same tenant clock: the
+intake sends a shard a :class:`~schemas.records.SilenceDue` when the tenant's
+watermark reaches an investor's re-score point, so a re-score is published at the
+tenant's first engagement past it, not when the shard next hears from one of its own
+investors. The catalog and the windows share one keyed step
 (:class:`~operators.intake.TenantIntake`): both are per tenant, and a second keyed
 step cost more bytewax routing per batch than either agent's own work.
 """
@@ -72,6 +76,7 @@ from schemas.records import (
     LabelledExample,
     OffsetsReset,
     Scored,
+    SilenceDue,
 )
 from schemas.settings import Settings
 
@@ -194,7 +199,7 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
         return type(x) is Ingested and x.topic == "ops.control"
 
     def investor_of(x: Any) -> str:
-        return by_shard(x.tenant, x.investor_id if isinstance(x, InvestorWindow)
+        return by_shard(x.tenant, x.investor_id if isinstance(x, (InvestorWindow, SilenceDue))
                         else x.event.investor_id)
 
     investors = step(

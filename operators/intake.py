@@ -34,6 +34,7 @@ class TenantIntake:
     letters out.
 
     Output items are :class:`~schemas.records.InvestorWindow` (closed windows),
+    :class:`~schemas.records.SilenceDue` (silence re-scores due on the tenant's clock),
     :class:`~schemas.records.Ingested` (unsubscribes, profiles, outcomes, erasures and
     review decisions, for the investor stage) and dead-letter dicts. ``stage_times``
     reports the two agents' time separately.
@@ -63,6 +64,7 @@ class TenantIntake:
             state.catalog.configure_feeds(settings)
         if state.windows is not None:
             state.windows.set_idle_close_after(settings.windows.idle_close_after)
+            state.windows.set_rescore_after(settings.features.rescore_after)
         return state
 
     def process(self, items: list[Ingested], now: datetime | None) -> list:
@@ -89,6 +91,10 @@ class TenantIntake:
         catalog_done = time.perf_counter()
         if engagements:
             out.extend(self._windows(engagements[0]).process(engagements, now))
+        if self.windows is not None:
+            for item in passing:
+                if item.topic == _ERASURE:  # its silence re-scores go with it
+                    self.windows.forget(item.event.investor_id)  # type: ignore[attr-defined]
         out.extend(passing)
         self.stage_times.append(("catalog", len(items), catalog_done - started))
         self.stage_times.append(("investor_windows", len(engagements),
@@ -103,7 +109,8 @@ class TenantIntake:
         return out
 
     def notify_at(self) -> datetime | None:
-        """When an idle tenant's windows are next due to close (``windows.idle_close_after``)."""
+        """When an idle tenant's windows are next due to close, or a re-score to fall due
+        (``windows.idle_close_after``)."""
         return self.windows.idle_deadline() if self.windows is not None else None
 
     def on_notify(self, now: datetime) -> list:

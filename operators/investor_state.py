@@ -1,11 +1,13 @@
 """The investor stage: long-horizon state per investor, features, point-in-time labels.
 
 One :class:`InvestorShard` holds the investors of one (tenant, shard) key. It
-receives closed windows, profiles, CRM outcomes, unsubscribes and erasure requests,
-and emits:
+receives closed windows, silence re-score points, profiles, CRM outcomes,
+unsubscribes and erasure requests, and emits:
 
 * a :class:`~schemas.records.FeatureVector` for every investor with activity in a
-  closed window (to scoring);
+  closed window, and for every investor whose silence reached a re-score point
+  (:class:`~schemas.records.SilenceDue`, sent by the tenant's intake when the
+  tenant's watermark reaches it), to scoring;
 * a :class:`~schemas.records.LabelledExample` for every qualified/disqualified
   outcome, joined to the feature vector the investor had when last scored *before*
   the outcome's event time — never a later one, which would leak the label;
@@ -32,6 +34,7 @@ from schemas.records import (
     InvestorNotice,
     InvestorWindow,
     LabelledExample,
+    SilenceDue,
 )
 from schemas.settings import Settings
 
@@ -59,10 +62,12 @@ class InvestorShard:
         self.counts: Counter[tuple[str, str]] = Counter()
         self.investors: dict[str, InvestorProfileState] = {}
         self._erased: set[str] = set()
-        self._rescore_after = tuple(d.total_seconds() for d in settings.features.rescore_after)
-        #: Pending re-scores: (due timestamp, investor id, last activity it was planned for).
+        #: Re-scores planned by a snapshot of the version that kept them here: (due
+        #: timestamp, investor id, last activity it was planned for). Drained as that
+        #: version did, by this shard's own items; new ones are planned on the tenant's
+        #: clock (operators/investor_window.py), so this stays empty in a new run.
         self._due: list[tuple[float, str, float]] = []
-        #: The shard's event-time clock: the latest event time it has processed.
+        #: The latest event time this shard has processed (for the snapshot's re-scores).
         self._clock = float("-inf")
         #: The tenant's watched signal sources, as of the latest change the intake sent
         #: (a source went stale or recovered); ``None``: none stale yet.
@@ -89,15 +94,17 @@ class InvestorShard:
                 # time are then judged on what the catalog knew then.
                 self._feeds = item
                 continue
-            when = (item.window_end if isinstance(item, InvestorWindow)
-                    else item.event.event_time).timestamp()
-            if when > self._clock:
-                # Re-scores fall due in event time: emit those due *before* this item, so
-                # an outcome after a silence finds the re-score as its latest vector. One
-                # due at this very instant waits: a window closing now supersedes it (the
-                # two would be different leads under one idempotency key).
-                out.extend(self._rescore_due(before=when))
-                self._clock = when
+            if type(item) is SilenceDue:
+                out.extend(self.on_silence(item))
+                continue
+            if self._due:
+                when = (item.window_end if isinstance(item, InvestorWindow)
+                        else item.event.event_time).timestamp()
+                if when > self._clock:
+                    # As the version that planned them did: those due before this item
+                    # (one due at this instant waits, a window closing now supersedes it).
+                    out.extend(self._rescore_due(before=when))
+                    self._clock = when
             if isinstance(item, InvestorWindow):
                 out.extend(self.on_window(item))
             else:
@@ -107,9 +114,26 @@ class InvestorShard:
                     out.append(processing_error(item, error, now))
         return out
 
+    def on_silence(self, due: SilenceDue) -> list:
+        """The investor's re-score as of ``due.due``, unless erased or active since."""
+        state = self.investors.get(due.investor_id)
+        if state is None or state.last_active != due.planned_for:
+            return []  # erased, or a later window closed since: that activity re-planned it
+        return [self._rescore(state, due.investor_id, due.due)]
+
+    def _rescore(self, state: InvestorProfileState, investor_id: str, as_of: datetime):
+        state.decay_to(as_of, self._half_lives)
+        # A snapshot from before feed degradation has no ``_feeds``.
+        vector = build_vector(state, state.tenant, investor_id, as_of,
+                              self.__dict__.get("_feeds"))
+        if vector.clamped:
+            self.counts[("features_clamped", vector.tenant)] += 1
+        state.remember(vector.features_only())
+        self.counts[("rescores", vector.tenant)] += 1
+        return vector
+
     def _rescore_due(self, before: float) -> list:
-        """Feature vectors for investors whose silence reached a re-score point before
-        ``before``."""
+        """A snapshot's planned re-scores (see ``_due``) due before ``before``."""
         out = []
         due = self._due
         while due and due[0][0] < before:
@@ -118,16 +142,8 @@ class InvestorShard:
             if state is None or state.last_active is None or \
                     state.last_active.timestamp() != planned_for:
                 continue  # erased, or active again since: that activity re-planned it
-            as_of = datetime.fromtimestamp(at, tz=timezone.utc)
-            state.decay_to(as_of, self._half_lives)
-            # A snapshot from before feed degradation has no ``_feeds``.
-            vector = build_vector(state, state.tenant, investor_id, as_of,
-                                  self.__dict__.get("_feeds"))
-            if vector.clamped:
-                self.counts[("features_clamped", vector.tenant)] += 1
-            state.remember(vector.features_only())
-            self.counts[("rescores", vector.tenant)] += 1
-            out.append(vector)
+            out.append(self._rescore(state, investor_id,
+                                     datetime.fromtimestamp(at, tz=timezone.utc)))
         return out
 
     def _state(self, investor_id: str) -> InvestorProfileState:
@@ -153,9 +169,6 @@ class InvestorShard:
         if vector.clamped:
             self.counts[("features_clamped", window.tenant)] += 1
         state.remember(vector.features_only())
-        end = window.window_end.timestamp()
-        for delay in self._rescore_after:
-            heapq.heappush(self._due, (end + delay, window.investor_id, end))
         return [vector]
 
     # ------------------------------------------------------------- events

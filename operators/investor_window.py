@@ -3,6 +3,7 @@
 :class:`InvestorWindows` keeps one tenant's open windows and closes them by the
 tenant's watermark; each window holds a :class:`WindowAggregate`, which only counts
 and sums, so the result does not depend on the order of items within the window.
+The same watermark fires the tenant's silence re-scores (``features.rescore_after``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from operators.lineage import ref as lineage_ref
 from operators.validation import dead_letter
 from schemas.common import EngagementAction
 from schemas.outputs import DlqReason
-from schemas.records import EnrichedEngagement, InvestorWindow, PropertyFacts
+from schemas.records import EnrichedEngagement, InvestorWindow, PropertyFacts, SilenceDue
 from schemas.settings import Settings
 
 ACTIONS: tuple[str, ...] = tuple(a.value for a in EngagementAction)
@@ -174,6 +175,19 @@ class InvestorWindows:
     Closing is decided after every event, so the output does not depend on how the
     input was batched. At end of input every open window closes (:meth:`flush`).
 
+    Silence re-scores run on the same clock. Closing an investor's window plans a
+    re-score at ``window end + d`` for each ``d`` of ``features.rescore_after``; when
+    the watermark reaches one, a :class:`~schemas.records.SilenceDue` goes out (to the
+    investor's shard, which re-scores as of that instant), unless the investor has
+    closed a later window since, or has a window ending by then still open (it would
+    be a second lead at the same instant: the window supersedes the re-score). Window
+    closes and re-scores come out in the order of their instants, a window first on a
+    tie. So a re-score is published at the first engagement of the tenant at or past
+    its deadline — a function of the tenant's event clock — and not whenever the
+    investor's shard next hears from one of its own investors, which may be hours
+    later (a case published that late was decided by a reviewer before it existed).
+    Flushing at end of input fires none: the input ended, no time passed.
+
     With ``windows.idle_close_after`` set (live runs), a tenant that has sent nothing
     for that long (wall clock, from the ``now`` the caller passes) has its watermark
     moved on as if its event time kept pace with the wall clock since its last event:
@@ -212,6 +226,13 @@ class InvestorWindows:
         #: Wall clock (epoch s) and watermark when the last event arrived; not
         #: snapshotted, as a restarted run must read its backlog before calling anyone idle.
         self._arrived: tuple[float, float] | None = None
+        self._rescore_after: tuple[float, ...] = ()
+        self.set_rescore_after(settings.features.rescore_after)
+        #: Planned silence re-scores: (due, investor id, index of the window planned
+        #: from, the silence), instants in seconds since ``ALIGN`` like the watermark.
+        self._timers: list[tuple[float, str, int, float]] = []
+        #: Investor id -> [index of its latest closed window, its re-scores still pending].
+        self._planned: dict[str, list[int]] = {}
 
     def __getstate__(self) -> dict:
         # Caches are rebuilt on demand: snapshots carry only the windows.
@@ -224,6 +245,11 @@ class InvestorWindows:
                          _offset=0.0)
         state.setdefault("_idle_after", None)
         state.setdefault("_arrived", None)
+        # Saved while the investor shards kept their own re-score timers (they drain
+        # those, see InvestorShard): windows closed from now on plan theirs here.
+        state.setdefault("_rescore_after", ())
+        state.setdefault("_timers", [])
+        state.setdefault("_planned", {})
         self.__dict__.update(state)
 
     def phase(self, investor_id: str) -> float:
@@ -246,7 +272,8 @@ class InvestorWindows:
         return (when - align).total_seconds()
 
     def process(self, items: list[EnrichedEngagement], now: datetime) -> list:
-        """Fold engagements in; return the windows they close and late dead letters."""
+        """Fold engagements in; return the windows they close, the re-scores that fall
+        due (in time order) and late dead letters."""
         out: list = []
         length, lateness, open_, closing = self._length, self._lateness, self._open, self._closing
         # Not the Kafka timestamp: a producer (or `esg-leads produce` replaying a recording)
@@ -274,7 +301,7 @@ class InvestorWindows:
                 aggregate.ingest_ms = taken_ms
             if at > self.watermark:
                 self.watermark = at
-                if closing[0][0] <= at:
+                if closing[0][0] <= at or (self._timers and self._timers[0][0] <= at):
                     self._close(at, out)
         if items and self._idle_after is not None and now is not None:
             self._arrived = (now.timestamp(), self.watermark)
@@ -282,10 +309,12 @@ class InvestorWindows:
 
     def idle_deadline(self) -> datetime | None:
         """When (wall clock) :meth:`advance_idle` would next close a window, if ever."""
-        if self._arrived is None or not self._closing:
+        if self._arrived is None or not (self._closing or self._timers):
             return None
         arrived_at, watermark = self._arrived
-        due = arrived_at + max(self._idle_after, self._closing[0][0] - watermark)  # type: ignore[type-var]
+        next_at = min(self._closing[0][0] if self._closing else math.inf,
+                      self._timers[0][0] if self._timers else math.inf)
+        due = arrived_at + max(self._idle_after, next_at - watermark)  # type: ignore[type-var]
         # 1 ms late on purpose: a datetime holds whole microseconds, and a deadline
         # rounded down would find nothing due and be asked for again at once.
         return datetime.fromtimestamp(due + 0.001, tz=timezone.utc)
@@ -297,7 +326,18 @@ class InvestorWindows:
         if idle is None:
             self._arrived = None
 
-    def advance_idle(self, now: datetime) -> list[InvestorWindow]:
+    def set_rescore_after(self, delays: tuple[timedelta, ...]) -> None:
+        """Take ``features.rescore_after`` from the current settings (on resume too:
+        re-scores already planned keep their instants)."""
+        self._rescore_after = tuple(sorted(d.total_seconds() for d in delays))
+
+    def forget(self, investor_id: str) -> None:
+        """An erasure: no re-score stays planned for the investor, not even its id."""
+        if self._planned.pop(investor_id, None) is not None:
+            self._timers = [t for t in self._timers if t[1] != investor_id]
+            heapq.heapify(self._timers)
+
+    def advance_idle(self, now: datetime) -> list[InvestorWindow | SilenceDue]:
         """Close what the tenant's event clock would have closed by ``now`` had it kept
         pace with the wall clock since the last event, once the tenant has been idle
         for ``idle_close_after``; nothing otherwise."""
@@ -314,15 +354,60 @@ class InvestorWindows:
     def flush(self, now: datetime) -> list[InvestorWindow]:
         """Close every open window: the input has ended."""
         out: list = []
-        self._close(float("inf"), out)
+        self._close(float("inf"), out, timers=False)
         return out
 
-    def _close(self, upto: float, out: list) -> None:
-        closing, length = self._closing, self._length
-        while closing and closing[0][0] <= upto:
-            _, investor_id, index = heapq.heappop(closing)
-            aggregate = self._open.pop((investor_id, index))
-            start = ALIGN + timedelta(seconds=index * length - self.phase(investor_id))
-            out.append(InvestorWindow(self._tenant, investor_id, start,
-                                      start + timedelta(seconds=length), aggregate))
-            self.counts[("used", "investor.engagements")] += aggregate.n
+    def _close(self, upto: float, out: list, timers: bool = True) -> None:
+        """Close the windows, and fire the re-scores, due by ``upto``, in time order."""
+        closing, due = self._closing, self._timers
+        while True:
+            close_at = closing[0][0] if closing else math.inf
+            due_at = due[0][0] if due and timers else math.inf
+            if close_at <= due_at:  # a tie: the window first, it supersedes the re-score
+                if not closing or close_at > upto:
+                    return
+                _, investor_id, index = heapq.heappop(closing)
+                out.append(self._closed(investor_id, index, plan=timers))
+            else:
+                if due_at > upto:
+                    return
+                _, investor_id, index, delay = heapq.heappop(due)
+                silence = self._silence(investor_id, index, due_at, delay)
+                if silence is not None:
+                    out.append(silence)
+
+    def _start(self, investor_id: str, index: int) -> datetime:
+        return ALIGN + timedelta(seconds=index * self._length - self.phase(investor_id))
+
+    def _closed(self, investor_id: str, index: int, plan: bool) -> InvestorWindow:
+        aggregate = self._open.pop((investor_id, index))
+        start = self._start(investor_id, index)
+        self.counts[("used", "investor.engagements")] += aggregate.n
+        if plan and self._rescore_after:
+            self._planned[investor_id] = [index, len(self._rescore_after)]
+            end = (index + 1) * self._length - self.phase(investor_id)
+            for delay in self._rescore_after:
+                heapq.heappush(self._timers, (end + delay, investor_id, index, delay))
+        return InvestorWindow(self._tenant, investor_id, start,
+                              start + timedelta(seconds=self._length), aggregate)
+
+    def _silence(self, investor_id: str, index: int, due: float,
+                 delay: float) -> SilenceDue | None:
+        """The re-score planned from window ``index``, due now; ``None`` if superseded."""
+        planned = self._planned.get(investor_id)
+        if planned is None or planned[0] != index:
+            return None  # a later window closed since (it planned its own), or erased
+        planned[1] -= 1
+        if not planned[1]:
+            del self._planned[investor_id]
+        length, phase = self._length, self.phase(investor_id)
+        # A window of this investor that ends by ``due`` but is still open (within its
+        # allowed lateness) is newer activity: it closes soon and supersedes this. The
+        # tolerance absorbs float rounding of ``end == due``.
+        k = math.floor((due + phase) / length + 1e-9) - 1
+        while k > index and (k + 1) * length - phase > due - self._lateness - 1e-6:
+            if (investor_id, k) in self._open:
+                return None
+            k -= 1
+        end = self._start(investor_id, index) + timedelta(seconds=length)
+        return SilenceDue(self._tenant, investor_id, end + timedelta(seconds=delay), end)

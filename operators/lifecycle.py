@@ -21,7 +21,7 @@ from datetime import datetime
 import orjson
 
 from operators import compliance as compliance_agent
-from operators import contact_rules, outreach, review, review_auth, routing
+from operators import contact_rules, outreach, outreach_messages, review, review_auth, routing
 from operators.audit import audit_record
 from operators.claims import ClaimCheck
 from operators.compliance import ComplianceAgent
@@ -386,6 +386,11 @@ class LifecycleShard:
         self.counts[("handoffs", tenant)] += 1
         ctx = context or lead.context
         consents = effective_consents(ctx) if ctx else {}
+        # The CRM sends the plan: each step's message, rendered with verified claims only
+        # (a step whose message cannot be is dropped with its reason, not sent).
+        rendered = outreach_messages.render_plan(record["outreach_plan"], tenant,
+                                                 ctx.jurisdiction if ctx else None,
+                                                 record["compliance"]["removed_claims"])
         return Emitted("handoff", investor_id, {
             "schema_version": SCHEMA_VERSION,
             "idempotency_key": f"handoff:{tenant}:{investor_id}:q{n}",
@@ -407,9 +412,11 @@ class LifecycleShard:
             "ticket_max_eur": ctx.ticket_max_eur if ctx else None,
             "consent": {c: consents.get(c, "none") for c in compliance_agent.CHANNELS},
             "contact_ref": ctx.contact_ref if ctx else None,
-            "outreach_plan": record["outreach_plan"],
+            "outreach_plan": rendered.plan,
             "compliance": record["compliance"],
             "approved_by_review": approved,
+            "messages": rendered.messages,
+            "dropped_steps": rendered.dropped,
             "model_version": record["model"]["model_version"],
             "feature_set_version": record["model"]["feature_set_version"],
             "lineage": record["lineage"],

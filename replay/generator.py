@@ -162,16 +162,32 @@ def generate(spec: WorldSpec, out: str | Path,
 
 
 class _Timeline:
-    """When the flow can have published a case: the flow closes an investor's window
-    (and scores it) once the tenant's event time has passed the window's end plus the
-    allowed lateness, i.e. at the first later engagement of the tenant — hours later
-    for a tenant whose investors sleep. Reviewers see a case from then on."""
+    """When the flow can have published a case, on the tenant's clock (its watermark:
+    the latest event time among the engagements that reach its windows, so neither
+    unsubscribes nor an erased investor's engagements). The flow closes an investor's
+    window (and scores it) once that clock reaches the window's end plus the allowed
+    lateness, and re-scores a silent investor once it reaches the re-score's instant
+    (operators/investor_window.py): both at the first arrival of an engagement at or
+    past that time — hours later for a tenant whose investors sleep. A case's event time
+    is the window's end or the re-score's instant, so :meth:`published` with the allowed
+    lateness (and a margin) is when it was published or later, never earlier.
+    Reviewers see a case from then on."""
 
     def __init__(self) -> None:
         self.events: dict[str, list[tuple[float, float]]] = {}  # tenant -> (event_s, ingest_s)
+        self._erased: set[tuple[str, str]] = set()
 
-    def add(self, tenant: str, event_s: float, ingest_s: float) -> None:
-        self.events.setdefault(tenant, []).append((event_s, ingest_s))
+    def add(self, topic: str, payload: dict, ingest_s: float) -> None:
+        """An input event, in arrival order."""
+        if topic == "investor.erasure":
+            self._erased.add((payload["tenant"], payload["investor_id"]))
+            return
+        if topic != "investor.engagements" or payload["action"] == "unsubscribe":
+            return
+        subject = (payload["tenant"], payload["investor_id"])
+        if subject not in self._erased:
+            self.events.setdefault(subject[0], []).append(
+                (payload["event_time"].timestamp(), ingest_s))
 
     def freeze(self) -> _Timeline:
         self.index = {}
@@ -257,9 +273,7 @@ def _write(spec: WorldSpec, out: Path, decisions: list[dict],
                 publish(topic, key, value, ingest_s)
             key = emitted.key.encode()
             value = orjson.dumps(emitted.payload)
-            if emitted.topic == "investor.engagements":
-                timeline.add(emitted.payload["tenant"], emitted.payload["event_time"].timestamp(),
-                             emitted.ingest_s)
+            timeline.add(emitted.topic, emitted.payload, emitted.ingest_s)
             publish(emitted.topic, key, value, emitted.ingest_s)
             late += emitted.late
             if noise.random() < spec.duplicate_rate:  # a producer retry: same bytes again

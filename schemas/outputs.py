@@ -189,6 +189,31 @@ class OutreachPlan(OutputModel):
     claims: Annotated[list[Claim], Field(max_length=20)]
 
 
+class OutreachMessage(OutputModel):
+    """One plan step's message, rendered from a template (``operators/outreach_messages.py``):
+    it states only the claims the compliance check verified. Personal data: it goes to
+    the CRM that sends it, and is never logged; ``digest`` names it elsewhere."""
+
+    order: Annotated[int, Field(ge=1, le=10)]
+    channel: Literal["email", "phone", "sms", "meeting_invite"]
+    language: Annotated[str, Field(pattern=r"^[a-z]{2}$")]
+    template: Annotated[str, Field(max_length=64)]  #: ``<channel>.<language>``
+    subject: Annotated[str, Field(max_length=256)] | None = None  #: e-mail only
+    text: Annotated[str, Field(max_length=6000)]
+    html: Annotated[str, Field(max_length=20000)] | None = None  #: e-mail only, autoescaped
+    #: The verified claims it states, ``<property_id>:<claim>``.
+    claims: Annotated[list[str], Field(max_length=20)]
+    digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]  #: sha256 of subject, text, html
+
+
+class DroppedStep(OutputModel):
+    """A plan step whose message could not be rendered lawfully: not sent."""
+
+    order: Annotated[int, Field(ge=1, le=10)]
+    channel: Literal["email", "phone", "sms", "meeting_invite"]
+    reason: Annotated[str, Field(max_length=256)]
+
+
 class BlockedChannel(OutputModel):
     channel: ContactChannel
     rule_id: str
@@ -318,6 +343,10 @@ class CrmHandoff(OutputModel):
     outreach_plan: OutreachPlan
     compliance: Compliance
     approved_by_review: bool
+    #: The plan's steps' messages (the plan lists only the steps that have one), and the
+    #: steps dropped because theirs could not be rendered (empty in older records).
+    messages: Annotated[list[OutreachMessage], Field(max_length=10)] = []
+    dropped_steps: Annotated[list[DroppedStep], Field(max_length=10)] = []
     #: What decided, and on which inputs (``null``/empty in records written before
     #: they were carried here); see :class:`ScoredLead`.
     model_version: str | None = None

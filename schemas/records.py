@@ -197,6 +197,21 @@ class InvestorWindow(NamedTuple):
     aggregate: object  #: operators.investor_window.WindowAggregate
 
 
+class SilenceDue(NamedTuple):
+    """An investor's silence reached a re-score point on the tenant's clock.
+
+    Sent by the tenant's intake when its watermark reaches ``due`` (see
+    :class:`operators.investor_window.InvestorWindows`), to the investor's shard, which
+    re-scores the investor as of ``due`` unless it has been active since ``planned_for``
+    (the end of the window the re-score was planned from).
+    """
+
+    tenant: str
+    investor_id: str
+    due: datetime
+    planned_for: datetime
+
+
 class InvestorContext(NamedTuple):
     """The slow-moving facts about an investor that later agents need."""
 

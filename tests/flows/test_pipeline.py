@@ -11,6 +11,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from connectors.key_vault import KeyVault
 from flows.pipeline import Sinks, build_flow
+from flows.steps import shard_key
 from flows.telemetry import Telemetry
 from operators.erasure import open_dead_letter
 from operators.investor_state import InvestorShard
@@ -172,6 +173,31 @@ def test_rescore_after_silence_and_unsubscribe_is_immediate() -> None:
     assert rescore["features"]["eng_1d"] < inv1[0]["features"]["eng_1d"]
     assert rescore["features"]["contactable"] == 1.0  # phone consent remains
     assert telemetry.per_topic("used")["investor.engagements"] == 5
+
+
+@pytest.mark.parametrize("next_from", ["another shard", "the same shard"])
+def test_a_silence_rescore_is_published_at_its_deadline_whatever_arrives_next(next_from) -> None:
+    """The tenant's clock times a re-score, not the investor's shard: with the next
+    event from an investor of another shard, the shard used to hear nothing more and
+    never re-scored (in the demo: hours later, after a reviewer had decided the case)."""
+    shards = 4
+    home = shard_key("acme", "inv-1", shards)
+    mover = next(i for i in (f"inv-{n}" for n in range(2, 100))
+                 if (shard_key("acme", i, shards) == home) == (next_from == "the same shard"))
+    deadline = at(60) + timedelta(days=2)  # the 9:00 window's end plus the silence
+    messages = [
+        signal("s-1", "p-1", at(0)),
+        profile("pr-1", "inv-1", at(1)),
+        engagement("e-1", "inv-1", at(10)),
+        engagement("e-2", mover, deadline - timedelta(minutes=1)),
+        engagement("e-3", mover, deadline),  # the tenant's clock reaches the deadline
+    ]
+    out, telemetry = run(messages, settings(windows={"shards_per_tenant": shards},
+                                            lifecycle={"material_score_change": 0}))
+    inv1 = [r for r in out["leads"] if r["investor_id"] == "inv-1"]
+    assert [r["event_time"] for r in inv1] == [at(60), deadline]
+    assert inv1[1]["features"]["recency_days"] == pytest.approx(2.0)
+    assert telemetry.per_topic("used")["investor.engagements"] == 3
 
 
 def test_processing_errors_become_dead_letters_and_the_flow_goes_on(

@@ -21,6 +21,7 @@ from schemas.records import (
     InvestorNotice,
     InvestorWindow,
     LabelledExample,
+    SilenceDue,
 )
 from schemas.settings import Settings
 
@@ -140,65 +141,72 @@ def test_duplicate_outcome_is_dead_lettered_not_learned_twice(shard):
 
 
 # --------------------------------------------------------------- re-scoring
+# Re-score points are planned and timed on the tenant's clock by the intake
+# (tests/operators/test_investor_window.py); the shard re-scores when told.
+
+def silence(due: datetime, planned_for: datetime, investor: str = "inv-1") -> SilenceDue:
+    return SilenceDue("acme", investor, due, planned_for)
+
 
 def test_rescore_after_silence_measures_recency_from_the_last_activity(shard):
     (scored,) = of(FeatureVector, shard.process([window(T0)], NOW))
-    # Another investor's event moves the shard's clock to just before the re-score point.
-    assert of(FeatureVector, shard.process([profile("p", T0 + 3 * DAY - MIN, investor="other")], NOW)) == []
-    out = shard.process([profile("q", T0 + 3 * DAY + MIN, investor="other")], NOW)
+    out = shard.process([silence(T0 + 3 * DAY, T0)], NOW)
     (rescore,) = of(FeatureVector, out)
     assert rescore.investor_id == "inv-1" and rescore.as_of == T0 + 3 * DAY
     assert rescore.features["recency_days"] == pytest.approx(3.0)
     assert scored.features["recency_days"] == 60.0  # first ever activity: nothing before it
     assert rescore.features["eng_1d"] < scored.features["eng_1d"]  # counters decayed
     assert shard.counts[("rescores", "acme")] == 1
-    # It happens once.
-    assert of(FeatureVector, shard.process([profile("r", T0 + 9 * DAY, investor="other")], NOW)) == []
+
+
+def test_the_shards_own_items_never_time_a_rescore(shard):
+    """Only the tenant's clock does: a shard's next item may come hours after the
+    re-score point (then a reviewer decided the case before it was published), or never."""
+    shard.process([window(T0)], NOW)
+    later = shard.process([profile("p", T0 + 9 * DAY, investor="other"),
+                           window(T0 + 9 * DAY, investor="other"), outcome("o", T0 + 9 * DAY)],
+                          NOW)
+    assert [v.investor_id for v in of(FeatureVector, later)] == ["other"]
+    assert shard.counts[("rescores", "acme")] == 0
 
 
 def test_rescore_is_remembered_for_later_labels(shard):
-    shard.process([window(T0), profile("p", T0 + 4 * DAY, investor="other")], NOW)
+    shard.process([window(T0), silence(T0 + 3 * DAY, T0)], NOW)
     (example,) = of(LabelledExample, shard.process([outcome("o1", T0 + 5 * DAY)], NOW))
     assert example.features.as_of == T0 + 3 * DAY
 
 
-def test_rescore_is_cancelled_when_the_investor_is_active_again(shard):
+def test_an_outcome_before_the_rescore_is_published_joins_the_last_published_vector(shard):
+    """Point in time is what the flow had scored: a re-score the tenant's clock has not
+    reached yet was never seen by anyone, whatever the outcome's own event time."""
+    shard.process([window(T0)], NOW)
+    (example,) = of(LabelledExample, shard.process([outcome("o1", T0 + 4 * DAY)], NOW))
+    assert example.features.as_of == T0
+
+
+def test_a_rescore_planned_before_newer_activity_is_ignored(shard):
     shard.process([window(T0)], NOW)
     shard.process([window(T0 + 2 * DAY)], NOW)
-    assert of(FeatureVector, shard.process([profile("p", T0 + 4 * DAY, investor="other")], NOW)) == []
-    # Due at T0 + 5 days: an event at that very instant could still supersede it.
-    assert of(FeatureVector, shard.process([profile("q", T0 + 5 * DAY, investor="other")], NOW)) == []
-    (rescore,) = of(FeatureVector, shard.process([profile("s", T0 + 5 * DAY + MIN, investor="other")], NOW))
+    assert shard.process([silence(T0 + 3 * DAY, T0)], NOW) == []
+    (rescore,) = of(FeatureVector, shard.process([silence(T0 + 5 * DAY, T0 + 2 * DAY)], NOW))
     assert rescore.as_of == T0 + 5 * DAY
     assert rescore.features["recency_days"] == pytest.approx(3.0)
 
 
-def test_a_window_closing_at_the_rescore_instant_supersedes_the_rescore(shard):
-    """A silence re-score due at the very end of a new window would be a second lead
-    with the same as-of, and so the same idempotency key, as the window's (seen live:
-    consumers kept one, replays the other)."""
+def test_a_rescore_of_an_unknown_or_erased_investor_is_ignored(shard):
+    assert shard.process([silence(T0 + 3 * DAY, T0, investor="nobody")], NOW) == []
+    shard.process([window(T0), erasure("x1", T0 + HOUR)], NOW)
+    assert shard.process([silence(T0 + 3 * DAY, T0)], NOW) == []
+
+
+def test_rescores_planned_by_a_snapshot_of_the_previous_version_still_fall_due(shard):
+    """That version planned them in the shard and timed them by its own items; its
+    snapshot's plans drain that way, new ones come from the tenant's clock."""
     shard.process([window(T0)], NOW)
-    out = shard.process([window(T0 + 3 * DAY)], NOW)  # the re-score point is T0 + 3 days
-    (vector,) = of(FeatureVector, out)
-    assert vector.as_of == T0 + 3 * DAY and vector.lineage  # the window's, with its events
-    later = shard.process([profile("p", T0 + 9 * DAY, investor="other")], NOW)
-    assert [v.as_of for v in of(FeatureVector, later)] == [T0 + 6 * DAY]  # the next silence
-
-
-def test_every_configured_silence_gets_a_rescore():
-    settings = Settings.model_validate({"features": {"rescore_after": ["P1D", "P3D"]}})
-    shard = InvestorShard(settings)
-    shard.process([window(T0)], NOW)
-    vectors = of(FeatureVector, shard.process([profile("p", T0 + 10 * DAY, investor="other")], NOW))
-    assert [v.as_of for v in vectors] == [T0 + DAY, T0 + 3 * DAY]
-    assert [v.features["recency_days"] for v in vectors] == pytest.approx([1.0, 3.0])
-
-
-def test_an_outcome_after_a_due_rescore_is_joined_to_the_rescore(shard):
-    shard.process([window(T0)], NOW)
-    out = shard.process([outcome("o1", T0 + 4 * DAY)], NOW)
-    (example,) = of(LabelledExample, out)
-    assert example.features.as_of == T0 + 3 * DAY
+    shard._due = [((T0 + 3 * DAY).timestamp(), "inv-1", T0.timestamp())]  # noqa: SLF001
+    assert of(FeatureVector, shard.process([profile("p", T0 + 3 * DAY, investor="other")], NOW)) == []
+    (rescore,) = of(FeatureVector, shard.process([profile("q", T0 + 4 * DAY, investor="other")], NOW))
+    assert rescore.as_of == T0 + 3 * DAY and not shard._due  # noqa: SLF001
 
 
 # ------------------------------------------------------------------- erasure
@@ -218,7 +226,7 @@ def test_erasure_drops_state_and_dead_letters_later_events(shard):
     assert all(d.value_b64 is None for d in letters)
     # A window accepted before the erasure yields nothing; no re-score for the erased investor.
     assert shard.process([window(T0 + 2 * HOUR)], NOW) == []
-    assert of(FeatureVector, shard.process([profile("q", T0 + 10 * DAY, investor="other")], NOW)) == []
+    assert shard.process([SilenceDue("acme", "inv-1", T0 + 3 * DAY, T0)], NOW) == []
     assert "inv-1" not in shard.investors
 
 
@@ -323,7 +331,6 @@ def test_review_decisions_pass_through_in_order_without_moving_the_clock(shard):
                                               "verdict": "approve", "reviewer": "rev-1"})
     out = shard.process([profile("p1", T0), review], NOW)
     assert out[-1] is review and not dead_letters(out)
-    assert shard._clock == T0.timestamp()  # noqa: SLF001
 
 
 # ------------------------------------------------------------------ snapshots
@@ -337,7 +344,8 @@ def test_snapshot_continues_identically(shard):
     rest = [
         [outcome("o1", T0 + 90 * MIN)],
         [window(T0 + 2 * DAY, investor="inv-2"), touch("u1", T0 + 2 * DAY, action="unsubscribe")],
-        [profile("p2", T0 + 5 * DAY, investor="inv-3")],  # re-scores fall due
+        [profile("p2", T0 + 5 * DAY, investor="inv-3"),
+         SilenceDue("acme", "inv-1", T0 + 3 * DAY + HOUR, T0 + HOUR)],  # a re-score
         [erasure("x1", T0 + 6 * DAY, investor="inv-2"), outcome("o2", T0 + 6 * DAY, "deal_won")],
         [outcome("o1", T0 + 90 * MIN)],  # a redelivery
     ]

@@ -20,7 +20,14 @@ from operators.investor_window import (
     WindowAggregate,
 )
 from schemas.codec import decode_event
-from schemas.records import CatalogMix, EnrichedEngagement, Ingested, InvestorWindow, PropertyFacts
+from schemas.records import (
+    CatalogMix,
+    EnrichedEngagement,
+    Ingested,
+    InvestorWindow,
+    PropertyFacts,
+    SilenceDue,
+)
 from schemas.settings import Settings
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
@@ -245,7 +252,8 @@ def test_a_snapshot_from_before_stagger_steps_keeps_its_phases():
 
 def _closed(outputs: list) -> list[tuple]:
     return [(w.investor_id, w.window_start, w.aggregate.n, sorted(r["event_id"] for r in w.aggregate.refs))
-            if isinstance(w, InvestorWindow) else ("late", w["event_id"]) for w in outputs]
+            if isinstance(w, InvestorWindow) else tuple(w) if isinstance(w, SilenceDue)
+            else ("late", w["event_id"]) for w in outputs]
 
 
 timed_items = st.lists(st.tuples(st.integers(0, 4), st.integers(0, 300)), max_size=60).map(
@@ -323,9 +331,10 @@ def test_folding_a_permutation_gives_the_same_counts_and_sums(items, rnd):
 
 # ---------------------------------------------------------------- idle tenants
 
-def idle_windows(idle: str | None = "PT10M") -> InvestorWindows:
+def idle_windows(idle: str | None = "PT10M", rescore: tuple[str, ...] = ()) -> InvestorWindows:
     return InvestorWindows("acme", Settings(windows={
-        "length": "PT1H", "allowed_lateness": "PT15M", "stagger": False, "idle_close_after": idle}))
+        "length": "PT1H", "allowed_lateness": "PT15M", "stagger": False, "idle_close_after": idle},
+        features={"rescore_after": list(rescore)}))
 
 
 def test_an_idle_tenants_windows_close_as_if_its_clock_kept_pace_with_the_wall_clock():
@@ -383,3 +392,143 @@ def test_an_idle_deadline_is_never_asked_for_again_at_once():
         windows._arrived = (windows._arrived[0] + rng.random() * 1e-6, windows._arrived[1])
         deadline = windows.idle_deadline()
         assert len(windows.advance_idle(deadline)) == 1 and windows.idle_deadline() is None
+
+
+def test_an_idle_tenants_silence_rescores_fall_due_on_the_wall_clock_too():
+    windows = idle_windows(rescore=("P1D",))
+    wall = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
+    windows.process([item(minutes=50, investor="inv-1")], wall)  # watermark 9:50
+    (window,) = windows.advance_idle(wall + timedelta(minutes=25))
+    # Its re-score is due a day after the window's end, 10:00: a day and 10 minutes on.
+    assert windows.idle_deadline() == wall + timedelta(days=1, minutes=10, milliseconds=1)
+    assert windows.advance_idle(wall + timedelta(days=1, minutes=9)) == []
+    (due,) = windows.advance_idle(windows.idle_deadline())
+    assert due == SilenceDue("acme", "inv-1", T0 + HOUR + DAY, T0 + HOUR)
+    assert windows.idle_deadline() is None
+
+
+# ------------------------------------------------- silence re-scores on the tenant clock
+
+DAY, MINUTE = timedelta(days=1), timedelta(minutes=1)
+
+
+def timed(rescore: tuple[str, ...] = ("P3D",), lateness: str = "PT15M",
+          stagger: bool = False) -> InvestorWindows:
+    return InvestorWindows("acme", Settings(
+        windows={"length": "PT1H", "allowed_lateness": lateness, "stagger": stagger},
+        features={"rescore_after": list(rescore)}))
+
+
+def minutes(delta: timedelta) -> int:
+    return int(delta / MINUTE)
+
+
+def silences(out: list) -> list[SilenceDue]:
+    return [o for o in out if type(o) is SilenceDue]
+
+
+@pytest.mark.parametrize("mover", ["inv-2", "inv-3"])  # inv-1 itself: see the next-but-two
+def test_a_silence_rescore_is_due_when_the_tenants_clock_reaches_its_deadline_whoever_moves_it(
+        mover):
+    """Not when the investor's shard next hears from one of its own investors: that
+    was hours later in the demo, after a reviewer had decided the case it opened."""
+    windows = timed()
+    windows.process([item(minutes=10, investor="inv-1"), item(minutes=75, investor="inv-2")], NOW)
+    deadline = T0 + HOUR + 3 * DAY  # the end of inv-1's 9:00 window, plus three days
+    before = windows.process([item(minutes=minutes(deadline - T0) - 1, investor=mover)], NOW)
+    assert silences(before) == []
+    out = windows.process([item(minutes=minutes(deadline - T0), investor=mover)], NOW)
+    assert silences(out) == [SilenceDue("acme", "inv-1", deadline, T0 + HOUR)]
+    # Once: nothing more for inv-1, whatever else falls due later.
+    later = windows.process([item(minutes=minutes(9 * DAY), investor="inv-4")], NOW)
+    assert silences(later) and "inv-1" not in {s.investor_id for s in silences(later)}
+
+
+def test_window_closes_and_rescores_come_out_in_the_order_of_their_instants():
+    windows = timed(("P1D", "P3D"))
+    windows.process([item(minutes=10, investor="inv-1")], NOW)
+    out = windows.process([item(minutes=minutes(10 * DAY), investor="inv-2")], NOW)
+    assert [(type(o).__name__, o.investor_id) for o in out] == [
+        ("InvestorWindow", "inv-1"), ("SilenceDue", "inv-1"), ("SilenceDue", "inv-1")]
+    assert [s.due for s in silences(out)] == [T0 + HOUR + DAY, T0 + HOUR + 3 * DAY]
+
+
+def test_activity_after_the_planned_window_cancels_its_rescore_and_plans_a_new_one():
+    windows = timed()
+    windows.process([item(minutes=10, investor="inv-1")], NOW)
+    windows.process([item(minutes=minutes(2 * DAY) + 10, investor="inv-1")], NOW)
+    assert silences(windows.process([item(minutes=minutes(4 * DAY), investor="inv-2")], NOW)) == []
+    out = windows.process([item(minutes=minutes(5 * DAY + HOUR), investor="inv-2")], NOW)
+    assert silences(out) == [SilenceDue("acme", "inv-1", T0 + HOUR + 5 * DAY, T0 + HOUR + 2 * DAY)]
+    assert windows._planned == {"inv-2": [windows._planned["inv-2"][0], 1]}  # noqa: SLF001
+
+
+@pytest.mark.parametrize("lateness", ["PT15M", "PT0S"])
+def test_a_window_ending_at_the_rescore_instant_supersedes_the_rescore(lateness):
+    """Both would be leads as of that instant, under one idempotency key (seen live:
+    consumers kept one, replays the other): the window, which has the new events, wins."""
+    windows = timed(lateness=lateness)
+    windows.process([item(minutes=10, investor="inv-1")], NOW)
+    deadline = T0 + HOUR + 3 * DAY
+    windows.process([item(minutes=minutes(deadline - T0) - 30, investor="inv-1")], NOW)
+    out = windows.process([item(minutes=minutes(deadline - T0) + 20, investor="inv-2")], NOW)
+    assert silences(out) == []
+    assert [(w.investor_id, w.window_end) for w in out] == [("inv-1", deadline)]
+    later = windows.process([item(minutes=minutes(9 * DAY), investor="inv-2")], NOW)
+    assert [s.due for s in silences(later) if s.investor_id == "inv-1"] == [deadline + 3 * DAY]
+
+
+def test_the_end_of_input_fires_no_rescore_and_an_erasure_forgets_the_investor():
+    windows = timed()
+    windows.process([item(minutes=10, investor="inv-1"), item(minutes=10, investor="inv-2"),
+                     item(minutes=80, investor="inv-3")], NOW)
+    windows.forget("inv-1")
+    assert all(t[1] != "inv-1" for t in windows._timers) and "inv-1" not in windows._planned  # noqa: SLF001
+    out = windows.process([item(minutes=minutes(4 * DAY), investor="inv-3")], NOW)
+    assert [s.investor_id for s in silences(out)] == ["inv-2", "inv-3"]
+    assert silences(windows.flush(NOW)) == []
+
+
+def test_a_snapshot_from_before_the_tenant_clock_timed_rescores_plans_them_from_now_on():
+    windows = timed()
+    windows.process([item(minutes=10, investor="inv-1")], NOW)
+    state = windows.__getstate__()
+    for name in ("_rescore_after", "_timers", "_planned"):
+        del state[name]
+    old = InvestorWindows.__new__(InvestorWindows)
+    old.__setstate__(state)
+    old.set_rescore_after((timedelta(days=3),))  # TenantIntake.restore passes the settings
+    old.process([item(minutes=80, investor="inv-2")], NOW)
+    out = old.process([item(minutes=minutes(4 * DAY), investor="inv-2")], NOW)
+    assert [s.investor_id for s in silences(out)] == ["inv-1", "inv-2"]
+
+
+rescore_items = st.lists(st.tuples(st.integers(0, 4), st.integers(0, 900)), max_size=60).map(
+    lambda pairs: [item(minutes=m, investor=f"inv-{i}") for i, m in pairs])
+
+
+@settings(max_examples=100, deadline=None)
+@given(rescore_items, st.lists(st.integers(1, 10), min_size=1), st.booleans())
+def test_rescores_fire_at_the_first_event_that_reaches_their_deadline_however_batched(
+        items, sizes, stagger):
+    def fresh() -> InvestorWindows:
+        return timed(("PT2H", "PT5H"), stagger=stagger)
+
+    one_by_one, expected, clock = fresh(), [], float("-inf")
+    for it in items:
+        out = one_by_one.process([it], NOW)
+        for due in silences(out):  # due now and not before: a function of the clock
+            assert clock < one_by_one._seconds(due.due) <= one_by_one.watermark  # noqa: SLF001
+            assert due.due - due.planned_for in (2 * HOUR, 5 * HOUR)
+        clock = one_by_one.watermark
+        expected += out
+    expected += one_by_one.flush(NOW)
+    batched, out, i = fresh(), [], 0
+    for size in sizes * (len(items) + 1):
+        if i >= len(items):
+            break
+        out += batched.process(items[i:i + size], NOW)
+        batched = pickle.loads(pickle.dumps(batched))
+        i += size
+    out += batched.flush(NOW)
+    assert _closed(out) == _closed(expected)

@@ -356,3 +356,28 @@ def test_an_outage_degrades_the_leads_it_touches_and_only_while_it_lasts(tmp_pat
     # Measured on this world: logit half-width 1.49 against 1.45, alignment 43 points against 38.
     assert mean(half) > mean(half_control) + 0.02
     assert mean(align) > mean(align_control) + 2.0
+
+
+def test_the_reviewers_timeline_follows_the_engagements_that_move_the_tenants_clock() -> None:
+    """A case is published at the first arrival of an engagement at or past its time
+    (a window's end plus lateness, or a re-score's instant); an unsubscribe and an
+    erased investor's engagements reach no window, so they move no clock."""
+    from replay.generator import _Timeline
+
+    def event(investor: str, event_s: float, action: str = "property_view") -> dict:
+        return {"tenant": "acme", "investor_id": investor, "action": action,
+                "event_time": datetime.fromtimestamp(event_s).astimezone()}
+
+    timeline = _Timeline()
+    timeline.add("investor.engagements", event("a", 100), 100)
+    timeline.add("investor.engagements", event("a", 500, "unsubscribe"), 510)
+    timeline.add("investor.erasure", {"tenant": "acme", "investor_id": "b"}, 520)
+    timeline.add("investor.engagements", event("b", 600), 530)
+    timeline.add("esg.property-signals", {"tenant": "acme"}, 540)
+    timeline.add("investor.engagements", event("c", 900), 950)
+    timeline.add("investor.engagements", event("d", 400), 960)  # late
+    timeline.freeze()
+    assert timeline.published("acme", 300, 0) == 950  # not the unsubscribe, not b's
+    assert timeline.published("acme", 380, 20) == 950  # the late one arrived after c's
+    assert timeline.published("acme", 2000, 0) == 2000  # the clock never got there
+    assert timeline.published("other", 300, 0) == 300
