@@ -47,7 +47,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -57,6 +57,7 @@ from online_models.champion import PairedLosses, in_canary, log_loss
 from online_models.model_codec import bagged_model, calibrator
 from online_models.model_store import RegistryError, registry_directory
 from operators.audit import audit_record
+from operators.tiers import tier_of
 from operators.validation import dead_letter
 from operators.warm_start import load_version
 from schemas.inputs import ModelAction, ModelCommand
@@ -64,8 +65,33 @@ from schemas.outputs import SCHEMA_VERSION, DlqReason
 from schemas.records import Emitted, FeatureVector, Ingested, LabelledExample, Scored
 from schemas.settings import ChallengerSettings, ModelSettings, Settings
 
-if TYPE_CHECKING:  # scoring imports this module
-    from operators.scoring import TenantScorer
+if TYPE_CHECKING:
+    from collections import Counter
+
+    from online_models.registry import ModelRegistry
+    from schemas.settings import ScoringSettings
+
+
+class TenantScorer(Protocol):
+    """What the governor reads, and swaps while a challenger serves, on the tenant's
+    scorer (``operators.scoring.TenantScorer``, which imports this module: a protocol,
+    not an import back, keeps the dependency one way)."""
+
+    s: ScoringSettings
+    registry: ModelRegistry
+    calibrator: OnlineCalibrator
+    origin: str | None
+    labels: int
+    counts: Counter[tuple[str, str]]
+    gauges: dict[tuple[str, str], float]
+
+    def _members(self, X: np.ndarray, intent: np.ndarray, alignment: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def _raw_probability_one(self, vector: FeatureVector) -> float: ...
+
+    def score_many(self, vectors: list[FeatureVector], now: datetime
+                   ) -> tuple[list[Scored], list[dict]]: ...
 
 AGENT = "model_lifecycle"
 AGENT_VERSION = "model-lifecycle/1"
@@ -187,7 +213,6 @@ class ModelGovernor:
 
     def _shadow(self, scorer: TenantScorer, ch: Candidate, vectors: list[FeatureVector],
                 records: list[Scored], canary: list[bool], now: datetime) -> list[Emitted]:
-        from operators.scoring import tier_of  # scoring imports this module
 
         X = np.array([v.values for v in vectors], dtype=float)
         intent = np.array([v.intent for v in vectors])

@@ -43,6 +43,7 @@ from operators.features import FEATURE_NAMES, FEATURE_SOURCES, SOURCES
 from operators.lineage import audit_pointer
 from operators.model_lifecycle import ModelGovernor
 from operators.prior import prior_many, prior_probability
+from operators.tiers import tier_of
 from operators.warm_start import warm_start
 from schemas.outputs import SCHEMA_VERSION
 from schemas.records import FeatureVector, Ingested, LabelledExample, Scored
@@ -105,15 +106,6 @@ class ModelFactory:
 
     def __call__(self, generation: int) -> BaggedLogisticRegression:
         return make_model(self.settings, self.seed + generation)
-
-
-def tier_of(p: float, s: ScoringSettings) -> str:
-    """The lead tier of probability ``p`` under the configured thresholds."""
-    if p >= s.hot:
-        return "hot"
-    if p >= s.warm:
-        return "warm"
-    return "nurture" if p >= s.nurture else "cold"
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
