@@ -161,8 +161,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _investors(world: Path) -> int:
-    manifest = json.loads((world / "manifest.json").read_text())
-    return int(manifest.get("spec", {}).get("investors") or manifest.get("investors") or 1)
+    # The generator's world.json holds its spec; a recording's manifest.json only the
+    # counts per topic (reading it gave 1 investor: RSS per investor came out in GB).
+    for name in ("world.json", "manifest.json"):
+        if (world / name).exists():
+            facts = json.loads((world / name).read_text())
+            found = facts.get("investors") or facts.get("spec", {}).get("investors")
+            if found:
+                return int(found)
+    return 1
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ be published to Kafka, typed: a struct with the topic model's fields
 (:mod:`connectors.arrow_schema`), so that SQL reaches into it
 (``SELECT record.explanation.top_positive FROM 'leads.parquet'``). Read records back,
 as a consumer would decode the topic's JSON, with :func:`read_records`. Every worker
-writes its own part file, in row groups, so memory stays bounded; :func:`finalize`
-joins the parts.
+writes its own part file, in row groups, so memory stays bounded;
+:func:`connectors.parquet_merge.finalize` joins the parts.
 
 A file that cannot be written (a full disk, a read-only or missing directory) is an
 operator's problem, not a bug: with an ``on_error`` callback a sink reports it there,
@@ -232,7 +232,7 @@ class _AuditPartition(StatefulSinkPartition[dict, int]):
             partial = folder / f".{name}.partial"
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                pq.write_table(pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA), partial,
+                pq.write_table(_audit_table(rows), partial,
                                compression="zstd")
                 partial.replace(folder / name)
             except OSError as error:
@@ -302,6 +302,12 @@ AUDIT_SCHEMA = pa.schema([
     ("reason", pa.string()), ("inputs", pa.string()), ("output", pa.string()),
     ("lineage", pa.string()), ("processed_at", _TS),
 ])
+
+
+def _audit_table(rows: list[dict]) -> pa.Table:
+    """``rows`` as a table, a column at a time (a quarter cheaper than ``from_pylist``)."""
+    return pa.Table.from_arrays([pa.array([r[field.name] for r in rows], field.type)
+                                 for field in AUDIT_SCHEMA], schema=AUDIT_SCHEMA)
 
 
 class AuditSink(FixedPartitionedSink[dict, int]):
@@ -415,43 +421,6 @@ class ParquetSink(DynamicSink[dict]):
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ParquetPartition:
         path = self.directory / f"{self.kind}-{worker_index:03d}.parquet"
         return _ParquetPartition(path, self.kind, self.row_group, self.on_error)
-
-
-def finalize(parts_dir: str | Path, kind: str, out_path: str | Path,
-             erased: dict[str, set[str]] | None = None) -> int:
-    """Join the workers' part files into ``out_path``; returns the rows written.
-
-    With one worker the part is the file (its order is the flow's, deterministic);
-    with several, rows are sorted by event time and idempotency key so that the
-    result does not depend on how work was spread over workers. Like a consumer
-    of the topic, the file upserts by idempotency key: replaying into an existing
-    output adds nothing twice. Investors in ``erased[topic]`` are deleted.
-    """
-    parts = sorted(Path(parts_dir).glob(f"{kind}-*.parquet"))
-    out_path = Path(out_path)
-    gone = (erased or {}).get(ERASABLE.get(kind, ""), set())
-    if len(parts) == 1 and not out_path.exists() and not gone:
-        parts[0].replace(out_path)
-        return pq.ParquetFile(out_path).metadata.num_rows
-    tables = [read_output(out_path, kind)] if out_path.exists() else []
-    tables += [pq.read_table(p) for p in parts] or [schema_of(kind).empty_table()]
-    table = pa.concat_tables(tables)
-    if gone:
-        keep = pc.invert(pc.is_in(table.column("investor_id"), pa.array(sorted(gone))))
-        table = table.filter(keep)
-    if "idempotency_key" in table.column_names:
-        keys = table.column("idempotency_key").to_pylist()
-        seen: set[str] = set()
-        first = [i for i, k in enumerate(keys) if not (k in seen or seen.add(k))]
-        if len(first) < len(keys):
-            table = table.take(first)
-        if len(parts) > 1:
-            order = [("event_time", "ascending")] if "event_time" in table.column_names else []
-            table = table.sort_by([*order, ("idempotency_key", "ascending")])
-    pq.write_table(table, out_path, compression="zstd")
-    for p in parts:
-        p.unlink()
-    return table.num_rows
 
 
 def erased_keys(parts_dir: str | Path) -> dict[str, set[str]]:

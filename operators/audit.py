@@ -42,3 +42,37 @@ def audit_record(tenant: str, investor_id: str, event_time: datetime, processed_
         "lineage": lineage if isinstance(lineage, str) else orjson.dumps(lineage).decode(),
         "processed_at": processed_at,
     }
+
+
+def audit_rows(tenant: str, investor_id: str, event_time: datetime, processed_at: datetime,
+               lineage: str, decisions: list[tuple[str, str, str, str, dict, dict]]) -> list[dict]:
+    """The rows of several agents deciding about one lead at one instant: each equal to
+    ``audit_record(tenant, investor_id, event_time, processed_at, *decision, lineage)``,
+    with what they share (identity, instant, partition date, lineage) worked out once.
+
+    >>> from datetime import datetime, timezone
+    >>> t = datetime(2026, 3, 2, 10, tzinfo=timezone.utc)
+    >>> d = [("scoring", "m/1", "hot", "top positive: none", {"a": 1}, {"p": 0.5}),
+    ...      ("compliance", "c/1", "allowed", "pack GB", {}, {"blocked": []})]
+    >>> audit_rows("acme", "inv-1", t, t, "[]", d) == [
+    ...     audit_record("acme", "inv-1", t, t, *x, "[]") for x in d]
+    True
+    """
+    prefix = f"audit:{tenant}:{investor_id}:{int(event_time.timestamp())}:"
+    day = event_time.date().isoformat()
+    dumps, option = orjson.dumps, orjson.OPT_NON_STR_KEYS
+    return [{
+        "audit_id": prefix + agent,
+        "tenant": tenant,
+        "investor_id": investor_id,
+        "event_time": event_time,
+        "date": day,
+        "agent": agent,
+        "agent_version": version,
+        "decision": decision[:128],
+        "reason": reason[:512],
+        "inputs": dumps(inputs, option=option).decode(),
+        "output": dumps(output, option=option).decode(),
+        "lineage": lineage,
+        "processed_at": processed_at,
+    } for agent, version, decision, reason, inputs, output in decisions]

@@ -1,7 +1,7 @@
 """Lead tiers: the probability thresholds a sales team works by (``scoring.hot`` ...).
 
 >>> from schemas.settings import ScoringSettings
->>> [tier_of(p, ScoringSettings()) for p in (0.85, 0.7, 0.4, 0.2)]
+>>> [tier_of(p, ScoringSettings()) for p in (0.5, 0.3, 0.1, 0.09)]  # 0.5 / 0.25 / 0.1
 ['hot', 'warm', 'nurture', 'cold']
 """
 

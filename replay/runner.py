@@ -37,8 +37,8 @@ from connectors.parquet_sink import (
     ParquetSink,
     ensure_writable,
     erased_keys,
-    finalize,
 )
+from connectors.parquet_merge import finalize
 from connectors.recording import RecordingReader
 from connectors.recording_source import RecordingSource
 from connectors.retention import expire_audit, expire_dlq

@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.arrow_schema import JSON_METADATA, TIMESTAMP, arrow_type
-from connectors.parquet_sink import TOPICS, finalize, read_records, records_of, schema_of, to_table
+from connectors.parquet_merge import finalize
+from connectors.parquet_sink import TOPICS, read_records, records_of, schema_of, to_table
 from schemas.outputs import ScoredLead
 from schemas.topics import OUTPUT_TOPICS
 

@@ -380,7 +380,7 @@ def test_feed_status_reaches_the_vectors_after_it_windows_and_rescores_alike(sha
                         (SourceFeed("epc-register", 3600.0, T0.timestamp(), 0.5),))
     assert shard.process([status], NOW) == []
     out = shard.process([window(T0 + DAY + HOUR, investor="inv-2"),
-                         profile("q", T0 + 3 * DAY + MIN, investor="other")], NOW)
+                         silence(T0 + 3 * DAY, T0)], NOW)  # inv-1's re-score, on the tenant clock
     vectors = of(FeatureVector, out)
     assert [(v.investor_id, v.feeds) for v in vectors] == [("inv-2", status), ("inv-1", status)]
     # Learning keeps no feed status: labels join features as they were.

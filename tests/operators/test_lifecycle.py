@@ -545,3 +545,19 @@ def test_review_cases_carry_versions_and_lineage() -> None:
     cases = of(out, "review")
     assert cases and all(c["model_version"] == "m" and c["feature_set_version"] == "fs-2"
                          and c["lineage"][0]["event_id"] == "e1" for c in cases)
+
+
+def test_a_published_record_is_never_changed_by_a_later_one() -> None:
+    """A re-emitted lead shares the nested parts of the last published record (no deep
+    copy, issue 16); the earlier record, perhaps still in a sink's buffer, must stay as
+    it was published, its lineage summary included."""
+    first = scored(0.8)
+    first.record["lineage_omitted"] = {"count": 1, "digest": "0" * 64}
+    shard = LifecycleShard(SETTINGS)
+    out = shard.process([first], NOW)
+    published = [(e.kind, orjson.dumps(e.record, option=orjson.OPT_NON_STR_KEYS))
+                 for e in out if e.kind in ("leads", "handoff")]
+    [lead] = of(shard.process([notice("outcome", 1, detail="disqualified")], NOW), "leads")
+    assert lead["lineage_omitted"]["audit"] == "audit:acme:inv-1:" and lead["state"] == "disqualified"
+    assert [(e.kind, orjson.dumps(e.record, option=orjson.OPT_NON_STR_KEYS))
+            for e in out if e.kind in ("leads", "handoff")] == published
