@@ -21,13 +21,13 @@ subject stays quiet until the reference window lies wholly after the change.
 
 >>> import random
 >>> rng = random.Random(3)
->>> monitor = WindowDrift(("feature:x",))
+>>> monitor = WindowDrift(("feature:x",), min_subjects=1)
 >>> hits = []
->>> for i in range(20 * 24 * 4):  # twenty days, four values an hour
+>>> for i in range(20 * 24 * 4):  # twenty days, four values an hour, a shift at 240 h
 ...     t = 1_700_000_000 + i * 900.0
 ...     hits += monitor.update(t, {"feature:x": rng.gauss(0 if i < 10 * 24 * 4 else 1, 1)})
->>> [(h.subject, h.index, round(h.evidence["psi"], 2)) for h in hits]
-[('feature:x', 992, 0.44)]
+>>> [(h.subject, (h.at_s - 1_700_000_000) / 3600, h.evidence["feature:x"]["psi"]) for h in hits]
+[('feature:x', 247.77777777777777, 0.4373)]
 """
 
 from __future__ import annotations
@@ -133,6 +133,11 @@ class WindowDrift:
         detections: list[WindowDetection] = []
         if self.next_tick is None:
             self.next_tick = (math.floor(event_s / self.cadence_s) + 1) * self.cadence_s
+        horizon = self.recent_s + self.reference_s + self.recent_s
+        if event_s - self.next_tick > horizon:  # a long silence (or a far-off clock):
+            # the ticks in it would compare empty windows; start at the last that matters
+            self.next_tick += math.floor((event_s - self.next_tick - horizon) / self.cadence_s) \
+                * self.cadence_s
         while event_s >= self.next_tick:  # ticks before this value: it is not in them
             detections += self._tick(self.next_tick)
             self.next_tick += self.cadence_s

@@ -76,3 +76,10 @@ def test_psi_of_identical_histograms_is_zero_and_grows_with_the_shift() -> None:
 def test_cadence_longer_than_the_recent_window_is_refused() -> None:
     with pytest.raises(ValueError, match="cadence"):
         WindowDrift(SUBJECTS, recent_hours=6, cadence_hours=12)
+
+
+def test_a_far_future_event_time_costs_a_bounded_number_of_ticks() -> None:
+    monitor = WindowDrift(SUBJECTS)
+    monitor.update(0.0, {"score": 0.1})  # 1970, then 2026: no 82,000 empty comparisons
+    monitor.update(T0, {"score": 0.1})
+    assert T0 - 10 * 86_400 < monitor.next_tick <= T0 + 6 * 3600
