@@ -28,7 +28,7 @@ from __future__ import annotations
 import pickle
 import zlib
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timezone
 from statistics import NormalDist
 
 import numpy as np
@@ -36,6 +36,7 @@ import numpy as np
 from online_models.bagged_logistic import BaggedLogisticRegression, probabilities
 from online_models.calibration import OnlineCalibrator
 from online_models.drift import Detection, DriftMonitor
+from online_models.window_drift import WindowDetection, WindowDrift
 from online_models.quality import RollingQuality
 from online_models.registry import ModelRegistry
 from operators.degradation import alignment_interval, assess, readiness_interval
@@ -132,6 +133,8 @@ class TenantScorer:
     #: The registry version scoring started from (a class default, so that snapshots
     #: taken before warm starts existed restore without it).
     origin: str | None = None
+    #: PSI detectors in event time (None: drift off, or a snapshot from before them).
+    window_drift: WindowDrift | None = None
 
     def __init__(self, tenant: str, settings: Settings) -> None:
         s = settings.scoring
@@ -147,6 +150,11 @@ class TenantScorer:
         d = s.drift
         self.drift = DriftMonitor(d.features if d.enabled else (), d.error_delta, d.feature_delta,
                                   d.min_effect, d.error_min_effect, d.warmup, d.confirm)
+        if d.enabled:
+            self.window_drift = WindowDrift(
+                tuple(f"feature:{n}" for n in d.window_features) + (("score",) if d.window_score else ()),
+                d.window_recent_hours, d.window_reference_hours, d.window_cadence_hours,
+                min_psi=d.window_min_psi, min_subjects=d.window_min_subjects)
         self.quality = RollingQuality(500)
         self.labels = 0
         self.counts: Counter[tuple[str, str]] = Counter()
@@ -349,6 +357,11 @@ class TenantScorer:
             }, vector.context, vector.ingest_ms))
             for detection in self.drift.update_features(f):
                 alerts.append(self.alert("drift_detected", detection, as_of, now))
+            if self.window_drift is not None:
+                watched = {f"feature:{n}": f[n] for n in self.s.drift.window_features if n in f}
+                watched["score"] = pi
+                for found in self.window_drift.update(as_of.timestamp(), watched):
+                    alerts.append(self.window_alert(found, now))
         return records, alerts
 
     # ----------------------------------------------------------- learning
@@ -403,6 +416,28 @@ class TenantScorer:
             return
         self.global_model = pickle.loads(model_bytes)
         self.global_labels = labels
+
+    def window_alert(self, found: WindowDetection, now: datetime) -> dict:
+        """A ``drift_detected`` alert of the PSI detectors: the shifted subjects and, per
+        subject, the PSI, its noise level, the bins and both windows' shares and means
+        (flattened: ``<subject>.<field>``, lists as text, since alert details are flat)."""
+        details: dict[str, float | str] = {"tenant_labels": self.labels,
+                                           "model_generation": self.registry.generation}
+        for subject, evidence in found.evidence.items():
+            for field, value in evidence.items():
+                details[f"{subject}.{field}"] = (" ".join(map(str, value))
+                                                 if isinstance(value, list) else value)
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "idempotency_key": f"alert:{self.tenant}:drift_detected:psi:{found.index}",
+            "tenant": self.tenant,
+            "kind": "drift_detected",
+            "detector": found.detector,
+            "subject": found.subject,
+            "event_time": datetime.fromtimestamp(found.at_s, tz=timezone.utc),
+            "processed_at": now,
+            "details": details,
+        }
 
     def alert(self, kind: str, detection: Detection, when: datetime, now: datetime) -> dict:
         return {

@@ -9,6 +9,20 @@ of the latents (the *oracle*) cannot predict every outcome.
 
 Events come out as :class:`Emitted` records with both an event time and an ingest
 time; the generator turns them into Kafka messages.
+
+Drift (``WorldSpec.drift_at``, ``--drift-at DAY``): from that moment the market turns
+green, abruptly, in two ways a detector can tell apart.
+
+* *Concept*: what converts changes (:func:`conversion_logit`: ESG receptivity weighs
+  more, intent less), for every sales decision taken after the onset.
+* *Features*: the engagement mix changes (:data:`DRIFT_BEHAVIOUR`): investors visit
+  more often, open fewer e-mails in a session (the channel mix moves to the web),
+  browse the high-ESG tiers far more (whatever their own receptivity), linger longer on
+  the pages they view and download ESG reports several times as often; ESG campaigns
+  are opened and clicked more.
+
+Only the world after the onset draws differently: without ``drift_at`` the random
+draws, and so the bytes, are exactly those of a world that never knew about drift.
 """
 
 from __future__ import annotations
@@ -36,6 +50,16 @@ from replay.world import (
 )
 
 DAY_S = 86_400.0
+#: How behaviour changes after the drift onset (see the module docstring); each is a
+#: multiplier or an additive shift of the pre-drift rule it names.
+DRIFT_BEHAVIOUR = {
+    "session_rate": 1.5,  # visits per day, times
+    "session_email_open": 0.15,  # chance a visit starts from an e-mail (was 0.4)
+    "browse_esg_tilt": 2.5,  # added to the log-weight of the high-ESG tier (minus on the low)
+    "dwell": 1.6,  # dwell time on a page, times
+    "esg_report": 0.25,  # added to the chance of an ESG report download in a visit
+    "campaign_esg": 0.2,  # added to the open and click chances of an ESG campaign
+}
 TENANT_WEIGHTS = (1.0, 0.8, 0.65, 0.5, 0.45, 0.4, 0.35, 0.3)
 
 
@@ -130,6 +154,8 @@ class Truth:
     erased: bool = False
     #: Cumulative bucket weights of this investor's browsing, computed on first use.
     browse: list[float] | None = None
+    #: The same after the drift onset (the market turned green).
+    browse_drifted: list[float] | None = None
 
 
 @dataclass(slots=True)
@@ -268,6 +294,8 @@ class Simulation:
             elif inv.has_profile and rng.random() < 0.004:
                 self._profile(truth, day_start + rng.uniform(8, 18) * 3600, update=True)
             rate = (0.05 + 0.9 * inv.intent) * weekday_factor
+            if self._drifted(day_start + DAY_S / 2):
+                rate *= DRIFT_BEHAVIOUR["session_rate"]
             if truth.decision_s is not None and truth.decision_s < day_start:
                 rate *= 1.4 if truth.converted else 0.3
             if rng.random() < 1 - math.exp(-rate):
@@ -336,6 +364,10 @@ class Simulation:
             return  # the provider is down: the signal never reaches us
         self._push("esg.property-signals", prop.property_id, payload, when, delay)
 
+    def _drifted(self, when: float) -> bool:
+        """Whether ``when`` (seconds since the epoch) is after the drift onset."""
+        return self.spec.drift_at is not None and when >= self.t0 + self.spec.drift_at * DAY_S
+
     def _feed_down(self, source: str, when: float) -> bool:
         for outage in self.spec.feed_outages:
             start = self.t0 + outage.day * DAY_S
@@ -396,10 +428,10 @@ class Simulation:
             truth.first_engagement_s = when
             heapq.heappush(self._decisions, (when + inv.decision_delay_days * DAY_S, inv.index))
 
-    def _browse_weights(self, inv: Investor) -> list[float]:
+    def _browse_weights(self, inv: Investor, drifted: bool = False) -> list[float]:
         """Cumulative weights over the catalog's buckets: where this investor's eye goes."""
         catalog = self.catalogs[inv.tenant]
-        tilt = 3.0 * (inv.receptivity - 0.5)
+        tilt = 3.0 * (inv.receptivity - 0.5) + (DRIFT_BEHAVIOUR["browse_esg_tilt"] if drifted else 0)
         by_tier = np.exp(tilt * np.array([-1.0, 0.0, 1.0]))
         excluded = inv.preferences.get("excluded_asset_classes", ())
         by_country = np.array([2.5 if c in inv.target_countries else 1.0 for c in catalog.countries])
@@ -409,12 +441,18 @@ class Simulation:
             * by_asset[catalog.asset_index]
         return np.cumsum(w).tolist()
 
-    def _choose_property(self, truth: Truth, now_day: float) -> Property | None:
+    def _choose_property(self, truth: Truth, now_day: float, drifted: bool = False
+                         ) -> Property | None:
         """Pick a property to look at: ESG-receptive investors lean to high-ESG tiers."""
         rng = self._rng
-        if truth.browse is None:
-            truth.browse = self._browse_weights(truth.investor)
-        cumulative = truth.browse
+        if drifted:
+            if truth.browse_drifted is None:
+                truth.browse_drifted = self._browse_weights(truth.investor, drifted=True)
+            cumulative = truth.browse_drifted
+        else:
+            if truth.browse is None:
+                truth.browse = self._browse_weights(truth.investor)
+            cumulative = truth.browse
         catalog = self.catalogs[truth.investor.tenant]
         i = min(bisect_right(cumulative, rng.random() * cumulative[-1]), len(cumulative) - 1)
         listed = bisect_right(catalog.listed_list[i], now_day)
@@ -429,22 +467,27 @@ class Simulation:
         # Office hours in the investor's time zone, on this UTC day.
         when = day_start + ((local_hour - inv.utc_offset) % 24) * 3600
         intent, recept = inv.intent, inv.receptivity
-        if rng.random() < 0.4 and truth.investor.consents["email"] != "opted_out":
+        drifted = self._drifted(when)
+        p_email = DRIFT_BEHAVIOUR["session_email_open"] if drifted else 0.4
+        if rng.random() < p_email and truth.investor.consents["email"] != "opted_out":
             self._engagement(truth, when, "email_open", "email")
             when += rng.expovariate(1 / 60)
         viewed: list[Property] = []
+        dwell_scale = DRIFT_BEHAVIOUR["dwell"] if drifted else 1.0
         for _ in range(1 + _poisson(rng, 0.6 + 2.2 * intent)):
-            prop = self._choose_property(truth, day + 0.5)
+            prop = self._choose_property(truth, day + 0.5, drifted)
             if prop is None:
                 continue
             viewed.append(prop)
-            dwell = rng.lognormvariate(math.log(40 + 80 * intent + 60 * recept * prop.high_esg), 0.6)
+            dwell = dwell_scale * rng.lognormvariate(
+                math.log(40 + 80 * intent + 60 * recept * prop.high_esg), 0.6)
             self._engagement(truth, when, "property_view", "web", prop, duration=dwell)
             when += dwell + rng.expovariate(1 / 30)
         if viewed and rng.random() < 0.1 + 0.35 * intent:
             self._engagement(truth, when, "brochure_download", "web", rng.choice(viewed))
             when += rng.expovariate(1 / 40)
-        if viewed and rng.random() < 0.03 + 0.45 * recept * (0.3 + intent):
+        esg_report = DRIFT_BEHAVIOUR["esg_report"] if drifted else 0.0
+        if viewed and rng.random() < 0.03 + esg_report + 0.45 * recept * (0.3 + intent):
             green = [p for p in viewed if p.high_esg] or viewed
             self._engagement(truth, when, "esg_report_download", "web", rng.choice(green))
             when += rng.expovariate(1 / 40)
@@ -468,18 +511,20 @@ class Simulation:
         if esg_theme:
             pool = [p for p in pool if p.high_esg] or pool
         featured = rng.sample(pool, k=min(3, len(pool)))
+        drifted = self._drifted(day_start + DAY_S / 2)
         for truth in self.truths:
             inv = truth.investor
             if (inv.tenant != tenant.name or inv.arrival_day > day + 0.4 or truth.erased
                     or inv.consents["email"] not in ("opted_in", "soft_opt_in")):
                 continue
-            p_open = 0.12 + 0.45 * inv.intent + (0.2 * inv.receptivity if esg_theme else 0.0)
+            green = DRIFT_BEHAVIOUR["campaign_esg"] if esg_theme and drifted else 0.0
+            p_open = 0.12 + green + 0.45 * inv.intent + (0.2 * inv.receptivity if esg_theme else 0.0)
             if rng.random() >= p_open:
                 continue
             when = day_start + (9 - inv.utc_offset) * 3600 + rng.expovariate(1 / (3 * 3600))
             when = max(when, day_start)
             self._engagement(truth, when, "email_open", "email", campaign=campaign_id)
-            p_click = 0.15 + 0.35 * inv.intent + (0.35 * inv.receptivity if esg_theme else 0.0)
+            p_click = 0.15 + green + 0.35 * inv.intent + (0.35 * inv.receptivity if esg_theme else 0.0)
             if featured and rng.random() < p_click:
                 prop = rng.choice(featured)
                 when += rng.uniform(5, 300)
@@ -495,7 +540,7 @@ class Simulation:
         if truth.erased:
             return
         inv = truth.investor
-        drifted = self.spec.drift_at is not None and when >= self.t0 + self.spec.drift_at * DAY_S
+        drifted = self._drifted(when)
         truth.decision_s = when
         truth.p_convert = truth.p_post_drift if drifted else truth.p_pre_drift
         truth.converted = rng.random() < truth.p_convert
@@ -538,4 +583,4 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
-__all__ = ["Emitted", "Simulation", "Truth", "WorldSpec", "conversion_logit"]
+__all__ = ["DRIFT_BEHAVIOUR", "Emitted", "Simulation", "Truth", "WorldSpec", "conversion_logit"]

@@ -193,6 +193,26 @@ class DriftSettings(Section):
     warmup: Annotated[int, Field(ge=0)] = 2000
     #: Features watched for drift.
     features: tuple[str, ...] = ("esg_content_lift", "depth_per_window", "stated_esg")
+    #: Event-time window detectors (PSI, online_models.window_drift) on these features
+    #: and, if ``window_score``, on the published probability.
+    window_features: tuple[str, ...] = ("esg_content_lift", "certified_lift", "high_epc_lift",
+                                        "esg_report_rate", "esg_reports_30d", "dwell_per_view",
+                                        "eng_1d")
+    window_score: bool = True
+    #: The recent window compared with the rolling reference before it, and how often.
+    window_recent_hours: Annotated[float, Field(gt=0)] = 24.0
+    window_reference_hours: Annotated[float, Field(gt=0)] = 168.0
+    window_cadence_hours: Annotated[float, Field(gt=0)] = 6.0
+    #: Smallest bias-corrected PSI of a subject that counts as shifted.
+    window_min_psi: Annotated[float, Field(gt=0)] = 0.25
+    #: Subjects that must shift at one tick for an alert (one alone is usually noise).
+    window_min_subjects: Annotated[int, Field(ge=1)] = 3
+
+    @model_validator(mode="after")
+    def _cadence_fits(self) -> DriftSettings:
+        if self.window_cadence_hours > self.window_recent_hours:
+            raise ValueError("drift.window_cadence_hours must not exceed window_recent_hours")
+        return self
 
 
 class ScoringSettings(Section):

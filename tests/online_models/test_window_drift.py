@@ -1,0 +1,85 @@
+"""PSI drift detectors in event time (online_models/window_drift.py)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from online_models.window_drift import WindowDrift, psi
+
+T0 = 1_767_571_200.0  # 2026-01-05, a Monday
+SUBJECTS = ("feature:a", "feature:b", "feature:c", "score")
+
+
+def _stream(seed: int, days: int = 20, per_hour: int = 3, shift_at: float | None = None,
+            shifted: tuple[str, ...] = SUBJECTS) -> list:
+    """Values every 20 minutes; from ``shift_at`` (days) the ``shifted`` subjects move by
+    one standard deviation."""
+    rng = random.Random(seed)
+    monitor = WindowDrift(SUBJECTS)
+    hits = []
+    for i in range(days * 24 * per_hour):
+        t = T0 + i * 3600 / per_hour
+        after = shift_at is not None and t >= T0 + shift_at * 86_400
+        values = {s: rng.gauss(1.0 if after and s in shifted else 0.0, 1.0) for s in SUBJECTS}
+        hits += monitor.update(t, values)
+    return hits
+
+
+def test_golden_detection_of_a_shift_of_every_subject() -> None:
+    hits = _stream(seed=1, shift_at=10)
+    assert [(h.index, (h.at_s - T0) / 3600 - 240, h.subject) for h in hits] == [
+        (1, 18.0, "feature:c,feature:a,score")]
+    evidence = hits[0].evidence["feature:a"]
+    assert (evidence["recent_n"], evidence["reference_n"]) == (72, 504)
+    assert evidence["recent_mean"] > evidence["reference_mean"]
+
+
+def test_one_subject_alone_is_not_an_alert() -> None:
+    assert _stream(seed=2, shift_at=10, shifted=("feature:a",)) == []
+
+
+def test_a_sustained_shift_is_one_alert() -> None:
+    assert len(_stream(seed=3, days=30, shift_at=10)) == 1
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_a_stationary_stream_raises_nothing(seed: int) -> None:
+    assert _stream(seed=seed) == []
+
+
+def test_nothing_before_the_reference_window_is_full() -> None:
+    # A shift two days in: the rolling reference (7 days) plus the recent day is not
+    # yet there, so the start-up of a stream is never compared.
+    assert _stream(seed=4, days=7, shift_at=2) == []
+
+
+def test_the_same_values_in_other_batches_give_the_same_detections() -> None:
+    assert _stream(seed=5, shift_at=12) == _stream(seed=5, shift_at=12)
+
+
+def test_psi_of_identical_histograms_is_zero_and_grows_with_the_shift() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=2000)
+    edges = np.quantile(ref, np.arange(1, 10) / 10)
+    small = psi(ref, rng.normal(0.2, 1, 2000), edges)[0]
+    large = psi(ref, rng.normal(1.0, 1, 2000), edges)[0]
+    assert psi(ref, ref, edges)[0] == 0.0
+    assert 0 < small < 0.1 < large
+
+
+def test_cadence_longer_than_the_recent_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="cadence"):
+        WindowDrift(SUBJECTS, recent_hours=6, cadence_hours=12)
+
+
+def test_a_far_future_event_time_costs_a_bounded_number_of_ticks() -> None:
+    monitor = WindowDrift(SUBJECTS)
+    monitor.update(0.0, {"score": 0.1})  # 1970, then 2026: no 82,000 empty comparisons
+    monitor.update(T0, {"score": 0.1})
+    assert T0 - 10 * 86_400 < monitor.next_tick <= T0 + 6 * 3600
