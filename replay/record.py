@@ -8,6 +8,7 @@ for ``duration`` seconds.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,8 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from connectors.kafka_source import wait_for_metadata
 from connectors.recording import RecordedMessage, RecordingWriter
+
+log = logging.getLogger(__name__)
 
 
 def record(config: dict, topics: list[str], out: str | Path, *, until_end: bool = True,
@@ -27,7 +30,10 @@ def record(config: dict, topics: list[str], out: str | Path, *, until_end: bool 
     ``connect_timeout``: how long to wait for the broker before giving up with
     :class:`~connectors.kafka_source.BrokerUnavailable` (``None``: for as long as it takes).
     """
-    layout = wait_for_metadata(config, topics, budget=connect_timeout)
+    # With a budget the command fails in one line once it is spent; a line per retry
+    # before that would be noise in front of it (kept at INFO for --log-level debugging).
+    layout = wait_for_metadata(config, topics, budget=connect_timeout,
+                               log_fn=None if connect_timeout is None else log.info)
     consumer = Consumer({**config, "group.id": "esg-leads-record", "enable.auto.commit": False,
                          "enable.partition.eof": True, "fetch.wait.max.ms": 50})
     assignment, ends, total = [], {}, 0
