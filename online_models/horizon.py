@@ -12,9 +12,11 @@ them up point in time, never earlier than the outcome is known:
 * a score whose horizon passes on the event clock without an outcome becomes a
   negative then — the negative label arrives by event time, not before.
 
-Each pair comes back as ``(raw, published, label)``: the raw (uncalibrated)
-probability the calibrator maps and the probability that was published for it,
-whose calibration error is thus measured out of sample.
+Each pair comes back as ``(payload, published, label)``: what the caller kept to
+re-score the score with (the scorer keeps the feature row, so that the calibrator
+learns the raw probability of the model it will calibrate, not of an older one) and
+the probability that was published, whose calibration error is thus measured out of
+sample.
 
 Scores of an investor within a horizon after its outcome are not kept: the lead is
 decided, and nothing it does is evidence about open leads. Investors are held by a
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
+from typing import Any
 
 DAY_S = 86_400.0
 
@@ -59,8 +62,8 @@ class HorizonLabeller:
         self.horizon_s = horizon_s
         self.max_pending = max_pending
         self._salt = salt
-        #: investor digest -> waiting (event time, raw, published), oldest first
-        self.pending: dict[bytes, deque[tuple[float, float, float]]] = {}
+        #: investor digest -> waiting (event time, payload, published), oldest first
+        self.pending: dict[bytes, deque[tuple[float, Any, float]]] = {}
         #: investor digest -> event time of its latest outcome (scores soon after are not kept)
         self.decided: dict[bytes, float] = {}
         self.clock = float("-inf")
@@ -70,10 +73,10 @@ class HorizonLabeller:
     def _key(self, investor_id: str) -> bytes:
         return hashlib.blake2b(investor_id.encode(), key=self._salt[:64], digest_size=16).digest()
 
-    def record(self, investor_ids: list[str], times: list[float], raw: list[float],
-               published: list[float]) -> list[tuple[float, float, bool]]:
+    def record(self, investor_ids: list[str], times: list[float], payloads: list[Any],
+               published: list[float]) -> list[tuple[Any, float, bool]]:
         """Keep these scores until their outcome; returns pairs whose horizon has passed."""
-        for investor_id, t, r, p in zip(investor_ids, times, raw, published, strict=True):
+        for investor_id, t, r, p in zip(investor_ids, times, payloads, published, strict=True):
             key = self._key(investor_id)
             decided = self.decided.get(key)
             if decided is not None and t >= decided:
@@ -90,7 +93,7 @@ class HorizonLabeller:
         return self.advance(max(times, default=self.clock))
 
     def resolve(self, investor_id: str, outcome_s: float, converted: bool
-                ) -> list[tuple[float, float, bool]]:
+                ) -> list[tuple[Any, float, bool]]:
         """The outcome of ``investor_id`` at ``outcome_s``: its waiting scores taken
         before it, labelled; then the pairs whose horizon passed meanwhile."""
         key = self._key(investor_id)
@@ -110,7 +113,7 @@ class HorizonLabeller:
         self.decided[key] = max(outcome_s, self.decided.get(key, outcome_s))
         return pairs + self.advance(outcome_s)
 
-    def advance(self, now_s: float) -> list[tuple[float, float, bool]]:
+    def advance(self, now_s: float) -> list[tuple[Any, float, bool]]:
         """Move the event clock to ``now_s``; once a day of it, the scores whose
         horizon has passed without an outcome come back as negatives."""
         self.clock = max(self.clock, now_s)

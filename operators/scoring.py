@@ -33,8 +33,9 @@ import numpy as np
 
 from online_models.bagged_logistic import BaggedLogisticRegression, probabilities
 from online_models.calibration import OnlineCalibrator
+from online_models.horizon import HorizonLabeller
 from online_models.drift import Detection, DriftMonitor
-from online_models.quality import RollingQuality
+from online_models.quality import RollingCalibration, RollingQuality
 from online_models.registry import ModelRegistry
 from operators.features import FEATURE_NAMES, FEATURE_SOURCES, SOURCES
 from operators.lineage import audit_pointer
@@ -130,6 +131,13 @@ def _row_variances(a: np.ndarray) -> np.ndarray:
     return np.sqrt(np.add.reduce(np.square(deviations), axis=1) / a.shape[1]) ** 2
 
 
+def _horizon_labels(settings: Settings) -> tuple[HorizonLabeller, RollingCalibration]:
+    s = settings.scoring
+    salt = settings.contact_hash_salt.get_secret_value().encode()
+    return (HorizonLabeller(s.horizon.total_seconds(), salt=salt),
+            RollingCalibration(s.calibration_window))
+
+
 class TenantScorer:
     """Scoring state of one tenant (its model registry, calibrator, drift, quality)."""
 
@@ -147,7 +155,9 @@ class TenantScorer:
         self.use_global = uses_global_prior(settings, tenant)
         self.global_model: BaggedLogisticRegression | None = None
         self.global_labels = 0
-        self.calibrator = OnlineCalibrator(bins=s.calibration_bins)
+        self.calibrator = OnlineCalibrator(bins=s.calibration_bins, decay=1 - 1 / s.calibration_memory)
+        # The calibrator learns each score's horizon outcome, matched point in time.
+        self.horizon, self.calibration_error = _horizon_labels(settings)
         d = s.drift
         self.drift = DriftMonitor(d.features if d.enabled else (), d.error_delta, d.feature_delta,
                                   d.min_effect, d.error_min_effect, d.warmup, d.confirm)
@@ -170,6 +180,8 @@ class TenantScorer:
         if not isinstance(state, TenantScorer):
             raise TypeError(f"cannot resume the scoring step from a {type(state).__name__}")
         state.use_global = uses_global_prior(settings, state.tenant)
+        if "horizon" not in state.__dict__:  # a snapshot from before the horizon labels
+            state.horizon, state.calibration_error = _horizon_labels(settings)
         if not state.use_global:
             state.global_model, state.global_labels = None, 0
         return state
@@ -258,6 +270,11 @@ class TenantScorer:
         members, contrib, sources = self._members(X, intent, alignment)
         calibrated = self.calibrator.transform_many(members.ravel()).reshape(members.shape)
         p = self.calibrator.transform_many(_row_means(members))
+        # Each score waits for its horizon outcome with its inputs, to be re-scored then.
+        rows = np.column_stack([X, intent, alignment]).astype(np.float32)
+        self.learn_calibration(self.horizon.record(
+            [v.investor_id for v in vectors], [v.as_of.timestamp() for v in vectors],
+            [row.tobytes() for row in rows], p.tolist()))
         w_prior, w_tenant = self.blend_weights()
         evidence = self.labels + 0.5 * (self.global_labels if (self.use_global and self.global_model) else 0)
         # The interval, on the logit scale: members' disagreement, thin model evidence,
@@ -335,7 +352,11 @@ class TenantScorer:
         p = self.calibrator.transform(p_raw)
         y = example.label
         self.quality.add(p, y)
-        self.calibrator.learn_one(p_raw, y)
+        pairs = self.horizon.resolve(example.investor_id, example.outcome_time.timestamp(), y)
+        if pairs:
+            self.learn_calibration(pairs)
+        else:  # no waiting score (scored before a resume from an older snapshot): the
+            self._learn_pairs([p_raw], [p], [y])  # label's own vector is the pair known
         event = self.registry.learn_one(example.features.features, y)
         self.labels += 1
         if self.labels % 50 == 0:  # rolling quality, for the metrics
@@ -358,6 +379,28 @@ class TenantScorer:
         for alert in alerts:
             self.counts[("alerts", alert["kind"])] += 1
         return alerts
+
+    def learn_calibration(self, pairs: list[tuple[bytes, float, bool]]) -> None:
+        """Teach the calibrator scores whose horizon outcome is now known, each re-scored
+        by the current model and prior blend (the map it will be applied to)."""
+        if not pairs:
+            return
+        rows = np.frombuffer(b"".join(row for row, _, _ in pairs), dtype=np.float32)
+        rows = rows.reshape(len(pairs), -1).astype(float)
+        members, _, _ = self._members(rows[:, :-2], rows[:, -2], rows[:, -1])
+        self._learn_pairs(_row_means(members).tolist(), [p for _, p, _ in pairs],
+                          [y for _, _, y in pairs])
+
+    def _learn_pairs(self, raw: list[float], published: list[float], labels: list[bool]) -> None:
+        """Learn (raw, label); measure the calibration of what was published for them
+        (out of sample: published before the label was known)."""
+        for r, p, y in zip(raw, published, labels, strict=True):
+            self.calibrator.learn_one(r, y)
+            self.calibration_error.add(p, y)
+        self.counts[("calibration_pairs", self.tenant)] += len(raw)
+        ece = self.calibration_error.ece()
+        if ece is not None and len(self.calibration_error) >= 100:
+            self.gauges[("model_ece", self.tenant)] = ece
 
     def _raw_probability_one(self, vector: FeatureVector) -> float:
         """The blended, uncalibrated probability of one vector (River's dict path).
