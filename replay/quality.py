@@ -18,6 +18,12 @@ once, as sales would see it. The oracle is the generator's conversion probabilit
 the same investor at its decision, scored on the same labels: the ceiling a model of
 behaviour could reach.
 
+A second, steadier figure needs no labels: the world decides every engaged investor
+within 45 days of its first engagement, so an open lead's 90-day outcome is a coin
+flip with the generator's probability. ``ece_vs_truth`` compares each bin's mean
+score with the mean true probability instead of the observed rate: free of the
+coins' noise, and of censoring (a censored score's probability is known).
+
 >>> from datetime import datetime, timedelta, timezone
 >>> t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 >>> truth = {"a": {"decision_at": t0 + timedelta(days=10), "converted": True},
@@ -61,7 +67,21 @@ def _world(world: Path) -> tuple[dict[str, dict], datetime, datetime]:
     truth = {r["investor_id"]: r for r in pq.read_table(world / "truth.parquet").to_pylist()}
     spec = json.loads((world / "world.json").read_text())["spec"]
     start = datetime.fromisoformat(spec["start"])
+    for row in truth.values():  # undecided at the end: decided later, after any drift
+        if row["p_convert"] is None:
+            row["p_convert"] = row["p_convert_pre_drift" if spec.get("drift_at") is None
+                                   else "p_convert_post_drift"]
     return truth, start, start + timedelta(days=spec["days"])
+
+
+def _ece_vs_truth(scores: list[float], truths: list[float], bins: int = 10) -> float:
+    """Like the ECE, with each bin's mean true probability in place of its observed rate."""
+    sums, expected = [0.0] * bins, [0.0] * bins
+    for p, q in zip(scores, truths, strict=True):
+        b = min(bins - 1, int(p * bins))
+        sums[b] += p
+        expected[b] += q
+    return sum(abs(s - e) for s, e in zip(sums, expected, strict=True)) / len(scores)
 
 
 def evaluate_horizon(world: Path, run: Path, from_fraction: float = 2 / 3,
@@ -76,6 +96,7 @@ def evaluate_horizon(world: Path, run: Path, from_fraction: float = 2 / 3,
     leads = pq.read_table(run / "leads.parquet",
                           columns=["investor_id", "event_time", "probability"]).to_pylist()
     scores, labels, oracle, ids = [], [], [], set()
+    open_scores, open_truth = [], []  # every open lead's score, censored ones too
     skipped: Counter[str] = Counter()
     for lead in leads:
         t = lead["event_time"]
@@ -86,6 +107,9 @@ def evaluate_horizon(world: Path, run: Path, from_fraction: float = 2 / 3,
             skipped["unknown_investor"] += 1
             continue
         label = horizon_label(t, row, horizon, end)
+        if label != "decided":
+            open_scores.append(lead["probability"])
+            open_truth.append(row["p_convert"])
         if label is None:
             skipped["censored"] += 1
         elif label == "decided":
@@ -111,6 +135,9 @@ def evaluate_horizon(world: Path, run: Path, from_fraction: float = 2 / 3,
         "auc": None if auc is None else round(auc, 4),
         "oracle_auc": None if oracle_auc is None else round(oracle_auc, 4),
         "auc_ratio": None if not (auc and oracle_auc) else round(auc / oracle_auc, 4),
+        "open_scores": len(open_scores),
+        "ece_vs_truth": round(_ece_vs_truth(open_scores, open_truth), 4),
+        "mean_true_probability": round(sum(open_truth) / len(open_truth), 4),
     }
 
 

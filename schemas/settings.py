@@ -215,7 +215,7 @@ class ScoringSettings(Section):
     horizon: Positive = timedelta(days=90)
     #: Matched (score, outcome) pairs the calibrator remembers (its counts decay by
     #: ``1 - 1/calibration_memory`` a pair): longer is steadier, shorter follows drift.
-    calibration_memory: Annotated[int, Field(ge=100, le=10_000_000)] = 10_000
+    calibration_memory: Annotated[int, Field(ge=100, le=10_000_000)] = 20_000
     #: Pairs in the rolling calibration error (``model_ece`` metric, summary).
     calibration_window: Annotated[int, Field(ge=100, le=1_000_000)] = 5_000
     seed: int = 42
