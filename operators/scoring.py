@@ -6,7 +6,10 @@ For each feature vector the tenant's score is
 
 where the prior is the transparent rule of :mod:`operators.prior`, ``w_prior``
 fades as labels accumulate (``prior_labels``), and ``w_tenant`` grows with the
-tenant's own labels (``tenant_labels_for_trust``); then ``p = calibrate(p_raw)``.
+tenant's own labels (``tenant_labels_for_trust``); then ``p = calibrate(p_raw)``,
+the probability of conversion within ``scoring.horizon`` (90 days) of the vector's
+time: the calibrator learns every score once that score's outcome is known
+(:mod:`online_models.horizon`).
 The interval combines the bagged members' disagreement with terms for thin
 evidence (few model labels, few events from this investor) and stale ESG data,
 so it is wide when little is known and narrows as evidence grows.
@@ -155,7 +158,8 @@ class TenantScorer:
         self.use_global = uses_global_prior(settings, tenant)
         self.global_model: BaggedLogisticRegression | None = None
         self.global_labels = 0
-        self.calibrator = OnlineCalibrator(bins=s.calibration_bins, decay=1 - 1 / s.calibration_memory)
+        self.calibrator = OnlineCalibrator(bins=s.calibration_bins,
+                                           decay=1 - 1 / s.calibration_memory)
         # The calibrator learns each score's horizon outcome, matched point in time.
         self.horizon, self.calibration_error = _horizon_labels(settings)
         d = s.drift
