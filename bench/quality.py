@@ -1,6 +1,6 @@
 """Calibration and ranking of the 90-day probability, and handoff precision, against the truth.
 
-    python bench/quality.py [--investors 20000 --days 60 --seed 1] [--keep DIR]
+    python bench/quality.py [--investors 20000 --days 60 --seed 1] [--reviewers] [--keep DIR]
     python bench/quality.py --world DIR/world --run DIR/run     # evaluate a kept run
 
 Generates a world, replays it and evaluates the scores published in the world's last
@@ -9,6 +9,11 @@ is labelled by whether the investor converted within 90 days of the score; a sco
 whose outcome the world ends before knowing is censored (counted, not scored).
 Targets (issue 18): ECE <= 0.03, AUC >= 0.95 x the oracle's. Also prints the run's
 own online ECE (``summary.json`` ``calibration``) and the handoff precision.
+
+The world has no reviewer teams unless ``--reviewers``: generating them replays the
+flow up to four times to time their decisions (slow at 20,000 investors), and they
+change no label (the CRM's outcomes come from the truth alone) — only which review
+cases end in a handoff.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ def main() -> None:
     parser.add_argument("--investors", type=int, default=20000)
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--reviewers", action="store_true", help="generate reviewer teams")
     parser.add_argument("--keep", type=Path, default=None, help="keep world and run here")
     parser.add_argument("--world", type=Path, default=None, help="evaluate this world ...")
     parser.add_argument("--run", type=Path, default=None, help="... and this run of it")
@@ -46,9 +52,11 @@ def main() -> None:
         shutil.rmtree(world, ignore_errors=True)
         started = time.perf_counter()
         generate(WorldSpec(investors=args.investors, days=args.days, seed=args.seed,
-                           properties=max(100, args.investors // 10)), world)
+                           properties=max(100, args.investors // 10),
+                           reviewers=args.reviewers), world)
         summary = replay(world, run, load_settings(world / "config.toml"))
         result["world"] = {"investors": args.investors, "days": args.days, "seed": args.seed,
+                           "reviewers": args.reviewers,
                            "seconds": round(time.perf_counter() - started)}
     try:
         result["horizon_90d"] = evaluate_horizon(world, run)
