@@ -23,23 +23,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from flows.config import load_settings
-from online_models.quality import roc_auc
+from online_models.quality import expected_calibration_error, roc_auc
 from replay.generator import generate
 from replay.runner import replay
 from replay.simulate import WorldSpec
-
-
-def expected_calibration_error(p: list[float], y: list[bool], bins: int = 10) -> float:
-    total = len(p)
-    ece = 0.0
-    for b in range(bins):
-        lo, hi = b / bins, (b + 1) / bins
-        idx = [i for i, x in enumerate(p) if lo <= x < hi or (b == bins - 1 and x == 1.0)]
-        if idx:
-            confidence = sum(p[i] for i in idx) / len(idx)
-            accuracy = sum(y[i] for i in idx) / len(idx)
-            ece += len(idx) / total * abs(confidence - accuracy)
-    return ece
 
 
 def evaluate(world: Path, run: Path, from_day: float) -> dict:

@@ -54,6 +54,9 @@ COUNTS: dict[str, tuple[str, str, str]] = {
 GAUGES: dict[str, tuple[str, str, str]] = {
     "model_log_loss": ("esg_leads_model_log_loss", "tenant", "Rolling prequential log loss"),
     "model_auc": ("esg_leads_model_auc", "tenant", "Rolling prequential ROC AUC"),
+    "model_ece": ("esg_leads_model_calibration_error", "tenant",
+                  "Rolling expected calibration error (10 bins) of the published horizon "
+                  "probability, each score against its outcome once known"),
     "consumer_lag": ("esg_leads_consumer_lag", "partition", "Messages behind the partition end"),
     "review_open_cases": ("esg_leads_review_open_cases", "tenant", "Review cases awaiting a person"),
     "review_queue_age_s": ("esg_leads_review_queue_age_seconds", "tenant",

@@ -108,7 +108,10 @@ def explain(out: Path, investor_id: str, recording: Path | None = None,
                        " ".join(f"{k}={v}" for k, v in what.items()) if what else "")
     console.print(events)
 
-    scores = Table(title="Scores", title_justify="left")
+    # The score's meaning, where it is read: a percentage, over a stated horizon.
+    scores = Table(title="Scores (score: % chance of conversion within the horizon after 'as of'"
+                         " — scoring.horizon, 90 days by default — calibrated on outcomes)",
+                   title_justify="left")
     for column in ("as of", "score", "90% interval", "tier", "state", "compliance", "why"):
         scores.add_column(column, overflow="fold")
     for lead in leads:

@@ -113,6 +113,13 @@ class Telemetry:
                     max(0.0, clock - oldest) if oldest is not None and clock else 0.0)
         return plain
 
+    def calibration(self) -> dict:
+        """The published probability's calibration: scores matched to their horizon
+        outcome, and the rolling ECE of each tenant's last matched scores."""
+        ece = {t: round(v, 4) for (n, t), v in sorted(self.gauges.items()) if n == "model_ece"}
+        return {"pairs_matched": sum(self.per_topic("calibration_pairs").values()),
+                "ece_by_tenant": ece}
+
     def autonomy(self) -> dict:
         """The autonomy KPIs of the run: how much it decided without a person.
 
@@ -278,5 +285,6 @@ class Telemetry:
             # Feature vectors with a value outside its documented range: a defect, 0 expected.
             "features_clamped": sum(telemetry.per_topic("features_clamped").values()),
             "autonomy": self.autonomy(),
+            "calibration": self.calibration(),
             "stages": stages,
         }

@@ -25,11 +25,36 @@ counts: ``AUC = (1 + right − wrong) / 2``.
 
 from __future__ import annotations
 
+from collections import deque
+
 from river import metrics, utils
 
 #: Probabilities are clamped to [EPS, 1 − EPS] before the log: a certain mistake costs
 #: −log(1e-12) ≈ 27.6, not infinity (River's own clamp, 1e-15, never binds after ours).
 EPS = 1e-12
+
+
+def expected_calibration_error(scores: list[float], labels: list[bool], bins: int = 10) -> float | None:
+    """Expected calibration error over ``bins`` equal-width bins of the probability.
+
+    The mean, weighted by each bin's share of the pairs, of |mean probability - observed
+    rate| in the bin; a probability of exactly 1 falls in the last bin. ``None`` when
+    there are no pairs.
+
+    >>> expected_calibration_error([0.1, 0.1, 0.9, 0.9], [False, True, True, True])
+    0.25
+    """
+    if not scores:
+        return None
+    sums = [0.0] * bins
+    hits = [0] * bins
+    counts = [0] * bins
+    for p, y in zip(scores, labels, strict=True):
+        b = min(bins - 1, int(p * bins))
+        sums[b] += p
+        hits[b] += y
+        counts[b] += 1
+    return sum(abs(sums[b] - hits[b]) for b in range(bins) if counts[b]) / len(scores)
 
 
 class RollingQuality:
@@ -75,3 +100,44 @@ def roc_auc(scores: list[float], labels: list[bool]) -> float | None:
     for p, y in zip(scores, labels, strict=True):
         quality.add(p, y)
     return quality.auc()
+
+
+class RollingCalibration:
+    """Expected calibration error of the last ``window`` (probability, label) pairs,
+    over ``bins`` equal-width bins, kept as running sums (O(1) per pair).
+
+    >>> c = RollingCalibration(window=3, bins=10)
+    >>> for p, y in [(0.9, False), (0.1, False), (0.1, True), (0.9, True)]:
+    ...     c.add(p, y)
+    >>> len(c), round(c.ece(), 4)  # (0.9, False) has left the window
+    (3, 0.3)
+    """
+
+    def __init__(self, window: int = 5000, bins: int = 10) -> None:
+        self.window = window
+        self.bins = bins
+        self.pairs: deque[tuple[float, bool]] = deque()
+        self._sums = [0.0] * bins
+        self._hits = [0] * bins
+
+    def _bin(self, p: float) -> int:
+        return min(self.bins - 1, max(0, int(p * self.bins)))
+
+    def add(self, p: float, y: bool) -> None:
+        if len(self.pairs) == self.window:
+            old_p, old_y = self.pairs.popleft()
+            b = self._bin(old_p)
+            self._sums[b] -= old_p
+            self._hits[b] -= old_y
+        self.pairs.append((p, y))
+        b = self._bin(p)
+        self._sums[b] += p
+        self._hits[b] += y
+
+    def ece(self) -> float | None:
+        if not self.pairs:
+            return None
+        return sum(abs(s - h) for s, h in zip(self._sums, self._hits, strict=True)) / len(self.pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)

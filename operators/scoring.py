@@ -6,7 +6,10 @@ For each feature vector the tenant's score is
 
 where the prior is the transparent rule of :mod:`operators.prior`, ``w_prior``
 fades as labels accumulate (``prior_labels``), and ``w_tenant`` grows with the
-tenant's own labels (``tenant_labels_for_trust``); then ``p = calibrate(p_raw)``.
+tenant's own labels (``tenant_labels_for_trust``); then ``p = calibrate(p_raw)``,
+the probability of conversion within ``scoring.horizon`` (90 days) of the vector's
+time: the calibrator learns every score once that score's outcome is known
+(:mod:`online_models.horizon`).
 The interval combines the bagged members' disagreement with terms for thin
 evidence (few model labels, few events from this investor) and stale ESG data,
 so it is wide when little is known and narrows as evidence grows. While a signal source
@@ -35,9 +38,10 @@ import numpy as np
 
 from online_models.bagged_logistic import BaggedLogisticRegression, probabilities
 from online_models.calibration import OnlineCalibrator
+from online_models.horizon import HorizonLabeller
 from online_models.drift import Detection, DriftMonitor
+from online_models.quality import RollingCalibration, RollingQuality
 from online_models.window_drift import WindowDetection, WindowDrift
-from online_models.quality import RollingQuality
 from online_models.registry import ModelRegistry
 from operators.degradation import alignment_interval, assess, readiness_interval
 from operators.features import FEATURE_NAMES, FEATURE_SOURCES, SOURCES
@@ -127,6 +131,13 @@ def _row_variances(a: np.ndarray) -> np.ndarray:
     return np.sqrt(np.add.reduce(np.square(deviations), axis=1) / a.shape[1]) ** 2
 
 
+def _horizon_labels(settings: Settings) -> tuple[HorizonLabeller, RollingCalibration]:
+    s = settings.scoring
+    salt = settings.contact_hash_salt.get_secret_value().encode()
+    return (HorizonLabeller(s.horizon.total_seconds(), salt=salt),
+            RollingCalibration(s.calibration_window))
+
+
 class TenantScorer:
     """Scoring state of one tenant (its model registry, calibrator, drift, quality)."""
 
@@ -146,7 +157,10 @@ class TenantScorer:
         self.use_global = uses_global_prior(settings, tenant)
         self.global_model: BaggedLogisticRegression | None = None
         self.global_labels = 0
-        self.calibrator = OnlineCalibrator(bins=s.calibration_bins)
+        self.calibrator = OnlineCalibrator(bins=s.calibration_bins,
+                                           decay=1 - 1 / s.calibration_memory)
+        # The calibrator learns each score's horizon outcome, matched point in time.
+        self.horizon, self.calibration_error = _horizon_labels(settings)
         d = s.drift
         self.drift = DriftMonitor(d.features if d.enabled else (), d.error_delta, d.feature_delta,
                                   d.min_effect, d.error_min_effect, d.warmup, d.confirm)
@@ -179,6 +193,8 @@ class TenantScorer:
         if getattr(state, "governor", None) is None:  # a snapshot from before governance
             state.governor = ModelGovernor(state.tenant, settings)
         state.governor.configure(settings)
+        if "horizon" not in state.__dict__:  # a snapshot from before the horizon labels
+            state.horizon, state.calibration_error = _horizon_labels(settings)
         if not state.use_global:
             state.global_model, state.global_labels = None, 0
         return state
@@ -270,6 +286,11 @@ class TenantScorer:
         members, contrib, sources = self._members(X, intent, alignment)
         calibrated = self.calibrator.transform_many(members.ravel()).reshape(members.shape)
         p = self.calibrator.transform_many(_row_means(members))
+        # Each score waits for its horizon outcome with its inputs, to be re-scored then.
+        rows = np.column_stack([X, intent, alignment]).astype(np.float32)
+        self.learn_calibration(self.horizon.record(
+            [v.investor_id for v in vectors], [v.as_of.timestamp() for v in vectors],
+            [row.tobytes() for row in rows], p.tolist()))
         w_prior, w_tenant = self.blend_weights()
         evidence = self.labels + 0.5 * (self.global_labels if (self.use_global and self.global_model) else 0)
         # The interval, on the logit scale: members' disagreement, thin model evidence,
@@ -373,7 +394,11 @@ class TenantScorer:
         judged = self.governor.judge(self, example)  # shadow models, before anyone learns
         y = example.label
         self.quality.add(p, y)
-        self.calibrator.learn_one(p_raw, y)
+        pairs = self.horizon.resolve(example.investor_id, example.outcome_time.timestamp(), y)
+        if pairs:
+            self.learn_calibration(pairs)
+        else:  # no waiting score (scored before a resume from an older snapshot): the
+            self._learn_pairs([p_raw], [p], [y])  # label's own vector is the pair known
         event = self.registry.learn_one(example.features.features, y)
         self.labels += 1
         if self.labels % 50 == 0:  # rolling quality, for the metrics
@@ -396,6 +421,28 @@ class TenantScorer:
         for alert in alerts:
             self.counts[("alerts", alert["kind"])] += 1
         return alerts + self.governor.settle(self, example, p, judged, now)
+
+    def learn_calibration(self, pairs: list[tuple[bytes, float, bool]]) -> None:
+        """Teach the calibrator scores whose horizon outcome is now known, each re-scored
+        by the current model and prior blend (the map it will be applied to)."""
+        if not pairs:
+            return
+        rows = np.frombuffer(b"".join(row for row, _, _ in pairs), dtype=np.float32)
+        rows = rows.reshape(len(pairs), -1).astype(float)
+        members, _, _ = self._members(rows[:, :-2], rows[:, -2], rows[:, -1])
+        self._learn_pairs(_row_means(members).tolist(), [p for _, p, _ in pairs],
+                          [y for _, _, y in pairs])
+
+    def _learn_pairs(self, raw: list[float], published: list[float], labels: list[bool]) -> None:
+        """Learn (raw, label); measure the calibration of what was published for them
+        (out of sample: published before the label was known)."""
+        for r, p, y in zip(raw, published, labels, strict=True):
+            self.calibrator.learn_one(r, y)
+            self.calibration_error.add(p, y)
+        self.counts[("calibration_pairs", self.tenant)] += len(raw)
+        ece = self.calibration_error.ece()
+        if ece is not None and len(self.calibration_error) >= 100:
+            self.gauges[("model_ece", self.tenant)] = ece
 
     def _raw_probability_one(self, vector: FeatureVector) -> float:
         """The blended, uncalibrated probability of one vector (River's dict path).

@@ -27,6 +27,13 @@ from schemas.common import (
 
 SCHEMA_VERSION = 1
 
+#: What every published ``probability`` means (and ``score``, its percentage).
+HORIZON_PROBABILITY = (
+    "Probability that the investor converts (the CRM records the lead as qualified) "
+    "within the horizon after event_time (scoring.horizon: 90 days by default), "
+    "calibrated online per tenant against the outcomes of earlier scores")
+HorizonProbability = Annotated[Probability, Field(description=HORIZON_PROBABILITY)]
+
 # --------------------------------------------------------------------------- shared
 
 
@@ -249,7 +256,7 @@ class ScoredLead(OutputModel):
     investor_id: EntityId
     event_time: UtcDatetime  #: event time the score is as of (end of the window)
     processed_at: UtcDatetime  #: processing-time
-    probability: Probability
+    probability: HorizonProbability
     score: Annotated[int, Field(ge=0, le=100)]
     interval: Interval
     tier: Tier
@@ -301,7 +308,7 @@ class ReviewCase(OutputModel):
     event_time: UtcDatetime
     processed_at: UtcDatetime  #: processing-time
     reasons: Annotated[list[ReviewReason], Field(min_length=1, max_length=8)]
-    probability: Probability
+    probability: HorizonProbability
     score: Annotated[int, Field(ge=0, le=100)]
     interval: Interval
     tier: Tier
@@ -328,7 +335,7 @@ class CrmHandoff(OutputModel):
     event_time: UtcDatetime
     processed_at: UtcDatetime  #: processing-time
     score: Annotated[int, Field(ge=0, le=100)]
-    probability: Probability
+    probability: HorizonProbability
     tier: Tier
     esg_alignment_score: Score100
     esg_min_epc_band: str | None

@@ -235,6 +235,14 @@ class ScoringSettings(Section):
     warm: Fraction = 0.25
     nurture: Fraction = 0.1
     calibration_bins: Annotated[int, Field(ge=5, le=100)] = 20
+    #: The published probability is P(conversion within this long of the score's event
+    #: time): the calibrator learns each score's outcome over this horizon.
+    horizon: Positive = timedelta(days=90)
+    #: Matched (score, outcome) pairs the calibrator remembers (its counts decay by
+    #: ``1 - 1/calibration_memory`` a pair): longer is steadier, shorter follows drift.
+    calibration_memory: Annotated[int, Field(ge=100, le=10_000_000)] = 20_000
+    #: Pairs in the rolling calibration error (``model_ece`` metric, summary).
+    calibration_window: Annotated[int, Field(ge=100, le=1_000_000)] = 5_000
     seed: int = 42
     #: Master switch of the cross-tenant global model. Even when on, the model only
     #: exists if some tenant sets ``contribute_to_global`` and some tenant sets

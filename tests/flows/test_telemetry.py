@@ -60,3 +60,16 @@ def test_autonomy_kpis_from_counts() -> None:
     assert kpis["review_queue_age_days"] == 2.0 and kpis["open_review_cases"] == 1
     assert kpis["handoffs_by_tenant"] == {"beta": 3}
     assert telemetry.summary({}, 0, 1.0)["autonomy"] == kpis
+
+
+def test_calibration_in_the_summary_and_as_a_metric() -> None:
+    telemetry, listener = Telemetry(), PrometheusListener()
+    telemetry.listeners.append(listener)
+    shard = Shard()
+    shard.counts.update({("calibration_pairs", "acme"): 700, ("calibration_pairs", "beta"): 300})
+    shard.gauges.update({("model_ece", "acme"): 0.02125, ("model_ece", "beta"): 0.031})
+    telemetry.drain(shard)
+    assert telemetry.summary({}, 0, 1.0)["calibration"] == {
+        "pairs_matched": 1000, "ece_by_tenant": {"acme": 0.0213, "beta": 0.031}}
+    text = generate_latest(listener.registry).decode()
+    assert 'esg_leads_model_calibration_error{tenant="acme"} 0.02125' in text

@@ -114,3 +114,28 @@ def test_transform_may_lag_by_at_most_ten_labels():
 def test_pool_adjacent_violators(values, weights, expected):
     out = _isotonic(np.array(values, dtype=float), np.array(weights, dtype=float))
     np.testing.assert_allclose(out, expected)
+
+
+def test_exact_values_by_hand_pooling_and_interpolation():
+    # 5 bins (centres .1 .3 .5 .7 .9), one pseudo-count each, no decay. One positive
+    # at 0.1 makes bin 0 (1.1 / 2 =) 0.55 > bin 1's 0.3: pooled, (1.1 + 0.3) / 3 = 1.4 / 3.
+    # The map is 0.9999 x isotonic + 0.0001 x centre; transform interpolates linearly
+    # between centres and from (0, 0).
+    cal = OnlineCalibrator(bins=5, prior_weight=1.0, decay=1.0)
+    cal.learn_one(0.1, True)
+    pooled = 1.4 / 3
+    m0, m1 = 0.9999 * pooled + 0.00001, 0.9999 * pooled + 0.00003
+    assert cal.transform_many(np.array([0.1, 0.2, 0.3, 0.05, 0.0])) == pytest.approx(
+        [m0, (m0 + m1) / 2, m1, m0 / 2, 0.0], abs=1e-12)
+    assert cal.transform(0.5) == pytest.approx(0.9999 * 0.5 + 0.00005, abs=1e-12)
+
+
+def test_exact_values_by_hand_decay_then_two_poolings():
+    # decay 0.5 first halves every count (pos = centre / 2, total 0.5, at the floor),
+    # then a negative at 0.9: bin 4 = 0.45 / 1.5 = 0.3 < 0.7, pooled to
+    # (0.35 + 0.45) / 2 = 0.4 < 0.5, pooled again to (0.25 + 0.8) / 2.5 = 0.42.
+    cal = OnlineCalibrator(bins=5, prior_weight=1.0, decay=0.5)
+    cal.learn_one(0.9, False)
+    np.testing.assert_allclose(cal.totals, [0.5, 0.5, 0.5, 0.5, 1.5])
+    assert cal.transform_many(np.array([0.5, 0.9])) == pytest.approx(
+        [0.9999 * 0.42 + 0.00005, 0.9999 * 0.42 + 0.00009], abs=1e-12)

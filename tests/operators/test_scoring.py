@@ -202,7 +202,8 @@ def test_alerts_validate():
         out += scorer.process([vector(i, rng, esg_content_lift=(0.0 if i < 300 else 2.0) + rng.gauss(0, 0.3))], NOW)
     # The label rule flips half-way: errors jump, a challenger is trained and judged.
     for i in range(1700):
-        v = vector(i, rng, depth_7d=rng.gauss(0, 1))
+        # Other investors than those scored above: a label is matched to its own investor's scores.
+        v = vector(i, rng, investor=f"labelled-{i}", depth_7d=rng.gauss(0, 1))
         y = (v.features["depth_7d"] > 0) if i < 900 else (v.features["depth_7d"] < 0)
         out += scorer.process([example(v, y)], NOW)
     alerts = [o for o in out if isinstance(o, dict) and "detector" in o]
