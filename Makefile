@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(BIN)/esg-leads demo
 
+# On every core (pytest-xdist). --dist loadscope runs each test module whole on one worker,
+# so a module's shared fixtures (a generated world, a replay) are built once.
+# One process: `make test TEST_WORKERS=0`.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 # The flow under thousands of hostile streams (tests/flows/test_fuzz.py); minutes, not CI.
 fuzz: $(STAMP)
