@@ -16,8 +16,14 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(BIN)/esg-leads demo
 
+# On every core (pytest-xdist). --dist loadscope runs each test module whole on one worker,
+# so a module's shared fixtures (a generated world, a replay) are built once; modules go out
+# in collection order (tests/conftest.py puts the long end-to-end ones first), not xdist's
+# default of the most tests first, which left the long modules of few tests for the end.
+# One process: `make test TEST_WORKERS=0`.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # The flow under thousands of hostile streams (tests/flows/test_fuzz.py); minutes, not CI.
 fuzz: $(STAMP)

@@ -21,3 +21,26 @@ def _no_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("ESG_LEADS_"):
             monkeypatch.delenv(name)
+
+
+#: Where the end-to-end tests live (real processes, brokers, replays of generated worlds),
+#: in the order they go first: tests/replay/ holds the longest modules (training, reviewers).
+_END_TO_END = ("tests/replay/", "tests/flows/")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """End-to-end modules first, the rest in collection order after them.
+
+    `make test` hands whole modules to its workers (pytest-xdist, --dist loadscope,
+    --no-loadscope-reorder) in this order: the long modules started first leave the many
+    short ones to fill the gaps, so no worker is left alone with a long module at the end.
+    Every order must pass: no test relies on another having run.
+    """
+    root = config.rootpath
+
+    def rank(item: pytest.Item) -> int:
+        path = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else ""
+        return next((i for i, prefix in enumerate(_END_TO_END) if path.startswith(prefix)),
+                    len(_END_TO_END))
+
+    items.sort(key=rank)  # stable: the collection order is kept within each part

@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -28,10 +30,18 @@ def require_tool(name: str) -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@contextmanager
+def refused_address() -> Iterator[str]:
+    """``127.0.0.1:PORT`` where every connection is refused for as long as the block lasts.
+
+    The port stays bound and never listens. A port that was merely free a moment ago (bind,
+    read the number, close) can be taken meanwhile by another test worker or any process on
+    the machine, and a client may even connect to itself through it; a bound port cannot.
+    A server a test talks to binds port 0 itself and reports the port it got instead.
+    """
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{closed.getsockname()[1]}"
 
 
 def consume_all(bootstrap: str, topic: str, timeout: float = 20.0) -> list:

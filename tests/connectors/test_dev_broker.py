@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -31,7 +32,7 @@ from connectors.dev_broker import (
     native_mock_available,
     wait_until_ready,
 )
-from tests.kafka_helpers import consume_all
+from tests.kafka_helpers import consume_all, refused_address
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,12 +65,6 @@ def require_tool(name: str) -> str:
 @pytest.fixture
 def kcat() -> str:
     return require_tool("kcat")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
@@ -213,23 +208,24 @@ def test_lifecycle_errors_and_data_is_lost_on_stop() -> None:
 def test_wait_until_ready() -> None:
     with DevBroker(brokers=3) as broker:
         assert wait_until_ready(broker.bootstrap, timeout=5) == broker.broker_addresses
-    port = free_port()  # nothing listens there
-    started = time.monotonic()
-    with pytest.raises(TimeoutError, match=f"127.0.0.1:{port}"):
-        wait_until_ready(f"127.0.0.1:{port}", timeout=1.0)
-    assert time.monotonic() - started < 4
+    with refused_address() as nowhere:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=nowhere):
+            wait_until_ready(nowhere, timeout=1.0)
+        assert time.monotonic() - started < 4
 
 
 # --------------------------------------------------------------------------- forwarder
 
 
 def test_fixed_port_with_clients_and_kcat(kcat: str) -> None:
-    port = free_port()
-    broker = DevBroker(brokers=3, port=port, topics=["inbound", "outbound"], partitions=3)
+    # Port 0: the forwarder binds a free port itself (a port picked beforehand could be
+    # taken by another test worker meanwhile); from then on it is this broker's fixed port.
+    broker = DevBroker(brokers=3, port=0, topics=["inbound", "outbound"], partitions=3)
     bootstrap = broker.start()
     try:
-        assert bootstrap == broker.bootstrap == f"127.0.0.1:{port}"
-        assert broker.port == port
+        port = broker.port
+        assert port and bootstrap == broker.bootstrap == f"127.0.0.1:{port}"
         addresses = broker.broker_addresses
         assert f"127.0.0.1:{port}" not in addresses  # brokers advertise their own ports
 
@@ -402,8 +398,7 @@ def _read_line(stream: Any, timeout: float) -> str:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_run_forever_in_a_subprocess(signum: int) -> None:
-    port = free_port()
-    code = f"from connectors.dev_broker import run_forever; run_forever(1, {port}, ['t'], 5)"
+    code = "from connectors.dev_broker import run_forever; run_forever(1, 0, ['t'], 5)"
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
         cwd=REPO_ROOT,
@@ -413,10 +408,11 @@ def test_run_forever_in_a_subprocess(signum: int) -> None:
     )
     try:
         line = _read_line(proc.stdout, timeout=20).rstrip("\n")
-        prefix = f"bootstrap=127.0.0.1:{port} brokers=127.0.0.1:"
-        assert line.startswith(prefix), line
-        assert line.endswith(" (mock cluster, memory only)"), line
+        # Port 0: the line names the port the forwarder got.
+        assert re.fullmatch(r"bootstrap=127\.0\.0\.1:\d+ brokers=127\.0\.0\.1:\d+"
+                            r" \(mock cluster, memory only\)", line), line
         bootstrap = line.split()[0].removeprefix("bootstrap=")
+        port = int(bootstrap.rsplit(":", 1)[1])
 
         md = admin(bootstrap).list_topics(timeout=5)
         assert len(md.topics["t"].partitions) == 5

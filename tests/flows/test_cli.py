@@ -233,13 +233,14 @@ def test_review_decision_publishes_to_the_physical_topic_with_delivery_confirmed
 def test_review_decision_unreachable_broker_fails_with_exit_1(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import flows.review_decision
-    from tests.kafka_helpers import free_port
+    from tests.kafka_helpers import refused_address
 
     monkeypatch.setattr(flows.review_decision, "DELIVERY_TIMEOUT_S", 1.0)
-    code, out, err = decide(capsys, "case:inv-1:1", "--approve", "--reviewer", "rev-7",
-                            "--tenant", "acme", "--investor", "inv-1",
-                            "--config", str(review_config(tmp_path)),
-                            "--bootstrap", f"127.0.0.1:{free_port()}")
+    with refused_address() as nowhere:
+        code, out, err = decide(capsys, "case:inv-1:1", "--approve", "--reviewer", "rev-7",
+                                "--tenant", "acme", "--investor", "inv-1",
+                                "--config", str(review_config(tmp_path)),
+                                "--bootstrap", nowhere)
     assert code == 1 and "error:" in err and "published" not in err
 
 

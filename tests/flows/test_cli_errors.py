@@ -14,7 +14,7 @@ import pytest
 from flows.cli import build_parser, main
 from replay.generator import generate
 from replay.simulate import WorldSpec
-from tests.kafka_helpers import ESG_LEADS, free_port
+from tests.kafka_helpers import ESG_LEADS, refused_address
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ CASES = [
     ("replay {world} --out {root}/r2 --metrics-port {busy}", 2, "Address already in use"),
     ("produce {empty} --bootstrap 127.0.0.1:9", 2, "is not a recording"),
     ("produce {world} --bootstrap 127.0.0.1:9 --speed 0", 2, "positive number"),
-    ("produce {world} --bootstrap 127.0.0.1:{port}", 1, "cannot publish to 127.0.0.1"),
+    ("produce {world} --bootstrap {nowhere}", 1, "cannot publish to 127.0.0.1"),
     ("record --out {root}/rec", 2, "--until-end or --duration"),
     ("record --until-end --out {world}", 2, "add --overwrite"),
     ("record --duration nan --out {root}/rec", 2, "positive number"),
@@ -135,8 +135,9 @@ def test_every_mistake_is_one_line_and_a_non_zero_exit(
     monkeypatch.setattr(connectors.publish, "_METADATA_TIMEOUT_S", 1.0)
     monkeypatch.setattr(connectors.publish, "_METADATA_SETTLE_S", 0.0)
     monkeypatch.setenv("ESG_LEADS_CONTACT_HASH_SALT", "test-salt-not-the-default")
-    words = argv.format(**places, port=free_port(), busy=busy).split()
-    assert_one_line(*run_main(words, capsys), code, phrase)
+    with refused_address() as nowhere:
+        words = argv.format(**places, nowhere=nowhere, busy=busy).split()
+        assert_one_line(*run_main(words, capsys), code, phrase)
 
 
 def subcommands() -> list[str]:

@@ -15,7 +15,7 @@ from flows.cli import main
 from flows.config import ConfigError, load_settings
 from replay.generator import generate
 from replay.simulate import WorldSpec
-from tests.kafka_helpers import ESG_LEADS, free_port
+from tests.kafka_helpers import ESG_LEADS, refused_address
 
 #: One value per kind of secret, set through the config file.
 TOML_SECRETS = {
@@ -99,19 +99,20 @@ def test_run_start_line_and_log_show_no_secret(tmp_path: Path) -> None:
     """``esg-leads run`` against a broker that is not there: its start line and all it
     logs while trying to connect."""
     log = tmp_path / "run.log"
-    run = subprocess.Popen([ESG_LEADS, "run", "--config", str(secret_config(tmp_path)),
-                            "--bootstrap", f"127.0.0.1:{free_port()}"], cwd=tmp_path,
-                           stdout=log.open("w"), stderr=subprocess.STDOUT,
-                           env=env_with_secrets(), start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while "esg-leads run: brokers=" not in log.read_text() and run.poll() is None:
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-        run.wait(30)
+    with refused_address() as nowhere:
+        run = subprocess.Popen([ESG_LEADS, "run", "--config", str(secret_config(tmp_path)),
+                                "--bootstrap", nowhere], cwd=tmp_path,
+                               stdout=log.open("w"), stderr=subprocess.STDOUT,
+                               env=env_with_secrets(), start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while "esg-leads run: brokers=" not in log.read_text() and run.poll() is None:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+            run.wait(30)
     text = log.read_text()
     assert "tenants=acme-capital,borealis-re" in text
     assert_no_secret(text, "esg-leads run")

@@ -18,7 +18,7 @@ import pytest
 
 from flows import logs
 from schemas.secrets import Scrubber
-from tests.kafka_helpers import ESG_LEADS, free_port
+from tests.kafka_helpers import ESG_LEADS, refused_address
 
 KEYS = ["time", "level", "logger", "run_id", "tenant", "message"]
 SECRET = "s3cr3t-value-for-logs-0042"
@@ -108,18 +108,19 @@ def test_run_with_json_logs_writes_only_json_and_no_secret(tmp_path: Path) -> No
     log = tmp_path / "run.log"
     env = clean_env(ESG_LEADS_KAFKA__SECRETS__SASL_PASSWORD=SECRET,
                     ESG_LEADS_CONTACT_HASH_SALT=SECRET + "-salt")
-    run = subprocess.Popen([ESG_LEADS, "run", "--log-format", "json", "--bootstrap",
-                            f"127.0.0.1:{free_port()}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                           stderr=log.open("w"), env=env, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while "not ready" not in log.read_text() and run.poll() is None:
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-        run.wait(30)
+    with refused_address() as nowhere:
+        run = subprocess.Popen([ESG_LEADS, "run", "--log-format", "json", "--bootstrap",
+                                nowhere], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=log.open("w"), env=env, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while "not ready" not in log.read_text() and run.poll() is None:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+            run.wait(30)
     text = log.read_text()
     assert SECRET not in text
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]  # all JSON

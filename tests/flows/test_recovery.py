@@ -60,6 +60,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return out, config
 
 
+@pytest.fixture(scope="module")
+def reference(world: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory):
+    """The uninterrupted bounded run of the world, with a recovery directory, on a broker
+    that stays up for the module: ``(bootstrap, directory)``; the directory holds its
+    ``audit-log/`` and ``recovery/`` (with the dead-letter keys). The tests compare
+    against it and only read it, so it runs once, not once per test."""
+    recording, config = world
+    directory = tmp_path_factory.mktemp("reference")
+    with DevBroker(topics=list(ALL_TOPICS), partitions=3) as broker:
+        publish_recording(recording, broker.bootstrap)
+        assert bounded_run(broker.bootstrap, config, directory / "recovery",
+                           directory).wait(180) == 0
+        yield broker.bootstrap, directory
+
+
 def bounded_run(bootstrap: str, config: Path, recovery: Path, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([ESG_LEADS, "run", "--bootstrap", bootstrap, "--config", str(config),
                              "--until-end", "--recovery-dir", str(recovery)], cwd=cwd,
@@ -87,19 +102,17 @@ def readable(letters: dict[str, dict], store: Path, tenants: set[str]) -> dict[s
     return out
 
 
-def test_sigkill_and_resume_gives_the_uninterrupted_decisions(world, tmp_path: Path) -> None:
+def test_sigkill_and_resume_gives_the_uninterrupted_decisions(world, reference,
+                                                               tmp_path: Path) -> None:
     recording, config = world
-    with DevBroker(topics=list(ALL_TOPICS), partitions=3) as reference, \
-            DevBroker(topics=list(ALL_TOPICS), partitions=3) as crashing:
-        publish_recording(recording, reference.bootstrap)
+    reference_bootstrap, ref_dir = reference  # ref_dir, crash_dir: each has its audit-log/
+    with DevBroker(topics=list(ALL_TOPICS), partitions=3) as crashing:
         publish_recording(recording, crashing.bootstrap)
-        ref_dir, crash_dir = tmp_path / "ref", tmp_path / "crash"  # each has its audit-log/
-        ref_dir.mkdir()
+        crash_dir = tmp_path / "crash"
         crash_dir.mkdir()
-        assert bounded_run(reference.bootstrap, config, tmp_path / "r-ref", ref_dir).wait(180) == 0
 
         recovery = tmp_path / "r-crash"
-        total = len(values(consume_all(reference.bootstrap, "leads.scored")))
+        total = len(values(consume_all(reference_bootstrap, "leads.scored")))
 
         def published() -> int:
             return len(values(consume_all(crashing.bootstrap, "leads.scored", timeout=2)))
@@ -143,12 +156,12 @@ def test_sigkill_and_resume_gives_the_uninterrupted_decisions(world, tmp_path: P
 
         raw_duplicates = {}
         for topic in ("leads.scored", "leads.review", "crm.handoff", "leads.dlq"):
-            expected = deduped(consume_all(reference.bootstrap, topic))
+            expected = deduped(consume_all(reference_bootstrap, topic))
             got_raw = consume_all(crashing.bootstrap, topic)
             got = deduped(got_raw)
             if topic == "leads.dlq":
                 tenants = set(load_settings(config).tenants)
-                expected = readable(expected, tmp_path / "r-ref" / "dlq-keys.sqlite", tenants)
+                expected = readable(expected, ref_dir / "recovery" / "dlq-keys.sqlite", tenants)
                 got = readable(got, recovery / "dlq-keys.sqlite", tenants)
             assert got.keys() == expected.keys(), topic
             assert got == expected, topic
@@ -158,7 +171,7 @@ def test_sigkill_and_resume_gives_the_uninterrupted_decisions(world, tmp_path: P
         assert reference_audit and set(crashed_audit) == reference_audit
         raw_duplicates["audit"] = len(crashed_audit) - len(set(crashed_audit))
         assert kills >= 2
-        assert deduped(consume_all(reference.bootstrap, "crm.handoff")), "the test needs handoffs"
+        assert deduped(consume_all(reference_bootstrap, "crm.handoff")), "the test needs handoffs"
         print(f"\nraw duplicate outputs after {kills} crashes: {raw_duplicates}")
 
 
@@ -219,17 +232,13 @@ def test_a_resume_starts_after_the_committed_epoch(world, tmp_path: Path) -> Non
               f"all {len(expected)}")
 
 
-def test_record_then_replay_reproduces_the_live_decisions(world, tmp_path: Path) -> None:
-    recording, config = world
-    with DevBroker(topics=list(ALL_TOPICS), partitions=3) as broker:
-        publish_recording(recording, broker.bootstrap)
-        live = subprocess.run([ESG_LEADS, "run", "--bootstrap", broker.bootstrap, "--config",
-                               str(config), "--until-end"], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=180)
-        assert live.returncode == 0, live.stderr
-        client = {"bootstrap.servers": broker.bootstrap}
-        record(client, list(INPUT_TOPICS), tmp_path / "inputs")
-        record(client, list(OUTPUT_TOPICS), tmp_path / "live-outputs")
+def test_record_then_replay_reproduces_the_live_decisions(world, reference,
+                                                          tmp_path: Path) -> None:
+    _, config = world
+    live, _ = reference  # a live bounded run of the recording
+    client = {"bootstrap.servers": live}
+    record(client, list(INPUT_TOPICS), tmp_path / "inputs")
+    record(client, list(OUTPUT_TOPICS), tmp_path / "live-outputs")
 
     settings = load_settings(config)
     replay(tmp_path / "inputs", tmp_path / "replayed", settings)
@@ -311,19 +320,15 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_a_full_audit_disk_mid_run_is_one_line_and_exit_2_and_loses_nothing(
-        world, tmp_path: Path) -> None:
+        world, reference, tmp_path: Path) -> None:
     """Before: the OSError in the audit sink was a Rust panic and a traceback. Now one
     line and exit 2, before the epoch without its audit rows commits: a restart on a
     disk with room writes them."""
     import sys
 
     recording, config = world
-    (tmp_path / "ref").mkdir()
-    with DevBroker(topics=list(ALL_TOPICS), partitions=3) as reference, \
-            DevBroker(topics=list(ALL_TOPICS), partitions=3) as broker:
-        publish_recording(recording, reference.bootstrap)
-        assert bounded_run(reference.bootstrap, config, tmp_path / "ref" / "recovery",
-                           tmp_path / "ref").wait(180) == 0
+    _, ref_dir = reference
+    with DevBroker(topics=list(ALL_TOPICS), partitions=3) as broker:
         publish_recording(recording, broker.bootstrap)
         args = ["run", "--bootstrap", broker.bootstrap, "--config", str(config), "--until-end",
                 "--recovery-dir", str(tmp_path / "recovery")]
@@ -340,7 +345,7 @@ def test_a_full_audit_disk_mid_run_is_one_line_and_exit_2_and_loses_nothing(
         again = subprocess.run([ESG_LEADS, *args], cwd=tmp_path, capture_output=True, text=True,
                                timeout=180)
         assert again.returncode == 0, again.stderr
-    expected = set(pq.read_table(tmp_path / "ref" / "audit-log").column("audit_id").to_pylist())
+    expected = set(pq.read_table(ref_dir / "audit-log").column("audit_id").to_pylist())
     got = set(pq.read_table(tmp_path / "audit-log").column("audit_id").to_pylist())
     assert expected and got == expected
 

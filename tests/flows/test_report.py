@@ -56,10 +56,16 @@ def world_and_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     return world, run
 
 
-def test_the_report_loads_in_chromium_without_errors_and_draws_every_chart(
-        world_and_run: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def page(world_and_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report of the run with its recording, as written for an operator: the tests
+    that only read it share one (each chart is a matplotlib figure: seconds apiece)."""
     world, run = world_and_run
-    page = write_report(run, tmp_path / "report.html", recording=world)
+    return write_report(run, tmp_path_factory.mktemp("page") / "report.html", recording=world)
+
+
+def test_the_report_loads_in_chromium_without_errors_and_draws_every_chart(
+        page: Path, tmp_path: Path) -> None:
     seen = visit(page, tmp_path / "profile", CHARTS_JS)
     assert seen.errors == []
     assert {name for name, *_ in seen.result} == EVERY_CHART
@@ -74,9 +80,9 @@ def test_the_report_loads_in_chromium_without_errors_and_draws_every_chart(
 
 
 def test_the_page_is_self_contained_and_says_what_it_reads(
-        world_and_run: tuple[Path, Path], tmp_path: Path) -> None:
+        world_and_run: tuple[Path, Path], page: Path) -> None:
     world, run = world_and_run
-    html = write_report(run, tmp_path / "r.html", recording=world).read_text()
+    html = page.read_text()
     assert "<script" not in html
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html)
     assert "default-src 'none'" in html  # and the browser would refuse any load anyway

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -28,8 +28,8 @@ from schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
 from tests.kafka_helpers import (
     ESG_LEADS,
     consume_all,
-    free_port,
     produce,
+    refused_address,
     require_tool,
     start_run,
     stop,
@@ -100,10 +100,13 @@ def test_bounded_run_reconciles_and_publishes_valid_records(world: Path, broker:
 
 def test_metrics_dead_letters_while_running_and_graceful_stop(world: Path, broker: str,
                                                               tmp_path: Path) -> None:
-    port = free_port()
     process = start_run("--bootstrap", broker, "--config", str(world / "config.toml"),
-                        "--metrics-port", str(port), log=tmp_path / "run.log")
+                        "--metrics-port", "0", log=tmp_path / "run.log")
     try:
+        # Port 0: the run binds a free port itself and names it on its start-up line.
+        port = int(wait_for(lambda: re.search(r" metrics=http://127\.0\.0\.1:(\d+)/metrics ",
+                                              (tmp_path / "run.log").read_text()),
+                            60, "the start-up line").group(1))
         publish_recording(world, broker)
         wait_for(lambda: consume_all(broker, "leads.scored", timeout=2), 120, "first leads")
         # A property signal: dead letters about investors are sealed (operators/erasure.py).
@@ -207,10 +210,8 @@ def test_kcat_produces_and_consumes_our_topics(broker: str, tmp_path: Path) -> N
 
 def test_an_unreachable_broker_logs_one_line_per_back_off_step(tmp_path: Path) -> None:
     """Not librdkafka's ~16 lines a second: only the run's own line per attempt."""
-    with socket.socket() as closed:  # bound, never listening: connections are refused
-        closed.bind(("127.0.0.1", 0))
-        process = start_run("--bootstrap", f"127.0.0.1:{closed.getsockname()[1]}",
-                            log=tmp_path / "run.log")
+    with refused_address() as nowhere:
+        process = start_run("--bootstrap", nowhere, log=tmp_path / "run.log")
         try:
             wait_for(lambda: (tmp_path / "run.log").read_text().count("not ready") >= 1, 60,
                      "a failed attempt")  # it waits 5 s for an answer

@@ -14,7 +14,7 @@ from connectors.dev_broker import DevBroker
 from operators.webhook_auth import sign
 from schemas.topics import ALL_TOPICS
 from tests.crm_helpers import SECRET
-from tests.kafka_helpers import ESG_LEADS, consume_all, free_port, stop
+from tests.kafka_helpers import ESG_LEADS, consume_all, refused_address, stop
 
 pytestmark = pytest.mark.timeout(120)
 OUTCOMES = "/webhooks/crm-outcomes"
@@ -79,13 +79,13 @@ def test_each_status_path(tmp_path: Path) -> None:
 
 
 def test_broker_down_is_503_and_the_rate_limit_429(tmp_path: Path) -> None:
-    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
-    process, url = _start(_config(tmp_path / "w.toml", dead, rate=0.01), tmp_path / "w.log")
-    try:
-        with httpx.Client(timeout=10) as client:
-            down = _post(client, url, _outcome())
-            assert down.status_code == 503 and int(down.headers["retry-after"]) > 0
-            limited = _post(client, url, _outcome("o-2"))
-            assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
-    finally:
-        assert stop(process) == 0
+    with refused_address() as dead:
+        process, url = _start(_config(tmp_path / "w.toml", dead, rate=0.01), tmp_path / "w.log")
+        try:
+            with httpx.Client(timeout=10) as client:
+                down = _post(client, url, _outcome())
+                assert down.status_code == 503 and int(down.headers["retry-after"]) > 0
+                limited = _post(client, url, _outcome("o-2"))
+                assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+        finally:
+            assert stop(process) == 0

@@ -36,6 +36,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def replayed(world: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One replay with the world's own settings: its output directory and summary. The
+    tests that only read such a replay share it (they never write into it); a test that
+    compares replays still runs its own second one against it."""
+    out = tmp_path_factory.mktemp("replayed")
+    return out, replay(world, out, load_settings(world / "config.toml"))
+
+
 def records(path: Path) -> list[dict]:
     """Output records without their processing-time fields."""
     out = []
@@ -46,19 +55,19 @@ def records(path: Path) -> list[dict]:
     return out
 
 
-def test_outputs_validate_and_reconcile(world: Path, tmp_path: Path) -> None:
-    summary = replay(world, tmp_path, load_settings(world / "config.toml"))
+def test_outputs_validate_and_reconcile(replayed: tuple[Path, dict]) -> None:
+    out, summary = replayed
     assert summary["reconciled"]
     for topic, row in summary["topics"].items():
         assert row["in"] == row["used"] + row["dead_lettered"], topic
-    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["outputs"] == summary["outputs"]
     assert summary["outputs"]["leads"] > 500
     assert summary["dlq_by_reason"].keys() >= {"decode_error", "schema_error", "duplicate",
                                                "unknown_tenant", "late"}
     assert summary["events_per_second"] > 0 and summary["wall_seconds"] > 0
     for kind, topic in (("leads", "leads.scored"), ("dlq", "leads.dlq"), ("alerts", "ops.alerts")):
-        rows = read_records(tmp_path / f"{kind}.parquet")
+        rows = read_records(out / f"{kind}.parquet")
         assert len(rows) == summary["outputs"][kind]
         for row in rows[:300]:
             validate_record(topic, row)
@@ -71,35 +80,37 @@ def opened(run: Path, tenants: set[str]) -> list[dict]:
                 for r in records(run / "dlq.parquet")]
 
 
-def test_two_replays_give_identical_outputs(world: Path, tmp_path: Path) -> None:
+def test_two_replays_give_identical_outputs(world: Path, replayed: tuple[Path, dict],
+                                            tmp_path: Path) -> None:
     settings = load_settings(world / "config.toml")
-    replay(world, tmp_path / "a", settings)
+    first, _ = replayed
     replay(world, tmp_path / "b", settings)
     for kind in ("leads", "alerts"):
-        a, b = records(tmp_path / "a" / f"{kind}.parquet"), records(tmp_path / "b" / f"{kind}.parquet")
+        a, b = records(first / f"{kind}.parquet"), records(tmp_path / "b" / f"{kind}.parquet")
         assert a == b, kind
     tenants = set(settings.tenants)
-    a, b = opened(tmp_path / "a", tenants), opened(tmp_path / "b", tenants)
+    a, b = opened(first, tenants), opened(tmp_path / "b", tenants)
     assert a == b and sum(r["sealed"] for r in a) > 10
 
 
-def test_a_different_model_setting_changes_the_scores(world: Path, tmp_path: Path) -> None:
-    base = load_settings(world / "config.toml")
+def test_a_different_model_setting_changes_the_scores(world: Path, replayed: tuple[Path, dict],
+                                                      tmp_path: Path) -> None:
     other = load_settings(world / "config.toml", overrides={"scoring": {"learning_rate": 0.05}})
-    replay(world, tmp_path / "a", base)
+    base, _ = replayed  # the world's own learning rate
+    assert load_settings(world / "config.toml").scoring.learning_rate != 0.05
     replay(world, tmp_path / "b", other)
-    a = {r["idempotency_key"]: r["probability"] for r in records(tmp_path / "a" / "leads.parquet")}
+    a = {r["idempotency_key"]: r["probability"] for r in records(base / "leads.parquet")}
     b = {r["idempotency_key"]: r["probability"] for r in records(tmp_path / "b" / "leads.parquet")}
     common = a.keys() & b.keys()
     assert len(common) > 100
     assert sum(a[k] != b[k] for k in common) > len(common) / 2
 
 
-def test_no_personal_contact_data_in_any_output(world: Path, tmp_path: Path) -> None:
-    replay(world, tmp_path, load_settings(world / "config.toml"))
+def test_no_personal_contact_data_in_any_output(replayed: tuple[Path, dict]) -> None:
+    out, _ = replayed
     for kind in ("leads", "alerts"):
-        blob = (tmp_path / f"{kind}.parquet").read_bytes()
-        text = pq.read_table(tmp_path / f"{kind}.parquet").to_pylist().__repr__()
+        blob = (out / f"{kind}.parquet").read_bytes()
+        text = pq.read_table(out / f"{kind}.parquet").to_pylist().__repr__()
         assert "@example.org" not in text and b"@example.org" not in blob
 
 
@@ -130,24 +141,24 @@ def test_replaying_twice_into_one_output_hands_off_each_qualification_once(
         assert len(column) == len(set(column)), kind
 
 
-def test_lifecycle_outputs_and_audit_partitions(world: Path, tmp_path: Path) -> None:
-    summary = replay(world, tmp_path, load_settings(world / "config.toml"))
+def test_lifecycle_outputs_and_audit_partitions(replayed: tuple[Path, dict]) -> None:
+    out, summary = replayed
     # Cases of investors erased later are deleted from the output (tombstones).
     assert summary["review_cases"] >= summary["outputs"]["review"] > 0
-    partitions = sorted(p.relative_to(tmp_path / "audit").parts[:2]
-                        for p in (tmp_path / "audit").rglob("*.parquet"))
+    partitions = sorted(p.relative_to(out / "audit").parts[:2]
+                        for p in (out / "audit").rglob("*.parquet"))
     assert partitions and all(t.startswith("tenant=") and d.startswith("date=")
                               for t, d in partitions)
-    audit = pq.read_table(tmp_path / "audit")
+    audit = pq.read_table(out / "audit")
     assert set(audit.column("agent").to_pylist()) >= {"scoring", "compliance", "outreach",
                                                       "review-routing", "state-machine"}
     text = repr(audit.to_pylist())
     assert "@example.org" not in text and "+44 20" not in text
-    for row in read_records(tmp_path / "review.parquet")[:100]:
+    for row in read_records(out / "review.parquet")[:100]:
         validate_record("leads.review", row)
-    for row in read_records(tmp_path / "handoff.parquet"):
+    for row in read_records(out / "handoff.parquet"):
         validate_record("crm.handoff", row)
-    leads = read_records(tmp_path / "leads.parquet")
+    leads = read_records(out / "leads.parquet")
     assert all(lead["compliance"] and lead["outreach_plan"] for lead in leads)
     assert {lead["state"] for lead in leads} >= {"planned", "in_review"}
 
@@ -255,8 +266,8 @@ def test_an_uninterrupted_replay_says_so(world: Path, tmp_path: Path) -> None:
     assert summary["interrupted"] is False and "recording_messages" not in summary
 
 
-def test_every_planned_contact_keeps_the_regions_quiet_hours_and_caps(world: Path,
-                                                                       tmp_path: Path) -> None:
+def test_every_planned_contact_keeps_the_regions_quiet_hours_and_caps(
+        replayed: tuple[Path, dict]) -> None:
     """End to end: each step of each published plan has an instant, outside the quiet
     hours of its region in every zone of the investor's country (the generated profiles
     state no zone), and no plan exceeds a cap on its own."""
@@ -264,10 +275,10 @@ def test_every_planned_contact_keeps_the_regions_quiet_hours_and_caps(world: Pat
 
     from operators.compliance import load_packs
     from operators.contact_rules import MEDIUM
-    replay(world, tmp_path, load_settings(world / "config.toml"))
+    out, _ = replayed
     packs = load_packs()
     checked = 0
-    for record in records(tmp_path / "leads.parquet"):
+    for record in records(out / "leads.parquet"):
         plan = record["outreach_plan"]
         assert all(step["at"] is not None for step in plan["steps"])
         pack = {p.pack: p for p in packs.values()}.get(record["compliance"]["pack"])
@@ -295,13 +306,13 @@ def test_every_planned_contact_keeps_the_regions_quiet_hours_and_caps(world: Pat
     assert checked > 200
 
 
-def test_duckdb_queries_the_typed_outputs_directly(world: Path, tmp_path: Path) -> None:
+def test_duckdb_queries_the_typed_outputs_directly(replayed: tuple[Path, dict]) -> None:
     """Issue 20 part 6: the record is a struct of the topic's fields, timestamps as
     timestamps, so SQL reaches into it without parsing JSON."""
     duckdb = pytest.importorskip("duckdb", reason="duckdb is in the test extra")
-    summary = replay(world, tmp_path, load_settings(world / "config.toml"))
+    out, summary = replayed
     sql = duckdb.connect()
-    leads, dlq = tmp_path / "leads.parquet", tmp_path / "dlq.parquet"
+    leads, dlq = out / "leads.parquet", out / "dlq.parquet"
 
     kinds = sql.execute("SELECT typeof(record.event_time), typeof(record.score), "
                         "typeof(record.features) FROM read_parquet(?) LIMIT 1", [str(leads)])
