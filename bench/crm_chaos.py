@@ -33,7 +33,7 @@ from confluent_kafka import Producer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from connectors.dev_broker import DevBroker  # noqa: E402
+from esg_leads.connectors.dev_broker import DevBroker  # noqa: E402
 from tests.crm_helpers import handoff, write_config  # noqa: E402
 
 ESG_LEADS = str(Path(sys.executable).parent / "esg-leads")

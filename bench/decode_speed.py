@@ -16,11 +16,11 @@ from collections import defaultdict
 
 import orjson
 
-from connectors.recording import RecordingReader
-from replay.generator import generate
-from replay.simulate import WorldSpec
-from schemas.codec import DecodeFailure, decode_event
-from schemas.topics import INPUT_TOPICS
+from esg_leads.connectors.recording import RecordingReader
+from esg_leads.replay.generator import generate
+from esg_leads.replay.simulate import WorldSpec
+from esg_leads.schemas.codec import DecodeFailure, decode_event
+from esg_leads.schemas.topics import INPUT_TOPICS
 
 
 def main() -> None:

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from flows.config import load_settings
-from replay.generator import generate
-from replay.runner import replay
-from replay.simulate import DAY_S, WorldSpec
+from esg_leads.flows.config import load_settings
+from esg_leads.replay.generator import generate
+from esg_leads.replay.runner import replay
+from esg_leads.replay.simulate import DAY_S, WorldSpec
 
 
 def drift_alerts(run: Path) -> list[dict]:

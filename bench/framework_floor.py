@@ -29,7 +29,7 @@ import orjson
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from schemas.inputs import Engagement
+from esg_leads.schemas.inputs import Engagement
 
 ALIGN = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

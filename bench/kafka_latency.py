@@ -52,9 +52,9 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from connectors.dev_broker import DevBroker
-from schemas.settings import Settings
-from schemas.topics import ALL_TOPICS
+from esg_leads.connectors.dev_broker import DevBroker
+from esg_leads.schemas.settings import Settings
+from esg_leads.schemas.topics import ALL_TOPICS
 
 TENANTS = ("acme-capital", "borealis-re", "cityline-im")
 ESG_LEADS = str(Path(sys.executable).parent / "esg-leads")

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from flows.config import load_settings
-from online_models.quality import expected_calibration_error, roc_auc
-from replay.generator import generate
-from replay.runner import replay
-from replay.simulate import WorldSpec
+from esg_leads.flows.config import load_settings
+from esg_leads.online_models.quality import expected_calibration_error, roc_auc
+from esg_leads.replay.generator import generate
+from esg_leads.replay.runner import replay
+from esg_leads.replay.simulate import WorldSpec
 
 
 def evaluate(world: Path, run: Path, from_day: float) -> dict:

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import orjson
 
-from connectors.parquet_sink import read_records
-from flows.config import load_settings
-from replay.generator import generate
-from replay.runner import replay
-from replay.simulate import WorldSpec, parse_feed_outage
+from esg_leads.connectors.parquet_sink import read_records
+from esg_leads.flows.config import load_settings
+from esg_leads.replay.generator import generate
+from esg_leads.replay.runner import replay
+from esg_leads.replay.simulate import WorldSpec, parse_feed_outage
 
 
 def _when(record: dict) -> float:

@@ -25,11 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from flows.config import load_settings
-from replay.generator import generate
-from replay.quality import evaluate_horizon, handoff_precision
-from replay.runner import replay
-from replay.simulate import WorldSpec
+from esg_leads.flows.config import load_settings
+from esg_leads.replay.generator import generate
+from esg_leads.replay.quality import evaluate_horizon, handoff_precision
+from esg_leads.replay.runner import replay
+from esg_leads.replay.simulate import WorldSpec
 
 
 def main() -> None:

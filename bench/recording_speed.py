@@ -48,7 +48,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from connectors.recording import RecordedMessage, RecordingReader, RecordingWriter  # noqa: E402
+from esg_leads.connectors.recording import RecordedMessage, RecordingReader, RecordingWriter  # noqa: E402
 
 TOPICS = (
     "leads.raw",

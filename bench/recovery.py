@@ -23,14 +23,14 @@ from pathlib import Path
 
 import orjson
 
-from connectors.dev_broker import DevBroker
-from connectors.publish import publish_recording
-from replay.generator import generate
-from replay.simulate import WorldSpec
-from schemas.topics import ALL_TOPICS, OUTPUT_TOPICS
-from connectors.recording import RecordingReader
-from replay.diff import compare, load_run, render
-from replay.record import record
+from esg_leads.connectors.dev_broker import DevBroker
+from esg_leads.connectors.publish import publish_recording
+from esg_leads.replay.generator import generate
+from esg_leads.replay.simulate import WorldSpec
+from esg_leads.schemas.topics import ALL_TOPICS, OUTPUT_TOPICS
+from esg_leads.connectors.recording import RecordingReader
+from esg_leads.replay.diff import compare, load_run, render
+from esg_leads.replay.record import record
 
 ESG_LEADS = str(Path(sys.executable).parent / "esg-leads")
 #: The mock broker keeps about 5 MB per partition and silently drops older messages:

@@ -26,19 +26,19 @@ from pathlib import Path
 
 import orjson
 
-from connectors.recording import RecordingReader
-from flows.config import load_settings
-from flows.steps import shard_key, streaming_gc
-from operators.investor_state import InvestorShard
-from operators.investor_window import InvestorWindows
-from operators.lifecycle import LifecycleShard
-from operators.property_catalog import PropertyCatalog
-from operators.scoring import GlobalLearner, TenantScorer
-from operators.validation import Parser
-from replay.generator import generate
-from replay.runner import replay
-from replay.simulate import WorldSpec
-from schemas.records import (
+from esg_leads.connectors.recording import RecordingReader
+from esg_leads.flows.config import load_settings
+from esg_leads.flows.steps import shard_key, streaming_gc
+from esg_leads.operators.investor_state import InvestorShard
+from esg_leads.operators.investor_window import InvestorWindows
+from esg_leads.operators.lifecycle import LifecycleShard
+from esg_leads.operators.property_catalog import PropertyCatalog
+from esg_leads.operators.scoring import GlobalLearner, TenantScorer
+from esg_leads.operators.validation import Parser
+from esg_leads.replay.generator import generate
+from esg_leads.replay.runner import replay
+from esg_leads.replay.simulate import WorldSpec
+from esg_leads.schemas.records import (
     FeatureVector,
     GlobalModelUpdate,
     Ingested,
@@ -46,7 +46,7 @@ from schemas.records import (
     InvestorWindow,
     LabelledExample,
 )
-from schemas.settings import Settings
+from esg_leads.schemas.settings import Settings
 
 CATALOG = {"esg.property-signals", "investor.engagements", "investor.erasure"}
 INVESTOR = {"investor.profiles", "crm.outcomes", "investor.erasure"}

@@ -28,12 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from connectors.recording import RecordingReader
-from flows.config import load_settings
-from replay.cluster import replay_cluster
-from replay.diff import compare, load_run
-from replay.generator import generate
-from replay.simulate import WorldSpec
+from esg_leads.connectors.recording import RecordingReader
+from esg_leads.flows.config import load_settings
+from esg_leads.replay.cluster import replay_cluster
+from esg_leads.replay.diff import compare, load_run
+from esg_leads.replay.generator import generate
+from esg_leads.replay.simulate import WorldSpec
 
 
 def cpu_self() -> float:

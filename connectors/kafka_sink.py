@@ -30,9 +30,9 @@ from collections.abc import Callable
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from connectors.client_logs import with_logging
-from schemas.codec import encode
-from schemas.outputs import SCHEMA_VERSION
+from esg_leads.connectors.client_logs import with_logging
+from esg_leads.schemas.codec import encode
+from esg_leads.schemas.outputs import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 _SCHEMA = str(SCHEMA_VERSION).encode()

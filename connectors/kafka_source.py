@@ -80,8 +80,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from connectors.client_logs import KAFKA_LOG, quiet, with_logging
-from schemas.records import OffsetsReset, RawMessage
+from esg_leads.connectors.client_logs import KAFKA_LOG, quiet, with_logging
+from esg_leads.schemas.records import OffsetsReset, RawMessage
 
 log = logging.getLogger(__name__)
 #: Header that carries a consumer error on a message the broker could not deliver.

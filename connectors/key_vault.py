@@ -35,7 +35,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from operators.erasure import KEY_BYTES
+from esg_leads.operators.erasure import KEY_BYTES
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);

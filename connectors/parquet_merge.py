@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from connectors.parquet_sink import ERASABLE, records_of, schema_of, to_table
+from esg_leads.connectors.parquet_sink import ERASABLE, records_of, schema_of, to_table
 
 #: Rows per row group of a joined file (the sinks write parts with the same).
 ROW_GROUP = 20_000

@@ -37,9 +37,9 @@ from bytewax.outputs import (
     StatelessSinkPartition,
 )
 
-from connectors.arrow_schema import arrow_type, from_arrow, to_arrow
-from operators.erasure import ERASURE_AGENT, erased_in, keeps
-from schemas.topics import OUTPUT_TOPICS
+from esg_leads.connectors.arrow_schema import arrow_type, from_arrow, to_arrow
+from esg_leads.operators.erasure import ERASURE_AGENT, erased_in, keeps
+from esg_leads.schemas.topics import OUTPUT_TOPICS
 
 _TS = pa.timestamp("us", tz="UTC")
 

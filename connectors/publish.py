@@ -37,7 +37,7 @@ from typing import Any, Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from connectors.recording import RecordingReader
+from esg_leads.connectors.recording import RecordingReader
 
 __all__ = ["DEFAULT_PRODUCER_CONFIG", "PublishError", "publish_recording"]
 

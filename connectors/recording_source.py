@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors.recording import RecordedMessage, RecordingReader
+from esg_leads.connectors.recording import RecordedMessage, RecordingReader
 
 Progress = Callable[[int, int], None]
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from connectors.parquet_sink import read_output
+from esg_leads.connectors.parquet_sink import read_output
 
 
 def expired(reference: date, day: date, days: int) -> bool:

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from flows.cli_args import (  # noqa: F401 - UsageError, Failure: for the command modules
+from esg_leads.flows.cli_args import (  # noqa: F401 - UsageError, Failure: for the command modules
     EXIT_BUG,
     EXIT_FAILURE,
     EXIT_PIPE,
@@ -43,15 +43,15 @@ from flows.cli_args import (  # noqa: F401 - UsageError, Failure: for the comman
     positive_int,
     print_error,
 )
-from flows.models_cli import add_commands as add_model_commands
-from flows.models_cli import model_overrides
+from esg_leads.flows.models_cli import add_commands as add_model_commands
+from esg_leads.flows.models_cli import model_overrides
 
 # ----------------------------------------------------------------------- schema
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from schemas.codec import json_schema
-    from schemas.topics import ALL_TOPICS
+    from esg_leads.schemas.codec import json_schema
+    from esg_leads.schemas.topics import ALL_TOPICS
 
     if args.topic is not None:
         if args.topic not in ALL_TOPICS:
@@ -67,7 +67,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def feed_outage(text: str):
     """``--feed-outage`` values, refused while parsing with the flag named."""
-    from replay.simulate import parse_feed_outage
+    from esg_leads.replay.simulate import parse_feed_outage
 
     try:
         return parse_feed_outage(text)
@@ -76,7 +76,7 @@ def feed_outage(text: str):
 
 
 def _world_spec(args: argparse.Namespace):
-    from replay.simulate import WorldSpec
+    from esg_leads.replay.simulate import WorldSpec
 
     try:
         return WorldSpec(
@@ -97,8 +97,8 @@ def _world_spec(args: argparse.Namespace):
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from flows.progress import Progress
-    from replay.generator import generate
+    from esg_leads.flows.progress import Progress
+    from esg_leads.replay.generator import generate
 
     spec = _world_spec(args)
     check_out(args.out, args.overwrite)
@@ -123,8 +123,8 @@ _COMMON_OVERRIDES: dict = {}
 def _settings(config: Path | None, overrides: dict | None = None):
     """The effective settings; from here on, logs take their format and lose every
     secret of them."""
-    from flows import logs
-    from flows.config import ConfigError, load_settings, scrubber
+    from esg_leads.flows import logs
+    from esg_leads.flows.config import ConfigError, load_settings, scrubber
 
     try:
         settings = load_settings(config_file=config,
@@ -137,9 +137,9 @@ def _settings(config: Path | None, overrides: dict | None = None):
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from flows.progress import Progress
-    from operators.warm_start import check_warm_start
-    from replay.runner import replay
+    from esg_leads.flows.progress import Progress
+    from esg_leads.operators.warm_start import check_warm_start
+    from esg_leads.replay.runner import replay
 
     open_recording(args.recording)
     config = args.config
@@ -155,7 +155,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                          "--processes (summary.json merges every process's)")
     listeners = []
     if args.metrics_port is not None:
-        from connectors.metrics import PrometheusListener, serve
+        from esg_leads.connectors.metrics import PrometheusListener, serve
 
         listeners.append(PrometheusListener())
         port = serve(listeners[0], args.metrics_port, settings.metrics.host)
@@ -177,7 +177,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 summary = replay(args.recording, args.out, settings, workers=args.workers,
                                  progress=progress.update, listeners=listeners, stop=stop)
             else:
-                from replay.cluster import ClusterError, replay_cluster
+                from esg_leads.replay.cluster import ClusterError, replay_cluster
 
                 try:
                     summary = replay_cluster(args.recording, args.out, settings,
@@ -218,11 +218,11 @@ def _run_overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flows.config import scrubber
-    from flows.run import run
+    from esg_leads.flows.config import scrubber
+    from esg_leads.flows.run import run
 
     settings = _settings(args.config, _run_overrides(args))  # logs scrubbed from here on
-    from connectors.parquet_sink import ensure_writable
+    from esg_leads.connectors.parquet_sink import ensure_writable
 
     for directory in (settings.audit.directory, settings.recovery.directory):
         if directory is not None:  # full or read-only: one line and exit 2, now
@@ -243,7 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from flows.config import ConfigError, load_layers, masked, origins
+    from esg_leads.flows.config import ConfigError, load_layers, masked, origins
 
     try:
         loaded = load_layers(config_file=args.config,
@@ -262,8 +262,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from connectors.dev_broker import run_forever
-    from schemas.topics import ALL_TOPICS
+    from esg_leads.connectors.dev_broker import run_forever
+    from esg_leads.schemas.topics import ALL_TOPICS
 
     run_forever(args.brokers, args.port, list(ALL_TOPICS), args.partitions)
     return 0
@@ -272,10 +272,10 @@ def cmd_broker(args: argparse.Namespace) -> int:
 def cmd_produce(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
-    from connectors import publish
-    from connectors.client_logs import quiet
-    from flows.progress import Progress
-    from schemas.secrets import mask_url_userinfo
+    from esg_leads.connectors import publish
+    from esg_leads.connectors.client_logs import quiet
+    from esg_leads.flows.progress import Progress
+    from esg_leads.schemas.secrets import mask_url_userinfo
 
     open_recording(args.recording)
     try:
@@ -308,10 +308,10 @@ def cmd_produce(args: argparse.Namespace) -> int:
 def cmd_record(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
-    from connectors.kafka_source import BrokerUnavailable
-    from flows.progress import Progress
-    from replay.record import record
-    from schemas.topics import INPUT_TOPICS
+    from esg_leads.connectors.kafka_source import BrokerUnavailable
+    from esg_leads.flows.progress import Progress
+    from esg_leads.replay.record import record
+    from esg_leads.schemas.topics import INPUT_TOPICS
 
     if not args.until_end and args.duration is None:
         raise UsageError("say when to stop: --until-end or --duration S")
@@ -334,7 +334,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from replay.diff import compare, load_run, render
+    from esg_leads.replay.diff import compare, load_run, render
 
     for run in (args.run_a, args.run_b):
         check_run_outputs(run)
@@ -347,7 +347,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from flows.explain import explain
+    from esg_leads.flows.explain import explain
 
     check_run_outputs(args.out)
     if args.recording is not None:
@@ -359,7 +359,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_review_decision(args: argparse.Namespace) -> int:
-    from flows.review_decision import DecisionError, run
+    from esg_leads.flows.review_decision import DecisionError, run
 
     try:
         return run(args)
@@ -371,7 +371,7 @@ def cmd_review_decision(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from flows.demo import run_demo
+    from esg_leads.flows.demo import run_demo
 
     return run_demo(Path(args.out), seed=args.seed, investors=args.investors, days=args.days)
 
@@ -537,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="sign a reviewer's verdict on a case; print it or publish it",
                        epilog=_examples("esg-leads review-decision case:inv-1:1 --approve "
                                         "--reviewer ann --tenant acme-capital --investor inv-1"))
-    from flows.review_decision import add_arguments  # light: no Kafka import until used
+    from esg_leads.flows.review_decision import add_arguments  # light: no Kafka import until used
 
     add_arguments(p)
     p.set_defaults(func=cmd_review_decision)
@@ -550,10 +550,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=positive_int, default=45, help="days to simulate")
     p.set_defaults(func=cmd_demo)
 
-    from flows.crm_commands import add_commands as add_crm_commands  # crm-sync, webhooks, fake-crm
+    from esg_leads.flows.crm_commands import add_commands as add_crm_commands  # crm-sync, webhooks, fake-crm
 
     add_crm_commands(sub)
-    from flows.report import add_command as add_report_command  # esg-leads report
+    from esg_leads.flows.report import add_command as add_report_command  # esg-leads report
 
     add_report_command(sub)
     add_model_commands(sub)  # train, models; --model/--registry on replay and run
@@ -588,7 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version, or the line above: a code, as for errors
         return int(done.code or 0)
     prog = f"esg-leads {args.command}"
-    from flows import logs
+    from esg_leads.flows import logs
 
     _COMMON_OVERRIDES.clear()
     if args.log_format is not None:
@@ -613,7 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as error:
-        from connectors.parquet_sink import OutputError
+        from esg_leads.connectors.parquet_sink import OutputError
 
         if isinstance(error, OutputError):  # full disk, read-only directory: the user's to fix
             print_error(prog, str(error))

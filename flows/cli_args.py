@@ -50,7 +50,7 @@ def open_recording(path: Path):
     or a folder of other Parquet files is not one (and would otherwise replay as
     "0 messages", successfully).
     """
-    from connectors.recording import MANIFEST_NAME, RecordingReader
+    from esg_leads.connectors.recording import MANIFEST_NAME, RecordingReader
 
     if not path.exists():
         raise UsageError(f"no recording at {path} (make one with esg-leads generate or record)")
@@ -69,7 +69,7 @@ def open_recording(path: Path):
 def check_run_outputs(path: Path) -> None:
     """Refuse a directory that holds no run's outputs (``replay --out``, or a recording of
     the output topics): compared or searched, it would look like a run with no leads."""
-    from replay.diff import KINDS
+    from esg_leads.replay.diff import KINDS
 
     if not path.is_dir():
         raise UsageError(f"no run outputs at {path}")

@@ -23,7 +23,7 @@ strings). librdkafka keys under ``kafka.client`` and ``kafka.secrets`` take
 >>> load_settings(environ={"ESG_LEADS_WINDOWS__SHARDS_PER_TENANT": "0"})
 Traceback (most recent call last):
 ...
-flows.config.ConfigError: invalid setting windows.shards_per_tenant: Input should be greater than or equal to 1
+esg_leads.flows.config.ConfigError: invalid setting windows.shards_per_tenant: Input should be greater than or equal to 1
 
 A variable ending in ``_FILE`` names a file holding the value (Docker and Kubernetes
 secrets): ``ESG_LEADS_CRM__TOKEN_FILE=/run/secrets/crm_token`` sets ``crm.token`` to the
@@ -32,7 +32,7 @@ file's content, without its final newline.
 >>> load_settings(environ={"ESG_LEADS_CRM__TOKEN_FILE": "/no/such/file"})
 Traceback (most recent call last):
 ...
-flows.config.ConfigError: ESG_LEADS_CRM__TOKEN_FILE: cannot read /no/such/file: No such file or directory
+esg_leads.flows.config.ConfigError: ESG_LEADS_CRM__TOKEN_FILE: cannot read /no/such/file: No such file or directory
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from schemas.secrets import Scrubber, is_secret_name, redact, secret_values
-from schemas.settings import Settings
+from esg_leads.schemas.secrets import Scrubber, is_secret_name, redact, secret_values
+from esg_leads.schemas.settings import Settings
 
 ENV_PREFIX = "ESG_LEADS_"
 #: ``ESG_LEADS_<PATH>_FILE``: the value of ``<PATH>`` is the named file's content.

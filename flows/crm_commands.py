@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def _settings(args: argparse.Namespace):
-    from flows.cli import _settings as load  # one error line; logs formatted and scrubbed
+    from esg_leads.flows.cli import _settings as load  # one error line; logs formatted and scrubbed
 
     overrides: dict = {}
     if getattr(args, "bootstrap", None):
@@ -23,22 +23,22 @@ def _settings(args: argparse.Namespace):
 
 
 def cmd_crm_sync(args: argparse.Namespace) -> int:
-    from flows.crm_sync import run
+    from esg_leads.flows.crm_sync import run
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     return run(_settings(args), until_end=args.until_end, metrics_port=args.metrics_port)
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
-    from flows.webhooks import serve
+    from esg_leads.flows.webhooks import serve
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     return serve(_settings(args), args.port)
 
 
 def cmd_fake_crm(args: argparse.Namespace) -> int:
-    from connectors.fake_crm import main
-    from flows.cli import UsageError
+    from esg_leads.connectors.fake_crm import main
+    from esg_leads.flows.cli import UsageError
 
     try:
         return main(args.port, args.chaos or "", args.token, args.reject, args.seed)
@@ -47,7 +47,7 @@ def cmd_fake_crm(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from flows.cli_args import nonneg_int, port
+    from esg_leads.flows.cli_args import nonneg_int, port
 
     p = sub.add_parser("crm-sync", help="deliver crm.handoff to the CRM over HTTP",
                        epilog="example:\n  esg-leads crm-sync --bootstrap 127.0.0.1:9092 "

@@ -32,8 +32,8 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import ValidationError
 
-from connectors.crm_client import CrmClient, Reply
-from operators.crm_delivery import (
+from esg_leads.connectors.crm_client import CrmClient, Reply
+from esg_leads.operators.crm_delivery import (
     Breaker,
     BreakerState,
     DeliveryQueue,
@@ -46,12 +46,12 @@ from operators.crm_delivery import (
     parse_retry_after,
     retry_wait,
 )
-from operators.erasure import seal_dead_letter
-from operators.validation import bounded, dead_letter
-from schemas.codec import describe_validation_error, encode
-from schemas.outputs import SCHEMA_VERSION, AlertKind, CrmHandoff, DlqReason
-from schemas.records import RawMessage
-from schemas.settings import Settings
+from esg_leads.operators.erasure import seal_dead_letter
+from esg_leads.operators.validation import bounded, dead_letter
+from esg_leads.schemas.codec import describe_validation_error, encode
+from esg_leads.schemas.outputs import SCHEMA_VERSION, AlertKind, CrmHandoff, DlqReason
+from esg_leads.schemas.records import RawMessage
+from esg_leads.schemas.settings import Settings
 
 log = logging.getLogger("esg_leads.crm_sync")
 GROUP = "esg-leads-crm-sync"
@@ -387,8 +387,8 @@ def run(settings: Settings, *, until_end: bool = False, metrics_port: int | None
     """``esg-leads crm-sync``: returns the exit code."""
     import sys
 
-    from connectors.key_vault import KeyVault
-    from flows.run import key_store_path
+    from esg_leads.connectors.key_vault import KeyVault
+    from esg_leads.flows.run import key_store_path
 
     metrics = CrmMetrics()
     if metrics_port is not None:
@@ -440,11 +440,11 @@ def demo_delivery(handoff_parquet, settings: Settings) -> dict:
     """
     from pathlib import Path
 
-    from connectors.dev_broker import DevBroker
-    from connectors.fake_crm import FakeCrm
-    from connectors.key_vault import KeyVault
-    from connectors.parquet_sink import read_records
-    from schemas.topics import ALL_TOPICS
+    from esg_leads.connectors.dev_broker import DevBroker
+    from esg_leads.connectors.fake_crm import FakeCrm
+    from esg_leads.connectors.key_vault import KeyVault
+    from esg_leads.connectors.parquet_sink import read_records
+    from esg_leads.schemas.topics import ALL_TOPICS
 
     path = Path(handoff_parquet)
     records = read_records(path) if path.exists() else []

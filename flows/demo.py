@@ -12,13 +12,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from flows.config import load_settings
-from flows.progress import Progress
-from flows.report import write_report
-from flows.report_data import latest_leads
-from replay.generator import generate
-from replay.runner import replay
-from replay.simulate import WorldSpec
+from esg_leads.flows.config import load_settings
+from esg_leads.flows.progress import Progress
+from esg_leads.flows.report import write_report
+from esg_leads.flows.report_data import latest_leads
+from esg_leads.replay.generator import generate
+from esg_leads.replay.runner import replay
+from esg_leads.replay.simulate import WorldSpec
 
 
 def _reasons(record: dict) -> str:
@@ -75,7 +75,7 @@ def run_demo(out: Path, seed: int = 7, investors: int = 3000, days: int = 45) ->
                   f"{summary['labels_learned']:,}; alerts: {alerts}", highlight=False)
     console.print(f"replay {summary['events_per_second']:,} events/s; demo total "
                   f"{time.perf_counter() - started:.1f}s; outputs in {run_dir}/", highlight=False)
-    from flows.crm_sync import demo_delivery
+    from esg_leads.flows.crm_sync import demo_delivery
 
     crm = demo_delivery(run_dir / "handoff.parquet", settings)
     console.print(f"[bold]CRM delivery[/bold] (esg-leads crm-sync → a fake CRM with a 429 and "

@@ -19,7 +19,7 @@ input model, is pickled as before, and so is every ``Ingested`` in a snapshot
 (:func:`durable_dumps`).
 
 >>> import pickle
->>> from schemas.codec import decode_event
+>>> from esg_leads.schemas.codec import decode_event
 >>> value = (b'{"schema_version":1,"event_id":"e1","tenant":"acme","investor_id":"inv-1",'
 ...          b'"event_time":"2026-01-05T00:00:00Z","source":"crm"}')
 >>> event = decode_event("investor.erasure", value)
@@ -36,9 +36,9 @@ import io
 import pickle
 from typing import Any
 
-from schemas.codec import decode_event
-from schemas.records import Ingested
-from schemas.topics import INPUT_TOPICS
+from esg_leads.schemas.codec import decode_event
+from esg_leads.schemas.records import Ingested
+from esg_leads.schemas.topics import INPUT_TOPICS
 
 
 def _rebuild_ingested(topic: str, partition: int, offset: int, timestamp_ms: int,

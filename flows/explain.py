@@ -18,7 +18,7 @@ import pyarrow.dataset as ds
 from rich.console import Console
 from rich.table import Table
 
-from connectors.parquet_sink import read_records
+from esg_leads.connectors.parquet_sink import read_records
 
 
 def _records(path: Path, investor_id: str) -> list[dict]:
@@ -40,7 +40,7 @@ def _audit(out: Path, investor_id: str) -> list[dict]:
 
 def _events(recording: Path, refs: set[tuple[str, int, int]]) -> dict[tuple[str, int, int], dict]:
     """What the referenced input events were (engagement fields only: no contact data)."""
-    from connectors.recording import RecordingReader
+    from esg_leads.connectors.recording import RecordingReader
 
     found = {}
     for message in RecordingReader(recording):

@@ -40,7 +40,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from schemas.secrets import Scrubber
+from esg_leads.schemas.secrets import Scrubber
 
 FORMATS = ("text", "json")
 #: One id per process: every record of this run carries it.

@@ -24,10 +24,10 @@ from typing import Any
 
 import orjson
 
-from flows.review_decision import DecisionError, PublishFailed, _event_time, publish
-from operators import control_auth
-from schemas.codec import DecodeFailure, decode_event
-from schemas.topics import OPS_CONTROL
+from esg_leads.flows.review_decision import DecisionError, PublishFailed, _event_time, publish
+from esg_leads.operators import control_auth
+from esg_leads.schemas.codec import DecodeFailure, decode_event
+from esg_leads.schemas.topics import OPS_CONTROL
 
 SOURCE = "esg-leads-cli"
 
@@ -65,7 +65,7 @@ def add_commands(models: argparse._SubParsersAction, guarded) -> None:  # noqa: 
 def _version(settings: Any, version: str | None, registry: Path | None) -> str | None:
     if version is None or version == "previous":
         return version
-    from online_models.model_store import ModelStore, RegistryError, registry_directory
+    from esg_leads.online_models.model_store import ModelStore, RegistryError, registry_directory
 
     directory = registry if registry is not None else registry_directory(settings)
     if not (Path(directory) / "index.jsonl").exists():
@@ -112,7 +112,7 @@ def signed_command(settings: Any, *, action: str, tenant: str, operator: str,
 
 
 def run(args: argparse.Namespace) -> int:
-    from flows.config import ConfigError, load_settings
+    from esg_leads.flows.config import ConfigError, load_settings
 
     try:
         settings = load_settings(config_file=args.config)

@@ -33,10 +33,10 @@ def model_overrides(args: argparse.Namespace) -> dict:
 
 def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def call(args: argparse.Namespace) -> int:
-        from flows.cli import UsageError
-        from online_models.model_store import RegistryError
+        from esg_leads.flows.cli import UsageError
+        from esg_leads.online_models.model_store import RegistryError
 
-        from flows.review_decision import DecisionError
+        from esg_leads.flows.review_decision import DecisionError
 
         try:
             return func(args)
@@ -47,7 +47,7 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
 
 
 def _settings(config: Path | None, recording: Path | None, overrides: dict):
-    from flows.cli import _settings as load
+    from esg_leads.flows.cli import _settings as load
 
     if config is None and recording is not None and (recording / "config.toml").exists():
         config = recording / "config.toml"
@@ -55,9 +55,9 @@ def _settings(config: Path | None, recording: Path | None, overrides: dict):
 
 
 def _registry(args: argparse.Namespace):
-    from online_models.model_store import ModelStore, registry_directory
+    from esg_leads.online_models.model_store import ModelStore, registry_directory
 
-    from flows.cli_args import UsageError
+    from esg_leads.flows.cli_args import UsageError
 
     directory = Path(args.registry if args.registry is not None
                      else registry_directory(_settings(args.config, None, {})))
@@ -87,8 +87,8 @@ def _num(value: object, digits: int = 4) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from flows.cli_args import UsageError, open_recording
-    from replay.train import train
+    from esg_leads.flows.cli_args import UsageError, open_recording
+    from esg_leads.replay.train import train
 
     open_recording(args.recording)  # a missing, empty or junk directory: one line, exit 2
     until = None
@@ -272,7 +272,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     common(q)
     q.add_argument("--top", type=int, default=10, help="how many of the weights that moved most")
     q.set_defaults(func=_guarded(cmd_diff))
-    from flows.model_control import add_commands as add_control_commands
+    from esg_leads.flows.model_control import add_commands as add_control_commands
 
     add_control_commands(models, _guarded)
 

@@ -50,9 +50,9 @@ from bytewax.dataflow import Stream
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
-from flows.exchange import durable_dumps
-from flows.steps import Clock
-from flows.telemetry import Telemetry
+from esg_leads.flows.exchange import durable_dumps
+from esg_leads.flows.steps import Clock
+from esg_leads.flows.telemetry import Telemetry
 
 Position = tuple
 #: The position of what is emitted once the input has ended (windows still open).

@@ -50,22 +50,22 @@ from bytewax.inputs import FixedPartitionedSource, Source
 from bytewax.operators import KeyedStream
 from bytewax.outputs import FixedPartitionedSink, Sink
 
-from connectors.key_vault import KeyVault
-import flows.exchange  # noqa: F401 - registers the compact pickled forms of exchanged items
-from flows.ordering import SOURCE_LANE, Stamped, Tick, TickingSource, ordered_builder, route
-from flows.placement import placed, unplaced
-from flows.steps import Clock, shard_key, system_clock
-from flows.telemetry import Telemetry
-from operators.erasure import KeyStore, erasure_subjects, seal_dead_letter
-from operators.intake import TenantIntake
-from operators.investor_state import InvestorShard
-from operators.lifecycle import LifecycleShard
-from operators.model_lifecycle import check_challengers
-from operators.ops_alerts import offsets_reset_alert
-from operators.scoring import GlobalLearner, TenantScorer, global_contributors, uses_global_prior
-from operators.validation import Parser, bounded
-from operators.warm_start import check_warm_start
-from schemas.records import (
+from esg_leads.connectors.key_vault import KeyVault
+from esg_leads.flows import exchange  # noqa: F401 - registers the compact pickled forms of exchanged items
+from esg_leads.flows.ordering import SOURCE_LANE, Stamped, Tick, TickingSource, ordered_builder, route
+from esg_leads.flows.placement import placed, unplaced
+from esg_leads.flows.steps import Clock, shard_key, system_clock
+from esg_leads.flows.telemetry import Telemetry
+from esg_leads.operators.erasure import KeyStore, erasure_subjects, seal_dead_letter
+from esg_leads.operators.intake import TenantIntake
+from esg_leads.operators.investor_state import InvestorShard
+from esg_leads.operators.lifecycle import LifecycleShard
+from esg_leads.operators.model_lifecycle import check_challengers
+from esg_leads.operators.ops_alerts import offsets_reset_alert
+from esg_leads.operators.scoring import GlobalLearner, TenantScorer, global_contributors, uses_global_prior
+from esg_leads.operators.validation import Parser, bounded
+from esg_leads.operators.warm_start import check_warm_start
+from esg_leads.schemas.records import (
     Emitted,
     FeatureVector,
     FeedStatus,
@@ -78,7 +78,7 @@ from schemas.records import (
     Scored,
     SilenceDue,
 )
-from schemas.settings import Settings
+from esg_leads.schemas.settings import Settings
 
 @dataclass(frozen=True)
 class Sinks:

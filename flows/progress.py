@@ -108,7 +108,7 @@ class Progress:
                               now - self._started)
             try:
                 if self._stream is None:
-                    from flows.logs import say
+                    from esg_leads.flows.logs import say
 
                     say(logging.getLogger("esg_leads.progress"), "", line,
                         done=done, total=self._total)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the CLI builds its parser from this module: drawing libraries load on use
     from markupsafe import Markup
 
-    from flows.report_data import ReportData
+    from esg_leads.flows.report_data import ReportData
 
 #: Colours by role, stable across charts (a reason keeps its colour everywhere).
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2",
@@ -225,7 +225,7 @@ def render(data: ReportData, generated: datetime | None = None) -> str:
 def write_report(run: Path, out: Path | None = None, recording: Path | None = None) -> Path:
     """Write the report of ``run`` to ``out`` (default ``RUN/report.html``; a directory:
     ``report.html`` in it); returns its path."""
-    from flows.report_data import load
+    from esg_leads.flows.report_data import load
 
     data = load(run, recording)
     out = out or run / "report.html"
@@ -242,8 +242,8 @@ def write_report(run: Path, out: Path | None = None, recording: Path | None = No
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from flows.cli import UsageError
-    from flows.report_data import NotARun
+    from esg_leads.flows.cli import UsageError
+    from esg_leads.flows.report_data import NotARun
 
     if args.recording is not None and not args.recording.is_dir():
         raise UsageError(f"no recording at {args.recording}")

@@ -24,10 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from connectors.parquet_sink import read_records, records_of
-from online_models.quality import RollingQuality
-from operators.investor_state import LABELS
-from schemas.codec import DecodeFailure, decode_event
+from esg_leads.connectors.parquet_sink import read_records, records_of
+from esg_leads.online_models.quality import RollingQuality
+from esg_leads.operators.investor_state import LABELS
+from esg_leads.schemas.codec import DecodeFailure, decode_event
 
 #: Equal-width probability bins of the reliability diagram (and of its ECE).
 BINS = 10
@@ -105,7 +105,7 @@ def outcome_labels(recording: Path) -> list[tuple[str, str, datetime, bool]]:
 
     Decoded as the flow decodes them: a message the flow dead-letters is no label.
     """
-    from connectors.recording import RecordingReader
+    from esg_leads.connectors.recording import RecordingReader
 
     labels = []
     for message in RecordingReader(recording):

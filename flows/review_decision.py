@@ -24,10 +24,10 @@ from typing import Any
 
 import orjson
 
-from operators import review_auth
-from schemas.codec import DecodeFailure, decode_event
-from schemas.common import ReviewVerdict
-from schemas.topics import REVIEW_DECISIONS
+from esg_leads.operators import review_auth
+from esg_leads.schemas.codec import DecodeFailure, decode_event
+from esg_leads.schemas.common import ReviewVerdict
+from esg_leads.schemas.topics import REVIEW_DECISIONS
 
 SOURCE = "esg-leads-cli"
 #: How long a publish may wait for the broker's acknowledgement before it fails.
@@ -141,7 +141,7 @@ def publish(settings: Any, bootstrap: str, key: bytes, value: bytes,
 
 
 def run(args: argparse.Namespace) -> int:
-    from flows.config import ConfigError, load_settings
+    from esg_leads.flows.config import ConfigError, load_settings
 
     try:
         settings = load_settings(config_file=args.config)

@@ -23,21 +23,21 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
-from connectors import kafka_sink, kafka_source
-from connectors.kafka_sink import KafkaTopicSink
-from connectors.kafka_source import KafkaInput, wait_for_metadata
-from connectors.key_vault import KeyVault
-from connectors.metrics import PrometheusListener, serve
-from connectors.parquet_sink import AuditSink, OutputError, close_audit
-from connectors.retention import audit_expiry
-from flows.config import scrubber
-from flows.heartbeat import Heartbeat
-from flows.logs import say
-from flows.pipeline import Sinks, build_flow
-from flows.steps import streaming_gc, system_clock
-from flows.telemetry import Telemetry
-from schemas.settings import DEV_CONTACT_HASH_SALT, Settings
-from schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
+from esg_leads.connectors import kafka_sink, kafka_source
+from esg_leads.connectors.kafka_sink import KafkaTopicSink
+from esg_leads.connectors.kafka_source import KafkaInput, wait_for_metadata
+from esg_leads.connectors.key_vault import KeyVault
+from esg_leads.connectors.metrics import PrometheusListener, serve
+from esg_leads.connectors.parquet_sink import AuditSink, OutputError, close_audit
+from esg_leads.connectors.retention import audit_expiry
+from esg_leads.flows.config import scrubber
+from esg_leads.flows.heartbeat import Heartbeat
+from esg_leads.flows.logs import say
+from esg_leads.flows.pipeline import Sinks, build_flow
+from esg_leads.flows.steps import streaming_gc, system_clock
+from esg_leads.flows.telemetry import Telemetry
+from esg_leads.schemas.settings import DEV_CONTACT_HASH_SALT, Settings
+from esg_leads.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
 
 log = logging.getLogger("esg_leads.run")
 #: What the run's own lines start with in text logs.

@@ -35,10 +35,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from operators.crm_delivery import TokenBucket
-from operators.webhook_auth import verify
-from schemas.codec import DecodeFailure, decode_event
-from schemas.settings import Settings
+from esg_leads.operators.crm_delivery import TokenBucket
+from esg_leads.operators.webhook_auth import verify
+from esg_leads.schemas.codec import DecodeFailure, decode_event
+from esg_leads.schemas.settings import Settings
 
 ROUTES = {"/webhooks/crm-outcomes": "crm.outcomes",
           "/webhooks/review-decisions": "lead.review-decisions"}

@@ -23,9 +23,9 @@ from collections import Counter, defaultdict
 import numpy as np
 from river.utils import VectorDict
 
-from online_models.bagged_logistic import BaggedLogisticRegression
-from online_models.calibration import OnlineCalibrator
-from schemas.model_artifact import BaggedLogisticState, CalibratorState, MemberState, Named
+from esg_leads.online_models.bagged_logistic import BaggedLogisticRegression
+from esg_leads.online_models.calibration import OnlineCalibrator
+from esg_leads.schemas.model_artifact import BaggedLogisticState, CalibratorState, MemberState, Named
 
 
 def _named(mapping: dict) -> Named:

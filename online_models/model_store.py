@@ -24,7 +24,7 @@ when the same model is registered again, and loads by its version regardless.
 >>> store.load("m-0123456789ab")
 Traceback (most recent call last):
 ...
-online_models.model_store.RegistryError: no model version m-0123456789ab in ...
+esg_leads.online_models.model_store.RegistryError: no model version m-0123456789ab in ...
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from pathlib import Path
 import orjson
 from pydantic import ValidationError
 
-from schemas.model_artifact import ModelArtifact
-from schemas.settings import Settings
+from esg_leads.schemas.model_artifact import ModelArtifact
+from esg_leads.schemas.settings import Settings
 
 INDEX = "index.jsonl"
 MODELS = "models"

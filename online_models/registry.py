@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from online_models.bagged_logistic import BaggedLogisticRegression
+from esg_leads.online_models.bagged_logistic import BaggedLogisticRegression
 
 
 def _log_loss(p: float, y: bool) -> float:

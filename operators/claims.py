@@ -6,7 +6,7 @@ satisfy. The check keeps supported claims with their evidence, and removes the
 rest with the reason, so that the plan and the audit trail say what was not said.
 
 >>> from datetime import date, datetime, timezone
->>> from schemas.records import PropertyFacts
+>>> from esg_leads.schemas.records import PropertyFacts
 >>> facts = PropertyFacts("p-1", "acme", datetime(2026, 1, 1, tzinfo=timezone.utc), "GB",
 ...     "office", 2e7, "B", 2, None, True, False, "BREEAM excellent", 90.0, 18.0, 20,
 ...     True, date(2025, 10, 1).toordinal(), True, True)
@@ -25,8 +25,8 @@ from datetime import date
 from functools import cache
 from pathlib import Path
 
-from schemas.records import PropertyFacts
-from schemas.rules import ClaimRules
+from esg_leads.schemas.records import PropertyFacts
+from esg_leads.schemas.rules import ClaimRules
 
 CLAIMS_FILE = Path(__file__).parent / "compliance_packs" / "claims.toml"
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from schemas.rules import ContactPolicy, RulePack
+from esg_leads.schemas.rules import ContactPolicy, RulePack
 
 AGENT_VERSION = "compliance/1"
 PACK_DIR = Path(__file__).parent / "compliance_packs"

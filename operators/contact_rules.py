@@ -15,7 +15,7 @@ of their country: the US pack's 8 a.m.-9 p.m. rule then leaves 2 p.m.-9 p.m. Eas
 which is 8 a.m. in Honolulu.
 
 >>> from datetime import datetime, time, timezone
->>> from schemas.rules import ContactPolicy
+>>> from esg_leads.schemas.rules import ContactPolicy
 >>> policy = ContactPolicy(time_zones={"GB": ["Europe/London"]},
 ...     quiet_hours=[{"id": "q", "channels": ["phone"], "start": time(21), "end": time(8),
 ...                   "citation": "x"}],
@@ -33,8 +33,8 @@ from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from schemas.common import zone_info
-from schemas.rules import ContactPolicy, QuietHours
+from esg_leads.schemas.common import zone_info
+from esg_leads.schemas.rules import ContactPolicy, QuietHours
 
 #: The medium a step uses: a meeting invitation is an e-mail.
 MEDIUM = {"meeting_invite": "email"}

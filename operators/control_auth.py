@@ -33,8 +33,8 @@ from enum import Enum
 
 import orjson
 
-from operators.review_auth import _SIGNATURE, mac, mac_matches, utc_text
-from schemas.settings import TenantSettings
+from esg_leads.operators.review_auth import _SIGNATURE, mac, mac_matches, utc_text
+from esg_leads.schemas.settings import TenantSettings
 
 FORM_VERSION = 1
 _FIELDS = ("tenant", "event_id", "event_time", "action", "version", "operator", "note")

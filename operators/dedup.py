@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import deque
 from datetime import datetime, timedelta
 
-from schemas.common import epoch_seconds
+from esg_leads.schemas.common import epoch_seconds
 
 
 class EventIdDedup:

@@ -72,9 +72,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from operators.feature_definitions import FEATURE_NAMES, FEATURE_SOURCES, SOURCES
-from operators.features import ALIGNMENT_WEIGHTS
-from schemas.records import FeatureVector, FeedStatus, SourceFeed
+from esg_leads.operators.feature_definitions import FEATURE_NAMES, FEATURE_SOURCES, SOURCES
+from esg_leads.operators.features import ALIGNMENT_WEIGHTS
+from esg_leads.schemas.records import FeatureVector, FeedStatus, SourceFeed
 
 #: The feature sources a property-signal provider feeds.
 PROPERTY_SOURCES = ("property_epc", "certifications", "climate_risk")

@@ -29,8 +29,8 @@ from datetime import datetime
 
 import orjson
 
-from operators.review_auth import mac, mac_matches, utc_text
-from schemas.settings import TenantSettings
+from esg_leads.operators.review_auth import mac, mac_matches, utc_text
+from esg_leads.schemas.settings import TenantSettings
 
 FORM_VERSION = 1
 

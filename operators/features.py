@@ -16,13 +16,13 @@ from datetime import datetime
 # The feature set is declared in operators.feature_definitions (names, sources, windows,
 # transformations, ranges, descriptions; the version derives from them) and re-exported
 # here, where the features are computed.
-from operators.feature_definitions import FEATURE_NAMES as FEATURE_NAMES
-from operators.feature_definitions import FEATURE_RANGES as FEATURE_RANGES
-from operators.feature_definitions import FEATURE_SET_VERSION as FEATURE_SET_VERSION
-from operators.feature_definitions import FEATURE_SOURCES as FEATURE_SOURCES
-from operators.feature_definitions import SOURCES as SOURCES
-from operators.investor_profile import InvestorProfileState
-from schemas.records import FeatureVector, FeedStatus, InvestorContext
+from esg_leads.operators.feature_definitions import FEATURE_NAMES as FEATURE_NAMES
+from esg_leads.operators.feature_definitions import FEATURE_RANGES as FEATURE_RANGES
+from esg_leads.operators.feature_definitions import FEATURE_SET_VERSION as FEATURE_SET_VERSION
+from esg_leads.operators.feature_definitions import FEATURE_SOURCES as FEATURE_SOURCES
+from esg_leads.operators.feature_definitions import SOURCES as SOURCES
+from esg_leads.operators.investor_profile import InvestorProfileState
+from esg_leads.schemas.records import FeatureVector, FeedStatus, InvestorContext
 
 
 def clamp_features(features: dict[str, float]) -> list[str]:

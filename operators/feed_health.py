@@ -31,8 +31,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from schemas.outputs import SCHEMA_VERSION, AlertKind
-from schemas.records import FeedStatus, SourceFeed
+from esg_leads.schemas.outputs import SCHEMA_VERSION, AlertKind
+from esg_leads.schemas.records import FeedStatus, SourceFeed
 
 DETECTOR = "feed-health/1"
 #: Outages kept per source: enough for the leads scored around a recovery (a window

@@ -7,7 +7,7 @@ key, exchange, un-key and two branches (~40 µs per batch in bytewax, measured w
 batches of six events) for no gain. They stay separate objects with separate
 state; this class only passes items from one to the other.
 
->>> from schemas.settings import Settings
+>>> from esg_leads.schemas.settings import Settings
 >>> intake = TenantIntake(Settings())
 >>> intake.process([], now=None), intake.flush(now=None)
 ([], [])
@@ -19,10 +19,10 @@ import time
 from collections import Counter
 from datetime import datetime
 
-from operators.investor_window import InvestorWindows
-from operators.property_catalog import PropertyCatalog
-from schemas.records import EnrichedEngagement, Ingested
-from schemas.settings import Settings
+from esg_leads.operators.investor_window import InvestorWindows
+from esg_leads.operators.property_catalog import PropertyCatalog
+from esg_leads.schemas.records import EnrichedEngagement, Ingested
+from esg_leads.schemas.settings import Settings
 
 
 _CATALOG_TOPICS = frozenset(("esg.property-signals", "investor.engagements", "investor.erasure"))

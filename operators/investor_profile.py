@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-from operators.investor_window import ACTION_INDEX, WindowAggregate
-from operators.lineage import append_refs, combine
-from schemas.common import EPC_RANK
-from schemas.inputs import InvestorProfile
-from schemas.records import FeatureVector, PropertyFacts
+from esg_leads.operators.investor_window import ACTION_INDEX, WindowAggregate
+from esg_leads.operators.lineage import append_refs, combine
+from esg_leads.schemas.common import EPC_RANK
+from esg_leads.schemas.inputs import InvestorProfile
+from esg_leads.schemas.records import FeatureVector, PropertyFacts
 
 LN2 = math.log(2)
 #: How much each engagement action says about depth of interest.

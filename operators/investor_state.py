@@ -21,14 +21,14 @@ import heapq
 from collections import Counter
 from datetime import datetime, timezone
 
-from operators.dedup import EventIdDedup
-from operators.features import build_vector, investor_context
-from operators.investor_profile import InvestorProfileState
-from operators.property_catalog import salted_id
-from operators.validation import dead_letter, processing_error
-from schemas.inputs import InvestorProfile
-from schemas.outputs import DlqReason
-from schemas.records import (
+from esg_leads.operators.dedup import EventIdDedup
+from esg_leads.operators.features import build_vector, investor_context
+from esg_leads.operators.investor_profile import InvestorProfileState
+from esg_leads.operators.property_catalog import salted_id
+from esg_leads.operators.validation import dead_letter, processing_error
+from esg_leads.schemas.inputs import InvestorProfile
+from esg_leads.schemas.outputs import DlqReason
+from esg_leads.schemas.records import (
     FeedStatus,
     Ingested,
     InvestorNotice,
@@ -36,7 +36,7 @@ from schemas.records import (
     LabelledExample,
     SilenceDue,
 )
-from schemas.settings import Settings
+from esg_leads.schemas.settings import Settings
 
 AGENT_VERSION = "investor-state/1"
 #: CRM outcome kinds that are labels for the qualification model.

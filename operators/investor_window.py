@@ -14,13 +14,13 @@ import zlib
 from collections import Counter
 from datetime import datetime, timedelta, timezone, tzinfo
 
-from operators.lineage import omitted_summary, ref_digest
-from operators.lineage import ref as lineage_ref
-from operators.validation import dead_letter
-from schemas.common import EngagementAction
-from schemas.outputs import DlqReason
-from schemas.records import EnrichedEngagement, InvestorWindow, PropertyFacts, SilenceDue
-from schemas.settings import Settings
+from esg_leads.operators.lineage import omitted_summary, ref_digest
+from esg_leads.operators.lineage import ref as lineage_ref
+from esg_leads.operators.validation import dead_letter
+from esg_leads.schemas.common import EngagementAction
+from esg_leads.schemas.outputs import DlqReason
+from esg_leads.schemas.records import EnrichedEngagement, InvestorWindow, PropertyFacts, SilenceDue
+from esg_leads.schemas.settings import Settings
 
 ACTIONS: tuple[str, ...] = tuple(a.value for a in EngagementAction)
 ACTION_INDEX: dict[str, int] = {a: i for i, a in enumerate(ACTIONS)}
@@ -195,7 +195,7 @@ class InvestorWindows:
     does it.
 
     >>> from datetime import timedelta
-    >>> from schemas.settings import Settings
+    >>> from esg_leads.schemas.settings import Settings
     >>> windows = InvestorWindows("acme", Settings(windows={"length": "PT1H"}))
     >>> windows.process([], now=ALIGN), windows.flush(now=ALIGN)
     ([], [])

@@ -21,12 +21,12 @@ overwritten. ``erased`` is terminal.
 >>> lead.move("handed_off", 2.0, "jump")
 Traceback (most recent call last):
 ...
-operators.lead_state.IllegalTransition: scored -> handed_off is not a lead transition
+esg_leads.operators.lead_state.IllegalTransition: scored -> handed_off is not a lead transition
 """
 
 from __future__ import annotations
 
-from schemas.outputs import LeadState
+from esg_leads.schemas.outputs import LeadState
 
 R, E, S, P, NI, IR, H, D, SU, ER = (s.value for s in (
     LeadState.RECEIVED, LeadState.ENRICHED, LeadState.SCORED, LeadState.PLANNED,

@@ -20,26 +20,26 @@ from datetime import datetime
 
 import orjson
 
-from operators import compliance as compliance_agent
-from operators import contact_rules, outreach, outreach_messages, review, review_auth, routing
-from operators.lifecycle_audit import (
+from esg_leads.operators import compliance as compliance_agent
+from esg_leads.operators import contact_rules, outreach, outreach_messages, review, review_auth, routing
+from esg_leads.operators.lifecycle_audit import (
     AGENT_VERSION,
     erasure_row,
     notice_row,
     refusal_row,
     scored_rows,
 )
-from operators.claims import ClaimCheck
-from operators.compliance import ComplianceAgent
-from operators.dedup import EventIdDedup
-from operators.lead_state import LeadStateMachine
-from operators.lineage import append_refs, audit_pointer
-from operators.lineage import ref as lineage_ref
-from operators.property_catalog import salted_id
-from operators.validation import dead_letter, processing_error
-from schemas.outputs import SCHEMA_VERSION, DlqReason
-from schemas.records import Emitted, Ingested, InvestorContext, InvestorNotice, Scored
-from schemas.settings import Settings
+from esg_leads.operators.claims import ClaimCheck
+from esg_leads.operators.compliance import ComplianceAgent
+from esg_leads.operators.dedup import EventIdDedup
+from esg_leads.operators.lead_state import LeadStateMachine
+from esg_leads.operators.lineage import append_refs, audit_pointer
+from esg_leads.operators.lineage import ref as lineage_ref
+from esg_leads.operators.property_catalog import salted_id
+from esg_leads.operators.validation import dead_letter, processing_error
+from esg_leads.schemas.outputs import SCHEMA_VERSION, DlqReason
+from esg_leads.schemas.records import Emitted, Ingested, InvestorContext, InvestorNotice, Scored
+from esg_leads.schemas.settings import Settings
 
 #: Outputs keyed by investor: an erasure tombstones the investor on each (shadow scores too).
 OUTPUT_TOPICS = ("leads.scored", "leads.review", "crm.handoff", "leads.shadow")

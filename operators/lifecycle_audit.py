@@ -16,11 +16,11 @@ from datetime import datetime
 
 import orjson
 
-from operators import compliance as compliance_agent
-from operators import outreach, review, review_auth
-from operators.audit import audit_record, audit_rows
-from schemas.inputs import ReviewDecision
-from schemas.records import Ingested, InvestorContext, InvestorNotice
+from esg_leads.operators import compliance as compliance_agent
+from esg_leads.operators import outreach, review, review_auth
+from esg_leads.operators.audit import audit_record, audit_rows
+from esg_leads.schemas.inputs import ReviewDecision
+from esg_leads.schemas.records import Ingested, InvestorContext, InvestorNotice
 
 #: The lifecycle's own version in its audit rows (the state machine's and erasure's).
 AGENT_VERSION = "lifecycle/1"

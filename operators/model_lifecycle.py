@@ -51,25 +51,25 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from online_models.bagged_logistic import BaggedLogisticRegression
-from online_models.calibration import OnlineCalibrator
-from online_models.champion import PairedLosses, in_canary, log_loss
-from online_models.model_codec import bagged_model, calibrator
-from online_models.model_store import RegistryError, registry_directory
-from operators.audit import audit_record
-from operators.tiers import tier_of
-from operators.validation import dead_letter
-from operators.warm_start import load_version
-from schemas.inputs import ModelAction, ModelCommand
-from schemas.outputs import SCHEMA_VERSION, DlqReason
-from schemas.records import Emitted, FeatureVector, Ingested, LabelledExample, Scored
-from schemas.settings import ChallengerSettings, ModelSettings, Settings
+from esg_leads.online_models.bagged_logistic import BaggedLogisticRegression
+from esg_leads.online_models.calibration import OnlineCalibrator
+from esg_leads.online_models.champion import PairedLosses, in_canary, log_loss
+from esg_leads.online_models.model_codec import bagged_model, calibrator
+from esg_leads.online_models.model_store import RegistryError, registry_directory
+from esg_leads.operators.audit import audit_record
+from esg_leads.operators.tiers import tier_of
+from esg_leads.operators.validation import dead_letter
+from esg_leads.operators.warm_start import load_version
+from esg_leads.schemas.inputs import ModelAction, ModelCommand
+from esg_leads.schemas.outputs import SCHEMA_VERSION, DlqReason
+from esg_leads.schemas.records import Emitted, FeatureVector, Ingested, LabelledExample, Scored
+from esg_leads.schemas.settings import ChallengerSettings, ModelSettings, Settings
 
 if TYPE_CHECKING:
     from collections import Counter
 
-    from online_models.registry import ModelRegistry
-    from schemas.settings import ScoringSettings
+    from esg_leads.online_models.registry import ModelRegistry
+    from esg_leads.schemas.settings import ScoringSettings
 
 
 class TenantScorer(Protocol):

@@ -9,7 +9,7 @@ The idempotency key names the partition and the lost position, so a resume that 
 the same loss again (the snapshot before the reset was the last one written) upserts
 onto the same alert.
 
->>> from schemas.records import OffsetsReset
+>>> from esg_leads.schemas.records import OffsetsReset
 >>> notice = OffsetsReset("investor.engagements", 2, 512, 0, 0, 40, 1_767_225_600_000,
 ...                       "stored position not on the broker (log 0..40)")
 >>> alert = offsets_reset_alert(notice, datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc))
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from schemas.outputs import SCHEMA_VERSION, AlertKind
-from schemas.records import OffsetsReset
+from esg_leads.schemas.outputs import SCHEMA_VERSION, AlertKind
+from esg_leads.schemas.records import OffsetsReset
 
 AGENT_VERSION = "ops_alerts/1"
 

@@ -9,8 +9,8 @@ only those the properties' verified data supports.
 
 from __future__ import annotations
 
-from schemas.common import EPC_RANK
-from schemas.records import InvestorContext, PropertyFacts
+from esg_leads.schemas.common import EPC_RANK
+from esg_leads.schemas.records import InvestorContext, PropertyFacts
 
 AGENT_VERSION = "outreach/1"
 MAX_LEAD_PROPERTIES = 3

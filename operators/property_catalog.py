@@ -21,15 +21,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from operators.dedup import EventIdDedup
-from operators.feed_health import FeedWatch
-from operators.esg_reference import energy_star_certifiable, epc_band_from_sap
-from operators.validation import dead_letter, processing_error
-from schemas.common import EPC_RANK, epoch_seconds
-from schemas.inputs import PropertySignal
-from schemas.outputs import DlqReason
-from schemas.records import CatalogMix, EnrichedEngagement, FeedStatus, Ingested, PropertyFacts
-from schemas.settings import Settings
+from esg_leads.operators.dedup import EventIdDedup
+from esg_leads.operators.feed_health import FeedWatch
+from esg_leads.operators.esg_reference import energy_star_certifiable, epc_band_from_sap
+from esg_leads.operators.validation import dead_letter, processing_error
+from esg_leads.schemas.common import EPC_RANK, epoch_seconds
+from esg_leads.schemas.inputs import PropertySignal
+from esg_leads.schemas.outputs import DlqReason
+from esg_leads.schemas.records import CatalogMix, EnrichedEngagement, FeedStatus, Ingested, PropertyFacts
+from esg_leads.schemas.settings import Settings
 
 AGENT_VERSION = "property-catalog/1"
 #: Versions kept per property; older ones are only needed for very late engagements.

@@ -12,7 +12,7 @@ decide lawfully without those facts, so the lead asks for them (state
 ``needs_info``) instead of queueing for a person. A jurisdiction that is known but
 that no rule pack covers still goes to review: that is a call for a person.
 
->>> from schemas.settings import LifecycleSettings
+>>> from esg_leads.schemas.settings import LifecycleSettings
 >>> reasons = review_reasons(probability=0.52, low=0.2, high=0.75, ticket_max=None,
 ...     ticket_limit=5e7, esg_weight=0.1, facts=[], today=0, stale_days=365,
 ...     compliance_unsure=None, needs_info=False, settings=LifecycleSettings())
@@ -22,8 +22,8 @@ that no rule pack covers still goes to review: that is a call for a person.
 
 from __future__ import annotations
 
-from schemas.records import InvestorContext, PropertyFacts
-from schemas.settings import LifecycleSettings
+from esg_leads.schemas.records import InvestorContext, PropertyFacts
+from esg_leads.schemas.settings import LifecycleSettings
 
 AGENT_VERSION = "review-routing/1"
 #: ESG data drives a decision when ESG sources explain at least this share of it.

@@ -55,7 +55,7 @@ from enum import Enum
 
 import orjson
 
-from schemas.settings import TenantSettings
+from esg_leads.schemas.settings import TenantSettings
 
 AGENT_VERSION = "review-auth/1"
 FORM_VERSION = 1

@@ -6,7 +6,7 @@ disqualified lead; a lead whose profile lacks what compliance needs is asked for
 (``needs_info``) rather than sent to a person; review reasons go to a person; model
 uncertainty alone never hands a lead off.
 
->>> from schemas.settings import Settings
+>>> from esg_leads.schemas.settings import Settings
 >>> s = Settings()
 >>> target_state("scored", 0.9, blocked=False, reasons=[], missing=[], uncertain=False,
 ...              settings=s)
@@ -21,7 +21,7 @@ uncertainty alone never hands a lead off.
 
 from __future__ import annotations
 
-from schemas.settings import Settings
+from esg_leads.schemas.settings import Settings
 
 
 def target_state(state: str, p: float, *, blocked: bool, reasons: list[dict],

@@ -36,23 +36,23 @@ from statistics import NormalDist
 
 import numpy as np
 
-from online_models.bagged_logistic import BaggedLogisticRegression, probabilities
-from online_models.calibration import OnlineCalibrator
-from online_models.horizon import HorizonLabeller
-from online_models.drift import Detection, DriftMonitor
-from online_models.quality import RollingCalibration, RollingQuality
-from online_models.window_drift import WindowDetection, WindowDrift
-from online_models.registry import ModelRegistry
-from operators.degradation import alignment_interval, assess, readiness_interval
-from operators.features import FEATURE_NAMES, FEATURE_SOURCES, SOURCES
-from operators.lineage import audit_pointer
-from operators.model_lifecycle import ModelGovernor
-from operators.prior import prior_many, prior_probability
-from operators.tiers import tier_of
-from operators.warm_start import warm_start
-from schemas.outputs import SCHEMA_VERSION
-from schemas.records import FeatureVector, Ingested, LabelledExample, Scored
-from schemas.settings import ScoringSettings, Settings
+from esg_leads.online_models.bagged_logistic import BaggedLogisticRegression, probabilities
+from esg_leads.online_models.calibration import OnlineCalibrator
+from esg_leads.online_models.horizon import HorizonLabeller
+from esg_leads.online_models.drift import Detection, DriftMonitor
+from esg_leads.online_models.quality import RollingCalibration, RollingQuality
+from esg_leads.online_models.window_drift import WindowDetection, WindowDrift
+from esg_leads.online_models.registry import ModelRegistry
+from esg_leads.operators.degradation import alignment_interval, assess, readiness_interval
+from esg_leads.operators.features import FEATURE_NAMES, FEATURE_SOURCES, SOURCES
+from esg_leads.operators.lineage import audit_pointer
+from esg_leads.operators.model_lifecycle import ModelGovernor
+from esg_leads.operators.prior import prior_many, prior_probability
+from esg_leads.operators.tiers import tier_of
+from esg_leads.operators.warm_start import warm_start
+from esg_leads.schemas.outputs import SCHEMA_VERSION
+from esg_leads.schemas.records import FeatureVector, Ingested, LabelledExample, Scored
+from esg_leads.schemas.settings import ScoringSettings, Settings
 
 MODEL_NAME = "bagged-logreg"
 _SOURCE_MATRIX = np.array(

@@ -1,13 +1,13 @@
 """Lead tiers: the probability thresholds a sales team works by (``scoring.hot`` ...).
 
->>> from schemas.settings import ScoringSettings
+>>> from esg_leads.schemas.settings import ScoringSettings
 >>> [tier_of(p, ScoringSettings()) for p in (0.5, 0.3, 0.1, 0.09)]  # 0.5 / 0.25 / 0.1
 ['hot', 'warm', 'nurture', 'cold']
 """
 
 from __future__ import annotations
 
-from schemas.settings import ScoringSettings
+from esg_leads.schemas.settings import ScoringSettings
 
 
 def tier_of(p: float, s: ScoringSettings) -> str:

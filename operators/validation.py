@@ -4,7 +4,7 @@ Every message leaves this step as exactly one of :class:`~schemas.records.Ingest
 or a dead-letter record (a dict matching :class:`schemas.outputs.DeadLetter`), so
 counts reconcile by construction here and are checked again downstream.
 
->>> from schemas.records import RawMessage
+>>> from esg_leads.schemas.records import RawMessage
 >>> now = datetime(2026, 1, 1, tzinfo=timezone.utc)
 >>> parser = Parser(tenants={"acme"})
 >>> value = (b'{"tenant": "acme", "event_id": "e1", "event_time": "2026-01-01T00:00:00Z",'
@@ -26,12 +26,12 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 
-from operators import control_auth, erasure_auth
-from schemas.codec import DecodeFailure, b64, decode_event
-from schemas.common import epoch_seconds
-from schemas.outputs import SCHEMA_VERSION, DlqReason
-from schemas.records import Ingested, RawMessage
-from schemas.topics import INPUT_TOPICS
+from esg_leads.operators import control_auth, erasure_auth
+from esg_leads.schemas.codec import DecodeFailure, b64, decode_event
+from esg_leads.schemas.common import epoch_seconds
+from esg_leads.schemas.outputs import SCHEMA_VERSION, DlqReason
+from esg_leads.schemas.records import Ingested, RawMessage
+from esg_leads.schemas.topics import INPUT_TOPICS
 
 AGENT_VERSION = "validation/1"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -20,13 +20,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-from online_models.calibration import OnlineCalibrator
-from online_models.model_codec import bagged_model, bagged_state, calibrator, calibrator_state
-from online_models.model_store import ModelStore, RegistryError, registry_directory
-from online_models.registry import ModelRegistry
-from operators.features import FEATURE_NAMES, FEATURE_SET_VERSION
-from schemas.model_artifact import ModelArtifact, ModelCard, ScorerState
-from schemas.settings import Settings
+from esg_leads.online_models.calibration import OnlineCalibrator
+from esg_leads.online_models.model_codec import bagged_model, bagged_state, calibrator, calibrator_state
+from esg_leads.online_models.model_store import ModelStore, RegistryError, registry_directory
+from esg_leads.online_models.registry import ModelRegistry
+from esg_leads.operators.features import FEATURE_NAMES, FEATURE_SET_VERSION
+from esg_leads.schemas.model_artifact import ModelArtifact, ModelCard, ScorerState
+from esg_leads.schemas.settings import Settings
 
 
 class Scorer(Protocol):

@@ -58,11 +58,11 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-from connectors.parquet_sink import OutputError
-from connectors.recording import RecordingReader
-from flows.steps import Clock, system_clock
-from flows.telemetry import Telemetry
-from replay.runner import (
+from esg_leads.connectors.parquet_sink import OutputError
+from esg_leads.connectors.recording import RecordingReader
+from esg_leads.flows.steps import Clock, system_clock
+from esg_leads.flows.telemetry import Telemetry
+from esg_leads.replay.runner import (
     key_vault,
     prepare_output,
     replay,
@@ -70,7 +70,7 @@ from replay.runner import (
     run_flow,
     write_outputs,
 )
-from schemas.settings import Settings
+from esg_leads.schemas.settings import Settings
 
 #: Exit status of a process whose cluster address was taken (BSD's EX_TEMPFAIL).
 EX_ADDRESS_IN_USE = 75
@@ -220,7 +220,7 @@ def _context() -> Any:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["replay.runner"])  # no effect once the server runs
+    context.set_forkserver_preload(["esg_leads.replay.runner"])  # no effect once the server runs
     return context
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from connectors.parquet_sink import read_records
+from esg_leads.connectors.parquet_sink import read_records
 
 #: Output kind -> (replay file, topic).
 KINDS = {"leads": ("leads.parquet", "leads.scored"), "review": ("review.parquet", "leads.review"),
@@ -44,7 +44,7 @@ def load_run(path: str | Path) -> dict[str, dict[str, dict]]:
     path = Path(path)
     runs: dict[str, dict[str, dict]] = {kind: {} for kind in KINDS}
     if any(path.glob("segment-*.parquet")):  # a recording of output topics
-        from connectors.recording import RecordingReader
+        from esg_leads.connectors.recording import RecordingReader
 
         by_topic = {topic: kind for kind, (_, topic) in KINDS.items()}
         for message in RecordingReader(path):

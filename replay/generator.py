@@ -38,10 +38,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.recording import RecordedMessage, RecordingWriter
-from replay.simulate import DAY_S, Simulation, Truth, WorldSpec
-from replay.reviewers import Case, decide, make_teams
-from replay.world import DEV_REVIEWERS, dev_review_signing_key
+from esg_leads.connectors.recording import RecordedMessage, RecordingWriter
+from esg_leads.replay.simulate import DAY_S, Simulation, Truth, WorldSpec
+from esg_leads.replay.reviewers import Case, decide, make_teams
+from esg_leads.replay.world import DEV_REVIEWERS, dev_review_signing_key
 
 #: At most this many replays to let the reviewers' decisions settle.
 MAX_REVIEW_ROUNDS = 4
@@ -214,8 +214,8 @@ def _review_cases(world: Path, timeline: _Timeline) -> list[Case]:
     import shutil
     import tempfile
 
-    from flows.config import load_settings
-    from replay.runner import replay
+    from esg_leads.flows.config import load_settings
+    from esg_leads.replay.runner import replay
 
     # environ={}: the environment now overrides a file; a generated world must not
     # depend on the shell that generated it (same arguments, same bytes).

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from online_models.quality import expected_calibration_error, roc_auc
+from esg_leads.online_models.quality import expected_calibration_error, roc_auc
 
 HORIZON = timedelta(days=90)
 

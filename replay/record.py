@@ -15,8 +15,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from connectors.kafka_source import wait_for_metadata
-from connectors.recording import RecordedMessage, RecordingWriter
+from esg_leads.connectors.kafka_source import wait_for_metadata
+from esg_leads.connectors.recording import RecordedMessage, RecordingWriter
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from operators import review_auth
-from replay.world import DEV_REVIEWERS, dev_review_signing_key, entity_rng
+from esg_leads.operators import review_auth
+from esg_leads.replay.world import DEV_REVIEWERS, dev_review_signing_key, entity_rng
 
 DAY_S = 86_400.0
 #: A reviewer approves when their read of the true conversion chance reaches this.

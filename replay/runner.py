@@ -30,22 +30,22 @@ import pyarrow.parquet as pq
 from bytewax.run import cli_main
 from bytewax.testing import run_main
 
-from connectors.key_vault import KeyVault
-from connectors.parquet_sink import (
+from esg_leads.connectors.key_vault import KeyVault
+from esg_leads.connectors.parquet_sink import (
     AuditSink,
     OutputError,
     ParquetSink,
     ensure_writable,
     erased_keys,
 )
-from connectors.parquet_merge import finalize
-from connectors.recording import RecordingReader
-from connectors.recording_source import RecordingSource
-from connectors.retention import expire_audit, expire_dlq
-from flows.pipeline import Sinks, build_flow
-from flows.steps import Clock, streaming_gc, system_clock
-from flows.telemetry import Telemetry
-from schemas.settings import Settings
+from esg_leads.connectors.parquet_merge import finalize
+from esg_leads.connectors.recording import RecordingReader
+from esg_leads.connectors.recording_source import RecordingSource
+from esg_leads.connectors.retention import expire_audit, expire_dlq
+from esg_leads.flows.pipeline import Sinks, build_flow
+from esg_leads.flows.steps import Clock, streaming_gc, system_clock
+from esg_leads.flows.telemetry import Telemetry
+from esg_leads.schemas.settings import Settings
 
 OUTPUT_KINDS = ("leads", "review", "handoff", "dlq", "alerts", "shadow")
 

@@ -38,7 +38,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from replay.world import (
+from esg_leads.replay.world import (
     EPC_ORDER,
     Investor,
     Property,

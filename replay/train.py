@@ -24,18 +24,18 @@ from bytewax.inputs import StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
-from connectors.key_vault import KeyVault
-from connectors.recording import RecordedMessage
-from connectors.recording_source import RecordingSource
-from flows.pipeline import Sinks, build_flow
-from flows.steps import Clock, streaming_gc, system_clock
-from online_models.model_store import ModelStore, registry_directory
-from online_models.quality import roc_auc
-from operators.scoring import MODEL_NAME, TenantScorer
-from operators.warm_start import check_warm_start, scorer_artifact
-from replay.runner import replay_settings
-from schemas.records import LabelledExample
-from schemas.settings import Settings
+from esg_leads.connectors.key_vault import KeyVault
+from esg_leads.connectors.recording import RecordedMessage
+from esg_leads.connectors.recording_source import RecordingSource
+from esg_leads.flows.pipeline import Sinks, build_flow
+from esg_leads.flows.steps import Clock, streaming_gc, system_clock
+from esg_leads.online_models.model_store import ModelStore, registry_directory
+from esg_leads.online_models.quality import roc_auc
+from esg_leads.operators.scoring import MODEL_NAME, TenantScorer
+from esg_leads.operators.warm_start import check_warm_start, scorer_artifact
+from esg_leads.replay.runner import replay_settings
+from esg_leads.schemas.records import LabelledExample
+from esg_leads.schemas.settings import Settings
 
 
 class TrainingScorer(TenantScorer):

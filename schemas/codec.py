@@ -14,7 +14,7 @@ would also let ``"12"`` pass as a number.
 >>> decode_event("crm.outcomes", b"{not json")
 Traceback (most recent call last):
 ...
-schemas.codec.DecodeFailure: decode_error: ...
+esg_leads.schemas.codec.DecodeFailure: decode_error: ...
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from schemas.outputs import DlqReason
-from schemas.topics import ALL_TOPICS, INPUT_TOPICS
+from esg_leads.schemas.outputs import DlqReason
+from esg_leads.schemas.topics import ALL_TOPICS, INPUT_TOPICS
 
 _MAX_DETAIL = 1024
 

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from schemas.countries import ISO_3166_ALPHA2
+from esg_leads.schemas.countries import ISO_3166_ALPHA2
 
 # --------------------------------------------------------------------------- scalars
 

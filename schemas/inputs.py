@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from schemas.common import (
+from esg_leads.schemas.common import (
     AssetClass,
     BreeamLevel,
     ConsentStatus,

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from schemas.common import (
+from esg_leads.schemas.common import (
     ConsentStatus,
     ContactChannel,
     EntityId,

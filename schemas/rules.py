@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.common import CountryCode, TimeZoneName
+from esg_leads.schemas.common import CountryCode, TimeZoneName
 
 
 class _Rule(BaseModel):

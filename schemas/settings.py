@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.common import TenantId
+from esg_leads.schemas.common import TenantId
 
 
 def _positive(value: timedelta) -> timedelta:
@@ -327,7 +327,7 @@ class KafkaSettings(Section):
 
     @model_validator(mode="after")
     def _known_topics(self) -> KafkaSettings:
-        from schemas.topics import ALL_TOPICS
+        from esg_leads.schemas.topics import ALL_TOPICS
 
         unknown = sorted(set(self.topics) - set(ALL_TOPICS))
         if unknown:
@@ -380,7 +380,7 @@ _NOT_SENT_BY_DEFAULT = frozenset(("lineage", "lineage_omitted"))
 
 
 def _default_field_map() -> dict[str, str]:
-    from schemas.outputs import CrmHandoff
+    from esg_leads.schemas.outputs import CrmHandoff
 
     return {name: name for name in CrmHandoff.model_fields if name not in _NOT_SENT_BY_DEFAULT}
 
@@ -413,7 +413,7 @@ class CrmSettings(Section):
 
     @model_validator(mode="after")
     def _known_fields(self) -> CrmSettings:
-        from schemas.outputs import CrmHandoff
+        from esg_leads.schemas.outputs import CrmHandoff
 
         unknown = sorted(set(self.field_map) - set(CrmHandoff.model_fields))
         if unknown:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from schemas.inputs import (
+from esg_leads.schemas.inputs import (
     Engagement,
     ErasureRequest,
     InvestorProfile,
@@ -15,7 +15,7 @@ from schemas.inputs import (
     PropertySignal,
     ReviewDecision,
 )
-from schemas.outputs import Alert, CrmHandoff, DeadLetter, ReviewCase, ScoredLead, ShadowScore
+from esg_leads.schemas.outputs import Alert, CrmHandoff, DeadLetter, ReviewCase, ScoredLead, ShadowScore
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ import httpx
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from schemas.outputs import CrmHandoff
+from esg_leads.schemas.outputs import CrmHandoff
 from tests.kafka_helpers import ESG_LEADS
 
 SECRET = "w" * 40

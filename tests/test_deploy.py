@@ -21,10 +21,10 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
-from flows.cli import build_parser
-from flows.config import ENV_PREFIX, load_settings
-from schemas.settings import Settings
-from schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
+from esg_leads.flows.cli import build_parser
+from esg_leads.flows.config import ENV_PREFIX, load_settings
+from esg_leads.schemas.settings import Settings
+from esg_leads.schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -401,7 +401,7 @@ def test_compose_settings_env_vars_are_valid_setting_paths(services: dict) -> No
 
 
 def test_env_var_check_rejects_a_misspelt_path() -> None:
-    from flows.config import ConfigError
+    from esg_leads.flows.config import ConfigError
 
     with pytest.raises(ConfigError):
         load_settings(environ={f"{ENV_PREFIX}KAFKA__BOOTSTRAP_SERVER": "kafka:9092"})

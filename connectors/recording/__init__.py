@@ -53,9 +53,9 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from connectors.recording.format import FORMAT_VERSION, MANIFEST_NAME, SCHEMA, RecordedMessage
-from connectors.recording.reader import RecordingReader
-from connectors.recording.writer import RecordingWriter
+from esg_leads.connectors.recording.format import FORMAT_VERSION, MANIFEST_NAME, SCHEMA, RecordedMessage
+from esg_leads.connectors.recording.reader import RecordingReader
+from esg_leads.connectors.recording.writer import RecordingWriter
 
 __all__ = [
     "FORMAT_VERSION",

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import pyarrow as pa
 
-from schemas.records import RawMessage
+from esg_leads.schemas.records import RawMessage
 
 #: Version of the on-disk layout, stored in ``manifest.json``.
 FORMAT_VERSION: Final = 1

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from connectors.recording.format import (
+from esg_leads.connectors.recording.format import (
     _KEY_COLUMNS,
     _SORT_KEYS,
     MANIFEST_NAME,
@@ -383,7 +383,7 @@ class RecordingReader:
     Examples
     --------
     >>> import tempfile
-    >>> from connectors.recording import write_messages
+    >>> from esg_leads.connectors.recording import write_messages
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     _ = write_messages(
     ...         tmp,

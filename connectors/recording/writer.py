@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from connectors.recording.format import (
+from esg_leads.connectors.recording.format import (
     _HEADER_STRUCT,
     _HEADERS_TYPE,
     _SORT_KEYS,

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.arrow_schema import JSON_METADATA, TIMESTAMP, arrow_type
-from connectors.parquet_merge import finalize
-from connectors.parquet_sink import TOPICS, read_records, records_of, schema_of, to_table
-from schemas.outputs import ScoredLead
-from schemas.topics import OUTPUT_TOPICS
+from esg_leads.connectors.arrow_schema import JSON_METADATA, TIMESTAMP, arrow_type
+from esg_leads.connectors.parquet_merge import finalize
+from esg_leads.connectors.parquet_sink import TOPICS, read_records, records_of, schema_of, to_table
+from esg_leads.schemas.outputs import ScoredLead
+from esg_leads.schemas.topics import OUTPUT_TOPICS
 
 T0 = datetime(2026, 3, 1, 9, 30, tzinfo=timezone.utc)
 
@@ -98,8 +98,8 @@ def test_leads_written_before_the_alignment_and_readiness_intervals_are_upgraded
     """Issue 18: ``esg_alignment.interval``, ``engagement_readiness_interval`` and the
     explanation's stale sources are optional, so a leads file an earlier version wrote (its
     struct without them) is read, upserted into the current struct, and validates."""
-    from operators.scoring import TenantScorer
-    from schemas.settings import Settings
+    from esg_leads.operators.scoring import TenantScorer
+    from esg_leads.schemas.settings import Settings
     from tests.operators.test_degradation import _cold_vector, _status
 
     scorer = TenantScorer("acme", Settings())

@@ -10,7 +10,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.client_logs import KAFKA_LOG, BackoffThrottle, with_logging
+from esg_leads.connectors.client_logs import KAFKA_LOG, BackoffThrottle, with_logging
 
 
 @given(gaps=st.lists(st.floats(0, 5, allow_nan=False), max_size=300),

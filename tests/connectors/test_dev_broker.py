@@ -25,7 +25,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient
 
-from connectors.dev_broker import (
+from esg_leads.connectors.dev_broker import (
     MOCK_DEFAULT_PARTITIONS,
     DevBroker,
     TcpForwarder,

@@ -7,8 +7,8 @@ import logging
 import orjson
 import pytest
 
-from connectors.dev_broker import DevBroker
-from connectors.kafka_sink import KafkaTopicSink
+from esg_leads.connectors.dev_broker import DevBroker
+from esg_leads.connectors.kafka_sink import KafkaTopicSink
 from tests.kafka_helpers import consume_all
 
 
@@ -25,7 +25,7 @@ def test_a_record_over_the_message_limit_is_logged_and_skipped_not_a_crash_loop(
         sink = KafkaTopicSink({"bootstrap.servers": broker.bootstrap, "message.max.bytes": 4096},
                               "leads.scored", "leads")
         part = sink.build_part("leads_out", "leads", None)
-        with caplog.at_level(logging.ERROR, logger="connectors.kafka_sink"):
+        with caplog.at_level(logging.ERROR, logger="esg_leads.connectors.kafka_sink"):
             part.write_batch([record(1), record(2, filler=10_000), record(3)])
             part.snapshot()
         part.close()

@@ -9,10 +9,10 @@ import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from connectors import kafka_source
-from connectors.dev_broker import DevBroker
-from connectors.kafka_source import KafkaInput
-from schemas.records import OffsetsReset, RawMessage
+from esg_leads.connectors import kafka_source
+from esg_leads.connectors.dev_broker import DevBroker
+from esg_leads.connectors.kafka_source import KafkaInput
+from esg_leads.schemas.records import OffsetsReset, RawMessage
 from tests.kafka_helpers import produce, wait_for
 
 TOPICS = ["in.a", "in.b"]
@@ -133,7 +133,7 @@ def test_a_position_the_broker_no_longer_has_restarts_at_the_log_start_with_an_a
     ends = log_ends(broker.bootstrap)
     resume = {k: 500 for k in ends}
     resume["in.a:0"] = ends["in.a:0"]  # this partition's position is still good
-    with caplog.at_level(logging.ERROR, logger="connectors.kafka_source"):
+    with caplog.at_level(logging.ERROR, logger="esg_leads.connectors.kafka_source"):
         part = build(broker.bootstrap, resume)
         try:
             items = take(part, sum(v for k, v in ends.items() if k != "in.a:0"))
@@ -146,7 +146,7 @@ def test_a_position_the_broker_no_longer_has_restarts_at_the_log_start_with_an_a
     assert all(n.old_offset == 500 and n.new_offset == 0 == n.log_start for n in notices)
     assert state == ends  # the new log was read from 0 to its end, once
     errors = [r.getMessage() for r in caplog.records
-              if r.levelno == logging.ERROR and r.name == "connectors.kafka_source"]
+              if r.levelno == logging.ERROR and r.name == "esg_leads.connectors.kafka_source"]
     assert len(errors) == len(lost)
     assert any("in.b partition 1 position 500" in e and "reading on from 0" in e for e in errors)
     # Each notice precedes its partition's messages: the resume state never holds the
@@ -190,7 +190,7 @@ def test_a_broker_that_loses_its_data_mid_run_restarts_the_partition_at_its_log_
         second = DevBroker(topics=TOPICS, partitions=2, port=port)  # same address, empty
         second.start()
         publish(address, 4, "after")
-        with caplog.at_level(logging.ERROR, logger="connectors.kafka_source"):
+        with caplog.at_level(logging.ERROR, logger="esg_leads.connectors.kafka_source"):
             items = take(part, 4, timeout=60)
     finally:
         part.close()
@@ -203,5 +203,5 @@ def test_a_broker_that_loses_its_data_mid_run_restarts_the_partition_at_its_log_
     assert notices and all(n.new_offset == 0 and n.old_offset > 0 for n in notices)
     # One ERROR line of ours per reset (the client's own lines about the restarting
     # broker come through ``esg_leads.kafka`` and are not counted here).
-    assert sum(r.levelno == logging.ERROR and r.name == "connectors.kafka_source"
+    assert sum(r.levelno == logging.ERROR and r.name == "esg_leads.connectors.kafka_source"
                for r in caplog.records) == len(notices)

@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from connectors.key_vault import KeyVault
+from esg_leads.connectors.key_vault import KeyVault
 
 
 def file_bytes(path: Path) -> bytes:
@@ -63,14 +63,14 @@ def test_threads_and_a_second_process_handle_see_one_key(tmp_path: Path) -> None
 #: prints the keys of 200 investors, made or found, racing the other processes.
 KEYS_OF_200 = """
 import sys
-from connectors.key_vault import KeyVault
+from esg_leads.connectors.key_vault import KeyVault
 vault = KeyVault(sys.argv[1])
 print(",".join(vault.key_for("acme", f"inv-{i}").hex() for i in range(200)))
 """
 
 KEY_OF_INV_7 = """
 import sys
-from connectors.key_vault import KeyVault
+from esg_leads.connectors.key_vault import KeyVault
 print(KeyVault(sys.argv[1]).key_for("acme", "inv-7"))
 """
 

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors import parquet_merge
-from connectors.parquet_merge import finalize
-from connectors.parquet_sink import ERASABLE, read_output, schema_of, to_table
+from esg_leads.connectors import parquet_merge
+from esg_leads.connectors.parquet_merge import finalize
+from esg_leads.connectors.parquet_sink import ERASABLE, read_output, schema_of, to_table
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,8 +97,8 @@ def test_a_join_without_parts_or_keys_still_writes_a_file(tmp_path) -> None:
 MEASURE = """
 import sys, pyarrow as pa, pyarrow.parquet as pq
 from pathlib import Path
-from connectors import parquet_merge
-from connectors.parquet_sink import schema_of
+from esg_leads.connectors import parquet_merge
+from esg_leads.connectors.parquet_sink import schema_of
 parts = Path(sys.argv[1])
 parquet_merge.ROW_GROUP = 1_000  # as the parts': the output is 40 row groups too
 parquet_merge.finalize(parts, "handoff", parts / "handoff.parquet", {"crm.handoff": {"inv-3"}})

@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.parquet_sink import AuditSink, OutputError, ParquetSink, ensure_writable
-from operators.audit import audit_record
+from esg_leads.connectors.parquet_sink import AuditSink, OutputError, ParquetSink, ensure_writable
+from esg_leads.operators.audit import audit_record
 
 T0 = datetime(2026, 3, 2, 10, tzinfo=timezone.utc)
 
@@ -119,7 +119,7 @@ def test_a_full_disk_mid_run_is_reported_once(tmp_path: Path,
 
 def test_a_full_disk_under_the_audit_trail_is_reported_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import connectors.parquet_sink as parquet_sink
+    import esg_leads.connectors.parquet_sink as parquet_sink
 
     errors: list[tuple[Path, OSError]] = []
     part = AuditSink(tmp_path, on_error=lambda p, e: errors.append((p, e))).build_part(

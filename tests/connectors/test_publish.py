@@ -15,9 +15,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from connectors.dev_broker import MOCK_DEFAULT_PARTITIONS, DevBroker
-from connectors.publish import PublishError, publish_recording
-from connectors.recording import RecordedMessage, write_messages
+from esg_leads.connectors.dev_broker import MOCK_DEFAULT_PARTITIONS, DevBroker
+from esg_leads.connectors.publish import PublishError, publish_recording
+from esg_leads.connectors.recording import RecordedMessage, write_messages
 from tests.kafka_helpers import consume_all
 
 T0 = 1_700_000_000_000

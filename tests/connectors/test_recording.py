@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.recording import (
+from esg_leads.connectors.recording import (
     SCHEMA,
     RecordedMessage,
     RecordingReader,
@@ -29,8 +29,8 @@ from connectors.recording import (
     read_messages,
     write_messages,
 )
-from connectors.recording import format as recording_format
-from connectors.recording import reader as recording_reader
+from esg_leads.connectors.recording import format as recording_format
+from esg_leads.connectors.recording import reader as recording_reader
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -261,7 +261,7 @@ _SUBPROCESS_WRITER = textwrap.dedent(
     import sys
     sys.path.insert(0, sys.argv[2])
     from tests.connectors.test_recording import make_messages
-    from connectors.recording import write_messages
+    from esg_leads.connectors.recording import write_messages
     write_messages(sys.argv[1], make_messages(1_500, seed=9), segment_rows=400)
     """
 )

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.parquet_sink import read_records, to_table
-from connectors.retention import audit_expiry, expire_audit, expire_dlq, expired
+from esg_leads.connectors.parquet_sink import read_records, to_table
+from esg_leads.connectors.retention import audit_expiry, expire_audit, expire_dlq, expired
 
 
 @given(reference=st.dates(), day=st.dates(), days=st.integers(1, 3650))

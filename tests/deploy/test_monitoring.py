@@ -13,8 +13,8 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from connectors.metrics import PrometheusListener
-from flows.crm_sync import CrmMetrics
+from esg_leads.connectors.metrics import PrometheusListener
+from esg_leads.flows.crm_sync import CrmMetrics
 from tests.kafka_helpers import require_tool
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

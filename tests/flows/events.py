@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 
-from schemas.records import RawMessage
+from esg_leads.schemas.records import RawMessage
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)  # a Monday morning
 _offsets = itertools.count()
@@ -94,8 +94,8 @@ def review_decision(event_id: str, investor_id: str, case_id: str, when: datetim
                     verdict: str = "approve", reviewer: str = "rev-1", key: str | None = None,
                     tenant: str = "acme", ingest: datetime | None = None) -> RawMessage:
     """A reviewer's verdict, signed with ``key`` (``None``: unsigned, as a forger sends it)."""
-    from operators import review_auth
-    from schemas.codec import decode_event
+    from esg_leads.operators import review_auth
+    from esg_leads.schemas.codec import decode_event
 
     payload = envelope(event_id, when, tenant) | {
         "investor_id": investor_id, "case_id": case_id, "verdict": verdict, "reviewer": reviewer}

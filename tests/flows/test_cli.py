@@ -12,11 +12,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from flows.cli import main
-from flows.config import load_settings
-from flows.run import startup_warnings
-from schemas.settings import Settings
-from schemas.topics import ALL_TOPICS
+from esg_leads.flows.cli import main
+from esg_leads.flows.config import load_settings
+from esg_leads.flows.run import startup_warnings
+from esg_leads.schemas.settings import Settings
+from esg_leads.schemas.topics import ALL_TOPICS
 
 
 def test_schema_prints_every_topic(capsys: pytest.CaptureFixture[str]) -> None:
@@ -120,7 +120,7 @@ def decide(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, st
 
 
 def lifecycle_with_open_case():
-    from operators.lifecycle import LifecycleShard
+    from esg_leads.operators.lifecycle import LifecycleShard
     from tests.operators.test_lifecycle import NOW, of, scored
 
     settings = load_settings(environ={}, config_file=None, overrides={"tenants": {"acme": {
@@ -132,8 +132,8 @@ def lifecycle_with_open_case():
 
 
 def as_ingested(value: bytes):
-    from schemas.codec import decode_event
-    from schemas.records import Ingested
+    from esg_leads.schemas.codec import decode_event
+    from esg_leads.schemas.records import Ingested
 
     return Ingested(decode_event("lead.review-decisions", value), "lead.review-decisions", 0, 1,
                     0, b"inv-1", value)
@@ -173,7 +173,7 @@ def test_review_decision_key_from_the_environment_stays_a_string(
                             "--tenant", "acme-capital", "--investor", "inv-1",
                             "--event-time", "2026-03-02T11:00:00+01:00", "--config", str(config))
     assert code == 0, err
-    from operators import review_auth
+    from esg_leads.operators import review_auth
 
     event = as_ingested(out.strip().encode()).event
     assert event.event_time.isoformat() == "2026-03-02T10:00:00+00:00"
@@ -215,7 +215,7 @@ def test_review_decision_refuses_a_short_key_without_printing_it(
 
 def test_review_decision_publishes_to_the_physical_topic_with_delivery_confirmed(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from connectors.dev_broker import DevBroker
+    from esg_leads.connectors.dev_broker import DevBroker
     from tests.kafka_helpers import consume_all
 
     config = review_config(tmp_path, '[kafka.topics]\n"lead.review-decisions" = "prod.decisions"\n')
@@ -232,10 +232,10 @@ def test_review_decision_publishes_to_the_physical_topic_with_delivery_confirmed
 
 def test_review_decision_unreachable_broker_fails_with_exit_1(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import flows.review_decision
+    from esg_leads.flows import review_decision
     from tests.kafka_helpers import refused_address
 
-    monkeypatch.setattr(flows.review_decision, "DELIVERY_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(review_decision, "DELIVERY_TIMEOUT_S", 1.0)
     with refused_address() as nowhere:
         code, out, err = decide(capsys, "case:inv-1:1", "--approve", "--reviewer", "rev-7",
                                 "--tenant", "acme", "--investor", "inv-1",
@@ -251,10 +251,10 @@ def test_review_decision_unreachable_broker_fails_with_exit_1(
 #: time, however fast or loaded the machine is.
 SIGNAL_AFTER_FIRST_BATCH = """
 import os, signal, sys
-import flows.progress
-from flows.cli import main
+from esg_leads.flows import progress
+from esg_leads.flows.cli import main
 
-update = flows.progress.Progress.update
+update = progress.Progress.update
 
 def update_then_signal(self, done, total=None):
     if not getattr(update_then_signal, "sent", False):
@@ -262,7 +262,7 @@ def update_then_signal(self, done, total=None):
         os.kill(os.getpid(), getattr(signal, sys.argv[1]))
     return update(self, done, total)
 
-flows.progress.Progress.update = update_then_signal
+progress.Progress.update = update_then_signal
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -304,7 +304,7 @@ def test_an_unwritable_out_is_one_line_and_exit_2(small_world: tuple[Path, Path]
     world, _ = small_world
     (tmp_path / "file").write_text("")
     target = tmp_path / "file" / "out"
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "replay", str(world), "--out",
+    done = subprocess.run([sys.executable, "-m", "esg_leads", "replay", str(world), "--out",
                            str(target)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
@@ -316,7 +316,7 @@ def test_run_refuses_an_unwritable_audit_or_recovery_directory(tmp_path: Path) -
     (tmp_path / "file").write_text("")
     for flags in (["--recovery-dir", str(tmp_path / "file" / "r")],
                   ["--config", str(_audit_in(tmp_path, tmp_path / "file" / "a"))]):
-        done = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--bootstrap",
+        done = subprocess.run([sys.executable, "-m", "esg_leads", "run", "--bootstrap",
                                "127.0.0.1:9", *flags], capture_output=True, text=True, timeout=120)
         assert done.returncode == 2, done.stderr
         last = done.stderr.strip().splitlines()[-1]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import build_parser, main
-from replay.generator import generate
-from replay.simulate import WorldSpec
+from esg_leads.flows.cli import build_parser, main
+from esg_leads.replay.generator import generate
+from esg_leads.replay.simulate import WorldSpec
 from tests.kafka_helpers import ESG_LEADS, refused_address
 
 
@@ -129,11 +129,11 @@ def busy() -> int:
 def test_every_mistake_is_one_line_and_a_non_zero_exit(
         places: dict[str, Path], busy: int, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch, argv: str, code: int, phrase: str) -> None:
-    import connectors.publish
+    from esg_leads.connectors import publish
 
     # The retry budget of an unreachable broker, shortened so the test takes 1 s, not 10.
-    monkeypatch.setattr(connectors.publish, "_METADATA_TIMEOUT_S", 1.0)
-    monkeypatch.setattr(connectors.publish, "_METADATA_SETTLE_S", 0.0)
+    monkeypatch.setattr(publish, "_METADATA_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(publish, "_METADATA_SETTLE_S", 0.0)
     monkeypatch.setenv("ESG_LEADS_CONTACT_HASH_SALT", "test-salt-not-the-default")
     with refused_address() as nowhere:
         words = argv.format(**places, nowhere=nowhere, busy=busy).split()
@@ -167,13 +167,13 @@ def test_no_command_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_an_unexpected_exception_is_one_line_and_exit_70(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import flows.cli
+    from esg_leads.flows import cli
 
     def broken(args: object) -> int:
         raise KeyError("a bug")
 
-    parser = flows.cli.build_parser()
-    monkeypatch.setattr(flows.cli, "build_parser", lambda: parser)
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
     parser._subparsers._group_actions[0].choices["schema"].set_defaults(func=broken)
     code, err = run_main(["schema"], capsys)
     assert code == 70 and "Traceback" not in err
@@ -217,6 +217,6 @@ def test_the_installed_command_prints_no_traceback(tmp_path: Path) -> None:
 
 
 def test_cli_module_runs_as_a_script() -> None:
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "schema", "nope"],
+    done = subprocess.run([sys.executable, "-m", "esg_leads", "schema", "nope"],
                           capture_output=True, text=True, timeout=60)
     assert_one_line(done.returncode, done.stderr, 2, "unknown topic")

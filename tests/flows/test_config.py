@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
-from flows.config import ConfigError, load_settings
-from replay.generator import generate
-from replay.simulate import WorldSpec
+from esg_leads.flows.cli import main
+from esg_leads.flows.config import ConfigError, load_settings
+from esg_leads.replay.generator import generate
+from esg_leads.replay.simulate import WorldSpec
 from tests.kafka_helpers import ESG_LEADS, refused_address
 
 #: One value per kind of secret, set through the config file.
@@ -147,7 +147,7 @@ def test_credentials_in_the_bootstrap_address_are_refused() -> None:
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from flows.config import load_layers, origins  # noqa: E402
+from esg_leads.flows.config import load_layers, origins  # noqa: E402
 
 #: One value per layer for two settings, each settable in every layer
 #: (``--metrics-port`` and ``--bootstrap`` are the flags).

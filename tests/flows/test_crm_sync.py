@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from connectors.dev_broker import DevBroker
-from connectors.key_vault import KeyVault
-from operators.erasure import open_dead_letter
-from schemas.topics import ALL_TOPICS
+from esg_leads.connectors.dev_broker import DevBroker
+from esg_leads.connectors.key_vault import KeyVault
+from esg_leads.operators.erasure import open_dead_letter
+from esg_leads.schemas.topics import ALL_TOPICS
 from tests.crm_helpers import (
     committed,
     crm_log,

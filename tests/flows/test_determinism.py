@@ -16,12 +16,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.recording import RecordingReader, RecordingWriter
-from flows.config import load_settings
-from replay.diff import KINDS, compare, load_run
-from replay.generator import generate
-from replay.runner import replay
-from replay.simulate import WorldSpec
+from esg_leads.connectors.recording import RecordingReader, RecordingWriter
+from esg_leads.flows.config import load_settings
+from esg_leads.replay.diff import KINDS, compare, load_run
+from esg_leads.replay.generator import generate
+from esg_leads.replay.runner import replay
+from esg_leads.replay.simulate import WorldSpec
 
 SPEC = WorldSpec(tenants=2, investors=240, properties=50, days=5, seed=11, malformed_rate=0.02)
 #: Fewer shards than the default: every tick reaches every shard, and batch size 1
@@ -159,10 +159,10 @@ def live_run(world: Path, tmp_path: Path, *, partitions: int, batch: int) -> dic
     ``partitions`` partitions, holding ``world``'s messages; its recorded decisions."""
     import subprocess
 
-    from connectors.dev_broker import DevBroker
-    from connectors.publish import publish_recording
-    from replay.record import record
-    from schemas.topics import ALL_TOPICS, OUTPUT_TOPICS
+    from esg_leads.connectors.dev_broker import DevBroker
+    from esg_leads.connectors.publish import publish_recording
+    from esg_leads.replay.record import record
+    from esg_leads.schemas.topics import ALL_TOPICS, OUTPUT_TOPICS
     from tests.kafka_helpers import ESG_LEADS
 
     config = tmp_path / "live.toml"

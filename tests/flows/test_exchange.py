@@ -7,14 +7,14 @@ import pickle
 from datetime import datetime, timezone
 import pytest
 
-from connectors.recording import RecordingReader
-from flows import exchange
-from flows.config import load_settings
-from operators.validation import Parser
-from replay.generator import generate
-from replay.simulate import WorldSpec
-from schemas.records import Ingested
-from schemas.topics import INPUT_TOPICS
+from esg_leads.connectors.recording import RecordingReader
+from esg_leads.flows import exchange
+from esg_leads.flows.config import load_settings
+from esg_leads.operators.validation import Parser
+from esg_leads.replay.generator import generate
+from esg_leads.replay.simulate import WorldSpec
+from esg_leads.schemas.records import Ingested
+from esg_leads.schemas.topics import INPUT_TOPICS
 
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
@@ -69,6 +69,6 @@ def test_a_snapshot_keeps_the_event_itself_not_bytes_to_decode_again(
 def test_the_flow_registers_the_compact_form() -> None:
     import copyreg
 
-    import flows.pipeline  # noqa: F401 - the import is what is tested
+    from esg_leads.flows import pipeline  # noqa: F401 - the import is what is tested
 
     assert copyreg.dispatch_table[Ingested] is exchange._reduce_ingested  # noqa: SLF001

@@ -10,16 +10,16 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-from connectors.parquet_sink import read_records
-from connectors.recording import RecordingReader
+from esg_leads.connectors.parquet_sink import read_records
+from esg_leads.connectors.recording import RecordingReader
 
-from flows.cli import main
-from flows.config import load_settings
-from flows.explain import explain
-from operators.features import FEATURE_SET_VERSION
-from replay.generator import generate
-from replay.runner import replay
-from replay.simulate import WorldSpec
+from esg_leads.flows.cli import main
+from esg_leads.flows.config import load_settings
+from esg_leads.flows.explain import explain
+from esg_leads.operators.features import FEATURE_SET_VERSION
+from esg_leads.replay.generator import generate
+from esg_leads.replay.runner import replay
+from esg_leads.replay.simulate import WorldSpec
 
 
 def test_explain_tells_the_story_of_a_lead(tmp_path: Path) -> None:
@@ -120,9 +120,9 @@ def test_explain_names_a_stale_source_and_since_when(tmp_path: Path) -> None:
     """Issue 18: a lead scored while a source was stale says so in its story."""
     from datetime import datetime, timezone
 
-    from connectors.parquet_sink import to_table
-    from operators.scoring import TenantScorer
-    from schemas.settings import Settings
+    from esg_leads.connectors.parquet_sink import to_table
+    from esg_leads.operators.scoring import TenantScorer
+    from esg_leads.schemas.settings import Settings
     from tests.operators.test_degradation import _cold_vector, _status
 
     now = datetime(2026, 3, 20, tzinfo=timezone.utc)

@@ -30,13 +30,13 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.key_vault import KeyVault
-from flows.pipeline import Sinks, build_flow
-from flows.telemetry import Telemetry
-from operators.erasure import open_dead_letter
-from operators.validation import MAX_KEY_BYTES
-from schemas.codec import validate_record
-from schemas.common import (
+from esg_leads.connectors.key_vault import KeyVault
+from esg_leads.flows.pipeline import Sinks, build_flow
+from esg_leads.flows.telemetry import Telemetry
+from esg_leads.operators.erasure import open_dead_letter
+from esg_leads.operators.validation import MAX_KEY_BYTES
+from esg_leads.schemas.codec import validate_record
+from esg_leads.schemas.common import (
     AssetClass,
     ConsentStatus,
     ContactChannel,
@@ -49,8 +49,8 @@ from schemas.common import (
     SubscriberType,
     Verification,
 )
-from schemas.records import RawMessage
-from schemas.settings import Settings
+from esg_leads.schemas.records import RawMessage
+from esg_leads.schemas.settings import Settings
 
 #: ``make fuzz`` sets thousands; ``make test`` keeps it to a few seconds.
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from flows import logs
-from schemas.secrets import Scrubber
+from esg_leads.flows import logs
+from esg_leads.schemas.secrets import Scrubber
 from tests.kafka_helpers import ESG_LEADS, refused_address
 
 KEYS = ["time", "level", "logger", "run_id", "tenant", "message"]
@@ -131,11 +131,11 @@ def test_run_with_json_logs_writes_only_json_and_no_secret(tmp_path: Path) -> No
 
 
 def test_run_says_where_it_starts_resumes_and_beats(tmp_path: Path) -> None:
-    from connectors.dev_broker import DevBroker
-    from connectors.publish import publish_recording
-    from replay.generator import generate
-    from replay.simulate import WorldSpec
-    from schemas.topics import ALL_TOPICS
+    from esg_leads.connectors.dev_broker import DevBroker
+    from esg_leads.connectors.publish import publish_recording
+    from esg_leads.replay.generator import generate
+    from esg_leads.replay.simulate import WorldSpec
+    from esg_leads.schemas.topics import ALL_TOPICS
 
     world = tmp_path / "world"
     generate(WorldSpec(tenants=2, investors=60, properties=10, days=2, seed=4), world)

@@ -10,11 +10,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from flows.cli import main
-from online_models.model_store import ModelStore
-from operators.validation import Parser
-from schemas.records import Ingested, RawMessage
-from schemas.settings import Settings
+from esg_leads.flows.cli import main
+from esg_leads.online_models.model_store import ModelStore
+from esg_leads.operators.validation import Parser
+from esg_leads.schemas.records import Ingested, RawMessage
+from esg_leads.schemas.settings import Settings
 from tests.online_models.test_model_store import NOW, artifact
 
 KEY = "m" * 40

@@ -11,16 +11,16 @@ from pathlib import Path
 import orjson
 import pytest
 
-from connectors.dev_broker import DevBroker
-from connectors.recording import RecordingReader, RecordingWriter
-from flows.config import load_settings
-from replay.diff import compare, load_run
-from replay.generator import generate
-from replay.record import record
-from replay.runner import replay
-from replay.simulate import WorldSpec
-from replay.train import fit, register
-from schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
+from esg_leads.connectors.dev_broker import DevBroker
+from esg_leads.connectors.recording import RecordingReader, RecordingWriter
+from esg_leads.flows.config import load_settings
+from esg_leads.replay.diff import compare, load_run
+from esg_leads.replay.generator import generate
+from esg_leads.replay.record import record
+from esg_leads.replay.runner import replay
+from esg_leads.replay.simulate import WorldSpec
+from esg_leads.replay.train import fit, register
+from esg_leads.schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
 from tests.kafka_helpers import ESG_LEADS
 
 SPEC = WorldSpec(tenants=1, investors=250, properties=40, days=6, seed=31, reviewers=False)
@@ -112,7 +112,7 @@ def split(world: dict, when: datetime, root: Path) -> tuple[Path, Path]:
 
 
 def publish(recording: Path, bootstrap: str) -> None:
-    from connectors.publish import publish_recording
+    from esg_leads.connectors.publish import publish_recording
 
     published = publish_recording(recording, bootstrap)
     assert not any(published["repartitioned"].values()), published

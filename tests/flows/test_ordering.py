@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pickle
 
-from flows.ordering import SOURCE_LANE, Stamped, ordered_builder
-from flows.steps import system_clock
-from flows.telemetry import Telemetry
+from esg_leads.flows.ordering import SOURCE_LANE, Stamped, ordered_builder
+from esg_leads.flows.steps import system_clock
+from esg_leads.flows.telemetry import Telemetry
 
 
 class Counter:

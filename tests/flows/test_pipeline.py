@@ -9,17 +9,17 @@ import orjson
 import pytest
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from connectors.key_vault import KeyVault
-from flows.pipeline import Sinks, build_flow
-from flows.steps import shard_key
-from flows.telemetry import Telemetry
-from operators.erasure import open_dead_letter
-from operators.investor_state import InvestorShard
-from operators.scoring import TenantScorer
-from schemas.codec import validate_record
-from schemas.outputs import DlqReason
-from schemas.records import OffsetsReset, RawMessage
-from schemas.settings import Settings
+from esg_leads.connectors.key_vault import KeyVault
+from esg_leads.flows.pipeline import Sinks, build_flow
+from esg_leads.flows.steps import shard_key
+from esg_leads.flows.telemetry import Telemetry
+from esg_leads.operators.erasure import open_dead_letter
+from esg_leads.operators.investor_state import InvestorShard
+from esg_leads.operators.scoring import TenantScorer
+from esg_leads.schemas.codec import validate_record
+from esg_leads.schemas.outputs import DlqReason
+from esg_leads.schemas.records import OffsetsReset, RawMessage
+from esg_leads.schemas.settings import Settings
 from tests.flows.events import (
     at,
     duplicate_of,

@@ -13,7 +13,7 @@ from bytewax.testing import TestingSource
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows.placement import placed, unplaced, worker_of
+from esg_leads.flows.placement import placed, unplaced, worker_of
 
 KEYS = [f"k{i}" for i in range(20)] + ["acme-capital", "acme-capital/0003", "cityline-im/0015",
                                        "global", "ümlaut/0001", "a-much-longer-tenant-name/0007"]

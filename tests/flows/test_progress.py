@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows.progress import PLAIN_INTERVAL, Progress, plain_line
+from esg_leads.flows.progress import PLAIN_INTERVAL, Progress, plain_line
 
 
 class FakeClock:
@@ -79,7 +79,7 @@ def test_off_a_terminal_without_a_stream_the_line_is_a_log_record(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
-    from flows import logs
+    from esg_leads.flows import logs
 
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal, even under -s
     clock, out = FakeClock(), io.StringIO()

@@ -25,18 +25,18 @@ import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from connectors.dev_broker import DevBroker
-from connectors.key_vault import KeyVault
-from connectors.recording import RecordingReader, RecordingWriter
-from connectors.publish import publish_recording
-from flows.config import load_settings
-from operators.erasure import open_dead_letter
-from replay.diff import compare, load_run
-from replay.generator import generate
-from replay.record import record
-from replay.runner import replay
-from replay.simulate import WorldSpec
-from schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
+from esg_leads.connectors.dev_broker import DevBroker
+from esg_leads.connectors.key_vault import KeyVault
+from esg_leads.connectors.recording import RecordingReader, RecordingWriter
+from esg_leads.connectors.publish import publish_recording
+from esg_leads.flows.config import load_settings
+from esg_leads.operators.erasure import open_dead_letter
+from esg_leads.replay.diff import compare, load_run
+from esg_leads.replay.generator import generate
+from esg_leads.replay.record import record
+from esg_leads.replay.runner import replay
+from esg_leads.replay.simulate import WorldSpec
+from esg_leads.schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
 from tests.kafka_helpers import ESG_LEADS, consume_all, values
 
 SPEC = WorldSpec(tenants=2, investors=700, properties=120, days=10, seed=12, malformed_rate=0.01)
@@ -308,8 +308,8 @@ def test_sigterm_with_recovery_stops_within_two_snapshots(world, tmp_path: Path)
 #: ``esg-leads run`` on a disk that fills up: every audit file write fails.
 FULL_DISK_RUN = """
 import errno, sys
-import connectors.parquet_sink as parquet_sink
-from flows.cli import main
+import esg_leads.connectors.parquet_sink as parquet_sink
+from esg_leads.flows.cli import main
 
 def no_space(*args, **kwargs):
     raise OSError(errno.ENOSPC, "Error writing bytes to file")

@@ -11,14 +11,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.parquet_sink import read_records, to_table
-from flows.cli import main
-from flows.config import load_settings
-from flows.report import charts, render, write_report
-from flows.report_data import load
-from replay.generator import generate
-from replay.runner import replay
-from replay.simulate import WorldSpec
+from esg_leads.connectors.parquet_sink import read_records, to_table
+from esg_leads.flows.cli import main
+from esg_leads.flows.config import load_settings
+from esg_leads.flows.report import charts, render, write_report
+from esg_leads.flows.report_data import load
+from esg_leads.replay.generator import generate
+from esg_leads.replay.runner import replay
+from esg_leads.replay.simulate import WorldSpec
 from tests.browser_helpers import visit
 
 SPEC = WorldSpec(tenants=3, investors=400, properties=60, days=20, seed=3, drift_at=12)

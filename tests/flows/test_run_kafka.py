@@ -16,15 +16,15 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from connectors.dev_broker import DevBroker
-from connectors.key_vault import KeyVault
-from connectors.publish import publish_recording
-from flows.config import load_settings
-from operators.erasure import open_dead_letter
-from replay.generator import generate
-from replay.simulate import WorldSpec
-from schemas.codec import json_schema
-from schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
+from esg_leads.connectors.dev_broker import DevBroker
+from esg_leads.connectors.key_vault import KeyVault
+from esg_leads.connectors.publish import publish_recording
+from esg_leads.flows.config import load_settings
+from esg_leads.operators.erasure import open_dead_letter
+from esg_leads.replay.generator import generate
+from esg_leads.replay.simulate import WorldSpec
+from esg_leads.schemas.codec import json_schema
+from esg_leads.schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
 from tests.kafka_helpers import (
     ESG_LEADS,
     consume_all,

@@ -13,12 +13,12 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import run_main
 
-from flows.ordering import SOURCE_LANE, Stamped, ordered_builder
-from flows.steps import shard_key, streaming_gc, system_clock
-from flows.telemetry import Telemetry
-from operators.intake import TenantIntake
-from schemas.records import InvestorWindow
-from schemas.settings import Settings
+from esg_leads.flows.ordering import SOURCE_LANE, Stamped, ordered_builder
+from esg_leads.flows.steps import shard_key, streaming_gc, system_clock
+from esg_leads.flows.telemetry import Telemetry
+from esg_leads.operators.intake import TenantIntake
+from esg_leads.schemas.records import InvestorWindow
+from esg_leads.schemas.settings import Settings
 from tests.operators.test_property_catalog import engagement
 
 

@@ -6,8 +6,8 @@ from collections import Counter
 
 from prometheus_client import generate_latest
 
-from connectors.metrics import PrometheusListener
-from flows.telemetry import DAY_S, Telemetry
+from esg_leads.connectors.metrics import PrometheusListener
+from esg_leads.flows.telemetry import DAY_S, Telemetry
 
 
 class Shard:

@@ -10,9 +10,9 @@ import httpx
 import orjson
 import pytest
 
-from connectors.dev_broker import DevBroker
-from operators.webhook_auth import sign
-from schemas.topics import ALL_TOPICS
+from esg_leads.connectors.dev_broker import DevBroker
+from esg_leads.operators.webhook_auth import sign
+from esg_leads.schemas.topics import ALL_TOPICS
 from tests.crm_helpers import SECRET
 from tests.kafka_helpers import ESG_LEADS, consume_all, refused_address, stop
 

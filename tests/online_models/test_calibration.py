@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from online_models.calibration import OnlineCalibrator, _isotonic
+from esg_leads.online_models.calibration import OnlineCalibrator, _isotonic
 
 GRID = np.linspace(0.0, 1.0, 201)
 

@@ -10,7 +10,7 @@ import sys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from online_models.champion import PairedLosses, canary_point, in_canary
+from esg_leads.online_models.champion import PairedLosses, canary_point, in_canary
 
 tenants = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF), min_size=1, max_size=20)
 

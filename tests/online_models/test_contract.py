@@ -20,7 +20,7 @@ from river import base
 from river.checks import yield_checks
 
 import online_models
-from online_models.bagged_logistic import probabilities
+from esg_leads.online_models.bagged_logistic import probabilities
 
 
 def _discover() -> list[type]:

@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from online_models.drift import Detection, DriftMonitor
+from esg_leads.online_models.drift import Detection, DriftMonitor
 
 
 def feature_stream(levels: list[tuple[int, float]], seed: int = 7, **kwargs) -> list[Detection]:

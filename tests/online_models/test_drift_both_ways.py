@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from online_models.drift import DriftMonitor, _Running, _std
+from esg_leads.online_models.drift import DriftMonitor, _Running, _std
 from tests.online_models.test_drift import error_stream  # the same seeded error stream
 
 
@@ -197,7 +197,7 @@ def test_the_documented_defaults():
 def test_a_detection_is_an_immutable_record_with_no_effect_unless_measured():
     import dataclasses
 
-    from online_models.drift import Detection
+    from esg_leads.online_models.drift import Detection
 
     detection = Detection("registry", "tenant_model", 7, 2.0, 0)
     assert detection.effect == 0.0

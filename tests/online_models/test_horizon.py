@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from online_models.horizon import DAY_S, HorizonLabeller
+from esg_leads.online_models.horizon import DAY_S, HorizonLabeller
 
 H = 90 * DAY_S
 

@@ -7,10 +7,10 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from online_models.bagged_logistic import BaggedLogisticRegression
-from online_models.calibration import OnlineCalibrator
-from online_models.model_codec import bagged_model, bagged_state, calibrator, calibrator_state
-from schemas.model_artifact import BaggedLogisticState, CalibratorState
+from esg_leads.online_models.bagged_logistic import BaggedLogisticRegression
+from esg_leads.online_models.calibration import OnlineCalibrator
+from esg_leads.online_models.model_codec import bagged_model, bagged_state, calibrator, calibrator_state
+from esg_leads.schemas.model_artifact import BaggedLogisticState, CalibratorState
 
 
 def _rows(seed: int, n: int) -> list[tuple[dict, bool]]:

@@ -9,12 +9,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from online_models.bagged_logistic import BaggedLogisticRegression
-from online_models.calibration import OnlineCalibrator
-from online_models.model_codec import bagged_state, calibrator_state
-from online_models.model_store import ModelStore, RegistryError, encode, registry_directory
-from schemas.model_artifact import ModelArtifact, ModelCard, ScorerState
-from schemas.settings import Settings
+from esg_leads.online_models.bagged_logistic import BaggedLogisticRegression
+from esg_leads.online_models.calibration import OnlineCalibrator
+from esg_leads.online_models.model_codec import bagged_state, calibrator_state
+from esg_leads.online_models.model_store import ModelStore, RegistryError, encode, registry_directory
+from esg_leads.schemas.model_artifact import ModelArtifact, ModelCard, ScorerState
+from esg_leads.schemas.settings import Settings
 
 NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
 

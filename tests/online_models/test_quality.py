@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from online_models.quality import RollingQuality, roc_auc
+from esg_leads.online_models.quality import RollingQuality, roc_auc
 
 
 @pytest.mark.parametrize(("scores", "labels", "expected"), [

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from online_models.bagged_logistic import BaggedLogisticRegression
-from online_models.registry import ModelRegistry
+from esg_leads.online_models.bagged_logistic import BaggedLogisticRegression
+from esg_leads.online_models.registry import ModelRegistry
 
 
 class Factory:

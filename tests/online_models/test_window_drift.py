@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from online_models.window_drift import WindowDrift, psi
+from esg_leads.online_models.window_drift import WindowDrift, psi
 
 T0 = 1_767_571_200.0  # 2026-01-05, a Monday
 SUBJECTS = ("feature:a", "feature:b", "feature:c", "score")

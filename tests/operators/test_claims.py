@@ -7,10 +7,10 @@ from datetime import date, datetime, timezone
 import orjson
 import pytest
 
-from operators.claims import CLAIMS_FILE, PREDICATES, ClaimCheck, load_claim_rules
-from schemas.common import EPC_RANK
-from schemas.outputs import Claim, ClaimKind, RemovedClaim
-from schemas.records import PropertyFacts
+from esg_leads.operators.claims import CLAIMS_FILE, PREDICATES, ClaimCheck, load_claim_rules
+from esg_leads.schemas.common import EPC_RANK
+from esg_leads.schemas.outputs import Claim, ClaimKind, RemovedClaim
+from esg_leads.schemas.records import PropertyFacts
 
 TODAY = date(2026, 3, 1)
 STALE_DAYS = 365

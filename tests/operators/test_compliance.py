@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from operators.claims import ClaimCheck
-from operators.compliance import AGENT_VERSION, CHANNELS, PACK_DIR, ComplianceAgent, load_packs
-from schemas.outputs import Compliance
-from schemas.rules import RulePack
+from esg_leads.operators.claims import ClaimCheck
+from esg_leads.operators.compliance import AGENT_VERSION, CHANNELS, PACK_DIR, ComplianceAgent, load_packs
+from esg_leads.schemas.outputs import Compliance
+from esg_leads.schemas.rules import RulePack
 
 SUBSCRIBERS = ("individual", "corporate")
 CONSENTS = ("opted_in", "soft_opt_in", "none", "opted_out")

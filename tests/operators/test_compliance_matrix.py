@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import pytest
 
-from operators.compliance import PACK_DIR, ComplianceAgent
+from esg_leads.operators.compliance import PACK_DIR, ComplianceAgent
 
 CONSENT = "consent"  # opted in
 CONSENT_OR_SOFT = "consent_or_soft_opt_in"  # opted in, or an existing customer relationship
@@ -246,7 +246,7 @@ def test_a_verdict_is_computed_once_per_input_and_shared(agent):
 
 
 def test_a_long_citation_is_cut_to_256_characters():
-    from schemas.rules import RulePack
+    from esg_leads.schemas.rules import RulePack
     rule = {"id": "X-1", "channel": "email", "subscriber": "individual", "requires": "consent",
             "do_not_call": True, "citation": "c" * 400}
     pack = RulePack(pack="UK", name="t", jurisdictions=["GB"], opt_out="o" * 400, rules=[rule],

@@ -16,10 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from operators.compliance import DO_NOT_CONTACT_RULE, ComplianceAgent, load_packs
-from operators.contact_rules import MEDIUM, schedule, schedule_plan, zones_for
-from schemas.inputs import InvestorProfile
-from schemas.rules import ContactPolicy
+from esg_leads.operators.compliance import DO_NOT_CONTACT_RULE, ComplianceAgent, load_packs
+from esg_leads.operators.contact_rules import MEDIUM, schedule, schedule_plan, zones_for
+from esg_leads.schemas.inputs import InvestorProfile
+from esg_leads.schemas.rules import ContactPolicy
 
 ZONES = ["Europe/London", "America/New_York", "Pacific/Honolulu", "Asia/Kathmandu",
          "Australia/Lord_Howe", "Asia/Singapore", "America/St_Johns", "Pacific/Chatham", "UTC"]
@@ -186,7 +186,7 @@ def test_every_pack_names_a_zone_for_every_jurisdiction_and_cites_its_contact_ru
 
 
 def test_a_pack_without_a_zone_for_a_jurisdiction_is_refused():
-    from schemas.rules import RulePack
+    from esg_leads.schemas.rules import RulePack
     with pytest.raises(ValidationError, match="no time zone for SG"):
         RulePack(pack="SG", name="t", jurisdictions=["SG"], opt_out="o", rules=[],
                  contact={"time_zones": {}})

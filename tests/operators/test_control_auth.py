@@ -8,11 +8,11 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators import control_auth, erasure_auth, review_auth
-from operators.validation import Parser
-from schemas.codec import decode_event
-from schemas.records import Ingested, RawMessage
-from schemas.settings import Settings
+from esg_leads.operators import control_auth, erasure_auth, review_auth
+from esg_leads.operators.validation import Parser
+from esg_leads.schemas.codec import decode_event
+from esg_leads.schemas.records import Ingested, RawMessage
+from esg_leads.schemas.settings import Settings
 
 KEY = "s" * 40
 WHEN = datetime(2026, 3, 2, 10, tzinfo=timezone.utc)

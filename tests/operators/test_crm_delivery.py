@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.crm_delivery import (
+from esg_leads.operators.crm_delivery import (
     Breaker,
     BreakerState,
     DeliveryQueue,

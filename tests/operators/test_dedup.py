@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from operators.dedup import EventIdDedup
+from esg_leads.operators.dedup import EventIdDedup
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.degradation import (
+from esg_leads.operators.degradation import (
     alignment_sd,
     degrade_components,
     degrade_features,
@@ -29,11 +29,11 @@ from operators.degradation import (
     stale_share,
     trust,
 )
-from operators.features import FEATURE_NAMES
-from operators.scoring import TenantScorer
-from online_models.calibration import OnlineCalibrator
-from schemas.records import FeedStatus, SourceFeed
-from schemas.settings import Settings
+from esg_leads.operators.features import FEATURE_NAMES
+from esg_leads.operators.scoring import TenantScorer
+from esg_leads.online_models.calibration import OnlineCalibrator
+from esg_leads.schemas.records import FeedStatus, SourceFeed
+from esg_leads.schemas.settings import Settings
 from tests.operators.test_scoring import NOW, T0, check_lead, separable, teach, vector
 from tests.operators.test_scoring_values import hand_prior
 

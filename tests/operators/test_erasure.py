@@ -11,8 +11,8 @@ from cryptography.exceptions import InvalidTag
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.key_vault import KeyVault
-from operators.erasure import (
+from esg_leads.connectors.key_vault import KeyVault
+from esg_leads.operators.erasure import (
     erased_in,
     erasure_subjects,
     keeps,
@@ -21,10 +21,10 @@ from operators.erasure import (
     seal,
     seal_dead_letter,
 )
-from operators.validation import bounded, dead_letter
-from schemas.codec import validate_record
-from schemas.outputs import DlqReason
-from schemas.records import RawMessage
+from esg_leads.operators.validation import bounded, dead_letter
+from esg_leads.schemas.codec import validate_record
+from esg_leads.schemas.outputs import DlqReason
+from esg_leads.schemas.records import RawMessage
 
 NOW = datetime(2026, 3, 2, tzinfo=timezone.utc)
 TENANTS = {"acme"}

@@ -9,9 +9,9 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators import erasure_auth
-from schemas.inputs import ErasureRequest
-from schemas.settings import TenantSettings
+from esg_leads.operators import erasure_auth
+from esg_leads.schemas.inputs import ErasureRequest
+from esg_leads.schemas.settings import TenantSettings
 from tests.flows.events import at, engagement, envelope, message, profile, signal
 from tests.flows.test_pipeline import reasons, run, settings
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators import esg_reference as ref
-from operators.esg_reference import (
+from esg_leads.operators import esg_reference as ref
+from esg_leads.operators.esg_reference import (
     EPC_BANDS,
     breeam_level,
     dgnb_level,

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators import feature_definitions as fd
-from operators.feature_definitions import (
+from esg_leads.operators import feature_definitions as fd
+from esg_leads.operators.feature_definitions import (
     DEFINITIONS,
     FEATURE_NAMES,
     FEATURE_RANGES,
@@ -90,8 +90,8 @@ def test_the_version_is_the_same_in_every_process():
 def test_derived_tables_follow_the_definitions():
     assert FEATURE_NAMES == tuple(d.name for d in DEFINITIONS)
     assert FEATURE_RANGES == {d.name: d.range for d in DEFINITIONS}
-    from operators.features import FEATURE_SET_VERSION as reexported
-    from operators.features import FEATURE_SOURCES, SOURCES
+    from esg_leads.operators.features import FEATURE_SET_VERSION as reexported
+    from esg_leads.operators.features import FEATURE_SOURCES, SOURCES
 
     assert reexported == FEATURE_SET_VERSION and isinstance(reexported, str)
     assert FEATURE_SOURCES == {d.name: d.source for d in DEFINITIONS} and SOURCES == fd.SOURCES
@@ -110,8 +110,8 @@ def test_bad_definitions_are_refused(change, message):
 
 
 def test_computed_vectors_are_checked_against_the_definitions():
-    from operators.features import compute_features
-    from operators.investor_profile import InvestorProfileState
+    from esg_leads.operators.features import compute_features
+    from esg_leads.operators.investor_profile import InvestorProfileState
     from tests.operators.test_features_values import AS_OF, build_state
 
     features = compute_features(build_state(), AS_OF)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.features import (
+from esg_leads.operators.features import (
     FEATURE_NAMES,
     FEATURE_SET_VERSION,
     FEATURE_SOURCES,
@@ -21,10 +21,10 @@ from operators.features import (
     esg_alignment,
     intent_score,
 )
-from operators.investor_profile import InvestorProfileState
-from operators.investor_window import ACTIONS, WindowAggregate
-from schemas.codec import decode_event
-from schemas.records import CatalogMix, EnrichedEngagement, Ingested, PropertyFacts
+from esg_leads.operators.investor_profile import InvestorProfileState
+from esg_leads.operators.investor_window import ACTIONS, WindowAggregate
+from esg_leads.schemas.codec import decode_event
+from esg_leads.schemas.records import CatalogMix, EnrichedEngagement, Ingested, PropertyFacts
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)

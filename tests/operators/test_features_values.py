@@ -27,17 +27,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.features import (
+from esg_leads.operators.features import (
     FEATURE_NAMES,
     compute_features,
     engagement_readiness,
     esg_alignment,
     intent_score,
 )
-from operators.investor_profile import InvestorProfileState
-from operators.investor_window import WindowAggregate
-from schemas.codec import decode_event
-from schemas.records import CatalogMix, EnrichedEngagement, Ingested, PropertyFacts
+from esg_leads.operators.investor_profile import InvestorProfileState
+from esg_leads.operators.investor_window import WindowAggregate
+from esg_leads.schemas.codec import decode_event
+from esg_leads.schemas.records import CatalogMix, EnrichedEngagement, Ingested, PropertyFacts
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
 DAY, MINUTE = timedelta(days=1), timedelta(minutes=1)
@@ -599,7 +599,7 @@ def test_institutional_investor_types(investor_type, institutional):
 
 
 def test_vectors_carry_feature_set_fs_2():
-    from operators.features import FEATURE_SET_VERSION, build_vector
+    from esg_leads.operators.features import FEATURE_SET_VERSION, build_vector
 
     state = build_state()
     version = build_vector(state, "acme", "inv-1", AS_OF).feature_set_version
@@ -642,7 +642,7 @@ def test_no_preference_match_without_a_stated_minimum_band():
 
 
 def test_the_vector_carries_context_data_age_and_ingest_time():
-    from operators.features import build_vector
+    from esg_leads.operators.features import build_vector
 
     state = build_state()
     vector = build_vector(state, "acme", "inv-1", AS_OF)

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators.feed_health import FeedWatch
-from schemas.codec import validate_record
+from esg_leads.operators.feed_health import FeedWatch
+from esg_leads.schemas.codec import validate_record
 
 NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
 LIMIT = 3600.0
@@ -59,7 +59,7 @@ def test_an_unnamed_source_is_watched_only_with_a_wildcard():
 def test_the_status_keeps_each_outage_its_alerts_reported(stream):
     """Scoring reads outages from :meth:`FeedWatch.status`: they are exactly the pairs
     (last signal before, recovering signal) of the alerts, the most recent MAX_GAPS."""
-    from operators.feed_health import MAX_GAPS
+    from esg_leads.operators.feed_health import MAX_GAPS
 
     watch = FeedWatch({"a": timedelta(seconds=LIMIT), "*": timedelta(seconds=2 * LIMIT)})
     clock, outages, last = 1_772_000_000.0, {}, {}

@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from operators.intake import TenantIntake
-from operators.investor_window import InvestorWindows
-from operators.property_catalog import PropertyCatalog
-from schemas.records import Ingested, InvestorWindow
-from schemas.settings import Settings
+from esg_leads.operators.intake import TenantIntake
+from esg_leads.operators.investor_window import InvestorWindows
+from esg_leads.operators.property_catalog import PropertyCatalog
+from esg_leads.schemas.records import Ingested, InvestorWindow
+from esg_leads.schemas.settings import Settings
 from tests.operators.test_property_catalog import NOW, T0, engagement, signal
 
 SETTINGS = Settings(windows={"length": "PT1H", "allowed_lateness": "PT15M", "stagger": False})
@@ -110,7 +110,7 @@ def test_a_source_going_stale_or_recovering_sends_the_status_to_the_shards_first
     """The intake watches every event's time (a CRM outcome too, which the catalog never
     takes), and a feed alert is followed by the tenant's FeedStatus before the items the
     same event releases, so the investor stage judges them with it."""
-    from schemas.records import FeedStatus
+    from esg_leads.schemas.records import FeedStatus
     from tests.operators.test_property_catalog import ingest
 
     settings = SETTINGS.model_copy(update={"sources": Settings.model_validate(

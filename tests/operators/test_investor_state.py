@@ -9,11 +9,11 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from operators.investor_state import InvestorShard
-from operators.investor_window import WindowAggregate
-from schemas.codec import decode_event, encode
-from schemas.outputs import DeadLetter
-from schemas.records import (
+from esg_leads.operators.investor_state import InvestorShard
+from esg_leads.operators.investor_window import WindowAggregate
+from esg_leads.schemas.codec import decode_event, encode
+from esg_leads.schemas.outputs import DeadLetter
+from esg_leads.schemas.records import (
     CatalogMix,
     EnrichedEngagement,
     FeatureVector,
@@ -23,7 +23,7 @@ from schemas.records import (
     LabelledExample,
     SilenceDue,
 )
-from schemas.settings import Settings
+from esg_leads.schemas.settings import Settings
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
 NOW = datetime(2026, 4, 1, tzinfo=timezone.utc)
@@ -372,7 +372,7 @@ def test_half_lives_must_be_short_medium_long():
 def test_feed_status_reaches_the_vectors_after_it_windows_and_rescores_alike(shard):
     """The intake sends the tenant's FeedStatus when a source goes stale or recovers; the
     shard's vectors from then on carry it, the re-scores it releases too."""
-    from schemas.records import FeedStatus, SourceFeed
+    from esg_leads.schemas.records import FeedStatus, SourceFeed
 
     (before,) = of(FeatureVector, shard.process([window(T0)], NOW))
     assert before.feeds is None

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.investor_window import (
+from esg_leads.operators.investor_window import (
     ACTIONS,
     InvestorWindows,
     MAX_PROPERTIES,
@@ -19,8 +19,8 @@ from operators.investor_window import (
     MAX_VALUES,
     WindowAggregate,
 )
-from schemas.codec import decode_event
-from schemas.records import (
+from esg_leads.schemas.codec import decode_event
+from esg_leads.schemas.records import (
     CatalogMix,
     EnrichedEngagement,
     Ingested,
@@ -28,7 +28,7 @@ from schemas.records import (
     PropertyFacts,
     SilenceDue,
 )
-from schemas.settings import Settings
+from esg_leads.schemas.settings import Settings
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 AS_OF = datetime(2026, 1, 1).toordinal()  # data_as_of of every property below

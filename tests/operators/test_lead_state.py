@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from operators.lead_state import HISTORY, TRANSITIONS, IllegalTransition, LeadStateMachine
-from schemas.outputs import LeadState
+from esg_leads.operators.lead_state import HISTORY, TRANSITIONS, IllegalTransition, LeadStateMachine
+from esg_leads.schemas.outputs import LeadState
 
 STATES = [s.value for s in LeadState]
 HAPPY_PATH = ["enriched", "scored", "planned", "in_review", "handed_off"]

@@ -8,12 +8,12 @@ from datetime import date, datetime, timedelta, timezone
 import orjson
 import pytest
 
-from operators import review_auth
-from operators.lifecycle import LifecycleShard
-from operators.lineage import digest_hex, ref_digest
-from schemas.codec import decode_event, validate_record
-from schemas.records import Emitted, Ingested, InvestorContext, InvestorNotice, PropertyFacts, Scored
-from schemas.settings import Settings
+from esg_leads.operators import review_auth
+from esg_leads.operators.lifecycle import LifecycleShard
+from esg_leads.operators.lineage import digest_hex, ref_digest
+from esg_leads.schemas.codec import decode_event, validate_record
+from esg_leads.schemas.records import Emitted, Ingested, InvestorContext, InvestorNotice, PropertyFacts, Scored
+from esg_leads.schemas.settings import Settings
 
 T0 = datetime(2026, 3, 2, 10, tzinfo=timezone.utc)
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
@@ -409,7 +409,7 @@ def test_snapshots_hold_no_signing_key_and_resume_under_current_reviewers() -> N
 def test_a_handoff_after_an_approval_has_typed_instants_and_fits_the_parquet_schema() -> None:
     """Issue 14, finding 2: an approval's handoff carried ``event_time`` as the JSON
     string of the stored record, and the replay's Parquet sink failed on it."""
-    from connectors.parquet_sink import to_table
+    from esg_leads.connectors.parquet_sink import to_table
 
     shard = LifecycleShard(SETTINGS)
     [case] = of(shard.process([scored(0.52)], NOW), "review")

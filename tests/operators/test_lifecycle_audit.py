@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import orjson
 
-from operators.audit import audit_record
-from operators.lifecycle import LifecycleShard
-from operators.lifecycle_audit import AGENT_VERSION, erasure_row, notice_row
+from esg_leads.operators.audit import audit_record
+from esg_leads.operators.lifecycle import LifecycleShard
+from esg_leads.operators.lifecycle_audit import AGENT_VERSION, erasure_row, notice_row
 from tests.operators.test_lifecycle import NOW, SETTINGS, notice, of, scored
 
 

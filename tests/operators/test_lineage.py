@@ -8,9 +8,9 @@ from datetime import timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators.investor_profile import MAX_LINEAGE, InvestorProfileState
-from operators.investor_window import MAX_REFS
-from operators.lineage import (
+from esg_leads.operators.investor_profile import MAX_LINEAGE, InvestorProfileState
+from esg_leads.operators.investor_window import MAX_REFS
+from esg_leads.operators.lineage import (
     append_refs,
     audit_pointer,
     combine,

@@ -10,14 +10,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from online_models.model_store import ModelStore
-from operators import control_auth
-from operators.model_lifecycle import MODEL_SUBJECT
-from operators.scoring import TenantScorer
-from operators.warm_start import scorer_artifact
-from schemas.codec import decode_event, validate_record
-from schemas.records import Emitted, Ingested
-from schemas.settings import Settings
+from esg_leads.online_models.model_store import ModelStore
+from esg_leads.operators import control_auth
+from esg_leads.operators.model_lifecycle import MODEL_SUBJECT
+from esg_leads.operators.scoring import TenantScorer
+from esg_leads.operators.warm_start import scorer_artifact
+from esg_leads.schemas.codec import decode_event, validate_record
+from esg_leads.schemas.records import Emitted, Ingested
+from esg_leads.schemas.settings import Settings
 from tests.operators.test_scoring import NOW, example, score, separable
 
 KEY = "k" * 40

@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.parquet_sink import to_table
-from operators.ops_alerts import offsets_reset_alert
-from schemas.codec import validate_record
-from schemas.outputs import AlertKind
-from schemas.records import OffsetsReset
+from esg_leads.connectors.parquet_sink import to_table
+from esg_leads.operators.ops_alerts import offsets_reset_alert
+from esg_leads.schemas.codec import validate_record
+from esg_leads.schemas.outputs import AlertKind
+from esg_leads.schemas.records import OffsetsReset
 
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 offsets = st.integers(min_value=0, max_value=2**62)

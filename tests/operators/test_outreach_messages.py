@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.outreach_messages import TEMPLATE_DIR, language_for, phrasebook, render_plan
-from schemas.codec import encode, validate_record
-from schemas.outputs import DroppedStep, OutreachMessage
+from esg_leads.operators.outreach_messages import TEMPLATE_DIR, language_for, phrasebook, render_plan
+from esg_leads.schemas.codec import encode, validate_record
+from esg_leads.schemas.outputs import DroppedStep, OutreachMessage
 
 CLAIMS = ("energy_efficient", "certified", "low_climate_risk", "sfdr_article_8",
           "sfdr_article_9", "uk_sdr_label")
@@ -209,7 +209,7 @@ def test_a_handoff_with_messages_is_a_valid_crm_handoff_record():
 
 
 def test_the_lifecycles_handoff_carries_a_message_for_every_step_it_sends():
-    from operators.lifecycle import LifecycleShard
+    from esg_leads.operators.lifecycle import LifecycleShard
     from tests.operators.test_lifecycle import NOW, SETTINGS, scored
 
     out = LifecycleShard(SETTINGS).process([scored(0.8)], NOW)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.prior import prior_many, prior_probability
+from esg_leads.operators.prior import prior_many, prior_probability
 
 scores = st.floats(0, 100, allow_nan=False)
 fractions = st.floats(0, 1, allow_nan=False)

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
-from operators.property_catalog import PropertyCatalog, facts_from_signal, salted_id
-from schemas.codec import decode_event, encode
-from schemas.outputs import DeadLetter
-from schemas.records import CatalogMix, EnrichedEngagement, Ingested
-from schemas.settings import Settings
+from esg_leads.operators.property_catalog import PropertyCatalog, facts_from_signal, salted_id
+from esg_leads.schemas.codec import decode_event, encode
+from esg_leads.schemas.outputs import DeadLetter
+from esg_leads.schemas.records import CatalogMix, EnrichedEngagement, Ingested
+from esg_leads.schemas.settings import Settings
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 NOW = datetime(2026, 3, 10, tzinfo=timezone.utc)
@@ -195,7 +195,7 @@ def test_unknown_property_and_no_property_give_no_facts(catalog):
 
 
 def test_versions_per_property_are_bounded(catalog):
-    from operators.property_catalog import MAX_VERSIONS
+    from esg_leads.operators.property_catalog import MAX_VERSIONS
     for i in range(MAX_VERSIONS + 4):
         catalog.apply_signal(signal(f"s{i}", "p1", T0 + i * DAY, epc_band="C" if i % 2 else "B"))
     assert catalog.facts_as_of("p1", T0 + 3 * DAY) is None  # the oldest were dropped

@@ -7,10 +7,10 @@ from datetime import date, datetime, timezone
 import orjson
 import pytest
 
-from operators.review import CONFLICTING_INTENSITY_KWH_M2, ESG_DRIVES, review_reasons
-from schemas.outputs import ReviewReason
-from schemas.records import PropertyFacts
-from schemas.settings import LifecycleSettings
+from esg_leads.operators.review import CONFLICTING_INTENSITY_KWH_M2, ESG_DRIVES, review_reasons
+from esg_leads.schemas.outputs import ReviewReason
+from esg_leads.schemas.records import PropertyFacts
+from esg_leads.schemas.settings import LifecycleSettings
 
 TODAY = date(2026, 3, 1)
 STALE_DAYS = 365

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators import review_auth
-from schemas.codec import DecodeFailure, decode_event
-from schemas.settings import TenantSettings
+from esg_leads.operators import review_auth
+from esg_leads.schemas.codec import DecodeFailure, decode_event
+from esg_leads.schemas.settings import TenantSettings
 
 KEY = "k" * 32
 T = datetime(2026, 3, 2, 10, tzinfo=timezone.utc)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from operators.routing import target_state, why
-from schemas.settings import Settings
+from esg_leads.operators.routing import target_state, why
+from esg_leads.schemas.settings import Settings
 
 S = Settings(lifecycle={"qualification_threshold": 0.5}, scoring={"warm": 0.25})
 R = [{"code": "ticket_above_limit"}]

@@ -16,14 +16,14 @@ import numpy as np
 import orjson
 import pytest
 
-from online_models.quality import roc_auc
-from operators.features import FEATURE_NAMES, SOURCES, build_vector, investor_context
-from operators.investor_profile import InvestorProfileState
-from operators.investor_window import WindowAggregate
-from operators.scoring import GlobalLearner, TenantScorer
-from schemas.codec import decode_event, encode
-from schemas.outputs import Alert, ScoredLead
-from schemas.records import (
+from esg_leads.online_models.quality import roc_auc
+from esg_leads.operators.features import FEATURE_NAMES, SOURCES, build_vector, investor_context
+from esg_leads.operators.investor_profile import InvestorProfileState
+from esg_leads.operators.investor_window import WindowAggregate
+from esg_leads.operators.scoring import GlobalLearner, TenantScorer
+from esg_leads.schemas.codec import decode_event, encode
+from esg_leads.schemas.outputs import Alert, ScoredLead
+from esg_leads.schemas.records import (
     CatalogMix,
     EnrichedEngagement,
     FeatureVector,
@@ -32,7 +32,7 @@ from schemas.records import (
     LabelledExample,
     PropertyFacts,
 )
-from schemas.settings import Settings
+from esg_leads.schemas.settings import Settings
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
 NOW = datetime(2026, 3, 20, tzinfo=timezone.utc)

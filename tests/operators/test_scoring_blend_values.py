@@ -23,11 +23,11 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from operators.features import FEATURE_NAMES, FEATURE_SOURCES, SOURCES
-from operators.scoring import GlobalLearner, TenantScorer
-from online_models.drift import Detection
-from schemas.records import GlobalModelUpdate
-from schemas.settings import Settings
+from esg_leads.operators.features import FEATURE_NAMES, FEATURE_SOURCES, SOURCES
+from esg_leads.operators.scoring import GlobalLearner, TenantScorer
+from esg_leads.online_models.drift import Detection
+from esg_leads.schemas.records import GlobalModelUpdate
+from esg_leads.schemas.settings import Settings
 from tests.operators.test_scoring import NOW, example, separable, vector
 from tests.operators.test_scoring_values import hand_prior
 

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from operators.scoring import TenantScorer
-from schemas.records import LabelledExample
-from schemas.settings import Settings
+from esg_leads.operators.scoring import TenantScorer
+from esg_leads.schemas.records import LabelledExample
+from esg_leads.schemas.settings import Settings
 from tests.operators.test_scoring import NOW, example, separable, vector
 
 

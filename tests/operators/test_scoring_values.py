@@ -19,12 +19,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from operators.features import FEATURE_NAMES, investor_context
-from operators.investor_profile import InvestorProfileState
-from operators.scoring import TenantScorer, _row_means, _row_variances, tenant_seed, tier_of
-from online_models.drift import Detection
-from schemas.records import FeatureVector
-from schemas.settings import ScoringSettings, Settings
+from esg_leads.operators.features import FEATURE_NAMES, investor_context
+from esg_leads.operators.investor_profile import InvestorProfileState
+from esg_leads.operators.scoring import TenantScorer, _row_means, _row_variances, tenant_seed, tier_of
+from esg_leads.online_models.drift import Detection
+from esg_leads.schemas.records import FeatureVector
+from esg_leads.schemas.settings import ScoringSettings, Settings
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
 NOW = datetime(2026, 3, 20, tzinfo=timezone.utc)

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.validation import Parser, dead_letter
-from schemas.codec import decode_event, encode
-from schemas.outputs import DeadLetter, DlqReason
-from schemas.records import Ingested, RawMessage
-from schemas.topics import INPUT_TOPICS
+from esg_leads.operators.validation import Parser, dead_letter
+from esg_leads.schemas.codec import decode_event, encode
+from esg_leads.schemas.outputs import DeadLetter, DlqReason
+from esg_leads.schemas.records import Ingested, RawMessage
+from esg_leads.schemas.topics import INPUT_TOPICS
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 TS_MS = 1_772_355_600_000  # 2026-03-01T09:00Z, when OUTCOME was produced

@@ -23,15 +23,15 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
-from flows.config import load_settings
-from flows.progress import Progress
-from replay import cluster
-from replay.cluster import ClusterError, SharedFlag, replay_cluster, reserve_ports
-from replay.diff import KINDS, compare, load_run
-from replay.generator import generate
-from replay.simulate import WorldSpec
-from schemas.settings import Settings
+from esg_leads.flows.cli import main
+from esg_leads.flows.config import load_settings
+from esg_leads.flows.progress import Progress
+from esg_leads.replay import cluster
+from esg_leads.replay.cluster import ClusterError, SharedFlag, replay_cluster, reserve_ports
+from esg_leads.replay.diff import KINDS, compare, load_run
+from esg_leads.replay.generator import generate
+from esg_leads.replay.simulate import WorldSpec
+from esg_leads.schemas.settings import Settings
 
 SPEC = WorldSpec(tenants=2, investors=240, properties=50, days=5, seed=11, malformed_rate=0.02)
 #: Fewer shards than the default: six keys to spread over up to four workers. A 5-day
@@ -191,7 +191,7 @@ def test_cli_replays_on_two_processes_identically_run_to_run(
     config.write_text((world / "config.toml").read_text()
                       + "\n[windows]\nshards_per_tenant = 3\n"
                       + "\n[lifecycle]\nuncertain_review_after = 0\nreview_band = 0.3\n")
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "replay", str(world), "--out",
+    done = subprocess.run([sys.executable, "-m", "esg_leads", "replay", str(world), "--out",
                            str(tmp_path / "out"), "--config", str(config), "--processes", "2"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -267,7 +267,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 #: A cluster process that would otherwise never exit: only the watch can end it.
 CHILD_THAT_WAITS = """
 import sys, threading
-from replay.cluster import _die_with_parent
+from esg_leads.replay.cluster import _die_with_parent
 _die_with_parent(int(sys.argv[1]))
 print("armed", flush=True)
 threading.Event().wait()

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from flows.config import load_settings
-from replay.generator import generate
-from replay.runner import replay
-from replay.simulate import DAY_S, WorldSpec
+from esg_leads.flows.config import load_settings
+from esg_leads.replay.generator import generate
+from esg_leads.replay.runner import replay
+from esg_leads.replay.simulate import DAY_S, WorldSpec
 
 SPEC = WorldSpec(tenants=1, investors=600, properties=100, days=11, seed=7, drift_at=9.0,
                  reviewers=False)

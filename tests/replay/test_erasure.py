@@ -21,16 +21,16 @@ import pytest
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from connectors.key_vault import KeyVault
-from connectors.parquet_sink import read_records, records_of
-from connectors.recording import RecordingReader, RecordingWriter
-from flows.config import load_settings
-from flows.pipeline import Sinks, build_flow
-from operators.erasure import open_dead_letter
-from replay.generator import generate
-from replay.runner import replay
-from replay.simulate import WorldSpec
-from schemas.records import RawMessage
+from esg_leads.connectors.key_vault import KeyVault
+from esg_leads.connectors.parquet_sink import read_records, records_of
+from esg_leads.connectors.recording import RecordingReader, RecordingWriter
+from esg_leads.flows.config import load_settings
+from esg_leads.flows.pipeline import Sinks, build_flow
+from esg_leads.operators.erasure import open_dead_letter
+from esg_leads.replay.generator import generate
+from esg_leads.replay.runner import replay
+from esg_leads.replay.simulate import WorldSpec
+from esg_leads.schemas.records import RawMessage
 
 SPEC = WorldSpec(tenants=1, investors=150, properties=40, days=4, seed=21, malformed_rate=0.0)
 

@@ -14,11 +14,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.recording import RecordingReader
-from online_models.quality import roc_auc
-from replay.generator import UNKNOWN_TENANT, generate
-from replay.simulate import FeedOutage, WorldSpec
-from schemas.codec import DecodeFailure, decode_event
+from esg_leads.connectors.recording import RecordingReader
+from esg_leads.online_models.quality import roc_auc
+from esg_leads.replay.generator import UNKNOWN_TENANT, generate
+from esg_leads.replay.simulate import FeedOutage, WorldSpec
+from esg_leads.schemas.codec import DecodeFailure, decode_event
 
 # The world's statistics do not depend on its reviewers (tests/replay/test_reviewers.py);
 # without them the generator does not replay the world through the flow.
@@ -174,9 +174,9 @@ def test_bad_spec_is_refused() -> None:
 def test_world_config_lets_its_reviewers_sign_decisions(tmp_path: Path) -> None:
     """A generated world's config names reviewers and a (dev) key per tenant, so that its
     review cases can be decided with decisions the flow accepts."""
-    from flows.config import load_settings
-    from flows.review_decision import signed_decision
-    from operators import review_auth
+    from esg_leads.flows.config import load_settings
+    from esg_leads.flows.review_decision import signed_decision
+    from esg_leads.operators import review_auth
 
     spec = WorldSpec(tenants=2, investors=40, properties=10, days=2, seed=11)
     generate(spec, tmp_path / "w")
@@ -218,9 +218,9 @@ def test_feed_stale_within_max_staleness_of_the_outage_and_recovered_after(tmp_p
     """Issue 18: each provider of each tenant is reported stale within max_staleness of the
     outage's start and recovered after its end; outside the outage at most one (natural)
     silence of a rare provider is reported."""
-    from connectors.parquet_sink import read_records
-    from flows.config import load_settings
-    from replay.runner import replay
+    from esg_leads.connectors.parquet_sink import read_records
+    from esg_leads.flows.config import load_settings
+    from esg_leads.replay.runner import replay
 
     generate(OUTAGE, tmp_path / "world")
     limit = 2 * 86_400
@@ -250,9 +250,9 @@ def test_feed_stale_within_max_staleness_of_the_outage_and_recovered_after(tmp_p
 
 
 def test_settings_without_sources_watch_nothing(tmp_path: Path) -> None:
-    from connectors.parquet_sink import read_records
-    from flows.config import load_settings
-    from replay.runner import replay
+    from esg_leads.connectors.parquet_sink import read_records
+    from esg_leads.flows.config import load_settings
+    from esg_leads.replay.runner import replay
 
     generate(OUTAGE, tmp_path / "world")
     replay(tmp_path / "world", tmp_path / "run",
@@ -277,9 +277,9 @@ def test_an_outage_degrades_the_leads_it_touches_and_only_while_it_lasts(tmp_pat
     a lead names a source stale exactly while that source's feed_stale alert is open; every
     lead that names one has a wider score interval (logit scale) and ESG alignment
     interval than it would have had; every other lead is unchanged."""
-    from connectors.parquet_sink import read_records
-    from flows.config import load_settings
-    from replay.runner import replay
+    from esg_leads.connectors.parquet_sink import read_records
+    from esg_leads.flows.config import load_settings
+    from esg_leads.replay.runner import replay
 
     generate(ONE_DOWN, tmp_path / "world")
     limit = 2 * 86_400
@@ -362,7 +362,7 @@ def test_the_reviewers_timeline_follows_the_engagements_that_move_the_tenants_cl
     """A case is published at the first arrival of an engagement at or past its time
     (a window's end plus lateness, or a re-score's instant); an unsubscribe and an
     erased investor's engagements reach no window, so they move no clock."""
-    from replay.generator import _Timeline
+    from esg_leads.replay.generator import _Timeline
 
     def event(investor: str, event_s: float, action: str = "property_view") -> dict:
         return {"tenant": "acme", "investor_id": investor, "action": action,

@@ -11,18 +11,18 @@ from pathlib import Path
 import orjson
 import pytest
 
-from connectors.parquet_sink import read_records
-from connectors.recording import RecordedMessage, RecordingReader, RecordingWriter
-from flows.config import load_settings
-from online_models.champion import in_canary
-from operators import control_auth
-from replay.diff import compare, load_run
-from replay.generator import generate
-from replay.runner import replay
-from replay.simulate import WorldSpec
-from replay.train import fit, register
-from schemas.codec import decode_event, validate_record
-from schemas.settings import Settings
+from esg_leads.connectors.parquet_sink import read_records
+from esg_leads.connectors.recording import RecordedMessage, RecordingReader, RecordingWriter
+from esg_leads.flows.config import load_settings
+from esg_leads.online_models.champion import in_canary
+from esg_leads.operators import control_auth
+from esg_leads.replay.diff import compare, load_run
+from esg_leads.replay.generator import generate
+from esg_leads.replay.runner import replay
+from esg_leads.replay.simulate import WorldSpec
+from esg_leads.replay.train import fit, register
+from esg_leads.schemas.codec import decode_event, validate_record
+from esg_leads.schemas.settings import Settings
 
 WORLD = WorldSpec(tenants=1, investors=300, properties=40, days=6, seed=23, reviewers=False)
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)

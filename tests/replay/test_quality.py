@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from replay.quality import HORIZON, evaluate_horizon, handoff_precision, horizon_label
+from esg_leads.replay.quality import HORIZON, evaluate_horizon, handoff_precision, horizon_label
 
 START = datetime(2026, 1, 5, tzinfo=timezone.utc)
 

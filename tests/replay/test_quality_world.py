@@ -14,11 +14,11 @@ import json
 
 import pytest
 
-from flows.config import load_settings
-from replay.generator import generate
-from replay.quality import evaluate_horizon
-from replay.runner import replay
-from replay.simulate import WorldSpec
+from esg_leads.flows.config import load_settings
+from esg_leads.replay.generator import generate
+from esg_leads.replay.quality import evaluate_horizon
+from esg_leads.replay.runner import replay
+from esg_leads.replay.simulate import WorldSpec
 
 SPEC = WorldSpec(tenants=1, investors=2000, properties=200, days=45, seed=5, reviewers=False,
                  malformed_rate=0.0)

@@ -11,15 +11,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from connectors.recording import RecordingReader
-from flows.config import load_settings
-from operators import review_auth
-from replay.generator import generate
-from replay.reviewers import DAY_S, WORK_END_H, WORK_START_H, Case, ReviewerTeam, decide
-from replay.runner import replay
-from replay.simulate import WorldSpec
-from replay.world import dev_review_signing_key
-from schemas.codec import decode_event
+from esg_leads.connectors.recording import RecordingReader
+from esg_leads.flows.config import load_settings
+from esg_leads.operators import review_auth
+from esg_leads.replay.generator import generate
+from esg_leads.replay.reviewers import DAY_S, WORK_END_H, WORK_START_H, Case, ReviewerTeam, decide
+from esg_leads.replay.runner import replay
+from esg_leads.replay.simulate import WorldSpec
+from esg_leads.replay.world import dev_review_signing_key
+from esg_leads.schemas.codec import decode_event
 
 SPEC = WorldSpec(tenants=3, investors=600, properties=80, days=20, seed=3)
 #: Review cases per 1k investors of the same world before needs_info and the wait for

@@ -13,17 +13,17 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.key_vault import KeyVault
+from esg_leads.connectors.key_vault import KeyVault
 
 
-from connectors.parquet_sink import OutputError, read_records
-from flows.config import load_settings
-from operators.erasure import open_dead_letter
-from replay.generator import generate
-from replay.runner import replay
-from replay.simulate import WorldSpec
-from schemas.codec import validate_record
-from schemas.settings import Settings
+from esg_leads.connectors.parquet_sink import OutputError, read_records
+from esg_leads.flows.config import load_settings
+from esg_leads.operators.erasure import open_dead_letter
+from esg_leads.replay.generator import generate
+from esg_leads.replay.runner import replay
+from esg_leads.replay.simulate import WorldSpec
+from esg_leads.schemas.codec import validate_record
+from esg_leads.schemas.settings import Settings
 
 SPEC = WorldSpec(tenants=2, investors=600, properties=120, days=12, seed=4, malformed_rate=0.02)
 PROCESSING_TIME_FIELDS = {"processed_at"}
@@ -166,7 +166,7 @@ def test_lifecycle_outputs_and_audit_partitions(replayed: tuple[Path, dict]) -> 
 def test_a_replay_ignores_wall_clock_window_closes(world: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """``windows.idle_close_after`` would make a replay's outcome depend on its speed."""
-    import replay.runner as runner
+    import esg_leads.replay.runner as runner
 
     seen = []
     build = runner.build_flow
@@ -214,7 +214,7 @@ def test_a_full_disk_mid_replay_stops_the_input_and_is_one_error(
         world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capfd: pytest.CaptureFixture[str]) -> None:
     """Before: the OSError inside a bytewax sink was a Rust panic with a backtrace."""
-    import connectors.parquet_sink as parquet_sink
+    import esg_leads.connectors.parquet_sink as parquet_sink
 
     init, write_table = parquet_sink._ParquetPartition.__init__, pq.ParquetWriter.write_table
     leads_writes = []
@@ -273,8 +273,8 @@ def test_every_planned_contact_keeps_the_regions_quiet_hours_and_caps(
     state no zone), and no plan exceeds a cap on its own."""
     from zoneinfo import ZoneInfo
 
-    from operators.compliance import load_packs
-    from operators.contact_rules import MEDIUM
+    from esg_leads.operators.compliance import load_packs
+    from esg_leads.operators.contact_rules import MEDIUM
     out, _ = replayed
     packs = load_packs()
     checked = 0

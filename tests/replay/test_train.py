@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from connectors.parquet_sink import read_records
-from flows.cli import main
-from flows.config import load_settings
-from online_models.model_store import ModelStore, encode
-from online_models.quality import roc_auc
-from operators.features import FEATURE_NAMES, FEATURE_RANGES, FEATURE_SET_VERSION
-from operators.scoring import TenantScorer
-from replay.generator import generate
-from replay.simulate import WorldSpec
-from replay.train import fit, log_loss, register
-from schemas.settings import Settings
+from esg_leads.connectors.parquet_sink import read_records
+from esg_leads.flows.cli import main
+from esg_leads.flows.config import load_settings
+from esg_leads.online_models.model_store import ModelStore, encode
+from esg_leads.online_models.quality import roc_auc
+from esg_leads.operators.features import FEATURE_NAMES, FEATURE_RANGES, FEATURE_SET_VERSION
+from esg_leads.operators.scoring import TenantScorer
+from esg_leads.replay.generator import generate
+from esg_leads.replay.simulate import WorldSpec
+from esg_leads.replay.train import fit, log_loss, register
+from esg_leads.schemas.settings import Settings
 
 WORLD_A = WorldSpec(tenants=1, investors=2000, properties=200, days=30, seed=21, reviewers=False)
 WORLD_B = WorldSpec(tenants=1, investors=2000, properties=200, days=30, seed=22, reviewers=False)

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.codec import DecodeFailure, decode_event, encode, json_schema
-from schemas.inputs import Engagement, InvestorProfile, PropertySignal
-from schemas.outputs import DlqReason
-from schemas.topics import ALL_TOPICS, INPUT_TOPICS
+from esg_leads.schemas.codec import DecodeFailure, decode_event, encode, json_schema
+from esg_leads.schemas.inputs import Engagement, InvestorProfile, PropertySignal
+from esg_leads.schemas.outputs import DlqReason
+from esg_leads.schemas.topics import ALL_TOPICS, INPUT_TOPICS
 
 ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,20}", fullmatch=True)
 sources = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,20}", fullmatch=True)

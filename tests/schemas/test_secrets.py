@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from flows.config import load_settings, masked, scrubber
-from schemas.secrets import MASK, Scrubber, is_secret_name, mask_url_userinfo, redact
-from schemas.settings import Settings
+from esg_leads.flows.config import load_settings, masked, scrubber
+from esg_leads.schemas.secrets import MASK, Scrubber, is_secret_name, mask_url_userinfo, redact
+from esg_leads.schemas.settings import Settings
 
 #: librdkafka's secret settings, and the spellings other clients (CRM, schema registry) use.
 SECRET_NAMES = [
@@ -117,7 +117,7 @@ def test_random_secret_names_under_kafka_client_never_leak(name: str, value: str
     """Whatever a secret is called, if its name says so it never shows: in ``config``'s
     output, in the start line, or in a log line that happens to quote it. (A last word
     such as ``location`` or ``url`` says the value is not the secret: see PUBLIC_NAMES.)"""
-    from flows.run import startup_line
+    from esg_leads.flows.run import startup_line
 
     if not is_secret_name(name):  # a last word that names a place ("...key.location")
         return
