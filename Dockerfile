@@ -26,6 +26,7 @@ COPY online_models/ online_models/
 COPY connectors/ connectors/
 COPY flows/ flows/
 COPY replay/ replay/
+COPY esg_leads/ esg_leads/
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
 # ------------------------------------------------------------------- the runtime

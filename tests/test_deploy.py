@@ -539,7 +539,8 @@ def test_cmd_config_path_exists_in_repo_and_is_copied(dockerfile, services: dict
 
 def test_build_copies_every_package_and_installs_no_extras(dockerfile) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    # the folders the wheel maps into the esg_leads namespace (package-dir)
+    packages = set(project["tool"]["setuptools"]["package-dir"].values())
     builders = [stage for stage in stages(dockerfile)
                 if any(re.search(r"pip (wheel|install)\b.*\s\.(\s|$)", args)
                        for args in only(stage, "RUN"))]

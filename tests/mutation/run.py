@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -108,16 +109,24 @@ def tests_of(work: Path, module: str) -> tuple[str, ...]:
     return tuple(t for t in MODULES[module][1] if (work / t).is_file())
 
 
+def doctest_node(source: str) -> tuple[str, ...]:
+    """The test that runs the module's docstring examples (``tests/test_doctests.py``)."""
+    if ">>>" not in (ROOT / source).read_text():
+        return ()
+    dotted = "esg_leads." + source.removesuffix(".py").replace("/", ".")
+    return (f"tests/test_doctests.py::test_docstring_examples_hold[{dotted}]",)
+
+
 def pytest_command(source: str, tests: tuple[str, ...]) -> list[str]:
     return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-            "--hypothesis-seed=0", *tests, source]
+            "--hypothesis-seed=0", *tests, *doctest_node(source)]
 
 
 def run_mutmut(work: Path, module: str, out: Outcome, equivalent: dict[str, str], log) -> None:
     source, tests = MODULES[module][0], tests_of(work, module)
     mutmut = str(Path(sys.executable).with_name("mutmut"))
     (work / ".mutmut-cache").unlink(missing_ok=True)
-    runner = " ".join(pytest_command(source, tests))
+    runner = shlex.join(pytest_command(source, tests))
     subprocess.run([mutmut, "run", "--paths-to-mutate", source, "--tests-dir", str(Path(tests[0]).parent),
                     "--runner", runner, "--no-progress", "--simple-output",
                     "-m", "4", "-b", "20"],

@@ -19,16 +19,16 @@ import pytest
 from river import base
 from river.checks import yield_checks
 
-import online_models
+from esg_leads import online_models
 from esg_leads.online_models.bagged_logistic import probabilities
 
 
 def _discover() -> list[type]:
     found = {}
     for info in pkgutil.iter_modules(online_models.__path__):
-        module = importlib.import_module(f"online_models.{info.name}")
+        module = importlib.import_module(f"{online_models.__name__}.{info.name}")
         for _, cls in inspect.getmembers(module, inspect.isclass):
-            if (issubclass(cls, base.Estimator) and cls.__module__.startswith("online_models.")
+            if (issubclass(cls, base.Estimator) and cls.__module__.startswith(f"{online_models.__name__}.")
                     and not inspect.isabstract(cls)):
                 found[f"{cls.__module__}.{cls.__qualname__}"] = cls
     return [found[k] for k in sorted(found)]
