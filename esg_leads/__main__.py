@@ -1,5 +1,5 @@
 """``python -m esg_leads ...`` is the ``esg-leads`` command."""
 
-from esg_leads.flows.cli import main
+from esg_leads.cli.main import main
 
 raise SystemExit(main())

@@ -242,7 +242,7 @@ def write_report(run: Path, out: Path | None = None, recording: Path | None = No
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from esg_leads.flows.cli import UsageError
+    from esg_leads.cli.main import UsageError
     from esg_leads.flows.report_data import NotARun
 
     if args.recording is not None and not args.recording.is_dir():

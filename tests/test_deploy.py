@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
-from esg_leads.flows.cli import build_parser
+from esg_leads.cli.main import build_parser
 from esg_leads.flows.config import ENV_PREFIX, load_settings
 from esg_leads.schemas.settings import Settings
 from esg_leads.schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS

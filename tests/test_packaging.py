@@ -92,7 +92,7 @@ def test_the_installed_wheel_runs_without_the_checkout(wheel: Path, tmp_path: Pa
     assert done.returncode == 0, done.stderr
     assert "properties" in done.stdout
     probe = subprocess.run(
-        [sys.executable, "-c", "import esg_leads.flows.cli as m, esg_leads.operators as o; "
+        [sys.executable, "-c", "import esg_leads.cli.main as m, esg_leads.operators as o; "
                                "print(m.__file__); print(o.__path__)"],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True,
         text=True, timeout=60)

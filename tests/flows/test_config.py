@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from esg_leads.flows.cli import main
+from esg_leads.cli.main import main
 from esg_leads.flows.config import ConfigError, load_settings
 from esg_leads.replay.generator import generate
 from esg_leads.replay.simulate import WorldSpec

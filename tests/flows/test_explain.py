@@ -13,7 +13,7 @@ from rich.console import Console
 from esg_leads.connectors.parquet_sink import read_records
 from esg_leads.connectors.recording import RecordingReader
 
-from esg_leads.flows.cli import main
+from esg_leads.cli.main import main
 from esg_leads.flows.config import load_settings
 from esg_leads.flows.explain import explain
 from esg_leads.operators.features import FEATURE_SET_VERSION

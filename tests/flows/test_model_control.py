@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from esg_leads.flows.cli import main
+from esg_leads.cli.main import main
 from esg_leads.online_models.model_store import ModelStore
 from esg_leads.operators.validation import Parser
 from esg_leads.schemas.records import Ingested, RawMessage

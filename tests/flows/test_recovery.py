@@ -309,7 +309,7 @@ def test_sigterm_with_recovery_stops_within_two_snapshots(world, tmp_path: Path)
 FULL_DISK_RUN = """
 import errno, sys
 import esg_leads.connectors.parquet_sink as parquet_sink
-from esg_leads.flows.cli import main
+from esg_leads.cli.main import main
 
 def no_space(*args, **kwargs):
     raise OSError(errno.ENOSPC, "Error writing bytes to file")

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from esg_leads.connectors.parquet_sink import read_records, to_table
-from esg_leads.flows.cli import main
+from esg_leads.cli.main import main
 from esg_leads.flows.config import load_settings
 from esg_leads.flows.report import charts, render, write_report
 from esg_leads.flows.report_data import load

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from esg_leads.flows.cli import main
+from esg_leads.cli.main import main
 from esg_leads.flows.config import load_settings
 from esg_leads.flows.progress import Progress
 from esg_leads.replay import cluster

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from esg_leads.connectors.parquet_sink import read_records
-from esg_leads.flows.cli import main
+from esg_leads.cli.main import main
 from esg_leads.flows.config import load_settings
 from esg_leads.online_models.model_store import ModelStore, encode
 from esg_leads.online_models.quality import roc_auc

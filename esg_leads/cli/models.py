@@ -33,7 +33,7 @@ def model_overrides(args: argparse.Namespace) -> dict:
 
 def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def call(args: argparse.Namespace) -> int:
-        from esg_leads.flows.cli import UsageError
+        from esg_leads.cli.main import UsageError
         from esg_leads.online_models.model_store import RegistryError
 
         from esg_leads.flows.review_decision import DecisionError
@@ -47,7 +47,7 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
 
 
 def _settings(config: Path | None, recording: Path | None, overrides: dict):
-    from esg_leads.flows.cli import _settings as load
+    from esg_leads.cli.main import _settings as load
 
     if config is None and recording is not None and (recording / "config.toml").exists():
         config = recording / "config.toml"
@@ -57,7 +57,7 @@ def _settings(config: Path | None, recording: Path | None, overrides: dict):
 def _registry(args: argparse.Namespace):
     from esg_leads.online_models.model_store import ModelStore, registry_directory
 
-    from esg_leads.flows.cli_args import UsageError
+    from esg_leads.cli.args import UsageError
 
     directory = Path(args.registry if args.registry is not None
                      else registry_directory(_settings(args.config, None, {})))
@@ -87,7 +87,7 @@ def _num(value: object, digits: int = 4) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from esg_leads.flows.cli_args import UsageError, open_recording
+    from esg_leads.cli.args import UsageError, open_recording
     from esg_leads.replay.train import train
 
     open_recording(args.recording)  # a missing, empty or junk directory: one line, exit 2

@@ -8,7 +8,7 @@ that is not a recording, output already there) is :class:`UsageError`, one line 
 exit 2; a failure of the world outside (an unreachable broker after the retry budget)
 is :class:`Failure`, one line and exit 1; a closed pipe (``esg-leads schema | head``)
 ends silently; anything else is a bug, one line naming it and exit 70 (``--traceback``
-shows where). Argument parsing lives in ``flows/cli_args.py``.
+shows where). Argument parsing lives in ``esg_leads/cli/args.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from esg_leads.flows.cli_args import (  # noqa: F401 - UsageError, Failure: for the command modules
+from esg_leads.cli.args import (  # noqa: F401 - UsageError, Failure: for the command modules
     EXIT_BUG,
     EXIT_FAILURE,
     EXIT_PIPE,
@@ -43,8 +43,8 @@ from esg_leads.flows.cli_args import (  # noqa: F401 - UsageError, Failure: for 
     positive_int,
     print_error,
 )
-from esg_leads.flows.models_cli import add_commands as add_model_commands
-from esg_leads.flows.models_cli import model_overrides
+from esg_leads.cli.models import add_commands as add_model_commands
+from esg_leads.cli.models import model_overrides
 
 # ----------------------------------------------------------------------- schema
 
@@ -371,7 +371,7 @@ def cmd_review_decision(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from esg_leads.flows.demo import run_demo
+    from esg_leads.cli.demo import run_demo
 
     return run_demo(Path(args.out), seed=args.seed, investors=args.investors, days=args.days)
 
@@ -550,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=positive_int, default=45, help="days to simulate")
     p.set_defaults(func=cmd_demo)
 
-    from esg_leads.flows.crm_commands import add_commands as add_crm_commands  # crm-sync, webhooks, fake-crm
+    from esg_leads.cli.crm import add_commands as add_crm_commands  # crm-sync, webhooks, fake-crm
 
     add_crm_commands(sub)
     from esg_leads.flows.report import add_command as add_report_command  # esg-leads report

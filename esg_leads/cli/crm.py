@@ -1,6 +1,6 @@
 """The CRM sub-commands of ``esg-leads``: ``crm-sync``, ``webhooks``, ``fake-crm``.
 
-Kept apart from ``flows/cli.py`` (which only calls :func:`add_commands`) so that the CLI
+Kept apart from ``esg_leads/cli/main.py`` (which only calls :func:`add_commands`) so that the CLI
 module stays small and these commands import httpx, Starlette and uvicorn only when run.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def _settings(args: argparse.Namespace):
-    from esg_leads.flows.cli import _settings as load  # one error line; logs formatted and scrubbed
+    from esg_leads.cli.main import _settings as load  # one error line; logs formatted and scrubbed
 
     overrides: dict = {}
     if getattr(args, "bootstrap", None):
@@ -38,7 +38,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 
 def cmd_fake_crm(args: argparse.Namespace) -> int:
     from esg_leads.connectors.fake_crm import main
-    from esg_leads.flows.cli import UsageError
+    from esg_leads.cli.main import UsageError
 
     try:
         return main(args.port, args.chaos or "", args.token, args.reject, args.seed)
@@ -47,7 +47,7 @@ def cmd_fake_crm(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from esg_leads.flows.cli_args import nonneg_int, port
+    from esg_leads.cli.args import nonneg_int, port
 
     p = sub.add_parser("crm-sync", help="deliver crm.handoff to the CRM over HTTP",
                        epilog="example:\n  esg-leads crm-sync --bootstrap 127.0.0.1:9092 "

@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from esg_leads.flows.cli import main
+from esg_leads.cli.main import main
 from esg_leads.flows.config import load_settings
 from esg_leads.flows.run import startup_warnings
 from esg_leads.schemas.settings import Settings
@@ -252,7 +252,7 @@ def test_review_decision_unreachable_broker_fails_with_exit_1(
 SIGNAL_AFTER_FIRST_BATCH = """
 import os, signal, sys
 from esg_leads.flows import progress
-from esg_leads.flows.cli import main
+from esg_leads.cli.main import main
 
 update = progress.Progress.update
 

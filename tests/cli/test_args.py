@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from esg_leads.flows.cli import build_parser
-from esg_leads.flows.cli_args import fraction, nonneg_int, port, positive_float, positive_int
+from esg_leads.cli.main import build_parser
+from esg_leads.cli.args import fraction, nonneg_int, port, positive_float, positive_int
 
 
 def parsers() -> list[tuple[str, argparse.ArgumentParser]]:

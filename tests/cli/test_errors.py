@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from esg_leads.flows.cli import build_parser, main
+from esg_leads.cli.main import build_parser, main
 from esg_leads.replay.generator import generate
 from esg_leads.replay.simulate import WorldSpec
 from tests.kafka_helpers import ESG_LEADS, refused_address
@@ -167,7 +167,7 @@ def test_no_command_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_an_unexpected_exception_is_one_line_and_exit_70(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from esg_leads.flows import cli
+    from esg_leads.cli import main as cli
 
     def broken(args: object) -> int:
         raise KeyError("a bug")

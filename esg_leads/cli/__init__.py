@@ -1,0 +1,1 @@
+"""The ``esg-leads`` command line: the top layer, above replay/ and flows/."""
