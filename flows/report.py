@@ -9,7 +9,6 @@ their comments removed (they repeat the labels).
 
 from __future__ import annotations
 
-import argparse
 import io
 import re
 import shlex
@@ -239,35 +238,3 @@ def write_report(run: Path, out: Path | None = None, recording: Path | None = No
         partial.unlink(missing_ok=True)
         raise
     return out
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from esg_leads.cli.main import UsageError
-    from esg_leads.flows.report_data import NotARun
-
-    if args.recording is not None and not args.recording.is_dir():
-        raise UsageError(f"no recording at {args.recording}")
-    try:
-        path = write_report(args.run, args.out, args.recording)
-    except NotARun as error:
-        raise UsageError(str(error)) from None
-    except OSError as error:
-        raise UsageError(f"cannot write the report: {error}") from None
-    print(path)
-    return 0
-
-
-def add_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write a run's HTML report (one offline file)",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Write one self-contained HTML page about a run:\n"
-                       "reconciliation, dead letters, scores, calibration, alerts, review,\n"
-                       "handoffs and top leads.\n\n"
-                       "example:\n  esg-leads report .demo/run --recording .demo/world")
-    p.add_argument("run", type=Path, help="a replay's output directory")
-    p.add_argument("--recording", type=Path, default=None,
-                   help="the recording it ran on: its CRM outcomes are the labels for "
-                        "calibration and rolling AUC / log loss")
-    p.add_argument("--out", type=Path, default=None,
-                   help="where to write the page (default: RUN/report.html)")
-    p.set_defaults(func=cmd_report)

@@ -17,7 +17,7 @@ import pytest
 
 import esg_leads
 
-PACKAGES = ("schemas", "operators", "online_models", "connectors", "flows", "replay")
+PACKAGES = ("cli", "schemas", "operators", "online_models", "connectors", "flows", "replay")
 
 
 def _modules() -> list[str]:

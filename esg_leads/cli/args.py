@@ -208,3 +208,23 @@ def print_error(prog: str, message: str) -> None:
     """``prog: error: message`` on stderr, on one line whatever ``message`` holds."""
     flat = " ".join(str(message).split())
     print(f"{prog}: error: {flat}", file=sys.stderr, flush=True)
+
+
+#: Settings given as flags to every command (``--log-format``), set by :func:`main`.
+COMMON_OVERRIDES: dict = {}
+
+
+def effective_settings(config: Path | None, overrides: dict | None = None):
+    """The effective settings; from here on, logs take their format and lose every
+    secret of them."""
+    from esg_leads.flows import logs
+    from esg_leads.flows.config import ConfigError, load_settings, scrubber
+
+    try:
+        settings = load_settings(config_file=config,
+                                 overrides={**(overrides or {}), **COMMON_OVERRIDES})
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+    logs.configure(settings.logging.format)
+    logs.add_scrubber(scrubber(settings))
+    return settings

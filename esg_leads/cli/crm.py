@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def _settings(args: argparse.Namespace):
-    from esg_leads.cli.main import _settings as load  # one error line; logs formatted and scrubbed
+    from esg_leads.cli.args import effective_settings as load  # one error line; logs formatted and scrubbed
 
     overrides: dict = {}
     if getattr(args, "bootstrap", None):
@@ -38,7 +38,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 
 def cmd_fake_crm(args: argparse.Namespace) -> int:
     from esg_leads.connectors.fake_crm import main
-    from esg_leads.cli.main import UsageError
+    from esg_leads.cli.args import UsageError
 
     try:
         return main(args.port, args.chaos or "", args.token, args.reject, args.seed)

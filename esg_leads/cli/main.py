@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from esg_leads.cli.args import (  # noqa: F401 - UsageError, Failure: for the command modules
+    COMMON_OVERRIDES,
     EXIT_BUG,
     EXIT_FAILURE,
     EXIT_PIPE,
@@ -34,6 +35,7 @@ from esg_leads.cli.args import (  # noqa: F401 - UsageError, Failure: for the co
     check_out,
     check_run_outputs,
     describe_os_error,
+    effective_settings,
     fraction,
     nonneg_int,
     open_recording,
@@ -116,26 +118,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- replay
 
 
-#: Settings given as flags to every command (``--log-format``), set by :func:`main`.
-_COMMON_OVERRIDES: dict = {}
-
-
-def _settings(config: Path | None, overrides: dict | None = None):
-    """The effective settings; from here on, logs take their format and lose every
-    secret of them."""
-    from esg_leads.flows import logs
-    from esg_leads.flows.config import ConfigError, load_settings, scrubber
-
-    try:
-        settings = load_settings(config_file=config,
-                                 overrides={**(overrides or {}), **_COMMON_OVERRIDES})
-    except ConfigError as error:
-        raise UsageError(str(error)) from None
-    logs.configure(settings.logging.format)
-    logs.add_scrubber(scrubber(settings))
-    return settings
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
     from esg_leads.flows.progress import Progress
     from esg_leads.operators.warm_start import check_warm_start
@@ -146,7 +128,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if config is None and (args.recording / "config.toml").exists():
         config = args.recording / "config.toml"
         print(f"using {config} (the generated world's tenants)", file=sys.stderr)
-    settings = _settings(config, model_overrides(args))
+    settings = effective_settings(config, model_overrides(args))
     # Before any process starts: a missing or incompatible --model is one line here, not
     # one traceback per replay process.
     check_warm_start(settings)
@@ -221,7 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from esg_leads.flows.config import scrubber
     from esg_leads.flows.run import run
 
-    settings = _settings(args.config, _run_overrides(args))  # logs scrubbed from here on
+    settings = effective_settings(args.config, _run_overrides(args))  # logs scrubbed from here on
     from esg_leads.connectors.parquet_sink import ensure_writable
 
     for directory in (settings.audit.directory, settings.recovery.directory):
@@ -247,7 +229,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
     try:
         loaded = load_layers(config_file=args.config,
-                             overrides={**_run_overrides(args), **_COMMON_OVERRIDES})
+                             overrides={**_run_overrides(args), **COMMON_OVERRIDES})
     except ConfigError as error:
         raise UsageError(str(error)) from None
     if not args.show_origin:
@@ -316,7 +298,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     if not args.until_end and args.duration is None:
         raise UsageError("say when to stop: --until-end or --duration S")
     check_out(args.out, args.overwrite)
-    settings = _settings(args.config, _run_overrides(args))
+    settings = effective_settings(args.config, _run_overrides(args))
     topics = args.topics or [settings.kafka.topic(t) for t in INPUT_TOPICS]
     try:
         with Progress("recording", total=1, unit="messages") as progress:
@@ -553,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     from esg_leads.cli.crm import add_commands as add_crm_commands  # crm-sync, webhooks, fake-crm
 
     add_crm_commands(sub)
-    from esg_leads.flows.report import add_command as add_report_command  # esg-leads report
+    from esg_leads.cli.report import add_command as add_report_command  # esg-leads report
 
     add_report_command(sub)
     add_model_commands(sub)  # train, models; --model/--registry on replay and run
@@ -590,9 +572,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"esg-leads {args.command}"
     from esg_leads.flows import logs
 
-    _COMMON_OVERRIDES.clear()
+    COMMON_OVERRIDES.clear()
     if args.log_format is not None:
-        _COMMON_OVERRIDES["logging"] = {"format": args.log_format}
+        COMMON_OVERRIDES["logging"] = {"format": args.log_format}
     logs.configure(args.log_format or "text")  # the settings may change it (_settings)
     try:
         code = args.func(args)

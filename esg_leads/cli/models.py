@@ -33,7 +33,7 @@ def model_overrides(args: argparse.Namespace) -> dict:
 
 def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def call(args: argparse.Namespace) -> int:
-        from esg_leads.cli.main import UsageError
+        from esg_leads.cli.args import UsageError
         from esg_leads.online_models.model_store import RegistryError
 
         from esg_leads.flows.review_decision import DecisionError
@@ -47,7 +47,7 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
 
 
 def _settings(config: Path | None, recording: Path | None, overrides: dict):
-    from esg_leads.cli.main import _settings as load
+    from esg_leads.cli.args import effective_settings as load
 
     if config is None and recording is not None and (recording / "config.toml").exists():
         config = recording / "config.toml"
