@@ -34,7 +34,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "2dc363b"  # issue 16's reference: main before the efficiency work
-RUN_CLI = "import sys; from flows.cli import main; sys.exit(main())"
+
+
+def cli_entry(source: Path) -> str:
+    """Our CLI as ``python -c`` runs it from ``source``: under the esg_leads namespace, or
+    as a top-level ``flows`` package in a tree from before it (such as the baseline)."""
+    module = "esg_leads.cli.main" if (source / "esg_leads" / "cli").is_dir() else "flows.cli"
+    return f"import sys; from {module} import main; sys.exit(main())"
 
 
 @dataclass
@@ -58,7 +64,7 @@ def run_child(python: str, source: Path, args: list[str], cwd: Path) -> tuple[fl
     env = {**os.environ, "PYTHONPATH": str(source), "PYTHONHASHSEED": "0"}
     env = {k: v for k, v in env.items() if not k.startswith("ESG_LEADS_")}
     started = time.perf_counter()
-    child = subprocess.Popen([python, "-c", RUN_CLI, *args], cwd=cwd, env=env,
+    child = subprocess.Popen([python, "-c", cli_entry(source), *args], cwd=cwd, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
