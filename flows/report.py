@@ -204,7 +204,7 @@ def _reasons(record: dict) -> dict[str, list[str]]:
 def render(data: ReportData, generated: datetime | None = None) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    environment = Environment(loader=PackageLoader("flows", "templates"),
+    environment = Environment(loader=PackageLoader(__package__, "templates"),
                               autoescape=select_autoescape(default=True, default_for_string=True),
                               trim_blocks=True, lstrip_blocks=True)
     leads = [{"record": r, "reasons": _reasons(r), "explain": explain_command(data, r["investor_id"])}

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import importlib.abc
 import os
+import sys
 
 import pytest
 from hypothesis import settings
+
+#: The folders the wheel installs under the one namespace (esg_leads.<name>).
+_OUR_PACKAGES = frozenset({"schemas", "operators", "online_models", "connectors", "flows",
+                           "replay"})
+
+
+class _OnlyThroughTheNamespace(importlib.abc.MetaPathFinder):
+    """Refuse ``import flows`` (and a package name given as a string, as Jinja2's
+    ``PackageLoader("flows", ...)`` was) in the test process, as the installed wheel
+    would: in a checkout the repository root is on sys.path, so the bare name would import
+    here and the bug would show only in an installed ``esg-leads``."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name in _OUR_PACKAGES:
+            raise ModuleNotFoundError(f"No module named {name!r}: import esg_leads.{name}",
+                                      name=name)
+        return None
+
+
+sys.meta_path.insert(0, _OnlyThroughTheNamespace())
 
 # `make test` draws the same examples on every run: a property test there must never
 # pass or fail by luck (a flaky test is a defect). `make fuzz` explores new examples
