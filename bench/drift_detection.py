@@ -6,8 +6,11 @@ Generates two worlds of the same size and seed, one with ``--drift-at`` and one 
 (reviewers off: they do not change what the detectors see, and they triple the time),
 replays both, and prints side by side, per world: the ``drift_detected`` alerts before
 the onset (false alarms), the first one after it and its delay in simulated hours, per
-tenant and overall, with the subjects each named. Targets (issue 18): first alert within
-48 simulated hours of the onset; at most one false alarm in the world without drift.
+tenant and overall, with the subjects each named; then what followed: retraining
+challengers started and models promoted, and the AUC of the last week's published scores
+against the oracle's (the 90-day protocol of ``replay/quality.py``). Targets (issue 18):
+first alert within 48 simulated hours of the onset; at most one false alarm in the world
+without drift; a retrain, and the last week's AUC back to >= 0.9 x the oracle's.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pyarrow.parquet as pq
 
 from esg_leads.flows.config import load_settings
 from esg_leads.replay.generator import generate
+from esg_leads.replay.quality import evaluate_horizon
 from esg_leads.replay.runner import replay
 from esg_leads.replay.simulate import DAY_S, WorldSpec
 
@@ -47,12 +51,22 @@ def measure(alerts: list[dict], onset_s: float) -> dict:
                           a["detector"], a["subject"]) for a in alerts]}
 
 
-def run_world(spec: WorldSpec, base: Path) -> list[dict]:
+def run_world(spec: WorldSpec, base: Path) -> tuple[list[dict], dict]:
+    """The world's drift alerts, and what followed: retrains, promotions, the last
+    week's AUC against the oracle's."""
     world, run = base / "world", base / "run"
     shutil.rmtree(world, ignore_errors=True)
     generate(spec, world)
     replay(world, run, load_settings(world / "config.toml"))
-    return drift_alerts(run)
+    kinds = defaultdict(int)
+    for row in pq.read_table(run / "alerts.parquet").to_pylist():
+        kinds[row["kind"]] += 1
+    last_week = evaluate_horizon(world, run, from_fraction=max(0.0, 1 - 7 / spec.days))
+    return drift_alerts(run), {"retraining_triggered": kinds["retraining_triggered"],
+                               "model_promoted": kinds["model_promoted"],
+                               "auc_ratio": last_week.get("auc_ratio"),
+                               "auc": last_week.get("auc"),
+                               "oracle_auc": last_week.get("oracle_auc")}
 
 
 def main() -> None:
@@ -68,9 +82,10 @@ def main() -> None:
         spec = WorldSpec(investors=args.investors, days=args.days, seed=args.seed,
                          properties=max(100, args.investors // 10), reviewers=False)
         onset = spec.start.timestamp() + args.drift_at * DAY_S
-        drifted = measure(run_world(WorldSpec(**{**_fields(spec), "drift_at": args.drift_at}),
-                                    base / "drift"), onset)
-        stationary = measure(run_world(spec, base / "no-drift"), onset)
+        drift_alerts_, drift_after = run_world(
+            WorldSpec(**{**_fields(spec), "drift_at": args.drift_at}), base / "drift")
+        still_alerts, still_after = run_world(spec, base / "no-drift")
+        drifted, stationary = measure(drift_alerts_, onset), measure(still_alerts, onset)
         print(f"{'':34}{'drift world':>16}{'no-drift world':>18}")
         print(f"{'drift_detected alerts':34}{drifted['alerts']:>16}{stationary['alerts']:>18}")
         print(f"{'alerts before day ' + format(args.drift_at, 'g') + ' (false)':34}"
@@ -86,10 +101,17 @@ def main() -> None:
                 by_tenant[tenant].append(f"{hours:+.0f}h {detector} {subject}")
             for tenant, lines in sorted(by_tenant.items()):
                 print(f"{name} {tenant}: " + "; ".join(lines))
+        for key in ("retraining_triggered", "model_promoted", "auc", "oracle_auc", "auc_ratio"):
+            label = f"last week's {key}" if "auc" in key else key
+            print(f"{label:34}{str(drift_after[key]):>16}{str(still_after[key]):>18}")
         ok = delay is not None and delay <= 48 and stationary["alerts"] <= 1 \
             and drifted["before_onset"] <= 1
         print("targets (first alert <= 48 h after onset; <= 1 false alarm):",
               "met" if ok else "NOT met")
+        recovered = drift_after["retraining_triggered"] > 0 and \
+            (drift_after["auc_ratio"] or 0) >= 0.9
+        print("target (a retrain; last week's AUC >= 0.9 x oracle):",
+              "met" if recovered else "NOT met")
     finally:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)

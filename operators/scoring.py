@@ -383,6 +383,14 @@ class TenantScorer:
                 watched["score"] = pi
                 for found in self.window_drift.update(as_of.timestamp(), watched):
                     alerts.append(self.window_alert(found, now))
+                    # What investors do has changed: a challenger starts learning the new
+                    # behaviour now, rather than after enough labels show the old model
+                    # worse (labels come weeks after behaviour, and few per tenant).
+                    started = self.registry.start_challenger()
+                    if started is not None:
+                        alerts.append(self.alert(started, Detection(
+                            found.detector, found.subject, found.index, 0.0, 0),
+                            datetime.fromtimestamp(found.at_s, tz=timezone.utc), now))
         return records, alerts
 
     # ----------------------------------------------------------- learning

@@ -1,5 +1,6 @@
 """End to end: a generated world with ``drift_at`` raises a drift alert soon after the
-onset and none before it (issue 18: within 2 simulated days)."""
+onset and none before it (issue 18: within 2 simulated days), and the alert starts a
+retraining challenger."""
 
 from __future__ import annotations
 
@@ -28,3 +29,8 @@ def test_drift_is_detected_within_two_days_and_not_before(tmp_path: Path) -> Non
     assert times[0] - onset <= 2 * DAY_S
     first = min(alerts, key=lambda a: a["event_time"])
     assert first["detector"] == "PSI" and len(first["subject"].split(",")) >= 3
+    # ... and starts a retraining challenger at the same instant, on the same evidence.
+    retrains = [a for a in pq.read_table(tmp_path / "run" / "alerts.parquet").to_pylist()
+                if a["kind"] == "retraining_triggered"]
+    assert retrains and min(a["event_time"] for a in retrains) == first["event_time"]
+    assert any(a["subject"] == first["subject"] for a in retrains)
