@@ -117,8 +117,14 @@ def doctest_node(source: str) -> tuple[str, ...]:
     return (f"tests/test_doctests.py::test_docstring_examples_hold[{dotted}]",)
 
 
+#: mutmut 2 counts a mutant killed only when the tests exit with status 1; a mutant that
+#: breaks the module's import makes pytest exit 2 (collection error) or 4 (a test id that
+#: cannot be collected), which mutmut would count as survived. Any failure is 1 here.
+_PYTEST_FAILS_AS_1 = "import sys, pytest; sys.exit(1 if pytest.main(sys.argv[1:]) else 0)"
+
+
 def pytest_command(source: str, tests: tuple[str, ...]) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+    return [sys.executable, "-c", _PYTEST_FAILS_AS_1, "-x", "-q", "-p", "no:cacheprovider",
             "--hypothesis-seed=0", *tests, *doctest_node(source)]
 
 
