@@ -228,7 +228,24 @@ def load_layers(config_file: str | Path | None = None,
     settings = Settings.model_construct(
         _fields_set=set(layered.model_fields_set),
         **{name: getattr(layered, name) for name in Settings.model_fields})
+    _check_feature_names(settings)
     return Loaded(settings, load.layers, load.config_file, load.env_names)
+
+
+def _check_feature_names(settings: Settings) -> None:
+    """Settings that name features must name real ones: a typo in a watched feature would
+    otherwise silently watch nothing (the feature set is defined in operators/, above the
+    schemas that hold the settings, so the check is here)."""
+    from esg_leads.operators.features import FEATURE_NAMES
+
+    drift = settings.scoring.drift
+    for key, names in (("scoring.drift.features", drift.features),
+                       ("scoring.drift.window_features", drift.window_features)):
+        unknown = [name for name in names if name not in FEATURE_NAMES]
+        if unknown:
+            raise ConfigError(f"invalid setting {key}: no feature named "
+                              f"{', '.join(map(repr, unknown))} (features: "
+                              f"{', '.join(FEATURE_NAMES)})")
 
 
 def load_settings(config_file: str | Path | None = None,

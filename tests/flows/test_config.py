@@ -273,3 +273,13 @@ def test_show_origin_names_every_layer_and_masks_secrets(tmp_path: Path) -> None
     assert rows['contact_hash_salt = "***"'] == "env:ESG_LEADS_CONTACT_HASH_SALT"
     assert rows['windows.shards_per_tenant = 16'] == "default"
     assert rows['webhooks.host = "10.0.0.1"'] == "env:ESG_LEADS_WEBHOOKS__HOST"
+
+
+def test_a_watched_feature_that_does_not_exist_is_refused_by_name() -> None:
+    """A typo in a drift watch list would watch nothing, silently: it is a setting error."""
+    for key in ("features", "window_features"):
+        with pytest.raises(ConfigError, match=f"scoring.drift.{key}: no feature named "
+                                              "'esg_content_lfit'"):
+            load_settings(overrides={"scoring": {"drift": {key: ["esg_content_lift",
+                                                                 "esg_content_lfit"]}}})
+    load_settings(overrides={"scoring": {"drift": {"window_features": ["esg_content_lift"]}}})
