@@ -339,6 +339,7 @@ class ModelGovernor:
         self.challenger, self.challenger_test = ch, test
         out = self._record(scorer, "retraining_triggered", subject, self.champion_version(scorer),
                            f"drift:{detector}", when, now, test,
+                           confidence=1 - (1 - self.s.confidence) / r.looks,
                            extra={"challenger": ch.version, "fitted_labels": len(fitted),
                                   "held_out_labels": len(held),
                                   "lookback_hours": r.lookback.total_seconds() / 3600,
