@@ -7,7 +7,8 @@ Generates two worlds of the same size and seed, one with ``--drift-at`` and one 
 replays both, and prints side by side, per world: the ``drift_detected`` alerts before
 the onset (false alarms), the first one after it and its delay in simulated hours, per
 tenant and overall, with the subjects each named; then what followed: retraining
-challengers started and models promoted, and the AUC of the last week's published scores
+challengers started, promoted or retired (when, on how many shared labels, the paired
+test's mean log-loss gain and its lower bound), and the AUC of the last week's published scores
 against the oracle's (the 90-day protocol of ``replay/quality.py``). Targets (issue 18):
 first alert within 48 simulated hours of the onset; at most one false alarm in the world
 without drift; a retrain, and the last week's AUC back to >= 0.9 x the oracle's.
@@ -16,6 +17,7 @@ without drift; a retrain, and the last week's AUC back to >= 0.9 x the oracle's.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 from collections import defaultdict
@@ -51,19 +53,31 @@ def measure(alerts: list[dict], onset_s: float) -> dict:
                           a["detector"], a["subject"]) for a in alerts]}
 
 
+#: The governor's decisions about a retraining challenger.
+RETRAIN_KINDS = ("retraining_triggered", "model_promoted", "challenger_retired")
+
+
 def run_world(spec: WorldSpec, base: Path) -> tuple[list[dict], dict]:
-    """The world's drift alerts, and what followed: retrains, promotions, the last
-    week's AUC against the oracle's."""
+    """The world's drift alerts, and what followed: retrains, promotions, retirements
+    (``decisions``: tenant, kind, event time, details), the last week's AUC against the
+    oracle's."""
     world, run = base / "world", base / "run"
     shutil.rmtree(world, ignore_errors=True)
     generate(spec, world)
     replay(world, run, load_settings(world / "config.toml"))
     kinds = defaultdict(int)
+    decisions = []
     for row in pq.read_table(run / "alerts.parquet").to_pylist():
         kinds[row["kind"]] += 1
+        if row["kind"] in RETRAIN_KINDS:
+            details = json.loads(row["record"]["details"]) if isinstance(
+                row["record"]["details"], str) else row["record"]["details"]
+            decisions.append((row["event_time"].timestamp(), row["tenant"], row["kind"], details))
     last_week = evaluate_horizon(world, run, from_fraction=max(0.0, 1 - 7 / spec.days))
     return drift_alerts(run), {"retraining_triggered": kinds["retraining_triggered"],
                                "model_promoted": kinds["model_promoted"],
+                               "challenger_retired": kinds["challenger_retired"],
+                               "decisions": sorted(decisions, key=lambda d: (d[0], d[1])),
                                "auc_ratio": last_week.get("auc_ratio"),
                                "auc": last_week.get("auc"),
                                "oracle_auc": last_week.get("oracle_auc")}
@@ -101,7 +115,13 @@ def main() -> None:
                 by_tenant[tenant].append(f"{hours:+.0f}h {detector} {subject}")
             for tenant, lines in sorted(by_tenant.items()):
                 print(f"{name} {tenant}: " + "; ".join(lines))
-        for key in ("retraining_triggered", "model_promoted", "auc", "oracle_auc", "auc_ratio"):
+        for name, after in (("drift", drift_after), ("no-drift", still_after)):
+            for at, tenant, kind, d in after["decisions"]:
+                print(f"{name} {tenant}: {(at - onset) / 3600:+.0f}h {kind} "
+                      f"shared {d.get('shared_labels')} gain {d.get('mean_loss_difference')} "
+                      f"lower bound {d.get('lower_bound')} (confidence {d.get('confidence')})")
+        for key in ("retraining_triggered", "model_promoted", "challenger_retired", "auc",
+                    "oracle_auc", "auc_ratio"):
             label = f"last week's {key}" if "auc" in key else key
             print(f"{label:34}{str(drift_after[key]):>16}{str(still_after[key]):>18}")
         ok = delay is not None and delay <= 48 and stationary["alerts"] <= 1 \

@@ -218,7 +218,9 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     scoring_in = [route(
         "to_scoring", investors,
         lambda x: ((tenant_key[x.tenant], x),)
-        if isinstance(x, (FeatureVector, LabelledExample)) else (),
+        if isinstance(x, (FeatureVector, LabelledExample))
+        # An erasure: the scorer's retraining buffer forgets the investor's labels.
+        or (type(x) is InvestorNotice and x.kind == "erasure") else (),
         lambda lane: (tenant_key[tenant_of(lane)],)),
         # Model commands straight from the intake, in the input order with the rest
         # (operators/model_lifecycle.py: a command acts at its own position).

@@ -71,12 +71,14 @@ class BaggedLogisticRegression(base.Classifier):
 
     # ---------------------------------------------------------- River API
 
-    def learn_one(self, x: dict, y: bool) -> None:
+    def learn_one(self, x: dict, y: bool, w: float = 1.0) -> None:
+        """Learn one example; ``w`` is its sample weight (a step ``w`` times as long, for
+        every member: a retraining challenger weighs recent labels up this way)."""
         self.scaler.learn_one(x)
         xs = self.scaler.transform_one(x)
         for member in self.members:
             for _ in range(_poisson1(self._rng)):
-                member.learn_one(xs, y)
+                member.learn_one(xs, y, w)
         self.n_learned += 1
         self._cache = None
 

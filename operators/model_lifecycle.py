@@ -20,12 +20,26 @@ This module adds what model-risk practice asks around it:
 * **Rollback.** The replaced champion stays in shadow (learning, unpublished) for
   ``watch_labels`` labels; if the same test finds the new champion worse than its
   predecessor, the predecessor serves again. After that the promotion stands.
+* **Drift retraining.** A drift detection (the scorer's PSI windows or error ADWIN)
+  starts a challenger at once: a copy of the champion (model and calibrator) fitted on
+  the tenant's recent labels (:class:`~online_models.recent_labels.RecentLabels`, the
+  last ``models.retraining.lookback`` before the detection) with sample weight
+  ``weight``, except those of a held-out share of investors, on which both models are
+  judged at once. Later labels are judged prequentially (both predict before either
+  learns); the challenger keeps learning them with the same weight. The paired test is
+  read at planned looks (every ``look_labels`` shared labels, ``looks`` of them, each at
+  a Bonferroni share of ``1 - confidence``); the challenger is promoted at the first look
+  it wins, and retired (``challenger_retired``, with the test's figures) if it has not
+  won by the last. Judging only at planned looks keeps the chance of promoting a model
+  that is no better at most ``1 - confidence``, where testing after every label would
+  raise it with every label.
 * **Commands** (``ops.control``, signed: :mod:`operators.control_auth`): ``promote
   VERSION``, ``pin VERSION`` (serve it and freeze: no automatic promotion or rollback
   until ``unpin``), ``unpin``, ``rollback VERSION|previous``.
 
-Every change is an ``ops.alerts`` alert (``challenger_started``, ``model_promoted``,
-``model_rolled_back``, ``model_pinned``, ``model_unpinned``) and an audit row (agent
+Every change is an ``ops.alerts`` alert (``challenger_started``, ``retraining_triggered``,
+``challenger_retired``, ``model_promoted``, ``model_rolled_back``, ``model_pinned``,
+``model_unpinned``) and an audit row (agent
 ``model_lifecycle``, investor ``*model*``), naming the trigger (``rule`` or the command's
 event id and operator) and the test's numbers.
 
@@ -41,6 +55,7 @@ another feature set) is an authentic mistake: a ``rejected_command`` dead letter
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +71,7 @@ from esg_leads.online_models.calibration import OnlineCalibrator
 from esg_leads.online_models.champion import PairedLosses, in_canary, log_loss
 from esg_leads.online_models.model_codec import bagged_model, calibrator
 from esg_leads.online_models.model_store import RegistryError, registry_directory
+from esg_leads.online_models.recent_labels import Recalled, RecentLabels
 from esg_leads.operators.audit import audit_record
 from esg_leads.operators.tiers import tier_of
 from esg_leads.operators.validation import dead_letter
@@ -112,6 +128,13 @@ class Candidate:
     #: The registry version it came from (``TenantScorer.origin`` while it serves).
     origin: str | None
     canary_share: float = 0.0
+    #: Drift retraining's challenger: the detection that started it (``detector``,
+    #: ``subject``); ``None`` for a registry version.
+    retrain: dict | None = None
+    #: Planned looks of the paired test taken so far, and the shared labels at which the
+    #: next is due (drift retraining only).
+    looks_done: int = 0
+    next_look: int = 0
 
 
 @contextmanager
@@ -156,6 +179,7 @@ class ModelGovernor:
         self.configure(settings)
         self.challenger: Candidate | None = None
         self.predecessor: Candidate | None = None
+        self.retrains = 0  #: drift-retraining challengers started
         self.challenger_test = PairedLosses(self.s.window_labels)
         self.predecessor_test = PairedLosses(self.s.window_labels)
         self.pinned = False
@@ -170,6 +194,15 @@ class ModelGovernor:
         """Re-read the settings (at start and on resume): rules, registry, canary share."""
         self.s: ModelSettings = settings.models
         self._directory = registry_directory(settings)
+        capacity = self.s.retraining.buffer_labels
+        if getattr(self, "recent", None) is None:  # also: a snapshot from before retraining
+            self.recent = RecentLabels(capacity, settings.contact_hash_salt.get_secret_value()
+                                       .encode())
+            self.retrains = getattr(self, "retrains", 0)
+        else:
+            self.recent.resize(capacity)
+        #: Drift detections since the last scoring or learning step: (detector, subject, when).
+        self._requests: list[tuple[str, str, datetime]] = getattr(self, "_requests", [])
         cfg = challenger_setting(settings, self.tenant)
         challenger = getattr(self, "challenger", None)
         if challenger is not None and cfg is not None and challenger.origin == \
@@ -182,9 +215,10 @@ class ModelGovernor:
               ) -> tuple[list[Scored], list[dict], list]:
         """The leads of ``vectors`` (the canary's by the challenger), the scorer's alerts,
         and this module's outputs (shadow records, an announcement; counted already)."""
-        ch = self.challenger or self._retraining(scorer)
+        ch = self.challenger
         if ch is None:
-            return (*scorer.score_many(vectors, now), [])
+            records, alerts = scorer.score_many(vectors, now)
+            return records, alerts, self._retrain_requested(scorer, now)
         extra = self._announcement(scorer, vectors[0].as_of, now)
         canary = [in_canary(self.tenant, v.investor_id, ch.canary_share) for v in vectors]
         if not any(canary):
@@ -195,6 +229,7 @@ class ModelGovernor:
         scorer.counts[("shadow_scores", self.tenant)] += len(vectors)
         if any(canary):
             scorer.counts[("canary_leads", self.tenant)] += sum(canary)
+        extra.extend(self._retrain_requested(scorer, now))
         return records, alerts, extra
 
     def _split(self, scorer: TenantScorer, ch: Candidate, vectors: list[FeatureVector],
@@ -255,14 +290,98 @@ class ModelGovernor:
                 "feature_set_version": vector.feature_set_version}))
         return out
 
-    def _retraining(self, scorer: TenantScorer) -> Candidate | None:
-        """The challenger drift retraining trains online (online_models/registry.py), in
-        shadow too; that registry promotes it by its own rule, never by canary."""
-        model = scorer.registry.challenger
-        if model is None:
-            return None
-        return Candidate(f"online-g{scorer.registry.generation + 1}", model, scorer.calibrator,
-                         None)
+    # ---------------------------------------------------------- drift retraining
+
+    def drift_detected(self, detector: str, subject: str, when: datetime) -> None:
+        """A drift detector of the scorer fired at ``when`` (event time): a retraining
+        challenger starts once the scorer's current step is done (see
+        :meth:`_retrain_requested`)."""
+        self._requests.append((detector, subject, when))
+
+    def forget(self, investor_id: str) -> int:
+        """An investor's erasure: its kept labels leave the retraining buffer."""
+        return self.recent.forget(investor_id)
+
+    def _retrain_requested(self, scorer: TenantScorer, now: datetime) -> list:
+        """Start a retraining challenger for the first detection since the last step,
+        unless one challenger runs already or the tenant's model is pinned."""
+        if not self._requests:
+            return []
+        (detector, subject, when), self._requests = self._requests[0], []
+        if self.challenger is not None or self.pinned:
+            return []
+        return self._start_retraining(scorer, detector, subject, when, now)
+
+    def _start_retraining(self, scorer: TenantScorer, detector: str, subject: str,
+                          when: datetime, now: datetime) -> list:
+        r = self.s.retraining
+        self.retrains += 1
+        champion = scorer.registry.champion
+        ch = Candidate(f"online-g{scorer.registry.generation + 1}", copy.deepcopy(champion),
+                       copy.deepcopy(scorer.calibrator), None,
+                       retrain={"detector": detector, "subject": subject})
+        recent = self.recent.since(when.timestamp() - r.lookback.total_seconds())
+        fitted = [e for e in recent if not e.held_out]
+        for e in fitted:  # the champion learned them once; the challenger weighs them up
+            ch.model.learn_one(e.features, e.label, r.weight)
+        # Unbounded in effect: every look reads every shared label (the held-out seed too).
+        test = PairedLosses(r.buffer_labels + r.look_labels * r.looks)
+        held = [e for e in recent if e.held_out]
+        # Both models learned the held-out labels once, alike (the challenger is the
+        # champion's copy), and the challenger's fit saw none of them: what separates the
+        # two on these labels is the fit alone.
+        for e, p_champion, p_challenger in zip(held, self._calibrated(scorer, None, held),
+                                               self._calibrated(scorer, ch, held), strict=True):
+            test.add(log_loss(p_champion, e.label), log_loss(p_challenger, e.label))
+        # The first look as soon as look_labels are shared (at once, if the held-out labels
+        # suffice), then one every look_labels more.
+        ch.next_look = r.look_labels
+        self.challenger, self.challenger_test = ch, test
+        out = self._record(scorer, "retraining_triggered", subject, self.champion_version(scorer),
+                           f"drift:{detector}", when, now, test,
+                           confidence=1 - (1 - self.s.confidence) / r.looks,
+                           extra={"challenger": ch.version, "fitted_labels": len(fitted),
+                                  "held_out_labels": len(held),
+                                  "lookback_hours": r.lookback.total_seconds() / 3600,
+                                  "weight": r.weight})
+        return out + self._look(scorer, when, now)
+
+    @staticmethod
+    def _calibrated(scorer: TenantScorer, candidate: Candidate | None,
+                    examples: list[Recalled]) -> list[float]:
+        """``candidate``'s (``None``: the champion's) published probability of each kept example."""
+        if candidate is None:
+            return [scorer.calibrator.transform(scorer._raw_probability_one(e))  # noqa: SLF001
+                    for e in examples]  # type: ignore[arg-type]
+        with serving(scorer, candidate):
+            return [candidate.calibrator.transform(scorer._raw_probability_one(e))  # noqa: SLF001
+                    for e in examples]  # type: ignore[arg-type]
+
+    def _look(self, scorer: TenantScorer, when: datetime, now: datetime) -> list:
+        """A planned look of the retraining challenger's paired test, if one is due:
+        promote on a win, retire after the last look without one."""
+        ch, test, r = self.challenger, self.challenger_test, self.s.retraining
+        if ch is None or ch.retrain is None:
+            return []
+        if test.total < ch.next_look or ch.looks_done >= r.looks:
+            return []
+        ch.looks_done = due = ch.looks_done + 1
+        ch.next_look = test.total + r.look_labels
+        confidence = 1 - (1 - self.s.confidence) / r.looks
+        wins = len(test) >= 2 and test.lower_bound(confidence) > self.s.margin
+        extra = {"look": due, "looks": r.looks, "detector": ch.retrain["detector"],
+                 "drift_subject": ch.retrain["subject"], "wins": str(wins).lower()}
+        trigger = f"drift:{ch.retrain['detector']}"
+        if wins and self.s.auto_promote:
+            return self._change(scorer, "model_promoted", ch, trigger, when, now, test,
+                                confidence=confidence, extra=extra)
+        if due < r.looks:
+            return []
+        self.challenger = None
+        self.challenger_test = PairedLosses(self.s.window_labels)
+        return self._record(scorer, "challenger_retired", ch.version,
+                            self.champion_version(scorer), trigger, when, now, test,
+                            confidence=confidence, extra=extra)
 
     def champion_version(self, scorer: TenantScorer) -> str:
         return scorer.origin or f"online-g{scorer.registry.generation}"
@@ -289,16 +408,23 @@ class ModelGovernor:
         for name, (p_raw, p) in judged.items():
             candidate = self.challenger if name == "challenger" else self.predecessor
             candidate.calibrator.learn_one(p_raw, y)
-            candidate.model.learn_one(x, y)
+            candidate.model.learn_one(x, y, self.s.retraining.weight
+                                      if candidate.retrain is not None else 1.0)
             test = self.challenger_test if name == "challenger" else self.predecessor_test
             test.add(loss, log_loss(p, y))
         if "challenger" in judged:
             scorer.gauges[("challenger_loss_gain", self.tenant)] = round(
                 self.challenger_test.mean(), 6)
+        vector = example.features
+        self.recent.add(self.tenant, example.investor_id, x, vector.intent, vector.esg_alignment,
+                        y, when.timestamp(), self.s.retraining.holdout_share)
         s = self.s
         if self.pinned:
+            self._requests = []
             return out
-        if self.challenger is not None and s.auto_promote and self._wins(self.challenger_test):
+        if self.challenger is not None and self.challenger.retrain is not None:
+            out.extend(self._look(scorer, when, now))
+        elif self.challenger is not None and s.auto_promote and self._wins(self.challenger_test):
             out.extend(self._change(scorer, "model_promoted", self.challenger, "rule", when, now,
                                     self.challenger_test))
         elif self.predecessor is not None:
@@ -309,6 +435,7 @@ class ModelGovernor:
                                         when, now, test))
             elif test.total >= s.watch_labels:
                 self.predecessor = None  # the promotion stands
+        out.extend(self._retrain_requested(scorer, now))
         return out
 
     def _wins(self, test: PairedLosses) -> bool:
@@ -332,7 +459,7 @@ class ModelGovernor:
         scorer.counts[("model_commands", cmd.action.value)] += 1
         try:
             if cmd.action is ModelAction.UNPIN:
-                self.pinned = scorer.registry.frozen = False
+                self.pinned = False
                 scorer.counts[("used", ingested.topic)] += 1
                 return self._record(scorer, "model_unpinned", self.champion_version(scorer),
                                     None, trigger, when, now, None, cmd, ingested)
@@ -346,8 +473,10 @@ class ModelGovernor:
             out.extend(self._change(scorer, kind, target, trigger, when, now, None, cmd, ingested))
         if cmd.action is ModelAction.PIN:
             self.pinned = True
-            # Nor may drift retraining promote behind the pin (online_models/registry.py).
-            scorer.registry.frozen, scorer.registry.challenger = True, None
+            # Nor may drift retraining promote behind the pin: its challenger goes, and
+            # no new one starts until unpin.
+            if self.challenger is not None and self.challenger.retrain is not None:
+                self.challenger = None
             out.extend(self._record(scorer, "model_pinned", self.champion_version(scorer), None,
                                     trigger, when, now, None, cmd, ingested))
         return out
@@ -371,7 +500,8 @@ class ModelGovernor:
 
     def _change(self, scorer: TenantScorer, kind: str, new: Candidate, trigger: str,
                 when: datetime, now: datetime, test: PairedLosses | None,
-                cmd: ModelCommand | None = None, ingested: Ingested | None = None) -> list:
+                cmd: ModelCommand | None = None, ingested: Ingested | None = None,
+                confidence: float | None = None, extra: dict | None = None) -> list:
         old = Candidate(self.champion_version(scorer), scorer.registry.champion,
                         scorer.calibrator, scorer.origin)
         scorer.registry.champion, scorer.calibrator = new.model, new.calibrator
@@ -386,7 +516,7 @@ class ModelGovernor:
         self.challenger_test = PairedLosses(self.s.window_labels)
         self.predecessor_test = PairedLosses(self.s.window_labels)
         return self._record(scorer, kind, self.champion_version(scorer), old.version, trigger,
-                            when, now, test, cmd, ingested)
+                            when, now, test, cmd, ingested, extra, confidence)
 
     def _announcement(self, scorer: TenantScorer, when: datetime, now: datetime) -> list:
         ch = self.challenger
@@ -401,8 +531,9 @@ class ModelGovernor:
     def _record(self, scorer: TenantScorer, kind: str, subject: str, previous: str | None,
                 trigger: str, when: datetime, now: datetime, test: PairedLosses | None,
                 cmd: ModelCommand | None = None, ingested: Ingested | None = None,
-                extra: dict | None = None) -> list:
-        """The alert and the audit row of one change."""
+                extra: dict | None = None, confidence: float | None = None) -> list:
+        """The alert and the audit row of one change (``confidence``: the test's, if not
+        ``models.confidence``)."""
         self.changes += 1
         details: dict = {"trigger": trigger, "model_generation": scorer.registry.generation,
                          "tenant_labels": scorer.labels, "pinned": str(self.pinned).lower(),
@@ -410,9 +541,11 @@ class ModelGovernor:
         if previous is not None:
             details["previous"] = previous
         if test is not None:
+            confidence = confidence or self.s.confidence
+            bound = test.lower_bound(confidence)
             details.update(shared_labels=len(test), mean_loss_difference=round(test.mean(), 6),
-                           lower_bound=round(test.lower_bound(self.s.confidence), 6),
-                           confidence=self.s.confidence)
+                           lower_bound=round(bound, 6) if bound > -1e9 else "none",
+                           confidence=round(confidence, 6))
         if cmd is not None:
             details["operator"] = cmd.operator
             if cmd.note:

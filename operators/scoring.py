@@ -51,7 +51,13 @@ from esg_leads.operators.prior import prior_many, prior_probability
 from esg_leads.operators.tiers import tier_of
 from esg_leads.operators.warm_start import warm_start
 from esg_leads.schemas.outputs import SCHEMA_VERSION
-from esg_leads.schemas.records import FeatureVector, Ingested, LabelledExample, Scored
+from esg_leads.schemas.records import (
+    FeatureVector,
+    Ingested,
+    InvestorNotice,
+    LabelledExample,
+    Scored,
+)
 from esg_leads.schemas.settings import ScoringSettings, Settings
 
 MODEL_NAME = "bagged-logreg"
@@ -218,6 +224,8 @@ class TenantScorer:
                 out.extend(self.learn(item, now))
             elif type(item) is Ingested:  # an ops.control command (signature checked)
                 out.extend(self.governor.command(self, item, now))
+            elif type(item) is InvestorNotice:  # an erasure: its kept labels go
+                self.governor.forget(item.investor_id)
             else:
                 self.set_global(item.model, item.labels)
         if pending:
@@ -383,14 +391,11 @@ class TenantScorer:
                 watched["score"] = pi
                 for found in self.window_drift.update(as_of.timestamp(), watched):
                     alerts.append(self.window_alert(found, now))
-                    # What investors do has changed: a challenger starts learning the new
-                    # behaviour now, rather than after enough labels show the old model
-                    # worse (labels come weeks after behaviour, and few per tenant).
-                    started = self.registry.start_challenger()
-                    if started is not None:
-                        alerts.append(self.alert(started, Detection(
-                            found.detector, found.subject, found.index, 0.0, 0),
-                            datetime.fromtimestamp(found.at_s, tz=timezone.utc), now))
+                    # What investors do has changed: a retraining challenger starts now
+                    # (operators/model_lifecycle.py), rather than after enough labels show
+                    # the old model worse (labels come weeks after behaviour, few per tenant).
+                    self.governor.drift_detected(found.detector, found.subject,
+                                                 datetime.fromtimestamp(found.at_s, tz=timezone.utc))
         return records, alerts
 
     # ----------------------------------------------------------- learning
@@ -407,7 +412,7 @@ class TenantScorer:
             self.learn_calibration(pairs)
         else:  # no waiting score (scored before a resume from an older snapshot): the
             self._learn_pairs([p_raw], [p], [y])  # label's own vector is the pair known
-        event = self.registry.learn_one(example.features.features, y)
+        self.registry.learn_one(example.features.features, y)
         self.labels += 1
         if self.labels % 50 == 0:  # rolling quality, for the metrics
             loss, auc = self.quality.log_loss(), self.quality.auc()
@@ -417,15 +422,10 @@ class TenantScorer:
                 self.gauges[("model_auc", self.tenant)] = auc
         alerts = []
         when = example.outcome_time
-        if event is not None:
-            alerts.append(self.alert(event, Detection("registry", "tenant_model", self.labels,
-                                                      float(self.registry.generation), 0), when, now))
         detections = self.drift.update_error((float(y) - p) ** 2) if self.s.drift.enabled else []
         for detection in detections:
             alerts.append(self.alert("drift_detected", detection, when, now))
-            started = self.registry.start_challenger()
-            if started is not None:
-                alerts.append(self.alert(started, detection, when, now))
+            self.governor.drift_detected(detection.detector, detection.subject, when)
         for alert in alerts:
             self.counts[("alerts", alert["kind"])] += 1
         return alerts + self.governor.settle(self, example, p, judged, now)

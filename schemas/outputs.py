@@ -402,6 +402,9 @@ class AlertKind(StrEnum):
     MODEL_UNPINNED = "model_unpinned"
     #: A registry version started scoring in shadow (and canary) against the champion.
     CHALLENGER_STARTED = "challenger_started"
+    #: A drift-retraining challenger did not beat the champion by its last planned look
+    #: and was dropped (the evidence in the details).
+    CHALLENGER_RETIRED = "challenger_retired"
     FEED_STALE = "feed_stale"
     #: A source that went stale sent a signal again.
     FEED_RECOVERED = "feed_recovered"

@@ -477,6 +477,28 @@ class ChallengerSettings(Section):
     canary_share: Fraction = 0.0
 
 
+class RetrainSettings(Section):
+    """Drift retraining (operators/model_lifecycle.py): a challenger warm-started from the
+    champion, fitted on the tenant's recent labels, judged on labels it did not learn."""
+
+    #: The most recent labelled examples a tenant keeps to fit a challenger on at once
+    #: (features, label and outcome time; an erased investor's leave at the erasure).
+    buffer_labels: Annotated[int, Field(ge=10, le=100_000)] = 2000
+    #: How far back before a detection a label counts as recent (fitted or held out).
+    lookback: Positive = timedelta(days=2)
+    #: Sample weight of a recent label in the challenger's fit (the champion learns
+    #: every label with weight 1): how much faster the challenger follows the new world.
+    weight: Annotated[float, Field(ge=1, le=100)] = 3.0
+    #: Share of investors (a stable hash of tenant and id) whose buffered labels are held
+    #: out of the fit at the detection, to judge the challenger on at once.
+    holdout_share: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    #: The paired test is read at ``looks`` planned points, every ``look_labels`` shared
+    #: labels, each at confidence ``1 - (1 - models.confidence) / looks`` (Bonferroni:
+    #: looking often does not raise the chance of promoting a model that is no better).
+    look_labels: Annotated[int, Field(ge=10, le=100_000)] = 40
+    looks: Annotated[int, Field(ge=1, le=100)] = 3
+
+
 class ModelSettings(Section):
     """Champion and challenger: shadow scoring, canary, promotion and rollback rules."""
 
@@ -501,6 +523,8 @@ class ModelSettings(Section):
     auto_promote: bool = True
     #: Automatic rollback of a promotion that loses against its predecessor.
     auto_rollback: bool = True
+    #: The challenger a drift detection starts (``models.retraining.*``).
+    retraining: RetrainSettings = RetrainSettings()
 
     @model_validator(mode="after")
     def _min_within_window(self) -> ModelSettings:

@@ -171,21 +171,29 @@ def score_records(out: list) -> list[dict]:
     return [o.record for o in out if type(o).__name__ == "Scored"]
 
 
+def retrain(scorer: TenantScorer) -> list:
+    """A drift detection now; the retraining challenger starts at the next scoring step."""
+    scorer.governor.drift_detected("PSI", "score", WHEN)
+    return alerts(scorer.process([separable(999, random.Random(5))[0]], NOW))
+
+
 def test_a_pin_also_stops_drift_retraining_until_unpinned(registry: dict) -> None:
     scorer = TenantScorer("acme", settings(registry))
-    assert scorer.registry.start_challenger() == "retraining_triggered"
+    assert [a["kind"] for a in retrain(scorer)] == ["retraining_triggered"]
     scorer.process([command("pin", registry["good"], "c-1")], NOW)
-    assert scorer.registry.challenger is None  # dropped: it could have been promoted
-    assert scorer.registry.start_challenger() is None
+    assert scorer.governor.challenger is None  # dropped: it could have been promoted
+    assert retrain(scorer) == [] and scorer.governor.challenger is None
     scorer.process([command("unpin", None, "c-2")], NOW)
-    assert scorer.registry.start_challenger() == "retraining_triggered"
+    assert [a["kind"] for a in retrain(scorer)] == ["retraining_triggered"]
 
 
 def test_the_retraining_challenger_scores_in_shadow_and_decides_nothing(registry: dict) -> None:
-    scorer = TenantScorer("acme", settings(registry))
+    # No look due within this test: the challenger stays in shadow.
+    scorer = TenantScorer("acme", settings(registry, retraining={"look_labels": 1000}))
     feed(scorer, 100, seed=11)
     plain = pickle.loads(pickle.dumps(scorer))
-    scorer.registry.start_challenger()
+    assert [a["kind"] for a in retrain(scorer)] == ["retraining_triggered"]
+    plain.process([separable(999, random.Random(5))[0]], NOW)  # the vector retrain() scored
     feed(scorer, 50, seed=12, start=100)
     feed(plain, 50, seed=12, start=100)
     rng = random.Random(13)

@@ -194,7 +194,9 @@ def test_cold_scorer_explains_with_the_prior_only():
 
 
 def test_alerts_validate():
-    settings = Settings.model_validate({"scoring": {"drift": {"warmup": 100, "feature_delta": 0.002}}})
+    # Labels here come a minute apart: "recent" for a retraining challenger is the last 200.
+    settings = Settings.model_validate({"scoring": {"drift": {"warmup": 100, "feature_delta": 0.002}},
+                                        "models": {"retraining": {"lookback": 200 * 60}}})
     scorer = TenantScorer("acme", settings)
     rng = random.Random(5)
     out = []

@@ -285,52 +285,6 @@ def test_prior_reasons_are_shown_only_while_the_prior_weighs_more_than_a_fifth(p
         "profile completeness", "ESG alignment 55/100 vs catalog mix"] if shown else [])
 
 
-def _registry_alert(kind: str, labels: int, generation: int, when) -> dict:
-    return {
-        "idempotency_key": f"alert:acme:{kind}:tenant_model:{labels}", "tenant": "acme",
-        "kind": kind, "detector": "registry", "subject": "tenant_model",
-        "event_time": when, "processed_at": NOW,
-        "details": {"index": labels, "mean_after": float(generation), "window": 0, "effect_sd": 0.0,
-                    "tenant_labels": labels, "model_generation": generation},
-    }
-
-
-def _without_schema(alerts: list[dict]) -> list[dict]:
-    return [{k: v for k, v in a.items() if k != "schema_version"} for a in alerts]
-
-
-def test_a_rolled_back_challenger_is_reported_with_the_label_count_and_generation():
-    scorer = TenantScorer("acme", settings(False))
-    rng = random.Random(9)
-    for i in range(5):
-        scorer.learn(example(*separable(i, rng)), NOW)
-    scorer.registry.min_labels, scorer.registry.max_labels = 10**6, 1  # never wins; judged once
-    for n in (6, 7):
-        assert scorer.registry.start_challenger() == "retraining_triggered"
-        ex = example(*separable(n, rng))
-        assert _without_schema(scorer.learn(ex, NOW)) == [
-            _registry_alert("model_rolled_back", n, 0, ex.outcome_time)]
-    assert scorer.counts[("alerts", "model_rolled_back")] == 2
-
-
-def test_a_promoted_challenger_is_reported_with_the_new_generation():
-    scorer = TenantScorer("acme", settings(False))
-    rng = random.Random(10)
-    for i in range(30):  # a champion that has only ever seen negatives
-        v, _ = separable(i, rng)
-        scorer.learn(example(v, False), NOW)
-    scorer.registry.min_labels = 1
-    assert scorer.registry.start_challenger() == "retraining_triggered"
-    # A positive: the champion's log loss is large, the untrained challenger's is log 2.
-    ex = example(vector(99, depth_7d=1.0), True)
-    assert _without_schema(scorer.learn(ex, NOW)) == [
-        _registry_alert("model_promoted", 31, 1, ex.outcome_time)]
-    assert scorer.registry.generation == 1
-    assert scorer.counts[("alerts", "model_promoted")] == 1
-    # Generation g of a tenant's model is seeded with the tenant's seed + g.
-    assert scorer.registry.champion.seed == (7 * 1_000_003 + zlib.crc32(b"acme")) % 2**31 + 1
-
-
 def test_the_global_learner_publishes_every_50_labels_by_default_under_its_own_seed():
     s = Settings.model_validate({"tenants": {"acme": OPTED_IN},
                                  "scoring": {"global_model": True, "seed": 11}})
