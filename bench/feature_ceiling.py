@@ -1,0 +1,263 @@
+"""How much of the oracle's ranking the features can carry: a ceiling analysis (issue 18).
+
+    python bench/quality.py --investors 20000 --days 60 --seed 1 --keep DIR
+    python bench/feature_ceiling.py --world DIR/world --run DIR/run
+
+On the points :mod:`replay.quality` evaluates (every score published in the world's last
+third of an open lead whose 90-day outcome is known), compare the AUC, as a share of the
+oracle's on the same labels, of:
+
+* ``online``: the published probabilities (what ``bench/quality.py`` reports);
+* ``offline_published``: a batch logistic regression on the published ``features``,
+  cross-fitted (two folds split by investor, so no investor is scored by a fit that saw
+  its own labels) — what a perfectly trained model of the same form reaches on them;
+* ``offline_plus_candidates``: the same fit on the published features plus candidate
+  features recomputed from the world's raw events, point-in-time (events with an event
+  time at or before the score; late deliveries are taken as on time, a small lookahead
+  that only flatters the candidates);
+* one row per candidate group, added alone, to see which carry the missing information;
+* ``latent``: the same fit on the world's hidden truth (intent, ESG receptivity x supply,
+  ticket fit): a sanity row, close to 1.0 by construction.
+
+The offline fits are the measure of *what the features carry*: a gap between ``online``
+and ``offline_published`` is the learner's; between ``offline_published`` and the oracle,
+the features'. Nothing here changes the world or its truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import zlib
+from collections import defaultdict
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow.parquet as pq
+
+from esg_leads.online_models.quality import roc_auc
+from esg_leads.replay.quality import HORIZON, horizon_label
+
+DAY = 86_400.0
+#: Engagement actions counted by the candidate rates.
+ACTIONS = ("property_view", "brochure_download", "esg_report_download", "reply",
+           "meeting_booked", "call", "email_open", "email_click", "webinar_attended",
+           "unsubscribe")
+
+
+def load_points(world: Path, run: Path, from_fraction: float = 2 / 3) -> tuple[list[dict], dict]:
+    """The evaluated points of ``replay.quality.evaluate_horizon``, with their features."""
+    truth = {r["investor_id"]: r for r in pq.read_table(world / "truth.parquet").to_pylist()}
+    spec = json.loads((world / "world.json").read_text())["spec"]
+    start = datetime.fromisoformat(spec["start"])
+    end = start + timedelta(days=spec["days"])
+    cutoff = start + (end - start) * from_fraction
+    for row in truth.values():
+        if row["p_convert"] is None:
+            row["p_convert"] = row["p_convert_pre_drift" if spec.get("drift_at") is None
+                                   else "p_convert_post_drift"]
+    table = pq.read_table(run / "leads.parquet", columns=[
+        "tenant", "investor_id", "event_time", "probability", "record"])
+    features_column = table.column("record").combine_chunks().field("features").to_pylist()
+    leads = table.drop(["record"]).to_pylist()
+    for lead, features in zip(leads, features_column, strict=True):
+        lead["features"] = features
+    points = []
+    for lead in leads:
+        t = lead["event_time"]
+        row = truth.get(lead["investor_id"])
+        if row is None:
+            continue
+        label = horizon_label(t, row, HORIZON, end)
+        if label is None or label == "decided":
+            continue
+        features = lead["features"]
+        if not isinstance(features, dict):  # a parquet map reads as (key, value) pairs
+            features = dict(features)
+        points.append({"investor": lead["investor_id"], "tenant": lead["tenant"],
+                       "t": t.timestamp(), "p": lead["probability"], "features": features,
+                       "label": label, "oracle": row["p_convert"], "truth": row,
+                       "evaluated": t >= cutoff})
+    return points, spec
+
+
+def load_events(world: Path) -> tuple[dict, dict, dict]:
+    """Per investor: engagements ``(time, action, campaign, duration, property)`` and
+    profiles ``(time, payload)``, by event time; per tenant: property values by time."""
+    engagements: dict[str, list] = defaultdict(list)
+    profiles: dict[str, list] = defaultdict(list)
+    values: dict[str, list] = defaultdict(list)
+    seen: set[str] = set()
+    for path in sorted(world.glob("segment-*.parquet")):
+        table = pq.read_table(path, columns=["topic", "value"])
+        for topic, value in zip(table.column("topic").to_pylist(), table.column("value").to_pylist(),
+                                strict=True):
+            if topic not in ("investor.engagements", "investor.profiles", "esg.property-signals"):
+                continue
+            try:
+                e = orjson.loads(value)
+                when = datetime.fromisoformat(e["event_time"]).timestamp()
+                key = e["event_id"]
+            except Exception:  # noqa: BLE001 - the world's deliberate malformed messages
+                continue
+            if not isinstance(key, str) or key in seen:
+                continue
+            seen.add(key)
+            try:
+                if topic == "investor.engagements":
+                    engagements[e["investor_id"]].append(
+                        (when, e["action"], e.get("campaign_id"), e.get("duration_s"),
+                         e.get("property_id")))
+                elif topic == "investor.profiles":
+                    profiles[e["investor_id"]].append((when, e))
+                elif isinstance(e.get("value_eur"), (int, float)) and e["value_eur"] > 0:
+                    values[e["tenant"]].append((when, e["property_id"], float(e["value_eur"])))
+            except (KeyError, TypeError, ValueError):
+                continue
+    for d in (engagements, profiles, values):
+        for v in d.values():
+            v.sort(key=lambda x: x[:2])
+    return engagements, profiles, values
+
+
+def candidate_features(points: list[dict], engagements: dict, profiles: dict,
+                       values: dict) -> dict[str, dict[str, np.ndarray]]:
+    """Candidate groups, one row per point, computed from events at or before the point."""
+    groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    medians: dict[tuple[str, float], float] = {}
+    for point in points:
+        t, inv = point["t"], point["investor"]
+        events = [e for e in engagements.get(inv, ()) if e[0] <= t]
+        profile = [p for p in profiles.get(inv, ()) if p[0] <= t]
+        first = min([e[0] for e in events[:1]] + [p[0] for p in profile[:1]] or [t])
+        exposure = max(0.0, (t - first) / DAY)
+        web_hours = {int(e[0] // 3600) for e in events if e[2] is None and e[1] != "email_open"}
+        counts = {a: 0 for a in ACTIONS}
+        campaign_opens = 0
+        dwell = []
+        for e in events:
+            counts[e[1]] = counts.get(e[1], 0) + 1
+            if e[1] == "email_open" and e[2] is not None:
+                campaign_opens += 1
+            if e[1] == "property_view" and e[2] is None and e[3]:
+                dwell.append(math.log(e[3]))
+        g = groups["rates"]
+        # Intent shows as a rate: sessions per day since the investor was first known.
+        g["sessions_per_day"].append((len(web_hours) + 0.5) / (exposure + 2.0))
+        g["log_sessions_per_day"].append(math.log((len(web_hours) + 0.5) / (exposure + 2.0)))
+        for a in ("property_view", "brochure_download", "reply", "meeting_booked", "call",
+                  "email_click", "esg_report_download"):
+            g[f"log_{a}_per_day"].append(math.log((counts[a] + 0.5) / (exposure + 2.0)))
+        g["log_campaign_opens_per_day"].append(math.log((campaign_opens + 0.5) / (exposure + 2.0)))
+        g = groups["depth_ratios"]
+        sessions = max(1, len(web_hours))
+        g["views_per_session"].append(counts["property_view"] / sessions)
+        g["brochures_per_session"].append(counts["brochure_download"] / sessions)
+        g["replies_per_session"].append(counts["reply"] / sessions)
+        g["meetings_per_session"].append(counts["meeting_booked"] / sessions)
+        g["mean_log_dwell"].append(sum(dwell) / len(dwell) if dwell else 4.0)
+        g = groups["exposure"]
+        g["log_exposure_days"].append(math.log1p(exposure))
+        g = groups["ticket_median_fit"]
+        ticket = next((p[1].get("ticket_max_eur") for p in reversed(profile)
+                       if p[1].get("ticket_max_eur")), None)
+        key = (point["tenant"], t // DAY)
+        if key not in medians:
+            latest: dict[str, float] = {}
+            for when, pid, v in values.get(point["tenant"], ()):
+                if when > t:
+                    break
+                latest[pid] = v
+            vs = sorted(latest.values())
+            medians[key] = vs[len(vs) // 2] if vs else 1.0
+        fit = math.exp(-abs(math.log(ticket / medians[key])) / 2) if ticket else 0.0
+        g["ticket_median_fit"].append(fit)
+        itype = next((p[1].get("investor_type") for p in reversed(profile)), None)
+        g["type_known"].append(float(itype is not None))
+        g = groups["investor_type"]
+        for name in ("private_individual", "family_office", "asset_manager", "pension_fund",
+                     "insurer", "reit", "sovereign_wealth"):
+            g[f"type_{name}"].append(float(itype == name))
+    return {name: {k: np.array(v, dtype=float) for k, v in g.items()} for name, g in groups.items()}
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 30) -> np.ndarray:
+    """L2-penalised logistic regression by Newton's method (intercept unpenalised)."""
+    A = np.hstack([np.ones((len(X), 1)), X])
+    w = np.zeros(A.shape[1])
+    penalty = np.full(A.shape[1], l2)
+    penalty[0] = 0.0
+    for _ in range(iterations):
+        p = 1 / (1 + np.exp(-np.clip(A @ w, -30, 30)))
+        gradient = A.T @ (p - y) + penalty * w
+        hessian = (A * (p * (1 - p))[:, None]).T @ A + np.diag(penalty + 1e-9)
+        step = np.linalg.solve(hessian, gradient)
+        w -= step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    return w
+
+
+def cross_fitted(X: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Out-of-fold logits: each fold scored by a fit on the others (standardised on them).
+
+    Fits use every labelled point of the other fold's investors, the world's first two
+    thirds included, as the online model learns from the whole world."""
+    out = np.zeros(len(y))
+    for k in np.unique(folds):
+        train, test = folds != k, folds == k
+        mean, std = X[train].mean(axis=0), X[train].std(axis=0)
+        std[std == 0] = 1.0
+        w = fit_logistic((X[train] - mean) / std, y[train])
+        out[test] = w[0] + ((X[test] - mean) / std) @ w[1:]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--world", type=Path, required=True)
+    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--drop", default="", help="comma-separated published features to leave out")
+    args = parser.parse_args()
+    points, _ = load_points(args.world, args.run)
+    y = np.array([p["label"] for p in points], dtype=float)
+    mask = np.array([p["evaluated"] for p in points])
+    labels = [bool(v) for v in y[mask]]
+    oracle_auc = roc_auc([p["oracle"] for p, m in zip(points, mask, strict=True) if m], labels)
+    folds = np.array([zlib.crc32(p["investor"].encode()) % 2 for p in points])
+
+    def ratio(scores) -> float:
+        return round(roc_auc([float(s) for s in np.asarray(scores)[mask]], labels) / oracle_auc, 4)
+
+    dropped = set(filter(None, args.drop.split(",")))
+    names = sorted(n for n in points[0]["features"] if n not in dropped)
+    published = np.array([[p["features"][n] for n in names] for p in points], dtype=float)
+    engagements, profiles, values = load_events(args.world)
+    candidates = candidate_features(points, engagements, profiles, values)
+    evaluated = [p for p, m in zip(points, mask, strict=True) if m]
+    result = {"points": len(evaluated), "investors": len({p["investor"] for p in evaluated}),
+              "training_points": len(points),
+              "positive_rate": round(float(y[mask].mean()), 4), "oracle_auc": round(oracle_auc, 4),
+              "online": ratio([p["p"] for p in points]),
+              "offline_published": ratio(cross_fitted(published, y, folds))}
+    every = [published]
+    for group, columns in candidates.items():
+        block = np.column_stack(list(columns.values()))
+        every.append(block)
+        result[f"plus_{group}"] = ratio(cross_fitted(np.hstack([published, block]), y, folds))
+    result["offline_plus_candidates"] = ratio(cross_fitted(np.hstack(every), y, folds))
+    result["candidates_alone"] = ratio(cross_fitted(np.hstack(every[1:]), y, folds))
+    tenants = sorted({p["tenant"] for p in points})
+    latent = np.array([[p["truth"]["intent"], p["features"].get("ticket_catalog_fit", 0.0),
+                        p["features"].get("ticket_known", 0.0)]
+                       + [p["truth"]["esg_receptivity"] * (p["tenant"] == t) for t in tenants]
+                       + [float(p["tenant"] == t) for t in tenants[1:]] for p in points])
+    result["latent"] = ratio(cross_fitted(latent, y, folds))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
