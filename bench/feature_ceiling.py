@@ -29,9 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import zlib
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -39,49 +38,13 @@ import orjson
 import pyarrow.parquet as pq
 
 from esg_leads.online_models.quality import roc_auc
-from esg_leads.replay.quality import HORIZON, horizon_label
+from esg_leads.replay.feature_ceiling import cross_fitted, folds_by_investor, load_points
 
 DAY = 86_400.0
 #: Engagement actions counted by the candidate rates.
 ACTIONS = ("property_view", "brochure_download", "esg_report_download", "reply",
            "meeting_booked", "call", "email_open", "email_click", "webinar_attended",
            "unsubscribe")
-
-
-def load_points(world: Path, run: Path, from_fraction: float = 2 / 3) -> tuple[list[dict], dict]:
-    """The evaluated points of ``replay.quality.evaluate_horizon``, with their features."""
-    truth = {r["investor_id"]: r for r in pq.read_table(world / "truth.parquet").to_pylist()}
-    spec = json.loads((world / "world.json").read_text())["spec"]
-    start = datetime.fromisoformat(spec["start"])
-    end = start + timedelta(days=spec["days"])
-    cutoff = start + (end - start) * from_fraction
-    for row in truth.values():
-        if row["p_convert"] is None:
-            row["p_convert"] = row["p_convert_pre_drift" if spec.get("drift_at") is None
-                                   else "p_convert_post_drift"]
-    table = pq.read_table(run / "leads.parquet", columns=[
-        "tenant", "investor_id", "event_time", "probability", "record"])
-    features_column = table.column("record").combine_chunks().field("features").to_pylist()
-    leads = table.drop(["record"]).to_pylist()
-    for lead, features in zip(leads, features_column, strict=True):
-        lead["features"] = features
-    points = []
-    for lead in leads:
-        t = lead["event_time"]
-        row = truth.get(lead["investor_id"])
-        if row is None:
-            continue
-        label = horizon_label(t, row, HORIZON, end)
-        if label is None or label == "decided":
-            continue
-        features = lead["features"]
-        if not isinstance(features, dict):  # a parquet map reads as (key, value) pairs
-            features = dict(features)
-        points.append({"investor": lead["investor_id"], "tenant": lead["tenant"],
-                       "t": t.timestamp(), "p": lead["probability"], "features": features,
-                       "label": label, "oracle": row["p_convert"], "truth": row,
-                       "evaluated": t >= cutoff})
-    return points, spec
 
 
 def load_events(world: Path) -> tuple[dict, dict, dict]:
@@ -184,38 +147,6 @@ def candidate_features(points: list[dict], engagements: dict, profiles: dict,
     return {name: {k: np.array(v, dtype=float) for k, v in g.items()} for name, g in groups.items()}
 
 
-def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 30) -> np.ndarray:
-    """L2-penalised logistic regression by Newton's method (intercept unpenalised)."""
-    A = np.hstack([np.ones((len(X), 1)), X])
-    w = np.zeros(A.shape[1])
-    penalty = np.full(A.shape[1], l2)
-    penalty[0] = 0.0
-    for _ in range(iterations):
-        p = 1 / (1 + np.exp(-np.clip(A @ w, -30, 30)))
-        gradient = A.T @ (p - y) + penalty * w
-        hessian = (A * (p * (1 - p))[:, None]).T @ A + np.diag(penalty + 1e-9)
-        step = np.linalg.solve(hessian, gradient)
-        w -= step
-        if np.max(np.abs(step)) < 1e-8:
-            break
-    return w
-
-
-def cross_fitted(X: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
-    """Out-of-fold logits: each fold scored by a fit on the others (standardised on them).
-
-    Fits use every labelled point of the other fold's investors, the world's first two
-    thirds included, as the online model learns from the whole world."""
-    out = np.zeros(len(y))
-    for k in np.unique(folds):
-        train, test = folds != k, folds == k
-        mean, std = X[train].mean(axis=0), X[train].std(axis=0)
-        std[std == 0] = 1.0
-        w = fit_logistic((X[train] - mean) / std, y[train])
-        out[test] = w[0] + ((X[test] - mean) / std) @ w[1:]
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", type=Path, required=True)
@@ -227,7 +158,7 @@ def main() -> None:
     mask = np.array([p["evaluated"] for p in points])
     labels = [bool(v) for v in y[mask]]
     oracle_auc = roc_auc([p["oracle"] for p, m in zip(points, mask, strict=True) if m], labels)
-    folds = np.array([zlib.crc32(p["investor"].encode()) % 2 for p in points])
+    folds = folds_by_investor(points)
 
     def ratio(scores) -> float:
         return round(roc_auc([float(s) for s in np.asarray(scores)[mask]], labels) / oracle_auc, 4)
