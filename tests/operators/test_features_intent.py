@@ -69,6 +69,13 @@ def test_views_a_campaign_led_to_do_not_count_as_sought_out():
     assert f_led["dwell_per_view"] == f_own["dwell_per_view"]  # the older feature reads both
 
 
+def test_only_property_views_count_as_dwell():
+    touches = (Touch(1, 40, "property_view", GREEN, 30.0), Touch(1, 30, "webinar_attended", None, 3000.0),
+               Touch(1, 20, "call", None, 900.0))
+    _, f = module_features(AS_OF, touches=touches)
+    assert f["seek_dwell"] == pytest.approx((math.log1p(30) + 3 * math.log1p(60)) / 4)
+
+
 def test_known_days_runs_from_a_profile_that_came_before_any_engagement():
     touches = (Touch(1, 10, "property_view", GREEN, 30.0),)
     _, f = module_features(AS_OF, touches=touches)
@@ -188,3 +195,24 @@ def test_known_days_never_falls_as_time_passes_and_stays_in_range(h1, h2):
         values.append(compute_features(state, when)["known_days"])
     assert values[0] <= values[1] <= FEATURE_RANGES["known_days"][1]
     assert T0 < AS_OF  # the fixture's profile precedes the scores
+
+
+def test_a_snapshot_from_before_fs3_restores_and_scores():
+    """State pickled before seek_dwell and first_known existed: no dwell seen yet (the
+    prior), time known from the first engagement."""
+    from esg_leads.operators.features import compute_features
+    from esg_leads.operators.investor_window import WindowAggregate
+    from tests.operators.test_features_values import build_state
+
+    state = build_state()
+    _, slots = state.__getstate__()
+    old = {k: v for k, v in slots.items() if k not in ("seek_dwell", "first_known")}
+    restored = InvestorProfileState.__new__(InvestorProfileState)
+    restored.__setstate__((None, old))
+    f = compute_features(restored, AS_OF)
+    assert f["seek_dwell"] == pytest.approx(math.log1p(60))
+    assert f["known_days"] == pytest.approx(f["tenure_days"])
+    window_slots = WindowAggregate().__getstate__()[1]
+    window = WindowAggregate.__new__(WindowAggregate)
+    window.__setstate__((None, {k: v for k, v in window_slots.items() if k != "seek_dwell"}))
+    assert window.seek_dwell == [0.0, 0]
