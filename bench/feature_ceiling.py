@@ -16,6 +16,12 @@ oracle's on the same labels, of:
   time at or before the score; late deliveries are taken as on time, a small lookahead
   that only flatters the candidates);
 * one row per candidate group, added alone, to see which carry the missing information;
+* ``behaviour_posterior``: the published features plus an approximate Bayesian posterior
+  mean of intent, computed with the generator's own model of behaviour (session rate per
+  day with its weekend factor, views per session, dwell on views no campaign led to,
+  brochure, reply and meeting odds per session; ``replay/simulate.py``): about the most a
+  feature of behaviour can say about intent. Its distance to ``latent`` is what behaviour
+  cannot tell, whatever the features;
 * ``latent``: the same fit on the world's hidden truth (intent, ESG receptivity x supply,
   ticket fit): a sanity row, close to 1.0 by construction.
 
@@ -41,6 +47,8 @@ from esg_leads.online_models.quality import roc_auc
 from esg_leads.replay.feature_ceiling import cross_fitted, folds_by_investor, load_points
 
 DAY = 86_400.0
+#: The features fs-3 added (operators/feature_definitions.py).
+FS3 = ("seek_dwell", "known_days", "thesis_fit", "risk_fit")
 #: Engagement actions counted by the candidate rates.
 ACTIONS = ("property_view", "brochure_download", "esg_report_download", "reply",
            "meeting_booked", "call", "email_open", "email_click", "webinar_attended",
@@ -76,14 +84,69 @@ def load_events(world: Path) -> tuple[dict, dict, dict]:
                          e.get("property_id")))
                 elif topic == "investor.profiles":
                     profiles[e["investor_id"]].append((when, e))
-                elif isinstance(e.get("value_eur"), (int, float)) and e["value_eur"] > 0:
-                    values[e["tenant"]].append((when, e["property_id"], float(e["value_eur"])))
+                else:
+                    GREEN[e["property_id"]] = (e.get("epc_band") in ("A+", "A", "B")
+                                               or bool(e.get("certifications")))
+                    if isinstance(e.get("value_eur"), (int, float)) and e["value_eur"] > 0:
+                        values[e["tenant"]].append((when, e["property_id"], float(e["value_eur"])))
             except (KeyError, TypeError, ValueError):
                 continue
     for d in (engagements, profiles, values):
         for v in d.values():
             v.sort(key=lambda x: x[:2])
     return engagements, profiles, values
+
+
+#: property id -> ESG-strong (EPC A+ to B, or certified), as last signalled (load_events).
+GREEN: dict[str, bool] = {}
+
+
+def _log_beta_pdf(x: np.ndarray, a: float, b: float) -> np.ndarray:
+    return ((a - 1) * np.log(x) + (b - 1) * np.log1p(-x)
+            + math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b))
+
+
+def behaviour_posterior(points: list[dict], engagements: dict, profiles: dict,
+                        start: float) -> np.ndarray:
+    """Posterior mean of each point's intent given the behaviour before it, under the
+    generator's model (the constants are replay/simulate.py's ``_simulate_day`` and
+    ``_session``; intent's prior is replay/world.py's Beta(1.6, 3.5)). Approximate: a day
+    with a view no campaign led to is one session; dwell on ESG-strong properties (which
+    also reads receptivity) is left out; campaign e-mails are left out."""
+    grid = np.linspace(0.005, 0.995, 100)
+    prior = _log_beta_pdf(grid, 1.6, 3.5)
+    rate, lam = 0.05 + 0.9 * grid, 0.6 + 2.2 * grid
+    deep = {"brochure_download": 0.1 + 0.35 * grid, "reply": 0.02 + 0.3 * grid**2,
+            "meeting_booked": 0.004 + 0.18 * grid**3}
+    weekday0 = datetime.fromtimestamp(start).weekday()
+    out = np.zeros(len(points))
+    for i, point in enumerate(points):
+        t, inv = point["t"], point["investor"]
+        events = [e for e in engagements.get(inv, ()) if e[0] <= t]
+        profile = [p for p in profiles.get(inv, ()) if p[0] <= t]
+        first = min([e[0] for e in events[:1]] + [p[0] for p in profile[:1]] or [t])
+        ll = prior.copy()
+        days: dict[int, list] = defaultdict(list)
+        for e in events:
+            if e[1] == "property_view" and e[2] is None:
+                days[int((e[0] - start) // DAY)].append(e)
+        last = int((t - start) // DAY)
+        for d in range(int((first - start) // DAY), last + 1):
+            p_session = 1 - np.exp(-rate * (1.0 if (weekday0 + d) % 7 < 5 else 0.25))
+            if d in days:
+                ll += np.log(p_session) + (len(days[d]) - 1) * np.log(lam) - lam
+                for e in days[d]:
+                    if e[3] and not GREEN.get(e[4]):
+                        z = (math.log(e[3]) - np.log(40 + 80 * grid)) / 0.6
+                        ll -= 0.5 * z * z
+            elif d < last:  # the day of the score is not over
+                ll += np.log1p(-p_session)
+        for action, odds in deep.items():
+            k = min(len(days), sum(e[1] == action for e in events))
+            ll += k * np.log(odds) + (len(days) - k) * np.log1p(-odds)
+        w = np.exp(ll - ll.max())
+        out[i] = float((w * grid).sum() / w.sum())
+    return out
 
 
 def candidate_features(points: list[dict], engagements: dict, profiles: dict,
@@ -153,7 +216,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--drop", default="", help="comma-separated published features to leave out")
     args = parser.parse_args()
-    points, _ = load_points(args.world, args.run)
+    points, spec = load_points(args.world, args.run)
     y = np.array([p["label"] for p in points], dtype=float)
     mask = np.array([p["evaluated"] for p in points])
     labels = [bool(v) for v in y[mask]]
@@ -174,6 +237,10 @@ def main() -> None:
               "positive_rate": round(float(y[mask].mean()), 4), "oracle_auc": round(oracle_auc, 4),
               "online": ratio([p["p"] for p in points]),
               "offline_published": ratio(cross_fitted(published, y, folds))}
+    fs3 = [i for i, n in enumerate(names) if n in FS3]
+    if fs3:  # the same fit without what fs-3 added: what the features added carry
+        kept = [i for i in range(len(names)) if i not in fs3]
+        result["offline_without_fs3"] = ratio(cross_fitted(published[:, kept], y, folds))
     every = [published]
     for group, columns in candidates.items():
         block = np.column_stack(list(columns.values()))
@@ -181,6 +248,10 @@ def main() -> None:
         result[f"plus_{group}"] = ratio(cross_fitted(np.hstack([published, block]), y, folds))
     result["offline_plus_candidates"] = ratio(cross_fitted(np.hstack(every), y, folds))
     result["candidates_alone"] = ratio(cross_fitted(np.hstack(every[1:]), y, folds))
+    start = datetime.fromisoformat(spec["start"]).timestamp()
+    posterior = behaviour_posterior(points, engagements, profiles, start)
+    result["behaviour_posterior"] = ratio(cross_fitted(np.hstack([published, posterior[:, None]]),
+                                                       y, folds))
     tenants = sorted({p["tenant"] for p in points})
     latent = np.array([[p["truth"]["intent"], p["features"].get("ticket_catalog_fit", 0.0),
                         p["features"].get("ticket_known", 0.0)]
