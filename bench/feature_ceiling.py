@@ -10,7 +10,9 @@ oracle's on the same labels, of:
 * ``online``: the published probabilities (what ``bench/quality.py`` reports);
 * ``offline_published``: a batch logistic regression on the published ``features``,
   cross-fitted (two folds split by investor, so no investor is scored by a fit that saw
-  its own labels) — what a perfectly trained model of the same form reaches on them;
+  its own labels; fitted on every labelled score of the world, scored on the last
+  third) — what a perfectly trained model of the same form reaches on them;
+* ``offline_without_fs3``: the same fit without the features fs-3 added (what they carry);
 * ``offline_plus_candidates``: the same fit on the published features plus candidate
   features recomputed from the world's raw events, point-in-time (events with an event
   time at or before the score; late deliveries are taken as on time, a small lookahead
