@@ -81,7 +81,7 @@ PROPERTY_SOURCES = ("property_epc", "certifications", "climate_risk")
 #: Each property-derived feature's value without property evidence (what
 #: :func:`operators.features.compute_features` gives an investor who viewed nothing):
 #: lifts 0 (the catalog's mix), EPC quality of the middle rank 3.5, verified share at its
-#: neutral 0.5, freshness of a year-old mean age.
+#: neutral 0.5, freshness of a year-old mean age, risk fit at its neutral 0.5.
 REFERENCE: dict[str, float] = {
     "green_dwell_ratio": 0.0,
     "high_epc_lift": 0.0,
@@ -91,6 +91,7 @@ REFERENCE: dict[str, float] = {
     "esg_content_lift": 0.0,
     "verified_share": 0.5,
     "data_freshness": math.exp(-1.0),
+    "risk_fit": 0.5,
 }
 #: ESG components read from property data, and their neutral value.
 PROPERTY_COMPONENTS = ("energy_efficiency", "certification", "climate_resilience")

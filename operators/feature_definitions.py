@@ -34,7 +34,7 @@ from typing import NamedTuple
 #: The data sources explanations weigh; every feature belongs to exactly one.
 SOURCES: tuple[str, ...] = ("property_epc", "certifications", "climate_risk", "engagement", "profile")
 #: The human part of the version: bump it when the meaning of the set changes on purpose.
-FEATURE_SET_NAME = "fs-2"
+FEATURE_SET_NAME = "fs-3"
 
 
 class FeatureDefinition(NamedTuple):
@@ -156,6 +156,23 @@ DEFINITIONS: tuple[FeatureDefinition, ...] = (
     _d("institutional", "profile", _PROFILE,
        "1 for asset managers, pension funds, insurers, REITs, sovereign wealth funds", _SHARE,
        "the investor is an institution"),
+    # fs-3 (issue 18): what the AUC gap measured by bench/feature_ceiling.py was missing,
+    # and the thesis and risk tolerance read against the properties engaged with.
+    _d("seek_dwell", "engagement", _SINCE,
+       "(sum of log1p(seconds) over property views no campaign led to + 3 log1p(60)) / "
+       "(those views + 3)", (0.0, 12.0),
+       "how long the investor stays on the pages they seek out: intent shows in dwell"),
+    _d("known_days", "engagement", _SINCE,
+       "min(90, days since the first profile or engagement)", (0.0, 90.0),
+       "how long the investor has been known: turns the counts into rates"),
+    _d("thesis_fit", "profile", "the most engaged properties (up to 8, decayed weights)",
+       "weighted mean over them of the mean of: asset class targeted and not excluded, "
+       f"country targeted, exp(-|log(value / ticket_max)| / 2) ({_SHRUNK}; 0.5 without)",
+       _SHARE, "the properties engaged with fit the stated thesis (asset types, regions, ticket)"),
+    _d("risk_fit", "climate_risk", "the most engaged properties (up to 8, decayed weights)",
+       "weighted share with max climate risk <= the stated cap, else the risk tolerance's "
+       f"(low 33, medium 66, high 100) ({_SHRUNK}; 0.5 without a limit)", _SHARE,
+       "the properties engaged with are within the investor's climate-risk tolerance"),
 )
 
 

@@ -46,6 +46,12 @@ def clamp_features(features: dict[str, float]) -> list[str]:
 _RANKS = tuple(range(8))
 #: Pseudo-observations that shrink shares towards neutral.
 _PRIOR_VIEWS = 3.0
+#: The dwell a page view is assumed to have before any is seen: a minute (log1p seconds).
+TYPICAL_LOG_DWELL = math.log1p(60.0)
+#: The highest physical climate-risk score (0-100) a stated risk tolerance accepts when
+#: the profile states no ``max_climate_risk`` of its own: thirds of the scale. A stated
+#: cap always wins: it is the investor's own word.
+RISK_TOLERANCE_LIMIT: dict[str, int] = {"low": 33, "medium": 66, "high": 100}
 
 
 def _shrunk(num: float, den: float, neutral: float) -> float:
@@ -68,6 +74,80 @@ def _table_features(table: dict[str, float], keys: tuple[str, ...]) -> tuple[flo
         on_keys += table.get(k, 0.0)
     share = (on_keys + _PRIOR_VIEWS * 0.5) / (total + _PRIOR_VIEWS) if keys else 0.0
     return share, squares / (total * total)
+
+
+def thesis_fit(state: InvestorProfileState) -> float:
+    """How well the properties the investor engages with most fit the stated thesis, 0-1.
+
+    Each of the most engaged properties (``top_properties``, up to 8, by decayed
+    engagement) scores the mean of the checks the profile makes possible: its asset class
+    is a target (and not excluded), its country is a target, its value is close to the
+    ticket (``exp(-|log(value / ticket_max)| / 2)``). Weighted by engagement and shrunk
+    towards 0.5 with 3 pseudo-views, so one click does not make a thesis match; 0.5 with
+    no thesis or nothing engaged.
+
+    >>> from esg_leads.operators.investor_profile import InvestorProfileState
+    >>> from esg_leads.schemas.records import PropertyFacts
+    >>> from datetime import datetime, timezone
+    >>> def facts(country, asset, value):
+    ...     return PropertyFacts("p", "t", datetime(2026, 1, 1, tzinfo=timezone.utc), country,
+    ...                          asset, value, None, None, None, False, False, None, None,
+    ...                          None, None, False, 0, False, False)
+    >>> s = InvestorProfileState((1.0, 7.0, 30.0))
+    >>> s.target_countries, s.target_assets = ("DE",), ("office",)
+    >>> s.top_properties = {"a": [3.0, facts("DE", "office", 1e6)], "b": [1.0, facts("FR", "office", 1e6)]}
+    >>> round(thesis_fit(s), 4)  # (3 * 1 + 1 * 0.5 + 3 * 0.5) / (4 + 3)
+    0.7143
+    """
+    targets_c, targets_a, excluded = state.target_countries, state.target_assets, state.excluded_assets
+    ticket = state.ticket_max
+    total = weight = 0.0
+    for w, facts in state.top_properties.values():
+        checks = []
+        if targets_a or excluded:
+            checks.append(float(facts.asset_class not in excluded
+                                and (not targets_a or facts.asset_class in targets_a)))
+        if targets_c:
+            checks.append(float(facts.country in targets_c))
+        if ticket and facts.value_eur:
+            checks.append(math.exp(-abs(math.log(facts.value_eur / ticket)) / 2))
+        if checks:
+            total += w * sum(checks) / len(checks)
+            weight += w
+    return (total + _PRIOR_VIEWS * 0.5) / (weight + _PRIOR_VIEWS)
+
+
+def risk_limit(state: InvestorProfileState) -> int | None:
+    """The highest climate-risk score the investor accepts: the stated cap, else the
+    stated tolerance's (:data:`RISK_TOLERANCE_LIMIT`), else ``None``.
+
+    >>> from esg_leads.operators.investor_profile import InvestorProfileState
+    >>> s = InvestorProfileState((1.0,))
+    >>> s.risk_tolerance = "low"
+    >>> risk_limit(s)
+    33
+    >>> s.max_climate_risk = 50
+    >>> risk_limit(s)
+    50
+    """
+    if state.max_climate_risk is not None:
+        return state.max_climate_risk
+    return RISK_TOLERANCE_LIMIT.get(state.risk_tolerance) if state.risk_tolerance else None
+
+
+def risk_fit(state: InvestorProfileState) -> float:
+    """Share of the most engaged properties whose physical climate risk is within the
+    investor's limit (:func:`risk_limit`), 0-1: weighted by engagement, properties without
+    climate data left out, shrunk towards 0.5 with 3 pseudo-views; 0.5 with no limit."""
+    limit = risk_limit(state)
+    if limit is None:
+        return 0.5
+    within = weight = 0.0
+    for w, facts in state.top_properties.values():
+        if facts.max_climate_risk is not None:
+            within += w * (facts.max_climate_risk <= limit)
+            weight += w
+    return (within + _PRIOR_VIEWS * 0.5) / (weight + _PRIOR_VIEWS)
 
 
 def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, float]:
@@ -125,6 +205,12 @@ def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, 
     # Lingering on ESG-strong properties more than on others: log ratio of mean dwell.
     green_ratio = (math.log((green_s / green_n + 10) / (other_s / other_n + 10))
                    if green_n and other_n else 0.0)
+    # Intent shows as a rate: counts mean little without how long the investor has been
+    # known (the first profile or engagement; first_seen in older snapshots).
+    first_known = state.first_known or state.first_seen
+    known = (min(90.0, max(0.0, (as_of - first_known).total_seconds() / 86_400))
+             if first_known else 0.0)
+    seek_sum, seek_n = state.seek_dwell
     geo_match, geo_concentration = _table_features(state.countries, state.target_countries)
     asset_match, asset_concentration = _table_features(state.assets, state.target_assets)
     return {
@@ -168,6 +254,10 @@ def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, 
         "profile_completeness": profile["profile_completeness"],
         "contactable": profile["contactable"],
         "institutional": profile["institutional"],
+        "seek_dwell": (seek_sum + _PRIOR_VIEWS * TYPICAL_LOG_DWELL) / (seek_n + _PRIOR_VIEWS),
+        "known_days": known,
+        "thesis_fit": thesis_fit(state),
+        "risk_fit": risk_fit(state),
     }
 
 

@@ -63,6 +63,7 @@ class InvestorProfileState:
         "content", "epc_ranks", "countries", "assets", "value_n", "value_sum", "value_sq",
         "meetings", "replies", "totals", "dwell", "catalog_log_value", "ingest_ms", "first_seen", "last_active", "previous_active",
         "top_properties", "_engaged", "lineage", "lineage_omitted", "history",
+        "seek_dwell", "first_known",
     )
 
     def __init__(self, half_lives_days: tuple[float, ...]) -> None:
@@ -112,10 +113,14 @@ class InvestorProfileState:
         self.totals = [0, 0, 0, 0.0, 0]
         self.catalog_log_value: float | None = None  # the tenant's typical lot size, last seen
         self.dwell = [0.0, 0, 0.0, 0]  # undecayed, as in WindowAggregate.dwell
+        self.seek_dwell = [0.0, 0]  # undecayed, as in WindowAggregate.seek_dwell
         self.ingest_ms: int | None = None  # of the latest window's inputs
         self.first_seen: datetime | None = None
         self.last_active: datetime | None = None
         self.previous_active: datetime | None = None
+        #: When the investor first became known: the earliest profile or engagement
+        #: (a CRM record often exists before the first visit; rates run from here).
+        self.first_known: datetime | None = None
         self.top_properties: dict[str, list] = {}  # property_id -> [weight, facts]
         self._engaged: tuple[PropertyFacts, ...] | None = None  # cached ranking
         self.lineage: list[dict] = []
@@ -124,8 +129,11 @@ class InvestorProfileState:
         self.history: list[FeatureVector] = []
 
     def __setstate__(self, state: tuple) -> None:
-        # Slots pickle as (None, {slot: value}); older snapshots lack lineage_omitted.
+        # Slots pickle as (None, {slot: value}); older snapshots lack lineage_omitted,
+        # seek_dwell and first_known (features then read first_seen).
         self.lineage_omitted = None
+        self.seek_dwell = [0.0, 0]
+        self.first_known = None
         for name, value in state[1].items():
             setattr(self, name, value)
 
@@ -133,6 +141,7 @@ class InvestorProfileState:
 
     def apply_profile(self, profile: InvestorProfile, contact_ref: str | None) -> None:
         prefs = profile.preferences
+        self._known_at(profile.event_time)
         self._profile_features = None
         self.has_profile = True
         self.investor_type = profile.investor_type.value
@@ -257,11 +266,19 @@ class InvestorProfileState:
         self._merge_properties(agg)
         if self.first_seen is None or (agg.first is not None and agg.first < self.first_seen):
             self.first_seen = agg.first
+        self._known_at(agg.first)
+        seek = agg.seek_dwell
+        self.seek_dwell[0] += seek[0]
+        self.seek_dwell[1] += seek[1]
         self.previous_active = self.last_active
         self.last_active = window_end
         self.lineage, omitted = append_refs(self.lineage, self.lineage_omitted, agg.refs,
                                             MAX_LINEAGE)
         self.lineage_omitted = combine(omitted, agg.omitted)
+
+    def _known_at(self, when: datetime | None) -> None:
+        if when is not None and (self.first_known is None or when < self.first_known):
+            self.first_known = when
 
     def _merge_properties(self, agg: WindowAggregate) -> None:
         if agg.properties:

@@ -40,7 +40,7 @@ class WindowAggregate:
         "expected_high", "expected_certified", "expected_low_risk", "data_age_days", "stale",
         "epc_ranks", "countries", "assets", "log_values", "properties", "first", "last",
         "refs", "dwell", "unknown_property", "catalog_log_value", "ingest_ms",
-        "refs_omitted", "refs_digest", "signals",
+        "refs_omitted", "refs_digest", "signals", "seek_dwell",
     )
 
     def __init__(self) -> None:
@@ -67,6 +67,9 @@ class WindowAggregate:
         self.signals: set[tuple] = set()  # signal refs already in the lineage
         # Time spent on property pages: [seconds, views] on ESG-strong properties, then others.
         self.dwell = [0.0, 0, 0.0, 0]
+        #: [sum of log1p(seconds), views] of the property views the investor sought out
+        #: (no campaign e-mail led there): how long they stay shows intent.
+        self.seek_dwell = [0.0, 0]
         self.unknown_property = 0
         self.catalog_log_value: float | None = None
         #: When (wall clock, ms) the flow took the window's latest event in: lead latency
@@ -78,6 +81,7 @@ class WindowAggregate:
         # Slots pickle as (None, {slot: value}); a snapshot from before lineage was
         # digested lacks the new slots.
         self.refs_omitted, self.refs_digest, self.signals = 0, 0, set()
+        self.seek_dwell = [0.0, 0]
         for name, value in state[1].items():
             setattr(self, name, value)
 
@@ -109,13 +113,17 @@ class WindowAggregate:
                    "partition": ingested.partition, "offset": ingested.offset})
         if item.mix.log_value is not None:
             self.catalog_log_value = item.mix.log_value
+        duration = event.duration_s  # type: ignore[attr-defined]
+        if (duration is not None and event.action == "property_view"  # type: ignore[attr-defined]
+                and event.campaign_id is None):  # type: ignore[attr-defined]
+            self.seek_dwell[0] += math.log1p(duration)
+            self.seek_dwell[1] += 1
         facts = item.facts
         if facts is None:
             if event.property_id is not None:  # type: ignore[attr-defined]
                 self.unknown_property += 1
             return
         self._add_facts(facts, item, when, stale_days)
-        duration = event.duration_s  # type: ignore[attr-defined]
         if duration is not None and event.action == "property_view":  # type: ignore[attr-defined]
             at = 0 if (facts.high_epc or facts.certified) else 2
             self.dwell[at] += duration

@@ -197,7 +197,7 @@ def test_a_trained_lead_moves_the_stale_share_of_its_evidence_to_the_prior(warm)
     assert 0 < m < 1 and fresh["model"]["prior_weight"] < 1
     reference = {"green_dwell_ratio": 0.0, "high_epc_lift": 0.0, "epc_quality": 0.5,
                  "certified_lift": 0.0, "low_risk_lift": 0.0, "esg_content_lift": 0.0,
-                 "verified_share": 0.5, "data_freshness": math.exp(-1)}
+                 "verified_share": 0.5, "data_freshness": math.exp(-1), "risk_fit": 0.5}
     f = {n: (1 - q) * x + q * reference[n] if n in reference else x for n, x in v.features.items()}
     # vector(): efficiency 60, certification 50; alignment 55 -> 55 + 0.25 * (-10 q)
     efficiency = round((1 - q) * 60 + q * 50, 2)

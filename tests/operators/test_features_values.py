@@ -3,7 +3,7 @@
 A small fixture — three properties, one investor with a stated profile, nine
 engagements in two windows a day apart — goes through the real path (window
 aggregate, investor state, ``compute_features``). ``reference_features`` below
-computes the same 39 features straight from the list of engagements, one feature at a
+computes the same 43 features straight from the list of engagements, one feature at a
 time, from the meanings documented in ``operators/features.py`` (and the half-lives,
 depth weights and shrinkage stated there): no running counters, no shared code with
 the module under test. ESG alignment, its six components, intent and readiness are
@@ -51,21 +51,21 @@ MIX = CatalogMix(10, high_epc=0.2, certified=0.1, low_climate_risk=0.3, log_valu
 
 
 def prop(pid, *, band, country, asset, value, data_days_before_t0, high=False, certified=False,
-         low_risk=False, third_party=True) -> PropertyFacts:
+         low_risk=False, third_party=True, climate_risk=None) -> PropertyFacts:
     return PropertyFacts(
         property_id=pid, tenant="acme", effective=T0 - 90 * DAY, country=country,
         asset_class=asset, value_eur=value, epc_band=band, epc_rank=EPC_RANK[band],
         energy_star_score=None, certified=certified, certified_verified=certified,
         certification="BREEAM excellent" if certified else None, energy_intensity=None,
-        carbon_intensity=None, max_climate_risk=None, third_party=third_party,
+        carbon_intensity=None, max_climate_risk=climate_risk, third_party=third_party,
         data_as_of_ordinal=T0.toordinal() - data_days_before_t0, high_epc=high,
         low_climate_risk=low_risk)
 
 
 GREEN = prop("green", band="A", country="GB", asset="office", value=3e6, data_days_before_t0=30,
-             high=True, certified=True, low_risk=True)
+             high=True, certified=True, low_risk=True, climate_risk=20)
 BROWN = prop("brown", band="F", country="DE", asset="retail", value=9e6, data_days_before_t0=400,
-             third_party=False)
+             third_party=False, climate_risk=70)
 SAFE = prop("safe", band="D", country="GB", asset="office", value=None, data_days_before_t0=100,
             low_risk=True)
 
@@ -76,6 +76,7 @@ class Touch(NamedTuple):
     action: str
     facts: PropertyFacts | None = None
     duration: float | None = None
+    campaign: str | None = None
 
 
 WINDOW_ENDS = (T0, T0 + DAY)
@@ -110,6 +111,8 @@ def engagement(t: Touch, mix: CatalogMix = MIX) -> EnrichedEngagement:
         payload["property_id"] = t.facts.property_id
     if t.duration is not None:
         payload["duration_s"] = t.duration
+    if t.campaign is not None:
+        payload["campaign_id"] = t.campaign
     value = orjson.dumps(payload)
     ingested = Ingested(decode_event("investor.engagements", value), "investor.engagements", 0,
                         offset, 1_772_000_000_000 + offset, b"inv-1", value)
@@ -209,6 +212,38 @@ def reference_features(touches, profile: dict | None, as_of: datetime, mix=MIX) 
     tenure = min(90.0, days(as_of, first))
     windows = len(ends)
     consents = {c["channel"]: c["status"] for c in (profile or {}).get("consents", [])}
+    # seek_dwell: the views no campaign led to, with 3 pseudo-views of a minute.
+    sought = [math.log1p(t.duration) for t in touches
+              if viewed(t) and t.duration is not None and t.campaign is None]
+    # known_days: the profile (stated at T0 in these fixtures) or the first touch.
+    known_since = min([first] + ([T0] if profile else []))
+    # thesis_fit and risk_fit: each property once, weighted by its decayed touches.
+    by_property: dict[str, list] = {}
+    for t in with_facts:
+        by_property.setdefault(t.facts.property_id, [0.0, t.facts])[0] += w[t]
+    targets_c = (profile or {}).get("target_countries") or ()
+    targets_a = (profile or {}).get("target_asset_classes") or ()
+    excluded = prefs.get("excluded_asset_classes") or ()
+    fit_sum = fit_w = 0.0
+    for weight, facts in by_property.values():
+        checks = []
+        if targets_a or excluded:
+            checks.append(1.0 if facts.asset_class in targets_a and facts.asset_class not in excluded
+                          else 1.0 if not targets_a and facts.asset_class not in excluded else 0.0)
+        if targets_c:
+            checks.append(1.0 if facts.country in targets_c else 0.0)
+        if ticket and facts.value_eur:
+            checks.append(math.exp(-abs(math.log(facts.value_eur) - math.log(ticket)) / 2))
+        if checks:
+            fit_sum += weight * sum(checks) / len(checks)
+            fit_w += weight
+    limit = prefs.get("max_climate_risk")
+    if limit is None:
+        limit = {"low": 33, "medium": 66, "high": 100}.get((profile or {}).get("risk_tolerance"))
+    rated = [(weight, f) for weight, f in by_property.values() if f.max_climate_risk is not None]
+    risk = (0.5 if limit is None else
+            (sum(weight for weight, f in rated if f.max_climate_risk <= limit) + PRIOR * 0.5)
+            / (sum(weight for weight, _ in rated) + PRIOR))
     known = [profile and k in profile for k in ("investor_type", "jurisdiction", "consents",
                                                 "ticket_max_eur", "target_countries",
                                                 "target_asset_classes", "risk_tolerance")]
@@ -255,6 +290,10 @@ def reference_features(touches, profile: dict | None, as_of: datetime, mix=MIX) 
                              or consents.get("phone") == "opted_in"),
         "institutional": float((profile or {}).get("investor_type") in
                                ("asset_manager", "pension_fund", "insurer", "reit", "sovereign_wealth")),
+        "seek_dwell": (sum(sought) + PRIOR * math.log1p(60)) / (len(sought) + PRIOR),
+        "known_days": min(90.0, days(as_of, known_since)),
+        "thesis_fit": (fit_sum + PRIOR * 0.5) / (fit_w + PRIOR),
+        "risk_fit": risk,
     }
 
 
@@ -598,12 +637,12 @@ def test_institutional_investor_types(investor_type, institutional):
     assert compute_features(state, T0)["institutional"] == institutional
 
 
-def test_vectors_carry_feature_set_fs_2():
+def test_vectors_carry_feature_set_fs_3():
     from esg_leads.operators.features import FEATURE_SET_VERSION, build_vector
 
     state = build_state()
     version = build_vector(state, "acme", "inv-1", AS_OF).feature_set_version
-    assert version == FEATURE_SET_VERSION and version.startswith("fs-2+")
+    assert version == FEATURE_SET_VERSION and version.startswith("fs-3+")
 
 
 # ------------------------------------------------- caps, empty parts, the vector

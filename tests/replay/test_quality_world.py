@@ -15,6 +15,8 @@ import json
 import pytest
 
 from esg_leads.flows.config import load_settings
+from esg_leads.operators.feature_definitions import FEATURE_NAMES
+from esg_leads.replay.feature_ceiling import feature_auc_ratio, load_points
 from esg_leads.replay.generator import generate
 from esg_leads.replay.quality import evaluate_horizon
 from esg_leads.replay.runner import replay
@@ -30,7 +32,8 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
     generate(SPEC, base / "world")
     replay(base / "world", base / "run", load_settings(base / "world" / "config.toml"))
     return {"horizon": evaluate_horizon(base / "world", base / "run", from_fraction=0.5),
-            "summary": (base / "run" / "summary.json").read_text()}
+            "summary": (base / "run" / "summary.json").read_text(),
+            "points": load_points(base / "world", base / "run", from_fraction=0.5)[0]}
 
 
 def test_the_90_day_probability_is_calibrated_against_the_truth(result):
@@ -49,3 +52,18 @@ def test_the_run_reports_its_own_calibration(result):
     assert calibration["pairs_matched"] > 5000
     (ece,) = calibration["ece_by_tenant"].values()
     assert 0.0 <= ece <= 0.05
+
+
+#: The features fs-3 added because bench/feature_ceiling.py found the intent they carry
+#: missing from fs-2 (issue 18's AUC gap).
+INTENT_FEATURES = ("seek_dwell", "known_days")
+
+
+def test_the_fs3_intent_features_carry_ranking_the_older_set_lacked(result):
+    """The same offline model (cross-fitted logistic regression on the published
+    features) with and without the fs-3 intent features, on the same scores and labels."""
+    points = result["points"]
+    assert sum(p["evaluated"] for p in points) > 500
+    with_them = feature_auc_ratio(points, FEATURE_NAMES)
+    without = feature_auc_ratio(points, [n for n in FEATURE_NAMES if n not in INTENT_FEATURES])
+    assert with_them >= without + 0.01, (with_them, without)
