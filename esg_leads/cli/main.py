@@ -93,6 +93,7 @@ def _world_spec(args: argparse.Namespace):
             drift_at=args.drift_at,
             partitions=args.partitions,
             reviewers=getattr(args, "reviewers", "on") == "on",
+            profile_answers=getattr(args, "profile_answers", "on") == "on",
             feed_outages=tuple(getattr(args, "feed_outage", None) or ()),
         )
     except ValueError as error:
@@ -113,7 +114,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
         f"in {report.seconds:.1f}s ({report.events_per_second:,.0f} events/s)",
         file=sys.stderr,
     )
+    if report.profile_answers is not None:
+        print(profile_answers_line(report), file=sys.stderr)
     return 0
+
+
+def profile_answers_line(report) -> str:
+    """What became of the flow's info requests, in one line (generate and demo)."""
+    f = report.profile_answers
+    settled = "" if report.settled else f"; not settled after {report.review_rounds} rounds"
+    return (f"info requests: {f.asked:,} investors asked for their profile, {f.answered:,} "
+            f"answered, {f.rescored:,} scored again with it, {f.decided:,} then decided "
+            f"(handed off or disqualified){settled}")
 
 
 # ---------------------------------------------------------------------- replay
@@ -302,6 +314,10 @@ def _add_world_flags(p: argparse.ArgumentParser) -> None:
                    help="reviewer teams decide the flow's review cases (signed decisions on "
                         "lead.review-decisions); on replays the world through the flow in "
                         "rounds while generating")
+    p.add_argument("--profile-answers", choices=("on", "off"), default="on",
+                   help="investors without a profile fill it in after the flow's info request "
+                        "(some never do); on replays the world through the flow in rounds "
+                        "while generating")
 
 
 def _examples(*lines: str) -> str:
