@@ -354,6 +354,8 @@ class LifecycleShard:
         self.counts[("decisions", tenant)] += 1
         if target == "in_review":
             self.counts[("decisions_by_human", tenant)] += 1
+        elif target == "needs_info":
+            self.counts[("info_requests", tenant)] += 1
 
     def _close_case(self, lead: LeadRecord, investor_id: str) -> None:
         lead.open_case = None
@@ -467,6 +469,7 @@ class LifecycleShard:
                 lead.machine.move("scored", when, f"{notice.kind}: the missing facts arrived, "
                                                   "scoring again")
                 self._decided(notice.tenant, "scored")
+                self.counts[("info_received", notice.tenant)] += 1
                 self._reemit(lead, notice, now, out)
         elif notice.kind == "outcome":
             if notice.detail == "disqualified" and lead.machine.can("disqualified"):

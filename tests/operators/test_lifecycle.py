@@ -441,10 +441,12 @@ def test_a_lead_without_a_profile_asks_for_it_instead_of_opening_a_case() -> Non
     # Later scores keep it waiting, without a case, whatever they say.
     assert not of(shard.process([scored(0.52, 1, ctx=context(**NO_PROFILE))], NOW), "review")
     assert shard.leads["inv-1"].machine.state == "needs_info"
+    assert shard.counts[("info_requests", "acme")] == 1  # asked once, for the autonomy KPIs
     # The profile arrives: the lead is scored again, and the next score routes it.
     out = shard.process([notice("profile", 2, context())], NOW)
     check_records(out)
     assert of(out, "leads")[0]["state"] == "scored"
+    assert shard.counts[("info_received", "acme")] == 1
     out = shard.process([scored(0.8, 3)], NOW)
     assert of(out, "leads")[0]["state"] == "handed_off" and of(out, "handoff")
 
