@@ -64,7 +64,7 @@ class ProfileAnswer:
 def answer_probability(intent: float) -> float:
     """The chance that an investor of this latent intent answers an info request.
 
-    >>> answer_probability(0.0), answer_probability(1.0)
+    >>> round(answer_probability(0.0), 6), round(answer_probability(1.0), 6)
     (0.2, 0.9)
     """
     return ANSWER_BASE + ANSWER_PER_INTENT * min(1.0, max(0.0, intent))
@@ -140,6 +140,19 @@ class AnswerFigures:
     rescored: int  #: of those, leads scored again with the profile (out of needs_info)
     decided: int  #: of those, leads the flow then decided (handed off or disqualified)
     final_states: dict[str, int]  #: the answered leads' last states
+
+    def line(self, settled: bool | None, rounds: int) -> str:
+        """The figures in one line, as ``generate`` and ``demo`` print them.
+
+        >>> AnswerFigures(40, 12, 11, 4, {}).line(True, 2).split(", ")[:2]
+        ['info requests: 40 investors asked for their profile', '12 answered']
+        >>> AnswerFigures(40, 12, 11, 4, {}).line(False, 4).endswith("not settled after 4 rounds")
+        True
+        """
+        unsettled = "" if settled else f"; not settled after {rounds} rounds"
+        return (f"info requests: {self.asked:,} investors asked for their profile, "
+                f"{self.answered:,} answered, {self.rescored:,} scored again with it, "
+                f"{self.decided:,} then decided (handed off or disqualified){unsettled}")
 
     def as_dict(self) -> dict:
         return {"asked": self.asked, "answered": self.answered, "rescored": self.rescored,

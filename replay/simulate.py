@@ -43,6 +43,7 @@ from esg_leads.replay.world import (
     Investor,
     Property,
     Tenant,
+    crm_record,
     entity_rng,
     make_investor,
     make_property,
@@ -399,22 +400,20 @@ class Simulation:
             else:
                 inv.preferences = dict(inv.preferences, max_climate_risk=40)
         payload = self._envelope(inv.tenant, when, "crm")
-        payload.update(_profile_fields(inv))
+        payload.update(crm_record(inv))
         if rng.random() < 0.8:  # ticket sizes are often left blank in CRMs
             payload["ticket_min_eur"] = inv.ticket_min
             payload["ticket_max_eur"] = inv.ticket_max
         self._push("investor.profiles", inv.investor_id, payload, when, rng.expovariate(1 / 60))
 
     def _answered_profile(self, truth: Truth, when: float) -> None:
-        """The profile an investor fills in when the flow asked for it, as it stands then.
-
-        Its own random stream and event id: the world's other events, their ids and
-        draws, are those of the same world without answers."""
+        """The profile an investor fills in when asked, as it stands then; with its own
+        random stream and event id, so that no other event of the world changes."""
         inv = truth.investor
         rng = random.Random(f"{self.spec.seed}:profile-answer-message:{inv.investor_id}")
         payload = {"tenant": inv.tenant, "event_id": f"pa:{inv.investor_id}",
                    "event_time": datetime.fromtimestamp(round(when, 3), tz=timezone.utc),
-                   "source": "crm", **_profile_fields(inv)}
+                   "source": "crm", **crm_record(inv)}
         if rng.random() < 0.8:
             payload["ticket_min_eur"] = inv.ticket_min
             payload["ticket_max_eur"] = inv.ticket_max
@@ -583,23 +582,6 @@ class Simulation:
         payload = self._envelope(inv.tenant, when, "privacy-desk")
         payload["investor_id"] = inv.investor_id
         self._push("investor.erasure", inv.investor_id, payload, when, self._rng.uniform(1, 60))
-
-
-def _profile_fields(inv: Investor) -> dict:
-    """An investor's CRM record as ``investor.profiles`` carries it (tickets aside)."""
-    return dict(
-        investor_id=inv.investor_id,
-        investor_type=inv.investor_type,
-        subscriber_type=inv.subscriber_type,
-        jurisdiction=inv.jurisdiction,
-        preferences=inv.preferences,
-        target_countries=inv.target_countries,
-        target_asset_classes=inv.target_asset_classes,
-        risk_tolerance=inv.risk_tolerance,
-        consents=[{"channel": c, "status": s} for c, s in inv.consents.items()],
-        do_not_call=inv.do_not_call,
-        contact={"name": inv.name, "email": inv.email, "phone": inv.phone},
-    )
 
 
 def _poisson(rng: random.Random, lam: float) -> int:

@@ -74,9 +74,8 @@ def run_demo(out: Path, seed: int = 7, investors: int = 3000, days: int = 45) ->
                   f"handoffs {summary['handoffs']:,}; labels learned "
                   f"{summary['labels_learned']:,}; alerts: {alerts}", highlight=False)
     if report.profile_answers is not None:
-        from esg_leads.cli.main import profile_answers_line
-
-        console.print(profile_answers_line(report), highlight=False)
+        console.print(report.profile_answers.line(report.settled, report.review_rounds),
+                      highlight=False)
     console.print(f"replay {summary['events_per_second']:,} events/s; demo total "
                   f"{time.perf_counter() - started:.1f}s; outputs in {run_dir}/", highlight=False)
     from esg_leads.flows.crm_sync import demo_delivery

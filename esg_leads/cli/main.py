@@ -115,17 +115,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if report.profile_answers is not None:
-        print(profile_answers_line(report), file=sys.stderr)
+        print(report.profile_answers.line(report.settled, report.review_rounds), file=sys.stderr)
     return 0
-
-
-def profile_answers_line(report) -> str:
-    """What became of the flow's info requests, in one line (generate and demo)."""
-    f = report.profile_answers
-    settled = "" if report.settled else f"; not settled after {report.review_rounds} rounds"
-    return (f"info requests: {f.asked:,} investors asked for their profile, {f.answered:,} "
-            f"answered, {f.rescored:,} scored again with it, {f.decided:,} then decided "
-            f"(handed off or disqualified){settled}")
 
 
 # ---------------------------------------------------------------------- replay

@@ -163,8 +163,9 @@ def test_info_requests_are_what_the_flow_published(tmp_path: Path) -> None:
     t0 = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
 
     def record(investor: str, hours: float, state: str, steps: list[dict]) -> dict:
-        return {"tenant": "acme", "investor_id": investor, "event_time": t0 + timedelta(hours=hours),
-                "state": state, "record": {"outreach_plan": {"steps": steps}}}
+        return {"tenant": "acme", "investor_id": investor, "state": state,
+                "event_time": t0 + timedelta(hours=hours),
+                "record": {"outreach_plan": {"steps": steps}}}
 
     def ask(at_hours: float) -> dict:
         return {"channel": "email", "trigger": "lead needs info",
