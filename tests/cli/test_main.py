@@ -12,6 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from esg_leads.cli.main import main
@@ -347,6 +348,7 @@ def test_profile_answers_flag_is_on_unless_switched_off() -> None:
     assert (off.profile_answers, off.reviewers) == (False, False)
 
 
+@hypothesis_settings(deadline=None, max_examples=60)  # builds the whole parser each time
 @given(st.text(max_size=12).filter(lambda t: t not in ("on", "off") and not t.startswith("-")))
 def test_profile_answers_refuses_any_other_value_in_one_line(text: str) -> None:
     import contextlib
