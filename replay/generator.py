@@ -25,10 +25,11 @@ a time depends on its input up to about that time (plus the allowed lateness). S
 round changes what the flow does only after the earliest input it changed, and that
 point moves later round after round; an answer or a decision also moves only its own
 lead, except through what the models learn from it. In practice the rounds settle in
-two to four replays. They are bounded (:data:`MAX_ROUNDS` worlds written after the
-first); a world still changing then is kept as written, with ``settled: false`` in
-``world.json``: its last requests or cases may be answered as the round before saw
-them (a request a little earlier or later, a case never decided).
+two to five replays (``round_changes`` in ``world.json``: per replay, how many
+decisions and answers changed). They are bounded (:data:`MAX_ROUNDS` worlds written
+after the first); a world still changing then is kept as written, with ``settled:
+false`` in ``world.json``: its last requests or cases may be answered as the round
+before saw them (a request a little earlier or later, a case never decided).
 
 Same arguments, same bytes (and, with reviewers, the same flow and settings).
 """
@@ -90,6 +91,8 @@ class GenerationReport:
     seconds: float
     #: Whether the last round changed nothing (None: no rounds were run).
     settled: bool | None = None
+    #: Per replay, how many decisions and answers differed from the world it replayed.
+    round_changes: tuple[dict[str, int], ...] = ()
     #: Investors asked for their profile, answers, rescored and decided leads (None: off).
     profile_answers: AnswerFigures | None = None
 
@@ -118,6 +121,11 @@ def _corrupt(kind: str, topic: str, payload: dict, value: bytes, rng: random.Ran
     elif kind == "missing_field":
         broken.pop("event_id", None)
     return orjson.dumps(broken)
+
+
+def _decision_id(decision: dict) -> tuple:
+    payload = decision["payload"]
+    return payload["event_id"], payload["verdict"], payload["event_time"]
 
 
 def _truth_table(truths: list[Truth], start_s: float) -> pa.Table:
@@ -180,14 +188,22 @@ def generate(spec: WorldSpec, out: str | Path,
     decisions: list[dict] = []
     answers: list[ProfileAnswer] = []
     settled = False
+    changes: list[dict[str, int]] = []
     # Every world written is replayed once: to find what the next one answers, and
     # for the last, to check that nothing changes any more and to measure it.
     for round_ in range(1, MAX_ROUNDS + 2):
-        found = _replay_round(out, written.timeline, answers)
+        # Measured on the answers sent: an investor erased before answering sends none.
+        found = _replay_round(out, written.timeline,
+                              [a for a in answers if a.investor_id in written.answered])
         new_decisions = (decide(found.cases, teams, truth_p, spec.seed, end_s)
                          if spec.reviewers else [])
         new_answers = (answer(found.requests, written.profileless, spec.seed, end_s)
                        if spec.profile_answers else [])
+        # What this round changed: decisions and answers sent, or no longer sent.
+        changes.append({
+            "decisions": len({_decision_id(d) for d in new_decisions}
+                             ^ {_decision_id(d) for d in decisions}),
+            "answers": len(set(new_answers) ^ set(answers))})
         if new_decisions == decisions and new_answers == answers:
             settled = True
             break
@@ -196,13 +212,15 @@ def generate(spec: WorldSpec, out: str | Path,
         decisions, answers = new_decisions, new_answers
         written = _write(spec, out, decisions, answers, None, True, round_, started)
     report = dataclasses.replace(
-        written.report, settled=settled, seconds=time.perf_counter() - started,
+        written.report, settled=settled, round_changes=tuple(changes),
+        seconds=time.perf_counter() - started,
         profile_answers=found.figures if spec.profile_answers else None)
     if spec.profile_answers:
         # Only a world with answers says so: one without stays byte for byte the world
         # written before answers existed.
         world = json.loads((out / "world.json").read_text())
         world["settled"] = settled
+        world["round_changes"] = changes
         world["profile_answers"] = report.profile_answers.as_dict()
         (out / "world.json").write_text(json.dumps(world, indent=2, sort_keys=True) + "\n")
     return report
@@ -298,6 +316,7 @@ class _Written:
     report: GenerationReport
     timeline: _Timeline
     profileless: dict[str, float]  #: investors without a profile -> their latent intent
+    answered: frozenset[str]  #: investors whose answer the world sent
 
 
 def _write(spec: WorldSpec, out: Path, decisions: list[dict], answers: list[ProfileAnswer],
@@ -310,6 +329,7 @@ def _write(spec: WorldSpec, out: Path, decisions: list[dict], answers: list[Prof
     per_topic: Counter[str] = Counter()
     by_kind: Counter[str] = Counter()
     duplicates = late = 0
+    answered: set[str] = set()
     # Malformed messages come on top of the good ones, so that the world's truth is
     # untouched and the malformed share of all messages is the requested rate.
     extra_rate = spec.malformed_rate / (1 - spec.malformed_rate) if spec.malformed_rate else 0.0
@@ -343,6 +363,7 @@ def _write(spec: WorldSpec, out: Path, decisions: list[dict], answers: list[Prof
             timeline.add(emitted.topic, emitted.payload, emitted.ingest_s)
             publish(emitted.topic, key, value, emitted.ingest_s)
             if emitted.answer:
+                answered.add(emitted.key)
                 # Like a reviewer's decision, an answer draws nothing from the noise
                 # stream: adding it leaves every other message of the world as it was.
                 continue
@@ -402,7 +423,7 @@ def _write(spec: WorldSpec, out: Path, decisions: list[dict], answers: list[Prof
     (out / "config.toml").write_text(world_config(sim.tenants, spec.seed))
     profileless = {t.investor.investor_id: t.investor.intent for t in truths
                    if not t.investor.has_profile}
-    return _Written(report, timeline.freeze(), profileless)
+    return _Written(report, timeline.freeze(), profileless, frozenset(answered))
 
 
 def _spec_dict(spec: WorldSpec) -> dict:

@@ -101,6 +101,10 @@ def test_asked_investors_answer_and_leave_needs_info_scored_with_their_profile(w
     assert report.settled is True
     meta = json.loads((base / "world" / "world.json").read_text())
     assert meta["profile_answers"] == figures.as_dict() and meta["settled"] is True
+    # The first replay found the requests; the last changed nothing.
+    assert report.round_changes[0]["answers"] > 0
+    assert report.round_changes[-1] == {"decisions": 0, "answers": 0}
+    assert meta["round_changes"] == list(report.round_changes)
 
 
 def test_only_investors_without_a_profile_answer_and_their_answer_is_ingested_soon(worlds) -> None:
