@@ -94,7 +94,8 @@ def main() -> None:
     base = args.keep or Path(tempfile.mkdtemp(prefix="esg-drift-"))
     try:
         spec = WorldSpec(investors=args.investors, days=args.days, seed=args.seed,
-                         properties=max(100, args.investors // 10), reviewers=False)
+                         properties=max(100, args.investors // 10), reviewers=False,
+                         profile_answers=False)
         onset = spec.start.timestamp() + args.drift_at * DAY_S
         drift_alerts_, drift_after = run_world(
             WorldSpec(**{**_fields(spec), "drift_at": args.drift_at}), base / "drift")

@@ -47,7 +47,8 @@ def _width(interval: dict) -> float:
 def measure(investors: int, days: int, outage: str, max_staleness_days: float, seed: int,
             work: Path) -> dict:
     spec = WorldSpec(tenants=2, investors=investors, properties=1500, days=days, seed=seed,
-                     reviewers=False, feed_outages=(parse_feed_outage(outage),))
+                     reviewers=False, profile_answers=False,
+                     feed_outages=(parse_feed_outage(outage),))
     down = spec.feed_outages[0]
     generate(spec, work / "world")
     config = work / "world" / "config.toml"

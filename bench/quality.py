@@ -53,7 +53,7 @@ def main() -> None:
         started = time.perf_counter()
         generate(WorldSpec(investors=args.investors, days=args.days, seed=args.seed,
                            properties=max(100, args.investors // 10),
-                           reviewers=args.reviewers), world)
+                           reviewers=args.reviewers, profile_answers=False), world)
         summary = replay(world, run, load_settings(world / "config.toml"))
         result["world"] = {"investors": args.investors, "days": args.days, "seed": args.seed,
                            "reviewers": args.reviewers,

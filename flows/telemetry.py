@@ -158,6 +158,10 @@ class Telemetry:
             "review_queue_age_days_by_tenant": ages,
             "review_cases_by_tenant": cases,
             "handoffs_by_tenant": self.per_topic("handoffs"),
+            # Leads asked for missing profile facts (needs_info) instead of a person, and
+            # those whose profile then arrived (back to scoring).
+            "info_requests": sum(self.per_topic("info_requests").values()),
+            "info_received": sum(self.per_topic("info_received").values()),
         }
 
     def dead_letters(self, records: list[dict]) -> None:

@@ -207,8 +207,17 @@ class InvestorShard:
     def _on_profile(self, ingested: Ingested) -> list:
         profile: InvestorProfile = ingested.event  # type: ignore[assignment]
         state = self._state(profile.investor_id)
+        completes = state.history and (state.jurisdiction is None or state.subscriber_type is None)
         state.apply_profile(profile, contact_ref(self._salt, profile))
-        return [self._notice(ingested, "profile", state)]
+        out: list = [self._notice(ingested, "profile", state)]
+        if completes:
+            # A scored investor whose profile lacked what compliance needs (a lead in
+            # needs_info waits for exactly this): score again now, with the profile,
+            # rather than at the next engagement, which a silent investor never sends.
+            # Never before the last score: history stays in as-of order (point-in-time).
+            as_of = max(profile.event_time, state.history[-1].as_of)
+            out.append(self._rescore(state, profile.investor_id, as_of))
+        return out
 
     def _on_unsubscribe(self, ingested: Ingested) -> list:
         state = self._state(ingested.event.investor_id)  # type: ignore[attr-defined]

@@ -281,6 +281,9 @@ class LifecycleShard:
         target = routing.target_state(lead.machine.state, p, blocked=blocked, reasons=reasons,
                                       missing=missing, uncertain=uncertain, settings=s)
         if target != lead.machine.state:
+            if before == "needs_info" and not missing:
+                move("scored", "profile: the missing facts arrived, scoring again")
+                self.counts[("info_received", record["tenant"])] += 1
             move(target, routing.why(target, p, reasons, missing, s))
         if lead.machine.state != before:
             self._decided(record["tenant"], lead.machine.state)
@@ -354,6 +357,8 @@ class LifecycleShard:
         self.counts[("decisions", tenant)] += 1
         if target == "in_review":
             self.counts[("decisions_by_human", tenant)] += 1
+        elif target == "needs_info":
+            self.counts[("info_requests", tenant)] += 1
 
     def _close_case(self, lead: LeadRecord, investor_id: str) -> None:
         lead.open_case = None
@@ -445,8 +450,18 @@ class LifecycleShard:
             if notice.context is not None:
                 self.leads[investor_id] = LeadRecord(notice.context)
             return
+        completes = (notice.kind == "profile" and notice.context is not None
+                     and lead.last_score is not None and review.missing_info(lead.context)
+                     and not review.missing_info(notice.context))
         if notice.context is not None:
             lead.context = notice.context
+        if completes:
+            # The profile brings the facts compliance lacked: the investor stage scores
+            # the lead again as of this profile (operators/investor_state.py), and that
+            # score routes it, in one record with the new score, not a restatement of
+            # the old score at the same instant.
+            self._audit_notice(notice, lead, now, out)
+            return
         when = notice.event_time.timestamp()
         if notice.kind in ("profile", "unsubscribe") and lead.context is not None:
             ctx = lead.context
@@ -467,6 +482,7 @@ class LifecycleShard:
                 lead.machine.move("scored", when, f"{notice.kind}: the missing facts arrived, "
                                                   "scoring again")
                 self._decided(notice.tenant, "scored")
+                self.counts[("info_received", notice.tenant)] += 1
                 self._reemit(lead, notice, now, out)
         elif notice.kind == "outcome":
             if notice.detail == "disqualified" and lead.machine.can("disqualified"):

@@ -15,7 +15,24 @@ Output directory layout::
 With reviewers (the default), the world's reviewer teams decide the review cases the
 flow opens: the generator replays its world through the flow and writes it again
 with their signed decisions on ``lead.review-decisions``, in rounds until the
-decisions settle (see :mod:`replay.reviewers` for why, and what that implies).
+decisions settle (see :mod:`replay.reviewers` for why, and what that implies). With
+profile answers (the default), investors without a profile answer the info requests
+the flow sent them (:mod:`replay.profile_answers`), in the same rounds.
+
+Why the rounds settle: each round's new inputs (a decision, an answer) come after
+what prompted them (the case, the request) in event time, and the flow's output up to
+a time depends on its input up to about that time (plus the allowed lateness). So a
+round can change what the flow does only after the earliest input it changed, and
+that point tends to move later round after round; a decision or an answer moves its
+own lead, and others only through what the models learn from it. This is an argument,
+not a proof (the lateness lets an input reach back a little). In practice the rounds
+settle in two to five replays (``round_changes`` in ``world.json``: per replay, how
+many decisions and answers changed; the demo world: 148, 49, 11, 1, 0 decisions and
+35, 9, 4, 0, 0 answers). They are bounded (:data:`MAX_ROUNDS` worlds written after
+the first, :data:`MAX_ROUNDS_WITH_ANSWERS` with answers); a world still changing then
+is kept as written, with ``settled: false`` in ``world.json``: some of its last
+requests or cases are answered as the round before saw them (a request a little
+earlier or later, a case never decided).
 
 Same arguments, same bytes (and, with reviewers, the same flow and settings).
 """
@@ -23,6 +40,7 @@ Same arguments, same bytes (and, with reviewers, the same flow and settings).
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import heapq
 import itertools
 import json
@@ -39,12 +57,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from esg_leads.connectors.recording import RecordedMessage, RecordingWriter
+from esg_leads.replay.profile_answers import (
+    AnswerFigures,
+    InfoRequest,
+    ProfileAnswer,
+    answer,
+    figures,
+    info_requests,
+)
 from esg_leads.replay.simulate import DAY_S, Simulation, Truth, WorldSpec
 from esg_leads.replay.reviewers import Case, decide, make_teams
 from esg_leads.replay.world import DEV_REVIEWERS, dev_review_signing_key
 
-#: At most this many replays to let the reviewers' decisions settle.
-MAX_REVIEW_ROUNDS = 4
+#: At most this many worlds written after the first, to let the reviewers' decisions
+#: settle (each is replayed once more to check and measure)...
+MAX_ROUNDS = 4
+#: ...and with the investors' answers too: two loops to settle (the demo world settles
+#: after 4; the bound without answers stays, so that those worlds keep their bytes).
+MAX_ROUNDS_WITH_ANSWERS = 6
 
 HEADERS = (("schema-version", b"1"), ("content-type", b"application/json"))
 UNKNOWN_TENANT = "ghost-fund"
@@ -65,6 +95,12 @@ class GenerationReport:
     decided: int
     converted: int
     seconds: float
+    #: Whether the last round changed nothing (None: no rounds were run).
+    settled: bool | None = None
+    #: Per replay, how many decisions and answers differed from the world it replayed.
+    round_changes: tuple[dict[str, int], ...] = ()
+    #: Investors asked for their profile, answers, rescored and decided leads (None: off).
+    profile_answers: AnswerFigures | None = None
 
     @property
     def events_per_second(self) -> float:
@@ -91,6 +127,11 @@ def _corrupt(kind: str, topic: str, payload: dict, value: bytes, rng: random.Ran
     elif kind == "missing_field":
         broken.pop("event_id", None)
     return orjson.dumps(broken)
+
+
+def _decision_id(decision: dict) -> tuple:
+    payload = decision["payload"]
+    return payload["event_id"], payload["verdict"], payload["event_time"]
 
 
 def _truth_table(truths: list[Truth], start_s: float) -> pa.Table:
@@ -143,21 +184,52 @@ def generate(spec: WorldSpec, out: str | Path,
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report, timeline = _write(spec, out, [], progress, overwrite, 0, started)
-    if not spec.reviewers:
-        return report
-    teams = make_teams(report_tenants(out), spec.seed)
+    written = _write(spec, out, [], [], progress, overwrite, 0, started)
+    if not (spec.reviewers or spec.profile_answers):
+        return written.report
+    teams = make_teams(report_tenants(out), spec.seed) if spec.reviewers else {}
     truth = pq.read_table(out / "truth.parquet", columns=["investor_id", "p_convert_pre_drift"])
     truth_p = dict(zip(truth.column(0).to_pylist(), truth.column(1).to_pylist(), strict=True))
     end_s = spec.start.timestamp() + spec.days * DAY_S
     decisions: list[dict] = []
-    for round_ in range(1, MAX_REVIEW_ROUNDS + 1):
-        cases = _review_cases(out, timeline)
-        settled = decide(cases, teams, truth_p, spec.seed, end_s)
-        if settled == decisions:
+    answers: list[ProfileAnswer] = []
+    settled = False
+    changes: list[dict[str, int]] = []
+    # Every world written is replayed once: to find what the next one answers, and
+    # for the last, to check that nothing changes any more and to measure it.
+    bound = MAX_ROUNDS_WITH_ANSWERS if spec.profile_answers else MAX_ROUNDS
+    for round_ in range(1, bound + 2):
+        # Measured on the answers sent: an investor erased before answering sends none.
+        found = _replay_round(out, written.timeline,
+                              [a for a in answers if a.investor_id in written.answered])
+        new_decisions = (decide(found.cases, teams, truth_p, spec.seed, end_s)
+                         if spec.reviewers else [])
+        new_answers = (answer(found.requests, written.profileless, spec.seed, end_s)
+                       if spec.profile_answers else [])
+        # What this round changed: decisions and answers sent, or no longer sent.
+        changes.append({
+            "decisions": len({_decision_id(d) for d in new_decisions}
+                             ^ {_decision_id(d) for d in decisions}),
+            "answers": len(set(new_answers) ^ set(answers))})
+        if new_decisions == decisions and new_answers == answers:
+            settled = True
             break
-        decisions = settled
-        report, timeline = _write(spec, out, decisions, None, True, round_, started)
+        if round_ > bound:
+            break
+        decisions, answers = new_decisions, new_answers
+        written = _write(spec, out, decisions, answers, None, True, round_, started)
+    report = dataclasses.replace(
+        written.report, settled=settled, round_changes=tuple(changes),
+        seconds=time.perf_counter() - started,
+        profile_answers=found.figures if spec.profile_answers else None)
+    if spec.profile_answers:
+        # Only a world with answers says so: one without stays byte for byte the world
+        # written before answers existed.
+        world = json.loads((out / "world.json").read_text())
+        world["settled"] = settled
+        world["round_changes"] = changes
+        world["profile_answers"] = report.profile_answers.as_dict()
+        (out / "world.json").write_text(json.dumps(world, indent=2, sort_keys=True) + "\n")
     return report
 
 
@@ -209,8 +281,17 @@ def report_tenants(out: Path) -> list[str]:
     return json.loads((out / "world.json").read_text())["tenants"]
 
 
-def _review_cases(world: Path, timeline: _Timeline) -> list[Case]:
-    """The review cases the flow opens on the world written in ``world``."""
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """What one replay of a world showed: its review cases and info requests."""
+
+    cases: list[Case]
+    requests: list[InfoRequest]
+    figures: AnswerFigures  #: what became of the requests the world answered
+
+
+def _replay_round(world: Path, timeline: _Timeline, answers: list[ProfileAnswer]) -> _Found:
+    """The review cases and info requests of the flow on the world written in ``world``."""
     import shutil
     import tempfile
 
@@ -220,29 +301,42 @@ def _review_cases(world: Path, timeline: _Timeline) -> list[Case]:
     # environ={}: the environment now overrides a file; a generated world must not
     # depend on the shell that generated it (same arguments, same bytes).
     settings = load_settings(config_file=world / "config.toml", environ={})
+    lateness = settings.windows.allowed_lateness.total_seconds() + 60
     run = Path(tempfile.mkdtemp(prefix="esg-leads-review-round-"))
     try:
         replay(world, run, settings)
         table = pq.read_table(run / "review.parquet",
                               columns=["case_id", "tenant", "investor_id", "event_time"])
+        requests = info_requests(run / "leads.parquet",
+                                 lambda t, e: timeline.published(t, e, lateness))
+        measured = figures(run / "leads.parquet", requests, answers)
     finally:
         shutil.rmtree(run, ignore_errors=True)
-    lateness = settings.windows.allowed_lateness.total_seconds() + 60
-    return [Case(c, t, i, timeline.published(t, e.timestamp(), lateness)) for c, t, i, e in zip(
+    cases = [Case(c, t, i, timeline.published(t, e.timestamp(), lateness)) for c, t, i, e in zip(
         *(table.column(n).to_pylist() for n in ("case_id", "tenant", "investor_id", "event_time")),
         strict=True)]
+    return _Found(cases, requests, measured)
 
 
-def _write(spec: WorldSpec, out: Path, decisions: list[dict],
+@dataclass(frozen=True, slots=True)
+class _Written:
+    report: GenerationReport
+    timeline: _Timeline
+    profileless: dict[str, float]  #: investors without a profile -> their latent intent
+    answered: frozenset[str]  #: investors whose answer the world sent
+
+
+def _write(spec: WorldSpec, out: Path, decisions: list[dict], answers: list[ProfileAnswer],
            progress: Callable[[int, int], None] | None, overwrite: bool, rounds: int,
-           started: float) -> tuple[GenerationReport, _Timeline]:
-    sim = Simulation(spec)
+           started: float) -> _Written:
+    sim = Simulation(spec, {a.investor_id: a.answer_s for a in answers})
     timeline = _Timeline()
     noise = random.Random(f"{spec.seed}:noise")
     offsets: Counter[tuple[str, int]] = Counter()
     per_topic: Counter[str] = Counter()
     by_kind: Counter[str] = Counter()
     duplicates = late = 0
+    answered: set[str] = set()
     # Malformed messages come on top of the good ones, so that the world's truth is
     # untouched and the malformed share of all messages is the requested rate.
     extra_rate = spec.malformed_rate / (1 - spec.malformed_rate) if spec.malformed_rate else 0.0
@@ -275,6 +369,11 @@ def _write(spec: WorldSpec, out: Path, decisions: list[dict],
             value = orjson.dumps(emitted.payload)
             timeline.add(emitted.topic, emitted.payload, emitted.ingest_s)
             publish(emitted.topic, key, value, emitted.ingest_s)
+            if emitted.answer:
+                answered.add(emitted.key)
+                # Like a reviewer's decision, an answer draws nothing from the noise
+                # stream: adding it leaves every other message of the world as it was.
+                continue
             late += emitted.late
             if noise.random() < spec.duplicate_rate:  # a producer retry: same bytes again
                 duplicates += 1
@@ -312,7 +411,7 @@ def _write(spec: WorldSpec, out: Path, decisions: list[dict],
         seconds=time.perf_counter() - started,
     )
     world = {
-        "spec": {**asdict(spec), "start": spec.start.isoformat()},
+        "spec": _spec_dict(spec),
         "tenants": [t.name for t in sim.tenants],
         "unknown_tenant_used_for_noise": UNKNOWN_TENANT,
         "messages": report.messages,
@@ -329,4 +428,15 @@ def _write(spec: WorldSpec, out: Path, decisions: list[dict],
     }
     (out / "world.json").write_text(json.dumps(world, indent=2, sort_keys=True) + "\n")
     (out / "config.toml").write_text(world_config(sim.tenants, spec.seed))
-    return report, timeline.freeze()
+    profileless = {t.investor.investor_id: t.investor.intent for t in truths
+                   if not t.investor.has_profile}
+    return _Written(report, timeline.freeze(), profileless, frozenset(answered))
+
+
+def _spec_dict(spec: WorldSpec) -> dict:
+    """The spec as ``world.json`` states it; without profile answers, as it did before
+    they existed (same bytes as a world written then)."""
+    fields = {**asdict(spec), "start": spec.start.isoformat()}
+    if not spec.profile_answers:
+        del fields["profile_answers"]
+    return fields

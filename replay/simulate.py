@@ -31,7 +31,7 @@ import heapq
 import math
 import random
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import NamedTuple
@@ -43,6 +43,7 @@ from esg_leads.replay.world import (
     Investor,
     Property,
     Tenant,
+    crm_record,
     entity_rng,
     make_investor,
     make_property,
@@ -111,6 +112,9 @@ class WorldSpec:
     late_rate: float = 0.003
     #: Reviewer teams decide the flow's review cases (replay.reviewers); off: nobody does.
     reviewers: bool = True
+    #: Investors without a profile fill it in when the flow asks (replay.profile_answers);
+    #: off: nobody does (``--profile-answers off``).
+    profile_answers: bool = True
     #: Signal providers that go quiet for a while (``--feed-outage``).
     feed_outages: tuple[FeedOutage, ...] = ()
 
@@ -138,6 +142,8 @@ class Emitted:
     key: str
     payload: dict
     late: bool = False
+    #: An investor's answer to the flow's info request (replay.profile_answers).
+    answer: bool = False
 
 
 @dataclass(slots=True)
@@ -216,8 +222,11 @@ def conversion_logit(inv: Investor, catalog: _Catalog, drifted: bool) -> float:
 class Simulation:
     """Runs the world day by day; iterate :meth:`events` for everything, in ingest order."""
 
-    def __init__(self, spec: WorldSpec) -> None:
+    def __init__(self, spec: WorldSpec, answers: Mapping[str, float] | None = None) -> None:
+        """``answers``: investor id -> when (epoch s) that investor fills in the profile
+        the flow asked for (:mod:`replay.profile_answers`); none: nobody does."""
         self.spec = spec
+        self._answers = dict(answers or {})
         self.t0 = spec.start.timestamp()
         self.tenants: list[Tenant] = make_tenants(spec.tenants, spec.seed, spec.days)
         weights = [TENANT_WEIGHTS[i % len(TENANT_WEIGHTS)] for i in range(spec.tenants)]
@@ -287,6 +296,9 @@ class Simulation:
             if inv.erase_day is not None and inv.erase_day < day + 1:
                 self._erase(truth, day_start + (inv.erase_day - day) * DAY_S)
                 continue
+            answered = self._answers.get(inv.investor_id) if self._answers else None
+            if answered is not None and day_start <= answered < day_start + DAY_S:
+                self._answered_profile(truth, answered)
             if day <= inv.arrival_day and inv.has_profile:
                 # The CRM record usually exists a little before the first engagement.
                 arrival = day_start + (inv.arrival_day - day) * DAY_S
@@ -316,9 +328,9 @@ class Simulation:
         }
 
     def _push(self, topic: str, key: str, payload: dict, event_s: float, delay_s: float,
-              late: bool = False) -> None:
+              late: bool = False, answer: bool = False) -> None:
         self._seq += 1
-        emitted = Emitted(event_s + delay_s, topic, key, payload, late)
+        emitted = Emitted(event_s + delay_s, topic, key, payload, late, answer)
         heapq.heappush(self._pending, (emitted.ingest_s, self._seq, emitted))
 
     def _property_signal(self, prop: Property, when: float, initial: bool) -> None:
@@ -388,23 +400,25 @@ class Simulation:
             else:
                 inv.preferences = dict(inv.preferences, max_climate_risk=40)
         payload = self._envelope(inv.tenant, when, "crm")
-        payload.update(
-            investor_id=inv.investor_id,
-            investor_type=inv.investor_type,
-            subscriber_type=inv.subscriber_type,
-            jurisdiction=inv.jurisdiction,
-            preferences=inv.preferences,
-            target_countries=inv.target_countries,
-            target_asset_classes=inv.target_asset_classes,
-            risk_tolerance=inv.risk_tolerance,
-            consents=[{"channel": c, "status": s} for c, s in inv.consents.items()],
-            do_not_call=inv.do_not_call,
-            contact={"name": inv.name, "email": inv.email, "phone": inv.phone},
-        )
+        payload.update(crm_record(inv))
         if rng.random() < 0.8:  # ticket sizes are often left blank in CRMs
             payload["ticket_min_eur"] = inv.ticket_min
             payload["ticket_max_eur"] = inv.ticket_max
         self._push("investor.profiles", inv.investor_id, payload, when, rng.expovariate(1 / 60))
+
+    def _answered_profile(self, truth: Truth, when: float) -> None:
+        """The profile an investor fills in when asked, as it stands then; with its own
+        random stream and event id, so that no other event of the world changes."""
+        inv = truth.investor
+        rng = random.Random(f"{self.spec.seed}:profile-answer-message:{inv.investor_id}")
+        payload = {"tenant": inv.tenant, "event_id": f"pa:{inv.investor_id}",
+                   "event_time": datetime.fromtimestamp(round(when, 3), tz=timezone.utc),
+                   "source": "crm", **crm_record(inv)}
+        if rng.random() < 0.8:
+            payload["ticket_min_eur"] = inv.ticket_min
+            payload["ticket_max_eur"] = inv.ticket_max
+        self._push("investor.profiles", inv.investor_id, payload, when, rng.expovariate(1 / 60),
+                   answer=True)
 
     def _engagement(self, truth: Truth, when: float, action: str, channel: str,
                     prop: Property | None = None, campaign: str | None = None,

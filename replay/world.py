@@ -188,6 +188,23 @@ class Investor:
     phone: str = ""
 
 
+def crm_record(inv: Investor) -> dict:
+    """An investor's CRM record as ``investor.profiles`` carries it (tickets aside)."""
+    return dict(
+        investor_id=inv.investor_id,
+        investor_type=inv.investor_type,
+        subscriber_type=inv.subscriber_type,
+        jurisdiction=inv.jurisdiction,
+        preferences=inv.preferences,
+        target_countries=inv.target_countries,
+        target_asset_classes=inv.target_asset_classes,
+        risk_tolerance=inv.risk_tolerance,
+        consents=[{"channel": c, "status": s} for c, s in inv.consents.items()],
+        do_not_call=inv.do_not_call,
+        contact={"name": inv.name, "email": inv.email, "phone": inv.phone},
+    )
+
+
 def make_tenants(count: int, seed: int, days: int) -> list[Tenant]:
     tenants = []
     for i in range(count):

@@ -73,6 +73,9 @@ def run_demo(out: Path, seed: int = 7, investors: int = 3000, days: int = 45) ->
                   f"{summary['outputs']['leads']:,}; review cases {summary['review_cases']:,}; "
                   f"handoffs {summary['handoffs']:,}; labels learned "
                   f"{summary['labels_learned']:,}; alerts: {alerts}", highlight=False)
+    if report.profile_answers is not None:
+        console.print(report.profile_answers.line(report.settled, report.review_rounds),
+                      highlight=False)
     console.print(f"replay {summary['events_per_second']:,} events/s; demo total "
                   f"{time.perf_counter() - started:.1f}s; outputs in {run_dir}/", highlight=False)
     from esg_leads.flows.crm_sync import demo_delivery

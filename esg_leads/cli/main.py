@@ -93,6 +93,7 @@ def _world_spec(args: argparse.Namespace):
             drift_at=args.drift_at,
             partitions=args.partitions,
             reviewers=getattr(args, "reviewers", "on") == "on",
+            profile_answers=getattr(args, "profile_answers", "on") == "on",
             feed_outages=tuple(getattr(args, "feed_outage", None) or ()),
         )
     except ValueError as error:
@@ -113,6 +114,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         f"in {report.seconds:.1f}s ({report.events_per_second:,.0f} events/s)",
         file=sys.stderr,
     )
+    if report.profile_answers is not None:
+        print(report.profile_answers.line(report.settled, report.review_rounds), file=sys.stderr)
     return 0
 
 
@@ -302,6 +305,10 @@ def _add_world_flags(p: argparse.ArgumentParser) -> None:
                    help="reviewer teams decide the flow's review cases (signed decisions on "
                         "lead.review-decisions); on replays the world through the flow in "
                         "rounds while generating")
+    p.add_argument("--profile-answers", choices=("on", "off"), default="on",
+                   help="investors without a profile fill it in after the flow's info request "
+                        "(some never do); on replays the world through the flow in rounds "
+                        "while generating")
 
 
 def _examples(*lines: str) -> str:

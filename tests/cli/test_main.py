@@ -11,6 +11,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from esg_leads.cli.main import main
 from esg_leads.flows.config import load_settings
@@ -328,3 +331,32 @@ def _audit_in(tmp_path: Path, directory: Path) -> Path:
     config = tmp_path / "audit.toml"
     config.write_text(f'[audit]\ndirectory = "{directory}"\n')
     return config
+
+
+# ------------------------------------------------------------ world flags
+
+def _generate_spec(argv: list[str]):
+    from esg_leads.cli.main import _world_spec, build_parser
+
+    return _world_spec(build_parser().parse_args(["generate", "--out", "/nonexistent", *argv]))
+
+
+def test_profile_answers_flag_is_on_unless_switched_off() -> None:
+    assert _generate_spec([]).profile_answers is True
+    assert _generate_spec(["--profile-answers", "on"]).profile_answers is True
+    off = _generate_spec(["--profile-answers", "off", "--reviewers", "off"])
+    assert (off.profile_answers, off.reviewers) == (False, False)
+
+
+@hypothesis_settings(deadline=None, max_examples=60)  # builds the whole parser each time
+@given(st.text(max_size=12).filter(lambda t: t not in ("on", "off") and not t.startswith("-")))
+def test_profile_answers_refuses_any_other_value_in_one_line(text: str) -> None:
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_:
+        _generate_spec(["--profile-answers", text])
+    assert exit_.value.code == 2
+    lines = err.getvalue().strip().splitlines()
+    assert len(lines) == 1 and "--profile-answers" in lines[0] and "Traceback" not in lines[0]

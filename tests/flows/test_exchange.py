@@ -23,7 +23,7 @@ NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 def ingested(tmp_path_factory: pytest.TempPathFactory) -> list[Ingested]:
     world = tmp_path_factory.mktemp("world")
     generate(WorldSpec(tenants=2, investors=60, properties=12, days=3, seed=5,
-                       malformed_rate=0.0, reviewers=False), world)
+                       malformed_rate=0.0, reviewers=False, profile_answers=False), world)
     settings = load_settings(world / "config.toml", environ={})
     parser = Parser(settings.tenants, settings.ingest.max_future_skew)
     parsed = [parser.parse(m, NOW) for batch in RecordingReader(world).iter_batches()

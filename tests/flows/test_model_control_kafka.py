@@ -23,7 +23,8 @@ from esg_leads.replay.train import fit, register
 from esg_leads.schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
 from tests.kafka_helpers import ESG_LEADS
 
-SPEC = WorldSpec(tenants=1, investors=250, properties=40, days=6, seed=31, reviewers=False)
+SPEC = WorldSpec(tenants=1, investors=250, properties=40, days=6, seed=31, reviewers=False,
+                 profile_answers=False)
 KEY = "q" * 40
 
 

@@ -211,6 +211,39 @@ def test_rescores_planned_by_a_snapshot_of_the_previous_version_still_fall_due(s
 
 # ------------------------------------------------------------------- erasure
 
+# ------------------------------------------- a profile that completes a thin lead
+
+def test_a_profile_that_brings_the_missing_compliance_facts_rescores_the_investor_then(shard):
+    """A lead in needs_info waits for exactly these facts: it is scored again when they
+    arrive, with them, not at the investor's next engagement (which may never come)."""
+    (first,) = of(FeatureVector, shard.process([window(T0)], NOW))
+    assert first.context.jurisdiction is None
+    out = shard.process([profile("p1", T0 + DAY)], NOW)
+    (vector,) = of(FeatureVector, out)
+    assert vector.as_of == T0 + DAY
+    assert (vector.context.jurisdiction, vector.context.subscriber_type) == ("GB", "individual")
+    assert vector.features != first.features  # profile features now count
+    assert [type(o).__name__ for o in out] == ["InvestorNotice", "FeatureVector"]
+    # Remembered for later labels, as any score is.
+    (example,) = of(LabelledExample, shard.process([outcome("o1", T0 + 2 * DAY)], NOW))
+    assert example.features.as_of == T0 + DAY
+
+
+def test_a_profile_is_no_rescore_when_nothing_was_scored_or_nothing_was_missing(shard):
+    assert of(FeatureVector, shard.process([profile("p1", T0)], NOW)) == []  # never scored
+    shard.process([window(T0 + HOUR)], NOW)
+    # An update of a complete profile changes no compliance fact: the lifecycle's notice
+    # handles consents; the next window scores it.
+    assert of(FeatureVector, shard.process([profile("p2", T0 + DAY, risk_tolerance="low")],
+                                           NOW)) == []
+
+
+def test_a_late_profile_rescores_no_earlier_than_the_last_score(shard):
+    shard.process([window(T0), window(T0 + DAY)], NOW)
+    (vector,) = of(FeatureVector, shard.process([profile("p1", T0 + HOUR)], NOW))
+    assert vector.as_of == T0 + DAY
+
+
 def test_erasure_drops_state_and_dead_letters_later_events(shard):
     shard.process([window(T0), profile("p1", T0)], NOW)
     out = shard.process([erasure("x1", T0 + HOUR)], NOW)

@@ -441,12 +441,19 @@ def test_a_lead_without_a_profile_asks_for_it_instead_of_opening_a_case() -> Non
     # Later scores keep it waiting, without a case, whatever they say.
     assert not of(shard.process([scored(0.52, 1, ctx=context(**NO_PROFILE))], NOW), "review")
     assert shard.leads["inv-1"].machine.state == "needs_info"
-    # The profile arrives: the lead is scored again, and the next score routes it.
+    assert shard.counts[("info_requests", "acme")] == 1  # asked once, for the autonomy KPIs
+    # The profile arrives: the investor stage scores the lead again right behind it
+    # (operators/investor_state.py), and that score routes it, in one record: the
+    # notice alone publishes no restatement of the old score at its instant.
     out = shard.process([notice("profile", 2, context())], NOW)
     check_records(out)
-    assert of(out, "leads")[0]["state"] == "scored"
-    out = shard.process([scored(0.8, 3)], NOW)
+    assert not of(out, "leads") and shard.leads["inv-1"].machine.state == "needs_info"
+    out = shard.process([scored(0.8, 2)], NOW)
+    check_records(out)
     assert of(out, "leads")[0]["state"] == "handed_off" and of(out, "handoff")
+    states = [h[2] for h in shard.leads["inv-1"].machine.history]
+    assert states[states.index("needs_info") + 1] == "scored" and states[-1] == "handed_off"
+    assert shard.counts[("info_received", "acme")] == 1
 
 
 def test_a_thin_profile_missing_the_subscriber_type_needs_info_too() -> None:

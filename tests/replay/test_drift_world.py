@@ -14,7 +14,7 @@ from esg_leads.replay.runner import replay
 from esg_leads.replay.simulate import DAY_S, WorldSpec
 
 SPEC = WorldSpec(tenants=1, investors=600, properties=100, days=11, seed=7, drift_at=9.0,
-                 reviewers=False)
+                 reviewers=False, profile_answers=False)
 
 
 def test_drift_is_detected_within_two_days_and_not_before(tmp_path: Path) -> None:

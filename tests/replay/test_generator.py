@@ -23,7 +23,7 @@ from esg_leads.schemas.codec import DecodeFailure, decode_event
 # The world's statistics do not depend on its reviewers (tests/replay/test_reviewers.py);
 # without them the generator does not replay the world through the flow.
 SPEC = WorldSpec(tenants=3, investors=2500, properties=400, days=40, seed=11,
-                 malformed_rate=0.02, reviewers=False)
+                 malformed_rate=0.02, reviewers=False, profile_answers=False)
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_outcomes_follow_truth_and_arrive_after_the_decision(world) -> None:
 
 def test_drift_changes_the_drivers(tmp_path: Path) -> None:
     spec = WorldSpec(investors=800, properties=100, days=20, seed=3, drift_at=10,
-                     reviewers=False)
+                     reviewers=False, profile_answers=False)
     generate(spec, tmp_path)
     rows = pq.read_table(tmp_path / "truth.parquet").to_pylist()
     start_ms = spec.start.timestamp() * 1000
@@ -195,7 +195,7 @@ def test_world_config_lets_its_reviewers_sign_decisions(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ feed outages
 
 OUTAGE = WorldSpec(tenants=2, investors=200, properties=1500, days=12, seed=5, reviewers=False,
-                   feed_outages=(FeedOutage(4, 120),))
+                   profile_answers=False, feed_outages=(FeedOutage(4, 120),))
 
 
 def test_a_feed_outage_silences_its_providers_and_nothing_else(tmp_path: Path) -> None:
@@ -264,7 +264,7 @@ def test_settings_without_sources_watch_nothing(tmp_path: Path) -> None:
 # --------------------------------------------------- degradation in an outage world
 
 ONE_DOWN = WorldSpec(tenants=2, investors=300, properties=1500, days=14, seed=5, reviewers=False,
-                     feed_outages=(FeedOutage(4, 120, "epc-register"),))
+                     profile_answers=False, feed_outages=(FeedOutage(4, 120, "epc-register"),))
 
 
 def _logit(p: float) -> float:

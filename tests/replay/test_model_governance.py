@@ -24,7 +24,8 @@ from esg_leads.replay.train import fit, register
 from esg_leads.schemas.codec import decode_event, validate_record
 from esg_leads.schemas.settings import Settings
 
-WORLD = WorldSpec(tenants=1, investors=300, properties=40, days=6, seed=23, reviewers=False)
+WORLD = WorldSpec(tenants=1, investors=300, properties=40, days=6, seed=23, reviewers=False,
+                  profile_answers=False)
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 KEY = "c" * 40
 

@@ -23,7 +23,7 @@ from esg_leads.replay.runner import replay
 from esg_leads.replay.simulate import WorldSpec
 
 SPEC = WorldSpec(tenants=1, investors=2000, properties=200, days=45, seed=5, reviewers=False,
-                 malformed_rate=0.0)
+                 profile_answers=False, malformed_rate=0.0)
 
 
 @pytest.fixture(scope="module")

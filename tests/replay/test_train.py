@@ -24,9 +24,11 @@ from esg_leads.replay.simulate import WorldSpec
 from esg_leads.replay.train import fit, log_loss, register
 from esg_leads.schemas.settings import Settings
 
-WORLD_A = WorldSpec(tenants=1, investors=2000, properties=200, days=30, seed=21, reviewers=False)
-WORLD_B = WorldSpec(tenants=1, investors=2000, properties=200, days=30, seed=22, reviewers=False)
-SMALL = WorldSpec(tenants=1, investors=300, properties=40, days=6, seed=23, reviewers=False)
+#: No reviewers, no profile answers: no replay while generating.
+LOOP_OFF = dict(reviewers=False, profile_answers=False)
+WORLD_A = WorldSpec(tenants=1, investors=2000, properties=200, days=30, seed=21, **LOOP_OFF)
+WORLD_B = WorldSpec(tenants=1, investors=2000, properties=200, days=30, seed=22, **LOOP_OFF)
+SMALL = WorldSpec(tenants=1, investors=300, properties=40, days=6, seed=23, **LOOP_OFF)
 FIRST_LABELS = 1000
 
 
