@@ -111,7 +111,7 @@ def assign_tenants(tenants: Iterable[str], workers: int,
 
     Minimises the busiest worker's load (then the spread, then the assignment's order):
     exhaustively for a few tenants, else largest-first and then moves and swaps while
-    they lower it. A tenant missing from ``weights`` weighs the average.
+    they lower it. A tenant missing from ``weights`` (or counted 0) weighs the average.
 
     >>> assign_tenants(["a", "b", "c"], 2)  # equal weights: worker 0 reads, so it takes one
     {'a': 0, 'b': 1, 'c': 1}

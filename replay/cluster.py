@@ -4,10 +4,12 @@ The parent starts P processes of W workers each; every one runs the same flow
 (:func:`replay.runner.run_flow`) as process ``i`` of a bytewax cluster on loopback.
 The recording is one partition, so one worker of the cluster (worker 0) reads it;
 each tenant's keyed steps run together on one of the ``P × W`` workers, tenants
-round-robin from worker 1 (:mod:`flows.placement`), so that only input events cross
+placed to balance their messages in the recording (counted once, here:
+:func:`replay.runner.tenant_weights`) with worker 0's reading
+(:func:`flows.placement.assign_tenants`), so that only input events cross
 processes; each worker writes its own part files
-(``kind-<worker>.parquet``, numbered across the cluster) and the audit trail is one
-sink partition. Each process writes its share of the telemetry to
+(``kind-<worker>.parquet``, numbered across the cluster) and its own tenants' audit
+files (one audit sink partition per worker). Each process writes its share of the telemetry to
 ``.parts/process-<i>.json``; once every process has exited 0 the parent joins the
 parts and writes one ``summary.json`` over the merged counts
 (:func:`replay.runner.write_outputs`), reconciled as a single process's would be.
