@@ -320,26 +320,38 @@ class AuditSink(FixedPartitionedSink[dict, int]):
     when they appear. A replay (no tag) writes its own output directory; a
     long-running service tags each start so a restart never overwrites what an
     earlier process wrote. Items are ``(key, row)``: the flow keys them.
+
+    ``partitions`` > 1 (a replay over several workers): partitions ``audit-0000``,
+    ``audit-0001``, ... and an item's key is the number of its partition; bytewax
+    gives the n-th of the sorted partitions to worker n, so the flow keys each row by
+    the worker that made it and no row crosses to another process. One tenant's rows
+    all go to one partition (the erasure purge rewrites only its own tenant's files);
+    each partition tags its file names (``part<tag>-p<n>-...``).
     """
 
     def __init__(self, directory: str | Path, row_group: int = 20_000, tag: str = "",
                  retention: Callable[[Path], object] | None = None,
-                 on_error: OnError | None = None) -> None:
+                 on_error: OnError | None = None, partitions: int = 1) -> None:
         self.directory = Path(directory)
         self.row_group = row_group
         self.tag = tag
+        #: Sink partitions: with several, item keys are partition numbers (see list_parts).
+        self.partitions = partitions
         #: Called with the directory at each snapshot (``run``: expire old partitions).
         self.retention = retention
         self.on_error = on_error
 
     def list_parts(self) -> list[str]:
-        return ["audit"]
+        if self.partitions == 1:
+            return ["audit"]
+        return [f"audit-{n:04d}" for n in range(self.partitions)]
 
     def part_fn(self, item_key: str) -> int:
-        return 0
+        return int(item_key) if self.partitions > 1 else 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _AuditPartition:
-        partition = _AuditPartition(self.directory, self.tag, self.row_group, resume_state or 0,
+        tag = self.tag if for_part == "audit" else f"{self.tag}-p{for_part.rsplit('-', 1)[1]}"
+        partition = _AuditPartition(self.directory, tag, self.row_group, resume_state or 0,
                                     self.retention, self.on_error)
         OPEN_AUDIT.append(partition)
         return partition

@@ -40,7 +40,7 @@ step cost more bytewax routing per batch than either agent's own work.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +53,7 @@ from bytewax.outputs import FixedPartitionedSink, Sink
 from esg_leads.connectors.key_vault import KeyVault
 from esg_leads.flows import exchange  # noqa: F401 - registers the compact pickled forms of exchanged items
 from esg_leads.flows.ordering import SOURCE_LANE, Stamped, Tick, TickingSource, ordered_builder, route
-from esg_leads.flows.placement import placed, unplaced
+from esg_leads.flows.placement import assign_tenants, placed, unplaced
 from esg_leads.flows.steps import Clock, shard_key, system_clock
 from esg_leads.flows.telemetry import Telemetry
 from esg_leads.operators.erasure import KeyStore, erasure_subjects, seal_dead_letter
@@ -100,7 +100,8 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
                telemetry: Telemetry | None = None, clock: Clock = system_clock,
                keys: KeyStore | None = None, tick_interval: float = 0.0,
                scorer: Callable[[str], TenantScorer] | None = None,
-               placement: int = 1, snapshots: bool = True) -> Dataflow:
+               placement: int = 1, snapshots: bool = True,
+               tenant_weights: Mapping[str, float] | None = None) -> Dataflow:
     """The pipeline from ``source`` to ``sinks``; ``keys`` seal dead letters about
     investors (see :mod:`operators.erasure`; default: a key store in memory).
 
@@ -111,11 +112,12 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     corrupt or of another feature set stops here, before any input is read.
 
     ``placement`` (the cluster's worker count; 1: none) runs all of a tenant's keyed
-    steps on one worker, tenants spread round-robin from worker 1 (worker 0 reads
-    the recording): only the input events of tenants placed off the reading worker
-    then cross processes, instead of about half of every step's items (see
-    :mod:`flows.placement`). Keys get a suffix, so snapshots taken without it do not
-    resume into it: replays set it, live runs (which resume) do not.
+    steps on one worker, tenants spread to balance their ``tenant_weights`` (e.g.
+    messages; equal when not given) with worker 0's reading of the input
+    (:func:`flows.placement.assign_tenants`): only the input events of tenants placed
+    off the reading worker then cross processes, instead of about half of every step's
+    items. Keys get a suffix, so snapshots taken without it do not resume into it:
+    replays set it, live runs (which resume) do not.
 
     ``snapshots=False`` (runs without a recovery store) skips pickling state at epoch
     ends and at the end of the input: bytewax asks for snapshots either way.
@@ -129,11 +131,16 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     flow = Dataflow("esg_leads")
 
     # Each tenant's keys: its intake and scoring key, and its shards' keys.
-    home = {t: (1 + i) % placement for i, t in enumerate(sorted(tenants))}
+    home = assign_tenants(tenants, placement, tenant_weights)
     tenant_key = {t: placed(t, home[t], placement) for t in tenants}
     shard_keys = {t: [placed(f"{t}/{n:04d}", home[t], placement) for n in range(shards)]
                   for t in tenants}
     named = {unplaced(k): k for keys_ in shard_keys.values() for k in keys_}
+    # A sink with one partition per worker (a placed replay's audit trail): partition n
+    # is worker n's (bytewax gives the n-th of the sorted partitions to worker n), so a
+    # tenant's rows are written where its steps run: through one partition they all
+    # crossed to worker 0 (1.3 audit rows per input event; pickled, sent and loaded).
+    worker_part = {t: str(home[t]) for t in tenants}
 
     def by_shard(tenant: str, investor_id: str) -> str:
         key = shard_key(tenant, investor_id, shards)
@@ -287,7 +294,11 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
         def record(e: Emitted) -> dict:
             return {"topic": e.topic, "key": e.key} if kind == "tombstone" else e.record
 
+        per_worker = getattr(sink, "partitions", 1) == placement > 1
+
         def sink_key(r: dict) -> str:
+            if per_worker:  # the tenant's rows stay on the worker its steps run on
+                return worker_part.get(r.get("tenant"), "0")
             return r.get("tenant") or ""
 
         fixed = isinstance(sink, FixedPartitionedSink)

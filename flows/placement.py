@@ -26,7 +26,9 @@ another, whose numbers are fixed-width).
 
 from __future__ import annotations
 
+import itertools
 import struct
+from collections.abc import Iterable, Mapping, Sequence
 
 _MASK = (1 << 64) - 1
 #: Separates a key from its placement suffix (sorts after digits, letters, "/", "-").
@@ -93,4 +95,74 @@ def unplaced(key: str) -> str:
     return key.split(SUFFIX, 1)[0]
 
 
-__all__ = ["placed", "unplaced", "worker_of"]
+#: Worker 0's share of a replay's work for reading and parsing the recording (the rest is
+#: the tenants' keyed steps): measured with py-spy on a 101k-event world, P=2 with the
+#: tenants placed away from worker 0 (5.3 of 35.6 CPU-s).
+READER_SHARE = 0.15
+
+
+def assign_tenants(tenants: Iterable[str], workers: int,
+                   weights: Mapping[str, float] | None = None,
+                   reader: float = READER_SHARE) -> dict[str, int]:
+    """Each tenant's worker, balancing the work: a tenant's keyed steps run on one worker
+    (its intake holds the tenant's clock), so the unit to balance is a tenant, weighed by
+    ``weights`` (e.g. its messages in a recording; equal when unknown), with worker 0
+    also reading the input (``reader`` of the whole work).
+
+    Minimises the busiest worker's load (then the spread, then the assignment's order):
+    exhaustively for a few tenants, else largest-first and then moves and swaps while
+    they lower it. A tenant missing from ``weights`` (or counted 0) weighs the average.
+
+    >>> assign_tenants(["a", "b", "c"], 2)  # equal weights: worker 0 reads, so it takes one
+    {'a': 0, 'b': 1, 'c': 1}
+    >>> assign_tenants(["acme", "borealis", "cityline"], 2, {"acme": 41, "borealis": 33, "cityline": 26})
+    {'acme': 0, 'borealis': 1, 'cityline': 1}
+    >>> assign_tenants(["a", "b"], 1)
+    {'a': 0, 'b': 0}
+    """
+    names = sorted(tenants)
+    if workers <= 1 or not names:
+        return {t: 0 for t in names}
+    known = [weights[t] for t in names if weights and weights.get(t, 0) > 0]
+    default = sum(known) / len(known) if known else 1.0
+    raw = [(weights or {}).get(t) or default for t in names]
+    total = sum(raw)
+    work = [(1 - reader) * w / total for w in raw]
+
+    def cost(choice: Sequence[int]) -> tuple[float, float, tuple[int, ...]]:
+        loads = [0.0] * workers
+        loads[0] = reader
+        for w, worker in zip(work, choice, strict=True):
+            loads[worker] += w
+        return round(max(loads), 12), round(sum(x * x for x in loads), 12), tuple(choice)
+
+    if workers ** len(names) <= 4096:
+        best = min(itertools.product(range(workers), repeat=len(names)), key=cost)
+        return dict(zip(names, best, strict=True))
+    loads = [reader] + [0.0] * (workers - 1)
+    choice = [0] * len(names)
+    for i in sorted(range(len(names)), key=lambda i: (-work[i], names[i])):
+        worker = min(range(workers), key=lambda k: (loads[k], k))
+        choice[i] = worker
+        loads[worker] += work[i]
+    improved = True
+    while improved:
+        improved = False
+        current = cost(choice)
+        candidates = [[*choice[:i], k, *choice[i + 1:]] for i in range(len(names))
+                      for k in range(workers) if k != choice[i]]
+        candidates += [_swapped(choice, i, j) for i in range(len(names))
+                       for j in range(i + 1, len(names)) if choice[i] != choice[j]]
+        better = min(candidates, key=cost, default=None)
+        if better is not None and cost(better) < current:
+            choice, improved = better, True
+    return dict(zip(names, choice, strict=True))
+
+
+def _swapped(choice: list[int], i: int, j: int) -> list[int]:
+    out = list(choice)
+    out[i], out[j] = out[j], out[i]
+    return out
+
+
+__all__ = ["READER_SHARE", "assign_tenants", "placed", "unplaced", "worker_of"]

@@ -4,10 +4,12 @@ The parent starts P processes of W workers each; every one runs the same flow
 (:func:`replay.runner.run_flow`) as process ``i`` of a bytewax cluster on loopback.
 The recording is one partition, so one worker of the cluster (worker 0) reads it;
 each tenant's keyed steps run together on one of the ``P × W`` workers, tenants
-round-robin from worker 1 (:mod:`flows.placement`), so that only input events cross
+placed to balance their messages in the recording (counted once, here:
+:func:`replay.runner.tenant_weights`) with worker 0's reading
+(:func:`flows.placement.assign_tenants`), so that only input events cross
 processes; each worker writes its own part files
-(``kind-<worker>.parquet``, numbered across the cluster) and the audit trail is one
-sink partition. Each process writes its share of the telemetry to
+(``kind-<worker>.parquet``, numbered across the cluster) and its own tenants' audit
+files (one audit sink partition per worker). Each process writes its share of the telemetry to
 ``.parts/process-<i>.json``; once every process has exited 0 the parent joins the
 parts and writes one ``summary.json`` over the merged counts
 (:func:`replay.runner.write_outputs`), reconciled as a single process's would be.
@@ -68,6 +70,7 @@ from esg_leads.replay.runner import (
     replay,
     replay_settings,
     run_flow,
+    tenant_weights,
     write_outputs,
 )
 from esg_leads.schemas.settings import Settings
@@ -134,12 +137,13 @@ def replay_cluster(recording: str | Path, out: str | Path, settings: Settings, *
     recording, out = Path(recording), Path(out)
     total = RecordingReader(recording).count()
     started = time.perf_counter()
+    weights = tenant_weights(recording, sorted(settings.tenants))  # once, for every process
     for attempt in range(1, ATTEMPTS + 1):
         prepare_output(out)
         # Made once here, so the processes only ever open an existing store.
         key_vault(settings, out).close()
         if _run_cluster(recording, out, settings, processes, workers, progress, clock, stop,
-                        total):
+                        total, weights):
             break
         print(f"esg-leads replay: a cluster port was taken (attempt {attempt} of {ATTEMPTS}); "
               "starting again on other ports", file=sys.stderr, flush=True)
@@ -174,7 +178,7 @@ def replay_cluster(recording: str | Path, out: str | Path, settings: Settings, *
 
 def _run_cluster(recording: Path, out: Path, settings: Settings, processes: int, workers: int,
                  progress: Callable[[int, int], None] | None, clock: Clock, stop: Any,
-                 total: int) -> bool:
+                 total: int, weights: dict[str, int]) -> bool:
     """One start of the cluster; ``False`` when a process could not bind its port."""
     context = _context()
     flag, emitted = SharedFlag(context), context.RawValue("q", 0)
@@ -184,7 +188,7 @@ def _run_cluster(recording: Path, out: Path, settings: Settings, processes: int,
         children = [context.Process(
             target=_process_main, name=f"replay process {i}",
             args=(i, addresses, recording, out, settings, workers, clock, flag, emitted,
-                  os.getpid()))
+                  os.getpid(), weights))
             for i in range(processes)]
         if progress is not None:
             progress(0, total)
@@ -258,7 +262,7 @@ def _stop(children: Sequence[Any]) -> None:
 
 def _process_main(process_id: int, addresses: list[str], recording: Path, out: Path,
                   settings: Settings, workers: int, clock: Clock, flag: SharedFlag,
-                  emitted: Any, parent: int) -> None:
+                  emitted: Any, parent: int, weights: dict[str, int]) -> None:
     """One process of the cluster (runs in a forked or spawned interpreter)."""
     _die_with_parent(parent)
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -272,7 +276,8 @@ def _process_main(process_id: int, addresses: list[str], recording: Path, out: P
     _await_listeners([int(a.rsplit(":", 1)[1]) for a in addresses[:process_id]])
     try:
         run = run_flow(recording, out, settings, workers=workers, progress=progress,
-                       clock=clock, stop=flag, process_id=process_id, addresses=addresses)
+                       clock=clock, stop=flag, process_id=process_id, addresses=addresses,
+                       weights=weights)
     except Exception as error:  # noqa: BLE001 - classified, then re-raised
         if _address_in_use(error):
             print(f"esg-leads replay: process {process_id}: {addresses[process_id]} is in use",

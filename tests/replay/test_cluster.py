@@ -18,18 +18,22 @@ import signal
 import socket
 import subprocess
 import sys
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pyarrow.dataset as ds
 import pytest
 
 from esg_leads.cli.main import main
+from esg_leads.connectors.recording import RecordingReader
 from esg_leads.flows.config import load_settings
 from esg_leads.flows.progress import Progress
 from esg_leads.replay import cluster
 from esg_leads.replay.cluster import ClusterError, SharedFlag, replay_cluster, reserve_ports
 from esg_leads.replay.diff import KINDS, compare, load_run
 from esg_leads.replay.generator import generate
+from esg_leads.replay.runner import tenant_weights
 from esg_leads.replay.simulate import WorldSpec
 from esg_leads.schemas.settings import Settings
 
@@ -73,15 +77,48 @@ def counts(summary: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def single(world: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
-    decided, summary = run(world, tmp_path_factory.mktemp("p1w1"), 1, 1)
+def single(world: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict, Path]:
+    out = tmp_path_factory.mktemp("p1w1")
+    decided, summary = run(world, out, 1, 1)
     assert decided["leads"] and decided["review"] and decided["dlq"]
-    return decided, summary
+    return decided, summary, out
 
 
 @pytest.fixture(scope="module")
-def two_processes(world: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
-    return run(world, tmp_path_factory.mktemp("p2w1"), 2, 1)
+def two_processes(world: Path, tmp_path_factory: pytest.TempPathFactory
+                  ) -> tuple[dict, dict, Path]:
+    out = tmp_path_factory.mktemp("p2w1")
+    return (*run(world, out, 2, 1), out)
+
+
+def audit_rows(out: Path) -> Counter:
+    """The audit trail's rows, less when they were processed."""
+    table = ds.dataset(out / "audit", format="parquet", partitioning="hive").to_table()
+    return Counter(tuple(sorted((k, str(v)) for k, v in row.items() if k != "processed_at"))
+                   for row in table.to_pylist())
+
+
+def test_each_process_writes_its_own_tenants_audit_trail_and_it_is_one_processs(
+        single: tuple[dict, dict, Path], two_processes: tuple[dict, dict, Path]) -> None:
+    """Audit rows are written by the worker their tenant runs on (one sink partition per
+    worker, tagged in the file names), never sent to worker 0; the trail is the same."""
+    out = two_processes[2]
+    tags: dict[str, set[str]] = {}
+    for path in (out / "audit").glob("tenant=*/date=*/part*.parquet"):
+        tenant = path.parts[-3].removeprefix("tenant=")
+        tags.setdefault(tenant, set()).add(re.match(r"part(-p\d+)-", path.name).group(1))
+    assert len(tags) == 2 and all(len(t) == 1 for t in tags.values())
+    assert len(set().union(*tags.values())) == 2  # two tenants, one on each process
+    assert audit_rows(out) == audit_rows(single[2])
+
+
+def test_tenant_weights_count_each_tenants_messages(world: Path) -> None:
+    settings = settings_of(world)
+    tenants = sorted(settings.tenants)
+    values = [m.value or b"" for m in RecordingReader(world)]
+    weights = tenant_weights(world, tenants)
+    assert weights == {t: sum(f'"tenant":"{t}"'.encode() in v for v in values) for t in tenants}
+    assert all(weights.values()) and sum(weights.values()) <= len(values)
 
 
 #: (P, W, batch size): with tests/flows/test_determinism.py ((1, 1) at 1, 7, 999, 1000;
@@ -91,7 +128,7 @@ def two_processes(world: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
 def test_processes_decide_as_one_process_and_the_merged_summary_reconciles(
         world: Path, single: tuple[dict, dict], two_processes: tuple[dict, dict],
         tmp_path: Path, processes: int, workers: int, batch: int) -> None:
-    decided, summary = (two_processes if (processes, workers, batch) == (2, 1, 1000)
+    decided, summary = (two_processes[:2] if (processes, workers, batch) == (2, 1, 1000)
                         else run(world, tmp_path, processes, workers, batch))
     assert_same_decisions(single[0], decided)
     assert summary["reconciled"] and summary["interrupted"] is False
