@@ -194,7 +194,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from esg_leads.flows.config import scrubber
-    from esg_leads.flows.run import run
 
     settings = effective_settings(args.config, run_overrides(args))  # logs scrubbed from here on
     from esg_leads.connectors.parquet_sink import ensure_writable
@@ -202,6 +201,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     for directory in (settings.audit.directory, settings.recovery.directory):
         if directory is not None:  # full or read-only: one line and exit 2, now
             ensure_writable(directory)
+    # The flow (bytewax, River and through it SciPy: 2 s of imports) only once the
+    # settings and directories are known good: a refusal answers before any of it.
+    from esg_leads.flows.run import run
+
     addresses = args.addresses.split(";") if args.addresses else None
     from confluent_kafka import KafkaError, KafkaException
 

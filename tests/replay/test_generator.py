@@ -45,7 +45,10 @@ def test_same_arguments_same_bytes(tmp_path: Path) -> None:
     a, b = _digest(tmp_path / "a"), _digest(tmp_path / "b")
     assert a == b
     assert {"truth.parquet", "world.json", "config.toml", "manifest.json"} <= set(a)
-    generate(WorldSpec(investors=300, properties=60, days=10, seed=6), tmp_path / "c")
+    # Another seed, another world (its truth does not depend on the reviewers: without
+    # them the generator does not replay the world through the flow).
+    generate(WorldSpec(investors=300, properties=60, days=10, seed=6, reviewers=False),
+             tmp_path / "c")
     assert _digest(tmp_path / "c")["truth.parquet"] != a["truth.parquet"]
 
 
@@ -198,8 +201,16 @@ OUTAGE = WorldSpec(tenants=2, investors=200, properties=1500, days=12, seed=5, r
                    profile_answers=False, feed_outages=(FeedOutage(4, 120),))
 
 
-def test_a_feed_outage_silences_its_providers_and_nothing_else(tmp_path: Path) -> None:
-    generate(OUTAGE, tmp_path / "down")
+@pytest.fixture(scope="module")
+def outage_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """OUTAGE, generated once: the tests below only read it (their replays write apart)."""
+    out = tmp_path_factory.mktemp("outage")
+    generate(OUTAGE, out)
+    return out
+
+
+def test_a_feed_outage_silences_its_providers_and_nothing_else(outage_world: Path,
+                                                               tmp_path: Path) -> None:
     generate(replace(OUTAGE, feed_outages=()), tmp_path / "up")
     start = OUTAGE.start.timestamp() + 4 * 86_400
 
@@ -207,14 +218,15 @@ def test_a_feed_outage_silences_its_providers_and_nothing_else(tmp_path: Path) -
         return [m.timestamp_ms / 1000 for m in RecordingReader(world)
                 if m.topic == "esg.property-signals"]
 
-    down, up = signals(tmp_path / "down"), signals(tmp_path / "up")
+    down, up = signals(outage_world), signals(tmp_path / "up")
     # Signals are delivered up to 600 s after their event time.
     assert not [t for t in down if start + 600 <= t < start + 120 * 3600]
     assert len([t for t in up if start + 600 <= t < start + 120 * 3600]) > 50
     assert len(down) < len(up)
 
 
-def test_feed_stale_within_max_staleness_of_the_outage_and_recovered_after(tmp_path: Path) -> None:
+def test_feed_stale_within_max_staleness_of_the_outage_and_recovered_after(
+        outage_world: Path, tmp_path: Path) -> None:
     """Issue 18: each provider of each tenant is reported stale within max_staleness of the
     outage's start and recovered after its end; outside the outage at most one (natural)
     silence of a rare provider is reported."""
@@ -222,11 +234,10 @@ def test_feed_stale_within_max_staleness_of_the_outage_and_recovered_after(tmp_p
     from esg_leads.flows.config import load_settings
     from esg_leads.replay.runner import replay
 
-    generate(OUTAGE, tmp_path / "world")
     limit = 2 * 86_400
-    settings = load_settings(tmp_path / "world" / "config.toml", environ={},
+    settings = load_settings(outage_world / "config.toml", environ={},
                              overrides={"sources": {"*": {"max_staleness": limit}}})
-    replay(tmp_path / "world", tmp_path / "run", settings)
+    replay(outage_world, tmp_path / "run", settings)
     alerts = [a for a in read_records(tmp_path / "run" / "alerts.parquet")
               if a["kind"] in ("feed_stale", "feed_recovered")]
     start = OUTAGE.start.timestamp() + 4 * 86_400
@@ -249,14 +260,13 @@ def test_feed_stale_within_max_staleness_of_the_outage_and_recovered_after(tmp_p
     assert len({a["idempotency_key"] for a in alerts}) == len(alerts)
 
 
-def test_settings_without_sources_watch_nothing(tmp_path: Path) -> None:
+def test_settings_without_sources_watch_nothing(outage_world: Path, tmp_path: Path) -> None:
     from esg_leads.connectors.parquet_sink import read_records
     from esg_leads.flows.config import load_settings
     from esg_leads.replay.runner import replay
 
-    generate(OUTAGE, tmp_path / "world")
-    replay(tmp_path / "world", tmp_path / "run",
-           load_settings(tmp_path / "world" / "config.toml", environ={}))
+    replay(outage_world, tmp_path / "run",
+           load_settings(outage_world / "config.toml", environ={}))
     assert not [a for a in read_records(tmp_path / "run" / "alerts.parquet")
                 if a["kind"].startswith("feed")]
 
