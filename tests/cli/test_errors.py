@@ -23,7 +23,7 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     broken config: what a clumsy operator points commands at."""
     root = tmp_path_factory.mktemp("places")
     world = root / "world"
-    generate(WorldSpec(tenants=2, investors=40, properties=5, days=2, seed=3), world)
+    generate(WorldSpec(tenants=2, investors=40, properties=5, days=2, seed=3, profile_answers=False), world)
     (root / "empty").mkdir()
     (root / "file.txt").write_text("hello\n")
     junk = root / "junk"

@@ -124,7 +124,7 @@ def test_replay_summary_and_outputs_hold_no_secret(tmp_path: Path,
     for name, value in ENV_SECRETS.items():
         monkeypatch.setenv(name, value)
     world, out = tmp_path / "world", tmp_path / "out"
-    generate(WorldSpec(tenants=2, investors=60, properties=10, days=2, seed=5), world)
+    generate(WorldSpec(tenants=2, investors=60, properties=10, days=2, seed=5, profile_answers=False), world)
     assert main(["replay", str(world), "--out", str(out),
                  "--config", str(secret_config(tmp_path))]) == 0
     captured = capsys.readouterr()

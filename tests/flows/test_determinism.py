@@ -23,7 +23,8 @@ from esg_leads.replay.generator import generate
 from esg_leads.replay.runner import replay
 from esg_leads.replay.simulate import WorldSpec
 
-SPEC = WorldSpec(tenants=2, investors=240, properties=50, days=5, seed=11, malformed_rate=0.02)
+SPEC = WorldSpec(tenants=2, investors=240, properties=50, days=5, seed=11, malformed_rate=0.02,
+                 profile_answers=False)
 #: Fewer shards than the default: every tick reaches every shard, and batch size 1
 #: means a tick per message.
 SHARDS = {"windows": {"shards_per_tenant": 3},
@@ -116,7 +117,7 @@ def test_another_tenants_events_never_change_a_tenants_decisions(
 def labelled_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A world long enough for CRM outcomes (labels): about 20 per tenant."""
     out = tmp_path_factory.mktemp("labelled")
-    generate(WorldSpec(tenants=2, investors=300, properties=50, days=12, seed=11), out)
+    generate(WorldSpec(tenants=2, investors=300, properties=50, days=12, seed=11, profile_answers=False), out)
     return out
 
 

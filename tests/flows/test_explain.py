@@ -24,7 +24,7 @@ from esg_leads.replay.simulate import WorldSpec
 
 def test_explain_tells_the_story_of_a_lead(tmp_path: Path) -> None:
     world, run = tmp_path / "world", tmp_path / "run"
-    generate(WorldSpec(investors=300, properties=60, days=8, seed=2), world)
+    generate(WorldSpec(investors=300, properties=60, days=8, seed=2, profile_answers=False), world)
     replay(world, run, load_settings(world / "config.toml"))
     investor = pq.read_table(run / "leads.parquet").column("investor_id")[0].as_py()
     buffer = io.StringIO()
@@ -52,7 +52,7 @@ def test_explain_unknown_lead_and_missing_outputs(tmp_path: Path, capsys) -> Non
 def replayed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("lineage")
     world, run = out / "world", out / "run"
-    generate(WorldSpec(tenants=2, investors=400, properties=60, days=12, seed=4), world)
+    generate(WorldSpec(tenants=2, investors=400, properties=60, days=12, seed=4, profile_answers=False), world)
     replay(world, run, load_settings(world / "config.toml", environ={}, overrides={
         "lifecycle": {"uncertain_review_after": 0}}))
     return world, run

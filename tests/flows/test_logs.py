@@ -138,7 +138,7 @@ def test_run_says_where_it_starts_resumes_and_beats(tmp_path: Path) -> None:
     from esg_leads.schemas.topics import ALL_TOPICS
 
     world = tmp_path / "world"
-    generate(WorldSpec(tenants=2, investors=60, properties=10, days=2, seed=4), world)
+    generate(WorldSpec(tenants=2, investors=60, properties=10, days=2, seed=4, profile_answers=False), world)
     recovery = tmp_path / "recovery"
     env = clean_env(ESG_LEADS_LOGGING__HEARTBEAT="0.05", ESG_LEADS_CONTACT_HASH_SALT="x" * 12)
     with DevBroker(topics=list(ALL_TOPICS), partitions=2) as broker:

@@ -39,7 +39,8 @@ from esg_leads.replay.simulate import WorldSpec
 from esg_leads.schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
 from tests.kafka_helpers import ESG_LEADS, consume_all, values
 
-SPEC = WorldSpec(tenants=2, investors=700, properties=120, days=10, seed=12, malformed_rate=0.01)
+SPEC = WorldSpec(tenants=2, investors=700, properties=120, days=10, seed=12, malformed_rate=0.01,
+                 profile_answers=False)
 # A lenient qualification policy, so that a small world has handoffs to protect.
 SETTINGS = """
 [lifecycle]
@@ -350,7 +351,8 @@ def test_a_full_audit_disk_mid_run_is_one_line_and_exit_2_and_loses_nothing(
     assert expected and got == expected
 
 
-LOSS_SPEC = WorldSpec(tenants=2, investors=150, properties=40, days=3, seed=21, malformed_rate=0.02)
+LOSS_SPEC = WorldSpec(tenants=2, investors=150, properties=40, days=3, seed=21, malformed_rate=0.02,
+                      profile_answers=False)
 
 
 def test_a_broker_that_lost_its_data_is_reread_with_an_alert_not_skipped(

@@ -22,7 +22,7 @@ from esg_leads.replay.simulate import WorldSpec
 from tests.browser_helpers import visit
 
 SPEC = WorldSpec(tenants=3, investors=400, properties=60, days=20, seed=3, drift_at=12,
-                 reviewers=False)
+                 reviewers=False, profile_answers=False)
 EVERY_CHART = {"dlq", "score_tier", "score_tenant", "reliability", "rolling", "alerts", "review",
                "handoffs"}
 #: Per chart: its name, how many shapes its SVG draws and its rendered size.

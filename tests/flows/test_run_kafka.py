@@ -37,7 +37,8 @@ from tests.kafka_helpers import (
     wait_for,
 )
 
-SPEC = WorldSpec(tenants=2, investors=250, properties=60, days=6, seed=9, malformed_rate=0.03)
+SPEC = WorldSpec(tenants=2, investors=250, properties=60, days=6, seed=9, malformed_rate=0.03,
+                 profile_answers=False)
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,8 @@ from esg_leads.replay.runner import tenant_weights
 from esg_leads.replay.simulate import WorldSpec
 from esg_leads.schemas.settings import Settings
 
-SPEC = WorldSpec(tenants=2, investors=240, properties=50, days=5, seed=11, malformed_rate=0.02)
+SPEC = WorldSpec(tenants=2, investors=240, properties=50, days=5, seed=11, malformed_rate=0.02,
+                 profile_answers=False)
 #: Fewer shards than the default: six keys to spread over up to four workers. A 5-day
 #: world: review uncertain leads at once and widely, so that cases exist to compare.
 SHARDS = {"windows": {"shards_per_tenant": 3},

@@ -32,7 +32,8 @@ from esg_leads.replay.runner import replay
 from esg_leads.replay.simulate import WorldSpec
 from esg_leads.schemas.records import RawMessage
 
-SPEC = WorldSpec(tenants=1, investors=150, properties=40, days=4, seed=21, malformed_rate=0.0)
+SPEC = WorldSpec(tenants=1, investors=150, properties=40, days=4, seed=21, malformed_rate=0.0,
+                 profile_answers=False)
 
 
 def world_messages(world: Path) -> list[RawMessage]:

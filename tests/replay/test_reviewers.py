@@ -21,7 +21,7 @@ from esg_leads.replay.simulate import WorldSpec
 from esg_leads.replay.world import dev_review_signing_key
 from esg_leads.schemas.codec import decode_event
 
-SPEC = WorldSpec(tenants=3, investors=600, properties=80, days=20, seed=3)
+SPEC = WorldSpec(tenants=3, investors=600, properties=80, days=20, seed=3, profile_answers=False)
 #: Review cases per 1k investors of the same world before needs_info and the wait for
 #: evidence (measured on main at 33a43cf: 108 cases, 542 investors scored); goal: <= 25 %.
 CASES_PER_1K_BEFORE = 199.3

@@ -25,7 +25,8 @@ from esg_leads.replay.simulate import WorldSpec
 from esg_leads.schemas.codec import validate_record
 from esg_leads.schemas.settings import Settings
 
-SPEC = WorldSpec(tenants=2, investors=600, properties=120, days=12, seed=4, malformed_rate=0.02)
+SPEC = WorldSpec(tenants=2, investors=600, properties=120, days=12, seed=4, malformed_rate=0.02,
+                 profile_answers=False)
 PROCESSING_TIME_FIELDS = {"processed_at"}
 
 
