@@ -34,15 +34,23 @@ import math
 from collections import deque
 from statistics import NormalDist
 
-_PERSON = b"esg-canary"
 _SPAN = 1 << 64
+
+
+def split_point(person: bytes, tenant: str, investor_id: str) -> float:
+    """Where ``investor_id`` falls in ``[0, 1)`` for one of ``tenant``'s splits.
+
+    A keyed BLAKE2b of tenant and id: the same in every process and replay, and
+    ``person`` (one per split: canary, held-out labels) makes the splits independent.
+    """
+    digest = hashlib.blake2b(f"{tenant}\x00{investor_id}".encode(), digest_size=8,
+                             person=person).digest()
+    return int.from_bytes(digest, "big") / _SPAN
 
 
 def canary_point(tenant: str, investor_id: str) -> float:
     """Where ``investor_id`` falls in ``[0, 1)`` for ``tenant``'s canary split."""
-    digest = hashlib.blake2b(f"{tenant}\x00{investor_id}".encode(), digest_size=8,
-                             person=_PERSON).digest()
-    return int.from_bytes(digest, "big") / _SPAN
+    return split_point(b"esg-canary", tenant, investor_id)
 
 
 def in_canary(tenant: str, investor_id: str, share: float) -> bool:

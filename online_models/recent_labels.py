@@ -33,15 +33,13 @@ import hashlib
 from collections import deque
 from typing import NamedTuple
 
-_PERSON = b"esg-holdout"
-_SPAN = 1 << 64
+from esg_leads.online_models.champion import split_point
 
 
 def holdout_point(tenant: str, investor_id: str) -> float:
-    """Where ``investor_id`` falls in ``[0, 1)`` for ``tenant``'s held-out split."""
-    digest = hashlib.blake2b(f"{tenant}\x00{investor_id}".encode(), digest_size=8,
-                             person=_PERSON).digest()
-    return int.from_bytes(digest, "big") / _SPAN
+    """Where ``investor_id`` falls in ``[0, 1)`` for ``tenant``'s held-out split
+    (independent of the canary split: another ``person``)."""
+    return split_point(b"esg-holdout", tenant, investor_id)
 
 
 class Recalled(NamedTuple):
