@@ -35,12 +35,14 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from esg_leads.operators.erasure import KEY_BYTES
+import orjson
+
+from esg_leads.operators.erasure import KEY_BYTES, Position
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS keys (subject BLOB PRIMARY KEY, key BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS erased (subject BLOB PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS erased (subject BLOB PRIMARY KEY, at TEXT);
 """
 
 
@@ -72,6 +74,9 @@ class KeyVault:
         with self._lock, self._transaction():
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 self._db.execute(statement)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(erased)")}
+            if "at" not in columns:  # a store written before erasures had a position
+                self._db.execute("ALTER TABLE erased ADD COLUMN at TEXT")
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('pepper', ?)",
                              (os.urandom(32),))
             (self._pepper,) = self._db.execute(
@@ -105,17 +110,38 @@ class KeyVault:
             row = self._db.execute("SELECT key FROM keys WHERE subject = ?", (subject,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def destroy(self, tenant: str, investor_id: str) -> None:
-        """Delete the investor's key (its bytes overwritten) and remember the erasure."""
+    def destroy(self, tenant: str, investor_id: str, at: Position | None = None) -> None:
+        """Delete the investor's key (its bytes overwritten) and remember the erasure.
+
+        ``at`` is the erasure's input position; the earliest one is kept, and an erasure
+        of unknown position (``None``) counts as before everything.
+        """
         subject = self._subject(tenant, investor_id)
         with self._lock, self._transaction():
             self._db.execute("DELETE FROM keys WHERE subject = ?", (subject,))
-            self._db.execute("INSERT OR IGNORE INTO erased VALUES (?)", (subject,))
+            row = self._db.execute("SELECT at FROM erased WHERE subject = ?",
+                                   (subject,)).fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO erased VALUES (?, ?)", (subject, _encode(at)))
+            elif row[0] is not None and (at is None or at < _decode(row[0])):
+                self._db.execute("UPDATE erased SET at = ? WHERE subject = ?",
+                                 (_encode(at), subject))
         if not self.in_memory:
             # The write-ahead log still holds the page as it was when the key was made:
             # copy the zeroed page into the database and cut the log to nothing.
             with self._lock:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def erased_at(self, tenant: str, investor_id: str) -> Position | None:
+        """Where in the input the investor was erased: ``None`` if they were not, ``()``
+        if they were at an unknown position (before everything)."""
+        subject = self._subject(tenant, investor_id)
+        with self._lock:
+            row = self._db.execute("SELECT at FROM erased WHERE subject = ?",
+                                   (subject,)).fetchone()
+        if row is None:
+            return None
+        return () if row[0] is None else _decode(row[0])
 
     def close(self) -> None:
         with self._lock:
@@ -126,6 +152,14 @@ class KeyVault:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _encode(at: Position | None) -> str | None:
+    return None if at is None else orjson.dumps(list(at)).decode()
+
+
+def _decode(text: str) -> Position:
+    return tuple(orjson.loads(text))
 
 
 class _Immediate:

@@ -53,8 +53,8 @@ from bytewax.operators import KeyedStream, StatefulBatchLogic
 from esg_leads.flows.exchange import durable_dumps
 from esg_leads.flows.steps import Clock
 from esg_leads.flows.telemetry import Telemetry
+from esg_leads.schemas.records import Position
 
-Position = tuple
 #: The position of what is emitted once the input has ended (windows still open).
 END: Position = (1 << 62, "", 0, 0)
 SOURCE_LANE = "source"

@@ -183,12 +183,22 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
                 out.append(message)
                 continue
             result = parser.parse(message, now)
-            out.append(Stamped(message.sort_key(), SOURCE_LANE, 0, result)
-                       if type(result) is Ingested else result)
+            if type(result) is not Ingested:
+                # A dead letter goes out as (position, letter): see "bound_dlq" below.
+                out.append((message.sort_key(), result))
+                continue
+            if message.topic == "investor.erasure":
+                # Erasure everywhere (operators/erasure.py): the investor's key is destroyed
+                # here, before this reader parses anything after the erasure, with the
+                # erasure's position, which decides whether a dead letter still on its
+                # way out is sealed (from before) or withheld (from after).
+                for subject in erasure_subjects(result.tenant, result.event.investor_id):
+                    keys.destroy(*subject, at=message.sort_key())
+            out.append(Stamped(message.sort_key(), SOURCE_LANE, 0, result))
         return out
 
     parsed = op.flat_map_batch("parse", raw, parse)
-    rejected = op.filter("rejected", parsed, lambda x: type(x) is dict)
+    rejected = op.filter("rejected", parsed, lambda x: type(x) is tuple)
 
     # 2. Intake per tenant: the property catalog (the ESG signal agent), then the
     #    investor windows, in one keyed step (see operators/intake.py). Every valid
@@ -312,16 +322,16 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
         op.output(step_id, stream, sink)
 
     def dicts(step_id: str, stream: Stream, alerts: bool = False) -> Stream:
-        """The dead letters (or, with ``alerts``, the alerts: they have a ``kind``) among
-        a step's outputs, without their stamps."""
+        """The alerts (they have a ``kind``) among a step's outputs, without their stamps,
+        or the dead letters as (position, letter)."""
         return op.flat_map_batch(step_id, stream, lambda batch: [
-            v.item for v in batch if type(v) is Stamped and type(v.item) is dict
-            and ("kind" in v.item) is alerts])
+            v.item if alerts else (v.base, v.item) for v in batch
+            if type(v) is Stamped and type(v.item) is dict and ("kind" in v.item) is alerts])
 
     dead = op.merge("dead_letters", rejected, dicts("intake_dlq", intake),
                     dicts("investor_dlq", investors), dicts("scoring_dlq", scored),
                     op.flat_map_batch("dlq_records", lifecycle, lambda batch: [
-                        v.item.record for v in batch
+                        (v.base, v.item.record) for v in batch
                         if type(v) is Stamped and v.item.kind == "dlq"]))
     output("leads_out", lifecycle, sinks.leads, "leads")
     output("review_out", lifecycle, sinks.review, "review")
@@ -336,18 +346,15 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     output("alerts_out", op.merge("alerts", dicts("alert_records", scored, alerts=True),
                                   dicts("intake_alerts", intake, alerts=True), offsets_alerts),
            sinks.alerts)
-    # Erasure everywhere (operators/erasure.py): an erasure destroys the investor's key as
-    # soon as it is parsed; every dead letter about an investor is cut to size, then
-    # sealed under that key (or withheld once it is gone) before it leaves the flow.
-    op.inspect("shred_keys", op.filter(
-        "erasures", parsed, lambda v: type(v) is Stamped and v.item.topic == "investor.erasure"),
-        lambda _s, v: [keys.destroy(*subject)
-                       for subject in erasure_subjects(v.item.tenant, v.item.event.investor_id)])
+    # Every dead letter about an investor is cut to size, then sealed under the
+    # investor's key, or withheld if their erasure came before the letter's position in
+    # the input (not before the letter got here: that is a matter of timing).
     max_value_bytes = settings.dlq.max_value_bytes
     served = frozenset(settings.tenants)
     output("dlq_out", op.map("bound_dlq", op.inspect(
-        "count_dlq", dead, lambda _s, r: telemetry.dead_letters([r])),
-        lambda r: seal_dead_letter(bounded(r, max_value_bytes), keys, served)), sinks.dlq)
+        "count_dlq", dead, lambda _s, r: telemetry.dead_letters([r[1]])),
+        lambda r: seal_dead_letter(bounded(r[1], max_value_bytes), keys, served, at=r[0])),
+        sinks.dlq)
     return flow
 
 

@@ -41,10 +41,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 from collections.abc import Iterable
 from typing import Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from esg_leads.schemas.records import Position
 
 #: Topics keyed by investor: every message on them is about one person (the inputs, and
 #: ``crm.handoff``, whose records the CRM may refuse into ``crm_rejected`` dead letters).
@@ -64,8 +67,13 @@ class KeyStore(Protocol):
     def key_for(self, tenant: str, investor_id: str) -> bytes | None:
         """The investor's key, made on first use; ``None`` once they are erased."""
 
-    def destroy(self, tenant: str, investor_id: str) -> None:
-        """Forget the investor's key for good; no key is made for them again."""
+    def destroy(self, tenant: str, investor_id: str, at: Position | None = None) -> None:
+        """Forget the investor's key for good; no key is made for them again. ``at``:
+        the erasure's input position."""
+
+    def erased_at(self, tenant: str, investor_id: str) -> Position | None:
+        """The earliest position the investor was erased at (``()``: unknown, before
+        everything); ``None`` if they were not."""
 
     def existing_key(self, tenant: str, investor_id: str) -> bytes | None:
         """The key if there is one; never makes one."""
@@ -128,19 +136,31 @@ def _context(record: dict, subject: tuple[str, str]) -> bytes:
     return f"{subject[0]}|{subject[1]}|{record['idempotency_key']}".encode()
 
 
-def seal_dead_letter(record: dict, keys: KeyStore, tenants: frozenset[str] | set[str]) -> dict:
+def seal_dead_letter(record: dict, keys: KeyStore, tenants: frozenset[str] | set[str],
+                     at: Position | None = None) -> dict:
     """``record`` with its value encrypted under its investor's key, or withheld.
 
     The value is withheld (``value_b64`` and ``value_sha256`` ``null``, the length
     kept) when the investor is erased or cannot be told. ``value_sha256`` of a sealed
     value is dropped too: a hash of a short, guessable message would confirm a guess
     after the key is gone. Letters not about an investor pass unchanged.
+
+    ``at`` is the input position the letter derives from. Which it is, sealed or
+    withheld, depends on it, not on when the letter reaches the key store: a letter
+    from before the erasure is sealed even if the erasure's key shredding got there
+    first (the flow's reader runs ahead of its ordered steps, by a distance that
+    depends on batch size and process count) — under a key made for it and thrown
+    away, which leaves it exactly as unreadable as the key the erasure destroyed would.
     """
     text = record.get("value_b64")
     subject = subject_of(record, tenants)
     if subject is None or text is None:
         return record
     key = keys.key_for(*subject) if subject[1] else None
+    if key is None and subject[1] and at is not None:
+        erased = keys.erased_at(*subject)
+        if erased is not None and at < erased:
+            key = os.urandom(KEY_BYTES)  # kept nowhere: shredded as it is made
     if key is None:
         why = "investor erased" if subject[1] else "investor unknown"
         return {**record, "value_b64": None, "value_sha256": None,

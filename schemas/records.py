@@ -14,6 +14,10 @@ from typing import NamedTuple
 
 from pydantic import BaseModel
 
+#: A message's place in the input: its replay order key ``(timestamp_ms, topic, partition,
+#: offset)`` (:meth:`RawMessage.sort_key`). Everything derived from a message carries it.
+Position = tuple
+
 
 class RawMessage(NamedTuple):
     """One Kafka message as a source delivers it, or as a recording stores and replays it.

@@ -94,3 +94,37 @@ def test_processes_sharing_one_new_file_agree_on_every_key(tmp_path: Path) -> No
     done = subprocess.run([sys.executable, "-c", KEY_OF_INV_7, str(path)], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "None", done.stderr
+
+
+def test_the_earliest_erasure_position_is_kept_and_an_unknown_one_comes_first(
+        tmp_path: Path) -> None:
+    with KeyVault(tmp_path / "keys.sqlite") as vault:
+        assert vault.erased_at("acme", "inv-1") is None
+        vault.destroy("acme", "inv-1", at=(20, "investor.erasure", 0, 3))
+        vault.destroy("acme", "inv-1", at=(30, "investor.erasure", 0, 9))  # a second request
+        vault.destroy("acme", "inv-1", at=(10, "investor.erasure", 1, 0))  # read late, earlier
+        assert vault.erased_at("acme", "inv-1") == (10, "investor.erasure", 1, 0)
+        vault.destroy("acme", "inv-2")
+        vault.destroy("acme", "inv-2", at=(5, "investor.erasure", 0, 0))
+        assert vault.erased_at("acme", "inv-2") == ()  # before every position
+    with KeyVault(tmp_path / "keys.sqlite") as vault:  # positions persist
+        assert vault.erased_at("acme", "inv-1") == (10, "investor.erasure", 1, 0)
+
+
+def test_a_store_written_before_erasures_had_positions_opens_and_keeps_its_erasures(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "keys.sqlite"
+    with KeyVault(path) as vault:
+        key = vault.key_for("acme", "inv-2")
+        vault.destroy("acme", "inv-1")
+    db = sqlite3.connect(path)  # as the store's schema was: no position column
+    db.executescript("CREATE TABLE old AS SELECT subject FROM erased; DROP TABLE erased;"
+                     "ALTER TABLE old RENAME TO erased;")
+    db.close()
+    with KeyVault(path) as vault:
+        assert vault.erased_at("acme", "inv-1") == () and vault.key_for("acme", "inv-1") is None
+        assert vault.key_for("acme", "inv-2") == key
+        vault.destroy("acme", "inv-3", at=(1, "t", 0, 0))
+        assert vault.erased_at("acme", "inv-3") == (1, "t", 0, 0)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import shutil
 import zlib
+from datetime import datetime, timezone
 from pathlib import Path
 
+import orjson
 import pyarrow.parquet as pq
 import pytest
 
@@ -22,6 +24,7 @@ from esg_leads.replay.diff import KINDS, compare, load_run
 from esg_leads.replay.generator import generate
 from esg_leads.replay.runner import replay
 from esg_leads.replay.simulate import WorldSpec
+from esg_leads.schemas.records import RawMessage
 
 SPEC = WorldSpec(tenants=2, investors=240, properties=50, days=5, seed=11, malformed_rate=0.02,
                  profile_answers=False)
@@ -246,3 +249,44 @@ def as_recorded(decided: dict, origin: dict) -> dict:
                     key.rsplit(":", 1)[1]))
             renamed[kind][key] = record
     return renamed
+
+
+def with_erasures_after_duplicates(world: Path, out: Path) -> tuple[Path, list[str]]:
+    """``world`` plus, for five investors, an erasure two days into the world and one
+    millisecond before it a copy of the investor's first engagement (a duplicate the
+    intake dead-letters): the letter comes from before the erasure, so it must be
+    sealed, never withheld, at any batch size."""
+    messages = [m for batch in RecordingReader(world).iter_batches() for m in batch]
+    first: dict[bytes, RawMessage] = {}
+    for m in messages:
+        if m.topic == "investor.engagements" and m.key not in first:
+            first[m.key] = m
+    ends: dict[tuple[str, int], int] = {}
+    for m in messages:
+        ends[(m.topic, m.partition)] = max(ends.get((m.topic, m.partition), -1), m.offset)
+    at = min(m.timestamp_ms for m in messages) + 2 * 86_400_000
+    added = []
+    for n, original in enumerate(sorted(first.values(), key=RawMessage.sort_key)[:5]):
+        event = orjson.loads(original.value)
+        erasure = {"tenant": event["tenant"], "event_id": f"erase-{n}",
+                   "event_time": datetime.fromtimestamp(at / 1000 + n, timezone.utc).isoformat(),
+                   "source": "privacy-desk", "investor_id": event["investor_id"]}
+        added.append(RawMessage("investor.erasure", 0, n, at + 1000 * n, original.key,
+                                orjson.dumps(erasure), original.headers))
+        added.append(original._replace(offset=ends[(original.topic, original.partition)] + 1 + n,
+                                       timestamp_ms=at + 1000 * n - 1))
+    with RecordingWriter(out) as writer:
+        writer.write_many(sorted(messages + added, key=RawMessage.sort_key))
+    shutil.copy(world / "config.toml", out / "config.toml")
+    return out, [f"dlq:{m.topic}:{m.partition}:{m.offset}:duplicate"
+                 for m in added if m.topic == "investor.engagements"]
+
+
+def test_a_letter_from_before_an_erasure_is_sealed_however_far_the_reader_ran_ahead(
+        world: Path, tmp_path: Path) -> None:
+    recording, letters = with_erasures_after_duplicates(world, tmp_path / "rec")
+    decided = [run(world, tmp_path / f"out{batch}", batch=batch, recording=recording)
+               for batch in (1, 1000)]
+    for dlq in (d["dlq"] for d in decided):
+        assert {key: dlq[key]["sealed"] for key in letters} == dict.fromkeys(letters, True)
+    assert_same_decisions(*decided)

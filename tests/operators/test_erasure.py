@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 from cryptography.exceptions import InvalidTag
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from esg_leads.connectors.key_vault import KeyVault
@@ -106,3 +106,49 @@ def test_audit_rows_of_erased_investors_go_but_the_erasure_row_stays():
     gone = erased_in(rows)
     assert gone == {("acme", "inv-1")}
     assert [r for r in rows if keeps(r, {"inv-1"})] == rows[1:]
+
+
+positions = st.tuples(st.integers(0, 10), st.sampled_from(("crm.outcomes", "investor.erasure")),
+                      st.integers(0, 2), st.integers(0, 5))
+
+
+@given(at=positions, erasures=st.lists(positions, min_size=1, max_size=4),
+       shredded_first=st.booleans())
+def test_sealed_or_withheld_follows_the_letters_position_not_when_the_erasure_landed(
+        at, erasures, shredded_first):
+    """A letter from before every erasure of its investor is sealed (and opens nothing
+    once they are erased); one from at or after the earliest erasure is withheld —
+    whether the shredding reached the key store before the letter did or not."""
+    # A letter from after an erasure never reaches the store before it: the reader
+    # destroys the key before it parses anything after the erasure (flows/pipeline.py).
+    assume(shredded_first or at < min(erasures))
+    vault = KeyVault(":memory:")
+    record = letter("investor.profiles", b"inv-1", PROFILE)
+
+    def shred() -> None:
+        for position in erasures:
+            for subject in erasure_subjects("acme", "inv-1"):
+                vault.destroy(*subject, at=position)
+
+    if shredded_first:
+        shred()
+    out = seal_dead_letter(record, vault, TENANTS, at=at)
+    if not shredded_first:
+        shred()
+    if at < min(erasures):
+        assert out["sealed"] and out["value_length"] == len(PROFILE)
+        with pytest.raises(LookupError):  # the key it was sealed under is gone, either way
+            open_dead_letter(out, vault, TENANTS)
+    elif shredded_first:
+        assert out["value_b64"] is None and "investor erased" in out["detail"]
+    validate_record("leads.dlq", out)
+
+
+def test_a_letter_without_a_position_is_withheld_once_the_investor_is_erased():
+    """Letters made outside the input's order (the CRM sync's) know no position: the
+    erasure counts as before them."""
+    vault = KeyVault(":memory:")
+    for subject in erasure_subjects("acme", "inv-1"):
+        vault.destroy(*subject, at=(10, "investor.erasure", 0, 0))
+    out = seal_dead_letter(letter("investor.profiles", b"inv-1", PROFILE), vault, TENANTS)
+    assert out["value_b64"] is None and not out["sealed"]
