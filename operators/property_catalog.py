@@ -8,8 +8,7 @@ that are energy-efficient, certified, low climate risk — which is the base rat
 investor's ESG-content engagement is compared with.
 
 One catalog per tenant: the mix is a per-tenant fact, and an enrichment is a dict
-lookup and a bisection, cheap enough that one worker per tenant keeps up (see
-``bench/replay_throughput.py``).
+lookup and a bisection, cheap enough that one worker per tenant keeps up.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ from esg_leads.connectors.recording import RecordingReader, RecordingWriter
 from esg_leads.flows.config import load_settings
 from esg_leads.replay.diff import KINDS, compare, load_run
 from esg_leads.replay.generator import generate
+from esg_leads.flows.plain import execute
+from esg_leads.replay import runner
 from esg_leads.replay.runner import replay
 from esg_leads.replay.simulate import WorldSpec
 from esg_leads.schemas.records import RawMessage
@@ -290,3 +292,13 @@ def test_a_letter_from_before_an_erasure_is_sealed_however_far_the_reader_ran_ah
     for dlq in (d["dlq"] for d in decided):
         assert {key: dlq[key]["sealed"] for key in letters} == dict.fromkeys(letters, True)
     assert_same_decisions(*decided)
+
+
+def test_the_same_flow_run_without_bytewaxs_runtime_decides_the_same(
+        world: Path, reference: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second, entirely different scheduler (flows/plain.py: each source batch through
+    every step in build order, on one thread) must reach the decisions bytewax reaches:
+    they depend on the input alone. It is also issue 16's plain loop, so this proves the
+    benchmark compares the same work."""
+    monkeypatch.setattr(runner, "run_main", execute)
+    assert_same_decisions(reference, run(world, tmp_path / "plain", batch=1000))
