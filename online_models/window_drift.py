@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,18 +69,77 @@ def psi(reference: np.ndarray, recent: np.ndarray, edges: np.ndarray) -> tuple[f
     return value, a.round(4).tolist(), b.round(4).tolist()
 
 
+def _interval(event_s: float, cadence_s: float) -> int:
+    """``i`` with ``i * cadence_s <= event_s < (i + 1) * cadence_s``, exactly as the
+    windows compare (a float quotient can round across the boundary)."""
+    i = math.floor(event_s / cadence_s)
+    if event_s < i * cadence_s:
+        return i - 1
+    return i + 1 if event_s >= (i + 1) * cadence_s else i
+
+
+class _Bucket:
+    """One cadence interval of a subject's values (``[i, i + 1) * cadence``), in arrival
+    order, with its arrays kept between ticks: a tick compares ~8 days of values, and
+    turning them into arrays anew at every tick was most of the detector's cost."""
+
+    __slots__ = ("times", "values", "_arrays")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.values: list[float] = []
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._arrays is None or len(self._arrays[0]) != len(self.times):  # a late value
+            self._arrays = (np.array(self.times), np.array(self.values))
+        return self._arrays
+
+
 class _Subject:
     """One watched stream: its values by event time, and when it may fire again."""
 
-    __slots__ = ("name", "times", "values", "seen", "quiet_until", "first_s")
+    __slots__ = ("name", "buckets", "seen", "quiet_until", "first_s", "legacy")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.first_s: float | None = None  # the first value's event time
-        self.times: deque[float] = deque()  # arrival order; event times may be late
-        self.values: deque[float] = deque()
+        self.buckets: dict[int, _Bucket] = {}  # by cadence interval; values may be late
         self.seen = 0
         self.quiet_until = -math.inf
+        self.legacy: tuple | None = None
+
+    def __setstate__(self, state: tuple) -> None:
+        # A snapshot from before the buckets kept (times, values) deques: held here until
+        # the monitor, which knows the cadence, files them (WindowDrift.__setstate__).
+        slots = dict(state[1])
+        if "times" in slots:
+            slots["legacy"] = (slots.pop("times"), slots.pop("values"))
+            slots["buckets"] = {}
+        slots.setdefault("legacy", None)
+        for name, value in slots.items():
+            setattr(self, name, value)
+
+    def add(self, bucket: int, event_s: float, value: float) -> None:
+        found = self.buckets.get(bucket)
+        if found is None:
+            found = self.buckets[bucket] = _Bucket()
+        found.times.append(event_s)
+        found.values.append(value)
+
+    def between(self, lo: float, hi: float, cadence_s: float) -> np.ndarray:
+        """The values with event time in ``[lo, hi)``, bucket by bucket."""
+        parts = []
+        for index in range(math.floor(lo / cadence_s) - 1, math.ceil(hi / cadence_s) + 1):
+            bucket = self.buckets.get(index)
+            if bucket is None:
+                continue
+            times, values = bucket.arrays()
+            if lo <= index * cadence_s and (index + 1) * cadence_s <= hi:
+                parts.append(values)  # wholly inside: no mask
+            else:
+                parts.append(values[(times >= lo) & (times < hi)])
+        return np.concatenate(parts) if parts else np.empty(0)
 
 
 class WindowDrift:
@@ -141,23 +199,33 @@ class WindowDrift:
         while event_s >= self.next_tick:  # ticks before this value: it is not in them
             detections += self._tick(self.next_tick)
             self.next_tick += self.cadence_s
+        bucket = _interval(event_s, self.cadence_s)
         for name, subject in self.subjects.items():
             value = values.get(name)
             if value is not None and math.isfinite(value):
                 if subject.first_s is None:
                     subject.first_s = event_s
-                subject.times.append(event_s)
-                subject.values.append(float(value))
+                subject.add(bucket, event_s, float(value))
                 subject.seen += 1
         return detections
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        for subject in self.subjects.values():
+            if subject.legacy is not None:
+                for event_s, value in zip(*subject.legacy, strict=True):
+                    subject.add(_interval(event_s, self.cadence_s), event_s, value)
+                subject.legacy = None
 
     def _tick(self, now: float) -> list[WindowDetection]:
         start = now - self.recent_s - self.reference_s
         shifted: dict[str, dict] = {}
+        # Values from a day before the reference window on are kept (slack for late
+        # values); older intervals are dropped.
+        oldest = math.floor((start - self.recent_s) / self.cadence_s)
         for subject in self.subjects.values():
-            while subject.times and subject.times[0] < start - self.recent_s:
-                subject.times.popleft()  # a day's slack for late values
-                subject.values.popleft()
+            for index in [i for i in subject.buckets if i < oldest]:
+                del subject.buckets[index]
             if now < subject.quiet_until or subject.first_s is None or subject.first_s > start:
                 continue  # quiet after an alert, or the reference window is not full yet
             evidence = self._compare(subject, now)
@@ -175,11 +243,11 @@ class WindowDrift:
                                 {name: shifted[name] for name in ranked})]
 
     def _compare(self, subject: _Subject, now: float) -> dict | None:
-        times = np.fromiter(subject.times, float, len(subject.times))
-        values = np.fromiter(subject.values, float, len(subject.values))
         split = now - self.recent_s
-        recent = values[(times >= split) & (times < now)]
-        reference = values[(times >= split - self.reference_s) & (times < split)]
+        recent = subject.between(split, now, self.cadence_s)
+        if len(recent) < self.min_recent:
+            return None
+        reference = subject.between(split - self.reference_s, split, self.cadence_s)
         if len(recent) < self.min_recent or len(reference) < self.min_reference:
             return None
         quantiles = np.quantile(reference, np.arange(1, self.bins) / self.bins)
@@ -200,8 +268,9 @@ class WindowDrift:
             "recent_shares": recent_shares,
             "reference_n": int(len(reference)),
             "recent_n": int(len(recent)),
-            "reference_mean": round(float(reference.mean()), 4),
-            "recent_mean": round(float(recent.mean()), 4),
+            # Exact sums: the mean does not depend on the order values were kept in.
+            "reference_mean": round(math.fsum(reference.tolist()) / len(reference), 4),
+            "recent_mean": round(math.fsum(recent.tolist()) / len(recent), 4),
         }
 
 
