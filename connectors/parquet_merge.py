@@ -35,6 +35,9 @@ from esg_leads.connectors.parquet_sink import ERASABLE, records_of, schema_of, t
 
 #: Rows per row group of a joined file (the sinks write parts with the same).
 ROW_GROUP = 20_000
+#: Rows read at a time when copying in order: a whole row group of leads decoded is
+#: ~40 MB, more than the run's own growth per 1k investors (tests/replay/test_runner_memory.py).
+READ_ROWS = 2_048
 
 
 class _Source:
@@ -59,7 +62,15 @@ class _Source:
         return self.file.read(columns=[name]).column(name)
 
     def row_group(self, index: int) -> pa.Table:
-        table = self.file.read_row_group(index)
+        return self._current(self.file.read_row_group(index))
+
+    def batches(self, index: int):
+        """Row group ``index`` as tables of at most ``READ_ROWS`` rows."""
+        for batch in self.file.iter_batches(batch_size=READ_ROWS, row_groups=[index],
+                                            use_threads=False):
+            yield self._current(pa.Table.from_batches([batch]))
+
+    def _current(self, table: pa.Table) -> pa.Table:
         # An output written by an earlier version (JSON records, fewer model fields) is
         # converted through its records, so that the joined file has one schema.
         return table if self.current else to_table(self.kind, records_of(table))
@@ -129,13 +140,19 @@ def _surviving(sources: list[_Source], gone: set[str]) -> list[np.ndarray]:
 
 
 def _in_order(sources: list[_Source], keep: list[np.ndarray]):
-    """The kept rows source after source, row group after row group."""
+    """The kept rows source after source, ``READ_ROWS`` at a time."""
     for source, mask in zip(sources, keep, strict=True):
         for index in range(len(source.starts) - 1):
             rows = mask[source.starts[index]:source.starts[index + 1]]
-            if rows.any():
-                table = source.row_group(index)
-                yield table if rows.all() else table.filter(pa.array(rows))
+            if not rows.any():
+                continue
+            at = 0
+            for table in source.batches(index):
+                part, at = rows[at:at + table.num_rows], at + table.num_rows
+                if part.all():
+                    yield table
+                elif part.any():
+                    yield table.filter(pa.array(part))
 
 
 def _sorted_chunks(sources: list[_Source], keep: list[np.ndarray]):

@@ -9,8 +9,10 @@ learning). :mod:`operators.features` turns this state into a feature vector.
 from __future__ import annotations
 
 import math
+from array import array
 from datetime import datetime
 
+from esg_leads.operators.feature_definitions import FEATURE_NAMES
 from esg_leads.operators.investor_window import ACTION_INDEX, WindowAggregate
 from esg_leads.operators.lineage import append_refs, combine
 from esg_leads.schemas.common import EPC_RANK
@@ -307,14 +309,32 @@ class InvestorProfileState:
     # ---------------------------------------------------- point-in-time
 
     def remember(self, vector: FeatureVector) -> None:
+        """Keep ``vector`` (without context and lineage) for point-in-time learning.
+
+        Kept compact: its values as one array of doubles and no feature dict (rebuilt
+        by :meth:`features_as_of`, exactly: the dict's keys are the feature set's, in
+        order, and its values these doubles). A dict and a tuple of float objects cost
+        ~3 KB per vector, four vectors per investor: the largest part of an investor's
+        state (issue 16). A vector whose keys are not the current feature set's (from
+        a snapshot of an older one) is kept as it is.
+        """
+        vector = vector.features_only()
+        if tuple(vector.features) == FEATURE_NAMES:
+            vector = vector._replace(features=None, values=array("d", vector.values))
         self.history.append(vector)
         if len(self.history) > HISTORY:
             del self.history[0]
 
     def features_as_of(self, when: datetime) -> FeatureVector | None:
-        """The last vector scored with ``as_of <= when``: what the model knew then."""
+        """The last vector scored with ``as_of <= when``: what the model knew then.
+
+        Equal to the vector :meth:`remember` was given, without context and lineage."""
         for vector in reversed(self.history):
             if vector.as_of <= when:
+                if vector.features is None:
+                    values = tuple(vector.values)
+                    vector = vector._replace(features=dict(zip(FEATURE_NAMES, values, strict=True)),
+                                             values=values)
                 return vector
         return None
 

@@ -128,7 +128,7 @@ class InvestorShard:
                               self.__dict__.get("_feeds"))
         if vector.clamped:
             self.counts[("features_clamped", vector.tenant)] += 1
-        state.remember(vector.features_only())
+        state.remember(vector)
         self.counts[("rescores", vector.tenant)] += 1
         return vector
 
@@ -168,7 +168,7 @@ class InvestorShard:
                               self.__dict__.get("_feeds"))
         if vector.clamped:
             self.counts[("features_clamped", window.tenant)] += 1
-        state.remember(vector.features_only())
+        state.remember(vector)
         return [vector]
 
     # ------------------------------------------------------------- events

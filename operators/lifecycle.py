@@ -62,10 +62,8 @@ class LeadRecord:
         self.machine = LeadStateMachine()
         self.context = context
         self.last_score: int | None = None
-        #: The last emitted lead record: the dict as published (never mutated after:
-        #: it shares parts with investor and compliance state), or its JSON. The
-        #: first snapshot after a publish encodes it and keeps the bytes, so a
-        #: record is encoded at most once, and not at all in runs without snapshots.
+        #: The last emitted lead record as JSON (:meth:`keep`); a dict in snapshots of
+        #: earlier versions, which kept the published dict until a snapshot encoded it.
         self.last_record: dict | bytes | None = None
         self.qualifications = 0
         self.cases = 0
@@ -82,6 +80,14 @@ class LeadRecord:
             # next publish replaces the record (snapshots cover every lead of a shard).
             self.last_record = orjson.dumps(self.last_record, option=orjson.OPT_NON_STR_KEYS)
         return tuple(getattr(self, name) for name in self.__slots__)
+
+    def keep(self, record: dict) -> None:
+        """Remember the emitted ``record``, encoded: its dict tree cost ~15 KB per lead
+        beyond the parts it shares with investor state, its JSON ~5 KB (issue 16). Read
+        back only for a state-only re-emit or a handoff (:meth:`last_record_copy`)."""
+        encoded = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)
+        # A copy: orjson's bytes keep the buffer they grew in (16 KB for a 5 KB record).
+        self.last_record = memoryview(encoded).tobytes()
 
     def last_record_copy(self) -> dict:
         """A copy of the last emitted record whose top-level fields may be replaced.
@@ -327,7 +333,7 @@ class LifecycleShard:
                                                         self._claims.rule_ids(proposed))
         record["compliance"]["rules_applied"] += contacts.applied
         lead.last_score = record["score"]
-        lead.last_record = record
+        lead.keep(record)
         out.append(Emitted("leads", investor_id, record, "leads.scored"))
         self.counts[("state", lead.machine.state)] += 1
         self._observe(record, scored.ingest_ms, now)
@@ -510,7 +516,7 @@ class LifecycleShard:
             # A new dict: the one append_refs returns may be the published record's.
             omitted = {**omitted, "audit": audit_pointer(notice.tenant, notice.investor_id)}
         record["lineage_omitted"] = omitted
-        lead.last_record = record
+        lead.keep(record)
         out.append(Emitted("leads", notice.investor_id, record, "leads.scored"))
         self.counts[("state", lead.machine.state)] += 1
         self._audit_notice(notice, lead, now, out)
