@@ -10,7 +10,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,6 +30,21 @@ from esg_leads.connectors.recording.format import (
 # Above this many segments the reader does not start a prefetch thread per
 # segment and decodes synchronously instead.
 _MAX_PREFETCH_SEGMENTS: Final = 64
+
+
+class RowFilter(Protocol):
+    """Which rows of a recording one reader hands on (see :class:`RecordingReader`'s ``rows``).
+
+    :meth:`classify` looks at an Arrow batch of a segment (every column, as stored) and
+    gives two boolean arrays over its rows: ``keep`` (handed on without a question) and
+    ``ask`` (built and passed to :meth:`decide`); any other row is skipped without being
+    built. Both must be functions of the row alone, so that a row is classified the same
+    whichever batch it is read in.
+    """
+
+    def classify(self, batch: pa.RecordBatch) -> tuple[pa.BooleanArray, pa.BooleanArray]: ...
+
+    def decide(self, message: RecordedMessage) -> bool: ...
 
 
 class _Prefetcher:
@@ -114,6 +129,7 @@ class _Cursor:
         "_skip",
         "_batch",
         "_msgs",
+        "_rows",
         "index",
         "base",
         "n",
@@ -132,8 +148,10 @@ class _Cursor:
         start_row: int = 0,
         columns: list[str] | None = None,
         prefetch: bool = True,
+        rows: RowFilter | None = None,
     ) -> None:
         self.index = index
+        self._rows = rows
         md = pf.metadata
         first_group = 0
         base = 0
@@ -213,12 +231,16 @@ class _Cursor:
     def key(self, i: int) -> tuple[int, str, int, int]:
         return (self.ts[i], self.topic[i], self.partition[i], self.offset[i])
 
-    def messages(self) -> list[RecordedMessage]:
-        """All messages of the current batch (built once per batch)."""
+    def messages(self) -> list[RecordedMessage | None]:
+        """All messages of the current batch (built once per batch); with a row filter,
+        ``None`` in place of each row it does not hand on (skipped rows are never built)."""
         msgs = self._msgs
         if msgs is None:
             batch = self._batch
             assert batch is not None
+            if self._rows is not None:
+                msgs = self._msgs = self._selected(batch)
+                return msgs
             with _gc_paused():
                 msgs = self._msgs = _build_messages(
                     (
@@ -231,6 +253,35 @@ class _Cursor:
                         _decode_headers(batch.column(6)),
                     )
                 )
+        return msgs
+
+
+    def _selected(self, batch: pa.RecordBatch) -> list[RecordedMessage | None]:
+        rows = self._rows
+        assert rows is not None
+        keep, ask = rows.classify(batch)
+        wanted = pc.indices_nonzero(pc.or_kleene(keep, ask).fill_null(False))
+        msgs: list[RecordedMessage | None] = [None] * batch.num_rows
+        if not len(wanted):
+            return msgs
+        at = wanted.to_pylist()
+        sub = batch.take(wanted)
+        topic, partition, offset, ts = self.topic, self.partition, self.offset, self.ts
+        with _gc_paused():
+            built = _build_messages((
+                [topic[i] for i in at],
+                [partition[i] for i in at],
+                [offset[i] for i in at],
+                [ts[i] for i in at],
+                sub.column(4).to_pylist(),
+                sub.column(5).to_pylist(),
+                _decode_headers(sub.column(6)),
+            ))
+        sure = keep.take(wanted).fill_null(False).to_pylist()
+        decide = rows.decide
+        for i, message, certain in zip(at, built, sure, strict=True):
+            if certain or decide(message):
+                msgs[i] = message
         return msgs
 
 
@@ -257,6 +308,14 @@ def _decode_headers(column: pa.ListArray) -> list[tuple[tuple[str, bytes | None]
     for i, headers in zip(rows.to_pylist(), grouped):
         out[i] = headers
     return out
+
+
+def _every(batch: list[Any]) -> list[RecordedMessage]:
+    return batch
+
+
+def _handed(batch: list[Any]) -> list[RecordedMessage]:
+    return [m for m in batch if m is not None]
 
 
 _Part = tuple["_Cursor", int, int]
@@ -371,6 +430,12 @@ class RecordingReader:
         Number of messages (in replay order) to skip -- the resume state of a
         consumer that already emitted that many messages.  Skipping merges
         only the four sort-key columns and never builds message objects.
+    rows
+        Hand on only the rows this :class:`RowFilter` selects (one reader of several,
+        each reading its own share of one recording). Batches still span
+        ``batch_rows`` messages of the replay order, so they are shorter by the rows
+        left out (an empty list when none is this reader's), and ``start_at`` counts
+        every message, selected or not. Rows left out are never built as messages.
 
     Notes
     -----
@@ -405,6 +470,7 @@ class RecordingReader:
         *,
         batch_rows: int = 10_000,
         start_at: int = 0,
+        rows: RowFilter | None = None,
     ) -> None:
         if batch_rows < 1:
             raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
@@ -416,6 +482,7 @@ class RecordingReader:
         self._paths = _list_segments(self._dir)
         self._batch_rows = batch_rows
         self._start_at = start_at
+        self._rows = rows
         for path in self._paths:
             _check_schema(pq.read_schema(path), path)
         total = self.count()
@@ -553,19 +620,21 @@ class RecordingReader:
         try:
             for i, (path, start) in enumerate(zip(self._paths, starts, strict=True)):
                 cursors.append(
-                    _Cursor(i, self._open(path), self._batch_rows, start, None, prefetch)
+                    _Cursor(i, self._open(path), self._batch_rows, start, None, prefetch,
+                            self._rows)
                 )
             size = self._batch_rows
-            out: list[RecordedMessage] = []
+            out: list[Any] = []
+            handed = _handed if self._rows is not None else _every
             for parts, order in _merge_blocks(cursors):
                 if order is None:
                     c, lo, hi = parts[0]
                     msgs = c.messages()
                     if not out and lo == 0 and hi == size == len(msgs):
-                        yield msgs  # fast path: a whole decoded batch
+                        yield handed(msgs)  # fast path: a whole decoded batch
                         continue
                 else:
-                    cat: list[RecordedMessage] = []
+                    cat: list[Any] = []
                     for c, lo, hi in parts:
                         cat.extend(c.messages()[lo:hi])
                     msgs = list(map(cat.__getitem__, order))
@@ -575,10 +644,10 @@ class RecordingReader:
                     out.extend(msgs[lo : lo + take])
                     lo += take
                     if len(out) == size:
-                        yield out
+                        yield handed(out)
                         out = []
             if out:
-                yield out
+                yield handed(out)
         finally:
             for c in cursors:
                 c.close()
