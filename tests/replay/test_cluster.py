@@ -143,9 +143,9 @@ def test_processes_decide_as_one_process_and_the_merged_summary_reconciles(
     # event to another; each says what it read and the CPU it took.
     shares = summary["processes"]
     assert [p["process_id"] for p in shares] == list(range(processes))
+    assert all(p["reconciled"] and p["inputs_sent"] == 0 for p in shares), shares
     assert sum(p["messages_read"] for p in shares) == summary["messages"]
     assert all(p["messages_read"] > 0 for p in shares)
-    assert all(p["reconciled"] and p["inputs_sent"] == 0 for p in shares), shares
     assert all(p["cpu_seconds"] > 0 for p in shares)
 
 
