@@ -35,14 +35,13 @@ _MAX_PREFETCH_SEGMENTS: Final = 64
 class RowFilter(Protocol):
     """Which rows of a recording one reader hands on (see :class:`RecordingReader`'s ``rows``).
 
-    :meth:`classify` looks at an Arrow batch of a segment (every column, as stored) and
-    gives two boolean arrays over its rows: ``keep`` (handed on without a question) and
-    ``ask`` (built and passed to :meth:`decide`); any other row is skipped without being
-    built. Both must be functions of the row alone, so that a row is classified the same
-    whichever batch it is read in.
+    :meth:`classify` looks at the values of a batch of rows and says for each: ``True``
+    (handed on), ``False`` (skipped, never built as a message) or ``None`` (built and
+    passed to :meth:`decide`). Both must be functions of the row alone, so that a row
+    is classified the same whichever batch it is read in.
     """
 
-    def classify(self, batch: pa.RecordBatch) -> tuple[pa.BooleanArray, pa.BooleanArray]: ...
+    def classify(self, values: list[bytes | None]) -> list[bool | None]: ...
 
     def decide(self, message: RecordedMessage) -> bool: ...
 
@@ -259,13 +258,17 @@ class _Cursor:
     def _selected(self, batch: pa.RecordBatch) -> list[RecordedMessage | None]:
         rows = self._rows
         assert rows is not None
-        keep, ask = rows.classify(batch)
-        wanted = pc.indices_nonzero(pc.or_kleene(keep, ask).fill_null(False))
+        values = batch.column(5).to_pylist()
+        codes = rows.classify(values)
+        at = [i for i, code in enumerate(codes) if code is not False]
         msgs: list[RecordedMessage | None] = [None] * batch.num_rows
-        if not len(wanted):
+        if not at:
             return msgs
-        at = wanted.to_pylist()
-        sub = batch.take(wanted)
+        keys = batch.column(4)
+        headers = batch.column(6)
+        if len(at) < batch.num_rows:
+            index = pa.array(at, pa.int64())
+            keys, headers = keys.take(index), headers.take(index)
         topic, partition, offset, ts = self.topic, self.partition, self.offset, self.ts
         with _gc_paused():
             built = _build_messages((
@@ -273,14 +276,13 @@ class _Cursor:
                 [partition[i] for i in at],
                 [offset[i] for i in at],
                 [ts[i] for i in at],
-                sub.column(4).to_pylist(),
-                sub.column(5).to_pylist(),
-                _decode_headers(sub.column(6)),
+                keys.to_pylist(),
+                [values[i] for i in at],
+                _decode_headers(headers),
             ))
-        sure = keep.take(wanted).fill_null(False).to_pylist()
         decide = rows.decide
-        for i, message, certain in zip(at, built, sure, strict=True):
-            if certain or decide(message):
+        for i, message in zip(at, built, strict=True):
+            if codes[i] or decide(message):
                 msgs[i] = message
         return msgs
 

@@ -555,10 +555,9 @@ class _ByValue:
         self.keep = keep
         self.asked: list[RecordedMessage] = []
 
-    def classify(self, batch: pa.RecordBatch) -> tuple[pa.BooleanArray, pa.BooleanArray]:
-        values = batch.column(5).to_pylist()
-        return (pa.array([bool(v) and v[:1] in self.keep for v in values]),
-                pa.array([bool(v) and v[:1] == b"?" for v in values]))
+    def classify(self, values: list[bytes | None]) -> list[bool | None]:
+        return [None if v and v[:1] == b"?" else bool(v) and v[:1] in self.keep
+                for v in values]
 
     def decide(self, message: RecordedMessage) -> bool:
         self.asked.append(message)
