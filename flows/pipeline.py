@@ -116,12 +116,12 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
 
     ``placement`` (the cluster's worker count; 1: none) runs all of a tenant's keyed
     steps on one worker, tenants spread to balance their ``tenant_weights`` (e.g.
-    messages; equal when not given) with worker 0's reading of the input
+    messages; equal when not given) and over ``processes`` first
     (:func:`flows.placement.assign_tenants`), instead of about half of every step's
     items crossing to another worker. A :class:`RecordingSource` is then read by every
     worker, each its own tenants' messages (:mod:`flows.reading`), so no input event
-    crosses either. ``processes`` (of the ``placement`` workers) spreads tenants over
-    processes first. Keys get a suffix, so snapshots taken without it do not resume into it:
+    crosses either; another source is read by worker 0, whose share of the work that
+    is counted in the placement. Keys get a suffix, so snapshots taken without it do not resume into it:
     replays set it, live runs (which resume) do not.
 
     ``snapshots=False`` (runs without a recovery store) skips pickling state at epoch
