@@ -22,7 +22,7 @@ from pathlib import Path
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from esg_leads.connectors.recording import RecordedMessage, RecordingReader
-from esg_leads.connectors.recording.reader import RowFilter
+from esg_leads.connectors.recording.format import RowFilter
 
 Progress = Callable[[int, int], None]
 

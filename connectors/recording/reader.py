@@ -7,10 +7,10 @@ import os
 import queue
 import threading
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,8 +21,10 @@ from esg_leads.connectors.recording.format import (
     _SORT_KEYS,
     MANIFEST_NAME,
     RecordedMessage,
+    RowFilter,
     _build_messages,
     _check_schema,
+    _decode_headers,
     _gc_paused,
     _list_segments,
 )
@@ -30,20 +32,6 @@ from esg_leads.connectors.recording.format import (
 # Above this many segments the reader does not start a prefetch thread per
 # segment and decodes synchronously instead.
 _MAX_PREFETCH_SEGMENTS: Final = 64
-
-
-class RowFilter(Protocol):
-    """Which rows of a recording one reader hands on (see :class:`RecordingReader`'s ``rows``).
-
-    :meth:`classify` looks at the values of a batch of rows and says for each: ``True``
-    (handed on), ``False`` (skipped, never built as a message) or ``None`` (built and
-    passed to :meth:`decide`). Both must be functions of the row alone, so that a row
-    is classified the same whichever batch it is read in.
-    """
-
-    def classify(self, values: list[bytes | None]) -> list[bool | None]: ...
-
-    def decide(self, message: RecordedMessage) -> bool: ...
 
 
 class _Prefetcher:
@@ -254,7 +242,6 @@ class _Cursor:
                 )
         return msgs
 
-
     def _selected(self, batch: pa.RecordBatch) -> list[RecordedMessage | None]:
         rows = self._rows
         assert rows is not None
@@ -285,31 +272,6 @@ class _Cursor:
             if codes[i] or decide(message):
                 msgs[i] = message
         return msgs
-
-
-def _decode_headers(column: pa.ListArray) -> list[tuple[tuple[str, bytes | None], ...]]:
-    n = len(column)
-    out: list[tuple[tuple[str, bytes | None], ...]] = [()] * n
-    flat = column.flatten()  # the header structs of all rows, in row order
-    if len(flat) == 0:
-        return out  # no headers in this batch
-    pairs = list(zip(flat.field(0).to_pylist(), flat.field(1).to_pylist(), strict=True))
-    lengths = pc.list_value_length(column)
-    rows = pc.indices_nonzero(lengths)
-    bounds = pc.min_max(lengths.take(rows))
-    width = bounds["min"].as_py()
-    if width == bounds["max"].as_py():
-        # Every row with headers has the same number of them (typical: one
-        # producer, one header set): group the pairs in C.
-        grouped: Iterable[tuple[tuple[str, bytes | None], ...]] = zip(*[iter(pairs)] * width)
-    else:
-        counts = lengths.take(rows).to_pylist()
-        grouped = (tuple(pairs[e - k : e]) for e, k in zip(accumulate(counts), counts))
-    if len(rows) == n:
-        return list(grouped)
-    for i, headers in zip(rows.to_pylist(), grouped):
-        out[i] = headers
-    return out
 
 
 def _every(batch: list[Any]) -> list[RecordedMessage]:
