@@ -34,6 +34,7 @@ from __future__ import annotations
 import copyreg
 import io
 import pickle
+import threading
 from typing import Any
 
 from esg_leads.schemas.codec import decode_event
@@ -47,7 +48,26 @@ def _rebuild_ingested(topic: str, partition: int, offset: int, timestamp_ms: int
                     value)
 
 
+class _Sent:
+    """How many input events this process pickled to send to another: an ``Ingested``
+    is pickled only to cross processes (snapshots go through :func:`durable_dumps`),
+    so a replay whose workers read their own tenants' input (:mod:`flows.reading`)
+    keeps it at 0. Reported per process in a cluster replay's summary."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()  # workers of one process pickle concurrently
+
+    def add(self) -> None:
+        with self._lock:
+            self.count += 1
+
+
+INPUTS_SENT = _Sent()
+
+
 def _reduce_ingested(item: Ingested) -> tuple[Any, tuple]:
+    INPUTS_SENT.add()
     spec = INPUT_TOPICS.get(item.topic)
     if item.value is None or spec is None or type(item.event) is not spec.model:
         return Ingested, tuple(item)  # as pickle would without this module
@@ -71,4 +91,4 @@ def durable_dumps(value: Any) -> bytes:
 
 _DURABLE = {k: v for k, v in copyreg.dispatch_table.items() if k is not Ingested}
 
-__all__ = ["durable_dumps"]
+__all__ = ["INPUTS_SENT", "durable_dumps"]

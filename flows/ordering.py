@@ -86,8 +86,10 @@ def unstamp(value: Any) -> Any:
 
 
 class _TickingPartition(StatefulSourcePartition):
-    def __init__(self, inner: StatefulSourcePartition, interval_s: float) -> None:
+    def __init__(self, inner: StatefulSourcePartition, interval_s: float,
+                 lane: str = SOURCE_LANE) -> None:
         self._inner = inner
+        self._lane = lane
         self._interval = interval_s
         self._last_tick = 0.0
         self._pending: Position | None = None  # covered by no tick yet
@@ -105,7 +107,7 @@ class _TickingPartition(StatefulSourcePartition):
             return batch
         now = time.monotonic()
         if not batch or now - self._last_tick >= self._interval:
-            batch.append(Tick(self._pending, SOURCE_LANE))
+            batch.append(Tick(self._pending, self._lane))
             self._pending, self._last_tick = None, now
         return batch
 
@@ -126,18 +128,25 @@ class TickingSource(FixedPartitionedSource):
     The interval only changes when items are released downstream, never their order:
     a live run sets a few milliseconds, so that ticks (which fan out to every key)
     cost little at high message rates; a replay ticks after every batch.
+
+    ``lane_of`` names a partition's lane (default: every partition ticks as
+    ``source``): partitions that each read their own keys' messages tick apart, so a
+    key fed by one of them waits for no other (see :mod:`flows.reading`).
     """
 
-    def __init__(self, source: FixedPartitionedSource, interval_s: float = 0.0) -> None:
+    def __init__(self, source: FixedPartitionedSource, interval_s: float = 0.0,
+                 lane_of: Callable[[str], str] | None = None) -> None:
         self.source = source
         self.interval_s = interval_s
+        self.lane_of = lane_of
 
     def list_parts(self) -> list[str]:
         return self.source.list_parts()
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _TickingPartition:
         inner = self.source.build_part(step_id, for_part, resume_state)
-        return _TickingPartition(inner, self.interval_s)
+        lane = self.lane_of(for_part) if self.lane_of is not None else SOURCE_LANE
+        return _TickingPartition(inner, self.interval_s, lane)
 
 
 # --------------------------------------------------------------------------- routing

@@ -51,9 +51,11 @@ from bytewax.operators import KeyedStream
 from bytewax.outputs import FixedPartitionedSink, Sink
 
 from esg_leads.connectors.key_vault import KeyVault
+from esg_leads.connectors.recording_source import RecordingSource
 from esg_leads.flows import exchange  # noqa: F401 - registers the compact pickled forms of exchanged items
 from esg_leads.flows.ordering import SOURCE_LANE, Stamped, Tick, TickingSource, ordered_builder, route
-from esg_leads.flows.placement import assign_tenants, placed, unplaced
+from esg_leads.flows.placement import READER_SHARE, assign_tenants, placed, unplaced
+from esg_leads.flows.reading import part_lane, reader_lane, reader_rows
 from esg_leads.flows.steps import Clock, shard_key, system_clock
 from esg_leads.flows.telemetry import Telemetry
 from esg_leads.operators.erasure import KeyStore, erasure_subjects, seal_dead_letter
@@ -101,7 +103,8 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
                keys: KeyStore | None = None, tick_interval: float = 0.0,
                scorer: Callable[[str], TenantScorer] | None = None,
                placement: int = 1, snapshots: bool = True,
-               tenant_weights: Mapping[str, float] | None = None) -> Dataflow:
+               tenant_weights: Mapping[str, float] | None = None,
+               processes: int = 1) -> Dataflow:
     """The pipeline from ``source`` to ``sinks``; ``keys`` seal dead letters about
     investors (see :mod:`operators.erasure`; default: a key store in memory).
 
@@ -113,10 +116,12 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
 
     ``placement`` (the cluster's worker count; 1: none) runs all of a tenant's keyed
     steps on one worker, tenants spread to balance their ``tenant_weights`` (e.g.
-    messages; equal when not given) with worker 0's reading of the input
-    (:func:`flows.placement.assign_tenants`): only the input events of tenants placed
-    off the reading worker then cross processes, instead of about half of every step's
-    items. Keys get a suffix, so snapshots taken without it do not resume into it:
+    messages; equal when not given) and over ``processes`` first
+    (:func:`flows.placement.assign_tenants`), instead of about half of every step's
+    items crossing to another worker. A :class:`RecordingSource` is then read by every
+    worker, each its own tenants' messages (:mod:`flows.reading`), so no input event
+    crosses either; another source is read by worker 0, whose share of the work that
+    is counted in the placement. Keys get a suffix, so snapshots taken without it do not resume into it:
     replays set it, live runs (which resume) do not.
 
     ``snapshots=False`` (runs without a recovery store) skips pickling state at epoch
@@ -131,7 +136,11 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     flow = Dataflow("esg_leads")
 
     # Each tenant's keys: its intake and scoring key, and its shards' keys.
-    home = assign_tenants(tenants, placement, tenant_weights)
+    # A placed recording is read by every worker, each its own tenants' messages
+    # (flows/reading.py): no input event crosses, and reading weighs on no one worker.
+    split = placement > 1 and isinstance(source, RecordingSource)
+    home = assign_tenants(tenants, placement, tenant_weights,
+                          reader=0.0 if split else READER_SHARE, processes=processes)
     tenant_key = {t: placed(t, home[t], placement) for t in tenants}
     shard_keys = {t: [placed(f"{t}/{n:04d}", home[t], placement) for n in range(shards)]
                   for t in tenants}
@@ -162,8 +171,10 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
             name or step_id, factory, lanes, key_of, telemetry, clock, restore, snapshots)))
 
     # 1. Parse & validate: every valid event gets its position in the input order ----
+    if split:
+        source = source.with_rows(reader_rows(home, placement))
     if isinstance(source, FixedPartitionedSource):
-        source = TickingSource(source, tick_interval)
+        source = TickingSource(source, tick_interval, part_lane if split else None)
     # A Kafka source also reports positions it had to give up (OffsetsReset): those
     # become ops alerts, never inputs.
     from_source = op.branch("from_source", op.input("input", flow, source),
@@ -203,11 +214,17 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     # 2. Intake per tenant: the property catalog (the ESG signal agent), then the
     #    investor windows, in one keyed step (see operators/intake.py). Every valid
     #    event goes through it, so that the investor shards get one ordered lane. ----
+    def source_lane(tenant: str) -> str:  # its messages' reader's lane
+        return reader_lane(home[tenant]) if split else SOURCE_LANE
+
+    fed = {lane: [tenant_key[t] for t in tenants if source_lane(t) == lane]
+           for lane in {source_lane(t) for t in tenants}}
     intake = step(
         "catalog",  # the catalog's step id: its snapshots resume into the intake
         route("to_intake", parsed, lambda i: ((tenant_key[i.tenant], i),),
-              lambda _lane: tenant_key.values()),
-        lambda _key: TenantIntake(settings), lambda _key: frozenset((SOURCE_LANE,)),
+              lambda lane: fed.get(lane, ())),
+        lambda _key: TenantIntake(settings),
+        lambda key: frozenset((source_lane(unplaced(key)),)),
         home_key, restore=lambda state: TenantIntake.restore(state, settings),
         name="intake")
 

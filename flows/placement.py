@@ -103,7 +103,7 @@ READER_SHARE = 0.15
 
 def assign_tenants(tenants: Iterable[str], workers: int,
                    weights: Mapping[str, float] | None = None,
-                   reader: float = READER_SHARE) -> dict[str, int]:
+                   reader: float = READER_SHARE, processes: int = 1) -> dict[str, int]:
     """Each tenant's worker, balancing the work: a tenant's keyed steps run on one worker
     (its intake holds the tenant's clock), so the unit to balance is a tenant, weighed by
     ``weights`` (e.g. its messages in a recording; equal when unknown), with worker 0
@@ -112,6 +112,9 @@ def assign_tenants(tenants: Iterable[str], workers: int,
     Minimises the busiest worker's load (then the spread, then the assignment's order):
     exhaustively for a few tenants, else largest-first and then moves and swaps while
     they lower it. A tenant missing from ``weights`` (or counted 0) weighs the average.
+    With ``processes`` (of ``workers // processes`` workers each, numbered in order) the
+    busiest *process* comes first: the workers of one process share its interpreter
+    lock, so two tenants on two workers of one process run no faster than on one.
 
     >>> assign_tenants(["a", "b", "c"], 2)  # equal weights: worker 0 reads, so it takes one
     {'a': 0, 'b': 1, 'c': 1}
@@ -119,6 +122,8 @@ def assign_tenants(tenants: Iterable[str], workers: int,
     {'acme': 0, 'borealis': 1, 'cityline': 1}
     >>> assign_tenants(["a", "b"], 1)
     {'a': 0, 'b': 0}
+    >>> assign_tenants(["a", "b"], 4, reader=0), assign_tenants(["a", "b"], 4, reader=0, processes=2)
+    ({'a': 0, 'b': 1}, {'a': 0, 'b': 2})
     """
     names = sorted(tenants)
     if workers <= 1 or not names:
@@ -128,13 +133,18 @@ def assign_tenants(tenants: Iterable[str], workers: int,
     raw = [(weights or {}).get(t) or default for t in names]
     total = sum(raw)
     work = [(1 - reader) * w / total for w in raw]
+    per_process = max(1, workers // max(1, processes))
 
-    def cost(choice: Sequence[int]) -> tuple[float, float, tuple[int, ...]]:
+    def cost(choice: Sequence[int]) -> tuple[float, float, float, tuple[int, ...]]:
         loads = [0.0] * workers
         loads[0] = reader
         for w, worker in zip(work, choice, strict=True):
             loads[worker] += w
-        return round(max(loads), 12), round(sum(x * x for x in loads), 12), tuple(choice)
+        shares = [0.0] * (workers // per_process + 1)
+        for worker, load in enumerate(loads):
+            shares[worker // per_process] += load
+        return (round(max(shares), 12) if per_process > 1 else 0.0, round(max(loads), 12),
+                round(sum(x * x for x in loads), 12), tuple(choice))
 
     if workers ** len(names) <= 4096:
         best = min(itertools.product(range(workers), repeat=len(names)), key=cost)

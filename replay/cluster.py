@@ -2,12 +2,12 @@
 
 The parent starts P processes of W workers each; every one runs the same flow
 (:func:`replay.runner.run_flow`) as process ``i`` of a bytewax cluster on loopback.
-The recording is one partition, so one worker of the cluster (worker 0) reads it;
-each tenant's keyed steps run together on one of the ``P × W`` workers, tenants
+Each tenant's keyed steps run together on one of the ``P × W`` workers, tenants
 placed to balance their messages in the recording (counted once, here:
-:func:`replay.runner.tenant_weights`) with worker 0's reading
-(:func:`flows.placement.assign_tenants`), so that only input events cross
-processes; each worker writes its own part files
+:func:`replay.runner.tenant_weights`; :func:`flows.placement.assign_tenants`), and
+every worker reads the recording itself, handing on only its own tenants' messages
+(:mod:`flows.reading`), so that no input event crosses processes (each process's
+``inputs_sent`` in the summary counts those that did: 0); each worker writes its own part files
 (``kind-<worker>.parquet``, numbered across the cluster) and its own tenants' audit
 files (one audit sink partition per worker). Each process writes its share of the telemetry to
 ``.parts/process-<i>.json``; once every process has exited 0 the parent joins the
@@ -62,6 +62,7 @@ from typing import Any
 
 from esg_leads.connectors.parquet_sink import OutputError
 from esg_leads.connectors.recording import RecordingReader
+from esg_leads.flows.exchange import INPUTS_SENT
 from esg_leads.flows.steps import Clock, system_clock
 from esg_leads.flows.telemetry import Telemetry
 from esg_leads.replay.runner import (
@@ -166,7 +167,13 @@ def replay_cluster(recording: str | Path, out: str | Path, settings: Settings, *
         telemetry.absorb(share["telemetry"])
         emitted += share["emitted"]
         stopped_early = stopped_early or share["stopped_early"]
+        own = Telemetry()
+        own.absorb(share["telemetry"])
         shares.append({"process_id": process_id, "messages_read": share["emitted"],
+                       # Each process reads its own tenants' messages and does all their
+                       # work: its own counts reconcile, and it sends no input event.
+                       "reconciled": own.summary({}, share["emitted"], 0)["reconciled"],
+                       "inputs_sent": share["inputs_sent"],
                        "cpu_seconds": round(share["cpu_seconds"], 3),
                        "flow_seconds": round(share["seconds"], 3)})
     # How the work spread: the CPU of each process shows a cluster whose keys land
@@ -274,6 +281,7 @@ def _process_main(process_id: int, addresses: list[str], recording: Path, out: P
         emitted.value = done
 
     _await_listeners([int(a.rsplit(":", 1)[1]) for a in addresses[:process_id]])
+    sent = INPUTS_SENT.count
     try:
         run = run_flow(recording, out, settings, workers=workers, progress=progress,
                        clock=clock, stop=flag, process_id=process_id, addresses=addresses,
@@ -289,6 +297,7 @@ def _process_main(process_id: int, addresses: list[str], recording: Path, out: P
         "process_id": process_id,
         "telemetry": run.telemetry.export(),
         "emitted": run.emitted,
+        "inputs_sent": INPUTS_SENT.count - sent,
         "stopped_early": run.stopped_early,
         "seconds": run.seconds,
         "cpu_seconds": _cpu_seconds(),

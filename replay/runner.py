@@ -148,7 +148,8 @@ def run_flow(recording: Path, out: Path, settings: Settings, *, workers: int = 1
     keys = key_vault(settings, out)
     # A replay never resumes from snapshots: its keys may be placed (flows/placement.py).
     flow = build_flow(settings, source, sinks, telemetry, clock, keys=keys,
-                      placement=placement, snapshots=False, tenant_weights=weights)
+                      placement=placement, snapshots=False, tenant_weights=weights,
+                      processes=len(addresses) if addresses else 1)
     started = time.perf_counter()
     # Without recovery, epochs only pace snapshots nobody reads: make them rare.
     epoch = timedelta(hours=1)

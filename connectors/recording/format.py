@@ -8,13 +8,15 @@ from __future__ import annotations
 import gc
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from itertools import accumulate
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from esg_leads.schemas.records import RawMessage
 
@@ -106,3 +108,41 @@ def _check_schema(schema: pa.Schema, path: Path) -> None:
     if got != want:
         raise ValueError(f"{path} is not a recording segment: schema {got} != expected {want}")
 
+
+def _decode_headers(column: pa.ListArray) -> list[tuple[tuple[str, bytes | None], ...]]:
+    n = len(column)
+    out: list[tuple[tuple[str, bytes | None], ...]] = [()] * n
+    flat = column.flatten()  # the header structs of all rows, in row order
+    if len(flat) == 0:
+        return out  # no headers in this batch
+    pairs = list(zip(flat.field(0).to_pylist(), flat.field(1).to_pylist(), strict=True))
+    lengths = pc.list_value_length(column)
+    rows = pc.indices_nonzero(lengths)
+    bounds = pc.min_max(lengths.take(rows))
+    width = bounds["min"].as_py()
+    if width == bounds["max"].as_py():
+        # Every row with headers has the same number of them (typical: one
+        # producer, one header set): group the pairs in C.
+        grouped: Iterable[tuple[tuple[str, bytes | None], ...]] = zip(*[iter(pairs)] * width)
+    else:
+        counts = lengths.take(rows).to_pylist()
+        grouped = (tuple(pairs[e - k : e]) for e, k in zip(accumulate(counts), counts))
+    if len(rows) == n:
+        return list(grouped)
+    for i, headers in zip(rows.to_pylist(), grouped):
+        out[i] = headers
+    return out
+
+
+class RowFilter(Protocol):
+    """Which rows of a recording one reader hands on (see :class:`RecordingReader`'s ``rows``).
+
+    :meth:`classify` looks at the values of a batch of rows and says for each: ``True``
+    (handed on), ``False`` (skipped, never built as a message) or ``None`` (built and
+    passed to :meth:`decide`). Both must be functions of the row alone, so that a row
+    is classified the same whichever batch it is read in.
+    """
+
+    def classify(self, values: list[bytes | None]) -> list[bool | None]: ...
+
+    def decide(self, message: RecordedMessage) -> bool: ...

@@ -7,7 +7,7 @@ import os
 import queue
 import threading
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, Final
@@ -21,8 +21,10 @@ from esg_leads.connectors.recording.format import (
     _SORT_KEYS,
     MANIFEST_NAME,
     RecordedMessage,
+    RowFilter,
     _build_messages,
     _check_schema,
+    _decode_headers,
     _gc_paused,
     _list_segments,
 )
@@ -114,6 +116,7 @@ class _Cursor:
         "_skip",
         "_batch",
         "_msgs",
+        "_rows",
         "index",
         "base",
         "n",
@@ -132,8 +135,10 @@ class _Cursor:
         start_row: int = 0,
         columns: list[str] | None = None,
         prefetch: bool = True,
+        rows: RowFilter | None = None,
     ) -> None:
         self.index = index
+        self._rows = rows
         md = pf.metadata
         first_group = 0
         base = 0
@@ -213,12 +218,16 @@ class _Cursor:
     def key(self, i: int) -> tuple[int, str, int, int]:
         return (self.ts[i], self.topic[i], self.partition[i], self.offset[i])
 
-    def messages(self) -> list[RecordedMessage]:
-        """All messages of the current batch (built once per batch)."""
+    def messages(self) -> list[RecordedMessage | None]:
+        """All messages of the current batch (built once per batch); with a row filter,
+        ``None`` in place of each row it does not hand on (skipped rows are never built)."""
         msgs = self._msgs
         if msgs is None:
             batch = self._batch
             assert batch is not None
+            if self._rows is not None:
+                msgs = self._msgs = self._selected(batch)
+                return msgs
             with _gc_paused():
                 msgs = self._msgs = _build_messages(
                     (
@@ -233,30 +242,44 @@ class _Cursor:
                 )
         return msgs
 
+    def _selected(self, batch: pa.RecordBatch) -> list[RecordedMessage | None]:
+        rows = self._rows
+        assert rows is not None
+        values = batch.column(5).to_pylist()
+        codes = rows.classify(values)
+        at = [i for i, code in enumerate(codes) if code is not False]
+        msgs: list[RecordedMessage | None] = [None] * batch.num_rows
+        if not at:
+            return msgs
+        keys = batch.column(4)
+        headers = batch.column(6)
+        if len(at) < batch.num_rows:
+            index = pa.array(at, pa.int64())
+            keys, headers = keys.take(index), headers.take(index)
+        topic, partition, offset, ts = self.topic, self.partition, self.offset, self.ts
+        with _gc_paused():
+            built = _build_messages((
+                [topic[i] for i in at],
+                [partition[i] for i in at],
+                [offset[i] for i in at],
+                [ts[i] for i in at],
+                keys.to_pylist(),
+                [values[i] for i in at],
+                _decode_headers(headers),
+            ))
+        decide = rows.decide
+        for i, message in zip(at, built, strict=True):
+            if codes[i] or decide(message):
+                msgs[i] = message
+        return msgs
 
-def _decode_headers(column: pa.ListArray) -> list[tuple[tuple[str, bytes | None], ...]]:
-    n = len(column)
-    out: list[tuple[tuple[str, bytes | None], ...]] = [()] * n
-    flat = column.flatten()  # the header structs of all rows, in row order
-    if len(flat) == 0:
-        return out  # no headers in this batch
-    pairs = list(zip(flat.field(0).to_pylist(), flat.field(1).to_pylist(), strict=True))
-    lengths = pc.list_value_length(column)
-    rows = pc.indices_nonzero(lengths)
-    bounds = pc.min_max(lengths.take(rows))
-    width = bounds["min"].as_py()
-    if width == bounds["max"].as_py():
-        # Every row with headers has the same number of them (typical: one
-        # producer, one header set): group the pairs in C.
-        grouped: Iterable[tuple[tuple[str, bytes | None], ...]] = zip(*[iter(pairs)] * width)
-    else:
-        counts = lengths.take(rows).to_pylist()
-        grouped = (tuple(pairs[e - k : e]) for e, k in zip(accumulate(counts), counts))
-    if len(rows) == n:
-        return list(grouped)
-    for i, headers in zip(rows.to_pylist(), grouped):
-        out[i] = headers
-    return out
+
+def _every(batch: list[Any]) -> list[RecordedMessage]:
+    return batch
+
+
+def _handed(batch: list[Any]) -> list[RecordedMessage]:
+    return [m for m in batch if m is not None]
 
 
 _Part = tuple["_Cursor", int, int]
@@ -371,6 +394,12 @@ class RecordingReader:
         Number of messages (in replay order) to skip -- the resume state of a
         consumer that already emitted that many messages.  Skipping merges
         only the four sort-key columns and never builds message objects.
+    rows
+        Hand on only the rows this :class:`RowFilter` selects (one reader of several,
+        each reading its own share of one recording). Batches still span
+        ``batch_rows`` messages of the replay order, so they are shorter by the rows
+        left out (an empty list when none is this reader's), and ``start_at`` counts
+        every message, selected or not. Rows left out are never built as messages.
 
     Notes
     -----
@@ -405,6 +434,7 @@ class RecordingReader:
         *,
         batch_rows: int = 10_000,
         start_at: int = 0,
+        rows: RowFilter | None = None,
     ) -> None:
         if batch_rows < 1:
             raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
@@ -416,6 +446,7 @@ class RecordingReader:
         self._paths = _list_segments(self._dir)
         self._batch_rows = batch_rows
         self._start_at = start_at
+        self._rows = rows
         for path in self._paths:
             _check_schema(pq.read_schema(path), path)
         total = self.count()
@@ -553,19 +584,21 @@ class RecordingReader:
         try:
             for i, (path, start) in enumerate(zip(self._paths, starts, strict=True)):
                 cursors.append(
-                    _Cursor(i, self._open(path), self._batch_rows, start, None, prefetch)
+                    _Cursor(i, self._open(path), self._batch_rows, start, None, prefetch,
+                            self._rows)
                 )
             size = self._batch_rows
-            out: list[RecordedMessage] = []
+            out: list[Any] = []
+            handed = _handed if self._rows is not None else _every
             for parts, order in _merge_blocks(cursors):
                 if order is None:
                     c, lo, hi = parts[0]
                     msgs = c.messages()
                     if not out and lo == 0 and hi == size == len(msgs):
-                        yield msgs  # fast path: a whole decoded batch
+                        yield handed(msgs)  # fast path: a whole decoded batch
                         continue
                 else:
-                    cat: list[RecordedMessage] = []
+                    cat: list[Any] = []
                     for c, lo, hi in parts:
                         cat.extend(c.messages()[lo:hi])
                     msgs = list(map(cat.__getitem__, order))
@@ -575,10 +608,10 @@ class RecordingReader:
                     out.extend(msgs[lo : lo + take])
                     lo += take
                     if len(out) == size:
-                        yield out
+                        yield handed(out)
                         out = []
             if out:
-                yield out
+                yield handed(out)
         finally:
             for c in cursors:
                 c.close()

@@ -542,3 +542,53 @@ def test_decode_headers_respects_array_slicing() -> None:
     assert recording_reader._decode_headers(column.slice(1, 3)) == headers[1:4]
     assert recording_reader._decode_headers(column.slice(3, 2)) == headers[3:5]
     assert recording_reader._decode_headers(column.slice(0, 1)) == [()]
+
+
+# --------------------------------------------------------------------------- row filters
+
+
+class _ByValue:
+    """Rows whose value's first byte is in ``keep`` (on the Arrow batch), and asks about
+    the rows starting with ``?``: handed on when their offset is even."""
+
+    def __init__(self, keep: bytes) -> None:
+        self.keep = keep
+        self.asked: list[RecordedMessage] = []
+
+    def classify(self, values: list[bytes | None]) -> list[bool | None]:
+        return [None if v and v[:1] == b"?" else bool(v) and v[:1] in self.keep
+                for v in values]
+
+    def decide(self, message: RecordedMessage) -> bool:
+        self.asked.append(message)
+        return message.offset % 2 == 0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 400), st.integers(1, 120), st.integers(1, 50), st.data())
+def test_a_row_filter_hands_on_its_rows_in_replay_order_in_batches_of_the_whole_order(
+        n: int, segment_rows: int, batch_rows: int, data: st.DataObject) -> None:
+    """Every row the filter keeps, or asks about and is told yes, comes out in replay
+    order; nothing else is built or handed on; batches span ``batch_rows`` rows of the
+    whole order (so the k-th batch ends where an unfiltered reader's does), and
+    ``start_at`` counts every row."""
+    rng = random.Random(n)
+    msgs = [m._replace(value=rng.choice([None, b"a1", b"b2", b"?3", b"c4"])) for m in
+            make_messages(n, seed=n)]
+    def wanted(m: RecordedMessage) -> bool:
+        return bool(m.value) and (m.value[:1] == b"a" or (m.value[:1] == b"?" and m.offset % 2 == 0))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_messages(tmp, msgs, segment_rows=segment_rows, row_group_rows=7)
+        expected = sort_expected(msgs)
+        rows = _ByValue(b"a")
+        filtered = list(RecordingReader(tmp, batch_rows=batch_rows, rows=rows).iter_batches())
+        assert [m for b in filtered for m in b] == [m for m in expected if wanted(m)]
+        assert sorted(map(RecordedMessage.sort_key, rows.asked)) == sorted(
+            m.sort_key() for m in expected if m.value and m.value[:1] == b"?")
+        whole = list(RecordingReader(tmp, batch_rows=batch_rows).iter_batches())
+        assert len(filtered) == len(whole)
+        assert [[m for m in b if wanted(m)] for b in whole] == filtered
+        start = data.draw(st.integers(0, n), label="start_at")
+        resumed = RecordingReader(tmp, batch_rows=batch_rows, start_at=start, rows=_ByValue(b"a"))
+        assert list(resumed) == [m for m in expected[start:] if wanted(m)]

@@ -152,3 +152,24 @@ def test_many_tenants_are_spread_by_weight_without_trying_every_assignment() -> 
     assert _busiest(choice, weights, 4) < 0.25 * 1.05
     assert sum(w for t, w in weights.items() if choice[t] == 0) < min(
         sum(w for t, w in weights.items() if choice[t] == k) for k in (1, 2, 3))
+
+
+@given(st.dictionaries(st.text("abcdefgh", min_size=1, max_size=6), st.integers(1, 1000),
+                       min_size=1, max_size=5), st.integers(2, 3), st.integers(1, 3))
+def test_tenants_are_spread_over_processes_first(weights: dict[str, int], processes: int,
+                                                 per_process: int) -> None:
+    """Workers of one process share its interpreter lock: with each worker reading its
+    own tenants (no reader share), no assignment has a less loaded busiest process."""
+    workers = processes * per_process
+    choice = assign_tenants(weights, workers, weights, reader=0.0, processes=processes)
+    names = sorted(weights)
+
+    def busiest_process(c: dict[str, int]) -> int:
+        loads = [0] * processes
+        for tenant, worker in c.items():
+            loads[worker // per_process] += weights[tenant]
+        return max(loads)
+
+    assert busiest_process(choice) == min(
+        busiest_process(dict(zip(names, c, strict=True)))
+        for c in itertools.product(range(workers), repeat=len(names)))
