@@ -171,8 +171,20 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
             name or step_id, factory, lanes, key_of, telemetry, clock, restore, snapshots)))
 
     # 1. Parse & validate: every valid event gets its position in the input order ----
-    if split:
-        source = source.with_rows(reader_rows(home, placement))
+    parser = Parser(settings.tenants, settings.ingest.max_future_skew)
+
+    def destroy_keys(erasure: Ingested, at: tuple) -> None:
+        """An erasure's key destruction (operators/erasure.py), noting its position."""
+        for subject in erasure_subjects(erasure.tenant, erasure.event.investor_id):
+            keys.destroy(*subject, at=at)
+
+    def shred(message: Any) -> None:  # another reader's erasure, as this one passes it
+        result = parser.parse(message, clock())
+        if type(result) is Ingested and result.topic == "investor.erasure":
+            destroy_keys(result, message.sort_key())
+
+    if split:  # several readers: each sees every erasure (flows/reading.py)
+        source = source.with_rows(reader_rows(home, placement, on_foreign_erasure=shred))
     if isinstance(source, FixedPartitionedSource):
         source = TickingSource(source, tick_interval, part_lane if split else None)
     # A Kafka source also reports positions it had to give up (OffsetsReset): those
@@ -182,7 +194,6 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     raw = from_source.trues
     offsets_alerts = op.map("offsets_alerts", from_source.falses,
                             lambda notice: offsets_reset_alert(notice, clock()))
-    parser = Parser(settings.tenants, settings.ingest.max_future_skew)
 
     def parse(batch: list) -> list:
         # Counted per batch: a lock and a Prometheus update per message cost ~10 us each.
@@ -199,12 +210,10 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
                 out.append((message.sort_key(), result))
                 continue
             if message.topic == "investor.erasure":
-                # Erasure everywhere (operators/erasure.py): the investor's key is destroyed
-                # here, before this reader parses anything after the erasure, with the
+                # The key is destroyed here, before this reader's next message, with the
                 # erasure's position, which decides whether a dead letter still on its
                 # way out is sealed (from before) or withheld (from after).
-                for subject in erasure_subjects(result.tenant, result.event.investor_id):
-                    keys.destroy(*subject, at=message.sort_key())
+                destroy_keys(result, message.sort_key())
             out.append(Stamped(message.sort_key(), SOURCE_LANE, 0, result))
         return out
 

@@ -31,20 +31,35 @@ A worker's own messages keep their replay order, so its tenants' intakes see the
 sequence as with one reader (:mod:`flows.ordering`); each reader has its own source
 lane, which reaches only its own tenants' intakes.
 
+One thing crosses tenants: an erasure of ``(t, id)`` also destroys the key of ``("",
+id)``, under which dead letters of no served tenant about ``id`` are sealed
+(:func:`operators.erasure.erasure_subjects`), and those are worker 0's. Whether such a
+letter is sealed or withheld depends on whether the erasure comes before it in the
+input (:func:`operators.erasure.seal_dead_letter`), which worker 0 can only know at
+once if it saw the erasure itself. So every reader decodes every erasure row as it
+passes it (~120 per million messages) and hands another reader's to
+``on_foreign_erasure``, which destroys the keys there and then: a reader has destroyed
+the keys of every erasure before any message after it, whoever owns it.
+
 >>> rows = TenantRows({"acme": 0, "borealis": 1}, reader=1)
 >>> rows.classify([b'{"tenant":"acme","x":1}', b'{"tenant":"borealis"}', b'{"tenant": "borealis"}',
 ...                b'{"tenant":"acme","y":{"tenant":"b"}}', b'{"tenant":"zeta"}', None])
 [False, True, None, None, None, None]
+>>> rows.classify([b'{"tenant":"acme"}', b'{"tenant":"acme"}'], ["investor.profiles", ERASURE_TOPIC])
+[False, None]
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from esg_leads.connectors.recording import RecordedMessage
 from esg_leads.flows.ordering import SOURCE_LANE
 from esg_leads.schemas.codec import DecodeFailure, decode_event
+
+#: The topic whose rows every reader looks at (module docstring).
+ERASURE_TOPIC = "investor.erasure"
 
 #: The worker that reads the messages of no served tenant (their dead letters).
 FALLBACK = 0
@@ -55,9 +70,11 @@ class TenantRows:
     ``home`` places on it (module docstring). A :class:`~connectors.recording.reader.RowFilter`.
     """
 
-    def __init__(self, home: Mapping[str, int], reader: int) -> None:
+    def __init__(self, home: Mapping[str, int], reader: int,
+                 on_foreign_erasure: Callable[[RecordedMessage], None] | None = None) -> None:
         self.home = dict(home)
         self.reader = reader
+        self.on_foreign_erasure = on_foreign_erasure
         # A served tenant's name as it stands between the quotes of its JSON string
         # (tenant ids have no quote, backslash or control character to escape).
         self._mine = {json.dumps(t, ensure_ascii=False)[1:-1].encode(): n == reader
@@ -71,15 +88,19 @@ class TenantRows:
             tenant = None
         return self.home.get(tenant, FALLBACK)
 
-    def classify(self, values: list[bytes | None]) -> list[bool | None]:
+    def classify(self, values: list[bytes | None],
+                 topics: list[str] | None = None) -> list[bool | None]:
         """Per value: this reader's (``True``) or another's (``False``) by its bytes, or
-        ``None``: decode it to tell (module docstring). ~0.5 µs a value, in C string
-        searches: a reader reads the whole recording."""
+        ``None``: decode it to tell (module docstring; every erasure row is decoded).
+        ~0.5 µs a value, in C string searches: a reader reads the whole recording."""
         mine = self._mine
         out: list[bool | None] = []
         append = out.append
-        for value in values:
-            if value is None or value.count(b'"tenant"') != 1 or b"\\" in value:
+        erasures = (frozenset(i for i, t in enumerate(topics) if t == ERASURE_TOPIC)
+                    if topics is not None and self.on_foreign_erasure is not None else ())
+        for i, value in enumerate(values):
+            if value is None or value.count(b'"tenant"') != 1 or b"\\" in value \
+                    or i in erasures:
                 append(None)
                 continue
             start = value.find(b'"tenant":"') + 10
@@ -88,12 +109,19 @@ class TenantRows:
         return out
 
     def decide(self, message: RecordedMessage) -> bool:
-        return self.owner(message) == self.reader
+        if self.owner(message) == self.reader:
+            return True
+        if message.topic == ERASURE_TOPIC and self.on_foreign_erasure is not None:
+            self.on_foreign_erasure(message)
+        return False
 
 
-def reader_rows(home: Mapping[str, int], workers: int) -> list[TenantRows]:
-    """One row filter per worker: worker *n* reads the messages of the tenants on *n*."""
-    return [TenantRows(home, n) for n in range(workers)]
+def reader_rows(home: Mapping[str, int], workers: int,
+                on_foreign_erasure: Callable[[RecordedMessage], None] | None = None,
+                ) -> list[TenantRows]:
+    """One row filter per worker: worker *n* reads the messages of the tenants on *n*
+    (and sees every erasure: ``on_foreign_erasure``, module docstring)."""
+    return [TenantRows(home, n, on_foreign_erasure) for n in range(workers)]
 
 
 def reader_lane(reader: int | None) -> str:
@@ -108,4 +136,4 @@ def part_lane(part: str) -> str:
         else SOURCE_LANE
 
 
-__all__ = ["FALLBACK", "TenantRows", "part_lane", "reader_lane", "reader_rows"]
+__all__ = ["ERASURE_TOPIC", "FALLBACK", "TenantRows", "part_lane", "reader_lane", "reader_rows"]

@@ -137,12 +137,13 @@ def _decode_headers(column: pa.ListArray) -> list[tuple[tuple[str, bytes | None]
 class RowFilter(Protocol):
     """Which rows of a recording one reader hands on (see :class:`RecordingReader`'s ``rows``).
 
-    :meth:`classify` looks at the values of a batch of rows and says for each: ``True``
-    (handed on), ``False`` (skipped, never built as a message) or ``None`` (built and
-    passed to :meth:`decide`). Both must be functions of the row alone, so that a row
-    is classified the same whichever batch it is read in.
+    :meth:`classify` looks at the topics and values of a batch of rows and says for
+    each: ``True`` (handed on), ``False`` (skipped, never built as a message) or ``None``
+    (built and passed to :meth:`decide`). Both must be functions of the row alone, so
+    that a row is classified the same whichever batch it is read in.
     """
 
-    def classify(self, values: list[bytes | None]) -> list[bool | None]: ...
+    def classify(self, values: list[bytes | None],
+                 topics: list[str] | None = None) -> list[bool | None]: ...
 
     def decide(self, message: RecordedMessage) -> bool: ...

@@ -246,7 +246,7 @@ class _Cursor:
         rows = self._rows
         assert rows is not None
         values = batch.column(5).to_pylist()
-        codes = rows.classify(values)
+        codes = rows.classify(values, self.topic)
         at = [i for i, code in enumerate(codes) if code is not False]
         msgs: list[RecordedMessage | None] = [None] * batch.num_rows
         if not at:

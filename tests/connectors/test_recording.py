@@ -555,7 +555,8 @@ class _ByValue:
         self.keep = keep
         self.asked: list[RecordedMessage] = []
 
-    def classify(self, values: list[bytes | None]) -> list[bool | None]:
+    def classify(self, values: list[bytes | None],
+                 topics: list[str] | None = None) -> list[bool | None]:
         return [None if v and v[:1] == b"?" else bool(v) and v[:1] in self.keep
                 for v in values]
 

@@ -253,11 +253,12 @@ def as_recorded(decided: dict, origin: dict) -> dict:
     return renamed
 
 
-def with_erasures_after_duplicates(world: Path, out: Path) -> tuple[Path, list[str]]:
-    """``world`` plus, for five investors, an erasure two days into the world and one
+def with_erasures_after_duplicates(world: Path, out: Path) -> tuple[Path, list[str], list[str]]:
+    """``world`` plus, for five investors, an erasure two days into the world; one
     millisecond before it a copy of the investor's first engagement (a duplicate the
-    intake dead-letters): the letter comes from before the erasure, so it must be
-    sealed, never withheld, at any batch size."""
+    intake dead-letters: from before the erasure, so sealed, never withheld) and one
+    after it a profile that does not parse (a letter of no tenant about the investor,
+    which worker 0 reads whoever owns the erasure: from after it, so withheld)."""
     messages = [m for batch in RecordingReader(world).iter_batches() for m in batch]
     first: dict[bytes, RawMessage] = {}
     for m in messages:
@@ -267,7 +268,7 @@ def with_erasures_after_duplicates(world: Path, out: Path) -> tuple[Path, list[s
     for m in messages:
         ends[(m.topic, m.partition)] = max(ends.get((m.topic, m.partition), -1), m.offset)
     at = min(m.timestamp_ms for m in messages) + 2 * 86_400_000
-    added = []
+    added, before, after = [], [], []
     for n, original in enumerate(sorted(first.values(), key=RawMessage.sort_key)[:5]):
         event = orjson.loads(original.value)
         erasure = {"tenant": event["tenant"], "event_id": f"erase-{n}",
@@ -275,23 +276,29 @@ def with_erasures_after_duplicates(world: Path, out: Path) -> tuple[Path, list[s
                    "source": "privacy-desk", "investor_id": event["investor_id"]}
         added.append(RawMessage("investor.erasure", 0, n, at + 1000 * n, original.key,
                                 orjson.dumps(erasure), original.headers))
-        added.append(original._replace(offset=ends[(original.topic, original.partition)] + 1 + n,
-                                       timestamp_ms=at + 1000 * n - 1))
+        duplicate = original._replace(offset=ends[(original.topic, original.partition)] + 1 + n,
+                                      timestamp_ms=at + 1000 * n - 1)
+        broken = RawMessage("investor.profiles", 0, ends[("investor.profiles", 0)] + 1 + n,
+                            at + 1000 * n + 1, original.key, b'{"tenant":', original.headers)
+        added += [duplicate, broken]
+        before.append(f"dlq:{duplicate.topic}:{duplicate.partition}:{duplicate.offset}:duplicate")
+        after.append(f"dlq:{broken.topic}:{broken.partition}:{broken.offset}:decode_error")
     with RecordingWriter(out) as writer:
         writer.write_many(sorted(messages + added, key=RawMessage.sort_key))
     shutil.copy(world / "config.toml", out / "config.toml")
-    return out, [f"dlq:{m.topic}:{m.partition}:{m.offset}:duplicate"
-                 for m in added if m.topic == "investor.engagements"]
+    return out, before, after
 
 
-def test_a_letter_from_before_an_erasure_is_sealed_however_far_the_reader_ran_ahead(
-        world: Path, tmp_path: Path) -> None:
-    recording, letters = with_erasures_after_duplicates(world, tmp_path / "rec")
-    decided = [run(world, tmp_path / f"out{batch}", batch=batch, recording=recording)
-               for batch in (1, 1000)]
-    for dlq in (d["dlq"] for d in decided):
-        assert {key: dlq[key]["sealed"] for key in letters} == dict.fromkeys(letters, True)
-    assert_same_decisions(*decided)
+@pytest.mark.parametrize(("batch", "workers"), [(1, 1), (1000, 1), (7, 2), (1000, 2)])
+def test_a_letter_is_sealed_or_withheld_by_its_place_before_or_after_the_erasure(
+        world: Path, tmp_path: Path, batch: int, workers: int) -> None:
+    """Whatever the batch size and however many readers (each worker of a placed replay
+    reads its own tenants'; letters of no tenant are worker 0's) got how far ahead."""
+    recording, before, after = with_erasures_after_duplicates(world, tmp_path / "rec")
+    dlq = run(world, tmp_path / "out", batch=batch, workers=workers, recording=recording)["dlq"]
+    assert {key: dlq[key]["sealed"] for key in before} == dict.fromkeys(before, True)
+    assert all(dlq[key]["value_b64"] is None and "investor erased" in dlq[key]["detail"]
+               for key in after), {key: dlq[key]["detail"] for key in after}
 
 
 def test_the_same_flow_run_without_bytewaxs_runtime_decides_the_same(

@@ -142,3 +142,27 @@ def test_the_workers_readers_split_a_recording_each_in_replay_order(world: Path)
             assert tenant not in home or home[tenant] == n  # a dead letter: either's
     asked = TenantRows(home, 0).classify([m.value for m in everything]).count(None)
     assert 0 < asked < 0.1 * len(everything)
+
+
+def test_every_reader_sees_every_erasure_and_hands_on_only_its_own(world: Path) -> None:
+    """An erasure of (t, id) destroys the key of ("", id) too, whose letters worker 0
+    reads: each reader hands the other readers' erasures to ``on_foreign_erasure`` as it
+    passes them, in replay order, and never on to its flow; its own it hands on."""
+    tenants = sorted(load_settings(world / "config.toml", environ={}).tenants)
+    home = {t: i % 2 for i, t in enumerate(tenants)}
+    erasures = [RecordedMessage("investor.erasure", 0, n, 1_767_600_000_000 + n, b"inv-9",
+                                json.dumps({"tenant": t, "event_id": f"x{n}", "investor_id": "inv-9",
+                                            "event_time": "2026-01-05T08:00:00Z",
+                                            "source": "privacy-desk"},
+                                           separators=(",", ":")).encode(), ())
+                for n, t in enumerate(tenants)]
+    for rows in reader_rows(home, 2):
+        seen: list[RecordedMessage] = []
+        foreign = TenantRows(home, rows.reader, on_foreign_erasure=seen.append)
+        codes = foreign.classify([m.value for m in erasures], [m.topic for m in erasures])
+        assert codes == [None] * len(erasures)  # erasures are always decoded
+        handed = [m for m in erasures if foreign.decide(m)]
+        assert handed == [m for m in erasures if home[json.loads(m.value)["tenant"]] == rows.reader]
+        assert seen == [m for m in erasures if m not in handed]
+        # Without the hook, an erasure is a row like any other (decided on its bytes).
+        assert rows.classify([erasures[0].value], ["investor.erasure"]) != [None]
