@@ -364,7 +364,9 @@ def test_a_broker_that_lost_its_data_is_reread_with_an_alert_not_skipped(
     (what the first run already used comes back as ``duplicate``)."""
     world = tmp_path / "world"
     generate(LOSS_SPEC, world)
-    config = world / "config.toml"
+    # Short epochs: the ``fail`` run stops at its next snapshot (10 s by default).
+    config = world / "settings.toml"
+    config.write_text((world / "config.toml").read_text() + "[recovery]\nsnapshot_interval = 0.3\n")
     messages = list(RecordingReader(world))
     tail = messages[-len(messages) // 5:]  # processed by the first run: re-published
     times = [t for t in map(_event_time, messages) if t is not None]
