@@ -220,11 +220,15 @@ def test_kcat_produces_and_consumes_our_topics(broker: str, tmp_path: Path) -> N
 
 def test_an_unreachable_broker_logs_one_line_per_back_off_step(tmp_path: Path) -> None:
     """Not librdkafka's ~16 lines a second: only the run's own line per attempt."""
+    # An attempt waits 5 s for an answer, or the client's shorter socket timeout.
+    config = tmp_path / "config.toml"
+    config.write_text('[kafka.client]\n"socket.timeout.ms" = 500\n')
     with refused_address() as nowhere:
-        process = start_run("--bootstrap", nowhere, log=tmp_path / "run.log")
+        process = start_run("--bootstrap", nowhere, "--config", str(config),
+                            log=tmp_path / "run.log")
         try:
             wait_for(lambda: (tmp_path / "run.log").read_text().count("not ready") >= 1, 60,
-                     "a failed attempt")  # it waits 5 s for an answer
+                     "a failed attempt")
         finally:
             stop(process, signal.SIGKILL)
     lines = (tmp_path / "run.log").read_text().splitlines()
