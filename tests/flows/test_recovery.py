@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import time
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -219,7 +220,9 @@ def test_a_resume_starts_after_the_committed_epoch(world, tmp_path: Path) -> Non
         recovery = tmp_path / "r-crash"
         publish_recording(tmp_path / "first", crashing.bootstrap)
         assert bounded_run(crashing.bootstrap, config, recovery, tmp_path).wait(180) == 0
-        first_half = len(values(consume_all(crashing.bootstrap, "leads.scored")))
+        first_keys = Counter(r["idempotency_key"]
+                             for r in values(consume_all(crashing.bootstrap, "leads.scored")))
+        first_half = sum(first_keys.values())
         assert first_half > 0
         probe = Consumer({"bootstrap.servers": crashing.bootstrap, "group.id": "probe"})
 
@@ -241,8 +244,13 @@ def test_a_resume_starts_after_the_committed_epoch(world, tmp_path: Path) -> Non
         got_raw = consume_all(crashing.bootstrap, "leads.scored")
         assert deduped(got_raw) == expected
         duplicates = len(values(got_raw)) - len(expected)
-        # Redoing the first half would have published its leads again.
-        assert duplicates < first_half, (duplicates, first_half)
+        # Redoing the first half would have published its leads again: none is published
+        # more often than the first run did. (Not a bound on all duplicates: how much of
+        # the second half the killed run published before the kill landed depends on the
+        # machine's load; 645 of them once outnumbered the first half's 520 leads.)
+        published_at_the_end = Counter(r["idempotency_key"] for r in values(got_raw))
+        redone = [k for k, n in first_keys.items() if published_at_the_end[k] != n]
+        assert not redone, (len(redone), first_half)
         print(f"\nresume after a commit: {duplicates} duplicate leads; first half {first_half}, "
               f"all {len(expected)}")
 
