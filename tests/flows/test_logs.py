@@ -113,7 +113,8 @@ def test_run_with_json_logs_writes_only_json_and_no_secret(tmp_path: Path) -> No
     config.write_text('[kafka.client]\n"socket.timeout.ms" = 500\n')
     with refused_address() as nowhere:
         run = subprocess.Popen([ESG_LEADS, "run", "--log-format", "json", "--bootstrap",
-                                nowhere, "--config", str(config)], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                nowhere, "--config", str(config)], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL,
                                stderr=log.open("w"), env=env, start_new_session=True)
         try:
             deadline = time.monotonic() + 60

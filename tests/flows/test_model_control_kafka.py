@@ -79,9 +79,9 @@ def test_commands_in_a_live_run_decide_as_in_the_replay_of_its_recording(
                        "--bootstrap", bootstrap)
             assert done.returncode == 0, done.stderr
             assert "published" in done.stderr
-        forged = orjson.loads(cli(capsys, "models", "pin", version, "--tenant", tenant, "--operator",
-                                  "ops-1", "--config", config, "--event-id", "mc-3",
-                                  "--event-time", promote_at.isoformat()).stdout)
+        forged = orjson.loads(cli(capsys, "models", "pin", version, "--tenant", tenant,
+                                  "--operator", "ops-1", "--config", config, "--event-id",
+                                  "mc-3", "--event-time", promote_at.isoformat()).stdout)
         forged["operator"] = "mallory"  # altered after signing
         from tests.kafka_helpers import produce
         produce(bootstrap, "ops.control", tenant.encode(), orjson.dumps(forged))
