@@ -116,15 +116,20 @@ def wait_for_metadata(config: dict, topics: list[str], stop: threading.Event = S
     ``TimeoutError`` if ``stop`` is set meanwhile. A service (``run``) waits for as long
     as it takes; a one-shot command passes a ``budget`` in seconds and gets
     :class:`BrokerUnavailable`, naming the last error, once it is spent.
+
+    An attempt waits 5 s for an answer (librdkafka's metadata call waits out its timeout
+    when no broker answers), or ``socket.timeout.ms`` of the client config if shorter.
     """
     backoff = initial_backoff
+    attempt = min(5.0, float(config.get("socket.timeout.ms", 5000)) / 1000)
     deadline = None if budget is None else time.monotonic() + budget
     admin = AdminClient(quiet({k: v for k, v in config.items() if k != "group.id"}))
     while True:
         try:
             partitions = {}
             for topic in topics:
-                wait = 5.0 if deadline is None else min(5.0, max(0.1, deadline - time.monotonic()))
+                wait = (attempt if deadline is None
+                        else min(attempt, max(0.1, deadline - time.monotonic())))
                 metadata = admin.list_topics(topic, timeout=wait)
                 info = metadata.topics[topic]
                 if info.error is not None and info.error.code() != KafkaError.NO_ERROR:

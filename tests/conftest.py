@@ -50,22 +50,25 @@ def _no_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-#: The longest modules, longest first (CPU seconds of a parallel `make test`, measured 5
-#: December: each runs whole on one worker, so one started last would be the run's tail).
-#: A stale entry only costs balance; a module missing here goes with its folder below.
+#: The longest modules, longest first (CPU seconds plus the seconds their process tree
+#: sat waiting with nothing runnable, of a parallel `make test` on a loaded machine, 5
+#: December, less what that day's cuts removed): each runs whole on one worker, so one
+#: started last would be the run's tail. A stale entry only costs balance; a module
+#: missing here goes with its folder below.
 _LONGEST = (
-    "tests/flows/test_recovery.py",        # 59 s: SIGKILLed runs, real processes
-    "tests/replay/test_train.py",          # 35 s: warm start trains on two 2,000-investor worlds
-    "tests/flows/test_report.py",          # 25 s: a reviewed world, matplotlib, Chromium
-    "tests/flows/test_determinism.py",     # 24 s: a replay per batch size and worker count
-    "tests/flows/test_crm_sync.py",        # 17 s, and waits: chaos schedules in seconds
-    "tests/flows/test_run_kafka.py",       # live runs against the dev broker
-    "tests/replay/test_quality_world.py",  # 17 s: one 45-day replay
-    "tests/replay/test_runner.py",
-    "tests/cli/test_main.py",
-    "tests/replay/test_reviewers.py",
-    "tests/replay/test_cluster.py",        # waits on killed and signalled processes
-    "tests/replay/test_generator.py",
+    "tests/flows/test_recovery.py",        # ~68 s: SIGKILLed runs, real processes
+    "tests/replay/test_train.py",          # 42 s: warm start trains on two 2,000-investor worlds
+    "tests/flows/test_crm_sync.py",        # ~38 s, half of it waiting: chaos schedules in seconds
+    "tests/flows/test_determinism.py",     # 27 s: a replay per batch size and worker count
+    "tests/flows/test_run_kafka.py",       # ~18 s: live runs against the dev broker
+    "tests/replay/test_runner.py",         # 18 s: six replays of one world
+    "tests/replay/test_quality_world.py",  # 18 s: one 45-day replay
+    "tests/flows/test_report.py",          # 17 s: a world, matplotlib, Chromium
+    "tests/replay/test_cluster.py",        # ~15 s, mostly in spawned cluster processes
+    "tests/cli/test_main.py",              # 16 s
+    "tests/replay/test_profile_answers.py",  # 14 s: three worlds with answer rounds
+    "tests/replay/test_reviewers.py",      # 13 s
+    "tests/replay/test_generator.py",      # 11 s
 )
 #: Where the other end-to-end tests live (real processes, brokers, replays of generated
 #: worlds), in the order they go next.

@@ -63,10 +63,13 @@ def write_config(path: Path, bootstrap: str, url: str, **crm: object) -> Path:
     """A TOML config: short backoff and cooldown so chaos tests take seconds."""
     settings = {"max_in_flight": 2, "rate_limit_per_second": 200, "timeout": 1.0,
                 "backoff_base": 0.02, "backoff_max": 0.2, "auth_retry": 0.3,
-                "failures": 3, "cooldown": 0.5, **crm}
+                "failures": 3, "cooldown": 0.5, "session_timeout_ms": 6000, **crm}
     lines = ["[kafka]", f'bootstrap_servers = "{bootstrap}"',
              # A member killed with -9 holds its partitions until its session expires.
-             "[kafka.client]", '"session.timeout.ms" = 6000', "[dlq]",
+             "[kafka.client]", f'"session.timeout.ms" = {settings["session_timeout_ms"]}',
+             # librdkafka wants heartbeats well inside the session (3 s by default).
+             f'"heartbeat.interval.ms" = {min(3000, settings["session_timeout_ms"] // 4)}',
+             "[dlq]",
              f'key_store = "{path.parent / "keys.sqlite"}"', "[crm]", f'url = "{url}"']
     for name in ("max_in_flight", "rate_limit_per_second", "timeout"):
         lines.append(f"{name} = {settings[name]}")

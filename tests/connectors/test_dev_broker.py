@@ -396,3 +396,39 @@ def test_require_tool_fails_when_required(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("REQUIRE_TEST_TOOLS")
     with pytest.raises(pytest.skip.Exception):
         require_tool("kcat")
+
+
+def test_a_mock_request_is_knocked_through_and_the_knocking_stops_with_it() -> None:
+    """The mock's thread may sleep through a topic creation for a second; connections to
+    its broker wake it (mock_cluster._knocking). The knocks reach the address while the
+    request is out, and no knocking thread outlives it."""
+    from esg_leads.connectors import mock_cluster
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        host, port = listener.getsockname()
+        before = threading.active_count()
+        with mock_cluster._knocking(f"{host}:{port}"):
+            listener.settimeout(30)
+            knock, _ = listener.accept()  # the first knock arrives while the block runs
+            knock.close()
+        assert threading.active_count() == before
+        assert not [t for t in threading.enumerate() if t.name == "mock-knock"]
+
+
+def test_every_topic_of_a_native_broker_is_created_with_the_knocks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from esg_leads.connectors import mock_cluster
+
+    knocked: list[str] = []
+    knocking = mock_cluster._knocking
+
+    def counted(address: str):
+        knocked.append(address)
+        return knocking(address)
+
+    monkeypatch.setattr(mock_cluster, "_knocking", counted)
+    with DevBroker(brokers=1, topics=["a", "b", "c"], partitions=2, backend="native") as broker:
+        assert knocked == [broker.broker_addresses[0]] * 3
+        assert broker.topic_partitions("b") == 2

@@ -205,3 +205,36 @@ def test_a_broker_that_loses_its_data_mid_run_restarts_the_partition_at_its_log_
     # broker come through ``esg_leads.kafka`` and are not counted here).
     assert sum(r.levelno == logging.ERROR and r.name == "esg_leads.connectors.kafka_source"
                for r in caplog.records) == len(notices)
+
+
+class _SilentBroker:
+    """An AdminClient whose metadata call never gets an answer: it records its timeout."""
+
+    waits: list[float] = []
+
+    def __init__(self, config: dict) -> None:
+        pass
+
+    def list_topics(self, topic: str, timeout: float) -> None:
+        self.waits.append(timeout)
+        raise RuntimeError("Failed to get metadata: Local: Broker transport failure")
+
+
+@pytest.mark.parametrize(("client", "expected"), [({}, 5.0), ({"socket.timeout.ms": 60000}, 5.0),
+                                                  ({"socket.timeout.ms": 400}, 0.4)])
+def test_a_metadata_attempt_waits_5_s_or_the_clients_shorter_socket_timeout(
+        monkeypatch: pytest.MonkeyPatch, client: dict, expected: float) -> None:
+    monkeypatch.setattr(kafka_source, "AdminClient", _SilentBroker)
+    _SilentBroker.waits = []
+    stop, lines = kafka_source.threading.Event(), []
+
+    def give_up_after_two(line: str) -> None:
+        lines.append(line)
+        if len(lines) == 2:
+            stop.set()
+
+    with pytest.raises(TimeoutError, match="stopped while waiting"):
+        kafka_source.wait_for_metadata({"bootstrap.servers": "127.0.0.1:9", **client}, ["t"],
+                                       stop=stop, initial_backoff=0.001, log_fn=give_up_after_two)
+    assert _SilentBroker.waits == [expected, expected]
+    assert all("not ready" in line for line in lines)

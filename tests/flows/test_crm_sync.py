@@ -193,7 +193,10 @@ def test_kill_9_and_restart_resends_only_what_was_not_acknowledged(broker: str,
     try:
         items = _world(60, 1)
         publish(broker, items)
-        config = write_config(tmp_path / "crm.toml", broker, url, rate_limit_per_second=20)
+        # The restarted sync joins the group once the killed member's session expires:
+        # 2 s, not 6 s (heartbeats come from librdkafka's own thread every 0.5 s).
+        config = write_config(tmp_path / "crm.toml", broker, url, rate_limit_per_second=20,
+                              session_timeout_ms=2000)
         first = start_sync(config, log=tmp_path / "sync.log")
         done_at_kill = wait_for(lambda: committed(broker) >= 10 and committed(broker), 60,
                                 "first commits")

@@ -108,9 +108,13 @@ def test_run_with_json_logs_writes_only_json_and_no_secret(tmp_path: Path) -> No
     log = tmp_path / "run.log"
     env = clean_env(ESG_LEADS_KAFKA__SECRETS__SASL_PASSWORD=SECRET,
                     ESG_LEADS_CONTACT_HASH_SALT=SECRET + "-salt")
+    # An attempt waits 5 s for an answer, or the client's shorter socket timeout.
+    config = tmp_path / "config.toml"
+    config.write_text('[kafka.client]\n"socket.timeout.ms" = 500\n')
     with refused_address() as nowhere:
         run = subprocess.Popen([ESG_LEADS, "run", "--log-format", "json", "--bootstrap",
-                                nowhere], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                nowhere, "--config", str(config)], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL,
                                stderr=log.open("w"), env=env, start_new_session=True)
         try:
             deadline = time.monotonic() + 60

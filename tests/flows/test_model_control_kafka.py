@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from esg_leads.cli.main import main
 from esg_leads.connectors.dev_broker import DevBroker
 from esg_leads.connectors.recording import RecordingReader, RecordingWriter
 from esg_leads.flows.config import load_settings
@@ -51,11 +52,16 @@ def at(world: dict, share: float) -> datetime:
                                   timezone.utc)
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([ESG_LEADS, *args], capture_output=True, text=True, timeout=120)
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess:
+    """``esg-leads *args`` in this process (the live run is the process under test)."""
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
 
 
-def test_commands_in_a_live_run_decide_as_in_the_replay_of_its_recording(world: dict) -> None:
+def test_commands_in_a_live_run_decide_as_in_the_replay_of_its_recording(
+        world: dict, capsys: pytest.CaptureFixture[str]) -> None:
     tenant, version, config = world["tenant"], world["version"], str(world["config"])
     promote_at, rollback_at = at(world, 0.4), at(world, 0.7)
     root = world["root"]
@@ -67,15 +73,15 @@ def test_commands_in_a_live_run_decide_as_in_the_replay_of_its_recording(world: 
         publish(first, bootstrap)
         for action, when, event_id in (("promote", promote_at, "mc-1"),
                                        ("rollback", rollback_at, "mc-2")):
-            done = cli("models", action, version if action == "promote" else "previous",
+            done = cli(capsys, "models", action, version if action == "promote" else "previous",
                        "--tenant", tenant, "--operator", "ops-1", "--config", config,
                        "--event-id", event_id, "--event-time", when.isoformat(),
                        "--bootstrap", bootstrap)
             assert done.returncode == 0, done.stderr
             assert "published" in done.stderr
-        forged = orjson.loads(cli("models", "pin", version, "--tenant", tenant, "--operator",
-                                  "ops-1", "--config", config, "--event-id", "mc-3",
-                                  "--event-time", promote_at.isoformat()).stdout)
+        forged = orjson.loads(cli(capsys, "models", "pin", version, "--tenant", tenant,
+                                  "--operator", "ops-1", "--config", config, "--event-id",
+                                  "mc-3", "--event-time", promote_at.isoformat()).stdout)
         forged["operator"] = "mallory"  # altered after signing
         from tests.kafka_helpers import produce
         produce(bootstrap, "ops.control", tenant.encode(), orjson.dumps(forged))

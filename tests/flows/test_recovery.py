@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import time
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from esg_leads.cli.main import main
 from esg_leads.connectors.dev_broker import DevBroker
 from esg_leads.connectors.key_vault import KeyVault
 from esg_leads.connectors.recording import RecordingReader, RecordingWriter
@@ -113,10 +115,17 @@ def test_sigkill_and_resume_gives_the_uninterrupted_decisions(world, reference,
         crash_dir.mkdir()
 
         recovery = tmp_path / "r-crash"
-        total = len(values(consume_all(reference_bootstrap, "leads.scored")))
+        # Counted from the partitions' end offsets (tombstones and duplicates included),
+        # as often as every few ms: reading every lead back on each poll took a core
+        # from the run it was watching.
+        probe = Consumer({"bootstrap.servers": crashing.bootstrap, "group.id": "probe"})
+        reference_probe = Consumer({"bootstrap.servers": reference_bootstrap,
+                                    "group.id": "probe"})
+        total = ends(reference_probe, "leads.scored")
+        reference_probe.close()
 
         def published() -> int:
-            return len(values(consume_all(crashing.bootstrap, "leads.scored", timeout=2)))
+            return ends(probe, "leads.scored")
 
         def kill_when(condition, process: subprocess.Popen) -> bool:
             deadline = time.monotonic() + 90
@@ -154,6 +163,7 @@ def test_sigkill_and_resume_gives_the_uninterrupted_decisions(world, reference,
         kills += kill_when(lambda: published() > 0.6 * total,
                            bounded_run(crashing.bootstrap, config, recovery, crash_dir))
         assert bounded_run(crashing.bootstrap, config, recovery, crash_dir).wait(180) == 0
+        probe.close()
 
         raw_duplicates = {}
         for topic in ("leads.scored", "leads.review", "crm.handoff", "leads.dlq"):
@@ -174,6 +184,12 @@ def test_sigkill_and_resume_gives_the_uninterrupted_decisions(world, reference,
         assert kills >= 2
         assert deduped(consume_all(reference_bootstrap, "crm.handoff")), "the test needs handoffs"
         print(f"\nraw duplicate outputs after {kills} crashes: {raw_duplicates}")
+
+
+def ends(probe: Consumer, topic: str, partitions: int = 3) -> int:
+    """How many messages ``topic`` holds: the sum of its partitions' end offsets."""
+    return sum(probe.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+               for p in range(partitions))
 
 
 def split_recording(recording: Path, first: Path, second: Path) -> None:
@@ -204,13 +220,14 @@ def test_a_resume_starts_after_the_committed_epoch(world, tmp_path: Path) -> Non
         recovery = tmp_path / "r-crash"
         publish_recording(tmp_path / "first", crashing.bootstrap)
         assert bounded_run(crashing.bootstrap, config, recovery, tmp_path).wait(180) == 0
-        first_half = len(values(consume_all(crashing.bootstrap, "leads.scored")))
+        first_keys = Counter(r["idempotency_key"]
+                             for r in values(consume_all(crashing.bootstrap, "leads.scored")))
+        first_half = sum(first_keys.values())
         assert first_half > 0
         probe = Consumer({"bootstrap.servers": crashing.bootstrap, "group.id": "probe"})
 
         def published() -> int:  # cheap enough to ask every few ms: the run is fast
-            return sum(probe.get_watermark_offsets(TopicPartition("leads.scored", p), timeout=5)[1]
-                       for p in range(3))
+            return ends(probe, "leads.scored")
 
         before = published()
         publish_recording(tmp_path / "second", crashing.bootstrap)
@@ -227,14 +244,20 @@ def test_a_resume_starts_after_the_committed_epoch(world, tmp_path: Path) -> Non
         got_raw = consume_all(crashing.bootstrap, "leads.scored")
         assert deduped(got_raw) == expected
         duplicates = len(values(got_raw)) - len(expected)
-        # Redoing the first half would have published its leads again.
-        assert duplicates < first_half, (duplicates, first_half)
+        # Redoing the first half would have published its leads again: none is published
+        # more often than the first run did. (Not a bound on all duplicates: how much of
+        # the second half the killed run published before the kill landed depends on the
+        # machine's load; 645 of them once outnumbered the first half's 520 leads.)
+        published_at_the_end = Counter(r["idempotency_key"] for r in values(got_raw))
+        redone = [k for k, n in first_keys.items() if published_at_the_end[k] != n]
+        assert not redone, (len(redone), first_half)
         print(f"\nresume after a commit: {duplicates} duplicate leads; first half {first_half}, "
               f"all {len(expected)}")
 
 
-def test_record_then_replay_reproduces_the_live_decisions(world, reference,
-                                                          tmp_path: Path) -> None:
+def test_record_then_replay_reproduces_the_live_decisions(world, reference, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
     _, config = world
     live, _ = reference  # a live bounded run of the recording
     client = {"bootstrap.servers": live}
@@ -245,15 +268,16 @@ def test_record_then_replay_reproduces_the_live_decisions(world, reference,
     replay(tmp_path / "inputs", tmp_path / "replayed", settings)
     report = compare(load_run(tmp_path / "live-outputs"), load_run(tmp_path / "replayed"))
     assert report["equal"], report
-    assert subprocess.run([ESG_LEADS, "diff", str(tmp_path / "live-outputs"),
-                           str(tmp_path / "replayed")], capture_output=True).returncode == 0
+    # `esg-leads diff` in this process: its exit status is main's return value (the
+    # installed command's process is tested in tests/cli/test_errors.py).
+    assert main(["diff", str(tmp_path / "live-outputs"), str(tmp_path / "replayed")]) == 0
 
     other = load_settings(config, overrides={"scoring": {"learning_rate": 0.05}})
     replay(tmp_path / "inputs", tmp_path / "shadow", other)
-    shown = subprocess.run([ESG_LEADS, "diff", str(tmp_path / "replayed"), str(tmp_path / "shadow")],
-                           capture_output=True, text=True)
-    assert shown.returncode == 1
-    assert "different" in shown.stdout and "probability" in shown.stdout
+    capsys.readouterr()
+    assert main(["diff", str(tmp_path / "replayed"), str(tmp_path / "shadow")]) == 1
+    shown = capsys.readouterr().out
+    assert "different" in shown and "probability" in shown
 
 
 def latest_snapshot_epoch(recovery: Path) -> int:
@@ -364,7 +388,9 @@ def test_a_broker_that_lost_its_data_is_reread_with_an_alert_not_skipped(
     (what the first run already used comes back as ``duplicate``)."""
     world = tmp_path / "world"
     generate(LOSS_SPEC, world)
-    config = world / "config.toml"
+    # Short epochs: the ``fail`` run stops at its next snapshot (10 s by default).
+    config = world / "settings.toml"
+    config.write_text((world / "config.toml").read_text() + "[recovery]\nsnapshot_interval = 0.3\n")
     messages = list(RecordingReader(world))
     tail = messages[-len(messages) // 5:]  # processed by the first run: re-published
     times = [t for t in map(_event_time, messages) if t is not None]

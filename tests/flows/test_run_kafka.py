@@ -105,7 +105,12 @@ def test_bounded_run_reconciles_and_publishes_valid_records(world: Path, broker:
 
 def test_metrics_dead_letters_while_running_and_graceful_stop(world: Path, broker: str,
                                                               tmp_path: Path) -> None:
-    process = start_run("--bootstrap", broker, "--config", str(world / "config.toml"),
+    # The lag gauges come from librdkafka's statistics, every 5 s by default: kafka.client
+    # sets that interval, so the test sees the lag fall to 0 without waiting out 5 s turns.
+    config = tmp_path / "config.toml"
+    config.write_text((world / "config.toml").read_text()
+                      + '\n[kafka.client]\n"statistics.interval.ms" = 200\n')
+    process = start_run("--bootstrap", broker, "--config", str(config),
                         "--metrics-port", "0", log=tmp_path / "run.log")
     try:
         # Port 0: the run binds a free port itself and names it on its start-up line.
@@ -145,7 +150,7 @@ def test_metrics_dead_letters_while_running_and_graceful_stop(world: Path, broke
             scrapes.append(lag_by_partition(scrape(port)))
             lag = scrapes[-1]
             return len(lag) == len(INPUT_TOPICS) * 3 and not any(lag.values())
-        wait_for(caught_up, 90, "consumer lag 0 on every input partition", interval=1.0)
+        wait_for(caught_up, 90, "consumer lag 0 on every input partition", interval=0.2)
         for before, after in zip(scrapes, scrapes[1:]):
             for partition, behind in after.items():
                 assert behind <= before.get(partition, behind), (partition, before, after)
@@ -215,11 +220,15 @@ def test_kcat_produces_and_consumes_our_topics(broker: str, tmp_path: Path) -> N
 
 def test_an_unreachable_broker_logs_one_line_per_back_off_step(tmp_path: Path) -> None:
     """Not librdkafka's ~16 lines a second: only the run's own line per attempt."""
+    # An attempt waits 5 s for an answer, or the client's shorter socket timeout.
+    config = tmp_path / "config.toml"
+    config.write_text('[kafka.client]\n"socket.timeout.ms" = 500\n')
     with refused_address() as nowhere:
-        process = start_run("--bootstrap", nowhere, log=tmp_path / "run.log")
+        process = start_run("--bootstrap", nowhere, "--config", str(config),
+                            log=tmp_path / "run.log")
         try:
             wait_for(lambda: (tmp_path / "run.log").read_text().count("not ready") >= 1, 60,
-                     "a failed attempt")  # it waits 5 s for an answer
+                     "a failed attempt")
         finally:
             stop(process, signal.SIGKILL)
     lines = (tmp_path / "run.log").read_text().splitlines()
