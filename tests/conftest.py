@@ -59,7 +59,8 @@ _LONGEST = (
     "tests/flows/test_recovery.py",        # ~68 s: SIGKILLed runs, real processes
     "tests/replay/test_train.py",          # 42 s: warm start trains on two 2,000-investor worlds
     "tests/flows/test_crm_sync.py",        # ~38 s, half of it waiting: chaos schedules in seconds
-    "tests/flows/test_determinism.py",     # 27 s: a replay per batch size and worker count
+    "tests/flows/test_determinism.py",     # ~40 s: a replay per batch size and worker count
+    "tests/replay/test_runner_memory.py",  # ~20 s: four worlds' replays in fresh children
     "tests/flows/test_run_kafka.py",       # ~18 s: live runs against the dev broker
     "tests/replay/test_runner.py",         # 18 s: six replays of one world
     "tests/replay/test_quality_world.py",  # 18 s: one 45-day replay
