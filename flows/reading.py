@@ -45,7 +45,8 @@ the keys of every erasure before any message after it, whoever owns it.
 >>> rows.classify([b'{"tenant":"acme","x":1}', b'{"tenant":"borealis"}', b'{"tenant": "borealis"}',
 ...                b'{"tenant":"acme","y":{"tenant":"b"}}', b'{"tenant":"zeta"}', None])
 [False, True, None, None, None, None]
->>> rows.classify([b'{"tenant":"acme"}', b'{"tenant":"acme"}'], ["investor.profiles", ERASURE_TOPIC])
+>>> seen = TenantRows({"acme": 0, "borealis": 1}, reader=1, on_foreign_erasure=print)
+>>> seen.classify([b'{"tenant":"acme"}', b'{"tenant":"acme"}'], ["investor.profiles", ERASURE_TOPIC])
 [False, None]
 """
 
