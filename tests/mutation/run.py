@@ -45,6 +45,11 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
                                            "tests/operators/test_features.py")),
     "scoring": ("operators/scoring.py", ("tests/operators/test_scoring_blend_values.py",
                                          "tests/operators/test_scoring_values.py",
+                                         "tests/operators/test_scoring_drift_alerts.py",
+                                         "tests/operators/test_scoring_degradation.py",
+                                         "tests/operators/test_scoring_horizon.py",
+                                         "tests/operators/test_scoring_restore.py",
+                                         "tests/operators/test_scoring_models.py",
                                          "tests/operators/test_scoring.py")),
 }
 

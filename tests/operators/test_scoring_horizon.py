@@ -103,3 +103,28 @@ def test_a_snapshot_from_before_the_horizon_resumes_with_one():
     resumed = TenantScorer.restore(pickle.loads(pickle.dumps(scorer)), Settings())
     resumed.process([vector(0, investor="a")], NOW)
     assert resumed.horizon.waiting() == 1
+
+
+def test_calibration_pairs_add_up_over_labels():
+    scorer = TenantScorer("acme", Settings())
+    a = [vector(i, investor="a") for i in range(2)]
+    b = [vector(i, investor="b") for i in range(2, 5)]
+    scorer.process([*a, *b], NOW)
+    scorer.process([example(a[-1], True)], NOW)
+    assert scorer.counts[("calibration_pairs", "acme")] == 2
+    scorer.process([example(b[-1], False)], NOW)
+    assert scorer.counts[("calibration_pairs", "acme")] == 2 + 3
+
+
+def test_the_calibration_error_gauge_waits_for_a_hundred_pairs():
+    # 100 investors scored alike before any label: one published probability p, one
+    # ECE bin, so the error is |p - share of positives| once the gauge is set.
+    scorer = TenantScorer("acme", Settings())
+    vectors = [vector(i, investor=f"i{i}") for i in range(100)]
+    (records, _) = scorer.score_many(vectors, NOW)
+    (p,) = {r.record["probability"] for r in records}
+    labels = [i % 4 == 0 for i in range(100)]  # 25 positives
+    scorer.process([example(v, y) for v, y in zip(vectors[:99], labels, strict=False)], NOW)
+    assert ("model_ece", "acme") not in scorer.gauges  # 99 pairs
+    scorer.process([example(vectors[99], labels[99])], NOW)
+    assert scorer.gauges[("model_ece", "acme")] == pytest.approx(abs(p - 0.25), abs=1e-6)

@@ -141,3 +141,22 @@ def test_quality_gauges_are_published_every_50_labels():
     assert set(scorer.gauges) == {("model_log_loss", "acme"), ("model_auc", "acme")}
     assert 0 < scorer.gauges[("model_log_loss", "acme")] < 5
     assert 0 <= scorer.gauges[("model_auc", "acme")] <= 1
+
+
+def test_a_warm_started_models_version_names_its_origin():
+    scorer = TenantScorer("acme", Settings())
+    case = CASES[0]
+    assert scorer.score_many([vector(**case)], NOW)[0][0].record["model"]["model_version"] == \
+        "bagged-logreg:acme:g0:n0"
+    scorer.origin = "acme-2026-03-01"  # the registry version it started from
+    assert scorer.score_many([vector(**case)], NOW)[0][0].record["model"]["model_version"] == \
+        "bagged-logreg:acme:g0:n0:from-acme-2026-03-01"
+
+
+def test_omitted_lineage_points_to_the_investors_audit_rows():
+    scorer = TenantScorer("acme", Settings())
+    v = vector(**CASES[0])
+    omitted = v._replace(lineage_omitted={"count": 7, "digest": "ab12"})
+    (full, cut), _ = scorer.score_many([v, omitted], NOW)
+    assert full.record["lineage_omitted"] is None
+    assert cut.record["lineage_omitted"] == {"count": 7, "digest": "ab12", "audit": "audit:acme:inv-7:"}
