@@ -253,9 +253,14 @@ def publish_recording(
         # wait up to message.timeout.ms for it.
         if not completed:
             producer.purge()
-        close = getattr(producer, "close", None)  # confluent-kafka >= 2.12
-        if close is not None:
-            close()
+            # Serve the purged messages' delivery reports, but never wait on a cluster
+            # that is gone: close() flushes with no timeout and hung here (seen in CI, a
+            # broker stopped mid-publish, > 5 min). Dropping the client destroys it.
+            producer.flush(0)
+        else:
+            close = getattr(producer, "close", None)  # confluent-kafka >= 2.12
+            if close is not None:
+                close()
         del producer
 
     delivered = {t: queued[t] - failed.get(t, 0) for t in queued}
