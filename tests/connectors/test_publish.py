@@ -253,8 +253,9 @@ def test_error_mid_publish_releases_the_producer_without_waiting(
             publish_recording(directory, broker.bootstrap, batch=8, progress=progress)
     finally:
         broker.stop()
-    # Queued messages are purged, not retried until message.timeout.ms (300 s).
-    assert time.monotonic() - started < 5
+    # Queued messages are purged, not retried until message.timeout.ms (300 s). The bound
+    # is a fifth of that, so that no load on the machine can fail a correct purge.
+    assert time.monotonic() - started < 60
 
 
 def test_messages_the_broker_drops_while_publishing_are_reported(tmp_path: Path) -> None:
