@@ -33,7 +33,7 @@ from enum import Enum
 
 import orjson
 
-from esg_leads.operators.review_auth import _SIGNATURE, mac, mac_matches, utc_text
+from esg_leads.operators.review_auth import mac, mac_matches, signature_refusal, utc_text
 from esg_leads.schemas.settings import TenantSettings
 
 FORM_VERSION = 1
@@ -76,22 +76,9 @@ def sign_command(key: str | bytes, command: object) -> str:
 
 def refusal(command: object, tenant: TenantSettings | None) -> str | None:
     """Why ``command`` must not be obeyed, or ``None`` when it may."""
-    name = getattr(command, "tenant", "?")
-    if tenant is None:
-        return f"tenant {name!r} is not configured: no model command is accepted"
-    if tenant.control_signing_key is None:
-        return (f"tenant {name!r} has no control_signing_key: no model command is accepted "
-                "until one is configured")
-    signature = getattr(command, "signature", None)
-    if signature is None:
-        return "model command is not signed (no signature field)"
-    if not _SIGNATURE.fullmatch(signature):
-        return "signature is not of the form sha256=<64 lower-case hex digits>"
-    if not verify(tenant.control_signing_key.get_secret_value(), signature,
-                  **command_fields(command)):
-        return (f"signature does not match the command under tenant {name!r}'s "
-                "control_signing_key (wrong key, or a signed field was changed)")
-    return None
+    return signature_refusal(command, tenant, key_name="control_signing_key",
+                             what="model command",
+                             payload=lambda: canonical_bytes(**command_fields(command)))
 
 
 __all__ = ["canonical_bytes", "command_fields", "refusal", "sign", "sign_command", "verify"]

@@ -50,6 +50,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from datetime import datetime, timezone
 from enum import Enum
 
@@ -135,27 +136,41 @@ def sign_decision(key: str | bytes, decision: object) -> str:
     return sign(key, **decision_fields(decision))
 
 
+def signature_refusal(message: object, tenant: TenantSettings | None, *, key_name: str,
+                      what: str, payload: Callable[[], bytes]) -> str | None:
+    """Why a signed ``message`` (a ``what``: "review decision", "model command") fails
+    its tenant's ``key_name`` check over the bytes ``payload()`` gives, or ``None`` when
+    it passes. Shared by every signed input, so that they refuse alike, in the same words."""
+    name = getattr(message, "tenant", "?")
+    if tenant is None:
+        return f"tenant {name!r} is not configured: no {what} is accepted"
+    key = getattr(tenant, key_name)
+    if key is None:
+        return f"tenant {name!r} has no {key_name}: no {what} is accepted until one is configured"
+    signature = getattr(message, "signature", None)
+    noun = what.rsplit(" ", 1)[-1]
+    if signature is None:
+        return f"{noun} is not signed (no signature field)"
+    if not _SIGNATURE.fullmatch(signature):
+        return "signature is not of the form sha256=<64 lower-case hex digits>"
+    if not mac_matches(key.get_secret_value(), signature, payload()):
+        return (f"signature does not match the {noun} under tenant {name!r}'s "
+                f"{key_name} (wrong key, or a signed field was changed)")
+    return None
+
+
 def refusal(decision: object, tenant: TenantSettings | None) -> str | None:
     """Why ``decision`` must not be acted on, or ``None`` when it may.
 
     The reason is for the dead letter and the audit trail: it names what is wrong,
     never the key or the signature that was expected.
     """
+    refused = signature_refusal(decision, tenant, key_name="review_signing_key",
+                                what="review decision",
+                                payload=lambda: canonical_bytes(**decision_fields(decision)))
+    if refused is not None:
+        return refused
     name = getattr(decision, "tenant", "?")
-    if tenant is None:
-        return f"tenant {name!r} is not configured: no review decision is accepted"
-    if tenant.review_signing_key is None:
-        return (f"tenant {name!r} has no review_signing_key: no review decision is accepted "
-                "until one is configured")
-    signature = getattr(decision, "signature", None)
-    if signature is None:
-        return "decision is not signed (no signature field)"
-    if not _SIGNATURE.fullmatch(signature):
-        return "signature is not of the form sha256=<64 lower-case hex digits>"
-    if not verify(tenant.review_signing_key.get_secret_value(), signature,
-                  **decision_fields(decision)):
-        return (f"signature does not match the decision under tenant {name!r}'s "
-                "review_signing_key (wrong key, or a signed field was changed)")
     reviewer = getattr(decision, "reviewer", None)
     if reviewer not in tenant.reviewers:
         return f"reviewer {reviewer!r} is not on the reviewers list of tenant {name!r}"
