@@ -22,11 +22,15 @@ from datetime import timezone
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from esg_leads.flows.review_decision import DecisionError, PublishFailed, _event_time, publish
+from esg_leads.flows.review_decision import (
+    DecisionError,
+    PublishFailed,
+    _event_time,
+    publish,
+    signed,
+    signing_key,
+)
 from esg_leads.operators import control_auth
-from esg_leads.schemas.codec import DecodeFailure, decode_event
 from esg_leads.schemas.topics import OPS_CONTROL
 
 SOURCE = "esg-leads-cli"
@@ -83,15 +87,7 @@ def signed_command(settings: Any, *, action: str, tenant: str, operator: str,
                    event_id: str | None = None, event_time: str | None = None,
                    registry: Path | None = None) -> tuple[bytes, Any]:
     """The signed command as the JSON a producer sends, and as the flow parses it."""
-    tenant_cfg = settings.tenants.get(tenant)
-    if tenant_cfg is None:
-        known = ", ".join(sorted(settings.tenants)) or "none"
-        raise DecisionError(f"unknown tenant {tenant!r} (configured: {known})")
-    if tenant_cfg.control_signing_key is None:
-        raise DecisionError(
-            f"tenant {tenant!r} has no control_signing_key: set tenants.{tenant}."
-            f"control_signing_key in --config or ESG_LEADS_TENANTS__{tenant.upper()}"
-            "__CONTROL_SIGNING_KEY")
+    key = signing_key(settings, tenant, "control_signing_key")
     version = _version(settings, version, registry)
     payload: dict[str, Any] = {
         "tenant": tenant, "event_id": event_id or f"mc-{uuid.uuid4().hex}",
@@ -101,14 +97,8 @@ def signed_command(settings: Any, *, action: str, tenant: str, operator: str,
         payload["version"] = version
     if note is not None:
         payload["note"] = note
-    try:
-        event = decode_event(OPS_CONTROL.name, orjson.dumps(payload))
-    except DecodeFailure as failure:
-        raise DecisionError(f"invalid command: {failure.detail}") from None
-    payload["signature"] = control_auth.sign_command(
-        tenant_cfg.control_signing_key.get_secret_value(), event)
-    value = orjson.dumps(payload)
-    return value, decode_event(OPS_CONTROL.name, value)
+    return signed(OPS_CONTROL.name, payload, "command",
+                  lambda event: control_auth.sign_command(key, event))
 
 
 def run(args: argparse.Namespace) -> int:

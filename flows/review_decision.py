@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -79,16 +80,8 @@ def signed_decision(settings: Any, *, case_id: str, verdict: str, reviewer: str,
                     investor_id: str, note: str | None = None, event_id: str | None = None,
                     event_time: str | None = None) -> tuple[bytes, Any]:
     """The signed decision as the JSON a producer sends, and as the flow parses it."""
-    tenant_cfg = settings.tenants.get(tenant)
-    if tenant_cfg is None:
-        known = ", ".join(sorted(settings.tenants)) or "none"
-        raise DecisionError(f"unknown tenant {tenant!r} (configured: {known})")
-    if tenant_cfg.review_signing_key is None:
-        raise DecisionError(
-            f"tenant {tenant!r} has no review_signing_key: set tenants.{tenant}."
-            f"review_signing_key in --config or ESG_LEADS_TENANTS__{tenant.upper()}"
-            "__REVIEW_SIGNING_KEY")
-    if reviewer not in tenant_cfg.reviewers:
+    key = signing_key(settings, tenant, "review_signing_key")
+    if reviewer not in settings.tenants[tenant].reviewers:
         raise DecisionError(f"reviewer {reviewer!r} is not on the reviewers list of tenant "
                             f"{tenant!r}: the flow would refuse the decision")
     payload: dict[str, Any] = {
@@ -97,15 +90,37 @@ def signed_decision(settings: Any, *, case_id: str, verdict: str, reviewer: str,
         "case_id": case_id, "verdict": verdict, "reviewer": reviewer}
     if note is not None:
         payload["note"] = note
+    return signed(REVIEW_DECISIONS.name, payload, "decision",
+                  lambda event: review_auth.sign_decision(key, event))
+
+
+def signing_key(settings: Any, tenant: str, key_name: str) -> str:
+    """``tenant``'s ``key_name`` (e.g. ``review_signing_key``), or a DecisionError that
+    says how to configure it."""
+    tenant_cfg = settings.tenants.get(tenant)
+    if tenant_cfg is None:
+        known = ", ".join(sorted(settings.tenants)) or "none"
+        raise DecisionError(f"unknown tenant {tenant!r} (configured: {known})")
+    key = getattr(tenant_cfg, key_name)
+    if key is None:
+        raise DecisionError(
+            f"tenant {tenant!r} has no {key_name}: set tenants.{tenant}.{key_name} in "
+            f"--config or ESG_LEADS_TENANTS__{tenant.upper()}__{key_name.upper()}")
+    return key.get_secret_value()
+
+
+def signed(topic: str, payload: dict[str, Any], what: str,
+           sign: Callable[[Any], str]) -> tuple[bytes, Any]:
+    """``payload`` parsed with the flow's own decoder (what is signed is what the flow
+    will read), signed by ``sign`` of the parsed event: the JSON a producer sends, and
+    the event as the flow parses it."""
     try:
-        # Parse with the flow's own decoder: what is signed is what the flow will read.
-        event = decode_event(REVIEW_DECISIONS.name, orjson.dumps(payload))
+        event = decode_event(topic, orjson.dumps(payload))
     except DecodeFailure as failure:
-        raise DecisionError(f"invalid decision: {failure.detail}") from None
-    payload["signature"] = review_auth.sign_decision(
-        tenant_cfg.review_signing_key.get_secret_value(), event)
+        raise DecisionError(f"invalid {what}: {failure.detail}") from None
+    payload["signature"] = sign(event)
     value = orjson.dumps(payload)
-    return value, decode_event(REVIEW_DECISIONS.name, value)
+    return value, decode_event(topic, value)
 
 
 def publish(settings: Any, bootstrap: str, key: bytes, value: bytes,
