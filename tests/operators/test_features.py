@@ -16,11 +16,15 @@ from esg_leads.operators.features import (
     FEATURE_SOURCES,
     SOURCES,
     build_vector,
+    clamp_features,
     compute_features,
     engagement_readiness,
     esg_alignment,
     intent_score,
+    risk_fit,
+    risk_limit,
 )
+from esg_leads.operators.feature_definitions import FEATURE_RANGES
 from esg_leads.operators.investor_profile import InvestorProfileState
 from esg_leads.operators.investor_window import ACTIONS, WindowAggregate
 from esg_leads.schemas.codec import decode_event
@@ -35,12 +39,13 @@ _offsets = iter(range(10**9))
 
 
 def facts(pid: str, *, high=False, certified=False, low_risk=False, rank=3, third_party=True,
-          country="GB", asset="office", value=None, age_days=30) -> PropertyFacts:
+          country="GB", asset="office", value=None, age_days=30,
+          climate_risk: int | None = None) -> PropertyFacts:
     return PropertyFacts(
         property_id=pid, tenant="acme", effective=T0 - 60 * DAY, country=country, asset_class=asset,
         value_eur=value, epc_band=None, epc_rank=rank, energy_star_score=None, certified=certified,
         certified_verified=certified, certification=None, energy_intensity=None,
-        carbon_intensity=None, max_climate_risk=None, third_party=third_party,
+        carbon_intensity=None, max_climate_risk=climate_risk, third_party=third_party,
         data_as_of_ordinal=T0.toordinal() - age_days, high_epc=high, low_climate_risk=low_risk,
     )
 
@@ -337,3 +342,37 @@ def test_every_feature_is_finite_and_scores_stay_in_range(windows, prof, gap_day
     assert 0 <= vector.esg_alignment <= 100
     assert 0 <= vector.intent <= 100
     assert 0 <= vector.engagement_readiness <= 100
+
+
+def test_a_stated_risk_tolerance_caps_climate_risk_at_a_third_two_thirds_or_the_whole_scale() -> None:
+    state = InvestorProfileState(HALF_LIVES)
+    assert risk_limit(state) is None
+    for tolerance, limit in (("low", 33), ("medium", 66), ("high", 100)):
+        state.risk_tolerance = tolerance
+        assert risk_limit(state) == limit, tolerance
+    state.max_climate_risk = 10  # the investor's own cap wins over the tolerance
+    assert risk_limit(state) == 10
+
+
+def test_risk_fit_counts_a_property_on_the_limit_as_within_it() -> None:
+    state = InvestorProfileState(HALF_LIVES)
+    state.top_properties = {"on": [1.0, facts("on", climate_risk=66)],
+                            "over": [3.0, facts("over", climate_risk=67)],
+                            "unknown": [5.0, facts("unknown")]}  # no climate data: left out
+    assert risk_fit(state) == 0.5  # no stated limit: neutral
+    state.risk_tolerance = "medium"  # 66: "on" within, "over" not
+    assert risk_fit(state) == pytest.approx((1.0 + 1.5) / (4.0 + 3.0))
+    state.risk_tolerance = "high"  # 100: both within
+    assert risk_fit(state) == pytest.approx((4.0 + 1.5) / (4.0 + 3.0))
+
+
+def test_clamping_keeps_values_on_their_bounds_and_fixes_only_what_lies_outside() -> None:
+    low, high = FEATURE_RANGES["recency_days"]
+    for value in (low, high, (low + high) / 2):
+        features = {"recency_days": value}
+        assert clamp_features(features) == [] and features == {"recency_days": value}
+    for value, fixed in ((low - 1, low), (high + 1, high), (math.nan, low), (math.inf, high),
+                         (-math.inf, low)):
+        features = {"recency_days": value}
+        assert clamp_features(features) == ["recency_days"]
+        assert features == {"recency_days": fixed}, value
