@@ -26,7 +26,10 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 
+import orjson
+
 from esg_leads.operators import control_auth, erasure_auth
+from esg_leads.operators.erasure import INVESTOR_TOPICS
 from esg_leads.schemas.codec import DecodeFailure, b64, decode_event
 from esg_leads.schemas.common import epoch_seconds
 from esg_leads.schemas.outputs import SCHEMA_VERSION, DlqReason
@@ -60,6 +63,11 @@ def dead_letter(
     longer than :data:`MAX_KEY_BYTES` is cut here (it is the dead letter's own key).
     """
     event = getattr(raw, "event", None) if event is None else event
+    if not withhold_value and _names_another_investor(raw, event):
+        # The value is sealed under the key's investor (operators.erasure.subject_of),
+        # but it is about the body's: the body's erasure would leave it readable.
+        withhold_value = True
+        detail = f"{detail} (value withheld: its body names another investor than its key)"
     # Kafka reports -1 when a message has no timestamp; keep only plausible instants.
     ms = raw.timestamp_ms
     timestamp = (_EPOCH.fromtimestamp(ms / 1000, tz=timezone.utc)
@@ -91,6 +99,24 @@ def dead_letter(
         "event_id": getattr(event, "event_id", None),
         "processed_at": processed_at,
     }
+
+
+def _names_another_investor(raw: RawMessage | Ingested, event: object) -> bool:
+    """Whether an investor topic's message names, in its body, another investor than its
+    key: the decoded event's, or a top-level ``investor_id`` of a body that did not
+    decode into one. Only dead letters ask, so the second decode costs nothing in use."""
+    if not raw.key or raw.topic not in INVESTOR_TOPICS:
+        return False  # without a key, the letter is withheld anyway (investor unknown)
+    named = getattr(event, "investor_id", None) if event is not None else None
+    if named is None and event is None and raw.value is not None:
+        try:
+            body = orjson.loads(raw.value)
+        except orjson.JSONDecodeError:
+            return False
+        named = body.get("investor_id") if type(body) is dict else None
+    if named is None:
+        return False
+    return not isinstance(named, str) or named.encode() != raw.key
 
 
 def bounded(record: dict, max_value_bytes: int = MAX_VALUE_BYTES) -> dict:
