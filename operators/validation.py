@@ -23,6 +23,7 @@ counts reconcile by construction here and are checked again downstream.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 
@@ -101,22 +102,31 @@ def dead_letter(
     }
 
 
+_INVESTOR_ID = re.compile(rb'"investor_id"\s*:\s*"([^"\\]*)"')
+
+
 def _names_another_investor(raw: RawMessage | Ingested, event: object) -> bool:
     """Whether an investor topic's message names, in its body, another investor than its
     key: the decoded event's, or a top-level ``investor_id`` of a body that did not
     decode into one. Only dead letters ask, so the second decode costs nothing in use."""
     if not raw.key or raw.topic not in INVESTOR_TOPICS:
         return False  # without a key, the letter is withheld anyway (investor unknown)
-    named = getattr(event, "investor_id", None) if event is not None else None
-    if named is None and event is None and raw.value is not None:
-        try:
-            body = orjson.loads(raw.value)
-        except orjson.JSONDecodeError:
-            return False
-        named = body.get("investor_id") if type(body) is dict else None
-    if named is None:
+    if event is not None:
+        named = getattr(event, "investor_id", None)
+        return named is not None and named.encode() != raw.key
+    if raw.value is None:
         return False
-    return not isinstance(named, str) or named.encode() != raw.key
+    # A body that did not decode: any plain "investor_id" string in it (a cut-off body,
+    # a duplicate key the parser would have overridden), then the top-level one of a
+    # body that is JSON (escaped spellings of the name).
+    if any(named != raw.key for named in _INVESTOR_ID.findall(raw.value)):
+        return True
+    try:
+        body = orjson.loads(raw.value)
+    except orjson.JSONDecodeError:
+        return False
+    named = body.get("investor_id") if type(body) is dict else None
+    return named is not None and (not isinstance(named, str) or named.encode() != raw.key)
 
 
 def bounded(record: dict, max_value_bytes: int = MAX_VALUE_BYTES) -> dict:

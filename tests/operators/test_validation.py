@@ -204,7 +204,12 @@ PROFILE_OF_X = {"tenant": "acme", "event_id": "p-1", "event_time": "2026-03-01T0
     orjson.dumps(PROFILE_OF_X),  # decodes: key_mismatch
     orjson.dumps({**PROFILE_OF_X, "jurisdiction": "nowhere"}),  # schema_error
     orjson.dumps({**PROFILE_OF_X, "tenant": "zeta"}),  # unknown_tenant
-], ids=["key_mismatch", "schema_error", "unknown_tenant"])
+    orjson.dumps(PROFILE_OF_X)[:-20],  # cut short: decode_error
+    orjson.dumps(PROFILE_OF_X)[:-1] + b',"investor_id":"inv-y","jurisdiction":1}',  # last wins
+    orjson.dumps(PROFILE_OF_X).replace(b"investor_id", b"investor\\u005fid")[:-1]
+    + b',"jurisdiction":1}',  # an escaped spelling in a schema error
+], ids=["key_mismatch", "schema_error", "unknown_tenant", "truncated", "duplicate_key",
+        "escaped_key"])
 def test_a_letter_whose_body_names_another_investor_than_its_key_is_never_readable_after_either_erasure(
         parser, body):
     from esg_leads.connectors.key_vault import KeyVault
@@ -223,5 +228,6 @@ def test_a_letter_whose_body_names_another_investor_than_its_key_is_never_readab
     assert opened is None or b"Jane" not in opened
     as_consumer_sees_it(sealed)
     # Keyed by the investor it is about, the same body is used or keeps its value.
-    same = parser.parse(raw(body, topic="investor.profiles", key=b"inv-x"), NOW)
-    assert isinstance(same, Ingested) or same["value_b64"] == base64.b64encode(body).decode()
+    if b'"inv-y"' not in body:
+        same = parser.parse(raw(body, topic="investor.profiles", key=b"inv-x"), NOW)
+        assert isinstance(same, Ingested) or same["value_b64"] == base64.b64encode(body).decode()
