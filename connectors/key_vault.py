@@ -158,8 +158,21 @@ def _encode(at: Position | None) -> str | None:
     return None if at is None else orjson.dumps(list(at)).decode()
 
 
+_SHAPE = (int, str, int, int)  # schemas.records.RawMessage.sort_key
+
+
 def _decode(text: str) -> Position:
-    return tuple(orjson.loads(text))
+    """A stored position; ``()`` (unknown: before everything, the side that withholds)
+    when the column is not one: a store edited by hand or damaged on disk must neither
+    lose the erasure nor raise at every dead letter about the investor."""
+    try:
+        at = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return ()
+    if type(at) is not list or len(at) != len(_SHAPE) \
+            or not all(type(v) is t for v, t in zip(at, _SHAPE, strict=True)):
+        return ()
+    return tuple(at)
 
 
 class _Immediate:

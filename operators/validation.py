@@ -23,10 +23,14 @@ counts reconcile by construction here and are checked again downstream.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 
+import orjson
+
 from esg_leads.operators import control_auth, erasure_auth
+from esg_leads.operators.erasure import INVESTOR_TOPICS
 from esg_leads.schemas.codec import DecodeFailure, b64, decode_event
 from esg_leads.schemas.common import epoch_seconds
 from esg_leads.schemas.outputs import SCHEMA_VERSION, DlqReason
@@ -60,6 +64,11 @@ def dead_letter(
     longer than :data:`MAX_KEY_BYTES` is cut here (it is the dead letter's own key).
     """
     event = getattr(raw, "event", None) if event is None else event
+    if not withhold_value and _names_another_investor(raw, event):
+        # The value is sealed under the key's investor (operators.erasure.subject_of),
+        # but it is about the body's: the body's erasure would leave it readable.
+        withhold_value = True
+        detail = f"{detail} (value withheld: its body names another investor than its key)"
     # Kafka reports -1 when a message has no timestamp; keep only plausible instants.
     ms = raw.timestamp_ms
     timestamp = (_EPOCH.fromtimestamp(ms / 1000, tz=timezone.utc)
@@ -91,6 +100,33 @@ def dead_letter(
         "event_id": getattr(event, "event_id", None),
         "processed_at": processed_at,
     }
+
+
+_INVESTOR_ID = re.compile(rb'"investor_id"\s*:\s*"([^"\\]*)"')
+
+
+def _names_another_investor(raw: RawMessage | Ingested, event: object) -> bool:
+    """Whether an investor topic's message names, in its body, another investor than its
+    key: the decoded event's, or a top-level ``investor_id`` of a body that did not
+    decode into one. Only dead letters ask, so the second decode costs nothing in use."""
+    if not raw.key or raw.topic not in INVESTOR_TOPICS:
+        return False  # without a key, the letter is withheld anyway (investor unknown)
+    if event is not None:
+        named = getattr(event, "investor_id", None)
+        return named is not None and named.encode() != raw.key
+    if raw.value is None:
+        return False
+    # A body that did not decode: any plain "investor_id" string in it (a cut-off body,
+    # a duplicate key the parser would have overridden), then the top-level one of a
+    # body that is JSON (escaped spellings of the name).
+    if any(named != raw.key for named in _INVESTOR_ID.findall(raw.value)):
+        return True
+    try:
+        body = orjson.loads(raw.value)
+    except orjson.JSONDecodeError:
+        return False
+    named = body.get("investor_id") if type(body) is dict else None
+    return named is not None and (not isinstance(named, str) or named.encode() != raw.key)
 
 
 def bounded(record: dict, max_value_bytes: int = MAX_VALUE_BYTES) -> dict:

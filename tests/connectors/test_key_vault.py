@@ -128,3 +128,30 @@ def test_a_store_written_before_erasures_had_positions_opens_and_keeps_its_erasu
         assert vault.key_for("acme", "inv-2") == key
         vault.destroy("acme", "inv-3", at=(1, "t", 0, 0))
         assert vault.erased_at("acme", "inv-3") == (1, "t", 0, 0)
+
+
+def test_an_unreadable_erasure_position_counts_as_unknown_and_never_raises(
+        tmp_path: Path) -> None:
+    """A position column someone edited, or a disk flipped: the erasure stays an erasure,
+    of unknown position (before everything: every later letter is withheld), and neither
+    sealing nor a second erasure raises (it would stop the flow at every restart)."""
+    import sqlite3
+
+    path = tmp_path / "keys.sqlite"
+    bad = [5, 2.5, b"\xff", "not json", '"x"', "[1]", "[1, 2, 3, 4]", '["a", "b", "c", "d"]',
+           "{}", "[]", "null"]
+    with KeyVault(path) as vault:
+        for i in range(len(bad)):
+            vault.destroy("acme", f"inv-{i}", at=(10, "investor.erasure", 0, i))
+        subjects = [vault._subject("acme", f"inv-{i}") for i in range(len(bad))]
+    db = sqlite3.connect(path)
+    for subject, text in zip(subjects, bad, strict=True):
+        db.execute("UPDATE erased SET at = ? WHERE subject = ?", (text, subject))
+    db.commit()
+    db.close()
+    with KeyVault(path) as vault:
+        for i in range(len(bad)):
+            assert vault.erased_at("acme", f"inv-{i}") == (), bad[i]
+            vault.destroy("acme", f"inv-{i}", at=(5, "investor.erasure", 0, i))
+            assert vault.erased_at("acme", f"inv-{i}") == (), bad[i]
+            assert vault.key_for("acme", f"inv-{i}") is None

@@ -100,6 +100,12 @@ def test_every_message_is_read_by_one_worker_and_an_event_by_its_tenants(
     b'{"schema_version":1,"event_id":"e1","tenant" : "borealis","meta":{"tenant":"acme"},'
     b'"investor_id":"i","event_time":"2026-01-05T00:00:00Z","source":"crm"}',
     None, b"", b"not json", b'{"tenant":"acme"',
+    # One plain "tenant":"acme" in bytes the parser refuses or reads differently: a BOM,
+    # a second document, trailing bytes, an array, invalid UTF-8 elsewhere, a NUL, 300 KB.
+    *(b % (b'"tenant":"acme","schema_version":1,"event_id":"e1","investor_id":"i",'
+           b'"event_time":"2026-01-05T00:00:00Z","source":"crm"') for b in (
+        b"\xef\xbb\xbf{%s}", b'{%s} {"tenant":"borealis"}', b"{%s}x", b"[{%s}]",
+        b'{"note":"\xff",%s}', b"{%s}\x00", b' \n{%s}\n', b'{"pad":"' + b"a" * 300_000 + b'",%s}')),
 ])
 def test_examples_an_attacker_would_try(value: bytes | None) -> None:
     readers = readers_of(TOPIC, value)

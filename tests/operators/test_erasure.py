@@ -152,3 +152,26 @@ def test_a_letter_without_a_position_is_withheld_once_the_investor_is_erased():
         vault.destroy(*subject, at=(10, "investor.erasure", 0, 0))
     out = seal_dead_letter(letter("investor.profiles", b"inv-1", PROFILE), vault, TENANTS)
     assert out["value_b64"] is None and not out["sealed"]
+
+
+def test_an_erasure_by_one_tenant_shreds_no_other_tenants_letters_about_the_same_id():
+    """Investor ids are per tenant: acme erasing its inv-1 must leave borealis's inv-1
+    letters readable (a tenant must not be able to destroy another's records), while a
+    letter of no served tenant about inv-1 may be the same person and goes."""
+    vault = KeyVault(":memory:")
+    tenants = {"acme", "borealis"}
+
+    def about(tenant: str) -> dict:
+        body = PROFILE.replace(b'"acme"', f'"{tenant}"'.encode())
+        record = letter("investor.profiles", b"inv-1", body)
+        return seal_dead_letter({**record, "tenant": tenant}, vault, tenants, at=(1, "t", 0, 0))
+
+    theirs, nobodys = about("borealis"), about("zeta")
+    for subject in erasure_subjects("acme", "inv-1"):
+        vault.destroy(*subject, at=(5, "investor.erasure", 0, 0))
+    assert b"Jane" in open_dead_letter(theirs, vault, tenants)
+    with pytest.raises(LookupError):
+        open_dead_letter(nobodys, vault, tenants)
+    later = seal_dead_letter(letter("investor.profiles", b"inv-1", PROFILE) | {"tenant": "borealis"},
+                             vault, tenants, at=(9, "t", 0, 0))
+    assert later["sealed"]  # borealis's inv-1 was not erased

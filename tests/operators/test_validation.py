@@ -185,4 +185,49 @@ def test_arbitrary_bytes_never_raise_and_give_exactly_one_result(topic, value, k
     else:
         letter = as_consumer_sees_it(result)
         assert letter.offset == 3
-        assert letter.value_b64 == (None if value is None else base64.b64encode(value).decode())
+        if letter.value_b64 is None and value is not None:  # about two investors
+            assert "names another investor" in letter.detail and key
+        else:
+            assert letter.value_b64 == (None if value is None else base64.b64encode(value).decode())
+
+
+# A profile about inv-x keyed by inv-y (a producer that keys by the wrong field, or an
+# attacker): its body is inv-x's contact data. Sealed under inv-y's key, it stayed
+# readable after inv-x's erasure, for as long as inv-y was not erased.
+PROFILE_OF_X = {"tenant": "acme", "event_id": "p-1", "event_time": "2026-03-01T09:00:00Z",
+                "source": "crm", "investor_id": "inv-x", "investor_type": "family_office",
+                "subscriber_type": "individual", "jurisdiction": "DE",
+                "contact": {"name": "Jane Doe", "email": "jane@example.org"}}
+
+
+@pytest.mark.parametrize("body", [
+    orjson.dumps(PROFILE_OF_X),  # decodes: key_mismatch
+    orjson.dumps({**PROFILE_OF_X, "jurisdiction": "nowhere"}),  # schema_error
+    orjson.dumps({**PROFILE_OF_X, "tenant": "zeta"}),  # unknown_tenant
+    orjson.dumps(PROFILE_OF_X)[:-20],  # cut short: decode_error
+    orjson.dumps(PROFILE_OF_X)[:-1] + b',"investor_id":"inv-y","jurisdiction":1}',  # last wins
+    orjson.dumps(PROFILE_OF_X).replace(b"investor_id", b"investor\\u005fid")[:-1]
+    + b',"jurisdiction":1}',  # an escaped spelling in a schema error
+], ids=["key_mismatch", "schema_error", "unknown_tenant", "truncated", "duplicate_key",
+        "escaped_key"])
+def test_a_letter_whose_body_names_another_investor_than_its_key_is_never_readable_after_either_erasure(
+        parser, body):
+    from esg_leads.connectors.key_vault import KeyVault
+    from esg_leads.operators.erasure import erasure_subjects, open_dead_letter, seal_dead_letter
+
+    letter = parser.parse(raw(body, topic="investor.profiles", key=b"inv-y"), NOW)
+    assert isinstance(letter, dict)
+    vault = KeyVault(":memory:")
+    sealed = seal_dead_letter(letter, vault, {"acme", "borealis"}, at=(TS_MS, "t", 0, 5))
+    for subject in erasure_subjects("acme", "inv-x"):
+        vault.destroy(*subject, at=(TS_MS + 1, "investor.erasure", 0, 0))
+    try:
+        opened = open_dead_letter(sealed, vault, {"acme", "borealis"})
+    except LookupError:
+        opened = None
+    assert opened is None or b"Jane" not in opened
+    as_consumer_sees_it(sealed)
+    # Keyed by the investor it is about, the same body is used or keeps its value.
+    if b'"inv-y"' not in body:
+        same = parser.parse(raw(body, topic="investor.profiles", key=b"inv-x"), NOW)
+        assert isinstance(same, Ingested) or same["value_b64"] == base64.b64encode(body).decode()
