@@ -86,8 +86,13 @@ def prepare_output(out: Path) -> None:
 
 def key_vault(settings: Settings, out: Path) -> KeyVault:
     """Dead letters about investors are sealed under keys kept next to the outputs
-    (operators/erasure.py); an erasure in the recording destroys its investor's key."""
-    return KeyVault(settings.dlq.key_store or out / "dlq-keys.sqlite")
+    (operators/erasure.py); an erasure in the recording destroys its investor's key.
+
+    Always there, never ``dlq.key_store``: that is the live deployment's store, and a
+    replay run with the deployment's config must neither destroy live keys (a synthetic
+    world's ``inv-1`` erased would shred the real ``inv-1``'s) nor seal by erasures it
+    did not read (its letters would depend on the store's past, not on its input)."""
+    return KeyVault(out / "dlq-keys.sqlite")
 
 
 @dataclass

@@ -146,7 +146,8 @@ class DlqSettings(Section):
     #: The key store sealing dead letters about investors (crypto-shredding, see
     #: ``operators/erasure.py``): an SQLite file. ``None``: ``dlq-keys.sqlite`` in
     #: ``recovery.directory``, or, without recovery, in memory (values sealed by that
-    #: process cannot be opened once it stops). Replays keep it in their output directory.
+    #: process cannot be opened once it stops). Replays never use it: they keep their own
+    #: in their output directory (a replay must not shred a deployment's keys).
     key_store: str | None = None
 
 

@@ -182,3 +182,22 @@ def test_no_contact_data_in_recovery_snapshots(case: tuple[Path, dict], tmp_path
     for text in about["personal"].values():
         assert text.encode() not in stored
         assert text.encode() not in rows
+
+
+def test_a_replay_keeps_its_own_key_store_and_never_touches_the_deployments(
+        case: tuple[Path, dict], tmp_path: Path) -> None:
+    recording, about = case
+    live = tmp_path / "live-keys.sqlite"
+    with KeyVault(live) as vault:  # the deployment's key for the same investor id
+        live_key = vault.key_for(about["tenant"], about["investor"])
+    settings = load_settings(recording / "config.toml")
+    settings = settings.model_copy(update={"dlq": settings.dlq.model_copy(
+        update={"key_store": str(live)})})
+    out = tmp_path / "out"
+    replay(recording, out, settings)
+    with KeyVault(live) as vault:  # the replay's erasure of that id shredded nothing live
+        assert vault.existing_key(about["tenant"], about["investor"]) == live_key
+        assert vault.erased_at(about["tenant"], about["investor"]) is None
+    with KeyVault(out / "dlq-keys.sqlite") as vault:  # it erased in its own store
+        assert vault.existing_key(about["tenant"], about["investor"]) is None
+        assert vault.erased_at(about["tenant"], about["investor"]) is not None
