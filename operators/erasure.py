@@ -28,7 +28,10 @@ copies written *before* it. Each copy is handled the way its storage allows:
 Encryption is deterministic per key (the nonce is an HMAC of the record's identity
 and value, as in SIV): a dead letter re-emitted after a resume is byte-identical, so
 consumers' upserts by idempotency key still hold; equal values under one key show as
-equal, which reveals nothing a dead letter's identity does not.
+equal, which reveals nothing a dead letter's identity does not. One exception: a letter
+from before an erasure, re-emitted after a resume that has processed the erasure, is
+sealed under a fresh throwaway key (its own is gone): other bytes, the same idempotency
+key, just as unreadable.
 
 >>> key = bytes(range(32))
 >>> blob = seal(key, b'{"contact": {"name": "Jane Doe"}}', b"acme|inv-1|dlq:x")
