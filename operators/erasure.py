@@ -45,11 +45,13 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Iterable
 from typing import Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from esg_leads.schemas.common import ENTITY_ID_PATTERN
 from esg_leads.schemas.records import Position
 
 #: Topics keyed by investor: every message on them is about one person (the inputs, and
@@ -61,6 +63,8 @@ KEY_BYTES = 32
 #: The audit agent whose row records an erasure; it survives the rewrite.
 ERASURE_AGENT = "erasure"
 _NONCE = 12
+#: What an investor id can be (schemas.common.EntityId).
+_INVESTOR_ID = re.compile(ENTITY_ID_PATTERN)
 _VERSION = b"\x01"
 
 
@@ -118,6 +122,8 @@ def subject_of(record: dict, tenants: frozenset[str] | set[str]) -> tuple[str, s
     ('', 'inv-1')
     >>> subject_of({"topic": "esg.property-signals", "tenant": "acme"}, {"acme"}) is None
     True
+    >>> subject_of({**letter, "key_b64": "ISE="}, {"acme"})  # b"!!": no investor id
+    ('', '')
     """
     if record.get("topic") not in INVESTOR_TOPICS:
         return None
@@ -129,8 +135,9 @@ def subject_of(record: dict, tenants: frozenset[str] | set[str]) -> tuple[str, s
             investor_id = base64.b64decode(record["key_b64"]).decode()
         except (ValueError, UnicodeDecodeError):
             investor_id = None
-    if not investor_id:
-        # Not attributable: ``("", "")`` keeps the letter on the withholding path.
+    if not investor_id or not _INVESTOR_ID.fullmatch(investor_id):
+        # Not attributable: ``("", "")`` keeps the letter on the withholding path. A key
+        # no investor id can spell would seal under a key no erasure can ever destroy.
         return (tenant, "")
     return (tenant, investor_id)
 

@@ -68,7 +68,8 @@ UtcDatetime = Annotated[AwareDatetime, Field(ge=_EARLIEST, lt=_LATEST)]
 TenantId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,31}$")]
 
 #: Ids of entities and events: printable, no spaces, at most 64 characters.
-EntityId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+ENTITY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+EntityId = Annotated[str, StringConstraints(pattern=ENTITY_ID_PATTERN)]
 
 #: Free text kept short; long prose is not something a scoring flow needs.
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]

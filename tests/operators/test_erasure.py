@@ -175,3 +175,11 @@ def test_an_erasure_by_one_tenant_shreds_no_other_tenants_letters_about_the_same
     later = seal_dead_letter(letter("investor.profiles", b"inv-1", PROFILE) | {"tenant": "borealis"},
                              vault, tenants, at=(9, "t", 0, 0))
     assert later["sealed"]  # borealis's inv-1 was not erased
+
+
+@pytest.mark.parametrize("key", [b"!!", b"inv 1", b"-inv-1", b"i" * 65, b"inv-1\n", b"\xff\xfe"])
+def test_a_letter_keyed_by_what_no_investor_id_can_spell_is_withheld(key: bytes) -> None:
+    # No erasure can ever name such a key, so a value sealed under it would never go.
+    body = b'{"tenant": "acme", "contact": {"name": "Jane Doe"}}'
+    out = seal_dead_letter(letter("investor.profiles", key, body), KeyVault(":memory:"), TENANTS)
+    assert out["value_b64"] is None and not out["sealed"] and "investor unknown" in out["detail"]
