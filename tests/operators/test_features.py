@@ -376,3 +376,16 @@ def test_clamping_keeps_values_on_their_bounds_and_fixes_only_what_lies_outside(
         features = {"recency_days": value}
         assert clamp_features(features) == ["recency_days"]
         assert features == {"recency_days": fixed}, value
+
+
+def test_known_days_count_from_the_first_profile_or_engagement_capped_at_90() -> None:
+    state = InvestorProfileState(HALF_LIVES)
+    assert compute_features(state, T0)["known_days"] == 0.0  # nothing known yet
+    state.first_seen = T0 - 1 * DAY  # an older snapshot: first engagement only
+    assert compute_features(state, T0)["known_days"] == 1.0
+    state.first_known = T0 - 20 * DAY  # the profile came before the first engagement
+    assert compute_features(state, T0)["known_days"] == 20.0
+    state.first_known = T0 - 200 * DAY
+    assert compute_features(state, T0)["known_days"] == 90.0
+    state.first_known = T0 + 2 * DAY  # a profile stamped after the window: never negative
+    assert compute_features(state, T0)["known_days"] == 0.0
