@@ -300,6 +300,18 @@ def test_data_freshness_falls_with_the_age_of_esg_data():
     assert features_of(fresh)["data_freshness"] > features_of(old)["data_freshness"]
     assert build_vector(old, "acme", "inv-1", T0).data_freshness_days == 700.0
     assert build_vector(state_with([touch("email_open")]), "acme", "inv-1", T0).data_freshness_days is None
+    today = state_with([touch(f=facts("p", age_days=0))])  # data of the day: 0, not floored at 1
+    assert build_vector(today, "acme", "inv-1", T0).data_freshness_days == 0.0
+
+
+def test_the_context_carries_do_not_contact_and_time_zone_and_old_snapshots_default_them():
+    stated = state_with([touch()], prof=profile(do_not_contact=True, time_zone="Europe/London"))
+    context = build_vector(stated, "acme", "inv-1", T0).context
+    assert context.do_not_contact is True and context.time_zone == "Europe/London"
+    old = state_with([touch()])
+    del old.do_not_contact, old.time_zone  # a snapshot from before the fields existed
+    context = build_vector(old, "acme", "inv-1", T0).context
+    assert context.do_not_contact is False and context.time_zone is None
 
 
 # ------------------------------------------------------------------ finiteness
