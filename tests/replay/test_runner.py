@@ -16,6 +16,7 @@ import pytest
 from esg_leads.connectors.key_vault import KeyVault
 
 
+from esg_leads.cli.main import main
 from esg_leads.connectors.parquet_sink import OutputError, read_records
 from esg_leads.flows.config import load_settings
 from esg_leads.operators.erasure import open_dead_letter
@@ -112,7 +113,8 @@ def test_two_replays_give_identical_outputs(world: Path, replayed: tuple[Path, d
 
 
 def test_a_different_model_setting_changes_the_scores(world: Path, replayed: tuple[Path, dict],
-                                                      tmp_path: Path) -> None:
+                                                      tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
     other = load_settings(world / "config.toml", overrides={"scoring": {"learning_rate": 0.05}})
     base, _ = replayed  # the world's own learning rate
     assert load_settings(world / "config.toml").scoring.learning_rate != 0.05
@@ -122,6 +124,12 @@ def test_a_different_model_setting_changes_the_scores(world: Path, replayed: tup
     common = a.keys() & b.keys()
     assert len(common) > 100
     assert sum(a[k] != b[k] for k in common) > len(common) / 2
+    # The shadow run, as `esg-leads diff` shows it (in this process: its exit status is
+    # main's return value; the installed command's process: tests/cli/test_errors.py).
+    capsys.readouterr()
+    assert main(["diff", str(base), str(tmp_path / "b")]) == 1
+    shown = capsys.readouterr().out
+    assert "different" in shown and "probability" in shown
 
 
 def test_no_personal_contact_data_in_any_output(replayed: tuple[Path, dict]) -> None:
