@@ -68,6 +68,7 @@ from esg_leads.replay.profile_answers import (
 from esg_leads.replay.simulate import DAY_S, Simulation, Truth, WorldSpec
 from esg_leads.replay.reviewers import Case, decide, make_teams
 from esg_leads.replay.world import DEV_REVIEWERS, dev_review_signing_key
+from esg_leads.schemas.settings import Settings
 
 #: At most this many worlds written after the first, to let the reviewers' decisions
 #: settle (each is replayed once more to check and measure)...
@@ -179,13 +180,28 @@ def world_config(tenants: list, seed: int) -> str:
 
 def generate(spec: WorldSpec, out: str | Path,
              progress: Callable[[int, int], None] | None = None,
-             overwrite: bool = False) -> GenerationReport:
-    """Simulate ``spec`` and write the recording, truth and metadata under ``out``."""
+             overwrite: bool = False, *, replayed: str | Path | None = None
+             ) -> GenerationReport:
+    """Simulate ``spec`` and write the recording, truth and metadata under ``out``.
+
+    ``replayed``: a directory that receives the replay of the world written, with its
+    own ``config.toml`` (``replay(out, replayed, load_settings(out / "config.toml"))``'s
+    outputs and ``summary.json``). A world with reviewers or profile answers is replayed
+    to settle it anyway, the last time as written: that run is kept instead of thrown
+    away, so a caller that replays the world it generated need not do it twice.
+    """
     started = time.perf_counter()
     out = Path(out)
+    if replayed is not None:
+        replayed = Path(replayed)
+        # Each round's run replaces the last's there: never over someone's files.
+        if replayed.exists() and (not replayed.is_dir() or any(replayed.iterdir())):
+            raise ValueError(f"{replayed} is not an empty directory")
     out.mkdir(parents=True, exist_ok=True)
     written = _write(spec, out, [], [], progress, overwrite, 0, started)
     if not (spec.reviewers or spec.profile_answers):
+        if replayed is not None:
+            _replay_into(out, replayed)
         return written.report
     teams = make_teams(report_tenants(out), spec.seed) if spec.reviewers else {}
     truth = pq.read_table(out / "truth.parquet", columns=["investor_id", "p_convert_pre_drift"])
@@ -201,7 +217,8 @@ def generate(spec: WorldSpec, out: str | Path,
     for round_ in range(1, bound + 2):
         # Measured on the answers sent: an investor erased before answering sends none.
         found = _replay_round(out, written.timeline,
-                              [a for a in answers if a.investor_id in written.answered])
+                              [a for a in answers if a.investor_id in written.answered],
+                              replayed)
         new_decisions = (decide(found.cases, teams, truth_p, spec.seed, end_s)
                          if spec.reviewers else [])
         new_answers = (answer(found.requests, written.profileless, spec.seed, end_s)
@@ -290,17 +307,30 @@ class _Found:
     figures: AnswerFigures  #: what became of the requests the world answered
 
 
-def _replay_round(world: Path, timeline: _Timeline, answers: list[ProfileAnswer]) -> _Found:
-    """The review cases and info requests of the flow on the world written in ``world``."""
-    import shutil
-    import tempfile
-
+def _world_settings(world: Path) -> Settings:
     from esg_leads.flows.config import load_settings
-    from esg_leads.replay.runner import replay
 
     # environ={}: the environment now overrides a file; a generated world must not
     # depend on the shell that generated it (same arguments, same bytes).
-    settings = load_settings(config_file=world / "config.toml", environ={})
+    return load_settings(config_file=world / "config.toml", environ={})
+
+
+def _replay_into(world: Path, run: Path) -> None:
+    from esg_leads.replay.runner import replay
+
+    replay(world, run, _world_settings(world))
+
+
+def _replay_round(world: Path, timeline: _Timeline, answers: list[ProfileAnswer],
+                  keep: Path | None = None) -> _Found:
+    """The review cases and info requests of the flow on the world written in ``world``.
+    ``keep``: where the run's outputs are left (each round's replaces the last's)."""
+    import shutil
+    import tempfile
+
+    from esg_leads.replay.runner import replay
+
+    settings = _world_settings(world)
     lateness = settings.windows.allowed_lateness.total_seconds() + 60
     run = Path(tempfile.mkdtemp(prefix="esg-leads-review-round-"))
     try:
@@ -310,6 +340,11 @@ def _replay_round(world: Path, timeline: _Timeline, answers: list[ProfileAnswer]
         requests = info_requests(run / "leads.parquet",
                                  lambda t, e: timeline.published(t, e, lateness))
         measured = figures(run / "leads.parquet", requests, answers)
+        if keep is not None:
+            # A fresh directory each round: a replay into one that holds an earlier
+            # run's dead-letter keys would not be the same replay.
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.copytree(run, keep)
     finally:
         shutil.rmtree(run, ignore_errors=True)
     cases = [Case(c, t, i, timeline.published(t, e.timestamp(), lateness)) for c, t, i, e in zip(

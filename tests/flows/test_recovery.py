@@ -255,9 +255,8 @@ def test_a_resume_starts_after_the_committed_epoch(world, tmp_path: Path) -> Non
               f"all {len(expected)}")
 
 
-def test_record_then_replay_reproduces_the_live_decisions(world, reference, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]
-                                                          ) -> None:
+def test_record_then_replay_reproduces_the_live_decisions(world, reference,
+                                                          tmp_path: Path) -> None:
     _, config = world
     live, _ = reference  # a live bounded run of the recording
     client = {"bootstrap.servers": live}
@@ -271,13 +270,8 @@ def test_record_then_replay_reproduces_the_live_decisions(world, reference, tmp_
     # `esg-leads diff` in this process: its exit status is main's return value (the
     # installed command's process is tested in tests/cli/test_errors.py).
     assert main(["diff", str(tmp_path / "live-outputs"), str(tmp_path / "replayed")]) == 0
-
-    other = load_settings(config, overrides={"scoring": {"learning_rate": 0.05}})
-    replay(tmp_path / "inputs", tmp_path / "shadow", other)
-    capsys.readouterr()
-    assert main(["diff", str(tmp_path / "replayed"), str(tmp_path / "shadow")]) == 1
-    shown = capsys.readouterr().out
-    assert "different" in shown and "probability" in shown
+    # That it says 1 of a shadow run with another learning rate is shown on a replay
+    # that test_runner's learning-rate test makes anyway, not by a replay of this world.
 
 
 def latest_snapshot_epoch(recovery: Path) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections import Counter
 from dataclasses import replace
@@ -38,11 +39,22 @@ def _digest(directory: Path) -> dict[str, str]:
             for p in sorted(directory.iterdir()) if p.is_file()}
 
 
-def test_same_arguments_same_bytes(tmp_path: Path) -> None:
-    spec = WorldSpec(investors=300, properties=60, days=10, seed=5)
-    generate(spec, tmp_path / "a")
-    generate(spec, tmp_path / "b")
-    a, b = _digest(tmp_path / "a"), _digest(tmp_path / "b")
+#: With reviewers: the generator replays each world it writes until their decisions settle.
+TWICE = WorldSpec(investors=300, properties=60, days=10, seed=5)
+
+
+@pytest.fixture(scope="module")
+def twice(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    """TWICE generated twice, the first time keeping its last round's replay in a/run."""
+    base = tmp_path_factory.mktemp("twice")
+    report = generate(TWICE, base / "a" / "world", replayed=base / "a" / "run")
+    generate(TWICE, base / "b")
+    return base, report
+
+
+def test_same_arguments_same_bytes(twice: tuple[Path, object], tmp_path: Path) -> None:
+    base, _ = twice
+    a, b = _digest(base / "a" / "world"), _digest(base / "b")
     assert a == b
     assert {"truth.parquet", "world.json", "config.toml", "manifest.json"} <= set(a)
     # Another seed, another world (its truth does not depend on the reviewers: without
@@ -50,6 +62,38 @@ def test_same_arguments_same_bytes(tmp_path: Path) -> None:
     generate(WorldSpec(investors=300, properties=60, days=10, seed=6, reviewers=False),
              tmp_path / "c")
     assert _digest(tmp_path / "c")["truth.parquet"] != a["truth.parquet"]
+
+
+def test_the_replay_kept_is_the_world_as_written_replayed(twice: tuple[Path, object],
+                                                          tmp_path: Path) -> None:
+    """``replayed=`` keeps the last round's run: the same decisions and summary as a
+    replay of the finished world with its own settings (tests read it instead of
+    replaying the world again). Not the first round's: the reviewers' decisions,
+    written into the world after it, changed what the flow decides."""
+    from esg_leads.flows.config import load_settings
+    from esg_leads.replay.diff import compare, load_run
+    from esg_leads.replay.runner import replay
+
+    base, report = twice
+    assert report.round_changes[0]["decisions"] > 0 and len(report.round_changes) >= 2
+    world, kept = base / "a" / "world", base / "a" / "run"
+    summary = replay(world, tmp_path / "fresh", load_settings(world / "config.toml"))
+    assert compare(load_run(kept), load_run(tmp_path / "fresh"))["equal"]
+
+    def untimed(value: object) -> object:  # what the run measured of the wall clock, out
+        if isinstance(value, dict):
+            return {k: untimed(v) for k, v in value.items() if "second" not in k}
+        return value
+
+    assert untimed(json.loads((kept / "summary.json").read_text())) == \
+        untimed(json.loads(json.dumps(summary)))
+    # Never over someone's files.
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not an empty directory"):
+        generate(TWICE, tmp_path / "w", replayed=tmp_path / "busy")
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+    assert not (tmp_path / "w").exists()
 
 
 def test_messages_are_in_ingest_order_with_offsets_per_partition(world) -> None:

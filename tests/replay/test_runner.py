@@ -16,6 +16,7 @@ import pytest
 from esg_leads.connectors.key_vault import KeyVault
 
 
+from esg_leads.cli.main import main
 from esg_leads.connectors.parquet_sink import OutputError, read_records
 from esg_leads.flows.config import load_settings
 from esg_leads.operators.erasure import open_dead_letter
@@ -31,19 +32,27 @@ PROCESSING_TIME_FIELDS = {"processed_at"}
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The world, and its replay with its own settings: the generator's last round (it
+    replays the world to settle its reviewers' decisions, the last time as written)."""
     out = tmp_path_factory.mktemp("world")
-    generate(SPEC, out)
-    return out
+    replayed = tmp_path_factory.mktemp("replayed")
+    generate(SPEC, out, replayed=replayed)
+    return out, replayed
 
 
 @pytest.fixture(scope="module")
-def replayed(world: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def world(generated: tuple[Path, Path]) -> Path:
+    return generated[0]
+
+
+@pytest.fixture(scope="module")
+def replayed(generated: tuple[Path, Path]) -> tuple[Path, dict]:
     """One replay with the world's own settings: its output directory and summary. The
     tests that only read such a replay share it (they never write into it); a test that
     compares replays still runs its own second one against it."""
-    out = tmp_path_factory.mktemp("replayed")
-    return out, replay(world, out, load_settings(world / "config.toml"))
+    out = generated[1]
+    return out, json.loads((out / "summary.json").read_text())
 
 
 def records(path: Path) -> list[dict]:
@@ -56,13 +65,15 @@ def records(path: Path) -> list[dict]:
     return out
 
 
-def test_outputs_validate_and_reconcile(replayed: tuple[Path, dict]) -> None:
+def test_outputs_validate_and_reconcile(replayed: tuple[Path, dict],
+                                        replayed_again: tuple[Path, dict]) -> None:
     out, summary = replayed
     assert summary["reconciled"]
     for topic, row in summary["topics"].items():
         assert row["in"] == row["used"] + row["dead_lettered"], topic
-    on_disk = json.loads((out / "summary.json").read_text())
-    assert on_disk["outputs"] == summary["outputs"]
+    again, returned = replayed_again  # replay()'s own return value, and what it wrote
+    on_disk = json.loads((again / "summary.json").read_text())
+    assert on_disk["outputs"] == returned["outputs"] == summary["outputs"]
     assert summary["outputs"]["leads"] > 500
     assert summary["dlq_by_reason"].keys() >= {"decode_error", "schema_error", "duplicate",
                                                "unknown_tenant", "late"}
@@ -102,7 +113,8 @@ def test_two_replays_give_identical_outputs(world: Path, replayed: tuple[Path, d
 
 
 def test_a_different_model_setting_changes_the_scores(world: Path, replayed: tuple[Path, dict],
-                                                      tmp_path: Path) -> None:
+                                                      tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
     other = load_settings(world / "config.toml", overrides={"scoring": {"learning_rate": 0.05}})
     base, _ = replayed  # the world's own learning rate
     assert load_settings(world / "config.toml").scoring.learning_rate != 0.05
@@ -112,6 +124,12 @@ def test_a_different_model_setting_changes_the_scores(world: Path, replayed: tup
     common = a.keys() & b.keys()
     assert len(common) > 100
     assert sum(a[k] != b[k] for k in common) > len(common) / 2
+    # The shadow run, as `esg-leads diff` shows it (in this process: its exit status is
+    # main's return value; the installed command's process: tests/cli/test_errors.py).
+    capsys.readouterr()
+    assert main(["diff", str(base), str(tmp_path / "b")]) == 1
+    shown = capsys.readouterr().out
+    assert "different" in shown and "probability" in shown
 
 
 def test_no_personal_contact_data_in_any_output(replayed: tuple[Path, dict]) -> None:
