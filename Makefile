@@ -24,7 +24,7 @@ demo: $(STAMP)
 # schedules about a fifth of their time, and the extra worker runs meanwhile (2 cores,
 # quiet: 3 min 38 s with two workers, 3 min 04-12 s with three or four, in one hour).
 # One process: `make test TEST_WORKERS=0`.
-TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null) && echo $$((n + 1)) || echo auto)
 # Where the environment sets PYTHONDONTWRITEBYTECODE (this machine's does), every worker
 # and every esg-leads child compiled our modules and rewrote every test module's asserts
 # again: ~3 CPU-s per worker (runs in turn: 3 min 36 s without, 3 min 23 s with). Compiled
