@@ -50,26 +50,27 @@ def _no_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-#: The longest modules, longest first (CPU seconds plus the seconds their process tree
-#: sat waiting with nothing runnable, of a parallel `make test` on a loaded machine, 5
-#: December, less what that day's cuts removed): each runs whole on one worker, so one
-#: started last would be the run's tail. A stale entry only costs balance; a module
-#: missing here goes with its folder below.
+#: The longest modules, longest first (wall seconds on one of three workers of a parallel
+#: `make test` on 2 cores, 5 December, with children forked from tests/zygote.py): each
+#: runs whole on one worker, so one started last would be the run's tail. A stale entry
+#: only costs balance; a module missing here goes with its folder below.
 _LONGEST = (
-    "tests/flows/test_recovery.py",        # ~68 s: SIGKILLed runs, real processes
-    "tests/replay/test_train.py",          # 42 s: warm start trains on two 2,000-investor worlds
-    "tests/flows/test_crm_sync.py",        # ~38 s, half of it waiting: chaos schedules in seconds
-    "tests/flows/test_determinism.py",     # ~40 s: a replay per batch size and worker count
-    "tests/replay/test_runner_memory.py",  # ~20 s: four worlds' replays in fresh children
-    "tests/flows/test_run_kafka.py",       # ~18 s: live runs against the dev broker
-    "tests/replay/test_runner.py",         # 18 s: six replays of one world
-    "tests/replay/test_quality_world.py",  # 18 s: one 45-day replay
-    "tests/flows/test_report.py",          # 17 s: a world, matplotlib, Chromium
-    "tests/replay/test_cluster.py",        # ~15 s, mostly in spawned cluster processes
-    "tests/cli/test_main.py",              # 16 s
-    "tests/replay/test_profile_answers.py",  # 14 s: three worlds with answer rounds
-    "tests/replay/test_reviewers.py",      # 13 s
-    "tests/replay/test_generator.py",      # 11 s
+    "tests/flows/test_recovery.py",        # ~48 s: SIGKILLed runs, real processes
+    "tests/flows/test_determinism.py",     # ~34 s: a replay per batch size and worker count
+    "tests/flows/test_crm_sync.py",        # ~30 s, nearly all waiting: chaos schedules in seconds
+    "tests/replay/test_train.py",          # ~30 s: warm start trains on two 2,000-investor worlds
+    "tests/replay/test_quality_world.py",  # ~30 s: one 45-day replay
+    "tests/connectors/test_recording.py",  # ~29 s: Parquet segments under hypothesis
+    "tests/flows/test_report.py",          # ~25 s: a world, matplotlib, Chromium
+    "tests/replay/test_cluster.py",        # ~25 s, mostly in spawned cluster processes
+    "tests/replay/test_runner.py",         # ~21 s: six replays of one world
+    "tests/replay/test_generator.py",      # ~21 s
+    "tests/cli/test_main.py",              # ~21 s
+    "tests/replay/test_profile_answers.py",  # ~17 s: three worlds with answer rounds
+    "tests/replay/test_reviewers.py",      # ~16 s
+    "tests/replay/test_runner_memory.py",  # ~16 s: four worlds' replays in fresh children
+    "tests/test_zygote.py",                # ~15 s: half of its children exec'd, for comparison
+    "tests/flows/test_run_kafka.py",       # ~14 s: live runs against the dev broker
 )
 #: Where the other end-to-end tests live (real processes, brokers, replays of generated
 #: worlds), in the order they go next.

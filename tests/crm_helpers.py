@@ -10,6 +10,7 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from esg_leads.schemas.outputs import CrmHandoff
+from tests import zygote
 from tests.kafka_helpers import ESG_LEADS
 
 SECRET = "w" * 40
@@ -46,8 +47,8 @@ def publish(bootstrap: str, items: list[tuple[str, dict | None]],
     assert producer.flush(10) == 0
 
 
-def start_fake_crm(*args: str, log: Path) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([ESG_LEADS, "fake-crm", "--port", "0", *args],
+def start_fake_crm(*args: str, log: Path) -> tuple[zygote.Child, str]:
+    process = zygote.popen([ESG_LEADS, "fake-crm", "--port", "0", *args],
                                stdout=subprocess.PIPE, stderr=log.open("w"), text=True,
                                start_new_session=True)
     line = process.stdout.readline()  # "fake CRM on http://127.0.0.1:PORT ..."
@@ -83,8 +84,8 @@ def write_config(path: Path, bootstrap: str, url: str, **crm: object) -> Path:
     return path
 
 
-def start_sync(config: Path, *args: str, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([ESG_LEADS, "crm-sync", "--config", str(config), *args],
+def start_sync(config: Path, *args: str, log: Path) -> zygote.Child:
+    return zygote.popen([ESG_LEADS, "crm-sync", "--config", str(config), *args],
                             stdout=log.open("a"), stderr=subprocess.STDOUT,
                             start_new_session=True)
 

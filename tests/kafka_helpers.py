@@ -17,6 +17,8 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
+from tests import zygote
+
 ESG_LEADS = str(Path(sys.executable).parent / "esg-leads")
 
 
@@ -84,13 +86,13 @@ def produce(bootstrap: str, topic: str, key: bytes | None, value: bytes) -> None
     assert producer.flush(10) == 0
 
 
-def start_run(*args: str, log: Path) -> subprocess.Popen:
+def start_run(*args: str, log: Path) -> zygote.Child:
     """``esg-leads run`` in the background, working in the log's folder (audit files)."""
-    return subprocess.Popen([ESG_LEADS, "run", *args], stdout=log.open("w"),
+    return zygote.popen([ESG_LEADS, "run", *args], stdout=log.open("w"),
                             stderr=subprocess.STDOUT, start_new_session=True, cwd=log.parent)
 
 
-def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+def stop(process: zygote.Child, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
     if process.poll() is None:
         process.send_signal(sig)
     try:

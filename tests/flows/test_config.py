@@ -15,6 +15,7 @@ from esg_leads.cli.main import main
 from esg_leads.flows.config import ConfigError, load_settings
 from esg_leads.replay.generator import generate
 from esg_leads.replay.simulate import WorldSpec
+from tests import zygote
 from tests.kafka_helpers import ESG_LEADS, refused_address
 
 #: One value per kind of secret, set through the config file.
@@ -71,7 +72,7 @@ def env_with_secrets() -> dict[str, str]:
 
 
 def test_config_masks_every_secret_from_file_and_environment(tmp_path: Path) -> None:
-    shown = subprocess.run([ESG_LEADS, "config", "--config", str(secret_config(tmp_path))],
+    shown = zygote.run([ESG_LEADS, "config", "--config", str(secret_config(tmp_path))],
                            capture_output=True, text=True, env=env_with_secrets(), timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert_no_secret(shown.stdout + shown.stderr, "esg-leads config")
@@ -100,7 +101,7 @@ def test_run_start_line_and_log_show_no_secret(tmp_path: Path) -> None:
     logs while trying to connect."""
     log = tmp_path / "run.log"
     with refused_address() as nowhere:
-        run = subprocess.Popen([ESG_LEADS, "run", "--config", str(secret_config(tmp_path)),
+        run = zygote.popen([ESG_LEADS, "run", "--config", str(secret_config(tmp_path)),
                                 "--bootstrap", nowhere], cwd=tmp_path,
                                stdout=log.open("w"), stderr=subprocess.STDOUT,
                                env=env_with_secrets(), start_new_session=True)
@@ -242,7 +243,7 @@ def test_a_bad_file_variable_is_one_line_and_exit_2(tmp_path: Path, problem: str
         env |= {"ESG_LEADS_CRM__TOKEN": CRM_TOKEN, "ESG_LEADS_CRM__TOKEN_FILE": str(tmp_path / "token")}
     else:
         env["ESG_LEADS_CRM__TOKEN_FILE"] = target
-    done = subprocess.run([ESG_LEADS, "config"], capture_output=True, text=True, env=env,
+    done = zygote.run([ESG_LEADS, "config"], capture_output=True, text=True, env=env,
                           timeout=60)
     assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
     [line] = done.stderr.strip().splitlines()
@@ -260,7 +261,7 @@ def test_show_origin_names_every_layer_and_masks_secrets(tmp_path: Path) -> None
     config.write_text(config.read_text() + "[metrics]\nhost = \"0.0.0.0\"\n")
     env = {**env_with_secrets(), "ESG_LEADS_SCORING__ENSEMBLE_SIZE": "16",
            "ESG_LEADS_WEBHOOKS__HOST": "10.0.0.1"}
-    done = subprocess.run([ESG_LEADS, "config", "--config", str(config), "--show-origin",
+    done = zygote.run([ESG_LEADS, "config", "--config", str(config), "--show-origin",
                            "--metrics-port", "9464"],
                           capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -29,6 +29,8 @@ from esg_leads.replay.simulate import WorldSpec
 from esg_leads.schemas.records import RawMessage
 from esg_leads.schemas.settings import Settings
 
+from tests import zygote
+
 SPEC = WorldSpec(tenants=2, investors=240, properties=50, days=5, seed=11, malformed_rate=0.02,
                  profile_answers=False)
 #: Fewer shards than the default: every tick reaches every shard, and batch size 1
@@ -181,8 +183,6 @@ def test_a_tenant_that_opts_in_learns_from_the_others(labelled_world: Path,
 def live_run(world: Path, tmp_path: Path, *, partitions: int, batch: int) -> dict:
     """``esg-leads run --until-end`` against a dev broker whose input topics have
     ``partitions`` partitions, holding ``world``'s messages; its recorded decisions."""
-    import subprocess
-
     from esg_leads.connectors.dev_broker import DevBroker
     from esg_leads.connectors.publish import publish_recording
     from esg_leads.replay.record import record
@@ -197,7 +197,7 @@ def live_run(world: Path, tmp_path: Path, *, partitions: int, batch: int) -> dic
     with DevBroker(topics=list(ALL_TOPICS), partitions=partitions) as broker:
         published = publish_recording(world, broker.bootstrap)
         assert not any(published["repartitioned"].values()), published  # as recorded
-        live = subprocess.run([ESG_LEADS, "run", "--bootstrap", broker.bootstrap, "--config",
+        live = zygote.run([ESG_LEADS, "run", "--bootstrap", broker.bootstrap, "--config",
                                str(config), "--until-end"], cwd=tmp_path, capture_output=True,
                               text=True, timeout=240)
         assert live.returncode == 0, live.stderr

@@ -18,6 +18,7 @@ import pytest
 
 from esg_leads.flows import logs
 from esg_leads.schemas.secrets import Scrubber
+from tests import zygote
 from tests.kafka_helpers import ESG_LEADS, refused_address
 
 KEYS = ["time", "level", "logger", "run_id", "tenant", "message"]
@@ -112,7 +113,7 @@ def test_run_with_json_logs_writes_only_json_and_no_secret(tmp_path: Path) -> No
     config = tmp_path / "config.toml"
     config.write_text('[kafka.client]\n"socket.timeout.ms" = 500\n')
     with refused_address() as nowhere:
-        run = subprocess.Popen([ESG_LEADS, "run", "--log-format", "json", "--bootstrap",
+        run = zygote.popen([ESG_LEADS, "run", "--log-format", "json", "--bootstrap",
                                 nowhere, "--config", str(config)], cwd=tmp_path,
                                stdout=subprocess.DEVNULL,
                                stderr=log.open("w"), env=env, start_new_session=True)
@@ -149,7 +150,7 @@ def test_run_says_where_it_starts_resumes_and_beats(tmp_path: Path) -> None:
         publish_recording(world, broker.bootstrap)
         runs = []
         for _ in range(2):  # the first from scratch, the second from its snapshot
-            runs.append(subprocess.run(
+            runs.append(zygote.run(
                 [ESG_LEADS, "run", "--log-format", "json", "--until-end", "--bootstrap",
                  broker.bootstrap, "--config", str(world / "config.toml"), "--recovery-dir",
                  str(recovery)], cwd=tmp_path, capture_output=True, text=True, env=env,

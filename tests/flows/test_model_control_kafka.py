@@ -22,6 +22,7 @@ from esg_leads.replay.runner import replay
 from esg_leads.replay.simulate import WorldSpec
 from esg_leads.replay.train import fit, register
 from esg_leads.schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
+from tests import zygote
 from tests.kafka_helpers import ESG_LEADS
 
 SPEC = WorldSpec(tenants=1, investors=250, properties=40, days=6, seed=31, reviewers=False,
@@ -86,7 +87,7 @@ def test_commands_in_a_live_run_decide_as_in_the_replay_of_its_recording(
         from tests.kafka_helpers import produce
         produce(bootstrap, "ops.control", tenant.encode(), orjson.dumps(forged))
         publish(rest, bootstrap)
-        live = subprocess.run([ESG_LEADS, "run", "--bootstrap", bootstrap, "--config", config,
+        live = zygote.run([ESG_LEADS, "run", "--bootstrap", bootstrap, "--config", config,
                                "--until-end"], cwd=root, capture_output=True, text=True,
                               timeout=240)
         assert live.returncode == 0, live.stderr

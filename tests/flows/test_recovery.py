@@ -39,6 +39,7 @@ from esg_leads.replay.record import record
 from esg_leads.replay.runner import replay
 from esg_leads.replay.simulate import WorldSpec
 from esg_leads.schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
+from tests import zygote
 from tests.kafka_helpers import ESG_LEADS, consume_all, values
 
 SPEC = WorldSpec(tenants=2, investors=700, properties=120, days=10, seed=12, malformed_rate=0.01,
@@ -78,8 +79,8 @@ def reference(world: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
         yield broker.bootstrap, directory
 
 
-def bounded_run(bootstrap: str, config: Path, recovery: Path, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([ESG_LEADS, "run", "--bootstrap", bootstrap, "--config", str(config),
+def bounded_run(bootstrap: str, config: Path, recovery: Path, cwd: Path) -> zygote.Child:
+    return zygote.popen([ESG_LEADS, "run", "--bootstrap", bootstrap, "--config", str(config),
                              "--until-end", "--recovery-dir", str(recovery)], cwd=cwd,
                             stdout=subprocess.DEVNULL, stderr=(cwd / "run.log").open("a"))
 
@@ -127,7 +128,7 @@ def test_sigkill_and_resume_gives_the_uninterrupted_decisions(world, reference,
         def published() -> int:
             return ends(probe, "leads.scored")
 
-        def kill_when(condition, process: subprocess.Popen) -> bool:
+        def kill_when(condition, process: zygote.Child) -> bool:
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline and process.poll() is None:
                 if condition():
@@ -298,7 +299,7 @@ def test_sigterm_with_recovery_stops_within_two_snapshots(world, tmp_path: Path)
     recovery = tmp_path / "recovery"
     with DevBroker(topics=list(ALL_TOPICS), partitions=3) as broker:
         publish_recording(recording, broker.bootstrap)
-        run = subprocess.Popen([ESG_LEADS, "run", "--bootstrap", broker.bootstrap, "--config",
+        run = zygote.popen([ESG_LEADS, "run", "--bootstrap", broker.bootstrap, "--config",
                                 str(slow), "--recovery-dir", str(recovery)], cwd=tmp_path,
                                stdout=subprocess.DEVNULL, stderr=(tmp_path / "run.log").open("w"))
         try:
@@ -361,7 +362,7 @@ def test_a_full_audit_disk_mid_run_is_one_line_and_exit_2_and_loses_nothing(
         assert "panicked" not in full.stderr and "Traceback" not in full.stderr
         assert not list((tmp_path / "audit-log").rglob("*.parquet"))
 
-        again = subprocess.run([ESG_LEADS, *args], cwd=tmp_path, capture_output=True, text=True,
+        again = zygote.run([ESG_LEADS, *args], cwd=tmp_path, capture_output=True, text=True,
                                timeout=180)
         assert again.returncode == 0, again.stderr
     expected = set(pq.read_table(ref_dir / "audit-log").column("audit_id").to_pylist())
@@ -428,7 +429,7 @@ def test_a_broker_that_lost_its_data_is_reread_with_an_alert_not_skipped(
 
         command = [ESG_LEADS, "run", "--bootstrap", new.bootstrap, "--config", str(config),
                    "--until-end", "--recovery-dir", str(recovery)]
-        failed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
+        failed = zygote.run(command, cwd=tmp_path, capture_output=True, text=True,
                                 timeout=180, env={**os.environ,
                                                   "ESG_LEADS_KAFKA__OFFSET_RESET_ON_LOSS": "fail"})
         assert failed.returncode == 3, failed.stderr
@@ -439,7 +440,7 @@ def test_a_broker_that_lost_its_data_is_reread_with_an_alert_not_skipped(
         assert not consume_all(new.bootstrap, "leads.dlq", timeout=2)  # it read nothing
 
         summary = tmp_path / "summary.json"
-        done = subprocess.run([*command, "--summary", str(summary)], cwd=tmp_path,
+        done = zygote.run([*command, "--summary", str(summary)], cwd=tmp_path,
                               capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stderr
         alerts = [a for a in values(consume_all(new.bootstrap, "ops.alerts"))

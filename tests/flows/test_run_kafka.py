@@ -25,6 +25,7 @@ from esg_leads.replay.generator import generate
 from esg_leads.replay.simulate import WorldSpec
 from esg_leads.schemas.codec import json_schema
 from esg_leads.schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
+from tests import zygote
 from tests.kafka_helpers import (
     ESG_LEADS,
     consume_all,
@@ -58,7 +59,7 @@ def test_bounded_run_reconciles_and_publishes_valid_records(world: Path, broker:
                                                             tmp_path: Path) -> None:
     published = publish_recording(world, broker)
     summary_path = tmp_path / "summary.json"
-    done = subprocess.run(
+    done = zygote.run(
         [ESG_LEADS, "run", "--bootstrap", broker, "--config", str(world / "config.toml"),
          "--until-end", "--summary", str(summary_path)],
         capture_output=True, text=True, timeout=180, cwd=tmp_path,
@@ -199,7 +200,7 @@ def test_kcat_produces_and_consumes_our_topics(broker: str, tmp_path: Path) -> N
                               input="\n".join(lines) + "\n", text=True, capture_output=True,
                               timeout=60)
     assert produced.returncode == 0, produced.stderr
-    done = subprocess.run([ESG_LEADS, "run", "--bootstrap", broker, "--until-end"],
+    done = zygote.run([ESG_LEADS, "run", "--bootstrap", broker, "--until-end"],
                           capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
 

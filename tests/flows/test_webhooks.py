@@ -13,6 +13,7 @@ import pytest
 from esg_leads.connectors.dev_broker import DevBroker
 from esg_leads.operators.webhook_auth import sign
 from esg_leads.schemas.topics import ALL_TOPICS
+from tests import zygote
 from tests.crm_helpers import SECRET
 from tests.kafka_helpers import ESG_LEADS, consume_all, refused_address, stop
 
@@ -28,8 +29,8 @@ def _config(path: Path, bootstrap: str, rate: float = 1000) -> Path:
     return path
 
 
-def _start(config: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([ESG_LEADS, "webhooks", "--config", str(config), "--port", "0"],
+def _start(config: Path, log: Path) -> tuple[zygote.Child, str]:
+    process = zygote.popen([ESG_LEADS, "webhooks", "--config", str(config), "--port", "0"],
                                stdout=subprocess.PIPE, stderr=log.open("w"), text=True,
                                start_new_session=True)
     line = process.stdout.readline()
