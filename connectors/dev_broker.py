@@ -101,6 +101,7 @@ from esg_leads.connectors.mock_cluster import (
     _NativeMock,
     native_mock_available,
 )
+from esg_leads.connectors.signals import on_signals
 from esg_leads.connectors.tcp_forwarder import TcpForwarder
 
 __all__ = [
@@ -388,24 +389,17 @@ def run_forever(brokers: int = 1, port: int | None = None, topics: Iterable[str]
     :class:`KeyboardInterrupt` ends the wait.
     """
     stop_event = threading.Event()
-    previous: dict[int, Any] = {}
-    in_main = threading.current_thread() is threading.main_thread()
-    if in_main:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, lambda *_: stop_event.set())
-    try:
-        with DevBroker(brokers=brokers, port=port, topics=topics, partitions=partitions) as broker:
-            sys.stdout.write(
-                f"bootstrap={broker.bootstrap} brokers={','.join(broker.broker_addresses)} "
-                "(mock cluster, memory only)\n"
-            )
-            sys.stdout.flush()
-            try:
-                while not stop_event.wait(0.2):
-                    pass
-            except KeyboardInterrupt:
-                pass
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    # The event is set on a relay thread (connectors/signals.py): set in the handler
+    # itself, while this thread woke from stop_event.wait, it hung 1 SIGINT in 300.
+    with on_signals((signal.SIGINT, signal.SIGTERM), lambda _: stop_event.set()), \
+            DevBroker(brokers=brokers, port=port, topics=topics, partitions=partitions) as broker:
+        sys.stdout.write(
+            f"bootstrap={broker.bootstrap} brokers={','.join(broker.broker_addresses)} "
+            "(mock cluster, memory only)\n"
+        )
+        sys.stdout.flush()
+        try:
+            stop_event.wait()
+        except KeyboardInterrupt:
+            pass
 

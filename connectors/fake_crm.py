@@ -300,9 +300,13 @@ def main(port: int, chaos: str = "", token: str | None = None, reject: str | Non
     stop = threading.Event()
     import signal
 
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    from esg_leads.connectors.signals import on_signals
+
+    # Set on a relay thread: set in the handler while this thread woke from stop.wait(),
+    # it deadlocked (connectors/signals.py).
     try:
-        stop.wait()
+        with on_signals((signal.SIGTERM,), lambda _: stop.set()):
+            stop.wait()
     except KeyboardInterrupt:
         pass
     crm.stop()

@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import ValidationError
 
 from esg_leads.connectors.crm_client import CrmClient, Reply
+from esg_leads.connectors.signals import on_signals
 from esg_leads.operators.crm_delivery import (
     Breaker,
     BreakerState,
@@ -412,17 +413,18 @@ def run(settings: Settings, *, until_end: bool = False, metrics_port: int | None
     keys = KeyVault(key_store_path(settings))
     sync = CrmSync(settings, consumer, producer, client, keys, metrics=metrics,
                    rng=random.Random(settings.scoring.seed))
-    previous = signal.signal(signal.SIGTERM, lambda *_: sync.stop.set())
     print(f"crm-sync: {settings.kafka.topic('crm.handoff')} -> {crm.url} "
           f"(group {GROUP}, {crm.rate_limit_per_second:g}/s, {crm.max_in_flight} in flight)",
           file=sys.stderr, flush=True)
     try:
-        counts = sync.run(until_end=until_end)
+        # Set on a relay thread, not in the handler: the main thread paces in
+        # sync.stop.wait(), and a handler setting it there could deadlock.
+        with on_signals((signal.SIGTERM,), lambda _: sync.stop.set()):
+            counts = sync.run(until_end=until_end)
     except KeyboardInterrupt:
         sync.stop.set()
         counts = dict(sync.counts)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         consumer.close()
         client.close()
         producer.flush(10)

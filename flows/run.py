@@ -16,6 +16,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from esg_leads.connectors.key_vault import KeyVault
 from esg_leads.connectors.metrics import PrometheusListener, serve
 from esg_leads.connectors.parquet_sink import AuditSink, OutputError, close_audit
 from esg_leads.connectors.retention import audit_expiry
+from esg_leads.connectors.signals import on_signals
 from esg_leads.flows.config import scrubber
 from esg_leads.flows.heartbeat import Heartbeat
 from esg_leads.flows.logs import say
@@ -80,19 +83,25 @@ def _recovery(settings: Settings) -> RecoveryConfig | None:
     return RecoveryConfig(path, backup if backup.total_seconds() else None)
 
 
-def _install_stop(source: KafkaInput, recovering: bool, epoch_seconds: float) -> None:
-    def stop(signum, frame) -> None:  # noqa: ANN001 - signal handler protocol
+@contextmanager
+def _stopping(source: KafkaInput, recovering: bool, epoch_seconds: float) -> Iterator[None]:
+    """Within the block, SIGTERM / SIGINT stop the input (a second one: exit at once).
+
+    The work happens on a relay thread, not in a signal handler: a handler calling
+    ``STOP.set()`` while the main thread was inside ``STOP.wait`` deadlocked
+    (connectors/signals.py)."""
+    def stop(signum: int) -> None:
         if kafka_source.STOP.is_set():
             os._exit(130)  # second signal: now
         say(log, PREFIX, f"{signal.Signals(signum).name}: stopping "
             f"({'after the next snapshot' if recovering else 'draining open windows'})")
         kafka_source.STOP.set()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    if recovering:  # whoever stops the input (a signal, the source itself), exit after a snapshot
-        threading.Thread(target=_exit_after_snapshot, args=(source, epoch_seconds),
-                         daemon=True).start()
+    with on_signals((signal.SIGTERM, signal.SIGINT), stop):
+        if recovering:  # whoever stops the input (a signal, the source itself), exit after a snapshot
+            threading.Thread(target=_exit_after_snapshot, args=(source, epoch_seconds),
+                             daemon=True).start()
+        yield
 
 
 def _exit_after_snapshot(source: KafkaInput, epoch_seconds: float) -> None:
@@ -223,29 +232,29 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
     # Epochs pace snapshots; without recovery nobody reads them, and bytewax still
     # takes them (deep copies of window state included): make them rare.
     epoch = settings.recovery.snapshot_interval if recovery is not None else timedelta(hours=1)
-    _install_stop(source, recovery is not None, epoch.total_seconds())
-    started = time.perf_counter()
-    heartbeat = Heartbeat(telemetry.pulse, settings.logging.heartbeat.total_seconds(),
-                          lambda message, fields: say(log, PREFIX, message, **fields)).start()
-    try:
-        with streaming_gc():
-            cli_main(flow, workers_per_process=workers, process_id=process_id,
-                     addresses=addresses, epoch_interval=epoch, recovery_config=recovery)
-    finally:
-        heartbeat.stop()
-    left = kafka_sink.flush_all()
-    if kafka_source.FAILED:
-        return _failed_exit()
-    seconds = time.perf_counter() - started
-    summary = telemetry.summary(telemetry.per_topic("published"),
-                                sum(telemetry.per_topic("in").values()), seconds)
-    if summary_path is not None:
-        import json
+    with _stopping(source, recovery is not None, epoch.total_seconds()):
+        started = time.perf_counter()
+        heartbeat = Heartbeat(telemetry.pulse, settings.logging.heartbeat.total_seconds(),
+                              lambda message, fields: say(log, PREFIX, message, **fields)).start()
+        try:
+            with streaming_gc():
+                cli_main(flow, workers_per_process=workers, process_id=process_id,
+                         addresses=addresses, epoch_interval=epoch, recovery_config=recovery)
+        finally:
+            heartbeat.stop()
+        left = kafka_sink.flush_all()
+        if kafka_source.FAILED:
+            return _failed_exit()
+        seconds = time.perf_counter() - started
+        summary = telemetry.summary(telemetry.per_topic("published"),
+                                    sum(telemetry.per_topic("in").values()), seconds)
+        if summary_path is not None:
+            import json
 
-        Path(summary_path).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    say(log, PREFIX, f"done: {summary['messages']:,} messages in {seconds:.1f}s; outputs "
-        f"{summary['outputs']}; reconciled: {'yes' if summary['reconciled'] else 'NO'}")
-    return 0 if left == 0 else 1
+            Path(summary_path).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        say(log, PREFIX, f"done: {summary['messages']:,} messages in {seconds:.1f}s; outputs "
+            f"{summary['outputs']}; reconciled: {'yes' if summary['reconciled'] else 'NO'}")
+        return 0 if left == 0 else 1
 
 
 def _audit_failed(path: Path, error: OSError) -> None:

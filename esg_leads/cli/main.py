@@ -123,6 +123,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from esg_leads.connectors.signals import on_signals
     from esg_leads.flows.progress import Progress
     from esg_leads.operators.warm_start import check_warm_start
     from esg_leads.replay.runner import replay
@@ -148,16 +149,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"metrics on http://{settings.metrics.host}:{port}/metrics", file=sys.stderr)
     stop, received = threading.Event(), []
 
-    def on_signal(signum: int, frame: object) -> None:
+    def on_signal(signum: int) -> None:
         if received:  # a second signal: now, without outputs
             os._exit(128 + signum)
         received.append(signum)
+        stop.set()  # before saying so: whoever reads the line may count on it
         print(f"esg-leads replay: {signal.Signals(signum).name}: stopping; writing the outputs "
               "of what was read so far (again to quit at once)", file=sys.stderr, flush=True)
-        stop.set()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    # on_signal runs on a relay thread, not in the handler: stop.set() (which the sinks
+    # also call) and printing there could deadlock this thread (connectors/signals.py).
+    with on_signals((signal.SIGINT, signal.SIGTERM), on_signal):
         with Progress("replaying", total=1, unit="messages") as progress:
             if args.processes == 1:
                 summary = replay(args.recording, args.out, settings, workers=args.workers,
@@ -172,9 +174,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 except ClusterError as error:
                     print(f"esg-leads replay: error: {error}", file=sys.stderr)
                     return 1
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
     cut = (f"; INTERRUPTED after {summary['messages']:,} of "
            f"{summary['recording_messages']:,} messages" if summary["interrupted"] else "")
     print(

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -256,20 +257,26 @@ def test_a_signal_to_the_cli_stops_every_process_and_writes_an_interrupted_summa
         capsys: pytest.CaptureFixture[str]) -> None:
     """A real SIGTERM lands while the progress bar first shows (before the cluster has
     read anything, so the count is exact): the processes stop and exit, the parent
-    writes the interrupted summary and exits 128 + 15."""
+    writes the interrupted summary and exits 128 + 15. The stop is set on a relay thread
+    (connectors/signals.py), so the bar waits for its line, said once the stop is set."""
     update = Progress.update
+    said: list[str] = []
 
     def update_then_signal(self: Progress, done: int, total: int | None = None) -> None:
         if not getattr(update_then_signal, "sent", False):
             update_then_signal.sent = True  # type: ignore[attr-defined]
             os.kill(os.getpid(), signal.SIGTERM)  # cmd_replay's handler takes it
+            deadline = time.monotonic() + 30
+            while "SIGTERM: stopping" not in "".join(said) and time.monotonic() < deadline:
+                said.append(capsys.readouterr().err)
+                time.sleep(0.01)
         update(self, done, total)
 
     monkeypatch.setattr(Progress, "update", update_then_signal)
     out = tmp_path / "out"
     assert main(["replay", str(world), "--out", str(out), "--processes", "2",
                  "--workers", "2"]) == 143
-    err = capsys.readouterr().err
+    err = "".join(said) + capsys.readouterr().err
     assert "SIGTERM: stopping" in err and "INTERRUPTED after 0 of" in err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["reconciled"]
