@@ -229,10 +229,8 @@ def _zygote() -> str:
                 raise RuntimeError(f"the zygote did not start: {ready!r}")
 
             def stop() -> None:  # closing its stdin ends it; it kills children left behind
-                process.stdin.close()
+                process.stdin.close()  # and removes its socket and directory
                 process.wait(30)
-                os.unlink(address)
-                os.rmdir(directory)
 
             atexit.register(stop)
             _address = address
@@ -360,3 +358,6 @@ if __name__ == "__main__":
     child_request = _serve(sys.argv[1])
     if child_request is not None:
         _become(child_request)
+    else:  # also when the test worker was killed: its atexit never ran
+        os.unlink(sys.argv[1])
+        os.rmdir(os.path.dirname(sys.argv[1]))
