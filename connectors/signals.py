@@ -22,11 +22,14 @@ True
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -52,7 +55,10 @@ def on_signals(signums: Iterable[int], callback: Callable[[int], None]) -> Itera
     def relay() -> None:
         while data := os.read(read, 64):  # b"": the block ended, the write end is closed
             for signum in data:
-                callback(signum)
+                try:
+                    callback(signum)
+                except Exception:  # noqa: BLE001 - the next signal must still be relayed
+                    log.exception("handling %s failed", signal.Signals(signum).name)
         os.close(read)
 
     thread = threading.Thread(target=relay, name="signal-relay", daemon=True)

@@ -83,6 +83,10 @@ def test_a_signal_ends_the_child_with_the_status_subprocess_gives(sig: int) -> N
         assert child.poll() is None
         with pytest.raises(subprocess.TimeoutExpired):
             child.wait(0.2)
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(0)  # a poll, as Popen's
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(-1)  # a deadline already past
         child.send_signal(sig)
         code = child.wait(30)
     finally:
@@ -129,3 +133,29 @@ def test_children_left_running_die_with_the_test_process(mode: str) -> None:
         assert readable, "the abandoned child is still running"
     finally:
         os.close(pidfd)
+
+
+def test_a_child_that_must_start_its_own_interpreter_is_execd(mode: str) -> None:
+    """What an interpreter reads only at start (the hash seed...) cannot be given to a
+    fork: such a child is exec'd, in either mode."""
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    child = zygote.popen([ESG_LEADS, "--version"], stdout=subprocess.DEVNULL, env=env)
+    assert isinstance(child, subprocess.Popen)
+    assert child.wait(60) == 0
+
+
+def test_a_requester_that_goes_away_costs_only_its_request(mode: str) -> None:
+    if mode == "exec":
+        pytest.skip("no zygote")
+    import orjson
+    import socket
+
+    gone = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    gone.connect(zygote._zygote())
+    request = {"argv": [ESG_LEADS, "broker", "--port", "0"], "env": dict(os.environ),
+               "cwd": os.getcwd(), "new_session": True}
+    with open(os.devnull, "rb+") as null:
+        socket.send_fds(gone, [orjson.dumps(request)], [null.fileno()] * 3)
+    gone.close()  # before the pid comes back: the zygote kills that child, and lives on
+    done = zygote.run([ESG_LEADS, "--version"], capture_output=True, timeout=60)
+    assert done.returncode == 0

@@ -91,6 +91,10 @@ class Child:
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
+            if timeout is not None and timeout <= 0:  # as Popen: a poll, then the verdict
+                if self.poll() is None:
+                    raise subprocess.TimeoutExpired(self.args, timeout)
+                return self.returncode
             self._status.setblocking(True)
             self._status.settimeout(timeout)
             try:
@@ -98,6 +102,11 @@ class Child:
             except TimeoutError:
                 raise subprocess.TimeoutExpired(self.args, timeout) from None
         return self.returncode
+
+    def __del__(self) -> None:  # never waited for: its descriptors go with it
+        if self.returncode is None and not self._status._closed:
+            self._status.close()
+            os.close(self._pidfd)
 
     def _read_status(self) -> None:
         data = self._status.recv(64)
@@ -139,7 +148,7 @@ def popen(args: list[str], *, stdin: Any = None, stdout: Any = None, stderr: Any
     ``subprocess.DEVNULL``, or for stderr ``subprocess.STDOUT``; ``stdin``: ``None`` or
     ``DEVNULL`` (both: nothing to read) or a file.
     """
-    if not FORK:
+    if not FORK or _starts_differently(env):
         return subprocess.Popen(args, stdin=subprocess.DEVNULL if stdin is None else stdin,
                                 stdout=stdout, stderr=stderr, cwd=cwd, env=env,
                                 start_new_session=start_new_session, text=text)
@@ -185,6 +194,17 @@ def popen(args: list[str], *, stdin: Any = None, stdout: Any = None, stderr: Any
                  stdout=readers.get("stdout"), stderr=readers.get("stderr"))
 
 
+def _starts_differently(env: dict[str, str] | None) -> bool:
+    """Whether ``env`` sets what an interpreter reads only when it starts (``PYTHON*``:
+    the hash seed, I/O encoding, ...) otherwise than the zygote's: such a child is exec'd,
+    since a fork would silently keep the zygote's."""
+    if _zygote_env is None:
+        return False
+    env = dict(os.environ) if env is None else env
+    names = {n for n in (*env, *_zygote_env) if n.startswith("PYTHON")}
+    return any(env.get(n) != _zygote_env.get(n) for n in names)
+
+
 def run(args: list[str], *, capture_output: bool = False,
         text: bool = False, timeout: float | None = None, cwd: str | Path | None = None,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -212,17 +232,23 @@ def run(args: list[str], *, capture_output: bool = False,
 
 _lock = threading.Lock()
 _address: str | None = None
+#: The environment the zygote started with (what its interpreter read at start).
+_zygote_env: dict[str, str] | None = None
 
 
 def _zygote() -> str:
     """The socket of this process's zygote, started on first use."""
-    global _address
+    global _address, _zygote_env
     with _lock:
         if _address is None:
             directory = tempfile.mkdtemp(prefix="esg-zygote-")
             address = os.path.join(directory, "socket")
+            # Its own session: a terminal's Ctrl-C goes to the test worker, whose exit
+            # (stdin closing) ends the zygote and its children in order.
+            _zygote_env = dict(os.environ)
             process = subprocess.Popen([sys.executable, __file__, address], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE)
+                                       stdout=subprocess.PIPE, env=_zygote_env,
+                                       start_new_session=True)
             ready = process.stdout.readline()
             if ready != b"ready\n":
                 process.kill()
@@ -284,13 +310,19 @@ def _serve(address: str) -> dict | None:
 
 
 def _fork(connection: socket.socket, children: dict[int, socket.socket]) -> dict | None:
-    message, fds, _, _ = socket.recv_fds(connection, _MAX_REQUEST, 3)
+    """Fork for the request on ``connection``; in the child, return the request. A
+    requester that is gone (its test interrupted) costs its request, never the zygote."""
+    fds: list[int] = []
     try:
+        message, fds, _, _ = socket.recv_fds(connection, _MAX_REQUEST, 3)
         request = orjson.loads(message)
         if len(fds) != 3:
             raise ValueError(f"expected stdin, stdout and stderr, got {len(fds)} descriptors")
-    except ValueError as error:
-        connection.sendall(str(error).encode())
+    except (OSError, ValueError) as error:
+        try:
+            connection.sendall(str(error).encode())
+        except OSError:
+            pass
         connection.close()
         for fd in fds:
             os.close(fd)
@@ -310,9 +342,12 @@ def _fork(connection: socket.socket, children: dict[int, socket.socket]) -> dict
     for fd in fds:
         os.close(fd)
     pidfd = os.pidfd_open(pid)
-    socket.send_fds(connection, [str(pid).encode()], [pidfd])
+    try:
+        socket.send_fds(connection, [str(pid).encode()], [pidfd])
+    except OSError:  # nobody will ever wait for or stop this child
+        os.kill(pid, signal.SIGKILL)
     os.close(pidfd)
-    children[pid] = connection
+    children[pid] = connection  # reaped as any other; its report goes nowhere
     return None
 
 

@@ -253,16 +253,34 @@ def test_review_decision_unreachable_broker_fails_with_exit_1(
 #: signal is real (the handler ``replay`` installs takes it) and lands mid-run, every
 #: time, however fast or loaded the machine is.
 SIGNAL_AFTER_FIRST_BATCH = """
-import os, signal, sys
+import os, signal, sys, threading
 from esg_leads.flows import progress
 from esg_leads.cli.main import main
 
 update = progress.Progress.update
+said = threading.Event()
+
+
+class Stderr:  # the replay says "stopping" once its stop is set (on a relay thread)
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text):
+        if ": stopping" in text:
+            said.set()
+        return self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+sys.stderr = Stderr(sys.stderr)
 
 def update_then_signal(self, done, total=None):
     if not getattr(update_then_signal, "sent", False):
         update_then_signal.sent = True
         os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+        said.wait(30)  # the next batch is not read before the stop is set
     return update(self, done, total)
 
 progress.Progress.update = update_then_signal

@@ -67,3 +67,20 @@ def test_off_the_main_thread_nothing_is_installed() -> None:
     thread.start()
     thread.join(10)
     assert inside == [before]
+
+
+def test_a_callback_that_raises_does_not_stop_the_next_signal() -> None:
+    calls: list[int] = []
+    second = threading.Event()
+
+    def callback(signum: int) -> None:
+        calls.append(signum)
+        if len(calls) == 1:
+            raise BrokenPipeError("stderr is gone")
+        second.set()
+
+    with on_signals((signal.SIGUSR1,), callback):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert second.wait(10)
+    assert calls == [signal.SIGUSR1] * 2
