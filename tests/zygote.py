@@ -141,7 +141,7 @@ class Child:
 
 def popen(args: list[str], *, stdin: Any = None, stdout: Any = None, stderr: Any = None,
           cwd: str | Path | None = None, env: dict[str, str] | None = None,
-          start_new_session: bool = False, text: bool = False) -> Child:
+          start_new_session: bool = False, text: bool = False) -> Child | subprocess.Popen:
     """``subprocess.Popen(args, ...)`` for ``args = ["esg-leads", *arguments]``.
 
     ``stdout`` / ``stderr``: ``None`` (this process's), a file, ``subprocess.PIPE``,
