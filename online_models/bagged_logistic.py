@@ -132,9 +132,15 @@ class BaggedLogisticRegression(base.Classifier):
         return self.standardise(X, names)
 
     def member_logits_many(self, Z: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-        """Logits of every member for standardised rows ``Z``: shape ``(rows, n_models)``."""
+        """Logits of every member for standardised rows ``Z``: shape ``(rows, n_models)``.
+
+        ``einsum``, not ``Z @ weights.T``: BLAS blocks a product by its number of rows, so
+        a row's logits would change in the last bit with the rows scored beside it, and a
+        decision would depend on how many leads closed at once. ``einsum``'s loop sums
+        each row on its own.
+        """
         _, _, weights, intercepts, _ = self._params(names)
-        return Z @ weights.T + intercepts
+        return np.einsum("ij,kj->ik", Z, weights) + intercepts
 
     def contributions_many(self, Z: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
         """Each feature's share of the mean member logit: shape ``(rows, features)``."""

@@ -274,7 +274,7 @@ class TenantScorer:
         prior = prior_many(X[:, _COMPLETENESS], X[:, _CONTACTABLE], intent, alignment)
         members = w_prior * prior[:, None] + (1 - w_prior) * members
         # Data-source shares: the model's |contributions| plus the prior's terms.
-        model_sources = np.abs(contrib) @ _SOURCE_MATRIX
+        model_sources = np.einsum("ij,jk->ik", np.abs(contrib), _SOURCE_MATRIX)  # row by row (not BLAS)
         totals = np.add.reduce(model_sources, axis=1, keepdims=True)
         model_sources = np.divide(model_sources, totals, out=np.full_like(model_sources, 0.2),
                                   where=totals > 0)

@@ -181,3 +181,22 @@ class TestContract:
         Z = model.standardise_many([far], NAMES)
         np.testing.assert_allclose(probabilities(model.member_logits_many(Z, NAMES))[0],
                                    model.member_probas_one(far), atol=1e-9)
+
+    def test_a_rows_logits_do_not_depend_on_the_rows_beside_it(self, cls):
+        """Bit for bit: a lead scored alone and scored among others gets the same logits,
+        so decisions cannot depend on how many leads a batch closes at once (BLAS's
+        ``Z @ W.T`` blocks by the number of rows and fails this)."""
+        model = make(cls)
+        if not hasattr(model, "member_logits_many"):
+            pytest.skip("no vectorised path")
+        rng = random.Random(11)
+        names = tuple(f"f{j}" for j in range(24))
+        for _ in range(200):
+            x = {n: rng.gauss(0, 1) for n in names}
+            model.learn_one(x, x["f0"] + x["f1"] > 0)
+        Z = model.standardise_many([{n: rng.gauss(0, 3) for n in names} for _ in range(300)], names)
+        together = model.member_logits_many(Z, names)
+        for size in (1, 2, 7, 64):
+            apart = np.concatenate([model.member_logits_many(Z[i:i + size], names)
+                                    for i in range(0, len(Z), size)])
+            assert np.array_equal(together, apart), size
