@@ -192,7 +192,9 @@ class OrderedLogic(StatefulBatchLogic):
 
     ``lanes`` are the lanes that feed this key. With one lane items are processed as
     they arrive; with several they wait for every lane's tick. The operator's
-    ``process(items, now)`` is called once per input position.
+    ``process(items, now)`` is called once per input position, or, for an operator
+    that has it, ``process_positions(groups, now)`` once with every position's items
+    (one list per position, in order; it returns one result list per position).
     """
 
     def __init__(self, step: str, state: OrderedState | None, factory: Callable[[str], Any],
@@ -262,17 +264,27 @@ class OrderedLogic(StatefulBatchLogic):
         return min(marks[lane] for lane in self._lanes)  # type: ignore[union-attr]
 
     def _process(self, items: list[Stamped], now: datetime, out: list) -> None:
-        """Each position's items in one ``process`` call; outputs keep the position."""
+        """Each position's items in one ``process`` call (or all positions in one
+        ``process_positions`` call, for an operator that has it); outputs keep the position."""
         state = self._state
+        bases, groups = [], []
         start = 0
         while start < len(items):
             base = items[start].base
             end = start + 1
             while end < len(items) and items[end].base == base:
                 end += 1
-            self._stamp(base, state.operator.process(  # type: ignore[union-attr]
-                [s.item for s in items[start:end]], now), out)
+            bases.append(base)
+            groups.append([s.item for s in items[start:end]])
             start = end
+        operator = state.operator  # type: ignore[union-attr]
+        many = getattr(operator, "process_positions", None)
+        if many is not None and len(groups) > 1:
+            for base, results in zip(bases, many(groups, now), strict=True):
+                self._stamp(base, results, out)
+        else:
+            for base, group in zip(bases, groups):
+                self._stamp(base, operator.process(group, now), out)
 
     def _stamp(self, base: Position, results: list, out: list) -> None:
         state = self._state

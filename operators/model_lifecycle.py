@@ -218,7 +218,7 @@ class ModelGovernor:
         ch = self.challenger
         if ch is None:
             records, alerts = scorer.score_many(vectors, now)
-            return records, alerts, self._retrain_requested(scorer, now)
+            return records, alerts, self.scored(scorer, now)
         extra = self._announcement(scorer, vectors[0].as_of, now)
         canary = [in_canary(self.tenant, v.investor_id, ch.canary_share) for v in vectors]
         if not any(canary):
@@ -231,6 +231,16 @@ class ModelGovernor:
             scorer.counts[("canary_leads", self.tenant)] += sum(canary)
         extra.extend(self._retrain_requested(scorer, now))
         return records, alerts, extra
+
+    def champion_alone(self) -> bool:
+        """Whether the champion alone scores (no challenger to shadow or canary): the
+        scorer may then score several positions at once, telling :meth:`scored` after each."""
+        return self.challenger is None
+
+    def scored(self, scorer: TenantScorer, now: datetime) -> list:
+        """The scorer scored a position with the champion alone: start the retraining a
+        detector asked for meanwhile, if any (its outputs)."""
+        return self._retrain_requested(scorer, now)
 
     def _split(self, scorer: TenantScorer, ch: Candidate, vectors: list[FeatureVector],
                canary: list[bool], now: datetime) -> tuple[list[Scored], list]:

@@ -31,6 +31,8 @@ from __future__ import annotations
 import pickle
 import zlib
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from statistics import NormalDist
 
@@ -43,14 +45,13 @@ from esg_leads.online_models.drift import Detection, DriftMonitor
 from esg_leads.online_models.quality import RollingCalibration, RollingQuality
 from esg_leads.online_models.window_drift import WindowDetection, WindowDrift
 from esg_leads.online_models.registry import ModelRegistry
-from esg_leads.operators.degradation import alignment_interval, assess, readiness_interval
+from esg_leads.operators.degradation import Degradation, assess
 from esg_leads.operators.features import FEATURE_NAMES, FEATURE_SOURCES, SOURCES
-from esg_leads.operators.lineage import audit_pointer
+from esg_leads.operators.lead_records import LeadRows, detection_alert, lead_records, window_alert
 from esg_leads.operators.model_lifecycle import ModelGovernor
 from esg_leads.operators.prior import prior_many, prior_probability
 from esg_leads.operators.tiers import tier_of
 from esg_leads.operators.warm_start import warm_start
-from esg_leads.schemas.outputs import SCHEMA_VERSION
 from esg_leads.schemas.records import (
     FeatureVector,
     Ingested,
@@ -135,6 +136,21 @@ def _row_variances(a: np.ndarray) -> np.ndarray:
     """``a.std(axis=1) ** 2``, bit for bit (the same steps as NumPy's ``_var``)."""
     deviations = a - np.add.reduce(a, axis=1, keepdims=True) / a.shape[1]
     return np.sqrt(np.add.reduce(np.square(deviations), axis=1) / a.shape[1]) ** 2
+
+
+@dataclass(slots=True)
+class _Calibrated:
+    """The calibrator-dependent part of a run of rows, from row ``start`` on."""
+
+    start: int
+    p: np.ndarray
+    variance: np.ndarray
+    intervals: LeadRows
+
+    def rows(self, at: slice) -> LeadRows:
+        """The rows of one group (``at``: relative to ``start``)."""
+        i = self.intervals
+        return LeadRows(i.p[at], i.low[at], i.high[at], i.tiers[at])
 
 
 def _horizon_labels(settings: Settings) -> tuple[HorizonLabeller, RollingCalibration]:
@@ -232,15 +248,40 @@ class TenantScorer:
             self._flush(pending, now, out)
         return out
 
+    def process_positions(self, groups: list[list], now: datetime) -> list[list[Scored | dict]]:
+        """``process`` of each input position's items in turn, one result list per position.
+
+        A run of positions that hold only feature vectors is scored in one vectorised
+        pass (:meth:`score_groups`) while the champion alone scores: the same leads as
+        position by position (each row's arithmetic is its own), without NumPy's per-call
+        cost for every one or two leads a position closes.
+        """
+        results: list[list[Scored | dict]] = []
+        i = 0
+        while i < len(groups):
+            j = i
+            while j < len(groups) and groups[j] and all(type(x) is FeatureVector for x in groups[j]):
+                j += 1
+            if j - i < 2 or not self.governor.champion_alone():
+                results.append(self.process(groups[i], now))
+                i += 1
+                continue
+            for records, alerts in self.score_groups(groups[i:j], now):
+                results.append(self._count(records, alerts, self.governor.scored(self, now)))
+                i += 1
+                if not self.governor.champion_alone():  # a drift request started a
+                    break  # challenger: it shadows (and may canary) the next positions
+        return results
+
     def _flush(self, vectors: list[FeatureVector], now: datetime, out: list[Scored | dict]) -> None:
-        records, alerts, governed = self.governor.score(self, vectors, now)
-        out.extend(records)
-        out.extend(alerts)
-        out.extend(governed)
+        out.extend(self._count(*self.governor.score(self, vectors, now)))
+
+    def _count(self, records: list[Scored], alerts: list[dict], governed: list) -> list[Scored | dict]:
         for scored in records:
             self.counts[("leads", scored.record["tier"])] += 1
         for alert in alerts:
             self.counts[("alerts", alert["kind"])] += 1
+        return [*records, *alerts, *governed]
 
     # -------------------------------------------------------------- blend
 
@@ -287,43 +328,98 @@ class TenantScorer:
         """Scored leads for ``vectors`` (one vectorised pass), and drift alerts they raised."""
         if not vectors:
             return [], []
-        s = self.s
+        return next(self.score_groups([vectors], now))
+
+    def score_groups(self, groups: list[list[FeatureVector]], now: datetime
+                     ) -> Iterator[tuple[list[Scored], list[dict]]]:
+        """``score_many`` of each group in turn, its arithmetic done for all groups at once.
+
+        Each group gets exactly what ``score_many(group)`` gives after the groups before
+        it: every row's arithmetic is its own (element-wise, or ``einsum`` row by row),
+        nothing scoring reads changes while scoring but the calibrator — it learns when a
+        group's scores let older ones' horizons pass — and from the group after such a
+        change on, the calibrated part is computed again. A generator: a group's state
+        changes (horizon, calibrator, detectors) happen when it is taken, so the caller
+        may stop after any group (a drift request that starts a challenger changes how
+        the next groups are scored) with nothing of the rest applied.
+        """
+        vectors = [v for group in groups for v in group]
         X = np.array([v.values for v in vectors], dtype=float)
         intent = np.array([v.intent for v in vectors])
         alignment = np.array([v.esg_alignment for v in vectors])
         members, contrib, sources = self._members(X, intent, alignment)
+        # Each score waits for its horizon outcome with its inputs, to be re-scored then.
+        payloads = [row.tobytes() for row in
+                    np.column_stack([X, intent, alignment]).astype(np.float32)]
+        order = np.argsort(contrib, axis=1, kind="stable").tolist()
+        shares = (sources / np.add.reduce(sources, axis=1, keepdims=True)).round(4).tolist()
+        contrib_rows = contrib.round(4).tolist()
+        tail, lo = None, 0
+        for group in groups:
+            hi = lo + len(group)
+            if tail is None:  # the calibrated part, from this group on
+                tail = self._calibrated(members[lo:], X[lo:], lo)
+            at = slice(lo - tail.start, hi - tail.start)
+            if self.learn_calibration(self.horizon.record(
+                    [v.investor_id for v in group], [v.as_of.timestamp() for v in group],
+                    payloads[lo:hi], tail.p[at].tolist())):
+                following = None  # the calibrator learned: re-read from the next group
+            else:
+                following = tail
+            # A stale signal source: its facts blend to reference values, their share of the
+            # evidence moves to the prior and widens the interval (operators/degradation.py).
+            degraded = assess(group, X[lo:hi], sources[lo:hi])
+            if degraded is None:
+                rows = tail.rows(at)
+                rows.order, rows.contrib, rows.shares = order[lo:hi], contrib_rows[lo:hi], shares[lo:hi]
+            else:
+                rows = self._degraded_rows(degraded, members[lo:hi], contrib[lo:hi], X[lo:hi],
+                                           intent[lo:hi], tail.variance[at])
+                rows.shares = shares[lo:hi]
+            yield self._leads(group, rows, degraded, now)
+            tail, lo = following, hi
+
+    def _calibrated(self, members: np.ndarray, X: np.ndarray, start: int) -> _Calibrated:
+        """Probability, interval and tier of rows from ``start`` on, by the calibrator now.
+
+        The interval, on the logit scale: members' disagreement, thin model evidence,
+        what behaviour cannot tell (the floor), thin investor history, stale ESG data.
+        """
+        s = self.s
         calibrated = self.calibrator.transform_many(members.ravel()).reshape(members.shape)
         p = self.calibrator.transform_many(_row_means(members))
-        # Each score waits for its horizon outcome with its inputs, to be re-scored then.
-        rows = np.column_stack([X, intent, alignment]).astype(np.float32)
-        self.learn_calibration(self.horizon.record(
-            [v.investor_id for v in vectors], [v.as_of.timestamp() for v in vectors],
-            [row.tobytes() for row in rows], p.tolist()))
-        w_prior, w_tenant = self.blend_weights()
         evidence = self.labels + 0.5 * (self.global_labels if (self.use_global and self.global_model) else 0)
-        # The interval, on the logit scale: members' disagreement, thin model evidence,
-        # what behaviour cannot tell (the floor), thin investor history, stale ESG data.
         events = np.expm1(X[:, _ENG_30D])
         stale = 1.0 - X[:, _FRESHNESS]
         variance = (_row_variances(_logit(calibrated)) + 1.0 / (4.0 + evidence * p * (1 - p))
                     + s.interval_floor ** 2 + 0.6 / (1.0 + events) + 0.5 * stale * stale)
-        # A stale signal source: its facts blend to reference values, their share of the
-        # evidence moves to the prior and widens the interval (operators/degradation.py).
-        degraded = assess(vectors, X, sources)
-        if degraded is not None:
-            alignment = degraded.alignment
-            members, contrib, _ = self._members(degraded.X, intent, alignment)
-            members = degraded.to_prior(members, prior_many(
-                X[:, _COMPLETENESS], X[:, _CONTACTABLE], intent, alignment))
-            contrib = contrib * (1.0 - degraded.s[:, None])
-            p = self.calibrator.transform_many(_row_means(members))
-            variance = variance + degraded.variance
+        return _Calibrated(start, p, variance, self._interval_rows(p, variance))
+
+    def _interval_rows(self, p: np.ndarray, variance: np.ndarray) -> LeadRows:
         centre, half = _logit(p), self._z * np.sqrt(variance)
         low, high = 1 / (1 + np.exp(half - centre)), 1 / (1 + np.exp(-(centre + half)))
-        tiers = [tier_of(pi, s) for pi in p.tolist()]
-        order = np.argsort(contrib, axis=1, kind="stable")
-        shares = (sources / np.add.reduce(sources, axis=1, keepdims=True)).round(4).tolist()
-        contrib_rows = contrib.round(4).tolist()
+        return LeadRows(p.round(6).tolist(), low.round(6).tolist(), high.round(6).tolist(),
+                     [tier_of(pi, self.s) for pi in p.tolist()])
+
+    def _degraded_rows(self, degraded: Degradation, members: np.ndarray, contrib: np.ndarray,
+                       X: np.ndarray, intent: np.ndarray, variance: np.ndarray) -> LeadRows:
+        """A group with a stale source: members, probability and interval again, from its
+        degraded facts and by the calibrator as it is after the group's own learning."""
+        alignment = degraded.alignment
+        members, contrib, _ = self._members(degraded.X, intent, alignment)
+        members = degraded.to_prior(members, prior_many(
+            X[:, _COMPLETENESS], X[:, _CONTACTABLE], intent, alignment))
+        contrib = contrib * (1.0 - degraded.s[:, None])
+        p = self.calibrator.transform_many(_row_means(members))
+        rows = self._interval_rows(p, variance + degraded.variance)
+        rows.order = np.argsort(contrib, axis=1, kind="stable").tolist()
+        rows.contrib = contrib.round(4).tolist()
+        return rows
+
+    def _leads(self, vectors: list[FeatureVector], rows: LeadRows, degraded: Degradation | None,
+               now: datetime) -> tuple[list[Scored], list[dict]]:
+        """The lead records of one group, and the alerts their drift detectors raised."""
+        w_prior, w_tenant = self.blend_weights()
         model_info = {
             "model_version": f"{MODEL_NAME}:{self.tenant}:g{self.registry.generation}:n{self.labels}"
                              + (f":from-{self.origin}" if self.origin else ""),
@@ -332,58 +428,11 @@ class TenantScorer:
             "prior_weight": round(w_prior, 4),
             "global_weight": round((1 - w_prior) * (1 - w_tenant), 4),
         }
-        level = s.interval_level
-        records, alerts = [], []
-        for i, (vector, pi, lo, hi, tier, row, share) in enumerate(zip(
-                vectors, p.round(6).tolist(), low.round(6).tolist(), high.round(6).tolist(), tiers,
-                contrib_rows, shares, strict=True)):
-            f = vector.features
-            ranked = order[i].tolist()
-            negative = [{"feature": FEATURE_NAMES[j], "value": f[FEATURE_NAMES[j]],
-                         "contribution": row[j]} for j in ranked[:3] if row[j] < 0]
-            positive = [{"feature": FEATURE_NAMES[j], "value": f[FEATURE_NAMES[j]],
-                         "contribution": row[j]} for j in ranked[:-4:-1] if row[j] > 0]
-            q = 0.0 if degraded is None else float(degraded.q[i])
-            esg = ({"score": vector.esg_alignment, "components": vector.esg_components}
-                   if not q else {"score": float(alignment[i]), "components": degraded.components[i]})
-            esg["interval"] = alignment_interval(esg["score"], f, vector.context is not None
-                                                 and vector.context.min_epc_band is not None, q, level)
-            reasons = (prior_probability(f, vector.intent, esg["score"])[1]
-                       if w_prior > 0.2 else [])
-            as_of = vector.as_of
-            records.append(Scored({
-                "schema_version": SCHEMA_VERSION,
-                "idempotency_key": f"lead:{vector.tenant}:{vector.investor_id}:{int(as_of.timestamp())}",
-                "tenant": vector.tenant,
-                "investor_id": vector.investor_id,
-                "event_time": as_of,
-                "processed_at": now,
-                "probability": pi,
-                "score": int(round(100 * pi)),
-                "interval": {"low": lo, "high": hi, "level": level},
-                "tier": tier,
-                "esg_alignment": esg,
-                "intent": vector.intent,
-                "engagement_readiness": vector.engagement_readiness,
-                "engagement_readiness_interval": readiness_interval(
-                    vector.engagement_readiness, f, level),
-                "data_freshness_days": vector.data_freshness_days,
-                "explanation": {
-                    "top_positive": positive,
-                    "top_negative": negative,
-                    "source_weights": dict(zip(SOURCES, share, strict=True)),
-                    "prior_reasons": reasons,
-                    "stale_sources": degraded.explanations[i] if q else [],
-                    "stale_evidence_share": round(float(degraded.s[i]), 4) if q else 0.0,
-                },
-                "model": model_info,
-                "features": f,
-                "state": "scored",
-                "lineage": list(vector.lineage),
-                "lineage_omitted": vector.lineage_omitted and {
-                    **vector.lineage_omitted,
-                    "audit": audit_pointer(vector.tenant, vector.investor_id)},
-            }, vector.context, vector.ingest_ms))
+        records = lead_records(vectors, rows, degraded, model_info, w_prior > 0.2,
+                               self.s.interval_level, now)
+        alerts = []
+        for vector, pi in zip(vectors, rows.p, strict=True):
+            f, as_of = vector.features, vector.as_of
             for detection in self.drift.update_features(f):
                 alerts.append(self.alert("drift_detected", detection, as_of, now))
             if self.window_drift is not None:
@@ -430,16 +479,18 @@ class TenantScorer:
             self.counts[("alerts", alert["kind"])] += 1
         return alerts + self.governor.settle(self, example, p, judged, now)
 
-    def learn_calibration(self, pairs: list[tuple[bytes, float, bool]]) -> None:
+    def learn_calibration(self, pairs: list[tuple[bytes, float, bool]]) -> bool:
         """Teach the calibrator scores whose horizon outcome is now known, each re-scored
-        by the current model and prior blend (the map it will be applied to)."""
+        by the current model and prior blend (the map it will be applied to); whether
+        there were any."""
         if not pairs:
-            return
+            return False
         rows = np.frombuffer(b"".join(row for row, _, _ in pairs), dtype=np.float32)
         rows = rows.reshape(len(pairs), -1).astype(float)
         members, _, _ = self._members(rows[:, :-2], rows[:, -2], rows[:, -1])
         self._learn_pairs(_row_means(members).tolist(), [p for _, p, _ in pairs],
                           [y for _, _, y in pairs])
+        return True
 
     def _learn_pairs(self, raw: list[float], published: list[float], labels: list[bool]) -> None:
         """Learn (raw, label); measure the calibration of what was published for them
@@ -473,46 +524,11 @@ class TenantScorer:
         self.global_labels = labels
 
     def window_alert(self, found: WindowDetection, now: datetime) -> dict:
-        """A ``drift_detected`` alert of the PSI detectors: the shifted subjects and, per
-        subject, the PSI, its noise level, the bins and both windows' shares and means
-        (flattened: ``<subject>.<field>``, lists as text, since alert details are flat)."""
-        details: dict[str, float | str] = {"tenant_labels": self.labels,
-                                           "model_generation": self.registry.generation}
-        for subject, evidence in found.evidence.items():
-            for field, value in evidence.items():
-                details[f"{subject}.{field}"] = (" ".join(map(str, value))
-                                                 if isinstance(value, list) else value)
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "idempotency_key": f"alert:{self.tenant}:drift_detected:psi:{found.index}",
-            "tenant": self.tenant,
-            "kind": "drift_detected",
-            "detector": found.detector,
-            "subject": found.subject,
-            "event_time": datetime.fromtimestamp(found.at_s, tz=timezone.utc),
-            "processed_at": now,
-            "details": details,
-        }
+        return window_alert(self.tenant, self.labels, self.registry.generation, found, now)
 
     def alert(self, kind: str, detection: Detection, when: datetime, now: datetime) -> dict:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "idempotency_key": f"alert:{self.tenant}:{kind}:{detection.subject}:{detection.index}",
-            "tenant": self.tenant,
-            "kind": kind,
-            "detector": detection.detector,
-            "subject": detection.subject,
-            "event_time": when,
-            "processed_at": now,
-            "details": {
-                "index": detection.index,
-                "mean_after": round(detection.mean_after, 6),
-                "window": detection.width,
-                "effect_sd": detection.effect,
-                "tenant_labels": self.labels,
-                "model_generation": self.registry.generation,
-            },
-        }
+        return detection_alert(self.tenant, self.labels, self.registry.generation, kind,
+                               detection, when, now)
 
 
 class GlobalLearner:
