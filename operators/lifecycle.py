@@ -29,6 +29,7 @@ from esg_leads.operators.lifecycle_audit import (
     refusal_row,
     scored_rows,
 )
+from esg_leads.operators.audit import dumps
 from esg_leads.operators.claims import ClaimCheck
 from esg_leads.operators.compliance import ComplianceAgent
 from esg_leads.operators.dedup import EventIdDedup
@@ -46,10 +47,11 @@ OUTPUT_TOPICS = ("leads.scored", "leads.review", "crm.handoff", "leads.shadow")
 
 
 def effective_consents(context: InvestorContext) -> dict[str, str]:
-    consents = dict(context.consents)
-    if context.unsubscribed:
-        consents["email"] = "opted_out"
-    return consents
+    """The consents compliance applies: an unsubscribe is an e-mail objection. Callers
+    only read the dict, which is the context's own unless it has to differ."""
+    if not context.unsubscribed or context.consents.get("email") == "opted_out":
+        return context.consents
+    return {**context.consents, "email": "opted_out"}
 
 
 class LeadRecord:
@@ -78,14 +80,14 @@ class LeadRecord:
         if isinstance(self.last_record, dict):
             # Keep the encoding: later snapshots of this shard reuse it until the
             # next publish replaces the record (snapshots cover every lead of a shard).
-            self.last_record = orjson.dumps(self.last_record, option=orjson.OPT_NON_STR_KEYS)
+            self.last_record = dumps(self.last_record)
         return tuple(getattr(self, name) for name in self.__slots__)
 
     def keep(self, record: dict) -> None:
         """Remember the emitted ``record``, encoded: its dict tree cost ~15 KB per lead
         beyond the parts it shares with investor state, its JSON ~5 KB (issue 16). Read
         back only for a state-only re-emit or a handoff (:meth:`last_record_copy`)."""
-        encoded = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)
+        encoded = dumps(record)
         # A copy: orjson's bytes keep the buffer they grew in (16 KB for a 5 KB record).
         self.last_record = memoryview(encoded).tobytes()
 
