@@ -17,6 +17,24 @@ from datetime import datetime
 
 import orjson
 
+_NON_STR_KEYS = orjson.OPT_NON_STR_KEYS
+
+
+def dumps(value: object) -> bytes:
+    """``orjson.dumps(value, option=OPT_NON_STR_KEYS)``, at the price of a plain dumps
+    when every key is a ``str``, as nearly all are: the option alone made a lead
+    record's encoding 1.7 times dearer (issue 16). Same bytes either way: the option
+    changes only how keys that are not ``str`` are written, and a dict holding one
+    makes the plain dumps raise, which hands the value to the optioned one.
+
+    >>> dumps({"a": [1, {"b": None}]}), dumps({1: "x", "c": {2.5: True}})
+    (b'{"a":[1,{"b":null}]}', b'{"1":"x","c":{"2.5":true}}')
+    """
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError: a key that is not a str (or worse)
+        return orjson.dumps(value, option=_NON_STR_KEYS)
+
 
 def audit_record(tenant: str, investor_id: str, event_time: datetime, processed_at: datetime,
                  agent: str, agent_version: str, decision: str, reason: str, inputs: dict,
@@ -37,8 +55,8 @@ def audit_record(tenant: str, investor_id: str, event_time: datetime, processed_
         "agent_version": agent_version,
         "decision": decision[:128],
         "reason": reason[:512],
-        "inputs": orjson.dumps(inputs, option=orjson.OPT_NON_STR_KEYS).decode(),
-        "output": orjson.dumps(output, option=orjson.OPT_NON_STR_KEYS).decode(),
+        "inputs": dumps(inputs).decode(),
+        "output": dumps(output).decode(),
         "lineage": lineage if isinstance(lineage, str) else orjson.dumps(lineage).decode(),
         "processed_at": processed_at,
     }
@@ -60,7 +78,6 @@ def audit_rows(tenant: str, investor_id: str, event_time: datetime, processed_at
     """
     prefix = f"audit:{tenant}:{investor_id}:{int(event_time.timestamp())}:"
     day = event_time.date().isoformat()
-    dumps, option = orjson.dumps, orjson.OPT_NON_STR_KEYS
     return [{
         "audit_id": prefix + agent,
         "tenant": tenant,
@@ -71,8 +88,8 @@ def audit_rows(tenant: str, investor_id: str, event_time: datetime, processed_at
         "agent_version": version,
         "decision": decision[:128],
         "reason": reason[:512],
-        "inputs": dumps(inputs, option=option).decode(),
-        "output": dumps(output, option=option).decode(),
+        "inputs": dumps(inputs).decode(),
+        "output": dumps(output).decode(),
         "lineage": lineage,
         "processed_at": processed_at,
     } for agent, version, decision, reason, inputs, output in decisions]

@@ -60,7 +60,7 @@ def zones_for(policy: ContactPolicy, country: str | None,
 def _quiet_until(rule: QuietHours, at: datetime, zone: ZoneInfo) -> datetime | None:
     """The end of the quiet period ``at`` falls in (in ``zone``), or ``None`` if none."""
     local = at.astimezone(zone)
-    now = local.timetz().replace(tzinfo=None)
+    now = local.time()  # wall clock, naive like the rule's times
     if rule.start < rule.end:
         quiet = rule.start <= now < rule.end
         end_day = local.date()
@@ -83,6 +83,48 @@ def _cap_until(cap_max: int, per: float, sent: list[float], at: float) -> float 
     return window[-cap_max] + per
 
 
+class _Compiled:
+    """What a policy says about each channel, worked out once per policy, not per step
+    of every plan (issue 16): the quiet hours that apply, the caps as ``(max, seconds,
+    id)``, the longest cap's window, and the zones of each (country, stated zone)."""
+
+    __slots__ = ("policy", "quiet", "caps", "longest", "zones")
+
+    def __init__(self, policy: ContactPolicy) -> None:
+        self.policy = policy  # held: the cache is keyed by its id
+        self.quiet: dict[str, tuple[QuietHours, ...]] = {}
+        self.caps: dict[str, tuple[tuple[int, float, str], ...]] = {}
+        self.longest = 86_400.0 * max((c.per_days for c in policy.caps), default=0)
+        self.zones: dict[tuple[str | None, str | None], tuple[ZoneInfo, ...]] = {}
+
+    def rules(self, channel: str) -> tuple[str, tuple[QuietHours, ...],
+                                           tuple[tuple[int, float, str], ...]]:
+        """The medium of ``channel``, its quiet hours and its medium's caps."""
+        medium = MEDIUM.get(channel, channel)
+        quiet = self.quiet.get(channel)
+        if quiet is None:
+            quiet = self.quiet[channel] = tuple(
+                r for r in self.policy.quiet_hours if channel in r.channels or medium in r.channels)
+            self.caps[medium] = tuple((c.max, c.per_days * 86_400.0, c.id)
+                                      for c in self.policy.caps if c.channel == medium)
+        return medium, quiet, self.caps[medium]
+
+
+#: Compiled policies by ``id`` (each entry holds its policy, so an id is never reused
+#: while its entry lives). Packs are loaded once; the bound is for callers that make
+#: policies of their own.
+_COMPILED: dict[int, _Compiled] = {}
+
+
+def _compiled(policy: ContactPolicy) -> _Compiled:
+    compiled = _COMPILED.get(id(policy))
+    if compiled is None:
+        if len(_COMPILED) >= 256:
+            _COMPILED.clear()
+        compiled = _COMPILED[id(policy)] = _Compiled(policy)
+    return compiled
+
+
 def schedule(steps: list[dict], start: datetime, zones: tuple[ZoneInfo, ...],
              policy: ContactPolicy, history: list[tuple[str, float]]
              ) -> tuple[list[dict], list[str]]:
@@ -91,17 +133,23 @@ def schedule(steps: list[dict], start: datetime, zones: tuple[ZoneInfo, ...],
     ``history`` holds ``(medium, epoch seconds)`` of contacts already scheduled, all at or
     before ``start``. ``steps`` are not changed; the dicts returned are copies.
     """
+    planned, applied, _ = _schedule(steps, start, zones, _compiled(policy), history)
+    return planned, applied
+
+
+def _schedule(steps: list[dict], start: datetime, zones: tuple[ZoneInfo, ...],
+              rules: _Compiled, history: list[tuple[str, float]]
+              ) -> tuple[list[dict], list[str], list[tuple[str, float]]]:
+    """:func:`schedule`, with the ``(medium, epoch s)`` of each planned step."""
     sent: dict[str, list[float]] = {}
     for medium, when in history:
         sent.setdefault(medium, []).append(when)
     applied: list[str] = []
     planned: list[dict] = []
+    contacts: list[tuple[str, float]] = []
     previous = start
     for step in steps:
-        medium = MEDIUM.get(step["channel"], step["channel"])
-        quiet = [r for r in policy.quiet_hours if step["channel"] in r.channels
-                 or medium in r.channels]
-        caps = [c for c in policy.caps if c.channel == medium]
+        medium, quiet, caps = rules.rules(step["channel"])
         # Whole seconds from here on: every move below lands on a whole second too.
         at = _ceil_second(previous + timedelta(days=step["wait_days"]))
         moves = 0
@@ -113,22 +161,23 @@ def schedule(steps: list[dict], start: datetime, zones: tuple[ZoneInfo, ...],
                     if until is not None:
                         at, moved = until, True
                         _note(applied, rule.id)
-            for cap in caps:
-                until_s = _cap_until(cap.max, cap.per_days * 86_400.0, sent.get(medium, []),
-                                     at.timestamp())
+            for cap_max, per, cap_id in caps:
+                until_s = _cap_until(cap_max, per, sent.get(medium, []), at.timestamp())
                 if until_s is not None:
                     at, moved = _ceil_second(datetime.fromtimestamp(until_s, timezone.utc)), True
-                    _note(applied, cap.id)
+                    _note(applied, cap_id)
             if not moved:
                 break
             moves += 1
         else:
             _note(applied, f"unschedulable: {step['channel']}")
             continue
-        sent.setdefault(medium, []).append(at.timestamp())
+        stamp = at.timestamp()
+        sent.setdefault(medium, []).append(stamp)
+        contacts.append((medium, stamp))
         planned.append({**step, "order": len(planned) + 1, "at": at})
         previous = at
-    return planned, applied
+    return planned, applied, contacts
 
 
 def _ceil_second(at: datetime) -> datetime:
@@ -152,12 +201,16 @@ def schedule_plan(policy: ContactPolicy | None, country: str | None, time_zone: 
                   ) -> PlannedContacts:
     """A new plan made at ``when`` (epoch s). An earlier plan's steps up to ``when`` count
     as sent; the new plan replaces the rest; history older than the longest cap is dropped."""
-    policy = policy or NO_POLICY
-    horizon = when - 86_400.0 * max((c.per_days for c in policy.caps), default=0)
+    rules = _compiled(policy or NO_POLICY)
+    horizon = when - rules.longest
     history = [c for c in contacts if horizon < c[1] <= when]
-    zones = zones_for(policy, country, time_zone)
-    planned, applied = schedule(steps, datetime.fromtimestamp(when, timezone.utc), zones,
-                                policy, history)
-    return PlannedContacts(planned, applied, history + [
-        (MEDIUM.get(s["channel"], s["channel"]), s["at"].timestamp()) for s in planned],
-        [getattr(zone, "key", "UTC") for zone in zones])
+    zones = rules.zones.get((country, time_zone))
+    if zones is None:
+        zones = zones_for(rules.policy, country, time_zone)
+        if len(rules.zones) >= 1024:  # a stated zone is the investor's: bound the memo
+            rules.zones.clear()
+        rules.zones[(country, time_zone)] = zones
+    planned, applied, scheduled = _schedule(steps, datetime.fromtimestamp(when, timezone.utc),
+                                            zones, rules, history)
+    return PlannedContacts(planned, applied, history + scheduled,
+                           [getattr(zone, "key", "UTC") for zone in zones])

@@ -29,6 +29,7 @@ from esg_leads.operators.lifecycle_audit import (
     refusal_row,
     scored_rows,
 )
+from esg_leads.operators.audit import dumps
 from esg_leads.operators.claims import ClaimCheck
 from esg_leads.operators.compliance import ComplianceAgent
 from esg_leads.operators.dedup import EventIdDedup
@@ -46,10 +47,11 @@ OUTPUT_TOPICS = ("leads.scored", "leads.review", "crm.handoff", "leads.shadow")
 
 
 def effective_consents(context: InvestorContext) -> dict[str, str]:
-    consents = dict(context.consents)
-    if context.unsubscribed:
-        consents["email"] = "opted_out"
-    return consents
+    """The consents compliance applies: an unsubscribe is an e-mail objection. Callers
+    only read the dict, which is the context's own unless it has to differ."""
+    if not context.unsubscribed or context.consents.get("email") == "opted_out":
+        return context.consents
+    return {**context.consents, "email": "opted_out"}
 
 
 class LeadRecord:
@@ -78,14 +80,20 @@ class LeadRecord:
         if isinstance(self.last_record, dict):
             # Keep the encoding: later snapshots of this shard reuse it until the
             # next publish replaces the record (snapshots cover every lead of a shard).
-            self.last_record = orjson.dumps(self.last_record, option=orjson.OPT_NON_STR_KEYS)
+            self.last_record = dumps(self.last_record)
         return tuple(getattr(self, name) for name in self.__slots__)
 
-    def keep(self, record: dict) -> None:
+    def keep(self, record: dict, lineage: bytes | None = None) -> None:
         """Remember the emitted ``record``, encoded: its dict tree cost ~15 KB per lead
         beyond the parts it shares with investor state, its JSON ~5 KB (issue 16). Read
-        back only for a state-only re-emit or a handoff (:meth:`last_record_copy`)."""
-        encoded = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)
+        back only for a state-only re-emit or a handoff (:meth:`last_record_copy`).
+
+        ``lineage``, the JSON of ``record["lineage"]`` if the caller has it (the audit
+        rows carry it), goes in as it is: up to 64 references, often the record's largest
+        part, are then encoded once per publish, not twice. Same bytes either way."""
+        if lineage is not None:
+            record = {**record, "lineage": orjson.Fragment(lineage)}
+        encoded = dumps(record)
         # A copy: orjson's bytes keep the buffer they grew in (16 KB for a 5 KB record).
         self.last_record = memoryview(encoded).tobytes()
 
@@ -257,12 +265,15 @@ class LifecycleShard:
         # Unsure because the profile lacks the facts: ask for them, not a person.
         missing = review.missing_info(context)
         unsure = None if missing else channels.unsure
-        properties, fits = outreach.lead_properties(context)
         tenant_cfg = s.tenants.get(record["tenant"])
         today = as_of.date().toordinal()
         reasons = []
         uncertain = False  # the model is unsure, and evidence may still settle it
+        # The lead's properties only when a check reads them: most scorings are far
+        # below the review band and publish nothing (issue 16).
+        properties: list | None = None
         if not missing and (p >= cfg.qualification_threshold - cfg.review_band or unsure):
+            properties, fits = outreach.lead_properties(context)
             interval = record["interval"]
             weights = record["explanation"]["source_weights"]
             reasons = review.review_reasons(
@@ -302,6 +313,8 @@ class LifecycleShard:
             self.counts[("lifecycle_quiet", record["tenant"])] += 1
             return  # nothing to publish: no plan or claims to work out either
 
+        if properties is None:
+            properties, fits = outreach.lead_properties(context)
         esg = record["esg_alignment"]["score"]
         proposed = outreach.proposed_claims(properties, context, esg)
         fund = {"sfdr": getattr(tenant_cfg, "sfdr_classification", None),
@@ -333,7 +346,8 @@ class LifecycleShard:
                                                         self._claims.rule_ids(proposed))
         record["compliance"]["rules_applied"] += contacts.applied
         lead.last_score = record["score"]
-        lead.keep(record)
+        lineage = orjson.dumps(record["lineage"])  # once, for the kept record and the audit
+        lead.keep(record, lineage)
         out.append(Emitted("leads", investor_id, record, "leads.scored"))
         self.counts[("state", lead.machine.state)] += 1
         self._observe(record, scored.ingest_ms, now)
@@ -343,7 +357,7 @@ class LifecycleShard:
             out.append(self._handoff(lead, record, context, now, approved=False))
         out.extend(Emitted("audit", investor_id, row) for row in scored_rows(
             record, context, consents, channels, proposed, removed, reasons, transitions, fits,
-            now))
+            now, lineage.decode()))
 
     def _observe(self, record: dict, ingest_ms: int | None, now: datetime) -> None:
         samples = self.observations

@@ -28,14 +28,16 @@ AGENT_VERSION = "lifecycle/1"
 
 def scored_rows(record: dict, context: InvestorContext, consents: dict[str, str], channels,
                 proposed: list, removed: list, reasons: list, transitions: list, fits: bool,
-                now: datetime) -> list[dict]:
-    """The five agents' rows about a published lead ``record`` (already complete)."""
+                now: datetime, lineage: str | None = None) -> list[dict]:
+    """The five agents' rows about a published lead ``record`` (already complete);
+    ``lineage`` is the JSON of its lineage if the caller has encoded it already."""
     model = record["model"]
     compliance = record["compliance"]
     plan = record["outreach_plan"]
     top = [c["feature"] for c in record["explanation"]["top_positive"]]
     return audit_rows(record["tenant"], record["investor_id"], record["event_time"], now,
-                      orjson.dumps(record["lineage"]).decode(), [  # once, for every row
+                      lineage if lineage is not None  # once, for every row
+                      else orjson.dumps(record["lineage"]).decode(), [
         ("scoring", model["model_version"], record["tier"],
          "top positive: " + (", ".join(top) or "none"),
          {"feature_set_version": model["feature_set_version"],

@@ -254,7 +254,8 @@ def test_last_record_is_kept_encoded_and_reemits_as_a_kept_dict_did() -> None:
         [published] = of(shard.process([scored(0.3)], NOW), "leads")
     encoded = from_bytes.leads["inv-1"].last_record
     assert isinstance(encoded, bytes)  # at publish: a record's dict tree is ~3x its JSON
-    assert len(encoded) == len(orjson.dumps(published, option=orjson.OPT_NON_STR_KEYS))
+    # The record's own JSON, byte for byte: its lineage went in as the audit rows' JSON.
+    assert encoded == orjson.dumps(published, option=orjson.OPT_NON_STR_KEYS)
     first = pickle.dumps(from_bytes)  # a snapshot keeps those bytes, encodes nothing again
     assert pickle.dumps(from_bytes) == first and from_bytes.leads["inv-1"].last_record is encoded
     # What a snapshot of an earlier version restores: the published dict itself.
