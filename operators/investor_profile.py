@@ -9,15 +9,16 @@ learning). :mod:`operators.features` turns this state into a feature vector.
 from __future__ import annotations
 
 import math
+import operator
 from array import array
 from datetime import datetime
 
 from esg_leads.operators.feature_definitions import FEATURE_NAMES
 from esg_leads.operators.investor_window import ACTION_INDEX, WindowAggregate
-from esg_leads.operators.lineage import append_refs, combine
+from esg_leads.operators.lineage import combine, extend_refs
 from esg_leads.schemas.common import EPC_RANK
 from esg_leads.schemas.inputs import InvestorProfile
-from esg_leads.schemas.records import FeatureVector, PropertyFacts
+from esg_leads.schemas.records import FeatureVector, InvestorContext, PropertyFacts
 
 LN2 = math.log(2)
 #: How much each engagement action says about depth of interest.
@@ -32,6 +33,10 @@ DEPTH_WEIGHTS: dict[str, float] = {
 _DEPTH = [(ACTION_INDEX[a], w) for a, w in DEPTH_WEIGHTS.items()]
 _VIEW = ACTION_INDEX["property_view"]
 _ESG_REPORT = ACTION_INDEX["esg_report_download"]
+_MEETING = ACTION_INDEX["meeting_booked"]
+_REPLY = ACTION_INDEX["reply"]
+#: Factors of "no time passed", per number of half-lives.
+_NO_DECAY = {n: (1.0,) * n for n in range(1, 9)}
 #: Feature vectors kept for point-in-time learning (an outcome pairs with one of them).
 HISTORY = 4
 TOP_PROPERTIES = 8
@@ -66,7 +71,13 @@ class InvestorProfileState:
         "meetings", "replies", "totals", "dwell", "catalog_log_value", "ingest_ms", "first_seen", "last_active", "previous_active",
         "top_properties", "_engaged", "lineage", "lineage_omitted", "history",
         "seek_dwell", "first_known",
+        # caches, never pickled (see __getstate__)
+        "_context",
     )
+    #: Slots rebuilt on demand: a snapshot holds the state, not what is derived from it.
+    #: (``_engaged`` stays in: decay can round two weights to a tie, so a ranking
+    #: recomputed after a restore could differ from the one an unbroken run keeps.)
+    _CACHES = ("_context",)
 
     def __init__(self, half_lives_days: tuple[float, ...]) -> None:
         self.tenant = ""
@@ -123,28 +134,46 @@ class InvestorProfileState:
         #: When the investor first became known: the earliest profile or engagement
         #: (a CRM record often exists before the first visit; rates run from here).
         self.first_known: datetime | None = None
-        self.top_properties: dict[str, list] = {}  # property_id -> [weight, facts]
+        #: property_id -> [weight, facts], and its thesis checks once computed
+        #: (operators.features.thesis_fit).
+        self.top_properties: dict[str, list] = {}
         self._engaged: tuple[PropertyFacts, ...] | None = None  # cached ranking
-        self.lineage: list[dict] = []
+        #: A tuple: every vector built until the next window shares it, uncopied.
+        self.lineage: tuple[dict, ...] = ()
         #: Contributing references no longer in ``lineage`` (operators/lineage.py).
         self.lineage_omitted: dict | None = None
         self.history: list[FeatureVector] = []
+        #: The investor context, built once per change of what it shows (the profile,
+        #: the engaged properties) instead of once per vector and notice.
+        self._context: InvestorContext | None = None
+
+    def __getstate__(self) -> tuple:
+        # The shape default slot pickling gives, without the caches: snapshots stay
+        # as small as before and restore in versions that never had them.
+        return None, {name: getattr(self, name) for name in self.__slots__
+                      if name not in self._CACHES and hasattr(self, name)}
 
     def __setstate__(self, state: tuple) -> None:
         # Slots pickle as (None, {slot: value}); older snapshots lack lineage_omitted,
-        # seek_dwell and first_known (features then read first_seen).
+        # seek_dwell and first_known (features then read first_seen), and hold the
+        # lineage as a list.
         self.lineage_omitted = None
         self.seek_dwell = [0.0, 0]
         self.first_known = None
+        self._engaged = None
         for name, value in state[1].items():
             setattr(self, name, value)
+        self.lineage = tuple(self.lineage)
+        self._context = None
 
     # ------------------------------------------------------------- profile
 
     def apply_profile(self, profile: InvestorProfile, contact_ref: str | None) -> None:
         prefs = profile.preferences
         self._known_at(profile.event_time)
-        self._profile_features = None
+        self._profile_features = self._context = None
+        for entry in self.top_properties.values():
+            del entry[2:]  # thesis checks of the old profile (operators.features.thesis_fit)
         self.has_profile = True
         self.investor_type = profile.investor_type.value
         self.subscriber_type = profile.subscriber_type.value
@@ -181,7 +210,7 @@ class InvestorProfileState:
         self.unsubscribed = True
         self.unsubscribed_at = when
         self.consents["email"] = "opted_out"
-        self._profile_features = None
+        self._profile_features = self._context = None
 
     def profile_features(self) -> dict[str, float]:
         """Features of the stated profile, recomputed only after it changes."""
@@ -192,75 +221,90 @@ class InvestorProfileState:
 
     # ------------------------------------------------------------ behaviour
 
-    def decay_to(self, now: datetime, half_lives_days: tuple[float, ...]) -> None:
-        ts = now.timestamp()
+    def _factors(self, ts: float, half_lives_days: tuple[float, ...]) -> tuple[list[float], float] | None:
+        """The decay factors from ``clock`` to ``ts`` (one per half-life, and the
+        content half-life's), moving ``clock`` on; ``None`` when no time passed."""
         clock = self.clock
-        if clock is not None and ts > clock:
-            days = (ts - clock) / 86_400
-            exp = math.exp
-            factors = [exp(-LN2 * days / h) for h in half_lives_days]
-            self.counts = [v * f for v, f in zip(self.counts, factors)]
-            self.depth = [v * f for v, f in zip(self.depth, factors)]
-            f = exp(-LN2 * days / _CONTENT_HALF_LIFE_DAYS)
-            self.views *= f
-            self.esg_reports *= f
-            self.active_windows *= f
-            self.content = [v * f for v in self.content]
-            self.epc_ranks = [v * f for v in self.epc_ranks]
-            if self.countries:
-                self.countries = {k: v * f for k, v in self.countries.items()}
-                self.assets = {k: v * f for k, v in self.assets.items()}
-            self.value_n *= f
-            self.value_sum *= f
-            self.value_sq *= f
-            for entry in self.top_properties.values():
-                entry[0] *= f
         if clock is None or ts > clock:
             self.clock = ts
+        if clock is None or ts <= clock:
+            return None
+        days = (ts - clock) / 86_400
+        exp = math.exp
+        return ([exp(-LN2 * days / h) for h in half_lives_days],
+                exp(-LN2 * days / _CONTENT_HALF_LIFE_DAYS))
+
+    def decay_to(self, now: datetime, half_lives_days: tuple[float, ...]) -> None:
+        factors = self._factors(now.timestamp(), half_lives_days)
+        if factors is None:
+            return
+        hl, f = factors
+        mul = operator.mul
+        self.counts = list(map(mul, self.counts, hl))
+        self.depth = list(map(mul, self.depth, hl))
+        self.views *= f
+        self.esg_reports *= f
+        self.active_windows *= f
+        scale = f.__mul__  # v * f and f * v are the same double (IEEE products commute)
+        self.content = list(map(scale, self.content))
+        self.epc_ranks = list(map(scale, self.epc_ranks))
+        self._decay_tables(f)
+
+    def _decay_tables(self, f: float) -> None:
+        if self.countries:
+            scale = f.__mul__
+            countries, assets = self.countries, self.assets
+            self.countries = dict(zip(countries, map(scale, countries.values())))
+            self.assets = dict(zip(assets, map(scale, assets.values())))
+        self.value_n *= f
+        self.value_sum *= f
+        self.value_sq *= f
+        for entry in self.top_properties.values():
+            entry[0] *= f
 
     def apply_window(self, agg: WindowAggregate, window_end: datetime,
                      half_lives_days: tuple[float, ...]) -> None:
-        self.decay_to(window_end, half_lives_days)
+        # Decay to the window's end and add the window in one pass over each array:
+        # per value ``v * f + n``, the same two roundings as decaying then adding
+        # (no decay: ``f`` is 1.0, and ``v * 1.0`` is ``v``). Oracle test:
+        # tests/operators/test_investor_profile.py.
+        factors = self._factors(window_end.timestamp(), half_lives_days)
+        if factors is None:
+            hl, f = _NO_DECAY[len(half_lives_days)], 1.0
+        else:
+            hl, f = factors
+            self._decay_tables(f)
         actions = agg.actions
         depth = sum(actions[i] * w for i, w in _DEPTH)
-        for i in range(len(self.counts)):
-            self.counts[i] += agg.n
-            self.depth[i] += depth
-        self.views += actions[_VIEW]
-        self.esg_reports += actions[_ESG_REPORT]
-        self.active_windows += 1
-        self.meetings += actions[ACTION_INDEX["meeting_booked"]]
-        self.replies += actions[ACTION_INDEX["reply"]]
+        n = agg.n
+        self.counts = [v * g + n for v, g in zip(self.counts, hl)]
+        self.depth = [v * g + depth for v, g in zip(self.depth, hl)]
+        self.views = self.views * f + actions[_VIEW]
+        self.esg_reports = self.esg_reports * f + actions[_ESG_REPORT]
+        self.active_windows = self.active_windows * f + 1
+        self.meetings += actions[_MEETING]
+        self.replies += actions[_REPLY]
         if agg.catalog_log_value is not None:
             self.catalog_log_value = agg.catalog_log_value
         self.ingest_ms = agg.ingest_ms or None
-        dwell = self.dwell
-        for i, v in enumerate(agg.dwell):
-            dwell[i] += v
+        self.dwell = list(map(operator.add, self.dwell, agg.dwell))
         totals = self.totals
         totals[0] += 1
-        totals[1] += agg.n
+        totals[1] += n
         totals[2] += actions[_VIEW]
         totals[3] += depth
         totals[4] += actions[_ESG_REPORT]
-        c = self.content
-        c[0] += agg.with_facts
-        c[1] += agg.high_epc
-        c[2] += agg.certified
-        c[3] += agg.low_risk
-        c[4] += agg.third_party
-        c[5] += agg.expected_high
-        c[6] += agg.expected_certified
-        c[7] += agg.expected_low_risk
-        c[8] += agg.data_age_days
-        c[9] += agg.stale
-        for i, n in enumerate(agg.epc_ranks):
-            if n:
-                self.epc_ranks[i] += n
-        for k, n in agg.countries.items():
-            self.countries[k] = self.countries.get(k, 0.0) + n
-        for k, n in agg.assets.items():
-            self.assets[k] = self.assets.get(k, 0.0) + n
+        self.content = [v * f + a for v, a in zip(self.content, (
+            agg.with_facts, agg.high_epc, agg.certified, agg.low_risk, agg.third_party,
+            agg.expected_high, agg.expected_certified, agg.expected_low_risk,
+            agg.data_age_days, agg.stale))]
+        self.epc_ranks = [v * f + a for v, a in zip(self.epc_ranks, agg.epc_ranks)]
+        countries = self.countries
+        for k, c in agg.countries.items():
+            countries[k] = countries.get(k, 0.0) + c
+        assets = self.assets
+        for k, c in agg.assets.items():
+            assets[k] = assets.get(k, 0.0) + c
         for v in agg.log_values:
             self.value_n += 1
             self.value_sum += v
@@ -274,7 +318,7 @@ class InvestorProfileState:
         self.seek_dwell[1] += seek[1]
         self.previous_active = self.last_active
         self.last_active = window_end
-        self.lineage, omitted = append_refs(self.lineage, self.lineage_omitted, agg.refs,
+        self.lineage, omitted = extend_refs(self.lineage, self.lineage_omitted, agg.refs,
                                             MAX_LINEAGE)
         self.lineage_omitted = combine(omitted, agg.omitted)
 
@@ -292,8 +336,9 @@ class InvestorProfileState:
                 top[property_id] = [float(count), facts]
             else:
                 entry[0] += count
-                if facts.effective >= entry[1].effective:
+                if facts is not entry[1] and facts.effective >= entry[1].effective:
                     entry[1] = facts
+                    del entry[2:]  # its thesis checks were those of the old facts
         if len(top) > TOP_PROPERTIES:
             keep = sorted(top.items(), key=lambda kv: (-kv[1][0], kv[0]))[:TOP_PROPERTIES]
             self.top_properties = dict(keep)
@@ -305,6 +350,44 @@ class InvestorProfileState:
             ranked = sorted(self.top_properties.items(), key=lambda kv: (-kv[1][0], kv[0]))
             self._engaged = tuple(entry[1] for _, entry in ranked[:5])
         return self._engaged[:limit]
+
+    def context(self) -> InvestorContext:
+        """The slow-moving facts later agents (compliance, outreach, handoff) need.
+
+        Cached: it changes only with the profile (:meth:`apply_profile` and
+        :meth:`unsubscribe` clear it) and with the ranking of the engaged properties,
+        which most windows with property views leave as it was; many vectors and
+        notices share one context, and nothing changes a context once built."""
+        context = self._context
+        engaged = self.engaged_properties()
+        if context is not None:
+            if context.engaged_properties != engaged:  # by identity first: cheap
+                context = self._context = context._replace(engaged_properties=engaged)
+        else:
+            context = self._context = InvestorContext(
+                investor_type=self.investor_type,
+                subscriber_type=self.subscriber_type,
+                jurisdiction=self.jurisdiction,
+                consents=dict(self.consents),
+                do_not_call=self.do_not_call,
+                unsubscribed=self.unsubscribed,
+                ticket_min_eur=self.ticket_min,
+                ticket_max_eur=self.ticket_max,
+                min_epc_band=self.min_epc_band,
+                required_certifications=self.required_certifications,
+                sfdr_target=self.sfdr_target,
+                uk_sdr_label=self.uk_sdr_label,
+                max_climate_risk=self.max_climate_risk,
+                target_countries=self.target_countries,
+                target_asset_classes=self.target_assets,
+                excluded_asset_classes=self.excluded_assets,
+                contact_ref=self.contact_ref,
+                engaged_properties=engaged,
+                # getattr: snapshots taken before these fields existed lack them.
+                do_not_contact=getattr(self, "do_not_contact", False),
+                time_zone=getattr(self, "time_zone", None),
+            )
+        return context
 
     # ---------------------------------------------------- point-in-time
 
@@ -318,9 +401,13 @@ class InvestorProfileState:
         state (issue 16). A vector whose keys are not the current feature set's (from
         a snapshot of an older one) is kept as it is.
         """
-        vector = vector.features_only()
-        if tuple(vector.features) == FEATURE_NAMES:
-            vector = vector._replace(features=None, values=array("d", vector.values))
+        features = vector.features
+        if features is not None and tuple(features) == FEATURE_NAMES:
+            # features_only() and _replace(features=None, values=array) in one tuple.
+            vector = FeatureVector(*vector[:4], None, array("d", vector.values),  # type: ignore[arg-type]
+                                   *vector[6:11], None, (), *vector[-4:-2])
+        else:
+            vector = vector.features_only()
         self.history.append(vector)
         if len(self.history) > HISTORY:
             del self.history[0]
