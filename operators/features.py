@@ -369,12 +369,22 @@ _LOWS = tuple(FEATURE_RANGES[name][0] for name in FEATURE_NAMES)
 _HIGHS = tuple(FEATURE_RANGES[name][1] for name in FEATURE_NAMES)
 
 
+def in_ranges(values: tuple[float, ...]) -> bool:
+    """Whether :func:`clamp_features` would leave the features with these values (in
+    :data:`FEATURE_NAMES` order) as they are: two passes in C instead of one in Python.
+
+    >>> in_ranges(tuple(low for low, _ in FEATURE_RANGES.values()))
+    True
+    """
+    le = operator.le
+    return all(map(le, _LOWS, values)) and all(map(le, values, _HIGHS))  # False on a NaN
+
+
 def build_vector(state: InvestorProfileState, tenant: str, investor_id: str,
                  as_of: datetime, feeds: FeedStatus | None = None) -> FeatureVector:
     features = compute_features(state, as_of)
     values = tuple(features.values())  # in FEATURE_NAMES' order (test_feature_definitions)
-    le = operator.le
-    if all(map(le, _LOWS, values)) and all(map(le, values, _HIGHS)):  # False on a NaN
+    if in_ranges(values):
         clamped: list[str] = []
     else:
         clamped = clamp_features(features)
