@@ -1,8 +1,8 @@
 """InvestorProfileState and the vectors built from it give the doubles the eager code did.
 
-Issue 16 made the investor stage do less per vector: decay and a window's counts in one
-pass, the context and the thesis checks kept until what they show changes, the lineage
-shared. The oracle is main df89d1b's code, kept below as it was (``eager_*``): any
+Issue 16 made the investor stage do less per vector: the context and the thesis checks
+kept until what they show changes, the lineage shared, not copied, the ranges checked
+and the alignment clamped without a call per value. The oracle is main df89d1b's code, kept below as it was (``eager_*``): any
 sequence of windows, silences, profile changes, unsubscribes and snapshot restores
 must give the same state and the same vectors, bit for bit (compared by ``repr``,
 which tells -0.0 from 0.0 and every NaN from a number).
