@@ -22,7 +22,7 @@ from esg_leads.operators.feature_definitions import FEATURE_SET_VERSION as FEATU
 from esg_leads.operators.feature_definitions import FEATURE_SOURCES as FEATURE_SOURCES
 from esg_leads.operators.feature_definitions import SOURCES as SOURCES
 from esg_leads.operators.investor_profile import InvestorProfileState
-from esg_leads.schemas.records import FeatureVector, FeedStatus, InvestorContext
+from esg_leads.schemas.records import FeatureVector, FeedStatus, InvestorContext, PropertyFacts
 
 
 def clamp_features(features: dict[str, float]) -> list[str]:
@@ -101,20 +101,42 @@ def thesis_fit(state: InvestorProfileState) -> float:
     """
     targets_c, targets_a, excluded = state.target_countries, state.target_assets, state.excluded_assets
     ticket = state.ticket_max
+    by_asset = bool(targets_a or excluded)
+    if not (by_asset or targets_c or ticket):
+        return 0.5  # no check is possible: (0 + 3 * 0.5) / (0 + 3), as below
     total = weight = 0.0
-    for w, facts in state.top_properties.values():
-        checks = []
-        if targets_a or excluded:
-            checks.append(float(facts.asset_class not in excluded
-                                and (not targets_a or facts.asset_class in targets_a)))
-        if targets_c:
-            checks.append(float(facts.country in targets_c))
-        if ticket and facts.value_eur:
-            checks.append(math.exp(-abs(math.log(facts.value_eur / ticket)) / 2))
-        if checks:
-            total += w * sum(checks) / len(checks)
+    for entry in state.top_properties.values():
+        if len(entry) == 2:
+            # What the profile and this property's facts give, kept in the entry
+            # ([weight, facts, sum of checks, number of checks]) until either changes
+            # (InvestorProfileState.apply_profile, _merge_properties): decay moves
+            # only the weight.
+            entry += _thesis_checks(entry[1], by_asset, targets_a, excluded, targets_c, ticket)
+        w, _, fit, checked = entry
+        if checked:
+            total += w * fit / checked
             weight += w
     return (total + _PRIOR_VIEWS * 0.5) / (weight + _PRIOR_VIEWS)
+
+
+def _thesis_checks(facts: PropertyFacts, by_asset: bool, targets_a: tuple[str, ...],
+                   excluded: tuple[str, ...], targets_c: tuple[str, ...],
+                   ticket: float | None) -> tuple[float, int]:
+    """(sum, number) of the thesis checks one property passes, added up in the order
+    ``sum`` adds a list of them (from 0), so the doubles are that sum's."""
+    checked = 0
+    fit = 0
+    if by_asset:
+        fit += float(facts.asset_class not in excluded
+                     and (not targets_a or facts.asset_class in targets_a))
+        checked = 1
+    if targets_c:
+        fit += float(facts.country in targets_c)
+        checked += 1
+    if ticket and facts.value_eur:
+        fit += math.exp(-abs(math.log(facts.value_eur / ticket)) / 2)
+        checked += 1
+    return fit, checked
 
 
 def risk_limit(state: InvestorProfileState) -> int | None:
@@ -143,7 +165,8 @@ def risk_fit(state: InvestorProfileState) -> float:
     if limit is None:
         return 0.5
     within = weight = 0.0
-    for w, facts in state.top_properties.values():
+    for entry in state.top_properties.values():
+        w, facts = entry[0], entry[1]
         if facts.max_climate_risk is not None:
             within += w * (facts.max_climate_risk <= limit)
             weight += w
@@ -266,6 +289,9 @@ ALIGNMENT_WEIGHTS: dict[str, float] = {
     "energy_efficiency": 0.25, "certification": 0.15, "climate_resilience": 0.1,
     "esg_research": 0.2, "stated_commitment": 0.15, "preference_fit": 0.15,
 }
+_W_EFFICIENCY, _W_CERTIFICATION, _W_CLIMATE, _W_RESEARCH, _W_STATED, _W_FIT = (
+    ALIGNMENT_WEIGHTS[k] for k in ("energy_efficiency", "certification", "climate_resilience",
+                                   "esg_research", "stated_commitment", "preference_fit"))
 
 
 def esg_alignment(features: dict[str, float], state: InvestorProfileState) -> tuple[float, dict[str, float]]:
@@ -274,17 +300,32 @@ def esg_alignment(features: dict[str, float], state: InvestorProfileState) -> tu
     Behaviour is read *relative to the catalog*: looking at green properties in an
     all-green catalog says little; seeking them out in a brown one says a lot.
     """
-    efficiency = min(100.0, max(0.0, 50 + 125 * features["high_epc_lift"]))
-    certification = min(100.0, max(0.0, 50 + 125 * features["certified_lift"]))
-    climate = min(100.0, max(0.0, 50 + 125 * features["low_risk_lift"]))
-    research = min(100.0, max(0.0, 100 * (1 - math.exp(-1.5 * features["esg_reports_30d"]))))
-    stated = min(100.0, max(0.0, 100 * features["stated_esg"]))
-    fit = (min(100.0, max(0.0, 100 * features["pref_match_epc"]))
-           if state.min_epc_rank is not None else 50.0)
-    w = ALIGNMENT_WEIGHTS
-    score = (w["energy_efficiency"] * efficiency + w["certification"] * certification
-             + w["climate_resilience"] * climate + w["esg_research"] * research
-             + w["stated_commitment"] * stated + w["preference_fit"] * fit)
+    # ``x if x > 0.0 else 0.0`` is ``max(0.0, x)`` and ``x if x < 100.0 else 100.0`` is
+    # ``min(100.0, x)`` for every double, NaN and -0.0 included, without two calls each.
+    x = 50 + 125 * features["high_epc_lift"]
+    x = x if x > 0.0 else 0.0
+    efficiency = x if x < 100.0 else 100.0
+    x = 50 + 125 * features["certified_lift"]
+    x = x if x > 0.0 else 0.0
+    certification = x if x < 100.0 else 100.0
+    x = 50 + 125 * features["low_risk_lift"]
+    x = x if x > 0.0 else 0.0
+    climate = x if x < 100.0 else 100.0
+    x = 100 * (1 - math.exp(-1.5 * features["esg_reports_30d"]))
+    x = x if x > 0.0 else 0.0
+    research = x if x < 100.0 else 100.0
+    x = 100 * features["stated_esg"]
+    x = x if x > 0.0 else 0.0
+    stated = x if x < 100.0 else 100.0
+    if state.min_epc_rank is not None:
+        x = 100 * features["pref_match_epc"]
+        x = x if x > 0.0 else 0.0
+        fit = x if x < 100.0 else 100.0
+    else:
+        fit = 50.0
+    score = (_W_EFFICIENCY * efficiency + _W_CERTIFICATION * certification
+             + _W_CLIMATE * climate + _W_RESEARCH * research
+             + _W_STATED * stated + _W_FIT * fit)
     return round(score, 2), {
         "energy_efficiency": round(efficiency, 2),
         "certification": round(certification, 2),
@@ -317,56 +358,50 @@ def engagement_readiness(features: dict[str, float], intent: float) -> float:
 
 
 def investor_context(state: InvestorProfileState) -> InvestorContext:
-    """The slow-moving facts later agents (compliance, outreach, handoff) need."""
-    return InvestorContext(
-        investor_type=state.investor_type,
-        subscriber_type=state.subscriber_type,
-        jurisdiction=state.jurisdiction,
-        consents=dict(state.consents),
-        do_not_call=state.do_not_call,
-        unsubscribed=state.unsubscribed,
-        ticket_min_eur=state.ticket_min,
-        ticket_max_eur=state.ticket_max,
-        min_epc_band=state.min_epc_band,
-        required_certifications=state.required_certifications,
-        sfdr_target=state.sfdr_target,
-        uk_sdr_label=state.uk_sdr_label,
-        max_climate_risk=state.max_climate_risk,
-        target_countries=state.target_countries,
-        target_asset_classes=state.target_assets,
-        excluded_asset_classes=state.excluded_assets,
-        contact_ref=state.contact_ref,
-        engaged_properties=state.engaged_properties(),
-        # getattr: snapshots taken before these fields existed lack them.
-        do_not_contact=getattr(state, "do_not_contact", False),
-        time_zone=getattr(state, "time_zone", None),
-    )
+    """The slow-moving facts later agents (compliance, outreach, handoff) need
+    (built by the state, which keeps it until they change)."""
+    return state.context()
+
+
+#: The features' ranges as two tuples in the feature set's order: a vector in range
+#: (every one, unless a defect) is checked by two C-level passes.
+_LOWS = tuple(FEATURE_RANGES[name][0] for name in FEATURE_NAMES)
+_HIGHS = tuple(FEATURE_RANGES[name][1] for name in FEATURE_NAMES)
+
+
+def in_ranges(values: tuple[float, ...]) -> bool:
+    """Whether :func:`clamp_features` would leave the features with these values (in
+    :data:`FEATURE_NAMES` order) as they are: two passes in C instead of one in Python.
+
+    >>> in_ranges(tuple(low for low, _ in FEATURE_RANGES.values()))
+    True
+    """
+    le = operator.le
+    return all(map(le, _LOWS, values)) and all(map(le, values, _HIGHS))  # False on a NaN
 
 
 def build_vector(state: InvestorProfileState, tenant: str, investor_id: str,
                  as_of: datetime, feeds: FeedStatus | None = None) -> FeatureVector:
     features = compute_features(state, as_of)
-    clamped = clamp_features(features)
+    values = tuple(features.values())  # in FEATURE_NAMES' order (test_feature_definitions)
+    if in_ranges(values):
+        clamped: list[str] = []
+    else:
+        clamped = clamp_features(features)
+        values = tuple(features.values())
     alignment, components = esg_alignment(features, state)
     intent = intent_score(features)
     n = state.content[0]
     context = investor_context(state)
-    return FeatureVector(
-        tenant=tenant,
-        investor_id=investor_id,
-        as_of=as_of,
-        feature_set_version=FEATURE_SET_VERSION,
-        features=features,
-        values=tuple(features.values()),
-        esg_alignment=alignment,
-        esg_components=components,
-        intent=intent,
-        engagement_readiness=engagement_readiness(features, intent),
-        data_freshness_days=max(0.0, round(state.content[8] / n, 1)) if n else None,
-        context=context,
-        lineage=tuple(state.lineage),
-        lineage_omitted=state.lineage_omitted,
-        ingest_ms=state.ingest_ms if state.last_active == as_of else None,
-        clamped=tuple(clamped),
-        feeds=feeds,
-    )
+    # Positional, in FeatureVector's field order: 17 keywords cost more than the tuple.
+    return _make_vector((
+        tenant, investor_id, as_of, FEATURE_SET_VERSION, features, values, alignment,
+        components, intent, engagement_readiness(features, intent),
+        max(0.0, round(state.content[8] / n, 1)) if n else None,  # data_freshness_days
+        investor_context(state),
+        tuple(state.lineage),  # the state's own tuple: shared, not copied
+        state.ingest_ms if state.last_active == as_of else None,
+        tuple(clamped), state.lineage_omitted, feeds))
+
+
+_make_vector = FeatureVector._make

@@ -14,10 +14,10 @@ from datetime import datetime
 
 from esg_leads.operators.feature_definitions import FEATURE_NAMES
 from esg_leads.operators.investor_window import ACTION_INDEX, WindowAggregate
-from esg_leads.operators.lineage import append_refs, combine
+from esg_leads.operators.lineage import combine, extend_refs
 from esg_leads.schemas.common import EPC_RANK
 from esg_leads.schemas.inputs import InvestorProfile
-from esg_leads.schemas.records import FeatureVector, PropertyFacts
+from esg_leads.schemas.records import FeatureVector, InvestorContext, PropertyFacts
 
 LN2 = math.log(2)
 #: How much each engagement action says about depth of interest.
@@ -32,6 +32,8 @@ DEPTH_WEIGHTS: dict[str, float] = {
 _DEPTH = [(ACTION_INDEX[a], w) for a, w in DEPTH_WEIGHTS.items()]
 _VIEW = ACTION_INDEX["property_view"]
 _ESG_REPORT = ACTION_INDEX["esg_report_download"]
+_MEETING = ACTION_INDEX["meeting_booked"]
+_REPLY = ACTION_INDEX["reply"]
 #: Feature vectors kept for point-in-time learning (an outcome pairs with one of them).
 HISTORY = 4
 TOP_PROPERTIES = 8
@@ -66,7 +68,13 @@ class InvestorProfileState:
         "meetings", "replies", "totals", "dwell", "catalog_log_value", "ingest_ms", "first_seen", "last_active", "previous_active",
         "top_properties", "_engaged", "lineage", "lineage_omitted", "history",
         "seek_dwell", "first_known",
+        # caches, never pickled (see __getstate__)
+        "_context",
     )
+    #: Slots rebuilt on demand: a snapshot holds the state, not what is derived from it.
+    #: (``_engaged`` stays in: decay can round two weights to a tie, so a ranking
+    #: recomputed after a restore could differ from the one an unbroken run keeps.)
+    _CACHES = ("_context",)
 
     def __init__(self, half_lives_days: tuple[float, ...]) -> None:
         self.tenant = ""
@@ -123,28 +131,46 @@ class InvestorProfileState:
         #: When the investor first became known: the earliest profile or engagement
         #: (a CRM record often exists before the first visit; rates run from here).
         self.first_known: datetime | None = None
-        self.top_properties: dict[str, list] = {}  # property_id -> [weight, facts]
+        #: property_id -> [weight, facts], and its thesis checks once computed
+        #: (operators.features.thesis_fit).
+        self.top_properties: dict[str, list] = {}
         self._engaged: tuple[PropertyFacts, ...] | None = None  # cached ranking
-        self.lineage: list[dict] = []
+        #: A tuple: every vector built until the next window shares it, uncopied.
+        self.lineage: tuple[dict, ...] = ()
         #: Contributing references no longer in ``lineage`` (operators/lineage.py).
         self.lineage_omitted: dict | None = None
         self.history: list[FeatureVector] = []
+        #: The investor context, built once per change of what it shows (the profile,
+        #: the engaged properties) instead of once per vector and notice.
+        self._context: InvestorContext | None = None
+
+    def __getstate__(self) -> tuple:
+        # The shape default slot pickling gives, without the caches: snapshots stay
+        # as small as before and restore in versions that never had them.
+        return None, {name: getattr(self, name) for name in self.__slots__
+                      if name not in self._CACHES and hasattr(self, name)}
 
     def __setstate__(self, state: tuple) -> None:
         # Slots pickle as (None, {slot: value}); older snapshots lack lineage_omitted,
-        # seek_dwell and first_known (features then read first_seen).
+        # seek_dwell and first_known (features then read first_seen), and hold the
+        # lineage as a list.
         self.lineage_omitted = None
         self.seek_dwell = [0.0, 0]
         self.first_known = None
+        self._engaged = None
         for name, value in state[1].items():
             setattr(self, name, value)
+        self.lineage = tuple(self.lineage)
+        self._context = None
 
     # ------------------------------------------------------------- profile
 
     def apply_profile(self, profile: InvestorProfile, contact_ref: str | None) -> None:
         prefs = profile.preferences
         self._known_at(profile.event_time)
-        self._profile_features = None
+        self._profile_features = self._context = None
+        for entry in self.top_properties.values():
+            del entry[2:]  # thesis checks of the old profile (operators.features.thesis_fit)
         self.has_profile = True
         self.investor_type = profile.investor_type.value
         self.subscriber_type = profile.subscriber_type.value
@@ -181,7 +207,7 @@ class InvestorProfileState:
         self.unsubscribed = True
         self.unsubscribed_at = when
         self.consents["email"] = "opted_out"
-        self._profile_features = None
+        self._profile_features = self._context = None
 
     def profile_features(self) -> dict[str, float]:
         """Features of the stated profile, recomputed only after it changes."""
@@ -193,6 +219,10 @@ class InvestorProfileState:
     # ------------------------------------------------------------ behaviour
 
     def decay_to(self, now: datetime, half_lives_days: tuple[float, ...]) -> None:
+        # Eager, on purpose: every decay is followed by a vector that reads every
+        # counter, so decaying on read would do the same multiplications later. (Fusing
+        # decay with a window's additions into one pass per array was measured too:
+        # more instructions than these list comprehensions and in-place adds.)
         ts = now.timestamp()
         clock = self.clock
         if clock is not None and ts > clock:
@@ -229,8 +259,8 @@ class InvestorProfileState:
         self.views += actions[_VIEW]
         self.esg_reports += actions[_ESG_REPORT]
         self.active_windows += 1
-        self.meetings += actions[ACTION_INDEX["meeting_booked"]]
-        self.replies += actions[ACTION_INDEX["reply"]]
+        self.meetings += actions[_MEETING]
+        self.replies += actions[_REPLY]
         if agg.catalog_log_value is not None:
             self.catalog_log_value = agg.catalog_log_value
         self.ingest_ms = agg.ingest_ms or None
@@ -274,7 +304,7 @@ class InvestorProfileState:
         self.seek_dwell[1] += seek[1]
         self.previous_active = self.last_active
         self.last_active = window_end
-        self.lineage, omitted = append_refs(self.lineage, self.lineage_omitted, agg.refs,
+        self.lineage, omitted = extend_refs(self.lineage, self.lineage_omitted, agg.refs,
                                             MAX_LINEAGE)
         self.lineage_omitted = combine(omitted, agg.omitted)
 
@@ -292,8 +322,9 @@ class InvestorProfileState:
                 top[property_id] = [float(count), facts]
             else:
                 entry[0] += count
-                if facts.effective >= entry[1].effective:
+                if facts is not entry[1] and facts.effective >= entry[1].effective:
                     entry[1] = facts
+                    del entry[2:]  # its thesis checks were those of the old facts
         if len(top) > TOP_PROPERTIES:
             keep = sorted(top.items(), key=lambda kv: (-kv[1][0], kv[0]))[:TOP_PROPERTIES]
             self.top_properties = dict(keep)
@@ -302,9 +333,49 @@ class InvestorProfileState:
         """The most engaged properties; decay scales all weights alike, so the ranking
         only changes when a window brings new views."""
         if self._engaged is None:
-            ranked = sorted(self.top_properties.items(), key=lambda kv: (-kv[1][0], kv[0]))
-            self._engaged = tuple(entry[1] for _, entry in ranked[:5])
+            # Sorted as by the key (-weight, id) (ids are unique: facts are never
+            # compared), without a Python call per property.
+            ranked = sorted([(-entry[0], pid, entry[1]) for pid, entry in self.top_properties.items()])
+            self._engaged = tuple(r[2] for r in ranked[:5])
         return self._engaged[:limit]
+
+    def context(self) -> InvestorContext:
+        """The slow-moving facts later agents (compliance, outreach, handoff) need.
+
+        Cached: it changes only with the profile (:meth:`apply_profile` and
+        :meth:`unsubscribe` clear it) and with the ranking of the engaged properties,
+        which most windows with property views leave as it was; many vectors and
+        notices share one context, and nothing changes a context once built."""
+        context = self._context
+        engaged = self.engaged_properties()
+        if context is not None:
+            if context.engaged_properties != engaged:  # by identity first: cheap
+                context = self._context = context._replace(engaged_properties=engaged)
+        else:
+            context = self._context = InvestorContext(
+                investor_type=self.investor_type,
+                subscriber_type=self.subscriber_type,
+                jurisdiction=self.jurisdiction,
+                consents=dict(self.consents),
+                do_not_call=self.do_not_call,
+                unsubscribed=self.unsubscribed,
+                ticket_min_eur=self.ticket_min,
+                ticket_max_eur=self.ticket_max,
+                min_epc_band=self.min_epc_band,
+                required_certifications=self.required_certifications,
+                sfdr_target=self.sfdr_target,
+                uk_sdr_label=self.uk_sdr_label,
+                max_climate_risk=self.max_climate_risk,
+                target_countries=self.target_countries,
+                target_asset_classes=self.target_assets,
+                excluded_asset_classes=self.excluded_assets,
+                contact_ref=self.contact_ref,
+                engaged_properties=engaged,
+                # getattr: snapshots taken before these fields existed lack them.
+                do_not_contact=getattr(self, "do_not_contact", False),
+                time_zone=getattr(self, "time_zone", None),
+            )
+        return context
 
     # ---------------------------------------------------- point-in-time
 
@@ -318,9 +389,13 @@ class InvestorProfileState:
         state (issue 16). A vector whose keys are not the current feature set's (from
         a snapshot of an older one) is kept as it is.
         """
-        vector = vector.features_only()
-        if tuple(vector.features) == FEATURE_NAMES:
-            vector = vector._replace(features=None, values=array("d", vector.values))
+        features = vector.features
+        if features is not None and tuple(features) == FEATURE_NAMES:
+            # features_only() and _replace(features=None, values=array) in one tuple.
+            vector = FeatureVector(*vector[:4], None, array("d", vector.values),  # type: ignore[arg-type]
+                                   *vector[6:11], None, (), *vector[-4:-2])
+        else:
+            vector = vector.features_only()
         self.history.append(vector)
         if len(self.history) > HISTORY:
             del self.history[0]

@@ -28,6 +28,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Iterable
 
 #: References a lead, review case or handoff lists (the output schemas allow 64).
@@ -63,8 +64,8 @@ def combine(a: dict | None, b: dict | None) -> dict | None:
             "digest": digest_hex(int(a["digest"], 16) + int(b["digest"], 16))}
 
 
-def _key(r: dict) -> tuple:
-    return (r["topic"], r["partition"], r["offset"])
+#: A reference's identity: (topic, partition, offset), read in C.
+_KEY = operator.itemgetter("topic", "partition", "offset")
 
 
 def append_refs(listed: list[dict], omitted: dict | None, new: Iterable[dict],
@@ -74,13 +75,42 @@ def append_refs(listed: list[dict], omitted: dict | None, new: Iterable[dict],
 
     Neither argument is changed: records share their lineage lists.
     """
-    seen = {_key(r) for r in listed}
+    seen = set(map(_KEY, listed))
     merged = list(listed)
     for r in new:
-        k = _key(r)
+        k = _KEY(r)
         if k not in seen:
             seen.add(k)
             merged.append(r)
+    if len(merged) <= limit:
+        return merged, omitted
+    dropped = merged[:-limit]
+    extra = omitted_summary(len(dropped), sum(ref_digest(r) for r in dropped))
+    return merged[-limit:], combine(omitted, extra)
+
+
+def extend_refs(listed: tuple[dict, ...], omitted: dict | None, new: Iterable[dict],
+                limit: int = MAX_LISTED) -> tuple[tuple[dict, ...], dict | None]:
+    """:func:`append_refs` for a holder that keeps its list as a tuple, which the
+    records built from it share uncopied: ``listed`` itself when nothing is new.
+
+    >>> refs = [ref(f"e{i}", "investor.engagements", 0, i) for i in range(5)]
+    >>> listed, omitted = extend_refs((), None, refs, limit=3)
+    >>> (list(listed), omitted) == append_refs([], None, refs, limit=3)
+    True
+    >>> extend_refs(listed, omitted, [refs[4]], limit=3)[0] is listed
+    True
+    """
+    seen = set(map(_KEY, listed))
+    added = []
+    for r in new:
+        k = _KEY(r)
+        if k not in seen:
+            seen.add(k)
+            added.append(r)
+    if not added:
+        return listed, omitted
+    merged = listed + tuple(added)
     if len(merged) <= limit:
         return merged, omitted
     dropped = merged[:-limit]

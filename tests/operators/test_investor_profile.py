@@ -1,0 +1,372 @@
+"""InvestorProfileState and the vectors built from it give the doubles the eager code did.
+
+Issue 16 made the investor stage do less per vector: the context and the thesis checks
+kept until what they show changes, the lineage shared, not copied, the ranges checked
+and the alignment clamped without a call per value. The oracle is main df89d1b's code, kept below as it was (``eager_*``): any
+sequence of windows, silences, profile changes, unsubscribes and snapshot restores
+must give the same state and the same vectors, bit for bit (compared by ``repr``,
+which tells -0.0 from 0.0 and every NaN from a number).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from datetime import datetime, timedelta, timezone
+from unittest import mock
+
+import orjson
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from esg_leads.operators import features as F
+from esg_leads.operators.feature_definitions import FEATURE_NAMES, FEATURE_RANGES
+from esg_leads.operators.investor_profile import (
+    _CONTENT_HALF_LIFE_DAYS,
+    _DEPTH,
+    _ESG_REPORT,
+    _VIEW,
+    LN2,
+    MAX_LINEAGE,
+    TOP_PROPERTIES,
+    InvestorProfileState,
+)
+from esg_leads.operators.investor_window import ACTION_INDEX, ACTIONS, WindowAggregate
+from esg_leads.operators.lineage import append_refs, combine, ref
+from esg_leads.schemas.codec import decode_event
+from esg_leads.schemas.records import InvestorContext, PropertyFacts
+
+HALF_LIVES = (1.0, 7.0, 30.0)
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
+
+
+# ------------------------------------------------------------ the oracle (df89d1b)
+
+def eager_decay(s: InvestorProfileState, now: datetime, half_lives_days) -> None:
+    ts = now.timestamp()
+    clock = s.clock
+    if clock is not None and ts > clock:
+        days = (ts - clock) / 86_400
+        exp = math.exp
+        factors = [exp(-LN2 * days / h) for h in half_lives_days]
+        s.counts = [v * f for v, f in zip(s.counts, factors)]
+        s.depth = [v * f for v, f in zip(s.depth, factors)]
+        f = exp(-LN2 * days / _CONTENT_HALF_LIFE_DAYS)
+        s.views *= f
+        s.esg_reports *= f
+        s.active_windows *= f
+        s.content = [v * f for v in s.content]
+        s.epc_ranks = [v * f for v in s.epc_ranks]
+        if s.countries:
+            s.countries = {k: v * f for k, v in s.countries.items()}
+            s.assets = {k: v * f for k, v in s.assets.items()}
+        s.value_n *= f
+        s.value_sum *= f
+        s.value_sq *= f
+        for entry in s.top_properties.values():
+            entry[0] *= f
+    if clock is None or ts > clock:
+        s.clock = ts
+
+
+def eager_apply(s: InvestorProfileState, agg: WindowAggregate, window_end: datetime,
+                half_lives_days) -> None:
+    eager_decay(s, window_end, half_lives_days)
+    actions = agg.actions
+    depth = sum(actions[i] * w for i, w in _DEPTH)
+    for i in range(len(s.counts)):
+        s.counts[i] += agg.n
+        s.depth[i] += depth
+    s.views += actions[_VIEW]
+    s.esg_reports += actions[_ESG_REPORT]
+    s.active_windows += 1
+    s.meetings += actions[ACTION_INDEX["meeting_booked"]]
+    s.replies += actions[ACTION_INDEX["reply"]]
+    if agg.catalog_log_value is not None:
+        s.catalog_log_value = agg.catalog_log_value
+    s.ingest_ms = agg.ingest_ms or None
+    for i, v in enumerate(agg.dwell):
+        s.dwell[i] += v
+    totals = s.totals
+    totals[0] += 1
+    totals[1] += agg.n
+    totals[2] += actions[_VIEW]
+    totals[3] += depth
+    totals[4] += actions[_ESG_REPORT]
+    c = s.content
+    c[0] += agg.with_facts
+    c[1] += agg.high_epc
+    c[2] += agg.certified
+    c[3] += agg.low_risk
+    c[4] += agg.third_party
+    c[5] += agg.expected_high
+    c[6] += agg.expected_certified
+    c[7] += agg.expected_low_risk
+    c[8] += agg.data_age_days
+    c[9] += agg.stale
+    for i, n in enumerate(agg.epc_ranks):
+        if n:
+            s.epc_ranks[i] += n
+    for k, n in agg.countries.items():
+        s.countries[k] = s.countries.get(k, 0.0) + n
+    for k, n in agg.assets.items():
+        s.assets[k] = s.assets.get(k, 0.0) + n
+    for v in agg.log_values:
+        s.value_n += 1
+        s.value_sum += v
+        s.value_sq += v * v
+    if agg.properties:
+        s._engaged = None
+    top = s.top_properties
+    for property_id, (count, facts) in agg.properties.items():
+        entry = top.get(property_id)
+        if entry is None:
+            top[property_id] = [float(count), facts]
+        else:
+            entry[0] += count
+            if facts.effective >= entry[1].effective:
+                entry[1] = facts
+    if len(top) > TOP_PROPERTIES:
+        s.top_properties = dict(sorted(top.items(), key=lambda kv: (-kv[1][0], kv[0]))[:TOP_PROPERTIES])
+    if s.first_seen is None or (agg.first is not None and agg.first < s.first_seen):
+        s.first_seen = agg.first
+    if agg.first is not None and (s.first_known is None or agg.first < s.first_known):
+        s.first_known = agg.first
+    s.seek_dwell[0] += agg.seek_dwell[0]
+    s.seek_dwell[1] += agg.seek_dwell[1]
+    s.previous_active = s.last_active
+    s.last_active = window_end
+    s.lineage, omitted = append_refs(list(s.lineage), s.lineage_omitted, agg.refs, MAX_LINEAGE)
+    s.lineage_omitted = combine(omitted, agg.omitted)
+
+
+def eager_thesis_fit(state: InvestorProfileState) -> float:
+    targets_c, targets_a, excluded = state.target_countries, state.target_assets, state.excluded_assets
+    ticket = state.ticket_max
+    total = weight = 0.0
+    for entry in state.top_properties.values():
+        w, facts = entry[0], entry[1]
+        checks = []
+        if targets_a or excluded:
+            checks.append(float(facts.asset_class not in excluded
+                                and (not targets_a or facts.asset_class in targets_a)))
+        if targets_c:
+            checks.append(float(facts.country in targets_c))
+        if ticket and facts.value_eur:
+            checks.append(math.exp(-abs(math.log(facts.value_eur / ticket)) / 2))
+        if checks:
+            total += w * sum(checks) / len(checks)
+            weight += w
+    return (total + 3.0 * 0.5) / (weight + 3.0)
+
+
+def eager_alignment(features: dict, state: InvestorProfileState):
+    efficiency = min(100.0, max(0.0, 50 + 125 * features["high_epc_lift"]))
+    certification = min(100.0, max(0.0, 50 + 125 * features["certified_lift"]))
+    climate = min(100.0, max(0.0, 50 + 125 * features["low_risk_lift"]))
+    research = min(100.0, max(0.0, 100 * (1 - math.exp(-1.5 * features["esg_reports_30d"]))))
+    stated = min(100.0, max(0.0, 100 * features["stated_esg"]))
+    fit = (min(100.0, max(0.0, 100 * features["pref_match_epc"]))
+           if state.min_epc_rank is not None else 50.0)
+    w = F.ALIGNMENT_WEIGHTS
+    score = (w["energy_efficiency"] * efficiency + w["certification"] * certification
+             + w["climate_resilience"] * climate + w["esg_research"] * research
+             + w["stated_commitment"] * stated + w["preference_fit"] * fit)
+    return round(score, 2), {
+        "energy_efficiency": round(efficiency, 2), "certification": round(certification, 2),
+        "climate_resilience": round(climate, 2), "esg_research": round(research, 2),
+        "stated_commitment": round(stated, 2), "preference_fit": round(fit, 2)}
+
+
+def eager_context(state: InvestorProfileState) -> InvestorContext:
+    ranked = sorted(state.top_properties.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    return InvestorContext(
+        state.investor_type, state.subscriber_type, state.jurisdiction, dict(state.consents),
+        state.do_not_call, state.unsubscribed, state.ticket_min, state.ticket_max,
+        state.min_epc_band, state.required_certifications, state.sfdr_target,
+        state.uk_sdr_label, state.max_climate_risk, state.target_countries,
+        state.target_assets, state.excluded_assets, state.contact_ref,
+        tuple(entry[1] for _, entry in ranked[:5]), state.do_not_contact, state.time_zone)
+
+
+def eager_vector(state: InvestorProfileState, as_of: datetime) -> tuple:
+    with mock.patch.object(F, "thesis_fit", eager_thesis_fit):
+        features = F.compute_features(state, as_of)
+    clamped = F.clamp_features(features)
+    alignment, components = eager_alignment(features, state)
+    intent = F.intent_score(features)
+    n = state.content[0]
+    return (as_of, features, tuple(features.values()), alignment, components, intent,
+            F.engagement_readiness(features, intent),
+            max(0.0, round(state.content[8] / n, 1)) if n else None, eager_context(state),
+            list(state.lineage), state.ingest_ms if state.last_active == as_of else None,
+            tuple(clamped), state.lineage_omitted)
+
+
+def new_vector(state: InvestorProfileState, as_of: datetime) -> tuple:
+    v = F.build_vector(state, "acme", "inv-1", as_of)
+    return (v.as_of, v.features, v.values, v.esg_alignment, v.esg_components, v.intent,
+            v.engagement_readiness, v.data_freshness_days, v.context, list(v.lineage),
+            v.ingest_ms, v.clamped, v.lineage_omitted)
+
+
+STATE_SLOTS = ("clock", "counts", "depth", "views", "esg_reports", "active_windows", "content",
+               "epc_ranks", "countries", "assets", "value_n", "value_sum", "value_sq",
+               "meetings", "replies", "totals", "dwell", "seek_dwell", "catalog_log_value",
+               "ingest_ms", "first_seen", "last_active", "previous_active", "first_known",
+               "lineage_omitted")
+
+
+def snapshot_of(state: InvestorProfileState) -> str:
+    top = {k: (e[0], e[1]) for k, e in state.top_properties.items()}
+    return repr(([getattr(state, name) for name in STATE_SLOTS], top, list(state.lineage)))
+
+
+# -------------------------------------------------------------------- inputs
+
+def _facts(pid: str, day: int, country: str, asset: str, value: float | None, risk: int | None):
+    return PropertyFacts(pid, "acme", T0 + timedelta(days=day), country, asset, value, "B", 2,
+                         None, False, False, None, None, None, risk, day % 2 == 0,
+                         T0.toordinal() - 30, True, risk is not None and risk < 40)
+
+
+#: A pool of facts: the same objects come back (the catalog shares them), and newer
+#: versions of a property (a replaced entry must lose its thesis checks).
+FACTS = [_facts(f"p{i % 6}", i // 6, ("DE", "FR", "GB")[i % 3], ("office", "retail")[i % 2],
+                (None, 2e6, 4.5e7, 9e5)[i % 4], (None, 20, 70)[i % 3]) for i in range(12)]
+
+PROFILES = [
+    {},
+    {"target_countries": ["DE"], "target_asset_classes": ["office"], "ticket_max_eur": 3e6,
+     "preferences": {"min_epc_band": "C", "excluded_asset_classes": ["retail"]},
+     "consents": [{"channel": "email", "status": "opted_in"}]},
+    {"ticket_max_eur": 5e7, "risk_tolerance": "low",
+     "consents": [{"channel": "phone", "status": "opted_in"}]},
+    {"target_countries": ["FR", "GB"], "preferences": {"max_climate_risk": 50}},
+]
+
+
+def profile(i: int, when: datetime):
+    payload = {"tenant": "acme", "source": "test", "event_id": f"prof-{when.timestamp()}",
+               "event_time": when.isoformat(), "investor_id": "inv-1",
+               "investor_type": "pension_fund", "subscriber_type": "corporate",
+               "jurisdiction": "DE", **PROFILES[i]}
+    return decode_event("investor.profiles", orjson.dumps(payload))
+
+
+@st.composite
+def aggregates(draw) -> WindowAggregate:
+    agg = WindowAggregate()
+    agg.actions = draw(st.lists(st.integers(0, 4), min_size=len(ACTIONS), max_size=len(ACTIONS)))
+    agg.n = sum(agg.actions)
+    agg.with_facts = draw(st.integers(0, 6))
+    agg.high_epc, agg.certified, agg.low_risk, agg.third_party, agg.stale = (
+        draw(st.integers(0, agg.with_facts)) for _ in range(5))
+    unit = st.floats(0.0, 1.0)
+    agg.expected_high, agg.expected_certified, agg.expected_low_risk = (
+        draw(unit) * agg.with_facts for _ in range(3))
+    agg.data_age_days = draw(st.floats(0.0, 400.0)) * agg.with_facts
+    agg.epc_ranks = draw(st.lists(st.integers(0, 2), min_size=8, max_size=8))
+    agg.countries = draw(st.dictionaries(st.sampled_from(["DE", "FR", "GB"]), st.integers(1, 3)))
+    agg.assets = draw(st.dictionaries(st.sampled_from(["office", "retail"]), st.integers(1, 3)))
+    agg.log_values = draw(st.lists(st.floats(10.0, 20.0), max_size=3))
+    for facts in draw(st.lists(st.sampled_from(FACTS), max_size=4)):
+        agg.properties[facts.property_id] = [draw(st.integers(1, 3)), facts]
+    agg.first = T0 + timedelta(minutes=draw(st.integers(0, 10_000)))
+    for offset in draw(st.lists(st.integers(0, 80), max_size=12)):  # repeats: listed once
+        agg._ref(ref(f"e{offset}", "investor.engagements", 0, offset))
+    agg.dwell = [draw(st.floats(0.0, 500.0)), draw(st.integers(0, 3)),
+                 draw(st.floats(0.0, 500.0)), draw(st.integers(0, 3))]
+    agg.seek_dwell = [draw(st.floats(0.0, 9.0)), draw(st.integers(0, 3))]
+    agg.catalog_log_value = draw(st.none() | st.floats(12.0, 18.0))
+    agg.ingest_ms = draw(st.integers(0, 2))
+    agg.refs_omitted = draw(st.integers(0, 2))
+    agg.refs_digest = agg.refs_omitted * 12345
+    return agg
+
+
+STEPS = st.one_of(
+    st.tuples(st.just("window"), st.integers(-2, 200), aggregates()),
+    st.tuples(st.just("silence"), st.integers(-2, 400)),
+    st.tuples(st.just("profile"), st.integers(0, len(PROFILES) - 1)),
+    st.tuples(st.just("unsubscribe")),
+    st.tuples(st.just("restore")),
+)
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(STEPS, min_size=1, max_size=10))
+def test_state_and_vectors_are_the_eager_codes_bit_for_bit(steps):
+    new, old = InvestorProfileState(HALF_LIVES), InvestorProfileState(HALF_LIVES)
+    now = T0
+    for step in steps:
+        kind = step[0]
+        if kind == "window":  # hours after the last instant; <= 0: no time passes
+            now += timedelta(hours=step[1])
+            old_agg = pickle.loads(pickle.dumps(step[2]))
+            new.apply_window(step[2], now, HALF_LIVES)
+            eager_apply(old, old_agg, now, HALF_LIVES)
+        elif kind == "silence":
+            now += timedelta(hours=step[1])
+            new.decay_to(now, HALF_LIVES)
+            eager_decay(old, now, HALF_LIVES)
+        elif kind == "profile":
+            new.apply_profile(profile(step[1], now), "ref")
+            old.apply_profile(profile(step[1], now), "ref")
+        elif kind == "unsubscribe":
+            new.unsubscribe(now)
+            old.unsubscribe(now)
+        else:  # a snapshot restored: its caches are rebuilt, to the same values
+            new = pickle.loads(pickle.dumps(new))
+        assert snapshot_of(new) == snapshot_of(old)
+        if new.last_active is not None:
+            assert repr(new_vector(new, now)) == repr(eager_vector(old, now))
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(
+    [0.0, -0.0, 1.0, 60.0, 90.0, 100.0]), min_size=len(FEATURE_NAMES), max_size=len(FEATURE_NAMES)))
+def test_the_range_check_agrees_with_clamping(values):
+    assert F.in_ranges(tuple(values)) == (not F.clamp_features(dict(zip(FEATURE_NAMES, values))))
+    lows = tuple(FEATURE_RANGES[n][0] for n in FEATURE_NAMES)
+    assert F.in_ranges(lows)
+
+
+EDGES = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(
+    [0.0, -0.0, -0.4, 0.4, 0.5, 1.0, -1.0, 2.0])
+
+
+@given(st.fixed_dictionaries({k: EDGES for k in ("high_epc_lift", "certified_lift",
+                                                 "low_risk_lift", "esg_reports_30d",
+                                                 "stated_esg", "pref_match_epc")}),
+       st.none() | st.integers(0, 7))
+def test_alignment_is_the_eager_codes_for_every_double(features, rank):
+    state = InvestorProfileState(HALF_LIVES)
+    state.min_epc_rank = rank
+    assert outcome(F.esg_alignment, features, state) == outcome(eager_alignment, features, state)
+
+
+def outcome(fn, *args) -> str:
+    try:
+        return repr(fn(*args))
+    except ArithmeticError as error:  # exp(-1.5 * -474.0): the same error from both
+        return type(error).__name__
+
+
+def test_snapshots_keep_no_cache_and_old_ones_restore():
+    state = InvestorProfileState(HALF_LIVES)
+    agg = WindowAggregate()
+    agg.properties = {"p0": [2, FACTS[0]]}
+    agg._ref(ref("e1", "investor.engagements", 0, 1))
+    state.apply_profile(profile(1, T0), "ref")
+    state.apply_window(agg, T0 + timedelta(hours=1), HALF_LIVES)
+    vector = F.build_vector(state, "acme", "inv-1", state.last_active)
+    assert state._context is not None
+    assert "_context" not in pickle.loads(pickle.dumps(state)).__getstate__()[1]
+    # A snapshot of df89d1b: lineage a list, no context slot; it restores and builds
+    # the same vector.
+    old_shape = dict(state.__getstate__()[1], lineage=list(state.lineage))
+    restored = InvestorProfileState.__new__(InvestorProfileState)
+    restored.__setstate__((None, old_shape))
+    assert restored.lineage == state.lineage and type(restored.lineage) is tuple
+    assert F.build_vector(restored, "acme", "inv-1", state.last_active) == vector
