@@ -37,7 +37,7 @@ from bytewax.outputs import (
     StatelessSinkPartition,
 )
 
-from esg_leads.connectors.arrow_schema import arrow_type, from_arrow, to_arrow
+from esg_leads.connectors.arrow_schema import array_of, arrow_type, from_arrow
 from esg_leads.operators.erasure import ERASURE_AGENT, erased_in, keeps
 from esg_leads.schemas.topics import OUTPUT_TOPICS
 
@@ -123,21 +123,25 @@ def schema_of(kind: str) -> pa.Schema:
 
 
 @cache
-def _record_converters(kind: str) -> tuple[Callable, Callable]:
-    record = schema_of(kind).field("record").type
-    return to_arrow(record), from_arrow(record)
+def _record_builder(kind: str) -> Callable[[list], pa.Array]:
+    return array_of(schema_of(kind).field("record").type)
 
 
 def to_table(kind: str, records: list[dict]) -> pa.Table:
-    if kind in TOPICS:
-        prepare = _record_converters(kind)[0]
-        records = [prepare(r) for r in records]  # e.g. ISO strings to instants
-        stored: list = records
-    else:
+    """``records`` of ``kind`` as a table of :func:`schema_of` ``kind``.
+
+    The flat columns are fields of the record (``score`` narrowed to int32): they are
+    taken from the record column once it is built, not converted from Python again.
+    """
+    schema = schema_of(kind)
+    if kind not in TOPICS:
         stored = [orjson.dumps(r, option=orjson.OPT_NON_STR_KEYS).decode() for r in records]
-    columns = {name: [r.get(name) for r in records] for name, _ in COLUMNS[kind]}
-    columns["record"] = stored
-    return pa.table(columns, schema=schema_of(kind))
+        columns = {name: [r.get(name) for r in records] for name, _ in COLUMNS[kind]}
+        columns["record"] = stored
+        return pa.table(columns, schema=schema)
+    record = _record_builder(kind)(records)  # (chunked beyond 2 GB of text)
+    flat = [pc.struct_field(record, name).cast(type_) for name, type_ in COLUMNS[kind]]
+    return pa.Table.from_arrays([*flat, record], schema=schema)
 
 
 def records_of(table: pa.Table) -> list[dict]:
