@@ -212,6 +212,10 @@ class _AuditPartition(StatefulSinkPartition[dict, int]):
         self._latest: dict[str, str] = {}
         #: Investors erased since the last snapshot, by tenant: their rows go (see _purge).
         self._erased: dict[str, set[str]] = {}
+        #: The investors in each file this partition wrote, so that a purge reads only
+        #: the files holding an erased one (see _purge), and how many ids that is.
+        self._ids: dict[Path, pa.Array] = {}
+        self._ids_held = 0
         self._retention = retention
         # A stopping `run` closes audit files from its stop thread (close_audit) while
         # the worker may still write or snapshot: one at a time, so no row is appended
@@ -255,8 +259,8 @@ class _AuditPartition(StatefulSinkPartition[dict, int]):
             partial = folder / f".{name}.partial"
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                pq.write_table(_audit_table(rows), partial,
-                               compression="zstd")
+                table = _audit_table(rows)
+                pq.write_table(table, partial, compression="zstd")
                 partial.replace(folder / name)
             except OSError as error:
                 if self._on_error is None:
@@ -270,20 +274,40 @@ class _AuditPartition(StatefulSinkPartition[dict, int]):
                 self._on_error(folder / name, error)
                 return
             self._written += 1
+            self._remember(folder / name, table)
+
+    def _remember(self, path: Path, table: pa.Table | None) -> None:
+        """Note the investors in ``path`` as written (``None``: the file is gone), within
+        ``INDEXED_IDS``: the files noted first are forgotten first, and read again by a
+        purge, so the note of a long-running process stays bounded."""
+        ids = self._ids.pop(path, None)
+        if ids is not None:
+            self._ids_held -= len(ids)
+        if table is None:
+            return
+        ids = self._ids[path] = pc.unique(table.column("investor_id"))
+        self._ids_held += len(ids)
+        while self._ids_held > INDEXED_IDS:
+            self._ids_held -= len(self._ids.pop(next(iter(self._ids))))
 
     def _purge(self) -> None:
         """Remove the rows of the investors erased since the last snapshot, in buffers and
         in every audit file of their tenant (rewritten under a dot name and renamed into
-        place, or deleted when nothing is left). Only files whose ``investor_id`` column
-        names one of them are read whole. A crash midway leaves every file whole, and the
-        resumed epoch brings the erasure row, and so this purge, again."""
+        place, or deleted when nothing is left). Only files naming one of them in their
+        ``investor_id`` column are read whole: as this partition noted them when it wrote
+        them, or read from the file (another process's, or one no longer noted); reading
+        that column of every file was most of a replay's purge (issue 16). A crash midway
+        leaves every file whole, and the resumed epoch brings the erasure row, and so
+        this purge, again."""
         for tenant, erased in self._erased.items():
             for key, rows in self._buffers.items():
                 if key[0] == tenant:
                     rows[:] = [r for r in rows if keeps(r, erased)]
             gone = pa.array(sorted(erased))
             for path in sorted((self._directory / f"tenant={tenant}").glob("date=*/part*.parquet")):
-                ids = pq.read_table(path, columns=["investor_id"]).column("investor_id")
+                ids = self._ids.get(path)
+                if ids is None:
+                    ids = pq.read_table(path, columns=["investor_id"]).column("investor_id")
                 if not pc.any(pc.is_in(ids, gone)).as_py():
                     continue
                 table = pq.read_table(path, schema=AUDIT_SCHEMA)
@@ -291,10 +315,12 @@ class _AuditPartition(StatefulSinkPartition[dict, int]):
                                            pc.equal(table.column("agent"), ERASURE_AGENT)))
                 if kept.num_rows == 0:
                     path.unlink()
+                    self._remember(path, None)
                     continue
                 partial = path.with_name(f".{path.name}.partial")
                 pq.write_table(kept, partial, compression="zstd")
                 partial.replace(path)
+                self._remember(path, kept)
         self._erased.clear()
 
     def snapshot(self) -> int:
@@ -316,6 +342,11 @@ class _AuditPartition(StatefulSinkPartition[dict, int]):
             self._purge()
             for key in list(self._buffers):
                 self._flush(key)
+
+
+#: Investor ids an audit partition notes of the files it wrote (~20 MB): beyond, a
+#: purge reads the ``investor_id`` column of the files noted first, as it reads any other.
+INDEXED_IDS = 1_000_000
 
 
 #: Audit rows (``operators.audit.audit_record``); ``tenant`` and ``date`` become the

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import errno
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from esg_leads.connectors import parquet_sink
 from esg_leads.connectors.parquet_sink import AuditSink, OutputError, ParquetSink, ensure_writable
 from esg_leads.operators.audit import audit_record
 
@@ -71,6 +72,48 @@ def test_an_erasure_rewrites_the_files_written_before_it(tmp_path: Path) -> None
     beta = pq.read_table(tmp_path / "tenant=beta").column("investor_id").to_pylist()
     assert sorted(beta) == ["inv-0", "inv-1", "inv-2"]
     assert not list(tmp_path.rglob(".*"))
+
+
+def on_day(day: int, *investors: str) -> list[dict]:
+    at = T0 + timedelta(days=day)
+    return [audit_record("acme", i, at, at, "scoring", "scoring/1", "warm", "top positive: x",
+                         {}, {}, []) for i in investors]
+
+
+@pytest.mark.parametrize("noted", [1_000_000, 3])
+def test_a_purge_reads_only_the_files_naming_an_erased_investor(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, noted: int) -> None:
+    """Issue 16: the partition notes the investors of each file it writes, so that an
+    erasure reads only the files holding the erased investor, and the column of files
+    it did not write (another process's) or no longer notes (beyond ``INDEXED_IDS``)."""
+    monkeypatch.setattr(parquet_sink, "INDEXED_IDS", noted)
+    part = AuditSink(tmp_path, tag="-t").build_part("audit_out", "audit", None)
+    for day, investors in enumerate([("inv-0", "inv-1"), ("inv-2",), ("inv-3", "inv-4")]):
+        part.write_batch(on_day(day, *investors))  # a later day writes the earlier one
+    part.snapshot()
+    foreign = tmp_path / "tenant=acme" / "date=2026-03-04" / "part-other-000000.parquet"
+    pq.write_table(pq.read_table(next(foreign.parent.glob("part-t-*.parquet"))), foreign)
+    read: list[tuple[str, object]] = []
+    real_read = pq.read_table
+
+    def counted(path, columns=None, **kwargs):
+        read.append((Path(path).name, columns))
+        return real_read(path, columns=columns, **kwargs)
+
+    monkeypatch.setattr(pq, "read_table", counted)
+    part.write_batch([erasure_row("acme", "inv-3")])  # (on T0's day: a row of day 0)
+    part.snapshot()
+    whole = sorted(name for name, columns in read if columns is None)
+    assert whole == ["part-other-000000.parquet", "part-t-000002.parquet"]
+    columns_read = sorted(name for name, columns in read if columns == ["investor_id"])
+    # With room for three ids, the first file written (inv-0, inv-1) is no longer noted.
+    assert columns_read == ["part-other-000000.parquet"] + (
+        [] if noted > 3 else ["part-t-000000.parquet"])
+    monkeypatch.undo()
+    acme = pq.read_table(tmp_path / "tenant=acme").to_pylist()
+    assert sorted((r["investor_id"], r["agent"]) for r in acme) == [
+        ("inv-0", "scoring"), ("inv-1", "scoring"), ("inv-2", "scoring"),
+        ("inv-3", "erasure"), ("inv-4", "scoring"), ("inv-4", "scoring")]
 
 
 def test_retention_runs_at_each_snapshot(tmp_path: Path) -> None:
