@@ -424,17 +424,45 @@ def close_audit() -> None:
 CONVERT_ROWS = 2_048
 
 
+class ErasedKeys:
+    """The keys erased so far in a run, by topic, shared by its Parquet sinks: the
+    ``tombstones`` sink adds them, and the sinks of erasable outputs leave their rows out
+    of the row groups they write from then on. Rows written earlier are deleted by
+    :func:`connectors.parquet_merge.finalize`, as every erased row once was; a part that
+    holds none is renamed into place instead of read and written again (issue 16: on a
+    replay whose leads fit one row group, every leads row was encoded twice)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, set[str]] = {}
+        self._lock = threading.Lock()  # several workers' sinks share it in one process
+
+    def add(self, tombstones: list[dict]) -> None:
+        with self._lock:
+            for tombstone in tombstones:
+                self._keys.setdefault(tombstone["topic"], set()).add(tombstone["key"])
+
+    def of(self, topic: str) -> pa.Array | None:
+        """The keys erased on ``topic`` so far; ``None`` when there are none."""
+        with self._lock:
+            keys = sorted(self._keys.get(topic, ()))
+        return pa.array(keys, pa.string()) if keys else None
+
+
 class _ParquetPartition(StatelessSinkPartition[dict]):
     """Records of one kind into one Parquet file: converted to Arrow ``CONVERT_ROWS``
     at a time, written ``row_group`` rows to a row group (the same file as converting
-    a row group at once: the columns are the same, only their chunks differ)."""
+    a row group at once: the columns are the same, only their chunks differ). With
+    ``erased`` (see :class:`ErasedKeys`), a ``tombstones`` partition records the keys it
+    writes there, and an erasable kind's partition leaves their rows out."""
 
     def __init__(self, path: Path, kind: str, row_group: int,
-                 on_error: OnError | None = None) -> None:
+                 on_error: OnError | None = None, erased: ErasedKeys | None = None) -> None:
         self._path = path
         self._kind = kind
         self._row_group = row_group
         self._on_error = on_error
+        self._erased = erased
+        self._topic = ERASABLE.get(kind)
         self._buffer: list[dict] = []
         #: Converted records not yet written, and how many rows they hold.
         self._tables: list[pa.Table] = []
@@ -461,6 +489,8 @@ class _ParquetPartition(StatelessSinkPartition[dict]):
     def write_batch(self, items: list[dict]) -> None:
         if self._writer is None:
             return  # failed: reported once, nothing more is written
+        if self._kind == "tombstones" and self._erased is not None:
+            self._erased.add(items)
         buffer = self._buffer
         for item in items:
             buffer.append(item)
@@ -481,9 +511,13 @@ class _ParquetPartition(StatelessSinkPartition[dict]):
     def _flush(self) -> None:
         self._convert()
         if self._tables and self._writer is not None:
+            table = pa.concat_tables(self._tables)
+            gone = None if self._erased is None or self._topic is None else \
+                self._erased.of(self._topic)
+            if gone is not None:
+                table = table.filter(pc.invert(pc.is_in(table.column("investor_id"), gone)))
             try:
-                self._writer.write_table(pa.concat_tables(self._tables),
-                                         row_group_size=self._row_group)
+                self._writer.write_table(table, row_group_size=self._row_group)
             except OSError as error:
                 self._fail(error)
         self._tables, self._converted = [], 0
@@ -502,20 +536,23 @@ class ParquetSink(DynamicSink[dict]):
     """Writes records of one output ``kind`` to ``directory/<kind>-<worker>.parquet``.
 
     ``on_error``: see the module docstring; without it a write error raises.
+    ``erased``: one :class:`ErasedKeys` given to every sink of a run (``tombstones``
+    among them), so that rows of investors erased before they are written never are.
     """
 
     def __init__(self, directory: str | Path, kind: str, row_group: int = 20_000,
-                 on_error: OnError | None = None) -> None:
+                 on_error: OnError | None = None, erased: ErasedKeys | None = None) -> None:
         if kind not in COLUMNS:
             raise ValueError(f"unknown output kind {kind!r}")
         self.directory = Path(directory)
         self.kind = kind
         self.row_group = row_group
         self.on_error = on_error
+        self.erased = erased
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ParquetPartition:
         path = self.directory / f"{self.kind}-{worker_index:03d}.parquet"
-        return _ParquetPartition(path, self.kind, self.row_group, self.on_error)
+        return _ParquetPartition(path, self.kind, self.row_group, self.on_error, self.erased)
 
 
 def erased_keys(parts_dir: str | Path) -> dict[str, set[str]]:

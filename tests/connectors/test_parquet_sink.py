@@ -9,8 +9,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from esg_leads.connectors import parquet_sink
-from esg_leads.connectors.parquet_sink import AuditSink, OutputError, ParquetSink, ensure_writable
+from esg_leads.connectors import parquet_merge, parquet_sink
+from esg_leads.connectors.parquet_merge import finalize
+from esg_leads.connectors.parquet_sink import (
+    AuditSink,
+    ErasedKeys,
+    OutputError,
+    ParquetSink,
+    ensure_writable,
+    erased_keys,
+)
 from esg_leads.operators.audit import audit_record
 
 T0 = datetime(2026, 3, 2, 10, tzinfo=timezone.utc)
@@ -114,6 +122,41 @@ def test_a_purge_reads_only_the_files_naming_an_erased_investor(
     assert sorted((r["investor_id"], r["agent"]) for r in acme) == [
         ("inv-0", "scoring"), ("inv-1", "scoring"), ("inv-2", "scoring"),
         ("inv-3", "erasure"), ("inv-4", "scoring"), ("inv-4", "scoring")]
+
+
+def test_rows_of_investors_erased_before_they_are_written_never_are(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: the sinks of a run share the keys its tombstones erase; an erasable
+    output leaves their rows out of what it writes from then on, so that a part without
+    any is renamed into place by finalize, not read and encoded a second time. Rows
+    written before the erasure are deleted by finalize, as they always were."""
+    from tests.connectors.test_parquet_merge import handoff
+
+    erased = ErasedKeys()
+    handoffs = ParquetSink(tmp_path, "handoff", row_group=2, erased=erased).build("h", 0, 1)
+    tombstones = ParquetSink(tmp_path, "tombstones", erased=erased).build("t", 0, 1)
+    handoffs.write_batch([handoff(1, 1, 1), handoff(2, 2, 2)])  # a row group: written
+    tombstones.write_batch([{"topic": "crm.handoff", "key": "inv-1"},
+                            {"topic": "leads.scored", "key": "inv-3"}])  # another topic's
+    handoffs.write_batch([handoff(3, 1, 3), handoff(4, 3, 4), handoff(5, 4, 5)])
+    handoffs.close()
+    tombstones.close()
+    part = tmp_path / "handoff-000.parquet"
+    assert pq.read_table(part).column("investor_id").to_pylist() == [
+        "inv-1", "inv-2", "inv-3", "inv-4"]  # the first inv-1 row was on disk already
+    out = tmp_path / "handoff.parquet"
+    assert finalize(tmp_path, "handoff", out, erased_keys(tmp_path)) == 3
+    assert pq.read_table(out).column("investor_id").to_pylist() == ["inv-2", "inv-3", "inv-4"]
+
+    # Erased before any of their rows was written: the part is the file.
+    (tmp_path / "again").mkdir()
+    handoffs = ParquetSink(tmp_path / "again", "handoff", erased=erased).build("h", 0, 1)
+    handoffs.write_batch([handoff(6, 1, 6), handoff(7, 5, 7)])
+    handoffs.close()
+    monkeypatch.setattr(parquet_merge.pq, "ParquetWriter", None)  # finalize writes nothing
+    out = tmp_path / "again" / "handoff.parquet"
+    assert finalize(tmp_path / "again", "handoff", out, erased_keys(tmp_path)) == 1
+    assert pq.read_table(out).column("investor_id").to_pylist() == ["inv-5"]
 
 
 def test_retention_runs_at_each_snapshot(tmp_path: Path) -> None:
