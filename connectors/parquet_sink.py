@@ -24,6 +24,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from functools import cache
+from operator import itemgetter
 from pathlib import Path
 
 import orjson
@@ -359,10 +360,16 @@ AUDIT_SCHEMA = pa.schema([
 ])
 
 
+_AUDIT_FIELDS = itemgetter(*AUDIT_SCHEMA.names)
+
+
 def _audit_table(rows: list[dict]) -> pa.Table:
-    """``rows`` as a table, a column at a time (a quarter cheaper than ``from_pylist``)."""
-    return pa.Table.from_arrays([pa.array([r[field.name] for r in rows], field.type)
-                                 for field in AUDIT_SCHEMA], schema=AUDIT_SCHEMA)
+    """``rows`` as a table, a column at a time (a quarter cheaper than ``from_pylist``):
+    each row's fields taken at once and transposed, which costs a quarter less again
+    than one comprehension per column (issue 16)."""
+    columns = zip(*map(_AUDIT_FIELDS, rows)) if rows else ([] for _ in AUDIT_SCHEMA)
+    return pa.Table.from_arrays([pa.array(column, field.type) for column, field
+                                 in zip(columns, AUDIT_SCHEMA, strict=True)], schema=AUDIT_SCHEMA)
 
 
 class AuditSink(FixedPartitionedSink[dict, int]):
@@ -511,13 +518,13 @@ class _ParquetPartition(StatelessSinkPartition[dict]):
     def _flush(self) -> None:
         self._convert()
         if self._tables and self._writer is not None:
-            table = pa.concat_tables(self._tables)
             gone = None if self._erased is None or self._topic is None else \
                 self._erased.of(self._topic)
-            if gone is not None:
-                table = table.filter(pc.invert(pc.is_in(table.column("investor_id"), gone)))
+            tables = self._tables if gone is None else [_without(t, gone) for t in self._tables]
+            table = pa.concat_tables(tables)
             try:
-                self._writer.write_table(table, row_group_size=self._row_group)
+                if table.num_rows:  # (no empty row group when every row was erased)
+                    self._writer.write_table(table, row_group_size=self._row_group)
             except OSError as error:
                 self._fail(error)
         self._tables, self._converted = [], 0
@@ -530,6 +537,12 @@ class _ParquetPartition(StatelessSinkPartition[dict]):
             except OSError as error:
                 self._writer = None
                 self._fail(error)
+
+
+def _without(table: pa.Table, investors: pa.Array) -> pa.Table:
+    """``table`` without the rows of ``investors`` (copied only if it holds some)."""
+    erased = pc.is_in(table.column("investor_id"), investors)
+    return table.filter(pc.invert(erased)) if pc.any(erased).as_py() else table
 
 
 class ParquetSink(DynamicSink[dict]):
