@@ -6,8 +6,11 @@ import errno
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from esg_leads.connectors import parquet_merge, parquet_sink
 from esg_leads.connectors.parquet_merge import finalize
@@ -157,6 +160,17 @@ def test_rows_of_investors_erased_before_they_are_written_never_are(
     out = tmp_path / "again" / "handoff.parquet"
     assert finalize(tmp_path / "again", "handoff", out, erased_keys(tmp_path)) == 1
     assert pq.read_table(out).column("investor_id").to_pylist() == ["inv-5"]
+
+
+@given(ids=st.lists(st.sampled_from(["inv-0", "inv-1", "inv-2", None]), max_size=12),
+       gone=st.sets(st.sampled_from(["inv-0", "inv-1", "inv-3"]), min_size=1))
+def test_leaving_out_erased_rows_keeps_every_other_row_in_order(ids: list, gone: set) -> None:
+    """The slices ``_without`` keeps are the rows finalize keeps (a row without an
+    investor stays), in their order."""
+    table = pa.table({"investor_id": pa.array(ids, pa.string()), "n": list(range(len(ids)))})
+    kept = parquet_sink._without(table, pa.array(sorted(gone)))
+    assert kept.schema == table.schema
+    assert kept.column("n").to_pylist() == [n for n, i in enumerate(ids) if i not in gone]
 
 
 def test_retention_runs_at_each_snapshot(tmp_path: Path) -> None:
