@@ -4,7 +4,9 @@ A run's outputs are written per worker (:class:`connectors.parquet_sink.ParquetS
 :func:`finalize` joins them into ``leads.parquet`` etc. The join upserts by
 idempotency key (a replay into an existing output adds nothing twice), deletes the
 rows of erased investors and, with several workers, orders rows by event time and
-key so that the file does not depend on how work was spread over workers.
+key so that the file does not depend on how work was spread over workers. A single
+part none of this changes is renamed into place: the sinks leave out the rows of
+investors erased before they write them (``parquet_sink.ErasedKeys``).
 
 Memory stays at the size of the key columns plus a few row groups, whatever the
 size of the output: the first pass reads only the key columns (``idempotency_key``,
@@ -95,6 +97,11 @@ def finalize(parts_dir: str | Path, kind: str, out_path: str | Path,
         return pq.ParquetFile(out_path).metadata.num_rows
     sources = [_Source(p, kind) for p in ([out_path] if out_path.exists() else []) + parts]
     keep = _surviving(sources, gone)
+    if len(sources) == 1 == len(parts) and keep[0].all():
+        # Nothing to delete (the sink left out the rows of investors erased before it
+        # wrote them, see parquet_sink.ErasedKeys): the part is the file, as above.
+        parts[0].replace(out_path)
+        return sources[0].rows
     partial = out_path.with_name(f".{out_path.name}.partial")
     written = 0
     with pq.ParquetWriter(partial, schema_of(kind), compression="zstd") as writer:

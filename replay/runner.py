@@ -33,6 +33,7 @@ from bytewax.testing import run_main
 from esg_leads.connectors.key_vault import KeyVault
 from esg_leads.connectors.parquet_sink import (
     AuditSink,
+    ErasedKeys,
     OutputError,
     ParquetSink,
     ensure_writable,
@@ -144,7 +145,8 @@ def run_flow(recording: Path, out: Path, settings: Settings, *, workers: int = 1
     placement = workers * (len(addresses) if addresses else 1)
     if placement > 1 and weights is None:
         weights = tenant_weights(recording, sorted(settings.tenants))
-    sinks = Sinks(**{kind: ParquetSink(parts, kind, on_error=output_failed)
+    erased = ErasedKeys()  # rows of investors erased before they are written never are
+    sinks = Sinks(**{kind: ParquetSink(parts, kind, on_error=output_failed, erased=erased)
                      for kind in (*OUTPUT_KINDS, "tombstones")},
                   audit=AuditSink(out / "audit", on_error=output_failed, partitions=placement))
     # Same batch size as a live run reads Kafka with: replay then decides as it did.

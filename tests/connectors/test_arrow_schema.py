@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 
 from esg_leads.connectors.arrow_schema import JSON_METADATA, TIMESTAMP, arrow_type
 from esg_leads.connectors.parquet_merge import finalize
-from esg_leads.connectors.parquet_sink import TOPICS, read_records, records_of, schema_of, to_table
+from esg_leads.connectors.parquet_sink import (
+    COLUMNS,
+    TOPICS,
+    read_records,
+    records_of,
+    schema_of,
+    to_table,
+)
 from esg_leads.schemas.outputs import ScoredLead
 from esg_leads.schemas.topics import OUTPUT_TOPICS
 
@@ -81,6 +88,34 @@ def test_an_output_written_with_json_records_is_upgraded_by_an_upsert(tmp_path) 
     assert finalize(parts, "alerts", out) == 2  # alert:1 once: upserted by key
     assert pq.read_schema(out).equals(schema_of("alerts"))
     assert [r["idempotency_key"] for r in read_records(out)] == ["alert:1", "alert:2"]
+
+
+def _leads() -> tuple[dict, dict]:
+    """Two scored lead records as the flow makes them, the second with stale sources."""
+    from esg_leads.operators.scoring import TenantScorer
+    from esg_leads.schemas.settings import Settings
+    from tests.operators.test_degradation import _cold_vector, _status
+
+    scorer = TenantScorer("acme", Settings())
+    (fresh,), _ = scorer.score_many([_cold_vector(None)], T0)
+    (stale,), _ = scorer.score_many([_cold_vector(_status())._replace(investor_id="inv-2")], T0)
+    return fresh.record, stale.record
+
+
+def test_a_record_decoded_from_json_makes_the_table_the_flows_record_makes() -> None:
+    """Issue 16: the flow's records (datetimes) go to pyarrow as they are; one decoded from
+    JSON (ISO strings, nested too) is converted first; both make the same rows, and the
+    flat columns are the record's fields."""
+    fresh, stale = _leads()
+    assert stale["explanation"]["stale_sources"]  # instants nested in a list of structs
+    decoded = orjson.loads(orjson.dumps(stale))
+    made = to_table("leads", [fresh, stale])
+    assert made.equals(to_table("leads", [fresh, decoded]))
+    assert made.schema.equals(schema_of("leads"))
+    for name, _ in COLUMNS["leads"]:
+        assert made.column(name).to_pylist() == [fresh[name], stale[name]], name
+    back = records_of(made)[1]  # as a consumer of the topic decodes it
+    assert {k: v for k, v in back.items() if k in decoded} == decoded
 
 
 def _without(kind: pa.DataType, drop: dict) -> pa.DataType:

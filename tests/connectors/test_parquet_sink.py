@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import errno
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from esg_leads.connectors.parquet_sink import AuditSink, OutputError, ParquetSink, ensure_writable
+from esg_leads.connectors import parquet_merge, parquet_sink
+from esg_leads.connectors.parquet_merge import finalize
+from esg_leads.connectors.parquet_sink import (
+    AuditSink,
+    ErasedKeys,
+    OutputError,
+    ParquetSink,
+    ensure_writable,
+    erased_keys,
+)
 from esg_leads.operators.audit import audit_record
 
 T0 = datetime(2026, 3, 2, 10, tzinfo=timezone.utc)
@@ -71,6 +83,94 @@ def test_an_erasure_rewrites_the_files_written_before_it(tmp_path: Path) -> None
     beta = pq.read_table(tmp_path / "tenant=beta").column("investor_id").to_pylist()
     assert sorted(beta) == ["inv-0", "inv-1", "inv-2"]
     assert not list(tmp_path.rglob(".*"))
+
+
+def on_day(day: int, *investors: str) -> list[dict]:
+    at = T0 + timedelta(days=day)
+    return [audit_record("acme", i, at, at, "scoring", "scoring/1", "warm", "top positive: x",
+                         {}, {}, []) for i in investors]
+
+
+@pytest.mark.parametrize("noted", [1_000_000, 3])
+def test_a_purge_reads_only_the_files_naming_an_erased_investor(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, noted: int) -> None:
+    """Issue 16: the partition notes the investors of each file it writes, so that an
+    erasure reads only the files holding the erased investor, and the column of files
+    it did not write (another process's) or no longer notes (beyond ``INDEXED_IDS``)."""
+    monkeypatch.setattr(parquet_sink, "INDEXED_IDS", noted)
+    part = AuditSink(tmp_path, tag="-t").build_part("audit_out", "audit", None)
+    for day, investors in enumerate([("inv-0", "inv-1"), ("inv-2",), ("inv-3", "inv-4")]):
+        part.write_batch(on_day(day, *investors))  # a later day writes the earlier one
+    part.snapshot()
+    foreign = tmp_path / "tenant=acme" / "date=2026-03-04" / "part-other-000000.parquet"
+    pq.write_table(pq.read_table(next(foreign.parent.glob("part-t-*.parquet"))), foreign)
+    read: list[tuple[str, object]] = []
+    real_read = pq.read_table
+
+    def counted(path, columns=None, **kwargs):
+        read.append((Path(path).name, columns))
+        return real_read(path, columns=columns, **kwargs)
+
+    monkeypatch.setattr(pq, "read_table", counted)
+    part.write_batch([erasure_row("acme", "inv-3")])  # (on T0's day: a row of day 0)
+    part.snapshot()
+    whole = sorted(name for name, columns in read if columns is None)
+    assert whole == ["part-other-000000.parquet", "part-t-000002.parquet"]
+    columns_read = sorted(name for name, columns in read if columns == ["investor_id"])
+    # With room for three ids, the first file written (inv-0, inv-1) is no longer noted.
+    assert columns_read == ["part-other-000000.parquet"] + (
+        [] if noted > 3 else ["part-t-000000.parquet"])
+    monkeypatch.undo()
+    acme = pq.read_table(tmp_path / "tenant=acme").to_pylist()
+    assert sorted((r["investor_id"], r["agent"]) for r in acme) == [
+        ("inv-0", "scoring"), ("inv-1", "scoring"), ("inv-2", "scoring"),
+        ("inv-3", "erasure"), ("inv-4", "scoring"), ("inv-4", "scoring")]
+
+
+def test_rows_of_investors_erased_before_they_are_written_never_are(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: the sinks of a run share the keys its tombstones erase; an erasable
+    output leaves their rows out of what it writes from then on, so that a part without
+    any is renamed into place by finalize, not read and encoded a second time. Rows
+    written before the erasure are deleted by finalize, as they always were."""
+    from tests.connectors.test_parquet_merge import handoff
+
+    erased = ErasedKeys()
+    handoffs = ParquetSink(tmp_path, "handoff", row_group=2, erased=erased).build("h", 0, 1)
+    tombstones = ParquetSink(tmp_path, "tombstones", erased=erased).build("t", 0, 1)
+    handoffs.write_batch([handoff(1, 1, 1), handoff(2, 2, 2)])  # a row group: written
+    tombstones.write_batch([{"topic": "crm.handoff", "key": "inv-1"},
+                            {"topic": "leads.scored", "key": "inv-3"}])  # another topic's
+    handoffs.write_batch([handoff(3, 1, 3), handoff(4, 3, 4), handoff(5, 4, 5)])
+    handoffs.close()
+    tombstones.close()
+    part = tmp_path / "handoff-000.parquet"
+    assert pq.read_table(part).column("investor_id").to_pylist() == [
+        "inv-1", "inv-2", "inv-3", "inv-4"]  # the first inv-1 row was on disk already
+    out = tmp_path / "handoff.parquet"
+    assert finalize(tmp_path, "handoff", out, erased_keys(tmp_path)) == 3
+    assert pq.read_table(out).column("investor_id").to_pylist() == ["inv-2", "inv-3", "inv-4"]
+
+    # Erased before any of their rows was written: the part is the file.
+    (tmp_path / "again").mkdir()
+    handoffs = ParquetSink(tmp_path / "again", "handoff", erased=erased).build("h", 0, 1)
+    handoffs.write_batch([handoff(6, 1, 6), handoff(7, 5, 7)])
+    handoffs.close()
+    monkeypatch.setattr(parquet_merge.pq, "ParquetWriter", None)  # finalize writes nothing
+    out = tmp_path / "again" / "handoff.parquet"
+    assert finalize(tmp_path / "again", "handoff", out, erased_keys(tmp_path)) == 1
+    assert pq.read_table(out).column("investor_id").to_pylist() == ["inv-5"]
+
+
+@given(ids=st.lists(st.sampled_from(["inv-0", "inv-1", "inv-2", None]), max_size=12),
+       gone=st.sets(st.sampled_from(["inv-0", "inv-1", "inv-3"]), min_size=1))
+def test_leaving_out_erased_rows_keeps_every_other_row_in_order(ids: list, gone: set) -> None:
+    """The slices ``_without`` keeps are the rows finalize keeps (a row without an
+    investor stays), in their order."""
+    table = pa.table({"investor_id": pa.array(ids, pa.string()), "n": list(range(len(ids)))})
+    kept = parquet_sink._without(table, pa.array(sorted(gone)))
+    assert kept.schema == table.schema
+    assert kept.column("n").to_pylist() == [n for n, i in enumerate(ids) if i not in gone]
 
 
 def test_retention_runs_at_each_snapshot(tmp_path: Path) -> None:

@@ -247,8 +247,8 @@ def test_a_full_disk_mid_replay_stops_the_input_and_is_one_error(
     init, write_table = parquet_sink._ParquetPartition.__init__, pq.ParquetWriter.write_table
     leads_writes = []
 
-    def one_row_group_per_batch(self, path, kind, row_group, on_error=None) -> None:  # noqa: ANN001
-        init(self, path, kind, 1, on_error)
+    def one_row_group_per_batch(self, path, kind, row_group, *args, **kwargs) -> None:  # noqa: ANN001
+        init(self, path, kind, 1, *args, **kwargs)
 
     def full_disk_on_the_third_leads_write(self, table, *args, **kwargs) -> None:  # noqa: ANN001
         if "leads-" in str(self.where):
