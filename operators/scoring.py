@@ -266,12 +266,23 @@ class TenantScorer:
                 results.append(self.process(groups[i], now))
                 i += 1
                 continue
+            serving = self._serving()
             for records, alerts in self.score_groups(groups[i:j], now):
-                results.append(self._count(records, alerts, self.governor.scored(self, now)))
+                governed = self.governor.scored(self, now)
+                results.append(self._count(records, alerts, governed))
                 i += 1
-                if not self.governor.champion_alone():  # a drift request started a
-                    break  # challenger: it shadows (and may canary) the next positions
+                # A drift request started a retraining: its challenger shadows (and may
+                # canary) the next positions, or replaced the champion at once (its test
+                # already decided): either way the run's arithmetic is stale.
+                if governed or not self.governor.champion_alone() or self._serving() != serving:
+                    break
         return results
+
+    def _serving(self) -> tuple:
+        """What a score reads, by identity: it may not change within a run of positions
+        scored together (the calibrator may learn: see :meth:`score_groups`)."""
+        return (id(self.registry.champion), self.registry.generation, id(self.calibrator),
+                self.labels, id(self.global_model), self.global_labels, self.use_global)
 
     def _flush(self, vectors: list[FeatureVector], now: datetime, out: list[Scored | dict]) -> None:
         out.extend(self._count(*self.governor.score(self, vectors, now)))

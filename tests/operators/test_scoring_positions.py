@@ -120,3 +120,20 @@ def test_a_rows_blend_does_not_depend_on_the_rows_beside_it(trained_blob):
                  for i in range(0, len(X), size)]
         for k, whole in enumerate(together):
             assert np.array_equal(whole, np.concatenate([part[k] for part in apart])), (size, k)
+
+
+def test_a_challenger_promoted_at_once_scores_the_rest_of_the_run():
+    """A drift retraining whose held-out labels already decide its test replaces the
+    champion (and calibrator) within the position that started it: the run's later
+    positions must be scored by the new champion, as position by position."""
+    from tests.operators.test_model_lifecycle_retraining import example as outcome, trained
+    scorer = trained(flip_after=100)
+    when = outcome(*separable(699, random.Random(0))).outcome_time
+    scorer.governor.drift_detected("PSI", "score,feature:depth_7d", when)
+    blob = pickle.dumps(scorer)
+    rng = random.Random(7)
+    groups = [[separable(20_000 + 2 * k + j, rng)[0] for j in range(2)] for k in range(4)]
+    alone, together = pickle.loads(blob), pickle.loads(blob)
+    expected = outputs([alone.process(g, NOW) for g in groups])
+    assert alone.registry.generation == 1  # promoted while the first position was scored
+    assert outputs(together.process_positions(groups, NOW)) == expected
