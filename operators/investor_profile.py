@@ -145,10 +145,15 @@ class InvestorProfileState:
         self._context: InvestorContext | None = None
 
     def __getstate__(self) -> tuple:
-        # The shape default slot pickling gives, without the caches: snapshots stay
-        # as small as before and restore in versions that never had them.
-        return None, {name: getattr(self, name) for name in self.__slots__
-                      if name not in self._CACHES and hasattr(self, name)}
+        # The shape default slot pickling gives, without the caches (the context; the
+        # thesis checks kept after each top property's weight and facts): snapshots stay
+        # as small as before and restore in versions that never had them, df89d1b's
+        # included, which unpacks each entry as exactly (weight, facts).
+        state = {name: getattr(self, name) for name in self.__slots__
+                 if name not in self._CACHES and hasattr(self, name)}
+        if "top_properties" in state:
+            state["top_properties"] = {pid: entry[:2] for pid, entry in self.top_properties.items()}
+        return None, state
 
     def __setstate__(self, state: tuple) -> None:
         # Slots pickle as (None, {slot: value}); older snapshots lack lineage_omitted,

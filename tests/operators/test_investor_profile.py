@@ -370,3 +370,8 @@ def test_snapshots_keep_no_cache_and_old_ones_restore():
     restored.__setstate__((None, old_shape))
     assert restored.lineage == state.lineage and type(restored.lineage) is tuple
     assert F.build_vector(restored, "acme", "inv-1", state.last_active) == vector
+    # And the other way: what this version snapshots, df89d1b's code reads -- every top
+    # property as exactly (weight, facts), the thesis checks cached after them left out.
+    assert any(len(entry) > 2 for entry in state.top_properties.values())  # cached now
+    assert all(len(entry) == 2 for entry in state.__getstate__()[1]["top_properties"].values())
+    assert [(w, facts) for w, facts in state.__getstate__()[1]["top_properties"].values()]
