@@ -382,18 +382,33 @@ class InvestorProfileState:
     def remember(self, vector: FeatureVector) -> None:
         """Keep ``vector`` (without context and lineage) for point-in-time learning.
 
-        Kept compact: its values as one array of doubles and no feature dict (rebuilt
-        by :meth:`features_as_of`, exactly: the dict's keys are the feature set's, in
-        order, and its values these doubles). A dict and a tuple of float objects cost
-        ~3 KB per vector, four vectors per investor: the largest part of an investor's
-        state (issue 16). A vector whose keys are not the current feature set's (from
-        a snapshot of an older one) is kept as it is.
+        Kept compact: every number it holds as one array of doubles (the features in
+        the feature set's order, then ESG alignment, intent, engagement readiness, data
+        freshness (NaN for ``None``) and the ESG components), no feature or component
+        dict and no float objects; :meth:`features_as_of` rebuilds the vector exactly
+        (a double holds a float as it was). Dicts and float objects cost ~4 KB per
+        vector, four vectors per investor: the largest part of an investor's state
+        (issue 16). A vector that does not fit the pattern (keys of an older feature
+        set, from a snapshot; a number that is not a float) is kept as it is.
         """
-        features = vector.features
-        if features is not None and tuple(features) == FEATURE_NAMES:
-            # features_only() and _replace(features=None, values=array) in one tuple.
-            vector = FeatureVector(*vector[:4], None, array("d", vector.values),  # type: ignore[arg-type]
-                                   *vector[6:11], None, (), *vector[-4:-2])
+        features, components = vector.features, vector.esg_components
+        freshness = vector.data_freshness_days
+        if (features is not None and tuple(features) == FEATURE_NAMES
+                and type(components) is dict and all(type(v) is float for v in components.values())
+                and type(vector.esg_alignment) is float and type(vector.intent) is float
+                and type(vector.engagement_readiness) is float
+                and (freshness is None or (type(freshness) is float and freshness == freshness))):
+            numbers = array("d", vector.values)
+            numbers.extend((vector.esg_alignment, vector.intent, vector.engagement_readiness,
+                            math.nan if freshness is None else freshness))
+            numbers.extend(components.values())
+            keys = tuple(components)
+            # Component names, once per name set: every kept vector shares the tuple.
+            keys = _COMPONENT_KEYS.setdefault(keys, keys)
+            # features_only() with the numbers in ``values`` and the component names in
+            # ``esg_components`` (a tuple, not a dict: how features_as_of tells).
+            vector = FeatureVector(*vector[:4], None, numbers, None, keys,  # type: ignore[arg-type]
+                                   None, None, None, None, (), *vector[-4:-2])
         else:
             vector = vector.features_only()
         self.history.append(vector)
@@ -407,11 +422,32 @@ class InvestorProfileState:
         for vector in reversed(self.history):
             if vector.as_of <= when:
                 if vector.features is None:
-                    values = tuple(vector.values)
-                    vector = vector._replace(features=dict(zip(FEATURE_NAMES, values, strict=True)),
-                                             values=values)
+                    vector = _unpacked(vector)
                 return vector
         return None
+
+
+#: The ESG component names of kept vectors, interned (see ``remember``).
+_COMPONENT_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_N = len(FEATURE_NAMES)
+
+
+def _unpacked(vector: FeatureVector) -> FeatureVector:
+    """A vector :meth:`InvestorProfileState.remember` packed, as it was given."""
+    keys = vector.esg_components
+    if type(keys) is not tuple:
+        # Packed by an earlier version (a snapshot): the feature values only.
+        values = tuple(vector.values)
+        return vector._replace(features=dict(zip(FEATURE_NAMES, values, strict=True)),
+                               values=values)
+    numbers = vector.values
+    values = tuple(numbers[:_N])
+    alignment, intent, readiness, freshness = numbers[_N:_N + 4]
+    return vector._replace(
+        features=dict(zip(FEATURE_NAMES, values, strict=True)), values=values,
+        esg_alignment=alignment, intent=intent, engagement_readiness=readiness,
+        data_freshness_days=None if freshness != freshness else freshness,
+        esg_components=dict(zip(keys, numbers[_N + 4:], strict=True)))
 
 
 # ------------------------------------------------ features of the stated profile

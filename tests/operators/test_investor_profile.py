@@ -370,3 +370,48 @@ def test_snapshots_keep_no_cache_and_old_ones_restore():
     restored.__setstate__((None, old_shape))
     assert restored.lineage == state.lineage and type(restored.lineage) is tuple
     assert F.build_vector(restored, "acme", "inv-1", state.last_active) == vector
+
+
+# ------------------------------------------------- point-in-time history, kept compact
+
+_DOUBLES = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -0.0, 1.5])
+
+
+@hsettings(max_examples=80, deadline=None)
+@given(st.lists(_DOUBLES, min_size=len(FEATURE_NAMES), max_size=len(FEATURE_NAMES)),
+       st.lists(_DOUBLES, min_size=3, max_size=3), st.none() | _DOUBLES | st.just(3),
+       st.dictionaries(st.sampled_from(["efficiency", "fit", "stated"]), _DOUBLES | st.just(7)),
+       st.sampled_from([(), ("recency_days",)]))
+def test_a_remembered_vector_comes_back_exactly(values, scores, freshness, components, clamped):
+    from esg_leads.schemas.records import FeatureVector
+
+    alignment, intent, readiness = scores
+    vector = FeatureVector("acme", "inv-1", T0, "v", dict(zip(FEATURE_NAMES, values)),
+                           tuple(values), alignment, components, intent, readiness, freshness,
+                           None, (ref("e1", "t", 0, 1),), 123, clamped, None, None)
+    state = InvestorProfileState(HALF_LIVES)
+    state.remember(vector)
+    for restored in (state, pickle.loads(pickle.dumps(state))):
+        # repr: NaN == NaN is False, and -0.0 must stay -0.0.
+        assert repr(restored.features_as_of(T0)) == repr(vector.features_only())
+    if (freshness is not None and (type(freshness) is not float or freshness != freshness)
+            or not all(type(v) is float for v in components.values())):
+        return  # kept as it was: nothing here may change in a round trip through doubles
+    (kept,) = state.history
+    assert kept.features is None and type(kept.esg_components) is tuple  # issue 16
+    assert sum(type(f) is float for f in kept) == 0  # every number in the one array
+
+
+def test_history_packed_by_the_previous_version_still_rebuilds():
+    """A snapshot's history vectors: feature values as doubles, the rest as it was."""
+    from array import array
+
+    from esg_leads.schemas.records import FeatureVector
+
+    values = tuple(float(i) / 7 for i in range(len(FEATURE_NAMES)))
+    vector = FeatureVector("acme", "inv-1", T0, "v", dict(zip(FEATURE_NAMES, values)), values,
+                           61.5, {"fit": 50.0}, 0.25, 0.5, None, None, (), None, (), None, None)
+    older = vector.features_only()._replace(features=None, values=array("d", values))
+    state = InvestorProfileState(HALF_LIVES)
+    state.history.append(older)
+    assert repr(state.features_as_of(T0)) == repr(vector.features_only())
