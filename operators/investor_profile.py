@@ -9,6 +9,7 @@ learning). :mod:`operators.features` turns this state into a feature vector.
 from __future__ import annotations
 
 import math
+import operator
 from array import array
 from datetime import datetime
 
@@ -392,15 +393,15 @@ class InvestorProfileState:
         set, from a snapshot; a number that is not a float) is kept as it is.
         """
         features, components = vector.features, vector.esg_components
+        scores = _SCORES(vector)
         freshness = vector.data_freshness_days
         if (features is not None and tuple(features) == FEATURE_NAMES
-                and type(components) is dict and all(type(v) is float for v in components.values())
-                and type(vector.esg_alignment) is float and type(vector.intent) is float
-                and type(vector.engagement_readiness) is float
+                and type(components) is dict and _only_floats(map(type, components.values()))
+                and _only_floats(map(type, scores))
                 and (freshness is None or (type(freshness) is float and freshness == freshness))):
             numbers = array("d", vector.values)
-            numbers.extend((vector.esg_alignment, vector.intent, vector.engagement_readiness,
-                            math.nan if freshness is None else freshness))
+            numbers.extend(scores)
+            numbers.append(math.nan if freshness is None else freshness)
             numbers.extend(components.values())
             keys = tuple(components)
             # Component names, once per name set: every kept vector shares the tuple.
@@ -430,6 +431,10 @@ class InvestorProfileState:
 #: The ESG component names of kept vectors, interned (see ``remember``).
 _COMPONENT_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
 _N = len(FEATURE_NAMES)
+#: A vector's esg_alignment, intent and engagement_readiness.
+_SCORES = operator.itemgetter(6, 8, 9)
+#: Whether an iterable of types holds only ``float`` (in C, no Python call per item).
+_only_floats = frozenset((float,)).issuperset
 
 
 def _unpacked(vector: FeatureVector) -> FeatureVector:
