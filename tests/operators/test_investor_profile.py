@@ -219,8 +219,14 @@ STATE_SLOTS = ("clock", "counts", "depth", "views", "esg_reports", "active_windo
 
 
 def snapshot_of(state: InvestorProfileState) -> str:
+    """The state's values, whatever holds them (the eager code keeps lists, the state
+    arrays of doubles: the same floats)."""
+    from array import array
+
     top = {k: (e[0], e[1]) for k, e in state.top_properties.items()}
-    return repr(([getattr(state, name) for name in STATE_SLOTS], top, list(state.lineage)))
+    slots = [getattr(state, name) for name in STATE_SLOTS]
+    return repr(([list(v) if isinstance(v, array) else v for v in slots], top,
+                 list(state.lineage)))
 
 
 # -------------------------------------------------------------------- inputs
@@ -415,3 +421,21 @@ def test_history_packed_by_the_previous_version_still_rebuilds():
     state = InvestorProfileState(HALF_LIVES)
     state.history.append(older)
     assert repr(state.features_as_of(T0)) == repr(vector.features_only())
+
+
+def test_content_counters_are_doubles_and_older_snapshots_holding_lists_restore():
+    from array import array
+
+    state = InvestorProfileState(HALF_LIVES)
+    agg = WindowAggregate()
+    agg.n, agg.with_facts, agg.high_epc, agg.epc_ranks = 3, 2, 1, [0, 2, 0, 0, 1, 0, 0, 0]
+    state.apply_window(agg, T0, HALF_LIVES)
+    state.decay_to(T0 + timedelta(days=3), HALF_LIVES)
+    assert type(state.content) is array and type(state.epc_ranks) is array  # issue 16
+    older = pickle.loads(pickle.dumps(state))
+    older.content, older.epc_ranks = list(state.content), list(state.epc_ranks)  # as pickled before
+    restored = pickle.loads(pickle.dumps(older))
+    assert type(restored.content) is array and type(restored.epc_ranks) is array
+    assert snapshot_of(restored) == snapshot_of(state)
+    assert repr(new_vector(restored, T0 + timedelta(days=3))) == repr(
+        new_vector(state, T0 + timedelta(days=3)))
