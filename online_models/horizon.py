@@ -36,7 +36,6 @@ keyed digest, not by id, and nothing is held longer than the horizon (plus a day
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from typing import Any
 
 DAY_S = 86_400.0
@@ -62,8 +61,11 @@ class HorizonLabeller:
         self.horizon_s = horizon_s
         self.max_pending = max_pending
         self._salt = salt
-        #: investor digest -> waiting (event time, payload, published), oldest first
-        self.pending: dict[bytes, deque[tuple[float, Any, float]]] = {}
+        #: investor digest -> waiting (event time, payload, published), oldest first. A
+        #: list, not a deque: most investors wait on one to three scores, and an empty
+        #: deque alone is 624 bytes (issue 16). Snapshots of earlier versions hold deques,
+        #: which everything here also reads and trims (``del waiting[0]``).
+        self.pending: dict[bytes, list[tuple[float, Any, float]]] = {}
         #: investor digest -> event time of its latest outcome (scores soon after are not kept)
         self.decided: dict[bytes, float] = {}
         self.clock = float("-inf")
@@ -85,9 +87,9 @@ class HorizonLabeller:
                 del self.decided[key]
             waiting = self.pending.get(key)
             if waiting is None:
-                waiting = self.pending[key] = deque()
+                waiting = self.pending[key] = []
             elif len(waiting) >= self.max_pending:
-                waiting.popleft()
+                del waiting[0]
                 self.dropped += 1
             waiting.append((t, r, p))
         return self.advance(max(times, default=self.clock))
@@ -100,7 +102,7 @@ class HorizonLabeller:
         pairs = []
         waiting = self.pending.get(key)
         if waiting:
-            later = deque()
+            later = []
             for t, r, p in waiting:
                 if t >= outcome_s:
                     later.append((t, r, p))  # taken after the outcome: not about it
@@ -125,7 +127,8 @@ class HorizonLabeller:
         for key in list(self.pending):
             waiting = self.pending[key]
             while waiting and waiting[0][0] <= due:
-                _, r, p = waiting.popleft()
+                _, r, p = waiting[0]
+                del waiting[0]
                 pairs.append((r, p, False))
             if not waiting:
                 del self.pending[key]

@@ -9,6 +9,7 @@ learning). :mod:`operators.features` turns this state into a feature vector.
 from __future__ import annotations
 
 import math
+import operator
 from array import array
 from datetime import datetime
 
@@ -42,6 +43,7 @@ TOP_PROPERTIES = 8
 #: ``lineage_omitted``. Below the outputs' 64, leaving room for notices (lifecycle).
 MAX_LINEAGE = 48
 _CONTENT_HALF_LIFE_DAYS = 30.0
+_ZEROS = (0.0,) * 10
 
 
 #: Investor types that count as institutional (the ``institutional`` feature).
@@ -112,8 +114,10 @@ class InvestorProfileState:
         self.active_windows = 0.0
         # ESG content of viewed properties: with_facts, high, certified, low_risk,
         # third_party, expected_high, expected_certified, expected_low_risk, age_sum, stale
-        self.content = [0.0] * 10
-        self.epc_ranks = [0.0] * 8
+        # (arrays of doubles: a list held a float object per slot, 18 objects and ~420
+        # bytes more per investor (issue 16); a double holds the same float).
+        self.content = array("d", _ZEROS[:10])
+        self.epc_ranks = array("d", _ZEROS[:8])
         self.countries: dict[str, float] = {}
         self.assets: dict[str, float] = {}
         self.value_n = self.value_sum = self.value_sq = 0.0
@@ -166,6 +170,9 @@ class InvestorProfileState:
         for name, value in state[1].items():
             setattr(self, name, value)
         self.lineage = tuple(self.lineage)
+        # Lists in snapshots of earlier versions (floats: same doubles).
+        self.content = array("d", self.content)
+        self.epc_ranks = array("d", self.epc_ranks)
         self._context = None
 
     # ------------------------------------------------------------- profile
@@ -240,8 +247,8 @@ class InvestorProfileState:
             self.views *= f
             self.esg_reports *= f
             self.active_windows *= f
-            self.content = [v * f for v in self.content]
-            self.epc_ranks = [v * f for v in self.epc_ranks]
+            self.content = array("d", [v * f for v in self.content])
+            self.epc_ranks = array("d", [v * f for v in self.epc_ranks])
             if self.countries:
                 self.countries = {k: v * f for k, v in self.countries.items()}
                 self.assets = {k: v * f for k, v in self.assets.items()}
@@ -387,18 +394,33 @@ class InvestorProfileState:
     def remember(self, vector: FeatureVector) -> None:
         """Keep ``vector`` (without context and lineage) for point-in-time learning.
 
-        Kept compact: its values as one array of doubles and no feature dict (rebuilt
-        by :meth:`features_as_of`, exactly: the dict's keys are the feature set's, in
-        order, and its values these doubles). A dict and a tuple of float objects cost
-        ~3 KB per vector, four vectors per investor: the largest part of an investor's
-        state (issue 16). A vector whose keys are not the current feature set's (from
-        a snapshot of an older one) is kept as it is.
+        Kept compact: every number it holds as one array of doubles (the features in
+        the feature set's order, then ESG alignment, intent, engagement readiness, data
+        freshness (NaN for ``None``) and the ESG components), no feature or component
+        dict and no float objects; :meth:`features_as_of` rebuilds the vector exactly
+        (a double holds a float as it was). Dicts and float objects cost ~4 KB per
+        vector, four vectors per investor: the largest part of an investor's state
+        (issue 16). A vector that does not fit the pattern (keys of an older feature
+        set, from a snapshot; a number that is not a float) is kept as it is.
         """
-        features = vector.features
-        if features is not None and tuple(features) == FEATURE_NAMES:
-            # features_only() and _replace(features=None, values=array) in one tuple.
-            vector = FeatureVector(*vector[:4], None, array("d", vector.values),  # type: ignore[arg-type]
-                                   *vector[6:11], None, (), *vector[-4:-2])
+        features, components = vector.features, vector.esg_components
+        scores = _SCORES(vector)
+        freshness = vector.data_freshness_days
+        if (features is not None and tuple(features) == FEATURE_NAMES
+                and type(components) is dict and _only_floats(map(type, components.values()))
+                and _only_floats(map(type, scores))
+                and (freshness is None or (type(freshness) is float and freshness == freshness))):
+            numbers = array("d", vector.values)
+            numbers.extend(scores)
+            numbers.append(math.nan if freshness is None else freshness)
+            numbers.extend(components.values())
+            keys = tuple(components)
+            # Component names, once per name set: every kept vector shares the tuple.
+            keys = _COMPONENT_KEYS.setdefault(keys, keys)
+            # features_only() with the numbers in ``values`` and the component names in
+            # ``esg_components`` (a tuple, not a dict: how features_as_of tells).
+            vector = FeatureVector(*vector[:4], None, numbers, None, keys,  # type: ignore[arg-type]
+                                   None, None, None, None, (), *vector[-4:-2])
         else:
             vector = vector.features_only()
         self.history.append(vector)
@@ -412,11 +434,36 @@ class InvestorProfileState:
         for vector in reversed(self.history):
             if vector.as_of <= when:
                 if vector.features is None:
-                    values = tuple(vector.values)
-                    vector = vector._replace(features=dict(zip(FEATURE_NAMES, values, strict=True)),
-                                             values=values)
+                    vector = _unpacked(vector)
                 return vector
         return None
+
+
+#: The ESG component names of kept vectors, interned (see ``remember``).
+_COMPONENT_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_N = len(FEATURE_NAMES)
+#: A vector's esg_alignment, intent and engagement_readiness.
+_SCORES = operator.itemgetter(6, 8, 9)
+#: Whether an iterable of types holds only ``float`` (in C, no Python call per item).
+_only_floats = frozenset((float,)).issuperset
+
+
+def _unpacked(vector: FeatureVector) -> FeatureVector:
+    """A vector :meth:`InvestorProfileState.remember` packed, as it was given."""
+    keys = vector.esg_components
+    if type(keys) is not tuple:
+        # Packed by an earlier version (a snapshot): the feature values only.
+        values = tuple(vector.values)
+        return vector._replace(features=dict(zip(FEATURE_NAMES, values, strict=True)),
+                               values=values)
+    numbers = vector.values
+    values = tuple(numbers[:_N])
+    alignment, intent, readiness, freshness = numbers[_N:_N + 4]
+    return vector._replace(
+        features=dict(zip(FEATURE_NAMES, values, strict=True)), values=values,
+        esg_alignment=alignment, intent=intent, engagement_readiness=readiness,
+        data_freshness_days=None if freshness != freshness else freshness,
+        esg_components=dict(zip(keys, numbers[_N + 4:], strict=True)))
 
 
 # ------------------------------------------------ features of the stated profile

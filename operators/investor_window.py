@@ -30,6 +30,9 @@ ALIGN = datetime(2024, 1, 1, tzinfo=timezone.utc)
 MAX_REFS = 32
 MAX_PROPERTIES = 16
 MAX_VALUES = 32
+#: Property signals whose lineage reference a tenant's windows share (see
+#: ``InvestorWindows._signal_refs``): a signal per property version, ~150 bytes each.
+SIGNAL_REFS = 65_536
 
 
 class WindowAggregate:
@@ -97,7 +100,10 @@ class WindowAggregate:
         """The window's references beyond ``refs`` (see :mod:`operators.lineage`)."""
         return omitted_summary(self.refs_omitted, self.refs_digest)
 
-    def add(self, item: EnrichedEngagement, stale_days: float) -> None:
+    def add(self, item: EnrichedEngagement, stale_days: float,
+            signal_refs: dict[tuple, dict] | None = None) -> None:
+        """Fold one engagement in. ``signal_refs``: references of property signals
+        already built, by the signal's ``facts.ref`` (see ``InvestorWindows``)."""
         ingested = item.ingested
         event = ingested.event
         when = event.event_time  # type: ignore[attr-defined]
@@ -123,19 +129,27 @@ class WindowAggregate:
             if event.property_id is not None:  # type: ignore[attr-defined]
                 self.unknown_property += 1
             return
-        self._add_facts(facts, item, when, stale_days)
+        self._add_facts(facts, item, when, stale_days, signal_refs)
         if duration is not None and event.action == "property_view":  # type: ignore[attr-defined]
             at = 0 if (facts.high_epc or facts.certified) else 2
             self.dwell[at] += duration
             self.dwell[at + 1] += 1
 
     def _add_facts(self, facts: PropertyFacts, item: EnrichedEngagement, when: datetime,
-                   stale_days: float) -> None:
+                   stale_days: float, signal_refs: dict[tuple, dict] | None) -> None:
         self.with_facts += 1
         signal = facts.ref
         if signal is not None and signal not in self.signals:
             self.signals.add(signal)
-            self._ref(lineage_ref(*signal))
+            if signal_refs is None:
+                self._ref(lineage_ref(*signal))
+            else:
+                r = signal_refs.get(signal)
+                if r is None:
+                    if len(signal_refs) >= SIGNAL_REFS:
+                        signal_refs.clear()  # sharing lost, nothing else: a ref is its values
+                    r = signal_refs[signal] = lineage_ref(*signal)
+                self._ref(r)
         self.high_epc += facts.high_epc
         self.certified += facts.certified
         self.low_risk += facts.low_climate_risk
@@ -241,10 +255,16 @@ class InvestorWindows:
         self._timers: list[tuple[float, str, int, float]] = []
         #: Investor id -> [index of its latest closed window, its re-scores still pending].
         self._planned: dict[str, list[int]] = {}
+        #: The lineage reference of each property signal, built once and shared by every
+        #: window (then investor state) it enriched: references are never changed, and
+        #: a popular property's signal was otherwise held once per viewer, ~1 KB per
+        #: investor (issue 16). A cache: not snapshotted, bounded by SIGNAL_REFS.
+        self._signal_refs: dict[tuple, dict] = {}
 
     def __getstate__(self) -> dict:
         # Caches are rebuilt on demand: snapshots carry only the windows.
-        return {**self.__dict__, "_phases": {}, "_align_in": {}, "_arrived": None}
+        return {**self.__dict__, "_phases": {}, "_align_in": {}, "_arrived": None,
+                "_signal_refs": {}}
 
     def __setstate__(self, state: dict) -> None:
         if "_slots" not in state:  # saved before stagger_step: 10,000 phases per length
@@ -258,6 +278,7 @@ class InvestorWindows:
         state.setdefault("_rescore_after", ())
         state.setdefault("_timers", [])
         state.setdefault("_planned", {})
+        state.setdefault("_signal_refs", {})
         self.__dict__.update(state)
 
     def phase(self, investor_id: str) -> float:
@@ -304,7 +325,7 @@ class InvestorWindows:
                     continue
                 aggregate = open_[key] = WindowAggregate()
                 heapq.heappush(closing, (close_at, investor_id, index))
-            aggregate.add(item, self._stale_days)
+            aggregate.add(item, self._stale_days, self._signal_refs)
             if taken_ms:
                 aggregate.ingest_ms = taken_ms
             if at > self.watermark:

@@ -134,3 +134,23 @@ def test_labels_equal_the_definition_and_are_never_known_early(stream):
         got.append((r, y))
     assert sorted(got) == sorted(oracle(timed, end + DAY_S))
     assert h.waiting() == 0
+
+
+def test_waiting_scores_are_lists_and_snapshots_holding_deques_go_on_alike():
+    """Issue 16: a deque per waiting investor was 624 bytes; earlier snapshots hold them."""
+    import pickle
+    from collections import deque
+
+    now, older = HorizonLabeller(H, max_pending=3), HorizonLabeller(H, max_pending=3)
+    for h in (now, older):
+        h.record(["a", "a", "b", "c"], [0.0, 10.0, 20.0, 30.0], [0.1, 0.2, 0.3, 0.4],
+                 [0.1, 0.2, 0.3, 0.4])
+    assert all(type(w) is list for w in now.pending.values())
+    older.pending = {k: deque(w) for k, w in older.pending.items()}
+    older = pickle.loads(pickle.dumps(older))
+    for h in (now, older):
+        h.out = [h.record(["a", "a"], [40.0, 50.0], [0.5, 0.6], [0.5, 0.6]),  # drops a's oldest
+                 h.resolve("b", 60.0, True), h.advance(30.0 + H + 2 * DAY_S),
+                 h.record(["d"], [30.0 + H + 3 * DAY_S], [0.7], [0.7])]
+    assert now.out == older.out and now.dropped == older.dropped == 1
+    assert {k: list(w) for k, w in older.pending.items()} == now.pending

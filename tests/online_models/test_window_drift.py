@@ -125,3 +125,24 @@ def test_a_monitor_snapshotted_before_the_intervals_resumes_with_its_values() ->
     old.__setstate__(dict(old.__dict__))
     assert [(h.subject, h.at_s, h.evidence) for t, v in stream[600:] for h in old.update(t, v)] \
         == [(h.subject, h.at_s, h.evidence) for h in hits]
+
+
+def test_values_are_kept_as_doubles_and_snapshots_holding_lists_resume_alike() -> None:
+    """Issue 16: lists of float objects were ~40 bytes a value, doubles are 16 (with the
+    cached NumPy copy); a snapshot of the version that kept lists resumes as if never stopped."""
+    import pickle
+    from array import array
+
+    rng = random.Random(6)
+    stream = [(T0 + i * 1200, {s: rng.gauss(0.0 if i < 720 else 1.0, 1.0) for s in SUBJECTS})
+              for i in range(1440)]
+    straight, resumed = WindowDrift(SUBJECTS), WindowDrift(SUBJECTS)
+    hits = [h for t, v in stream for h in straight.update(t, v)]
+    assert not [h for t, v in stream[:600] for h in resumed.update(t, v)]
+    buckets = [b for s in resumed.subjects.values() for b in s.buckets.values()]
+    assert buckets and all(type(b.times) is array and type(b.values) is array for b in buckets)
+    for bucket in buckets:  # what the previous version pickled
+        bucket.times, bucket.values = list(bucket.times), list(bucket.values)
+    old = pickle.loads(pickle.dumps(resumed))
+    assert [(h.subject, h.at_s, h.evidence) for t, v in stream[600:] for h in old.update(t, v)] \
+        == [(h.subject, h.at_s, h.evidence) for h in hits]

@@ -219,8 +219,14 @@ STATE_SLOTS = ("clock", "counts", "depth", "views", "esg_reports", "active_windo
 
 
 def snapshot_of(state: InvestorProfileState) -> str:
+    """The state's values, whatever holds them (the eager code keeps lists, the state
+    arrays of doubles: the same floats)."""
+    from array import array
+
     top = {k: (e[0], e[1]) for k, e in state.top_properties.items()}
-    return repr(([getattr(state, name) for name in STATE_SLOTS], top, list(state.lineage)))
+    slots = [getattr(state, name) for name in STATE_SLOTS]
+    return repr(([list(v) if isinstance(v, array) else v for v in slots], top,
+                 list(state.lineage)))
 
 
 # -------------------------------------------------------------------- inputs
@@ -375,3 +381,66 @@ def test_snapshots_keep_no_cache_and_old_ones_restore():
     assert any(len(entry) > 2 for entry in state.top_properties.values())  # cached now
     assert all(len(entry) == 2 for entry in state.__getstate__()[1]["top_properties"].values())
     assert [(w, facts) for w, facts in state.__getstate__()[1]["top_properties"].values()]
+
+
+# ------------------------------------------------- point-in-time history, kept compact
+
+_DOUBLES = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -0.0, 1.5])
+
+
+@hsettings(max_examples=80, deadline=None)
+@given(st.lists(_DOUBLES, min_size=len(FEATURE_NAMES), max_size=len(FEATURE_NAMES)),
+       st.lists(_DOUBLES, min_size=3, max_size=3), st.none() | _DOUBLES | st.just(3),
+       st.dictionaries(st.sampled_from(["efficiency", "fit", "stated"]), _DOUBLES | st.just(7)),
+       st.sampled_from([(), ("recency_days",)]))
+def test_a_remembered_vector_comes_back_exactly(values, scores, freshness, components, clamped):
+    from esg_leads.schemas.records import FeatureVector
+
+    alignment, intent, readiness = scores
+    vector = FeatureVector("acme", "inv-1", T0, "v", dict(zip(FEATURE_NAMES, values)),
+                           tuple(values), alignment, components, intent, readiness, freshness,
+                           None, (ref("e1", "t", 0, 1),), 123, clamped, None, None)
+    state = InvestorProfileState(HALF_LIVES)
+    state.remember(vector)
+    for restored in (state, pickle.loads(pickle.dumps(state))):
+        # repr: NaN == NaN is False, and -0.0 must stay -0.0.
+        assert repr(restored.features_as_of(T0)) == repr(vector.features_only())
+    if (freshness is not None and (type(freshness) is not float or freshness != freshness)
+            or not all(type(v) is float for v in components.values())):
+        return  # kept as it was: nothing here may change in a round trip through doubles
+    (kept,) = state.history
+    assert kept.features is None and type(kept.esg_components) is tuple  # issue 16
+    assert sum(type(f) is float for f in kept) == 0  # every number in the one array
+
+
+def test_history_packed_by_the_previous_version_still_rebuilds():
+    """A snapshot's history vectors: feature values as doubles, the rest as it was."""
+    from array import array
+
+    from esg_leads.schemas.records import FeatureVector
+
+    values = tuple(float(i) / 7 for i in range(len(FEATURE_NAMES)))
+    vector = FeatureVector("acme", "inv-1", T0, "v", dict(zip(FEATURE_NAMES, values)), values,
+                           61.5, {"fit": 50.0}, 0.25, 0.5, None, None, (), None, (), None, None)
+    older = vector.features_only()._replace(features=None, values=array("d", values))
+    state = InvestorProfileState(HALF_LIVES)
+    state.history.append(older)
+    assert repr(state.features_as_of(T0)) == repr(vector.features_only())
+
+
+def test_content_counters_are_doubles_and_older_snapshots_holding_lists_restore():
+    from array import array
+
+    state = InvestorProfileState(HALF_LIVES)
+    agg = WindowAggregate()
+    agg.n, agg.with_facts, agg.high_epc, agg.epc_ranks = 3, 2, 1, [0, 2, 0, 0, 1, 0, 0, 0]
+    state.apply_window(agg, T0, HALF_LIVES)
+    state.decay_to(T0 + timedelta(days=3), HALF_LIVES)
+    assert type(state.content) is array and type(state.epc_ranks) is array  # issue 16
+    older = pickle.loads(pickle.dumps(state))
+    older.content, older.epc_ranks = list(state.content), list(state.epc_ranks)  # as pickled before
+    restored = pickle.loads(pickle.dumps(older))
+    assert type(restored.content) is array and type(restored.epc_ranks) is array
+    assert snapshot_of(restored) == snapshot_of(state)
+    assert repr(new_vector(restored, T0 + timedelta(days=3))) == repr(
+        new_vector(state, T0 + timedelta(days=3)))

@@ -177,6 +177,35 @@ def test_state_is_bounded_whatever_the_traffic():
     assert sum(c for c, _ in agg.properties.values()) == MAX_PROPERTIES
 
 
+def test_a_property_signal_is_one_shared_reference_in_every_viewers_window(monkeypatch):
+    """Issue 16: a popular property's signal was held once per viewer; the windows of a
+    tenant share one reference per signal, equal to the one built for each before."""
+    from esg_leads.operators import investor_window
+    from esg_leads.operators.lineage import ref
+
+    signal = ("sig-1", "property.esg_signals", 0, 7)
+    f = facts("p1")._replace(ref=signal)
+    views = [item(f=f, investor=f"inv-{i}", minutes=i) for i in range(3)]
+
+    def closed(windows: InvestorWindows, batch: list) -> dict:
+        windows.process(batch, NOW)
+        return {w.investor_id: w.aggregate.refs for w in windows.flush(NOW)}
+
+    shared = closed(windows_of(), views)
+    refs = [r for agg_refs in shared.values() for r in agg_refs if r["event_id"] == "sig-1"]
+    assert len(refs) == 3 and all(r is refs[0] for r in refs) and refs[0] == ref(*signal)
+    # What a window built alone, or past the cache's bound, holds: the same values.
+    assert shared == {investor: agg.refs for investor, agg in fold(views).items()}
+    monkeypatch.setattr(investor_window, "SIGNAL_REFS", 1)
+    other = item(f=facts("p2")._replace(ref=signal[:3] + (8,)), investor="inv-0", minutes=1)
+    mixed = [views[0], other, *views[1:]]
+    assert closed(windows_of(), mixed) == {investor: agg.refs for investor, agg in fold(mixed).items()}
+    windows = windows_of()
+    windows.process(views, NOW)
+    assert windows._signal_refs and "_signal_refs" not in {  # a cache: never snapshotted
+        k for k, v in pickle.loads(pickle.dumps(windows)).__dict__.items() if v}
+
+
 # ------------------------------------------------------------- tenant windows
 
 def windows_of(stagger: bool = False, lateness: str = "PT15M", tenant: str = "acme",

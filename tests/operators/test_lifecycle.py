@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from esg_leads.operators import review_auth
-from esg_leads.operators.lifecycle import LifecycleShard
+from esg_leads.operators.lifecycle import LifecycleShard, _unpack
 from esg_leads.operators.lineage import digest_hex, ref_digest
 from esg_leads.schemas.codec import decode_event, validate_record
 from esg_leads.schemas.records import Emitted, Ingested, InvestorContext, InvestorNotice, PropertyFacts, Scored
@@ -248,22 +248,27 @@ def test_date_of_audit_partition_is_the_event_date() -> None:
     assert {a["date"] for a in of(out, "audit")} == {date(2026, 3, 3).isoformat()}
 
 
-def test_last_record_is_kept_encoded_and_reemits_as_a_kept_dict_did() -> None:
-    from_dict, from_bytes = LifecycleShard(SETTINGS), LifecycleShard(SETTINGS)
-    for shard in (from_dict, from_bytes):
+def test_last_record_is_kept_compressed_and_reemits_as_older_shapes_did() -> None:
+    from_dict, from_json, from_packed = (LifecycleShard(SETTINGS) for _ in range(3))
+    for shard in (from_dict, from_json, from_packed):
         [published] = of(shard.process([scored(0.3)], NOW), "leads")
-    encoded = from_bytes.leads["inv-1"].last_record
-    assert isinstance(encoded, bytes)  # at publish: a record's dict tree is ~3x its JSON
+    packed = from_packed.leads["inv-1"].last_record
+    assert isinstance(packed, bytes)  # at publish: a record's dict tree is ~3x its JSON
     # The record's own JSON, byte for byte: its lineage went in as the audit rows' JSON.
-    assert encoded == orjson.dumps(published, option=orjson.OPT_NON_STR_KEYS)
-    first = pickle.dumps(from_bytes)  # a snapshot keeps those bytes, encodes nothing again
-    assert pickle.dumps(from_bytes) == first and from_bytes.leads["inv-1"].last_record is encoded
-    # What a snapshot of an earlier version restores: the published dict itself.
+    encoded = orjson.dumps(published, option=orjson.OPT_NON_STR_KEYS)
+    assert _unpack(packed) == encoded and len(packed) < 0.75 * len(encoded)  # issue 16
+    first = pickle.dumps(from_packed)  # a snapshot keeps those bytes, encodes nothing again
+    assert pickle.dumps(from_packed) == first and from_packed.leads["inv-1"].last_record is packed
+    # What snapshots of earlier versions restore: the published dict itself, or its JSON.
     from_dict.leads["inv-1"].last_record = published
+    from_json.leads["inv-1"].last_record = encoded
     crm = notice("outcome", 3, detail="disqualified")
-    a = of(from_dict.process([crm], NOW), "leads")
-    b = of(from_bytes.process([crm], NOW), "leads")
-    assert a == b and a[0]["state"] == "disqualified"
+    a, b, c = (of(shard.process([crm], NOW), "leads")
+               for shard in (from_dict, from_json, from_packed))
+    assert a == b == c and a[0]["state"] == "disqualified"
+    # An older shape is compressed when next snapshotted; it then reads back the same.
+    from_dict.leads["inv-1"].last_record = published
+    assert pickle.loads(pickle.dumps(from_dict)).leads["inv-1"].last_record_copy() == published
 
 
 # ------------------------------------------------- authenticated review decisions

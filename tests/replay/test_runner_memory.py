@@ -7,15 +7,22 @@ grow with investors (imports, models, output buffers up to their bound) cancels 
 The worlds run long enough (days per investor) that an investor's state is what a
 long replay holds: windows, decayed counters, feature history, lineage, lead record.
 
-Measured on this project's machine (15 days, 500 vs 2,000 investors, seven runs): RSS
-held at the end of the input 55-65 KB per investor, peak 61-68 KB (d677d4b: 61 and
-63-93). RSS slopes of one tree vary by ~10 KB from run to run (allocator arenas, GC
-timing), so their bounds are loose; the tight guard is the interpreter's allocated
-memory blocks per investor (``sys.getallocatedblocks`` after a full collection), the
-same to 0.01 block in every run: 299.8. Python objects are ~25 KB of the RSS; the rest
-is allocator arenas, Arrow buffers of the sinks (up to a row group) and bytewax. Issue
-16's target is 8 KB: not met; the bounds guard against growth (e.g. the audit sink
-holding every row of a replay, as it did).
+Measured on this project's machine (15 days, 500 vs 2,000 investors): RSS held at the
+end of the input 41-66 KB per investor over eight runs, peak 57-75 (92122b3, before the
+memory cuts of issue 16 below: 47-68 and 64-85). RSS slopes of one tree vary by ~10-20 KB from run to run
+(allocator arenas, GC timing), so their bounds are loose; the tight guard is the
+interpreter's allocated memory blocks per investor (``sys.getallocatedblocks`` after a
+full collection), the same to 0.1 block in every run: 217.2 (92122b3: 302.5).
+
+Where it goes (tracemalloc at the end of the input, the two sizes diffed per investor):
+Python objects ~20 KB (92122b3: 25.5), of which the lead's last record, kept
+LZ4-compressed, ~2.8 KB (was 4.9 as JSON), lineage references ~1.5 KB, four history
+vectors ~2.3 KB; the Parquet sinks' rows not yet written (a row group's worth) are
+counted too. Arrow memory of the sinks is ~21 KB of the slope at these sizes (9 KB live,
+the rest pages its allocator keeps: ``release_unused`` returns them), and bytewax ~12 KB
+(the same replay without its runtime, flows/plain.py). Issue 16's target is 8 KB: not
+met; the bounds guard against growth (e.g. the audit sink holding every row of a
+replay, as it did).
 """
 
 from __future__ import annotations
@@ -35,10 +42,10 @@ N1, N2 = 500, 2_000
 DAYS = 15
 #: KB of RSS per active investor held at the end of the input, and of peak RSS;
 #: measured figures plus their run-to-run spread (see the module doc).
-STATE_BOUND_KB = 90.0
-PEAK_BOUND_KB = 110.0
-#: Memory blocks the interpreter holds per active investor: 299.8 measured, +10 %.
-BLOCKS_BOUND = 330.0
+STATE_BOUND_KB = 85.0
+PEAK_BOUND_KB = 100.0
+#: Memory blocks the interpreter holds per active investor: 217.2 measured, +10 %.
+BLOCKS_BOUND = 239.0
 #: Finalize (the Parquet merge, retention, summary) may raise the run's peak RSS by a
 #: constant: code and arenas of the Parquet reader, first used there (18-38 MB measured
 #: at both sizes). That the merge streams is held by tests/connectors/test_parquet_merge.py,
