@@ -151,8 +151,8 @@ class InvestorProfileState:
     def __getstate__(self) -> tuple:
         # The shape default slot pickling gives, without the caches (the context; the
         # thesis checks kept after each top property's weight and facts): snapshots stay
-        # as small as before and restore in versions that never had them, df89d1b's
-        # included, which unpacks each entry as exactly (weight, facts).
+        # small, and each top property is pickled as exactly (weight, facts), the shape
+        # every version before the cache reads.
         state = {name: getattr(self, name) for name in self.__slots__
                  if name not in self._CACHES and hasattr(self, name)}
         if "top_properties" in state:
