@@ -30,8 +30,8 @@ ALIGN = datetime(2024, 1, 1, tzinfo=timezone.utc)
 MAX_REFS = 32
 MAX_PROPERTIES = 16
 MAX_VALUES = 32
-#: Property signals whose lineage reference a tenant's windows share (see
-#: ``InvestorWindows._signal_refs``): a signal per property version, ~150 bytes each.
+#: Properties whose latest signal's lineage reference a tenant's windows share (see
+#: ``InvestorWindows._signal_refs``; one cache per tenant): ~220 bytes each.
 SIGNAL_REFS = 65_536
 
 
@@ -101,7 +101,7 @@ class WindowAggregate:
         return omitted_summary(self.refs_omitted, self.refs_digest)
 
     def add(self, item: EnrichedEngagement, stale_days: float,
-            signal_refs: dict[tuple, dict] | None = None) -> None:
+            signal_refs: dict[str, tuple[tuple, dict]] | None = None) -> None:
         """Fold one engagement in. ``signal_refs``: references of property signals
         already built, by the signal's ``facts.ref`` (see ``InvestorWindows``)."""
         ingested = item.ingested
@@ -136,7 +136,7 @@ class WindowAggregate:
             self.dwell[at + 1] += 1
 
     def _add_facts(self, facts: PropertyFacts, item: EnrichedEngagement, when: datetime,
-                   stale_days: float, signal_refs: dict[tuple, dict] | None) -> None:
+                   stale_days: float, signal_refs: dict[str, tuple[tuple, dict]] | None) -> None:
         self.with_facts += 1
         signal = facts.ref
         if signal is not None and signal not in self.signals:
@@ -144,12 +144,15 @@ class WindowAggregate:
             if signal_refs is None:
                 self._ref(lineage_ref(*signal))
             else:
-                r = signal_refs.get(signal)
-                if r is None:
-                    if len(signal_refs) >= SIGNAL_REFS:
+                # One entry per property, its latest signal seen: a restatement replaces
+                # the entry, so the cache stays the size of the catalog (keyed by signal,
+                # superseded versions stayed until the bound: ~15 MB a tenant).
+                entry = signal_refs.get(facts.property_id)
+                if entry is None or entry[0] != signal:
+                    if entry is None and len(signal_refs) >= SIGNAL_REFS:
                         signal_refs.clear()  # sharing lost, nothing else: a ref is its values
-                    r = signal_refs[signal] = lineage_ref(*signal)
-                self._ref(r)
+                    entry = signal_refs[facts.property_id] = (signal, lineage_ref(*signal))
+                self._ref(entry[1])
         self.high_epc += facts.high_epc
         self.certified += facts.certified
         self.low_risk += facts.low_climate_risk
@@ -259,7 +262,7 @@ class InvestorWindows:
         #: window (then investor state) it enriched: references are never changed, and
         #: a popular property's signal was otherwise held once per viewer, ~1 KB per
         #: investor (issue 16). A cache: not snapshotted, bounded by SIGNAL_REFS.
-        self._signal_refs: dict[tuple, dict] = {}
+        self._signal_refs: dict[str, tuple[tuple, dict]] = {}
 
     def __getstate__(self) -> dict:
         # Caches are rebuilt on demand: snapshots carry only the windows.

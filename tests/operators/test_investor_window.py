@@ -206,6 +206,22 @@ def test_a_property_signal_is_one_shared_reference_in_every_viewers_window(monke
         k for k, v in pickle.loads(pickle.dumps(windows)).__dict__.items() if v}
 
 
+
+def test_restating_a_property_replaces_its_shared_reference_instead_of_adding_one():
+    """The cache holds one entry per property (its latest signal seen): a property
+    restated 50 times leaves one entry, and each window refers to the signal its own
+    facts came from (keyed by signal, superseded versions stayed until the bound)."""
+    windows = windows_of()
+    batch = []
+    for version in range(50):
+        f = facts("p1")._replace(ref=("sig-%d" % version, "property.esg_signals", 0, version))
+        batch.append(item(f=f, investor=f"inv-{version}", minutes=version))
+    windows.process(batch, NOW)
+    assert len(windows._signal_refs) == 1
+    closed = {w.investor_id: w.aggregate.refs for w in windows.flush(NOW)}
+    assert closed == {investor: agg.refs for investor, agg in fold(batch).items()}
+
+
 # ------------------------------------------------------------- tenant windows
 
 def windows_of(stagger: bool = False, lateness: str = "PT15M", tenant: str = "acme",
