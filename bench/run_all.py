@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHES = ["machine_jitter.py", "decode_speed.py", "recording_speed.py", "model_quality.py", "plain_loop.py", "crm_chaos.py", "compare.py"]
+BENCHES = ["machine_jitter.py", "decode_speed.py", "recording_speed.py", "model_quality.py", "plain_loop.py", "stages.py", "crm_chaos.py", "compare.py"]
 
 if __name__ == "__main__":
     here = Path(__file__).parent
