@@ -93,7 +93,8 @@ def test_bounded_run_reconciles_and_publishes_valid_records(world: Path, broker:
             record = orjson.loads(message.value())
             assert headers["idempotency-key"].decode() == record["idempotency_key"]
             if topic in ("leads.scored", "leads.review", "crm.handoff"):
-                assert message.key().decode() == record["investor_id"]
+                assert message.key().decode() == f"{record['tenant']}/{record['investor_id']}"
+                assert headers["key-version"] == b"2"
     # A malformed input keeps its original bytes and position in the dead letter.
     # (sealed when it is about an investor: opened with the run's key store).
     bad_json = next(d for d in dead if d["reason"] == "decode_error")
