@@ -160,7 +160,12 @@ def subject_of(record: dict, tenants: frozenset[str] | set[str]) -> tuple[str, s
             named = key_subject(record["topic"], base64.b64decode(record["key_b64"]))
         except ValueError:
             named = None
-        investor_id = named[1] if named is not None else None
+        # An output key names its tenant: one that is not the letter's names another
+        # lead, which no erasure of the letter's investor would shred.
+        # (A letter of no known tenant is sealed under ``""``: any tenant's erasure of
+        # the id shreds it.)
+        investor_id = named[1] if named is not None and (
+            named[0] is None or record.get("tenant") in (None, named[0])) else None
     if not investor_id or not _INVESTOR_ID.fullmatch(investor_id):
         # Not attributable: ``("", "")`` keeps the letter on the withholding path. A key
         # no investor id can spell would seal under a key no erasure can ever destroy.
