@@ -215,8 +215,10 @@ def test_kcat_produces_and_consumes_our_topics(broker: str, tmp_path: Path) -> N
     dead = read("leads.dlq")
     assert [(key, d["reason"]) for key, d in dead] == [("inv-kcat", "decode_error")]
     leads = read("leads.scored")
-    assert ("inv-kcat", "inv-kcat") in {(key, lead["investor_id"]) for key, lead in leads}
-    lead = next(lead for key, lead in leads if key == "inv-kcat")
+    # Inputs are keyed by the investor id, outputs by tenant and investor id.
+    assert ("acme-capital/inv-kcat", "inv-kcat") in {(key, lead["investor_id"])
+                                                     for key, lead in leads}
+    lead = next(lead for key, lead in leads if key == "acme-capital/inv-kcat")
     assert lead["features"]["replies"] == 3
 
 
