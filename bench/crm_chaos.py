@@ -85,7 +85,7 @@ def throughput(work: Path, args: argparse.Namespace) -> dict:
         producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
         for i in range(args.backlog):
             investor = f"inv-{i}"
-            producer.produce("crm.handoff", key=investor.encode(),
+            producer.produce("crm.handoff", key=f"acme-capital/{investor}".encode(),
                              value=orjson.dumps(handoff(investor, 0)))
         producer.flush(30)
         sync = subprocess.run([ESG_LEADS, "crm-sync", "--config", str(config), "--until-end"],
@@ -113,10 +113,11 @@ def latency(work: Path, args: argparse.Namespace) -> dict:
         try:
             # Warm-up: the consumer group's first join takes seconds on the dev broker;
             # handoffs published before it would measure that, not delivery.
-            producer.produce("crm.handoff", key=b"warm-up", value=orjson.dumps(handoff("warm-up", 0)))
+            producer.produce("crm.handoff", key=b"acme-capital/warm-up",
+                             value=orjson.dumps(handoff("warm-up", 0)))
             producer.flush(30)
             deadline = time.monotonic() + 60
-            while not any(r["lead"] == "warm-up" and 200 <= r["status"] < 300
+            while not any(r["lead"] == "acme-capital/warm-up" and 200 <= r["status"] < 300
                           for r in crm_log(url)["requests"]):
                 if time.monotonic() > deadline:
                     raise SystemExit("crm-sync delivered nothing within 60 s")
@@ -128,7 +129,8 @@ def latency(work: Path, args: argparse.Namespace) -> dict:
                 time.sleep(max(0.0, due - time.monotonic()))
                 record = handoff(f"inv-{i}", 0)
                 published[record["idempotency_key"]] = time.monotonic()
-                producer.produce("crm.handoff", key=f"inv-{i}".encode(), value=orjson.dumps(record))
+                producer.produce("crm.handoff", key=f"acme-capital/inv-{i}".encode(),
+                                 value=orjson.dumps(record))
                 producer.poll(0)
             producer.flush(30)
             deadline = time.monotonic() + 60

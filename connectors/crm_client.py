@@ -5,8 +5,10 @@ module only shapes requests and turns whatever happens — an answer, a timeout,
 refused or dropped connection — into a :class:`Reply`. It decides nothing: what a
 status means is ``operators/crm_delivery.py``'s business.
 
-The investor id is percent-encoded into the path (``safe=""``): an id such as
-``../admin`` or ``a/b?x=1`` must name one lead, never another URL on the CRM.
+A lead's path names its tenant and its investor, ``/tenants/<tenant>/leads/<investor>``:
+tenants share a CRM, and two tenants' ``inv-1`` are two leads. Each part is
+percent-encoded whole (``safe=""``): an id such as ``../admin`` or ``a/b?x=1`` must
+name one lead, never another URL on the CRM.
 """
 
 from __future__ import annotations
@@ -53,26 +55,28 @@ class CrmClient:
             follow_redirects=False, transport=transport)
 
     @staticmethod
-    def path(investor_id: str) -> str:
-        """The lead's path, the id percent-encoded whole.
+    def path(tenant: str, investor_id: str) -> str:
+        """The lead's path, the tenant's and the investor's ids each percent-encoded whole.
 
-        >>> CrmClient.path("../a b/c")
-        '/leads/..%2Fa%20b%2Fc'
+        >>> CrmClient.path("acme", "../a b/c")
+        '/tenants/acme/leads/..%2Fa%20b%2Fc'
+        >>> CrmClient.path("../x", "inv-1")
+        '/tenants/..%2Fx/leads/inv-1'
         """
-        return f"/leads/{quote(investor_id, safe='')}"
+        return f"/tenants/{quote(tenant, safe='')}/leads/{quote(investor_id, safe='')}"
 
-    def put(self, investor_id: str, body: bytes, idempotency_key: str) -> Reply:
-        return self._send("PUT", investor_id, body, idempotency_key)
+    def put(self, tenant: str, investor_id: str, body: bytes, idempotency_key: str) -> Reply:
+        return self._send("PUT", self.path(tenant, investor_id), body, idempotency_key)
 
-    def delete(self, investor_id: str, idempotency_key: str) -> Reply:
-        return self._send("DELETE", investor_id, None, idempotency_key)
+    def delete(self, tenant: str, investor_id: str, idempotency_key: str) -> Reply:
+        return self._send("DELETE", self.path(tenant, investor_id), None, idempotency_key)
 
-    def _send(self, method: str, investor_id: str, body: bytes | None, key: str) -> Reply:
+    def _send(self, method: str, path: str, body: bytes | None, key: str) -> Reply:
         headers = {"Idempotency-Key": key}
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
-            with self._client.stream(method, self.path(investor_id), content=body,
+            with self._client.stream(method, path, content=body,
                                      headers=headers) as response:
                 excerpt = b""
                 # Read no more of the body than the excerpt needs: a CRM answering

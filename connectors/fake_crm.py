@@ -4,13 +4,15 @@ A real HTTP/1.1 server (the standard library's threading server: it can drop a
 connection or stall a response on purpose, which an ASGI framework hides) that
 behaves like an upsert-by-external-id CRM API:
 
-* ``PUT /leads/{id}`` stores the JSON object as the lead (201 new, 200 updated);
-  ``DELETE /leads/{id}`` removes it (204, or 404 when there is none);
-  ``GET /leads/{id}`` returns it.
+* ``PUT /tenants/{tenant}/leads/{id}`` stores the JSON object as the tenant's lead (201
+  new, 200 updated); ``DELETE`` of that path removes it (204, or 404 when there is
+  none); ``GET`` returns it. Each tenant has its own leads: the lead's name in the
+  admin log is ``{tenant}/{id}`` (a tenant id holds no ``/``).
 * ``Idempotency-Key``: a key seen before gets the first answer again (with
   ``Idempotent-Replayed: true``) and changes nothing, as Stripe's and HubSpot's do.
 * ``--token T``: requests without ``Authorization: Bearer T`` get 401.
-* ``--reject REGEX``: a ``PUT`` of an investor id matching it gets 422 (bad data).
+* ``--reject REGEX``: a ``PUT`` of an investor id (the id alone) matching it gets 422
+  (bad data).
 * ``GET /_admin/log``: every request so far (number, arrival and answer times on this
   server's monotonic clock, method, id, key, status, ``Retry-After``), the leads, and
   per lead the idempotency keys applied in order. Admin requests are not counted.
@@ -155,7 +157,7 @@ class FakeCrm:
                 return 400, b'{"error":"body is not JSON"}', {}
             if not isinstance(value, dict):
                 return 400, b'{"error":"body is not an object"}', {}
-            if self.reject is not None and self.reject.search(lead):
+            if self.reject is not None and self.reject.search(lead.split("/", 1)[1]):
                 status, payload = 422, orjson.dumps({"error": "validation failed",
                                                      "field": "contact_ref"})
             else:
@@ -237,8 +239,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._change("DELETE")
 
     def _lead(self) -> str | None:
-        match = re.fullmatch(r"/leads/([^/?#]+)", self.path)
-        return unquote(match.group(1)) if match else None
+        """``{tenant}/{id}`` of the path's lead; ``None`` for any other path (the old
+        ``/leads/{id}``, which names no tenant, included: 404)."""
+        match = re.fullmatch(r"/tenants/([^/?#]+)/leads/([^/?#]+)", self.path)
+        if match is None:
+            return None
+        tenant = unquote(match.group(1))
+        return f"{tenant}/{unquote(match.group(2))}" if "/" not in tenant else None
 
     def _change(self, method: str) -> None:
         crm, arrived = self.state, time.monotonic()

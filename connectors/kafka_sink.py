@@ -1,9 +1,12 @@
 """Kafka outputs: one keyed sink per output topic.
 
-Message key: the investor id (the tenant for ``ops.alerts``, none for an alert about
-the deployment rather than a tenant, the original message key for ``leads.dlq``);
-value: the record as compact JSON; headers: schema version, content type, tenant and
-idempotency key. Records are handed to the producer as they come (``linger.ms`` 0:
+Message key: ``<tenant>/<investor_id>`` (:func:`schemas.keys.output_key`; tombstones
+too: tenants share the topics, and one's erasure must not delete another's lead of the
+same investor id), the tenant for ``ops.alerts``, none for an alert about the
+deployment rather than a tenant, the original message key for ``leads.dlq``; value:
+the record as compact JSON; headers: schema version, content type, tenant and
+idempotency key, and on the topics keyed per investor (tombstones too, with the
+tenant) the key contract's version, ``key-version``. Records are handed to the producer as they come (``linger.ms`` 0:
 librdkafka sends at once) and the producer is flushed at each epoch's snapshot, so
 an epoch's outputs are on the broker before the epoch's snapshot is; after a resume,
 outputs of the replayed epoch are sent again with the same idempotency keys
@@ -32,10 +35,14 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from esg_leads.connectors.client_logs import with_logging
 from esg_leads.schemas.codec import encode
+from esg_leads.schemas.keys import KEY_VERSION, output_key
 from esg_leads.schemas.outputs import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 _SCHEMA = str(SCHEMA_VERSION).encode()
+_KEY_VERSION = ("key-version", str(KEY_VERSION).encode())
+#: Output kinds keyed per investor (schemas.keys.KEYED_BY_INVESTOR).
+_PER_INVESTOR = frozenset(("leads", "review", "handoff", "shadow"))
 
 #: Every live producer, so that a graceful stop can flush them all.
 PRODUCERS: list[Producer] = []
@@ -48,7 +55,7 @@ def key_of(kind: str, record: dict) -> bytes | None:
         return tenant.encode() if tenant is not None else None
     if kind == "dlq":
         return base64.b64decode(record["key_b64"]) if record.get("key_b64") else None
-    return record["investor_id"].encode()
+    return output_key(record["tenant"], record["investor_id"]).encode()
 
 
 class _TopicPartition(StatefulSinkPartition[dict, None]):
@@ -72,13 +79,16 @@ class _TopicPartition(StatefulSinkPartition[dict, None]):
         produce, poll = self._producer.produce, self._producer.poll
         for record in items:
             if self._kind == "tombstones":
-                topic, key, value, headers = (self._topic_of(record["topic"]),
-                                              record["key"].encode(), None, [])
+                topic, key, value = self._topic_of(record["topic"]), record["key"].encode(), None
+                # (The key is output_key's, made in operators/lifecycle.py of a valid pair.)
+                headers = [_KEY_VERSION, ("tenant", key.split(b"/", 1)[0])]
             else:
                 topic, key, value = self._topic, key_of(self._kind, record), encode(record)
                 headers = [("schema-version", _SCHEMA), ("content-type", b"application/json"),
                            ("tenant", (record.get("tenant") or "").encode()),
                            ("idempotency-key", record.get("idempotency_key", "").encode())]
+                if self._kind in _PER_INVESTOR:
+                    headers.append(_KEY_VERSION)
             while True:
                 try:
                     produce(topic, value=value, key=key, headers=headers, on_delivery=self._delivered)

@@ -10,7 +10,7 @@ investors erased before they write them (``parquet_sink.ErasedKeys``).
 
 Memory stays at the size of the key columns plus a few row groups, whatever the
 size of the output: the first pass reads only the key columns (``idempotency_key``,
-``investor_id``, ``event_time``) and decides which rows survive and in what order;
+``tenant``, ``investor_id``, ``event_time``) and decides which rows survive and in what order;
 the second copies surviving rows row group by row group. Reading every part whole
 and concatenating them, as this module once did, peaked at ~90 KB per investor —
 more than the run itself (issue 16).
@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from esg_leads.connectors.parquet_sink import ERASABLE, records_of, schema_of, to_table
+from esg_leads.connectors.parquet_sink import ERASABLE, output_keys, records_of, schema_of, to_table
 
 #: Rows per row group of a joined file (the sinks write parts with the same).
 ROW_GROUP = 20_000
@@ -63,6 +63,11 @@ class _Source:
             return None
         return self.file.read(columns=[name]).column(name)
 
+    def columns(self, names: tuple[str, ...]) -> pa.Table | None:
+        if not set(names) <= set(self.file.schema_arrow.names):
+            return None
+        return self.file.read(columns=list(names))
+
     def row_group(self, index: int) -> pa.Table:
         return self._current(self.file.read_row_group(index))
 
@@ -86,8 +91,9 @@ def finalize(parts_dir: str | Path, kind: str, out_path: str | Path,
     with several, rows are sorted by event time and idempotency key so that the
     result does not depend on how work was spread over workers. Like a consumer
     of the topic, the file upserts by idempotency key: replaying into an existing
-    output adds nothing twice (the earlier row stays). Investors in
-    ``erased[topic]`` are deleted.
+    output adds nothing twice (the earlier row stays). Rows whose key
+    (``<tenant>/<investor_id>``) is in ``erased[topic]`` are deleted: a tenant's
+    erasure, never another tenant's investor of the same id.
     """
     parts = sorted(Path(parts_dir).glob(f"{kind}-*.parquet"))
     out_path = Path(out_path)
@@ -125,10 +131,7 @@ def _surviving(sources: list[_Source], gone: set[str]) -> list[np.ndarray]:
     if gone:
         erased = pa.array(sorted(gone), pa.string())
         for mask, source in zip(keep, sources, strict=True):
-            ids = source.column("investor_id")
-            if ids is not None:
-                mask &= ~pc.fill_null(pc.is_in(ids, erased), False).to_numpy(
-                    zero_copy_only=False)
+            mask &= ~_erased_rows(source, erased)
     keys = [s.column("idempotency_key") for s in sources]
     if any(k is None for k in keys) or not sources:
         return keep
@@ -144,6 +147,15 @@ def _surviving(sources: list[_Source], gone: set[str]) -> list[np.ndarray]:
         mask &= firsts[offset:offset + source.rows]
         offset += source.rows
     return keep
+
+
+def _erased_rows(source: _Source, erased: pa.Array) -> np.ndarray:
+    """Which rows of ``source`` are of an erased key; the key columns are read in a
+    call of their own so that they are freed before the idempotency keys are grouped."""
+    ids = source.columns(("tenant", "investor_id"))
+    if ids is None:
+        return np.zeros(source.rows, dtype=bool)
+    return pc.fill_null(pc.is_in(output_keys(ids), erased), False).to_numpy(zero_copy_only=False)
 
 
 def _in_order(sources: list[_Source], keep: list[np.ndarray]):

@@ -432,8 +432,14 @@ def close_audit() -> None:
 CONVERT_ROWS = 2_048
 
 
+def output_keys(table: pa.Table) -> pa.Array | pa.ChunkedArray:
+    """The message key of each row, ``<tenant>/<investor_id>`` (schemas.keys.output_key;
+    null where either is): tombstones name a tenant's investor, never every tenant's."""
+    return pc.binary_join_element_wise(table.column("tenant"), table.column("investor_id"), "/")
+
+
 class ErasedKeys:
-    """The keys erased so far in a run, by topic, shared by its Parquet sinks: the
+    """The keys (``<tenant>/<investor_id>``) erased so far in a run, by topic, shared by its Parquet sinks: the
     ``tombstones`` sink adds them, and the sinks of erasable outputs leave their rows out
     of the row groups they write from then on. Rows written earlier are deleted by
     :func:`connectors.parquet_merge.finalize`, as every erased row once was; a part that
@@ -540,10 +546,11 @@ class _ParquetPartition(StatelessSinkPartition[dict]):
                 self._fail(error)
 
 
-def _without(table: pa.Table, investors: pa.Array) -> pa.Table:
-    """``table`` without the rows of ``investors``: the slices between them, which copy
-    nothing (``Table.filter`` copies every nested value of every row kept)."""
-    erased = pc.is_in(table.column("investor_id"), investors)
+def _without(table: pa.Table, keys: pa.Array) -> pa.Table:
+    """``table`` without the rows of the erased ``keys`` (``<tenant>/<investor_id>``):
+    the slices between them, which copy nothing (``Table.filter`` copies every nested
+    value of every row kept)."""
+    erased = pc.fill_null(pc.is_in(output_keys(table), keys), False)
     if not pc.any(erased).as_py():
         return table
     bounds = [-1, *np.flatnonzero(erased.to_numpy(zero_copy_only=False)).tolist(),
@@ -576,7 +583,7 @@ class ParquetSink(DynamicSink[dict]):
 
 
 def erased_keys(parts_dir: str | Path) -> dict[str, set[str]]:
-    """Tombstones written by the run: ``{topic: {investor ids}}``."""
+    """Tombstones written by the run: ``{topic: {keys, <tenant>/<investor_id>}}``."""
     gone: dict[str, set[str]] = {}
     for part in sorted(Path(parts_dir).glob("tombstones-*.parquet")):
         for row in pq.read_table(part).to_pylist():

@@ -1,7 +1,7 @@
 """``esg-leads crm-sync``: deliver ``crm.handoff`` to the CRM, and nothing twice that was acked.
 
 Wiring only: the main thread reads Kafka into a :class:`~operators.crm_delivery.DeliveryQueue`
-(per investor in order, coalesced), hands up to ``crm.max_in_flight`` entries to worker
+(per message key, ``<tenant>/<investor_id>``: per lead in order, coalesced), hands up to ``crm.max_in_flight`` entries to worker
 threads, and commits, after each answer, the offset before which every record is resolved
 (delivered, or dead-lettered and the dead letter acknowledged by the broker). Workers ask
 :class:`Governor` (token bucket, ``Retry-After`` gate, breaker) when they may send, send
@@ -50,6 +50,7 @@ from esg_leads.operators.crm_delivery import (
 from esg_leads.operators.erasure import seal_dead_letter
 from esg_leads.operators.validation import bounded, dead_letter
 from esg_leads.schemas.codec import describe_validation_error, encode
+from esg_leads.schemas.keys import KEY_FORMAT, output_key, parse_output_key
 from esg_leads.schemas.outputs import SCHEMA_VERSION, AlertKind, CrmHandoff, DlqReason
 from esg_leads.schemas.records import RawMessage
 from esg_leads.schemas.settings import Settings
@@ -165,10 +166,12 @@ class Deliverer:
         while True:
             if not self.governor.acquire():
                 return Result(entry, ABANDONED)
+            # The queue's key is the message key, checked by CrmSync._read: it parses.
+            tenant, investor_id = parse_output_key(entry.key)
             if value is None:
-                reply = self.client.delete(entry.key, key)
+                reply = self.client.delete(tenant, investor_id, key)
             else:
-                reply = self.client.put(entry.key, value, key)
+                reply = self.client.put(tenant, investor_id, value, key)
             verdict = classify(reply.method, reply.status,
                                parse_retry_after(reply.retry_after, self.wall()))
             self.governor.record(verdict)
@@ -217,6 +220,19 @@ class CrmSync:
         value = message.value()
         ts_type, ts = message.timestamp()
         self.counts["read"] += 1
+        # The key names the lead, tenant and investor (schemas/keys.py); a key that names
+        # no tenant (the old bare investor id, a forged one) must neither be delivered nor
+        # delete anything: whose lead it is cannot be told.
+        try:
+            parse_output_key(message.key() or b"")
+        except ValueError as error:
+            if value is None:
+                self._invalid(message, DlqReason.KEY_MISMATCH,
+                              f"tombstone not applied, nothing deleted: {error}")
+                return
+            refused: str | None = f"not delivered: {error}"
+        else:
+            refused = None
         if value is None:
             payload = (None, f"erase:{self.topic}:{partition}:{offset}")
         else:
@@ -225,9 +241,9 @@ class CrmSync:
             except ValidationError as error:
                 self._invalid(message, DlqReason.SCHEMA_ERROR, describe_validation_error(error))
                 return
-            if handoff.investor_id != key:
-                self._invalid(message, DlqReason.KEY_MISMATCH,
-                                  "message key is not the handoff's investor_id", event=handoff)
+            if refused is not None or output_key(handoff.tenant, handoff.investor_id) != key:
+                self._invalid(message, DlqReason.KEY_MISMATCH, refused or
+                              f"message key is not the handoff's {KEY_FORMAT}", event=handoff)
                 return
             body = orjson.dumps(crm_body(orjson.loads(value), self.settings.crm.field_map))
             payload = (body, handoff.idempotency_key, handoff)
@@ -456,7 +472,8 @@ def demo_delivery(handoff_parquet, settings: Settings) -> dict:
         with DevBroker(brokers=1, topics=list(ALL_TOPICS), partitions=3) as broker:
             producer = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
             for row in records:
-                producer.produce("crm.handoff", key=row["investor_id"].encode(),
+                producer.produce("crm.handoff",
+                                 key=output_key(row["tenant"], row["investor_id"]).encode(),
                                  value=orjson.dumps(row))
             producer.flush(30)
             demo = settings.model_copy(update={
@@ -485,6 +502,7 @@ def demo_delivery(handoff_parquet, settings: Settings) -> dict:
         snapshot = crm.snapshot()
     finally:
         crm.stop()
-    return {"handoffs": len(records), "investors": len({r["investor_id"] for r in records}),
+    return {"handoffs": len(records),
+            "investors": len({(r["tenant"], r["investor_id"]) for r in records}),
             "in_crm": len(snapshot["leads"]),
             "requests": len(snapshot["requests"]), **counts}

@@ -52,6 +52,7 @@ from typing import Protocol
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from esg_leads.schemas.common import ENTITY_ID_PATTERN
+from esg_leads.schemas.keys import KEYED_BY_INVESTOR, parse_output_key
 from esg_leads.schemas.records import Position
 
 #: Topics keyed by investor: every message on them is about one person (the inputs, and
@@ -109,11 +110,35 @@ def open_sealed(key: bytes, blob: bytes, context: bytes) -> bytes:
 # ------------------------------------------------------------------ dead letters
 
 
+def key_subject(topic: str, key: bytes | None) -> tuple[str | None, str] | None:
+    """``(tenant, investor_id)`` a message key of an investor topic names: an input's
+    key is the investor id alone (tenant ``None``: the event says it), an output's
+    (``crm.handoff``) ``<tenant>/<investor_id>``; ``None`` when it names none (no key,
+    not UTF-8, an output key that does not parse).
+
+    >>> key_subject("crm.handoff", b"acme/inv-1"), key_subject("crm.outcomes", b"inv-1")
+    (('acme', 'inv-1'), (None, 'inv-1'))
+    >>> key_subject("crm.handoff", b"inv-1") is None  # the old output key: no tenant
+    True
+    """
+    if not key:
+        return None
+    if topic in KEYED_BY_INVESTOR:
+        try:
+            return parse_output_key(key)
+        except ValueError:
+            return None
+    try:
+        return None, key.decode()
+    except UnicodeDecodeError:
+        return None
+
+
 def subject_of(record: dict, tenants: frozenset[str] | set[str]) -> tuple[str, str] | None:
     """``(tenant, investor_id)`` a dead letter is about, or ``None`` if not about one.
 
-    The investor is the event's (when it decoded) or the message key (the investor id on
-    these topics). A tenant this deployment does not serve — or none, for bytes that
+    The investor is the event's (when it decoded) or the message key's (see
+    :func:`key_subject`). A tenant this deployment does not serve — or none, for bytes that
     did not decode — counts as ``""``: the erasure of ``(t, id)`` destroys ``("", id)``
     too, since such a letter may well be about the same person.
 
@@ -132,9 +157,15 @@ def subject_of(record: dict, tenants: frozenset[str] | set[str]) -> tuple[str, s
     investor_id = record.get("investor_id")
     if investor_id is None and record.get("key_b64"):
         try:
-            investor_id = base64.b64decode(record["key_b64"]).decode()
-        except (ValueError, UnicodeDecodeError):
-            investor_id = None
+            named = key_subject(record["topic"], base64.b64decode(record["key_b64"]))
+        except ValueError:
+            named = None
+        # An output key names its tenant: one that is not the letter's names another
+        # lead, which no erasure of the letter's investor would shred.
+        # (A letter of no known tenant is sealed under ``""``: any tenant's erasure of
+        # the id shreds it.)
+        investor_id = named[1] if named is not None and (
+            named[0] is None or record.get("tenant") in (None, named[0])) else None
     if not investor_id or not _INVESTOR_ID.fullmatch(investor_id):
         # Not attributable: ``("", "")`` keeps the letter on the withholding path. A key
         # no investor id can spell would seal under a key no erasure can ever destroy.

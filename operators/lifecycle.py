@@ -39,6 +39,7 @@ from esg_leads.operators.lineage import append_refs, audit_pointer
 from esg_leads.operators.lineage import ref as lineage_ref
 from esg_leads.operators.property_catalog import salted_id
 from esg_leads.operators.validation import dead_letter, processing_error
+from esg_leads.schemas.keys import output_key
 from esg_leads.schemas.outputs import SCHEMA_VERSION, DlqReason
 from esg_leads.schemas.records import Emitted, Ingested, InvestorContext, InvestorNotice, Scored
 from esg_leads.schemas.settings import Settings
@@ -379,7 +380,8 @@ class LifecycleShard:
         lead.last_score = record["score"]
         lineage = orjson.dumps(record["lineage"])  # once, for the kept record and the audit
         lead.keep(record, lineage)
-        out.append(Emitted("leads", investor_id, record, "leads.scored"))
+        out.append(Emitted("leads", output_key(record["tenant"], investor_id), record,
+                           "leads.scored"))
         self.counts[("state", lead.machine.state)] += 1
         self._observe(record, scored.ingest_ms, now)
         if transitions and transitions[-1][1] == "in_review":
@@ -423,7 +425,7 @@ class LifecycleShard:
         lead.open_case = case_id
         self.open_since[investor_id] = record["event_time"].timestamp()
         self.counts[("review_cases", tenant)] += 1
-        return Emitted("review", investor_id, {
+        return Emitted("review", output_key(tenant, investor_id), {
             "schema_version": SCHEMA_VERSION,
             "idempotency_key": f"review:{tenant}:{investor_id}:c{lead.cases}",
             "case_id": case_id,
@@ -457,7 +459,7 @@ class LifecycleShard:
         rendered = outreach_messages.render_plan(record["outreach_plan"], tenant,
                                                  ctx.jurisdiction if ctx else None,
                                                  record["compliance"]["removed_claims"])
-        return Emitted("handoff", investor_id, {
+        return Emitted("handoff", output_key(tenant, investor_id), {
             "schema_version": SCHEMA_VERSION,
             "idempotency_key": f"handoff:{tenant}:{investor_id}:q{n}",
             "qualification_id": f"q:{investor_id}:{n}",
@@ -562,7 +564,8 @@ class LifecycleShard:
             omitted = {**omitted, "audit": audit_pointer(notice.tenant, notice.investor_id)}
         record["lineage_omitted"] = omitted
         lead.keep(record)
-        out.append(Emitted("leads", notice.investor_id, record, "leads.scored"))
+        out.append(Emitted("leads", output_key(notice.tenant, notice.investor_id), record,
+                           "leads.scored"))
         self.counts[("state", lead.machine.state)] += 1
         self._audit_notice(notice, lead, now, out)
 
@@ -577,8 +580,10 @@ class LifecycleShard:
         self.leads.pop(investor_id, None)
         self.open_since.pop(investor_id, None)
         self._erased.add(salted_id(self._salt, investor_id))
+        # The tenant's own key: another tenant's investor of the same id is not erased.
+        key = output_key(notice.tenant, investor_id)
         for topic in OUTPUT_TOPICS:
-            out.append(Emitted("tombstone", investor_id, None, topic))
+            out.append(Emitted("tombstone", key, None, topic))
         out.append(Emitted("audit", investor_id, erasure_row(notice, now)))
 
     # ---------------------------------------------------- review decisions

@@ -77,6 +77,7 @@ from esg_leads.operators.tiers import tier_of
 from esg_leads.operators.validation import dead_letter
 from esg_leads.operators.warm_start import load_version
 from esg_leads.schemas.inputs import ModelAction, ModelCommand
+from esg_leads.schemas.keys import output_key
 from esg_leads.schemas.outputs import SCHEMA_VERSION, DlqReason
 from esg_leads.schemas.records import Emitted, FeatureVector, Ingested, LabelledExample, Scored
 from esg_leads.schemas.settings import ChallengerSettings, ModelSettings, Settings
@@ -286,7 +287,7 @@ class ModelGovernor:
             else:
                 p_champion, p_challenger = decided, challenger_p[i]
             as_of = vector.as_of
-            out.append(Emitted("shadow", vector.investor_id, {
+            out.append(Emitted("shadow", output_key(self.tenant, vector.investor_id), {
                 "schema_version": SCHEMA_VERSION,
                 "idempotency_key": f"shadow:{self.tenant}:{vector.investor_id}:"
                                    f"{int(as_of.timestamp())}:{ch.version}",

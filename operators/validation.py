@@ -30,7 +30,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 
 from esg_leads.operators import control_auth, erasure_auth
-from esg_leads.operators.erasure import INVESTOR_TOPICS
+from esg_leads.operators.erasure import INVESTOR_TOPICS, key_subject
 from esg_leads.schemas.codec import DecodeFailure, b64, decode_event
 from esg_leads.schemas.common import epoch_seconds
 from esg_leads.schemas.outputs import SCHEMA_VERSION, DlqReason
@@ -109,24 +109,31 @@ def _names_another_investor(raw: RawMessage | Ingested, event: object) -> bool:
     """Whether an investor topic's message names, in its body, another investor than its
     key: the decoded event's, or a top-level ``investor_id`` of a body that did not
     decode into one. Only dead letters ask, so the second decode costs nothing in use."""
-    if not raw.key or raw.topic not in INVESTOR_TOPICS:
-        return False  # without a key, the letter is withheld anyway (investor unknown)
+    if raw.topic not in INVESTOR_TOPICS:
+        return False
+    subject = key_subject(raw.topic, raw.key)
+    if subject is None:
+        return False  # a key naming no investor: the letter is withheld anyway (unknown)
+    key_tenant, key_investor = subject
     if event is not None:
         named = getattr(event, "investor_id", None)
-        return named is not None and named.encode() != raw.key
+        # An output's key names the tenant too (crm.handoff): another tenant's is another person.
+        return named is not None and (named != key_investor or key_tenant not in (
+            None, getattr(event, "tenant", None)))
     if raw.value is None:
         return False
+    key = key_investor.encode()
     # A body that did not decode: any plain "investor_id" string in it (a cut-off body,
     # a duplicate key the parser would have overridden), then the top-level one of a
     # body that is JSON (escaped spellings of the name).
-    if any(named != raw.key for named in _INVESTOR_ID.findall(raw.value)):
+    if any(named != key for named in _INVESTOR_ID.findall(raw.value)):
         return True
     try:
         body = orjson.loads(raw.value)
     except orjson.JSONDecodeError:
         return False
     named = body.get("investor_id") if type(body) is dict else None
-    return named is not None and (not isinstance(named, str) or named.encode() != raw.key)
+    return named is not None and (not isinstance(named, str) or named.encode() != key)
 
 
 def bounded(record: dict, max_value_bytes: int = MAX_VALUE_BYTES) -> dict:

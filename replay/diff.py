@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from esg_leads.connectors.parquet_sink import read_records
+from esg_leads.schemas.keys import parse_output_key
 
 #: Output kind -> (replay file, topic).
 KINDS = {"leads": ("leads.parquet", "leads.scored"), "review": ("review.parquet", "leads.review"),
@@ -52,8 +53,8 @@ def load_run(path: str | Path) -> dict[str, dict[str, dict]]:
             if kind is None:
                 continue
             if message.value is None:  # a tombstone deletes the key's records
-                investor = (message.key or b"").decode()
-                runs[kind] = {k: r for k, r in runs[kind].items() if r.get("investor_id") != investor}
+                runs[kind] = {k: r for k, r in runs[kind].items()
+                              if not _erased_by(message.key or b"", r)}
                 continue
             record = orjson.loads(message.value)
             runs[kind][record["idempotency_key"]] = _strip(record)
@@ -64,6 +65,16 @@ def load_run(path: str | Path) -> dict[str, dict[str, dict]]:
             for record in read_records(file):
                 runs[kind][record["idempotency_key"]] = _strip(record)
     return runs
+
+
+def _erased_by(key: bytes, record: dict) -> bool:
+    """Whether a tombstone keyed ``key`` deletes ``record``: the key names the tenant and
+    the investor (schemas/keys.py); a recording made before keys did (a bare investor
+    id) deleted that id's records of every tenant, as compaction did then."""
+    try:
+        return parse_output_key(key) == (record.get("tenant"), record.get("investor_id"))
+    except ValueError:
+        return record.get("investor_id") == key.decode("utf-8", "replace")
 
 
 def _changes(a: dict, b: dict) -> list[str]:

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from esg_leads.schemas.keys import KEY_VERSION, KEYED_BY_INVESTOR
 from esg_leads.schemas.outputs import DlqReason
 from esg_leads.schemas.topics import ALL_TOPICS, INPUT_TOPICS
 
@@ -95,5 +96,8 @@ def json_schema(topic: str) -> dict[str, Any]:
         "$id": f"urn:esg-leads:topic:{topic}",
         "title": f"{topic}: {spec.description}",
         "x-kafka-key": spec.key_field,
+        # The key contract's version where it changed (schemas/keys.py): a consumer that
+        # upserts by key must know that 1's bare investor id is now tenant/investor.
+        **({"x-kafka-key-version": KEY_VERSION} if topic in KEYED_BY_INVESTOR else {}),
         **{k: v for k, v in schema.items() if k != "title"},
     }

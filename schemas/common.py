@@ -65,7 +65,8 @@ def epoch_seconds(when: datetime) -> float:
 UtcDatetime = Annotated[AwareDatetime, Field(ge=_EARLIEST, lt=_LATEST)]
 
 #: Tenant ids name a fund manager using the service: lower-case slug.
-TenantId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,31}$")]
+TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,31}$"
+TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
 
 #: Ids of entities and events: printable, no spaces, at most 64 characters.
 ENTITY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"

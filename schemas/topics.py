@@ -15,6 +15,7 @@ from esg_leads.schemas.inputs import (
     PropertySignal,
     ReviewDecision,
 )
+from esg_leads.schemas.keys import KEY_FORMAT
 from esg_leads.schemas.outputs import Alert, CrmHandoff, DeadLetter, ReviewCase, ScoredLead, ShadowScore
 
 
@@ -22,6 +23,8 @@ from esg_leads.schemas.outputs import Alert, CrmHandoff, DeadLetter, ReviewCase,
 class Topic:
     name: str
     model: type[BaseModel]
+    #: The field the message key is (inputs: validated against it), or for the outputs
+    #: keyed per investor :data:`~schemas.keys.KEY_FORMAT`, ``<tenant>/<investor_id>``.
     key_field: str
     description: str
 
@@ -34,11 +37,11 @@ ERASURE = Topic("investor.erasure", ErasureRequest, "investor_id", "Right-to-era
 REVIEW_DECISIONS = Topic("lead.review-decisions", ReviewDecision, "investor_id", "Reviewer verdicts")
 OPS_CONTROL = Topic("ops.control", ModelCommand, "tenant", "Signed model lifecycle commands")
 
-LEADS_SCORED = Topic("leads.scored", ScoredLead, "investor_id", "Scored, explained leads")
-LEADS_REVIEW = Topic("leads.review", ReviewCase, "investor_id", "Cases for human review")
-CRM_HANDOFF = Topic("crm.handoff", CrmHandoff, "investor_id", "Qualified leads (upsert by key)")
+LEADS_SCORED = Topic("leads.scored", ScoredLead, KEY_FORMAT, "Scored, explained leads")
+LEADS_REVIEW = Topic("leads.review", ReviewCase, KEY_FORMAT, "Cases for human review")
+CRM_HANDOFF = Topic("crm.handoff", CrmHandoff, KEY_FORMAT, "Qualified leads (upsert by key)")
 OPS_ALERTS = Topic("ops.alerts", Alert, "tenant", "Drift and model alerts")
-LEADS_SHADOW = Topic("leads.shadow", ShadowScore, "investor_id", "Challenger scores in shadow")
+LEADS_SHADOW = Topic("leads.shadow", ShadowScore, KEY_FORMAT, "Challenger scores in shadow")
 LEADS_DLQ = Topic("leads.dlq", DeadLetter, "key_b64", "Inputs that could not be used")
 
 INPUT_TOPICS: dict[str, Topic] = {

@@ -39,7 +39,8 @@ def handoff(investor: str, n: int, tenant: str = "acme-capital") -> dict:
 
 def publish(bootstrap: str, items: list[tuple[str, dict | None]],
             topic: str = "crm.handoff") -> None:
-    """``(investor_id, record or None for a tombstone)`` in order."""
+    """``(message key, record or None for a tombstone)`` in order; the flow's key is
+    ``<tenant>/<investor_id>`` (schemas/keys.py)."""
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     for key, record in items:
         producer.produce(topic, key=key.encode(),

@@ -23,6 +23,7 @@ import yaml
 
 from esg_leads.cli.main import build_parser
 from esg_leads.flows.config import ENV_PREFIX, load_settings
+from esg_leads.schemas.keys import KEY_FORMAT
 from esg_leads.schemas.settings import Settings
 from esg_leads.schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
 
@@ -230,10 +231,10 @@ def in_network_bootstrap(kafka: dict) -> str:
 
 
 def upsert_by_key_outputs() -> set[str]:
-    """Outputs whose consumers keep the latest record per investor: keyed by investor id.
-    (``ops.alerts`` is keyed by tenant and ``leads.dlq`` by the rejected message's key:
-    every record of those matters, not only the last per key.)"""
-    return {name for name, topic in OUTPUT_TOPICS.items() if topic.key_field == "investor_id"}
+    """Outputs whose consumers keep the latest record per investor: keyed by tenant and
+    investor id. (``ops.alerts`` is keyed by tenant and ``leads.dlq`` by the rejected
+    message's key: every record of those matters, not only the last per key.)"""
+    return {name for name, topic in OUTPUT_TOPICS.items() if topic.key_field == KEY_FORMAT}
 
 
 # -------------------------------------------------------------- compose: structure

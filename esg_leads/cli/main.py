@@ -462,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     from esg_leads.cli.crm import add_commands as add_crm_commands  # crm-sync, webhooks, fake-crm
 
     add_crm_commands(sub)
+    from esg_leads.cli.upgrade import add_command as add_upgrade_command  # tombstone-old-keys
+
+    add_upgrade_command(sub)
     from esg_leads.cli.report import add_command as add_report_command  # esg-leads report
 
     add_report_command(sub)

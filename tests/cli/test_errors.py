@@ -94,6 +94,9 @@ CASES = [
     ("models show m-abcd --registry {empty}", 2, "no model version m-abcd"),
     ("models diff m-abcd m-ef01 --registry {empty}", 2, "no model version m-abcd"),
     ("report {empty}", 2, "is not a run's output directory"),
+    ("tombstone-old-keys --config {missing}", 2, "config file not found"),
+    ("tombstone-old-keys --bootstrap {nowhere} --connect-timeout 1", 1,
+     "did not answer within 1s"),
     ("report {file}", 2, "is not a run's output directory"),
 ]
 

@@ -34,3 +34,41 @@ def test_a_record_over_the_message_limit_is_logged_and_skipped_not_a_crash_loop(
     assert delivered == ["inv-1", "inv-3"] and part.dropped == 1
     [line] = [r.getMessage() for r in caplog.records]
     assert "k-2" in line and "xxxx" not in line
+
+
+
+def test_two_tenants_with_the_same_investor_id_never_share_a_key() -> None:
+    """Stop 29's review: keyed by investor id alone, tenant B's ``inv-1`` lead and A's
+    were one key (compaction kept only the later), and A's erasure tombstone deleted
+    B's lead, case and handoff. The lifecycle operators' outputs of both tenants, then
+    A's erasure, go through the Kafka sinks; what compaction (and a consumer upserting
+    by key) keeps is B's records of ``inv-1``, keyed ``<tenant>/<investor_id>``."""
+    from tests.two_tenants import EXPECTED, TOPICS, outputs
+
+    before, erasure = outputs()
+    with DevBroker(brokers=1, topics=list(TOPICS.values()), partitions=1) as broker:
+        config = {"bootstrap.servers": broker.bootstrap}
+        parts = {kind: KafkaTopicSink(config, topic, kind).build_part(kind, kind, None)
+                 for kind, topic in TOPICS.items()}
+        parts["tombstone"] = KafkaTopicSink(config, "", "tombstones").build_part(
+            "tombstones_out", "tombstones", None)
+        for e in before + erasure:
+            if e.kind in parts:  # (a tombstone's record as flows/pipeline.py makes it)
+                parts[e.kind].write_batch([{"topic": e.topic, "key": e.key}
+                                           if e.kind == "tombstone" else e.record])
+        for part in parts.values():
+            part.snapshot()
+            part.close()
+        messages = {topic: consume_all(broker.bootstrap, topic) for topic in TOPICS.values()}
+    kept: dict[tuple[str, bytes], dict] = {}
+    for topic, log in messages.items():
+        for m in log:
+            if m.value() is None:
+                kept.pop((topic, m.key()), None)
+            else:
+                kept[(topic, m.key())] = orjson.loads(m.value())
+    assert {(topic, r["tenant"], r["investor_id"]) for (topic, _), r in kept.items()} == EXPECTED
+    assert {key for _, key in kept} == {b"beta/inv-1"}
+    for log in messages.values():
+        assert {dict(m.headers())["key-version"] for m in log} == {b"2"}
+        assert {dict(m.headers())["tenant"] for m in log if m.value() is None} == {b"acme"}

@@ -21,9 +21,9 @@ T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def handoff(key: int, investor: int, second: int) -> dict:
-    return {"schema_version": 1, "idempotency_key": f"handoff:acme:inv-{investor}:q{key}",
-            "qualification_id": f"q:{key}", "tenant": "acme", "investor_id": f"inv-{investor}",
+def handoff(key: int, investor: int, second: int, tenant: str = "acme") -> dict:
+    return {"schema_version": 1, "idempotency_key": f"handoff:{tenant}:inv-{investor}:q{key}",
+            "qualification_id": f"q:{key}", "tenant": tenant, "investor_id": f"inv-{investor}",
             "event_time": T0 + timedelta(seconds=second), "processed_at": T0, "score": key,
             "probability": 0.5, "tier": "warm", "consent": {"email": "granted"},
             "approved_by_review": False, "lineage": []}
@@ -38,8 +38,9 @@ def whole_table_finalize(parts: list[Path], kind: str, out: Path | None,
     tables += [pq.read_table(p) for p in parts] or [schema_of(kind).empty_table()]
     table = pa.concat_tables(tables)
     if gone:
-        table = table.filter(pc.invert(pc.is_in(table.column("investor_id"),
-                                                pa.array(sorted(gone)))))
+        keys = [f"{t}/{i}" for t, i in zip(table.column("tenant").to_pylist(),
+                                           table.column("investor_id").to_pylist(), strict=True)]
+        table = table.filter(pa.array([k not in gone for k in keys]))
     keys = table.column("idempotency_key").to_pylist()
     seen: set[str] = set()
     first = [i for i, k in enumerate(keys) if not (k in seen or seen.add(k))]
@@ -50,18 +51,21 @@ def whole_table_finalize(parts: list[Path], kind: str, out: Path | None,
     return table
 
 
-rows = st.lists(st.tuples(st.integers(0, 12), st.integers(0, 4), st.integers(0, 30)),
-                max_size=25)
+# (key, investor, second, tenant): two tenants share investor ids, as they may.
+rows = st.lists(st.tuples(st.integers(0, 12), st.integers(0, 4), st.integers(0, 30),
+                          st.sampled_from(["acme", "beta"])), max_size=25)
 
 
 @settings(max_examples=60, deadline=None)
 @given(parts=st.lists(rows, min_size=1, max_size=3), existing=st.none() | rows,
-       erased=st.sets(st.integers(0, 4), max_size=2), row_group=st.integers(1, 7))
+       erased=st.sets(st.tuples(st.sampled_from(["acme", "beta"]), st.integers(0, 4)),
+                      max_size=2), row_group=st.integers(1, 7))
 def test_the_streaming_join_writes_what_a_whole_table_join_wrote(
         tmp_path_factory, parts, existing, erased, row_group) -> None:
     """Same rows, same order: upsert by key (the earlier output wins), erasure, and the
     sort by (event time, key) across parts, with row groups of any size (so output
-    row groups draw on several input row groups, held and dropped)."""
+    row groups draw on several input row groups, held and dropped). An erasure is of
+    one tenant's investor (``<tenant>/<investor_id>``), never another tenant's."""
     tmp = tmp_path_factory.mktemp("join")
     paths = []
     for n, part in enumerate(parts):
@@ -72,7 +76,7 @@ def test_the_streaming_join_writes_what_a_whole_table_join_wrote(
     if existing is not None:
         pq.write_table(to_table("handoff", [handoff(*r) for r in existing]), out,
                        row_group_size=row_group)
-    gone = {f"inv-{i}" for i in erased}
+    gone = {f"{tenant}/inv-{i}" for tenant, i in erased}
     expected = whole_table_finalize(paths, "handoff", out if existing is not None else None, gone)
     original = parquet_merge.ROW_GROUP
     parquet_merge.ROW_GROUP = row_group
@@ -101,7 +105,7 @@ from esg_leads.connectors import parquet_merge
 from esg_leads.connectors.parquet_sink import schema_of
 parts = Path(sys.argv[1])
 parquet_merge.ROW_GROUP = 1_000  # as the parts': the output is 40 row groups too
-parquet_merge.finalize(parts, "handoff", parts / "handoff.parquet", {"crm.handoff": {"inv-3"}})
+parquet_merge.finalize(parts, "handoff", parts / "handoff.parquet", {"crm.handoff": {"acme/inv-3"}})
 print(pa.default_memory_pool().max_memory())
 """
 
@@ -127,3 +131,42 @@ def test_joining_holds_a_few_row_groups_not_the_whole_output(tmp_path, workers) 
                             check=True)
     peak = int(result.stdout)
     assert peak < whole / 4, f"joining {whole:,} bytes of rows peaked at {peak:,} bytes"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_tenants_erasure_leaves_another_tenants_investor_of_the_same_id(
+        tmp_path: Path, workers: int) -> None:
+    """Stop 29's review: finalize and the sinks deleted erased rows by investor id
+    alone, so tenant A's erasure of ``inv-1`` deleted tenant B's lead, case and handoff
+    of its own ``inv-1``. The lifecycle operators' outputs go through a replay's sinks
+    (rows on disk before the erasure: finalize deletes them; rows after it: the sinks
+    leave them out), and only B's rows of ``inv-1`` are left."""
+    from esg_leads.connectors.parquet_sink import ErasedKeys, ParquetSink, erased_keys
+    from tests.two_tenants import EXPECTED, TOPICS, outputs
+
+    before, erasure = outputs()
+    erased = ErasedKeys()
+    sinks = {kind: [ParquetSink(tmp_path, kind, row_group=1, erased=erased).build(kind, w, workers)
+                    for w in range(workers)] for kind in (*TOPICS, "tombstones")}
+
+    def write(emitted: list) -> None:
+        for n, e in enumerate(emitted):
+            kind = "tombstones" if e.kind == "tombstone" else e.kind
+            if kind in sinks:
+                sinks[kind][n % workers].write_batch(
+                    # (a tombstone's record as flows/pipeline.py makes it)
+                    [{"topic": e.topic, "key": e.key} if e.kind == "tombstone" else e.record])
+
+    write(before)
+    write(erasure)
+    write([e for e in before if e.kind in TOPICS])  # re-emitted after the erasure (a resume)
+    for parts in sinks.values():
+        for part in parts:
+            part.close()
+    gone = erased_keys(tmp_path)
+    left = set()
+    for kind, topic in TOPICS.items():
+        finalize(tmp_path, kind, tmp_path / f"{kind}.parquet", gone)
+        left |= {(topic, r["tenant"], r["investor_id"])
+                 for r in pq.read_table(tmp_path / f"{kind}.parquet").to_pylist()}
+    assert left == EXPECTED

@@ -139,8 +139,9 @@ def test_rows_of_investors_erased_before_they_are_written_never_are(
     handoffs = ParquetSink(tmp_path, "handoff", row_group=2, erased=erased).build("h", 0, 1)
     tombstones = ParquetSink(tmp_path, "tombstones", erased=erased).build("t", 0, 1)
     handoffs.write_batch([handoff(1, 1, 1), handoff(2, 2, 2)])  # a row group: written
-    tombstones.write_batch([{"topic": "crm.handoff", "key": "inv-1"},
-                            {"topic": "leads.scored", "key": "inv-3"}])  # another topic's
+    tombstones.write_batch([{"topic": "crm.handoff", "key": "acme/inv-1"},
+                            {"topic": "crm.handoff", "key": "beta/inv-2"},  # another tenant's
+                            {"topic": "leads.scored", "key": "acme/inv-3"}])  # another topic's
     handoffs.write_batch([handoff(3, 1, 3), handoff(4, 3, 4), handoff(5, 4, 5)])
     handoffs.close()
     tombstones.close()
@@ -162,15 +163,20 @@ def test_rows_of_investors_erased_before_they_are_written_never_are(
     assert pq.read_table(out).column("investor_id").to_pylist() == ["inv-5"]
 
 
-@given(ids=st.lists(st.sampled_from(["inv-0", "inv-1", "inv-2", None]), max_size=12),
-       gone=st.sets(st.sampled_from(["inv-0", "inv-1", "inv-3"]), min_size=1))
+@given(ids=st.lists(st.tuples(st.sampled_from(["acme", "beta"]),
+                              st.sampled_from(["inv-0", "inv-1", "inv-2", None])), max_size=12),
+       gone=st.sets(st.sampled_from(["acme/inv-0", "acme/inv-1", "beta/inv-1", "acme/inv-3"]),
+                    min_size=1))
 def test_leaving_out_erased_rows_keeps_every_other_row_in_order(ids: list, gone: set) -> None:
     """The slices ``_without`` keeps are the rows finalize keeps (a row without an
-    investor stays), in their order."""
-    table = pa.table({"investor_id": pa.array(ids, pa.string()), "n": list(range(len(ids)))})
+    investor stays, and another tenant's investor of an erased id), in their order."""
+    table = pa.table({"tenant": pa.array([t for t, _ in ids], pa.string()),
+                      "investor_id": pa.array([i for _, i in ids], pa.string()),
+                      "n": list(range(len(ids)))})
     kept = parquet_sink._without(table, pa.array(sorted(gone)))
     assert kept.schema == table.schema
-    assert kept.column("n").to_pylist() == [n for n, i in enumerate(ids) if i not in gone]
+    assert kept.column("n").to_pylist() == [n for n, (t, i) in enumerate(ids)
+                                            if f"{t}/{i}" not in gone]
 
 
 def test_retention_runs_at_each_snapshot(tmp_path: Path) -> None:

@@ -35,9 +35,15 @@ def broker():
 
 
 def _world(investors: int, versions: int) -> list[tuple[str, dict]]:
-    """``versions`` handoffs of each investor, interleaved (the newest last)."""
-    return [(f"inv-{i}", handoff(f"inv-{i}", n)) for n in range(versions)
+    """``versions`` handoffs of each investor, interleaved (the newest last), keyed
+    ``<tenant>/<investor_id>`` as the flow keys them."""
+    return [(lead(f"inv-{i}"), handoff(f"inv-{i}", n)) for n in range(versions)
             for i in range(investors)]
+
+
+def lead(investor: str, tenant: str = "acme-capital") -> str:
+    """The message key of a handoff, and the lead's name in the fake CRM's log."""
+    return f"{tenant}/{investor}"
 
 
 def _sync_until_end(tmp_path: Path, broker: str, url: str, **crm: object) -> str:
@@ -75,16 +81,16 @@ def test_delivers_every_handoff_once_in_order_with_deletes_and_rejects(broker: s
                               log=tmp_path / "crm.log")
     try:
         items: list = _world(10, 3)
-        items += [("inv-5", None), ("inv-8", None), ("ghost", None)]  # erasures
+        items += [(lead("inv-5"), None), (lead("inv-8"), None), (lead("ghost"), None)]  # erasures
         publish(broker, items)
         output = _sync_until_end(tmp_path, broker, url, token="t0ken")
         state = crm_log(url)
     finally:
         stop(crm)
     _check_applied_once_in_order(state, items)
-    assert sorted(state["leads"]) == sorted(f"inv-{i}" for i in (0, 1, 2, 4, 6, 9))
+    assert sorted(state["leads"]) == sorted(lead(f"inv-{i}") for i in (0, 1, 2, 4, 6, 9))
     assert all(r["user_agent"].startswith("esg-leads/") for r in state["requests"])
-    assert {r["method"] for r in state["requests"] if r["lead"] == "ghost"} == {"DELETE"}
+    assert {r["method"] for r in state["requests"] if r["lead"] == lead("ghost")} == {"DELETE"}
     letters = values(consume_all(broker, "leads.dlq"))
     assert sorted(v["reason"] for v in letters) == ["crm_rejected"] * 2
     assert all("422" in v["detail"] and v["sealed"] for v in letters)
@@ -217,3 +223,49 @@ def test_kill_9_and_restart_resends_only_what_was_not_acknowledged(broker: str,
     _check_applied_once_in_order(state, items)
     assert Counter(len(v) for v in state["applied"].values()) == {1: 60}
     assert committed(broker) == len(items)
+
+
+def test_one_tenants_erasure_deletes_its_crm_lead_not_another_tenants_of_the_same_id(
+        broker: str, tmp_path: Path) -> None:
+    """Stop 29's review: crm-sync put and deleted ``/leads/<investor_id>``, so tenant A's
+    erasure of ``inv-1`` deleted tenant B's CRM copy of its own ``inv-1``. The lifecycle
+    operators' handoffs of both tenants and A's erasure go through the Kafka sinks to
+    crm-sync; the CRM keeps B's lead at ``/tenants/beta/leads/inv-1``. Keys naming no
+    tenant (a tombstone of the old bare-id contract, forged ones) and a key naming
+    another lead than its body are dead letters with their key bytes: nothing deleted."""
+    import base64
+
+    from esg_leads.connectors.kafka_sink import KafkaTopicSink
+    from tests.two_tenants import outputs
+
+    before, erasure = outputs()
+    config = {"bootstrap.servers": broker}
+    handoffs = KafkaTopicSink(config, "crm.handoff", "handoff").build_part("h", "handoff", None)
+    tombstones = KafkaTopicSink(config, "", "tombstones").build_part("t", "tombstones", None)
+    handoffs.write_batch([e.record for e in before if e.kind == "handoff"])
+    handoffs.snapshot()
+    tombstones.write_batch([{"topic": e.topic, "key": e.key} for e in erasure
+                            if e.kind == "tombstone" and e.topic == "crm.handoff"])
+    tombstones.snapshot()
+    handoffs.close()
+    tombstones.close()
+    [beta] = [e.record for e in before if e.kind == "handoff" and e.record["tenant"] == "beta"]
+    bad = [("inv-1", None), ("beta", None), ("../beta/inv-1", None),  # no valid tenant part
+           ("inv-1", handoff("inv-1", 5, tenant="beta")),  # a handoff with an old key
+           ("beta/inv-1", handoff("inv-1", 6, tenant="acme"))]  # another tenant's key
+    publish(broker, bad)
+    crm, url = start_fake_crm(log=tmp_path / "crm.log")
+    try:
+        _sync_until_end(tmp_path, broker, url)
+        state = crm_log(url)
+    finally:
+        stop(crm)
+    assert set(state["leads"]) == {"beta/inv-1"}
+    assert state["leads"]["beta/inv-1"]["idempotency_key"] == beta["idempotency_key"]
+    assert [r["method"] for r in state["requests"] if r["lead"] == "acme/inv-1"][-1] == "DELETE"
+    letters = values(consume_all(broker, "leads.dlq"))
+    assert sorted(base64.b64decode(v["key_b64"]).decode() for v in letters) == sorted(
+        key for key, _ in bad)
+    assert {v["reason"] for v in letters} == {"key_mismatch"}
+    assert sum("nothing deleted" in v["detail"] for v in letters) == 3
+    assert committed(broker) == len(bad) + 3  # two handoffs and a tombstone: all resolved

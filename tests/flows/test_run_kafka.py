@@ -93,7 +93,8 @@ def test_bounded_run_reconciles_and_publishes_valid_records(world: Path, broker:
             record = orjson.loads(message.value())
             assert headers["idempotency-key"].decode() == record["idempotency_key"]
             if topic in ("leads.scored", "leads.review", "crm.handoff"):
-                assert message.key().decode() == record["investor_id"]
+                assert message.key().decode() == f"{record['tenant']}/{record['investor_id']}"
+                assert headers["key-version"] == b"2"
     # A malformed input keeps its original bytes and position in the dead letter.
     # (sealed when it is about an investor: opened with the run's key store).
     bad_json = next(d for d in dead if d["reason"] == "decode_error")
@@ -214,8 +215,10 @@ def test_kcat_produces_and_consumes_our_topics(broker: str, tmp_path: Path) -> N
     dead = read("leads.dlq")
     assert [(key, d["reason"]) for key, d in dead] == [("inv-kcat", "decode_error")]
     leads = read("leads.scored")
-    assert ("inv-kcat", "inv-kcat") in {(key, lead["investor_id"]) for key, lead in leads}
-    lead = next(lead for key, lead in leads if key == "inv-kcat")
+    # Inputs are keyed by the investor id, outputs by tenant and investor id.
+    assert ("acme-capital/inv-kcat", "inv-kcat") in {(key, lead["investor_id"])
+                                                     for key, lead in leads}
+    lead = next(lead for key, lead in leads if key == "acme-capital/inv-kcat")
     assert lead["features"]["replies"] == 3
 
 

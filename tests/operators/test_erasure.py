@@ -183,3 +183,28 @@ def test_a_letter_keyed_by_what_no_investor_id_can_spell_is_withheld(key: bytes)
     body = b'{"tenant": "acme", "contact": {"name": "Jane Doe"}}'
     out = seal_dead_letter(letter("investor.profiles", key, body), KeyVault(":memory:"), TENANTS)
     assert out["value_b64"] is None and not out["sealed"] and "investor unknown" in out["detail"]
+
+
+def test_a_crm_handoff_letter_is_sealed_under_its_keys_tenant_and_investor() -> None:
+    """crm-sync's dead letters (``crm_rejected``, ``key_mismatch``) keep ``crm.handoff``'s
+    key, ``<tenant>/<investor_id>``: sealed under that investor, shredded by that
+    investor's erasure and not by another tenant's of the same id; an old bare-id key
+    names no tenant and its value is withheld, as is one whose key names another lead."""
+    vault, tenants = KeyVault(":memory:"), {"acme", "beta"}
+    body = b'{"tenant": "beta", "investor_id": "inv-1", "contact_ref": "Jane Doe"}'
+
+    def sealed(key: bytes, value: bytes = body) -> dict:
+        return seal_dead_letter({**letter("crm.handoff", key, value), "tenant": "beta"},
+                                vault, tenants, at=(1, "t", 0, 0))
+
+    ours = sealed(b"beta/inv-1")
+    assert ours["sealed"] and b"Jane" in open_dead_letter(ours, vault, tenants)
+    for subject in erasure_subjects("acme", "inv-1"):
+        vault.destroy(*subject, at=(5, "investor.erasure", 0, 0))
+    assert b"Jane" in open_dead_letter(ours, vault, tenants)
+    for subject in erasure_subjects("beta", "inv-1"):
+        vault.destroy(*subject, at=(6, "investor.erasure", 0, 0))
+    with pytest.raises(LookupError):
+        open_dead_letter(ours, vault, tenants)
+    for key in (b"inv-2", b"acme/inv-2"):  # no tenant; another tenant's key than the body's
+        assert sealed(key, body.replace(b"inv-1", b"inv-2"))["value_b64"] is None

@@ -44,7 +44,7 @@ def test_with_a_key_unsigned_forged_or_altered_requests_erase_nothing():
     out, _ = run(world(request("er-1", "inv-1", at(20)), forged,
                        message("investor.erasure", "inv-1", altered, at(22))), config)
     assert reasons(out["dlq"])["unauthorized"] == 3
-    assert not [t for t in out["tombstones"] if t["key"] == "inv-1"]
+    assert not [t for t in out["tombstones"] if t["key"] == "acme/inv-1"]
     assert out["leads"] and all(r["state"] != "erased" for r in out["leads"])
 
 
@@ -52,13 +52,13 @@ def test_with_a_key_a_signed_request_erases():
     config = settings(tenants={"acme": {"erasure_signing_key": KEY}, "beta": {}})
     out, _ = run(world(signed("er-1", "inv-1", at(20))), config)
     assert reasons(out["dlq"])["unauthorized"] == 0
-    assert [t for t in out["tombstones"] if t["key"] == "inv-1"]
+    assert [t for t in out["tombstones"] if t["key"] == "acme/inv-1"]
 
 
 def test_without_a_key_unsigned_requests_erase_as_before():
     out, _ = run(world(request("er-1", "inv-1", at(20))))
     assert reasons(out["dlq"])["unauthorized"] == 0
-    assert [t for t in out["tombstones"] if t["key"] == "inv-1"]
+    assert [t for t in out["tombstones"] if t["key"] == "acme/inv-1"]
 
 
 @given(st.text(max_size=140))

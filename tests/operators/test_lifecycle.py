@@ -576,3 +576,20 @@ def test_a_published_record_is_never_changed_by_a_later_one() -> None:
     assert lead["lineage_omitted"]["audit"] == "audit:acme:inv-1:" and lead["state"] == "disqualified"
     assert [(e.kind, orjson.dumps(e.record, option=orjson.OPT_NON_STR_KEYS))
             for e in out if e.kind in ("leads", "handoff")] == published
+
+
+def test_one_tenants_erasure_leaves_another_tenants_investor_of_the_same_id() -> None:
+    """Stop 29's review: tenants share the output topics, and keys were the investor id
+    alone, so A's erasure of ``inv-1`` tombstoned B's lead, case and handoff of its own
+    ``inv-1`` (and compaction kept only one of the two leads). Keys name the tenant."""
+    from tests.two_tenants import EXPECTED, compacted, outputs, survivors
+
+    before, erasure = outputs()
+    kept = compacted(before)
+    assert len(kept) == 6  # both tenants' lead, case and handoff: no key shared
+    assert survivors(compacted(before + erasure)) == EXPECTED
+    assert sorted((e.topic, e.key) for e in erasure if e.kind == "tombstone") == [
+        (topic, "acme/inv-1") for topic in ("crm.handoff", "leads.review", "leads.scored",
+                                            "leads.shadow")]
+    assert {e.key for e in before if e.kind in ("leads", "review", "handoff")} == {
+        "acme/inv-1", "beta/inv-1"}

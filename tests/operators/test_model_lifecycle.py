@@ -150,6 +150,9 @@ def test_canary_leads_name_the_challenger_and_shadow_covers_every_vector(registr
     out = scorer.process(vectors, NOW)
     shadow = [o.record for o in out if isinstance(o, Emitted) and o.kind == "shadow"]
     assert len(shadow) == 40
+    # Keyed as the other per-investor outputs: the tenant's own investor.
+    assert all(o.key == f"acme/{o.record['investor_id']}" for o in out
+               if isinstance(o, Emitted) and o.kind == "shadow")
     for record in shadow:
         validate_record("leads.shadow", record)
     leads = {r["investor_id"]: r for r in score_records(out)}

@@ -231,6 +231,10 @@ def test_every_topic_exports_a_valid_json_schema(topic: str) -> None:
     schema = json_schema(topic)
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema["x-kafka-key"] == ALL_TOPICS[topic].key_field
+    # The outputs shared by tenants are keyed by both, and say so with the version.
+    keyed = topic in ("leads.scored", "leads.review", "crm.handoff", "leads.shadow")
+    assert (schema["x-kafka-key"] == "<tenant>/<investor_id>") is keyed
+    assert schema.get("x-kafka-key-version") == (2 if keyed else None)
     json.dumps(schema)
 
 

@@ -1,0 +1,63 @@
+"""The message key of the per-investor output topics: ``<tenant>/<investor_id>``.
+
+``leads.scored``, ``leads.review``, ``crm.handoff`` and ``leads.shadow`` are shared by
+every tenant of a deployment and compacted by key, so the key must name the tenant as
+well as the investor: keyed by the investor id alone, two tenants' ``inv-1`` were one
+key, compaction kept only the newer of the two leads, and one tenant's erasure
+tombstone deleted the other's lead, review case and CRM copy. A tenant id never holds
+``/`` (:data:`~schemas.common.TENANT_ID_PATTERN`), so the first ``/`` splits the key
+unambiguously; an investor id holds none either (:data:`~schemas.common.ENTITY_ID_PATTERN`).
+
+Tombstones carry the same key. ``ops.alerts`` keeps the tenant as key and
+``leads.dlq`` the original message's key. :data:`KEY_VERSION` is the version of this
+contract, sent as the ``key-version`` header and shown by ``esg-leads schema``
+(``x-kafka-key-version``): 1 was the bare investor id.
+
+>>> output_key("acme-capital", "inv-1")
+'acme-capital/inv-1'
+>>> parse_output_key(b"acme-capital/inv-1")
+('acme-capital', 'inv-1')
+>>> parse_output_key("inv-1")  # a key of the old contract names no tenant
+Traceback (most recent call last):
+...
+ValueError: key 'inv-1' is not <tenant>/<investor_id>
+"""
+
+from __future__ import annotations
+
+import re
+
+from esg_leads.schemas.common import ENTITY_ID_PATTERN, TENANT_ID_PATTERN
+
+#: Version of the key contract of the per-investor output topics (1: the investor id).
+KEY_VERSION = 2
+#: The output topics keyed by :func:`output_key` (tombstones included).
+KEYED_BY_INVESTOR = frozenset(("leads.scored", "leads.review", "crm.handoff", "leads.shadow"))
+#: How the key is described to consumers (``x-kafka-key`` of ``esg-leads schema``).
+KEY_FORMAT = "<tenant>/<investor_id>"
+
+_KEY = re.compile(f"({TENANT_ID_PATTERN[1:-1]})/({ENTITY_ID_PATTERN[1:-1]})")
+
+
+def output_key(tenant: str, investor_id: str) -> str:
+    """The message key of ``investor_id``'s records of ``tenant`` (both already valid:
+    they come from validated events, and this is on every output's path)."""
+    return f"{tenant}/{investor_id}"
+
+
+def parse_output_key(key: str | bytes) -> tuple[str, str]:
+    """``(tenant, investor_id)`` of a key made by :func:`output_key`.
+
+    Raises ``ValueError`` for anything else: a bare investor id (the old contract), a
+    tenant or investor part that no valid id spells (``../x/inv-1``, ``Acme/inv-1``,
+    ``acme/``), bytes that are not UTF-8. A caller that acts on the key (deletes a lead)
+    must never guess the tenant.
+    """
+    try:
+        text = key.decode("utf-8") if isinstance(key, bytes) else key
+    except UnicodeDecodeError:
+        raise ValueError(f"key {key!r} is not UTF-8") from None
+    match = _KEY.fullmatch(text)
+    if match is None:
+        raise ValueError(f"key {text[:200]!r} is not {KEY_FORMAT}")
+    return match.group(1), match.group(2)

@@ -1,0 +1,50 @@
+"""The output key contract: ``<tenant>/<investor_id>``, made and parsed in one place."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from esg_leads.schemas.common import ENTITY_ID_PATTERN, TENANT_ID_PATTERN
+from esg_leads.schemas.keys import output_key, parse_output_key
+
+tenants = st.from_regex(TENANT_ID_PATTERN, fullmatch=True)
+investors = st.from_regex(ENTITY_ID_PATTERN, fullmatch=True)
+
+
+@given(tenants, investors)
+def test_a_key_parses_back_to_its_tenant_and_investor(tenant: str, investor: str) -> None:
+    key = output_key(tenant, investor)
+    assert parse_output_key(key) == (tenant, investor)
+    assert parse_output_key(key.encode()) == (tenant, investor)
+
+
+@given(tenants, investors, tenants, investors)
+def test_two_tenants_keys_never_collide(t1: str, i1: str, t2: str, i2: str) -> None:
+    assert (output_key(t1, i1) == output_key(t2, i2)) == ((t1, i1) == (t2, i2))
+
+
+@given(st.text(max_size=80) | st.binary(max_size=80))
+def test_a_key_parses_only_with_a_valid_tenant_and_investor(key: str | bytes) -> None:
+    """Anything parse accepts is exactly a key output_key makes of valid ids."""
+    try:
+        tenant, investor = parse_output_key(key)
+    except ValueError:
+        return
+    assert re.fullmatch(TENANT_ID_PATTERN, tenant) and re.fullmatch(ENTITY_ID_PATTERN, investor)
+    text = key.decode() if isinstance(key, bytes) else key
+    assert output_key(tenant, investor) == text
+
+
+@pytest.mark.parametrize("key", [
+    "inv-1",  # the old contract: no tenant, never guessed
+    b"inv-1", "", "/inv-1", "acme/", "Acme/inv-1", "a/inv-1", "acme/inv-1/x",
+    "../acme/inv-1", "acme/../inv-1", "acme/inv 1", "acme/inv-1\n", b"acme/\xff",
+    "x" * 33 + "/inv-1",
+])
+def test_refuses_keys_without_a_valid_tenant_part(key: str | bytes) -> None:
+    with pytest.raises(ValueError, match="key"):
+        parse_output_key(key)
