@@ -13,7 +13,12 @@ outputs of the replayed epoch are sent again with the same idempotency keys
 (consumers upsert by key). Flushing at every batch instead blocked the flow for a
 broker round trip per batch, the largest single cost of live lead latency once
 window closes became a trickle. A failed delivery stops the flow at the next batch
-or snapshot. Tombstones (``record is None``) delete a key on compacted topics.
+or snapshot. Tombstones delete a key on compacted topics: the flow hands each
+topic's sink its own (:class:`~schemas.records.Tombstone` items among its records), so
+one producer sends an investor's last lead and the erasure's tombstone in that order
+(two producers gave no order between them, and compaction could keep the lead). The
+``tombstones`` kind, one sink for the deletions of every topic, remains for callers
+that keep deletions apart.
 
 Records are bounded where they are made (dead letters keep at most
 ``dlq.max_value_bytes`` of the original; other records by their schema), so a
@@ -37,6 +42,7 @@ from esg_leads.connectors.client_logs import with_logging
 from esg_leads.schemas.codec import encode
 from esg_leads.schemas.keys import KEY_VERSION, output_key
 from esg_leads.schemas.outputs import SCHEMA_VERSION
+from esg_leads.schemas.records import Tombstone
 
 log = logging.getLogger(__name__)
 _SCHEMA = str(SCHEMA_VERSION).encode()
@@ -60,7 +66,7 @@ def key_of(kind: str, record: dict) -> bytes | None:
 
 class _TopicPartition(StatefulSinkPartition[dict, None]):
     def __init__(self, producer: Producer, topic: str, kind: str,
-                 on_sent: Callable[[str, list[dict]], None] | None,
+                 on_sent: Callable[[str, int], None] | None,
                  topic_of: Callable[[str], str]) -> None:
         self._producer = producer
         self._topic = topic
@@ -77,8 +83,12 @@ class _TopicPartition(StatefulSinkPartition[dict, None]):
 
     def write_batch(self, items: list[dict]) -> None:
         produce, poll = self._producer.produce, self._producer.poll
+        sent = 0
         for record in items:
-            if self._kind == "tombstones":
+            if type(record) is Tombstone:  # this topic's own deletion, in its place
+                topic, key, value = self._topic, record.key.encode(), None
+                headers = [_KEY_VERSION, ("tenant", record.tenant.encode())]
+            elif self._kind == "tombstones":
                 topic, key, value = self._topic_of(record["topic"]), record["key"].encode(), None
                 # (The key is output_key's, made in operators/lifecycle.py of a valid pair.)
                 headers = [_KEY_VERSION, ("tenant", key.split(b"/", 1)[0])]
@@ -89,6 +99,7 @@ class _TopicPartition(StatefulSinkPartition[dict, None]):
                            ("idempotency-key", record.get("idempotency_key", "").encode())]
                 if self._kind in _PER_INVESTOR:
                     headers.append(_KEY_VERSION)
+                sent += 1
             while True:
                 try:
                     produce(topic, value=value, key=key, headers=headers, on_delivery=self._delivered)
@@ -105,8 +116,8 @@ class _TopicPartition(StatefulSinkPartition[dict, None]):
                     break
         poll(0)  # delivery reports so far
         self._raise_failed()
-        if self._on_sent is not None and self._kind != "tombstones":
-            self._on_sent(self._kind, items)
+        if self._on_sent is not None and sent:
+            self._on_sent(self._kind, sent)
 
     def snapshot(self) -> None:
         """Flush: the epoch's outputs are delivered before its snapshot is written."""
@@ -136,7 +147,7 @@ class KafkaTopicSink(FixedPartitionedSink[dict, None]):
     """
 
     def __init__(self, config: dict, topic: str, kind: str,
-                 on_sent: Callable[[str, list[dict]], None] | None = None,
+                 on_sent: Callable[[str, int], None] | None = None,
                  topic_of: Callable[[str], str] = lambda logical: logical) -> None:
         self.config = config
         self.topic = topic

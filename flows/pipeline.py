@@ -67,6 +67,7 @@ from esg_leads.operators.ops_alerts import offsets_reset_alert
 from esg_leads.operators.scoring import GlobalLearner, TenantScorer, global_contributors, uses_global_prior
 from esg_leads.operators.validation import Parser, bounded
 from esg_leads.operators.warm_start import check_warm_start
+from esg_leads.schemas.keys import KEYED_BY_INVESTOR
 from esg_leads.schemas.records import (
     Emitted,
     FeatureVector,
@@ -79,8 +80,15 @@ from esg_leads.schemas.records import (
     OffsetsReset,
     Scored,
     SilenceDue,
+    Tombstone,
 )
 from esg_leads.schemas.settings import Settings
+
+#: Each output kind's topic (logical name; ``kafka.topic`` maps it to the physical one).
+OUTPUT_KINDS = {"leads": "leads.scored", "review": "leads.review", "handoff": "crm.handoff",
+                "alerts": "ops.alerts", "dlq": "leads.dlq", "shadow": "leads.shadow"}
+#: The kinds whose topic an erasure tombstones (keyed per investor).
+TOMBSTONED = {kind: topic for kind, topic in OUTPUT_KINDS.items() if topic in KEYED_BY_INVESTOR}
 
 @dataclass(frozen=True)
 class Sinks:
@@ -92,8 +100,13 @@ class Sinks:
     review: Sink
     handoff: Sink
     audit: Sink
-    #: ``{"topic", "key"}``: delete ``key`` from ``topic`` (erasure).
-    tombstones: Sink
+    #: ``{"topic", "key"}``: delete ``key`` from ``topic`` (erasure). ``None``: each
+    #: per-investor topic's own sink receives its topic's deletions instead, as
+    #: :class:`~schemas.records.Tombstone` items among its records, in the order the
+    #: lifecycle made them. Kafka needs that: a lead and the erasure tombstone after it
+    #: sent by two producers reach the partition in either order, and compaction then
+    #: keeps the lead of an erased investor.
+    tombstones: Sink | None
     #: Challenger scores (``leads.shadow``); ``None``: not written (offline training).
     shadow: Sink | None = None
 
@@ -327,22 +340,31 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
     def output(step_id: str, stream: Stream, sink: Sink, kind: str | None = None) -> None:
         """``stream``'s records (with ``kind``, the lifecycle's records of that kind) to
         ``sink``, keyed when the sink is partitioned (Kafka, audit: they act at snapshots)."""
-        def record(e: Emitted) -> dict:
-            return {"topic": e.topic, "key": e.key} if kind == "tombstone" else e.record
+        def record(e: Emitted) -> dict | Tombstone:
+            if e.kind != "tombstone":
+                return e.record
+            return {"topic": e.topic, "key": e.key} if kind == "tombstone" else Tombstone(
+                e.topic, e.key)
 
         per_worker = getattr(sink, "partitions", 1) == placement > 1
 
-        def sink_key(r: dict) -> str:
+        def sink_key(r: dict | Tombstone) -> str:
+            tenant = r.tenant if type(r) is Tombstone else r.get("tenant")
             if per_worker:  # the tenant's rows stay on the worker its steps run on
-                return worker_part.get(r.get("tenant"), "0")
-            return r.get("tenant") or ""
+                return worker_part.get(tenant, "0")
+            return tenant or ""
+
+        # The topic's own deletions travel with its records (Sinks.tombstones is None).
+        deletes = TOMBSTONED.get(kind) if sinks.tombstones is None else None
 
         fixed = isinstance(sink, FixedPartitionedSink)
         if kind is not None:  # select, convert and key in one step: per batch, each costs
             stream = op.flat_map_batch(f"{kind}_records", stream, lambda batch: [
                 (sink_key(r), r) if fixed else r
                 for r in (record(v.item) for v in batch
-                          if type(v) is Stamped and v.item.kind == kind)])
+                          if type(v) is Stamped and (v.item.kind == kind or (
+                              deletes is not None and v.item.kind == "tombstone"
+                              and v.item.topic == deletes)))])
         elif fixed:
             stream = op.key_on(f"{step_id}_key", stream, sink_key)
         op.output(step_id, stream, sink)
@@ -367,8 +389,10 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
                          lambda v: type(v) is Stamped and type(v.item) is Emitted)
     output("audit_out", op.merge("audit_in", lifecycle, governed), sinks.audit, "audit")
     if sinks.shadow is not None:
-        output("shadow_out", governed, sinks.shadow, "shadow")
-    output("tombstones_out", lifecycle, sinks.tombstones, "tombstone")
+        output("shadow_out", governed if sinks.tombstones is not None else op.merge(
+            "shadow_in", governed, lifecycle), sinks.shadow, "shadow")
+    if sinks.tombstones is not None:
+        output("tombstones_out", lifecycle, sinks.tombstones, "tombstone")
     output("alerts_out", op.merge("alerts", dicts("alert_records", scored, alerts=True),
                                   dicts("intake_alerts", intake, alerts=True), offsets_alerts),
            sinks.alerts)

@@ -36,7 +36,7 @@ from esg_leads.connectors.signals import on_signals
 from esg_leads.flows.config import scrubber
 from esg_leads.flows.heartbeat import Heartbeat
 from esg_leads.flows.logs import say
-from esg_leads.flows.pipeline import Sinks, build_flow
+from esg_leads.flows.pipeline import OUTPUT_KINDS, Sinks, build_flow
 from esg_leads.flows.steps import streaming_gc, system_clock
 from esg_leads.flows.telemetry import Telemetry
 from esg_leads.schemas.settings import DEV_CONTACT_HASH_SALT, Settings
@@ -47,8 +47,6 @@ log = logging.getLogger("esg_leads.run")
 PREFIX = "esg-leads run: "
 #: Seconds between offset commits without recovery (what lag tools see).
 COMMIT_INTERVAL = 5.0
-OUTPUT_KINDS = {"leads": "leads.scored", "review": "leads.review", "handoff": "crm.handoff",
-                "alerts": "ops.alerts", "dlq": "leads.dlq", "shadow": "leads.shadow"}
 
 
 def _lag_reporter(telemetry: Telemetry):
@@ -214,13 +212,15 @@ def run(settings: Settings, *, workers: int = 1, until_end: bool = False,
     source.recovery_dir = settings.recovery.directory
     source_drains = recovery is None
     kafka_source.DRAIN_ON_STOP = source_drains
-    def sent(kind: str, records: list) -> None:
-        telemetry.count("published", kind, len(records))
+    def sent(kind: str, records: int) -> None:
+        telemetry.count("published", kind, records)
 
     sinks = Sinks(
         **{kind: KafkaTopicSink(config, kafka.topic(topic), kind, on_sent=sent)
            for kind, topic in OUTPUT_KINDS.items()},
-        tombstones=KafkaTopicSink(config, "", "tombstones", topic_of=kafka.topic),
+        # Each topic's sink deletes its own keys: one producer keeps a lead and its
+        # erasure's tombstone in order (flows.pipeline.Sinks.tombstones).
+        tombstones=None,
         audit=AuditSink(settings.audit.directory, tag=f"-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}",
                         retention=audit_expiry(settings.retention.audit_days, system_clock),
                         on_error=_audit_failed)

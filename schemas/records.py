@@ -337,3 +337,15 @@ class Emitted(NamedTuple):
     key: str
     record: dict | None
     topic: str | None = None
+
+
+class Tombstone(NamedTuple):
+    """Delete ``key`` (``<tenant>/<investor_id>``) from ``topic``: an erasure, as the
+    sink of that topic receives it when it deletes its own keys (see flows.pipeline)."""
+
+    topic: str
+    key: str
+
+    @property
+    def tenant(self) -> str:
+        return self.key.split("/", 1)[0]

@@ -18,7 +18,7 @@ from esg_leads.operators.investor_state import InvestorShard
 from esg_leads.operators.scoring import TenantScorer
 from esg_leads.schemas.codec import validate_record
 from esg_leads.schemas.outputs import DlqReason
-from esg_leads.schemas.records import OffsetsReset, RawMessage
+from esg_leads.schemas.records import OffsetsReset, RawMessage, Tombstone
 from esg_leads.schemas.settings import Settings
 from tests.flows.events import (
     at,
@@ -340,3 +340,36 @@ def test_offsets_reset_notices_become_alerts_and_never_inputs() -> None:
     inputs = telemetry.per_topic("in")
     assert sum(inputs.values()) == 3
     assert reasons(out["dlq"]) == Counter({"duplicate": 1})
+
+
+@pytest.mark.parametrize("batch_size", [1, 100])
+def test_each_topics_sink_gets_its_erasure_tombstone_after_the_investors_records(
+        batch_size: int) -> None:
+    """Stop 30's review: in run mode leads and tombstones went to two sinks, each with
+    its own producer, so a lead and the erasure tombstone after it (one batch, one
+    epoch) could reach the partition in either order, and compaction kept the lead of
+    an erased investor. With ``Sinks.tombstones=None`` each per-investor topic's sink
+    receives its own deletions among its records, in the lifecycle's order."""
+    messages = sorted([
+        signal("s-1", "p-1", at(0)),
+        profile("pr-1", "inv-1", at(2)),
+        engagement("e-1", "inv-1", at(10)),
+        engagement("e-2", "inv-1", at(20), "esg_report_download"),
+        engagement("e-3", "inv-1", at(130)),  # the 9:00 window closes: a lead
+        erasure("er-1", "inv-1", at(131)),
+        engagement("e-4", "inv-9", at(140)),
+    ], key=lambda m: m.timestamp_ms)
+    out = {k: [] for k in ("leads", "dlq", "alerts", "review", "handoff", "audit", "shadow")}
+    flow = build_flow(settings(), TestingSource(messages, batch_size=batch_size),
+                      Sinks(**{k: TestingSink(v) for k, v in out.items()}, tombstones=None),
+                      Telemetry(), clock=lambda: NOW, keys=KeyVault(":memory:"))
+    run_main(flow)
+
+    leads = [r for r in out["leads"] if getattr(r, "key", None) == "acme/inv-1"
+             or (isinstance(r, dict) and r["investor_id"] == "inv-1")]
+    assert len(leads) >= 2 and all(isinstance(r, dict) for r in leads[:-1])
+    assert leads[-1] == Tombstone("leads.scored", "acme/inv-1")
+    for kind, topic in (("review", "leads.review"), ("handoff", "crm.handoff"),
+                        ("shadow", "leads.shadow")):
+        assert Tombstone(topic, "acme/inv-1") in out[kind], kind
+    assert not any(type(r) is Tombstone for r in out["dlq"] + out["alerts"] + out["audit"])

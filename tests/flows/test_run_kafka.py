@@ -95,6 +95,15 @@ def test_bounded_run_reconciles_and_publishes_valid_records(world: Path, broker:
             if topic in ("leads.scored", "leads.review", "crm.handoff"):
                 assert message.key().decode() == f"{record['tenant']}/{record['investor_id']}"
                 assert headers["key-version"] == b"2"
+    # Compaction keeps a key's last message: an erased investor's is its tombstone on
+    # every per-investor topic (each topic's sink sends its own deletions in order).
+    erased = {m.key() for m in outputs["leads.scored"] if m.value() is None}
+    assert erased
+    for topic in ("leads.scored", "leads.review", "crm.handoff"):
+        last = {}
+        for message in outputs[topic]:
+            last[message.key()] = message.value()
+        assert all(last[key] is None for key in erased if key in last), topic
     # A malformed input keeps its original bytes and position in the dead letter.
     # (sealed when it is about an investor: opened with the run's key store).
     bad_json = next(d for d in dead if d["reason"] == "decode_error")
