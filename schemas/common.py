@@ -71,6 +71,10 @@ TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
 #: Ids of entities and events: printable, no spaces, at most 64 characters.
 ENTITY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 EntityId = Annotated[str, StringConstraints(pattern=ENTITY_ID_PATTERN)]
+#: Ids the flow derives from an entity id (``case:<investor_id>:<n>``,
+#: ``q:<investor_id>:<n>``): an entity id of 64 characters plus a prefix and a counter
+#: must fit, or a long investor id's review case and handoff would fail their own schema.
+DerivedId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,95}$")]
 
 #: Free text kept short; long prose is not something a scoring flow needs.
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]

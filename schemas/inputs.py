@@ -19,6 +19,7 @@ from esg_leads.schemas.common import (
     ConsentStatus,
     ContactChannel,
     CountryCode,
+    DerivedId,
     DgnbLevel,
     EngagementAction,
     EngagementChannel,
@@ -245,7 +246,7 @@ class ReviewDecision(Envelope):
     """``lead.review-decisions`` — a reviewer's verdict on a case. Key: ``investor_id``."""
 
     investor_id: EntityId
-    case_id: EntityId
+    case_id: DerivedId
     verdict: ReviewVerdict
     reviewer: EntityId
     note: ShortText | None = None

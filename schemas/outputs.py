@@ -17,6 +17,7 @@ from pydantic import Field
 from esg_leads.schemas.common import (
     ConsentStatus,
     ContactChannel,
+    DerivedId,
     EntityId,
     OutputModel,
     Probability,
@@ -248,7 +249,7 @@ class Compliance(OutputModel):
 
 
 class ScoredLead(OutputModel):
-    """``leads.scored`` — one record per scoring of an investor. Key: ``investor_id``."""
+    """``leads.scored`` — one record per scoring of an investor. Key: ``<tenant>/<investor_id>``."""
 
     schema_version: Literal[1]
     idempotency_key: str
@@ -298,11 +299,11 @@ class ReviewReason(OutputModel):
 
 
 class ReviewCase(OutputModel):
-    """``leads.review`` — a case for a person to decide. Key: ``investor_id``."""
+    """``leads.review`` — a case for a person to decide. Key: ``<tenant>/<investor_id>``."""
 
     schema_version: Literal[1]
     idempotency_key: str
-    case_id: EntityId
+    case_id: DerivedId
     tenant: TenantId
     investor_id: EntityId
     event_time: UtcDatetime
@@ -325,11 +326,11 @@ class ReviewCase(OutputModel):
 
 
 class CrmHandoff(OutputModel):
-    """``crm.handoff`` — a qualified lead for the CRM; upsert by ``investor_id``."""
+    """``crm.handoff`` — a qualified lead for the CRM; upsert by key, ``<tenant>/<investor_id>``."""
 
     schema_version: Literal[1]
     idempotency_key: str
-    qualification_id: EntityId
+    qualification_id: DerivedId
     tenant: TenantId
     investor_id: EntityId
     event_time: UtcDatetime
@@ -366,7 +367,7 @@ class CrmHandoff(OutputModel):
 
 
 class ShadowScore(OutputModel):
-    """``leads.shadow`` — a challenger's score next to the champion's. Key: ``investor_id``.
+    """``leads.shadow`` — a challenger's score next to the champion's. Key: ``<tenant>/<investor_id>``.
 
     Never a decision: only ``decided_by`` says which of the two the lead on
     ``leads.scored`` carries (``challenger`` for the canary share of investors).

@@ -593,3 +593,21 @@ def test_one_tenants_erasure_leaves_another_tenants_investor_of_the_same_id() ->
                                             "leads.shadow")]
     assert {e.key for e in before if e.kind in ("leads", "review", "handoff")} == {
         "acme/inv-1", "beta/inv-1"}
+
+
+@pytest.mark.parametrize("investor_id", ["i", "x" * 64, "inv.9:Z-" * 8])
+def test_an_investor_id_of_any_valid_length_gets_a_case_a_decision_and_a_handoff(
+        investor_id: str) -> None:
+    """Stop 30's review: case and qualification ids (``case:<id>:<n>``, ``q:<id>:<n>``)
+    were entity ids, at most 64 characters, so a valid investor id of 58 or more made a
+    review case that failed its own schema and that no decision could name, and a
+    handoff crm-sync refused: the lead stuck in review, never reaching the CRM."""
+    assert len(investor_id) <= 64
+    shard = LifecycleShard(SETTINGS)
+    out = shard.process([scored(0.52, investor_id=investor_id)], NOW)
+    check_records(out)
+    [case] = of(out, "review")
+    out = shard.process([decision(case["case_id"], "approve", investor_id=investor_id)], NOW)
+    check_records(out)
+    [handoff] = of(out, "handoff")
+    assert handoff["investor_id"] == investor_id and handoff["approved_by_review"]
