@@ -21,7 +21,6 @@ from typing import Any
 import orjson
 
 from esg_leads.connectors.parquet_sink import read_records
-from esg_leads.schemas.keys import parse_output_key
 
 #: Output kind -> (replay file, topic).
 KINDS = {"leads": ("leads.parquet", "leads.scored"), "review": ("review.parquet", "leads.review"),
@@ -48,16 +47,27 @@ def load_run(path: str | Path) -> dict[str, dict[str, dict]]:
         from esg_leads.connectors.recording import RecordingReader
 
         by_topic = {topic: kind for kind, (_, topic) in KINDS.items()}
+        # What compaction keeps: a tombstone deletes the records last written under its
+        # very key, whatever the key's form (<tenant>/<investor_id>, or a bare id in a
+        # recording that spans the upgrade to it); an index, not a scan per tombstone.
+        written: dict[str, dict[bytes, set[str]]] = {kind: {} for kind in KINDS}
+        key_of: dict[str, dict[str, bytes]] = {kind: {} for kind in KINDS}
         for message in RecordingReader(path):
             kind = by_topic.get(message.topic)
             if kind is None:
                 continue
+            key = message.key or b""
             if message.value is None:  # a tombstone deletes the key's records
-                runs[kind] = {k: r for k, r in runs[kind].items()
-                              if not _erased_by(message.key or b"", r)}
+                for idempotency_key in written[kind].pop(key, ()):
+                    if key_of[kind].get(idempotency_key) == key:
+                        del key_of[kind][idempotency_key]
+                        runs[kind].pop(idempotency_key, None)
                 continue
             record = orjson.loads(message.value)
-            runs[kind][record["idempotency_key"]] = _strip(record)
+            idempotency_key = record["idempotency_key"]
+            runs[kind][idempotency_key] = _strip(record)
+            key_of[kind][idempotency_key] = key
+            written[kind].setdefault(key, set()).add(idempotency_key)
         return runs
     for kind, (name, _) in KINDS.items():
         file = path / name
@@ -65,16 +75,6 @@ def load_run(path: str | Path) -> dict[str, dict[str, dict]]:
             for record in read_records(file):
                 runs[kind][record["idempotency_key"]] = _strip(record)
     return runs
-
-
-def _erased_by(key: bytes, record: dict) -> bool:
-    """Whether a tombstone keyed ``key`` deletes ``record``: the key names the tenant and
-    the investor (schemas/keys.py); a recording made before keys did (a bare investor
-    id) deleted that id's records of every tenant, as compaction did then."""
-    try:
-        return parse_output_key(key) == (record.get("tenant"), record.get("investor_id"))
-    except ValueError:
-        return record.get("investor_id") == key.decode("utf-8", "replace")
 
 
 def _changes(a: dict, b: dict) -> list[str]:
