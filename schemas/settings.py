@@ -380,6 +380,14 @@ class CrmBreakerSettings(Section):
 _NOT_SENT_BY_DEFAULT = frozenset(("lineage", "lineage_omitted"))
 
 
+#: Fields the CRM body can carry beyond the handoff's own (``crm.field_map``):
+#: ``lead_key``, the lead's ``<tenant>/<investor_id>`` (schemas/keys.py). A CRM shared by
+#: tenants that upserts by an external-id property needs one value naming the lead: the
+#: investor id alone is two tenants' ``inv-1``, and a CRM upserting by it would merge
+#: their leads.
+CRM_DERIVED_FIELDS = frozenset(("lead_key",))
+
+
 def _default_field_map() -> dict[str, str]:
     from esg_leads.schemas.outputs import CrmHandoff
 
@@ -389,13 +397,16 @@ def _default_field_map() -> dict[str, str]:
 class CrmSettings(Section):
     """Where and how ``esg-leads crm-sync`` delivers ``crm.handoff`` (see README)."""
 
-    #: Base URL of the CRM's API; leads go to ``{url}/leads/{investor_id}``.
+    #: Base URL of the CRM's API; a lead is ``{url}/tenants/{tenant}/leads/{investor_id}``
+    #: (each id percent-encoded): tenants share the CRM, two tenants' ``inv-1`` are two leads.
     url: str = "http://127.0.0.1:8090"
     #: Bearer token (``ESG_LEADS_CRM__TOKEN``); ``None``: no Authorization header.
     token: SecretStr | None = None
     #: Our handoff field → the CRM's property name (e.g. HubSpot ``score`` →
-    #: ``hs_lead_score``). A field left out is not sent. Default: every field, as is,
-    #: except ``lineage`` and ``lineage_omitted``.
+    #: ``hs_lead_score``). A field left out is not sent. Default: every field, as is
+    #: (``tenant`` and ``investor_id`` included), except ``lineage`` and
+    #: ``lineage_omitted``. Map :data:`CRM_DERIVED_FIELDS`' ``lead_key`` to the CRM's
+    #: unique external id, never ``investor_id`` alone.
     field_map: dict[str, Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=_default_field_map)
     #: Per request: connect, read, write and pool timeouts.
@@ -416,7 +427,7 @@ class CrmSettings(Section):
     def _known_fields(self) -> CrmSettings:
         from esg_leads.schemas.outputs import CrmHandoff
 
-        unknown = sorted(set(self.field_map) - set(CrmHandoff.model_fields))
+        unknown = sorted(set(self.field_map) - set(CrmHandoff.model_fields) - CRM_DERIVED_FIELDS)
         if unknown:
             raise ValueError(f"crm.field_map: unknown handoff field(s) {unknown}")
         if len(set(self.field_map.values())) != len(self.field_map):
