@@ -380,11 +380,9 @@ class CrmBreakerSettings(Section):
 _NOT_SENT_BY_DEFAULT = frozenset(("lineage", "lineage_omitted"))
 
 
-#: Fields the CRM body can carry beyond the handoff's own (``crm.field_map``):
-#: ``lead_key``, the lead's ``<tenant>/<investor_id>`` (schemas/keys.py). A CRM shared by
-#: tenants that upserts by an external-id property needs one value naming the lead: the
-#: investor id alone is two tenants' ``inv-1``, and a CRM upserting by it would merge
-#: their leads.
+#: Fields a CRM body can carry beyond the handoff's own: ``lead_key``, the lead's
+#: ``<tenant>/<investor_id>``, for a shared CRM's unique external id (by ``investor_id``
+#: alone, a CRM would merge two tenants' ``inv-1``).
 CRM_DERIVED_FIELDS = frozenset(("lead_key",))
 
 
@@ -403,10 +401,9 @@ class CrmSettings(Section):
     #: Bearer token (``ESG_LEADS_CRM__TOKEN``); ``None``: no Authorization header.
     token: SecretStr | None = None
     #: Our handoff field → the CRM's property name (e.g. HubSpot ``score`` →
-    #: ``hs_lead_score``). A field left out is not sent. Default: every field, as is
-    #: (``tenant`` and ``investor_id`` included), except ``lineage`` and
-    #: ``lineage_omitted``. Map :data:`CRM_DERIVED_FIELDS`' ``lead_key`` to the CRM's
-    #: unique external id, never ``investor_id`` alone.
+    #: ``hs_lead_score``). A field left out is not sent. Default: every field as is
+    #: (``tenant``, ``investor_id`` included) but ``lineage``, ``lineage_omitted``.
+    #: The CRM's unique external id: map ``lead_key`` to it, never ``investor_id``.
     field_map: dict[str, Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=_default_field_map)
     #: Per request: connect, read, write and pool timeouts.
