@@ -1,4 +1,4 @@
-"""``esg-leads explain --out DIR INVESTOR_ID``: one lead's whole story from a run's outputs.
+"""``esg-leads explain --out DIR TENANT/INVESTOR_ID``: one lead's whole story from a run's outputs.
 
 Reads the scored leads, review cases, handoffs and the audit trail of a replay (or
 a recorded live run) and prints, in event-time order: the input events behind the
@@ -6,6 +6,12 @@ lead (lineage; with ``--recording``, what each event was), its scores with inter
 and reasons, the latest features, every agent decision, the state history, and each
 handoff's lineage back to topic, partition and offset (with ``--recording``, checked
 against the recorded input).
+
+A lead is a tenant's investor: tenants share the outputs, and two tenants' ``inv-1``
+are two leads (``<tenant>/<investor_id>``, :mod:`~esg_leads.schemas.keys`). Every file
+is read filtered on both ids; an investor id given alone must name one tenant's lead,
+or :class:`AmbiguousLead` lists the tenants instead of telling one story made of
+several (a compliance officer would explain another tenant's decision).
 """
 
 from __future__ import annotations
@@ -21,18 +27,34 @@ from rich.table import Table
 from esg_leads.connectors.parquet_sink import read_records
 
 
-def _records(path: Path, investor_id: str) -> list[dict]:
+class AmbiguousLead(ValueError):
+    """An investor id given without a tenant that several tenants' outputs hold."""
+
+    def __init__(self, investor_id: str, tenants: list[str]) -> None:
+        self.investor_id, self.tenants = investor_id, tenants
+        super().__init__(
+            f"investor {investor_id!r} is a lead of {len(tenants)} tenants ({', '.join(tenants)}); "
+            f"name one: {tenants[0]}/{investor_id} or --tenant {tenants[0]}")
+
+
+def _records(path: Path, investor_id: str, tenant: str | None) -> list[dict]:
     if not path.exists():
         return []
-    return read_records(path, filters=[("investor_id", "=", investor_id)])
+    filters = [("investor_id", "=", investor_id)]
+    if tenant is not None:
+        filters.append(("tenant", "=", tenant))
+    return read_records(path, filters=filters)
 
 
-def _audit(out: Path, investor_id: str) -> list[dict]:
+def _audit(out: Path, investor_id: str, tenant: str | None) -> list[dict]:
     folder = out / "audit"
     if not folder.exists():
         return []
     dataset = ds.dataset(folder, format="parquet", partitioning="hive")
-    table = dataset.to_table(filter=pc.field("investor_id") == investor_id)
+    wanted = pc.field("investor_id") == investor_id
+    if tenant is not None:  # the hive partition ``tenant=<t>``: only its files are read
+        wanted &= pc.field("tenant") == tenant
+    table = dataset.to_table(filter=wanted)
     rows = table.to_pylist()
     rows.sort(key=lambda r: (r["event_time"], r["audit_id"]))
     return rows
@@ -80,16 +102,26 @@ def _omitted(record: dict) -> str:
 
 
 def explain(out: Path, investor_id: str, recording: Path | None = None,
-            console: Console | None = None) -> int:
+            console: Console | None = None, tenant: str | None = None) -> int:
+    """Print the story of ``tenant``'s lead ``investor_id``; 1 if ``out`` has none.
+
+    ``tenant`` ``None``: the investor id must be one tenant's lead in ``out``, else
+    :class:`AmbiguousLead` (nothing printed).
+    """
     console = console or Console()
-    leads = sorted(_records(out / "leads.parquet", investor_id), key=lambda r: r["event_time"])
-    cases = _records(out / "review.parquet", investor_id)
-    handoffs = _records(out / "handoff.parquet", investor_id)
-    audit = _audit(out, investor_id)
+    leads = sorted(_records(out / "leads.parquet", investor_id, tenant),
+                   key=lambda r: r["event_time"])
+    cases = _records(out / "review.parquet", investor_id, tenant)
+    handoffs = _records(out / "handoff.parquet", investor_id, tenant)
+    audit = _audit(out, investor_id, tenant)
+    tenants = sorted({r["tenant"] for r in (*leads, *cases, *handoffs, *audit)})
+    if len(tenants) > 1:
+        raise AmbiguousLead(investor_id, tenants)
     if not (leads or audit):
-        console.print(f"no lead {investor_id!r} in {out} (erased, never scored, or a typo)")
+        name = investor_id if tenant is None else f"{tenant}/{investor_id}"
+        console.print(f"no lead {name!r} in {out} (erased, never scored, or a typo)")
         return 1
-    tenant = (leads or audit)[0]["tenant"]
+    tenant = tenants[0]
     console.print(f"[bold]Lead {investor_id}[/bold] — tenant {tenant}, "
                   f"{len(leads)} published scores, {len(cases)} review cases, "
                   f"{len(handoffs)} handoffs")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from esg_leads.schemas.keys import output_key
+
 if TYPE_CHECKING:  # the CLI builds its parser from this module: drawing libraries load on use
     from markupsafe import Markup
 
@@ -184,12 +186,13 @@ def charts(data: ReportData) -> dict[str, Markup]:
     return out
 
 
-def explain_command(data: ReportData, investor_id: str) -> str:
-    """The command line that prints this lead's whole story."""
+def explain_command(data: ReportData, record: dict) -> str:
+    """The command line that prints this lead's whole story (the tenant's lead: another
+    tenant may have the same investor id)."""
     parts = ["esg-leads", "explain", "--out", str(data.run)]
     if data.recording is not None:
         parts += ["--recording", str(data.recording)]
-    return shlex.join([*parts, investor_id])
+    return shlex.join([*parts, output_key(record["tenant"], record["investor_id"])])
 
 
 def _reasons(record: dict) -> dict[str, list[str]]:
@@ -207,7 +210,7 @@ def render(data: ReportData, generated: datetime | None = None) -> str:
     environment = Environment(loader=PackageLoader(__package__, "templates"),
                               autoescape=select_autoescape(default=True, default_for_string=True),
                               trim_blocks=True, lstrip_blocks=True)
-    leads = [{"record": r, "reasons": _reasons(r), "explain": explain_command(data, r["investor_id"])}
+    leads = [{"record": r, "reasons": _reasons(r), "explain": explain_command(data, r)}
              for r in data.top_leads]
     by_kind: dict[str, int] = defaultdict(int)
     for alert in data.alerts:

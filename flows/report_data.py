@@ -80,18 +80,22 @@ def _day(value: datetime) -> date:
 
 
 def latest_leads(path: Path, limit: int) -> list[dict]:
-    """Each investor's latest scored lead in ``path`` (a ``leads.parquet``), best first.
+    """Each lead's latest scored record in ``path`` (a ``leads.parquet``), best first.
 
-    Ranked on the flat columns; only the ``limit`` records shown are read whole.
+    A lead is a tenant's investor: two tenants' ``inv-1`` are two leads, each with its
+    own latest score. Ranked on the flat columns; only the ``limit`` records shown are
+    read whole.
     """
-    table = pq.read_table(path, columns=["investor_id", "event_time", "probability",
+    table = pq.read_table(path, columns=["tenant", "investor_id", "event_time", "probability",
                                          "idempotency_key"])
-    table = table.sort_by([("investor_id", "ascending"), ("event_time", "descending")])
-    investors = table.column("investor_id").to_pylist()
-    keep = [i for i, inv in enumerate(investors) if i == 0 or investors[i - 1] != inv]
+    table = table.sort_by([("tenant", "ascending"), ("investor_id", "ascending"),
+                           ("event_time", "descending")])
+    leads = list(zip(table.column("tenant").to_pylist(), table.column("investor_id").to_pylist()))
+    keep = [i for i, lead in enumerate(leads) if i == 0 or leads[i - 1] != lead]
     latest = table.take(keep)
     order = pc.sort_indices(latest, sort_keys=[("probability", "descending"),
-                                               ("investor_id", "ascending")])
+                                               ("investor_id", "ascending"),
+                                               ("tenant", "ascending")])
     keys = latest.take(order[:limit]).column("idempotency_key").to_pylist()
     if not keys:
         return []

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from esg_leads.schemas.keys import output_key
+
 #: A ``Retry-After`` longer than this is taken as this (a daily quota says "tomorrow").
 MAX_RETRY_AFTER = 24 * 3600.0
 
@@ -396,8 +398,16 @@ class DeliveryQueue:
 def crm_body(record: dict, field_map: dict[str, str]) -> dict:
     """The JSON body the CRM gets: the mapped fields, under the CRM's property names.
 
+    ``lead_key`` (:data:`~schemas.settings.CRM_DERIVED_FIELDS`) is no field of the
+    handoff: it is the lead's ``<tenant>/<investor_id>``, for the CRM's unique external id.
+
     >>> crm_body({"score": 87, "tier": "hot", "contact_ref": "h"}, {"score": "hs_lead_score",
     ...          "tier": "lead_tier"})
     {'hs_lead_score': 87, 'lead_tier': 'hot'}
+    >>> crm_body({"tenant": "acme", "investor_id": "inv-1", "score": 87},
+    ...          {"lead_key": "External_Id__c", "tenant": "Tenant__c", "score": "Lead_Score__c"})
+    {'External_Id__c': 'acme/inv-1', 'Tenant__c': 'acme', 'Lead_Score__c': 87}
     """
+    if "lead_key" in field_map:
+        record = {**record, "lead_key": output_key(record["tenant"], record["investor_id"])}
     return {name: record[ours] for ours, name in field_map.items() if ours in record}

@@ -32,7 +32,8 @@ from esg_leads.replay.quality import HORIZON, horizon_label
 
 def load_points(world: Path, run: Path, from_fraction: float = 2 / 3) -> tuple[list[dict], dict]:
     """The evaluated points of ``replay.quality.evaluate_horizon``, with their features."""
-    truth = {r["investor_id"]: r for r in pq.read_table(world / "truth.parquet").to_pylist()}
+    truth = {(r["tenant"], r["investor_id"]): r  # two tenants may share an investor id
+             for r in pq.read_table(world / "truth.parquet").to_pylist()}
     spec = json.loads((world / "world.json").read_text())["spec"]
     start = datetime.fromisoformat(spec["start"])
     end = start + timedelta(days=spec["days"])
@@ -50,7 +51,7 @@ def load_points(world: Path, run: Path, from_fraction: float = 2 / 3) -> tuple[l
     points = []
     for lead in leads:
         t = lead["event_time"]
-        row = truth.get(lead["investor_id"])
+        row = truth.get((lead["tenant"], lead["investor_id"]))
         if row is None:
             continue
         label = horizon_label(t, row, HORIZON, end)

@@ -63,8 +63,11 @@ def horizon_label(t: datetime, truth: dict, horizon: timedelta, end: datetime) -
     return None
 
 
-def _world(world: Path) -> tuple[dict[str, dict], datetime, datetime]:
-    truth = {r["investor_id"]: r for r in pq.read_table(world / "truth.parquet").to_pylist()}
+def _world(world: Path) -> tuple[dict[tuple[str, str], dict], datetime, datetime]:
+    """The world's truth by ``(tenant, investor_id)`` (two tenants may share an id), its
+    start and its end."""
+    truth = {(r["tenant"], r["investor_id"]): r
+             for r in pq.read_table(world / "truth.parquet").to_pylist()}
     spec = json.loads((world / "world.json").read_text())["spec"]
     start = datetime.fromisoformat(spec["start"])
     for row in truth.values():  # undecided at the end: decided later, after any drift
@@ -94,7 +97,8 @@ def evaluate_horizon(world: Path, run: Path, from_fraction: float = 2 / 3,
     truth, start, end = _world(world)
     cutoff = start + (end - start) * from_fraction
     leads = pq.read_table(run / "leads.parquet",
-                          columns=["investor_id", "event_time", "probability"]).to_pylist()
+                          columns=["tenant", "investor_id", "event_time",
+                                   "probability"]).to_pylist()
     scores, labels, oracle, ids = [], [], [], set()
     open_scores, open_truth = [], []  # every open lead's score, censored ones too
     skipped: Counter[str] = Counter()
@@ -102,7 +106,7 @@ def evaluate_horizon(world: Path, run: Path, from_fraction: float = 2 / 3,
         t = lead["event_time"]
         if t < cutoff:
             continue
-        row = truth.get(lead["investor_id"])
+        row = truth.get((lead["tenant"], lead["investor_id"]))
         if row is None:
             skipped["unknown_investor"] += 1
             continue
@@ -118,7 +122,7 @@ def evaluate_horizon(world: Path, run: Path, from_fraction: float = 2 / 3,
             scores.append(lead["probability"])
             labels.append(label)
             oracle.append(row["p_convert"])
-            ids.add(lead["investor_id"])
+            ids.add((lead["tenant"], lead["investor_id"]))
     if not scores:
         return {"scores_evaluated": 0, "skipped": dict(skipped)}
     auc, oracle_auc = roc_auc(scores, labels), roc_auc(oracle, labels)
@@ -146,8 +150,11 @@ def handoff_precision(world: Path, run: Path) -> dict:
     that converted; and the base rate of conversion among all decided investors."""
     truth, _, _ = _world(world)
     path = run / "handoff.parquet"
-    handed = set(pq.read_table(path, columns=["investor_id"]).column(0).to_pylist()) \
-        if path.exists() else set()
+    handed: set[tuple[str, str]] = set()
+    if path.exists():
+        table = pq.read_table(path, columns=["tenant", "investor_id"])
+        handed = set(zip(table.column("tenant").to_pylist(),
+                         table.column("investor_id").to_pylist(), strict=True))
     decided = [r for r in truth.values() if r["decision_at"] is not None]
     known = [i for i in sorted(handed) if truth.get(i, {}).get("decision_at") is not None]
     converted = sum(bool(truth[i]["converted"]) for i in known)

@@ -249,7 +249,9 @@ class Compliance(OutputModel):
 
 
 class ScoredLead(OutputModel):
-    """``leads.scored`` — one record per scoring of an investor. Key: ``<tenant>/<investor_id>``."""
+    """``leads.scored`` — one record per scoring of an investor.
+
+    Key: ``<tenant>/<investor_id>``."""
 
     schema_version: Literal[1]
     idempotency_key: str
@@ -326,7 +328,8 @@ class ReviewCase(OutputModel):
 
 
 class CrmHandoff(OutputModel):
-    """``crm.handoff`` — a qualified lead for the CRM; upsert by key, ``<tenant>/<investor_id>``."""
+    """``crm.handoff`` — a qualified lead for the CRM; upsert by its key,
+    ``<tenant>/<investor_id>`` (two tenants' ``inv-1`` are two leads)."""
 
     schema_version: Literal[1]
     idempotency_key: str
@@ -367,7 +370,9 @@ class CrmHandoff(OutputModel):
 
 
 class ShadowScore(OutputModel):
-    """``leads.shadow`` — a challenger's score next to the champion's. Key: ``<tenant>/<investor_id>``.
+    """``leads.shadow`` — a challenger's score next to the champion's.
+
+    Key: ``<tenant>/<investor_id>``.
 
     Never a decision: only ``decided_by`` says which of the two the lead on
     ``leads.scored`` carries (``challenger`` for the canary share of investors).

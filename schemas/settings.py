@@ -380,6 +380,12 @@ class CrmBreakerSettings(Section):
 _NOT_SENT_BY_DEFAULT = frozenset(("lineage", "lineage_omitted"))
 
 
+#: Fields a CRM body can carry beyond the handoff's own: ``lead_key``, the lead's
+#: ``<tenant>/<investor_id>``, for a shared CRM's unique external id (by ``investor_id``
+#: alone, a CRM would merge two tenants' ``inv-1``).
+CRM_DERIVED_FIELDS = frozenset(("lead_key",))
+
+
 def _default_field_map() -> dict[str, str]:
     from esg_leads.schemas.outputs import CrmHandoff
 
@@ -389,13 +395,15 @@ def _default_field_map() -> dict[str, str]:
 class CrmSettings(Section):
     """Where and how ``esg-leads crm-sync`` delivers ``crm.handoff`` (see README)."""
 
-    #: Base URL of the CRM's API; leads go to ``{url}/leads/{investor_id}``.
+    #: Base URL of the CRM's API; a lead is ``{url}/tenants/{tenant}/leads/{investor_id}``
+    #: (each id percent-encoded): tenants share the CRM, two tenants' ``inv-1`` are two leads.
     url: str = "http://127.0.0.1:8090"
     #: Bearer token (``ESG_LEADS_CRM__TOKEN``); ``None``: no Authorization header.
     token: SecretStr | None = None
     #: Our handoff field → the CRM's property name (e.g. HubSpot ``score`` →
-    #: ``hs_lead_score``). A field left out is not sent. Default: every field, as is,
-    #: except ``lineage`` and ``lineage_omitted``.
+    #: ``hs_lead_score``). A field left out is not sent. Default: every field as is
+    #: (``tenant``, ``investor_id`` included) but ``lineage``, ``lineage_omitted``.
+    #: The CRM's unique external id: map ``lead_key`` to it, never ``investor_id``.
     field_map: dict[str, Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=_default_field_map)
     #: Per request: connect, read, write and pool timeouts.
@@ -416,7 +424,7 @@ class CrmSettings(Section):
     def _known_fields(self) -> CrmSettings:
         from esg_leads.schemas.outputs import CrmHandoff
 
-        unknown = sorted(set(self.field_map) - set(CrmHandoff.model_fields))
+        unknown = sorted(set(self.field_map) - set(CrmHandoff.model_fields) - CRM_DERIVED_FIELDS)
         if unknown:
             raise ValueError(f"crm.field_map: unknown handoff field(s) {unknown}")
         if len(set(self.field_map.values())) != len(self.field_map):

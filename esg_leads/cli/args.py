@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -175,6 +176,33 @@ def fraction(text: str) -> float:
 #: not allowed, a path that is missing, read-only or full), not from a bug.
 USER_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES, errno.EPERM,
                          errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENOSPC, errno.EROFS})
+
+
+def lead_name(text: str) -> tuple[str | None, str]:
+    """``explain``'s lead: ``(tenant, investor_id)`` of ``<tenant>/<investor_id>``, or
+    ``(None, text)`` of an investor id alone (the tenant from ``--tenant`` or the outputs).
+
+    >>> lead_name("acme-capital/inv-1"), lead_name("inv-1")
+    (('acme-capital', 'inv-1'), (None, 'inv-1'))
+    """
+    from esg_leads.schemas.keys import KEY_FORMAT, parse_output_key
+
+    if "/" not in text:
+        return None, text
+    try:
+        return parse_output_key(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text[:200]!r} is neither {KEY_FORMAT} nor an investor id") from None
+
+
+def tenant_id(text: str) -> str:
+    """A ``--tenant`` value: a tenant id (a typo of a valid id is "no lead", not this)."""
+    from esg_leads.schemas.common import TENANT_ID_PATTERN
+
+    if re.fullmatch(TENANT_ID_PATTERN, text) is None:
+        raise argparse.ArgumentTypeError(f"{text[:200]!r} is not a tenant id")
+    return text
 
 
 def describe_os_error(error: OSError) -> str:

@@ -90,7 +90,8 @@ def run_demo(out: Path, seed: int = 7, investors: int = 3000, days: int = 45) ->
                   highlight=False)
     if top:
         console.print(f"one lead's story: esg-leads explain --out {run_dir} "
-                      f"--recording {world_dir} {top[0]['investor_id']}", highlight=False)
+                      f"--recording {world_dir} {top[0]['tenant']}/{top[0]['investor_id']}",
+                      highlight=False)
     report = write_report(run_dir, run_dir / "report.html", recording=world_dir)
     console.print(f"[bold]Report[/bold] (open in a browser, works offline): {report}",
                   highlight=False)

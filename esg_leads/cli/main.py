@@ -37,6 +37,7 @@ from esg_leads.cli.args import (
     describe_os_error,
     effective_settings,
     fraction,
+    lead_name,
     nonneg_int,
     open_recording,
     package_version,
@@ -44,6 +45,7 @@ from esg_leads.cli.args import (
     positive_float,
     positive_int,
     print_error,
+    tenant_id,
 )
 from esg_leads.cli.models import add_commands as add_model_commands
 from esg_leads.cli.kafka_commands import cmd_broker, cmd_produce, cmd_record, run_overrides
@@ -252,12 +254,19 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from esg_leads.flows.explain import explain
+    from esg_leads.flows.explain import AmbiguousLead, explain
 
+    tenant, investor_id = args.lead
+    if tenant is not None and args.tenant is not None and tenant != args.tenant:
+        raise UsageError(f"the lead {tenant}/{investor_id} is not of --tenant {args.tenant}")
     check_run_outputs(args.out)
     if args.recording is not None:
         open_recording(args.recording)
-    return explain(args.out, args.investor_id, recording=args.recording)
+    try:
+        return explain(args.out, investor_id, recording=args.recording,
+                       tenant=tenant or args.tenant)
+    except AmbiguousLead as error:  # one tenant's story, or none: never several mixed
+        raise UsageError(str(error)) from None
 
 
 # --------------------------------------------------------------- review-decision
@@ -434,9 +443,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("explain", help="print one lead's whole story from a run's outputs",
-                       epilog=_examples("esg-leads explain inv-000042 --out /tmp/run "
-                                        "--recording /tmp/world"))
-    p.add_argument("investor_id", help="the investor whose lead to explain")
+                       epilog=_examples("esg-leads explain acme-capital/inv-000042 --out "
+                                        "/tmp/run --recording /tmp/world"))
+    p.add_argument("lead", type=lead_name, metavar="[TENANT/]INVESTOR_ID",
+                   help="the lead to explain: TENANT/INVESTOR_ID, or the investor id alone "
+                        "when one tenant has it (else the command lists the tenants)")
+    p.add_argument("--tenant", type=tenant_id, default=None,
+                   help="the tenant whose investor it is (same as TENANT/INVESTOR_ID)")
     p.add_argument("--out", required=True, type=Path, help="the run's output directory")
     p.add_argument("--recording", type=Path, default=None,
                    help="the recording it ran on, to show what each input event was")

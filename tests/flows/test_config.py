@@ -284,3 +284,15 @@ def test_a_watched_feature_that_does_not_exist_is_refused_by_name() -> None:
             load_settings(overrides={"scoring": {"drift": {key: ["esg_content_lift",
                                                                  "esg_content_lfit"]}}})
     load_settings(overrides={"scoring": {"drift": {"window_features": ["esg_content_lift"]}}})
+
+
+def test_the_crm_field_map_takes_the_lead_key_and_refuses_a_typo_of_it() -> None:
+    """``lead_key`` (``<tenant>/<investor_id>``) is the CRM's external id in a CRM shared
+    by tenants; a field the handoff does not have is still a setting error."""
+    crm = load_settings(overrides={"crm": {"field_map": {
+        "lead_key": "External_Id__c", "tenant": "Tenant__c"}}}).crm
+    assert crm.field_map == {"lead_key": "External_Id__c", "tenant": "Tenant__c"}
+    with pytest.raises(ConfigError, match=r"unknown handoff field\(s\) \['lead_id'\]"):
+        load_settings(overrides={"crm": {"field_map": {"lead_id": "External_Id__c"}}})
+    # The default body names the tenant (the request path does too).
+    assert {"tenant", "investor_id"} <= set(load_settings().crm.field_map)

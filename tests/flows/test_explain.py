@@ -131,3 +131,68 @@ def test_explain_names_a_stale_source_and_since_when(tmp_path: Path) -> None:
     buffer = io.StringIO()
     assert explain(tmp_path, "inv-0", console=Console(file=buffer, width=300)) == 0
     assert "stale epc-register since 2026-03-01T10:00 (trust 50%)" in buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def two_tenants(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A replay where two tenants both have ``inv-1``, each scored, reviewed and
+    handed off (tests/two_tenants.py)."""
+    from tests.two_tenants import replayed
+
+    return replayed(tmp_path_factory.mktemp("two-tenants"), erase=False)
+
+
+def _story(run: Path, tenant: str | None) -> str:
+    buffer = io.StringIO()
+    assert explain(run, "inv-1", tenant=tenant, console=Console(file=buffer, width=300)) == 0
+    return buffer.getvalue()
+
+
+def test_an_investor_id_of_two_tenants_is_refused_with_the_tenants(
+        two_tenants: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An id alone that two tenants' leads have is never one story made of both."""
+    from esg_leads.flows.explain import AmbiguousLead
+    from tests.two_tenants import TENANT_A, TENANT_B
+
+    buffer = io.StringIO()
+    with pytest.raises(AmbiguousLead) as refused:
+        explain(two_tenants, "inv-1", console=Console(file=buffer))
+    assert refused.value.tenants == [TENANT_A, TENANT_B] and buffer.getvalue() == ""
+    capsys.readouterr()
+    assert main(["explain", "inv-1", "--out", str(two_tenants)]) == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()
+    assert ": error: " in line and f"({TENANT_A}, {TENANT_B})" in line
+    assert f"{TENANT_A}/inv-1" in line and captured.out == ""
+
+
+def test_a_tenants_lead_is_its_story_only(two_tenants: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.two_tenants import TENANT_A, TENANT_B
+
+    records = {kind: read_records(two_tenants / f"{kind}.parquet",
+                                  filters=[("investor_id", "=", "inv-1")])
+               for kind in ("leads", "review", "handoff")}
+    for tenant, other in ((TENANT_A, TENANT_B), (TENANT_B, TENANT_A)):
+        text = _story(two_tenants, tenant)
+        mine = {kind: [r for r in rows if r["tenant"] == tenant] for kind, rows in records.items()}
+        theirs = [r for rows in records.values() for r in rows if r["tenant"] == other]
+        assert all(mine.values()) and theirs
+        assert (f"tenant {tenant}, {len(mine['leads'])} published scores, "
+                f"{len(mine['review'])} review cases, {len(mine['handoff'])} handoffs") in text
+        assert other not in text  # no lead, case, handoff or audit row of the other tenant
+        for handoff in mine["handoff"]:
+            assert f"handoff {handoff['idempotency_key']}" in text
+    # The command line: TENANT/INVESTOR_ID or --tenant, the same story.
+    capsys.readouterr()
+    assert main(["explain", f"{TENANT_B}/inv-1", "--out", str(two_tenants)]) == 0
+    by_key = capsys.readouterr().out
+    assert main(["explain", "inv-1", "--tenant", TENANT_B, "--out", str(two_tenants)]) == 0
+    assert capsys.readouterr().out == by_key and f"tenant {TENANT_B}," in by_key
+    assert main(["explain", f"{TENANT_A}/inv-1", "--tenant", TENANT_B,
+                 "--out", str(two_tenants)]) == 2
+    assert f"is not of --tenant {TENANT_B}" in capsys.readouterr().err
+    # A tenant without that investor: no lead (exit 1), never the other tenant's.
+    buffer = io.StringIO()
+    assert explain(two_tenants, "inv-1", tenant="gamma-fund", console=Console(file=buffer)) == 1
+    assert "no lead 'gamma-fund/inv-1'" in buffer.getvalue()

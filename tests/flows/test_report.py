@@ -14,8 +14,8 @@ import pytest
 from esg_leads.connectors.parquet_sink import read_records, to_table
 from esg_leads.cli.main import main
 from esg_leads.flows.config import load_settings
-from esg_leads.flows.report import charts, render, write_report
-from esg_leads.flows.report_data import load
+from esg_leads.flows.report import charts, explain_command, render, write_report
+from esg_leads.flows.report_data import latest_leads, load
 from esg_leads.replay.generator import generate
 from esg_leads.replay.runner import replay
 from esg_leads.replay.simulate import WorldSpec
@@ -93,10 +93,29 @@ def test_the_page_is_self_contained_and_says_what_it_reads(
     probabilities = [lead["probability"] for lead in data.top_leads]
     assert len(data.top_leads) == 10 and probabilities == sorted(probabilities, reverse=True)
     assert len({lead["investor_id"] for lead in data.top_leads}) == 10
-    top = data.top_leads[0]["investor_id"]
-    assert f"esg-leads explain --out {run} --recording {world} {top}" in html
+    top = data.top_leads[0]
+    assert (f"esg-leads explain --out {run} --recording {world} "
+            f"{top['tenant']}/{top['investor_id']}") in html
     for topic, row in data.summary["topics"].items():
         assert f"<td>{topic}</td>" in html and row["reconciled"]
+
+
+def test_two_tenants_same_investor_id_are_two_top_leads_each_with_its_command(
+        tmp_path: Path) -> None:
+    """Each tenant's ``inv-1`` is a lead of its own in the top leads, and its ``explain``
+    command names the tenant: ranked by investor id alone, one tenant's lead hid the
+    other's, and the command was ambiguous."""
+    from types import SimpleNamespace
+
+    from tests.two_tenants import A, B, outputs
+
+    before, _ = outputs()
+    path = tmp_path / "leads.parquet"
+    pq.write_table(to_table("leads", [e.record for e in before if e.kind == "leads"]), path)
+    top = latest_leads(path, 10)
+    assert sorted((r["tenant"], r["investor_id"]) for r in top) == [(A, "inv-1"), (B, "inv-1")]
+    data = SimpleNamespace(run=tmp_path, recording=None)
+    assert {explain_command(data, r).split()[-1] for r in top} == {f"{A}/inv-1", f"{B}/inv-1"}
 
 
 def test_without_labels_the_page_says_how_to_get_them(world_and_run: tuple[Path, Path],

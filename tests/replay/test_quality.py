@@ -30,6 +30,7 @@ def world_and_run(tmp_path: Path) -> tuple[Path, Path]:
     truth = [("a", day(50), True, 0.5), ("b", day(45), False, 0.2), ("c", None, None, None),
              ("d", day(30), True, 0.7)]
     pq.write_table(pa.table({
+        "tenant": ["acme"] * len(truth),
         "investor_id": [t[0] for t in truth],
         "decision_at": pa.array([t[1] for t in truth], pa.timestamp("ms", tz="UTC")),
         "converted": [t[2] for t in truth],
@@ -40,11 +41,13 @@ def world_and_run(tmp_path: Path) -> tuple[Path, Path]:
     leads = [("a", day(10), 0.1), ("a", day(41), 0.6), ("a", day(42), 0.45), ("b", day(41), 0.25),
              ("c", day(41), 0.35), ("d", day(41), 0.9)]
     pq.write_table(pa.table({
+        "tenant": ["acme"] * len(leads),
         "investor_id": [x[0] for x in leads],
         "event_time": pa.array([x[1] for x in leads], pa.timestamp("ms", tz="UTC")),
         "probability": [x[2] for x in leads],
     }), run / "leads.parquet")
-    pq.write_table(pa.table({"investor_id": ["a", "b", "c"]}), run / "handoff.parquet")
+    pq.write_table(pa.table({"tenant": ["acme"] * 3, "investor_id": ["a", "b", "c"]}),
+                   run / "handoff.parquet")
     return world, run
 
 
@@ -67,6 +70,25 @@ def test_handoff_precision_by_hand(world_and_run):
     assert handoff_precision(*world_and_run) == {
         "handed_off_investors": 3, "with_known_outcome": 2, "converted": 1, "precision": 0.5,
         "base_rate": 0.6667, "lift": 0.75}
+
+
+def test_another_tenants_investor_of_the_same_id_is_another_investor(world_and_run):
+    """beta's ``a``, turned down, handed off too: one more investor with a known outcome,
+    not a second reading of acme's ``a`` (which converted)."""
+    world, run = world_and_run
+    for path, extra in ((world / "truth.parquet", {"tenant": "beta", "investor_id": "a",
+                                                    "decision_at": day(45), "converted": False,
+                                                    "p_convert": 0.1, "p_convert_pre_drift": 0.1,
+                                                    "p_convert_post_drift": 0.1}),
+                        (run / "handoff.parquet", {"tenant": "beta", "investor_id": "a"})):
+        table = pq.read_table(path)
+        pq.write_table(pa.concat_tables([table, pa.Table.from_pylist([extra], table.schema)]),
+                       path)
+    assert handoff_precision(world, run) == {
+        "handed_off_investors": 4, "with_known_outcome": 3, "converted": 1,
+        "precision": 0.3333, "base_rate": 0.5, "lift": 0.67}
+    # acme's a keeps its own truth: the protocol's numbers do not move.
+    assert evaluate_horizon(world, run)["positive_rate"] == 0.6667
 
 
 @pytest.mark.parametrize(("decided", "converted", "at", "expected"), [
