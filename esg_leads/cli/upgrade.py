@@ -49,8 +49,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "tombstone-old-keys",
         help="after upgrading to keys <tenant>/<investor_id>: tombstone the outputs' old bare keys",
-        epilog="run it last: stop the old flow; let the old crm-sync drain (--until-end) and "
-               "stop; start the new crm-sync, then the new flow; then this.\n"
+        epilog="run it last: stop the old flow; let the old crm-sync drain (--until-end)\n"
+               "and stop it; start the new crm-sync, then the new flow; then this.\n"
                "example:\n  esg-leads tombstone-old-keys --bootstrap 127.0.0.1:9092 --apply")
     p.add_argument("--config", type=Path, default=None, help="TOML settings file")
     p.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers")
