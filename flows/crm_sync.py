@@ -3,7 +3,8 @@
 Wiring only: the main thread reads Kafka into a :class:`~operators.crm_delivery.DeliveryQueue`
 (per message key, ``<tenant>/<investor_id>``: per lead in order, coalesced), hands up to ``crm.max_in_flight`` entries to worker
 threads, and commits, after each answer, the offset before which every record is resolved
-(delivered, or dead-lettered and the dead letter acknowledged by the broker). Workers ask
+(delivered, or dead-lettered and the dead letter acknowledged by the broker: dead letters
+are produced without waiting, and the producer flushed once before each commit). Workers ask
 :class:`Governor` (token bucket, ``Retry-After`` gate, breaker) when they may send, send
 with :class:`~connectors.crm_client.CrmClient`, and ask ``operators.crm_delivery`` what the
 answer means and how long to wait.
@@ -17,6 +18,7 @@ after the last committed offset are sent again and the CRM recognises their keys
 
 from __future__ import annotations
 
+import base64
 import logging
 import queue
 import random
@@ -48,7 +50,7 @@ from esg_leads.operators.crm_delivery import (
     retry_wait,
 )
 from esg_leads.operators.erasure import seal_dead_letter
-from esg_leads.operators.validation import bounded, dead_letter
+from esg_leads.operators.validation import MAX_KEY_BYTES, bounded, dead_letter
 from esg_leads.schemas.codec import describe_validation_error, encode
 from esg_leads.schemas.keys import KEY_FORMAT, output_key, parse_output_key
 from esg_leads.schemas.outputs import SCHEMA_VERSION, AlertKind, CrmHandoff, DlqReason
@@ -210,6 +212,10 @@ class CrmSync:
         self.wall = wall
         self.counts = {"read": 0, "delivered": 0, "deleted": 0, "rejected": 0, "invalid": 0}
         self._committed: dict[int, int] = {}
+        # Dead letters produced and not yet acknowledged, and the failures among them:
+        # no offset is committed past a dead letter before the broker acknowledged it.
+        self._letters_out = 0
+        self._letter_errors: list = []
         self._meta: dict[tuple[int, int], int | None] = {}  # (partition, offset) -> timestamp ms
 
     # ---------------------------------------------------------------- records in
@@ -223,8 +229,9 @@ class CrmSync:
         # The key names the lead, tenant and investor (schemas/keys.py); a key that names
         # no tenant (the old bare investor id, a forged one) must neither be delivered nor
         # delete anything: whose lead it is cannot be told.
+        tenant: str | None = None
         try:
-            parse_output_key(message.key() or b"")
+            tenant, _ = parse_output_key(message.key() or b"")
         except ValueError as error:
             if value is None:
                 self._invalid(message, DlqReason.KEY_MISMATCH,
@@ -245,34 +252,79 @@ class CrmSync:
                 self._invalid(message, DlqReason.KEY_MISMATCH, refused or
                               f"message key is not the handoff's {KEY_FORMAT}", event=handoff)
                 return
+            if tenant not in self.settings.tenants:
+                # A lead of no tenant we serve is not ours to create. Its erasure (above,
+                # a tombstone) is still applied: a tenant removed from the config can
+                # still be erased.
+                self._invalid(message, DlqReason.UNKNOWN_TENANT,
+                              f"not delivered: tenant {tenant!r} is not configured", event=handoff)
+                return
             body = orjson.dumps(crm_body(orjson.loads(value), self.settings.crm.field_map))
             payload = (body, handoff.idempotency_key, handoff)
         self._meta[(partition, offset)] = ts if ts_type else None
         self.queue.add(key, partition, offset, payload)
 
-    def _dead_letter(self, message, reason: DlqReason, detail: str, event=None) -> bool:  # noqa: ANN001
+    def _dead_letter(self, message, reason: DlqReason, detail: str, event=None, *,  # noqa: ANN001
+                     wait: bool = False) -> bool:
+        """Produces the dead letter of ``message``. Without ``wait`` it is acknowledged
+        later (:meth:`_letters_acknowledged`, before the next commit): one flush per
+        letter cost a broker round trip each (1,000 bare tombstones took a second, and
+        the handoffs behind them waited). ``wait``: ``False`` if not acknowledged."""
+        key = message.key()
+        if key is not None and len(key) > MAX_KEY_BYTES:
+            # The letter's key is its key_b64 (cut to MAX_KEY_BYTES, as the flow's): a
+            # 5 MB key would be refused by the broker and stop crm-sync.
+            detail = f"{detail} (key of {len(key):,} bytes: its first {MAX_KEY_BYTES:,} kept)"
         raw = RawMessage(message.topic(), message.partition(), message.offset(),
-                         message.timestamp()[1], message.key(), message.value(),
+                         message.timestamp()[1], key, message.value(),
                          tuple(message.headers() or ()))
         letter = dead_letter(raw, reason, detail, datetime.now(timezone.utc), event=event)
         letter = bounded(letter, self.settings.dlq.max_value_bytes)
         letter = seal_dead_letter(letter, self.keys, frozenset(self.settings.tenants))
         errors: list = []
-        self.producer.produce(self.settings.kafka.topic("leads.dlq"), key=message.key(),
-                              value=encode(letter),
-                              on_delivery=lambda error, _m: errors.append(error) if error else None)
-        if self.producer.flush(10) or errors:
+
+        def delivered(error, _message) -> None:  # noqa: ANN001
+            self._letters_out -= 1
+            if error is not None:
+                errors.append(error)
+                if not wait:
+                    self._letter_errors.append(error)
+
+        self._letters_out += 1
+        while True:
+            try:
+                self.producer.produce(
+                    self.settings.kafka.topic("leads.dlq"),
+                    key=base64.b64decode(letter["key_b64"]) if letter["key_b64"] else None,
+                    value=encode(letter), on_delivery=delivered)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain
+                self.producer.poll(0.1)
+            except BaseException:
+                self._letters_out -= 1
+                raise
+        self.producer.poll(0)  # serve the reports so far, never wait
+        if wait and (self.producer.flush(10) or errors):
             log.error("dead letter for %s:%d:%d not acknowledged: %s", message.topic(),
                       message.partition(), message.offset(), errors or "timeout")
             return False
         self.counts["invalid" if reason is not DlqReason.CRM_REJECTED else "rejected"] += 1
         return True
 
+    def _letters_acknowledged(self) -> None:
+        """Waits for the dead letters produced so far; raises if any was not acknowledged.
+
+        Committing past a lost dead letter would lose the record: stopping leaves it to
+        the restart, which reads it again and dead-letters it again (same idempotency key).
+        """
+        if self._letters_out > 0:
+            self.producer.flush(10)
+        if self._letter_errors or self._letters_out > 0:
+            raise RuntimeError(f"dead letters not acknowledged by the broker "
+                               f"({self._letters_out} waiting): {self._letter_errors[:3]}")
+
     def _invalid(self, message, reason: DlqReason, detail: str, event=None) -> None:  # noqa: ANN001
-        if not self._dead_letter(message, reason, detail, event):
-            # Committing past it would lose it; stopping leaves it to the restart.
-            raise RuntimeError(f"could not dead-letter {message.topic()}:{message.partition()}:"
-                               f"{message.offset()}: the broker did not acknowledge")
+        self._dead_letter(message, reason, detail, event)
         self.queue.skip(message.partition(), message.offset())
 
     # ---------------------------------------------------------------- answers
@@ -288,7 +340,8 @@ class CrmSync:
             detail = f"CRM answered {reply.status} to {reply.method}: {reply.excerpt}"
             message = _Stored(self.topic, entry, entry.payload)
             if not self._dead_letter(message, DlqReason.CRM_REJECTED, detail,
-                                     event=entry.payload[2] if len(entry.payload) > 2 else None):
+                                     event=entry.payload[2] if len(entry.payload) > 2 else None,
+                                     wait=True):
                 self.queue.give_back(entry.key)  # ask the CRM again; it answers the same
                 return
             self.metrics.deliveries.labels("rejected").inc()
@@ -307,6 +360,7 @@ class CrmSync:
         positions = {p: o for p, o in self.queue.committable().items()
                      if self._committed.get(p) != o}
         if positions:
+            self._letters_acknowledged()  # the commit stays behind the dead letters
             self.consumer.commit(offsets=[TopicPartition(self.topic, p, o)
                                           for p, o in positions.items()], asynchronous=False)
             self._committed.update(positions)

@@ -56,7 +56,8 @@ def parse_output_key(key: str | bytes) -> tuple[str, str]:
     try:
         text = key.decode("utf-8") if isinstance(key, bytes) else key
     except UnicodeDecodeError:
-        raise ValueError(f"key {key!r} is not UTF-8") from None
+        # Cut, as below: the text goes into dead letters and logs, and a key may be 5 MB.
+        raise ValueError(f"key {key[:200]!r} is not UTF-8") from None
     match = _KEY.fullmatch(text)
     if match is None:
         raise ValueError(f"key {text[:200]!r} is not {KEY_FORMAT}")

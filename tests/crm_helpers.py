@@ -71,6 +71,8 @@ def write_config(path: Path, bootstrap: str, url: str, **crm: object) -> Path:
              "[kafka.client]", f'"session.timeout.ms" = {settings["session_timeout_ms"]}',
              # librdkafka wants heartbeats well inside the session (3 s by default).
              f'"heartbeat.interval.ms" = {min(3000, settings["session_timeout_ms"] // 4)}',
+             # crm-sync creates leads only of configured tenants (tests/two_tenants.py's too).
+             *(f"[tenants.{tenant}]" for tenant in ("acme-capital", "acme", "beta")),
              "[dlq]",
              f'key_store = "{path.parent / "keys.sqlite"}"', "[crm]", f'url = "{url}"']
     for name in ("max_in_flight", "rate_limit_per_second", "timeout"):

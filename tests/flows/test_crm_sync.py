@@ -269,3 +269,141 @@ def test_one_tenants_erasure_deletes_its_crm_lead_not_another_tenants_of_the_sam
     assert {v["reason"] for v in letters} == {"key_mismatch"}
     assert sum("nothing deleted" in v["detail"] for v in letters) == 3
     assert committed(broker) == len(bad) + 3  # two handoffs and a tombstone: all resolved
+
+
+# ------------------------------------------- in process: a fake producer and consumer
+
+
+class _Message:
+    def __init__(self, offset: int, key: bytes | None, value: bytes | None) -> None:
+        self._offset, self._key, self._value = offset, key, value
+
+    def topic(self) -> str:
+        return "crm.handoff"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_772_355_600_000)
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> list:
+        return []
+
+
+class _Broker:
+    """A producer and a consumer writing one log of what crm-sync asked, in order; the
+    producer's delivery reports come on poll/flush, as librdkafka's do."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.log: list[tuple] = []
+        self.letters: list[tuple[bytes | None, dict]] = []
+        self._reports: list = []
+        self.fail = fail
+
+    def produce(self, topic: str, key=None, value=None, on_delivery=None, **_) -> None:  # noqa: ANN001, ANN003
+        import orjson
+
+        self.log.append(("produce", topic))
+        self.letters.append((key, orjson.loads(value)))
+        self._reports.append(on_delivery)
+
+    def poll(self, _timeout: float = 0) -> int:
+        return 0  # reports only on flush: the worst case for the commit's order
+
+    def flush(self, _timeout: float = 0) -> int:
+        from confluent_kafka import KafkaError
+
+        self.log.append(("flush",))
+        for report in self._reports:
+            report(KafkaError(KafkaError._MSG_TIMED_OUT) if self.fail else None, None)
+        self._reports.clear()
+        return 0
+
+    def commit(self, offsets, asynchronous: bool = True) -> None:  # noqa: ANN001
+        self.log.append(("commit", [(o.partition, o.offset) for o in offsets]))
+
+
+def _sync(broker: _Broker, keys: KeyVault):
+    from esg_leads.connectors.crm_client import CrmClient
+    from esg_leads.flows.crm_sync import CrmSync
+    from esg_leads.schemas.settings import Settings
+
+    settings = Settings()  # tenants acme-capital, borealis-re, cityline-im
+    client = CrmClient("http://127.0.0.1:9", None, 1.0, 1)  # never asked here
+    return CrmSync(settings, broker, broker, client, keys)
+
+
+def test_dead_letters_are_flushed_once_before_the_commit_never_one_by_one() -> None:
+    """Review of stop 30: each bare tombstone's dead letter was flushed on its own (1,000
+    took a second; at 100k the real handoffs waited minutes). Now produced as read, and
+    the commit that covers them comes only after one flush acknowledged them all."""
+    broker = _Broker()
+    with KeyVault(":memory:") as keys:
+        sync = _sync(broker, keys)
+        for offset in range(300):
+            sync._read(_Message(offset, f"inv-{offset}".encode(), None))
+        sync._commit()
+    assert broker.log == [("produce", "leads.dlq")] * 300 + [("flush",), ("commit", [(0, 300)])]
+    assert {letter["reason"] for _, letter in broker.letters} == {"key_mismatch"}
+    assert sync.counts["invalid"] == 300
+
+
+def test_a_dead_letter_the_broker_did_not_acknowledge_stops_before_the_commit() -> None:
+    broker = _Broker(fail=True)
+    with KeyVault(":memory:") as keys:
+        sync = _sync(broker, keys)
+        sync._read(_Message(0, b"inv-1", None))
+        with pytest.raises(RuntimeError, match="dead letters not acknowledged"):
+            sync._commit()
+    assert not [entry for entry in broker.log if entry[0] == "commit"]
+
+
+def test_a_lead_of_an_unconfigured_tenant_is_not_created_but_its_erasure_is_applied() -> None:
+    """Review of stop 30: ``ghost-tenant/inv-2`` was PUT to the CRM. A tenant removed from
+    the config may still hold leads there, so its erasures still go through."""
+    import base64
+
+    import orjson
+
+    value = orjson.dumps(handoff("inv-2", 1, tenant="ghost-tenant"))
+    broker = _Broker()
+    with KeyVault(":memory:") as keys:
+        sync = _sync(broker, keys)
+        sync._read(_Message(0, b"ghost-tenant/inv-2", value))
+        sync._read(_Message(1, b"ghost-tenant/inv-1", None))
+        sync._read(_Message(2, b"acme-capital/inv-3", orjson.dumps(handoff("inv-3", 1))))
+        [(key, letter)] = broker.letters
+        opened = open_dead_letter(letter, keys, set(sync.settings.tenants))
+        queued = [entry.key for entry in sync.queue.take(10)]
+    assert letter["reason"] == "unknown_tenant" and key == b"ghost-tenant/inv-2"
+    assert base64.b64decode(letter["key_b64"]) == key and opened == value
+    assert "'ghost-tenant' is not configured" in letter["detail"]
+    assert queued == ["ghost-tenant/inv-1", "acme-capital/inv-3"]
+
+
+def test_the_dead_letter_of_a_huge_key_has_a_bounded_key_and_says_it_was_cut() -> None:
+    """Review of stop 30: the dead letter of a 5 MB key kept the 5 MB key as its own
+    message key; a real broker refuses it (MSG_SIZE_TOO_LARGE), which stopped crm-sync."""
+    import base64
+
+    from esg_leads.operators.validation import MAX_KEY_BYTES
+
+    key = b"\xff" + b"a" * 5_000_000
+    broker = _Broker()
+    with KeyVault(":memory:") as keys:
+        sync = _sync(broker, keys)
+        sync._read(_Message(0, key, None))
+    [(letter_key, letter)] = broker.letters
+    assert letter_key == key[:MAX_KEY_BYTES] == base64.b64decode(letter["key_b64"])
+    assert "key of 5,000,001 bytes: its first 1,024 kept" in letter["detail"]
+    assert letter["reason"] == "key_mismatch" and len(letter["detail"]) <= 1024

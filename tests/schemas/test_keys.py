@@ -48,3 +48,12 @@ def test_a_key_parses_only_with_a_valid_tenant_and_investor(key: str | bytes) ->
 def test_refuses_keys_without_a_valid_tenant_part(key: str | bytes) -> None:
     with pytest.raises(ValueError, match="key"):
         parse_output_key(key)
+
+
+@pytest.mark.parametrize("key", [b"\xff" * 5_000_000, "x" * 5_000_000, b"acme/" + b"\xff" * 10**6])
+def test_the_error_names_a_bounded_prefix_of_the_key(key: str | bytes) -> None:
+    """Review of stop 30: a non-UTF-8 key was embedded whole in the error text, which goes
+    into dead letters and logs (a 5 MB key: a 20 MB line)."""
+    with pytest.raises(ValueError) as error:
+        parse_output_key(key)
+    assert len(str(error.value)) < 1000
