@@ -9,6 +9,7 @@ import pytest
 
 from esg_leads.connectors.dev_broker import DevBroker
 from esg_leads.connectors.kafka_sink import KafkaTopicSink
+from esg_leads.schemas.records import Tombstone
 from tests.kafka_helpers import consume_all
 
 
@@ -46,16 +47,19 @@ def test_two_tenants_with_the_same_investor_id_never_share_a_key() -> None:
     from tests.two_tenants import EXPECTED, TOPICS, outputs
 
     before, erasure = outputs()
+    kind_of = {topic: kind for kind, topic in TOPICS.items()}
     with DevBroker(brokers=1, topics=list(TOPICS.values()), partitions=1) as broker:
         config = {"bootstrap.servers": broker.bootstrap}
         parts = {kind: KafkaTopicSink(config, topic, kind).build_part(kind, kind, None)
                  for kind, topic in TOPICS.items()}
-        parts["tombstone"] = KafkaTopicSink(config, "", "tombstones").build_part(
-            "tombstones_out", "tombstones", None)
         for e in before + erasure:
-            if e.kind in parts:  # (a tombstone's record as flows/pipeline.py makes it)
-                parts[e.kind].write_batch([{"topic": e.topic, "key": e.key}
-                                           if e.kind == "tombstone" else e.record])
+            # As flows/run.py wires them: each topic's sink sends its own tombstones.
+            # (A sink of its own for tombstones, a second producer, could deliver one
+            # before the lead it deletes: this test failed so, one run in a few.)
+            if e.kind == "tombstone" and e.topic in kind_of:
+                parts[kind_of[e.topic]].write_batch([Tombstone(e.topic, e.key)])
+            elif e.kind in parts:
+                parts[e.kind].write_batch([e.record])
         for part in parts.values():
             part.snapshot()
             part.close()
