@@ -389,10 +389,10 @@ def build_flow(settings: Settings, source: Source, sinks: Sinks,
                          lambda v: type(v) is Stamped and type(v.item) is Emitted)
     output("audit_out", op.merge("audit_in", lifecycle, governed), sinks.audit, "audit")
     if sinks.shadow is not None:
-        output("shadow_out", governed if sinks.tombstones is not None else op.merge(
-            "shadow_in", governed, lifecycle), sinks.shadow, "shadow")
-    if sinks.tombstones is not None:
-        output("tombstones_out", lifecycle, sinks.tombstones, "tombstone")
+        output("shadow_out", governed, sinks.shadow, "shadow")
+    if sinks.tombstones is not None:  # leads.shadow's tombstones come from the scorer
+        output("tombstones_out", op.merge("tombstones_in", lifecycle, governed),
+               sinks.tombstones, "tombstone")
     output("alerts_out", op.merge("alerts", dicts("alert_records", scored, alerts=True),
                                   dicts("intake_alerts", intake, alerts=True), offsets_alerts),
            sinks.alerts)

@@ -44,8 +44,10 @@ from esg_leads.schemas.outputs import SCHEMA_VERSION, DlqReason
 from esg_leads.schemas.records import Emitted, Ingested, InvestorContext, InvestorNotice, Scored
 from esg_leads.schemas.settings import Settings
 
-#: Outputs keyed by investor: an erasure tombstones the investor on each (shadow scores too).
-OUTPUT_TOPICS = ("leads.scored", "leads.review", "crm.handoff", "leads.shadow")
+#: Outputs keyed by investor that the lifecycle writes: an erasure tombstones the
+#: investor on each. (``leads.shadow``'s tombstone comes from the scorer, which makes the
+#: shadow scores: one step, in position order, so the deletion follows them.)
+OUTPUT_TOPICS = ("leads.scored", "leads.review", "crm.handoff")
 
 
 def effective_consents(context: InvestorContext) -> dict[str, str]:

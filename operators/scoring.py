@@ -52,7 +52,9 @@ from esg_leads.operators.model_lifecycle import ModelGovernor
 from esg_leads.operators.prior import prior_many, prior_probability
 from esg_leads.operators.tiers import tier_of
 from esg_leads.operators.warm_start import warm_start
+from esg_leads.schemas.keys import output_key
 from esg_leads.schemas.records import (
+    Emitted,
     FeatureVector,
     Ingested,
     InvestorNotice,
@@ -242,6 +244,10 @@ class TenantScorer:
                 out.extend(self.governor.command(self, item, now))
             elif type(item) is InvestorNotice:  # an erasure: its kept labels go
                 self.governor.forget(item.investor_id)
+                # and its shadow scores: deleted by this step, which made them, so the
+                # tombstone leaves after them (from the lifecycle it could overtake them).
+                out.append(Emitted("tombstone", output_key(item.tenant, item.investor_id),
+                                   None, "leads.shadow"))
             else:
                 self.set_global(item.model, item.labels)
         if pending:

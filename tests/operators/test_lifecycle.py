@@ -218,8 +218,9 @@ def test_erasure_tombstones_outputs_and_forgets_the_lead() -> None:
     shard = LifecycleShard(SETTINGS)
     shard.process([scored(0.8)], NOW)
     out = shard.process([notice("erasure", 2)], NOW)
+    # (leads.shadow's tombstone is the scorer's: tests/operators/test_scoring.py)
     assert sorted(e.topic for e in out if e.kind == "tombstone") == [
-        "crm.handoff", "leads.review", "leads.scored", "leads.shadow"]
+        "crm.handoff", "leads.review", "leads.scored"]
     assert "inv-1" not in shard.leads
     assert not shard.process([scored(0.9, 3)], NOW)  # in-flight scores for an erased lead
     dead = of(shard.process([decision("case:inv-1:1", "approve", "d-9")], NOW), "dlq")
@@ -589,8 +590,7 @@ def test_one_tenants_erasure_leaves_another_tenants_investor_of_the_same_id() ->
     assert len(kept) == 6  # both tenants' lead, case and handoff: no key shared
     assert survivors(compacted(before + erasure)) == EXPECTED
     assert sorted((e.topic, e.key) for e in erasure if e.kind == "tombstone") == [
-        (topic, "acme/inv-1") for topic in ("crm.handoff", "leads.review", "leads.scored",
-                                            "leads.shadow")]
+        (topic, "acme/inv-1") for topic in ("crm.handoff", "leads.review", "leads.scored")]
     assert {e.key for e in before if e.kind in ("leads", "review", "handoff")} == {
         "acme/inv-1", "beta/inv-1"}
 

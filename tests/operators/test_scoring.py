@@ -421,3 +421,21 @@ def test_global_learner_publishes_every_n_labels_from_contributors_only():
     probe = vector(99, depth_7d=1.0).features
     assert published.predict_proba_one(probe) == learner.model.predict_proba_one(probe)
     assert learner.learn(items[1]) is None  # a non-contributor never triggers a publication
+
+
+def test_an_erasure_tombstones_the_shadow_scores_from_the_scorer_after_them() -> None:
+    """Stop 30's review: ``leads.shadow``'s tombstone came from the lifecycle while the
+    shadow scores come from the scorer; on two workers the sink could receive the
+    tombstone first, and compaction keep an erased investor's shadow score. The scorer
+    that makes them now deletes them, at the erasure's position: after every score it
+    made before it, in one step's order."""
+    from esg_leads.schemas.records import Emitted, InvestorNotice
+
+    scorer = TenantScorer("acme", Settings())
+    erasure = InvestorNotice("acme", "inv-1", "erasure", T0, ("er-1", "investor.erasure", 0, 0))
+    out = scorer.process([vector(1, investor="inv-1"), erasure, vector(2, investor="inv-2")], NOW)
+    tombstones = [(i, e) for i, e in enumerate(out) if type(e) is Emitted and e.kind == "tombstone"]
+    assert [e for _, e in tombstones] == [Emitted("tombstone", "acme/inv-1", None, "leads.shadow")]
+    scored_before = [i for i, e in enumerate(out) if type(e) is not Emitted
+                     and getattr(e, "record", {}).get("investor_id") == "inv-1"]
+    assert scored_before and max(scored_before) < tombstones[0][0]
