@@ -15,11 +15,11 @@ The order of the upgrade matters, and ``apply`` checks what it can of it. Run wh
 the old flow still runs, the tool would tombstone every live lead (all its keys are
 bare); run while the old crm-sync still runs, each bare tombstone is an erasure to it
 (``DELETE /leads/<id>``: every tenant's pre-upgrade CRM lead gone). So ``apply``
-refuses (:class:`UpgradeRefused`) unless each topic with live bare keys also holds
-records of the new flow (header ``key-version: 2``) and no record under a bare key
-is newer than the topic's first of them: evidence the old flow had stopped when the
-new one started. Newer is offset order within a partition; across partitions, whose
-offsets do not compare, the records' timestamps. The tool's own tombstones carry
+refuses (:class:`UpgradeRefused`) unless the topics hold records of the new flow
+(header ``key-version: 2``) and no record under a bare key is newer than the first of
+them on any topic (:func:`judge`): evidence the old flow had stopped when the new one
+started. Newer is offset order within a partition; across partitions and topics,
+whose offsets do not compare, the records' timestamps. The tool's own tombstones carry
 ``key-version: 1`` (the old flow sent no such header) and do not count, so a second
 run after an interrupted one is not refused. Every topic is read and judged before
 anything is published: a missing topic or a refusal leaves the broker untouched.
@@ -105,41 +105,57 @@ class TopicScan:
                     counts["old" if is_bare(key) else "other"] += 1
         return counts
 
-    def old_flow_evidence(self) -> str | None:
-        """Why the old flow may still run, or ``None`` when this topic says it stopped.
+    def starts(self) -> list[tuple[int, str, int, int]]:
+        """The first record of the new flow per partition: (ms, topic, partition, offset)."""
+        return [(ms, self.topic, p, offset) for p, (offset, ms) in self.first_current.items()
+                if ms is not None and ms >= 0]
 
-        >>> scan = TopicScan("leads.scored")
-        >>> scan.see(0, 0, 1_000, b"inv-1", True, [])
-        >>> scan.old_flow_evidence()
-        'leads.scored holds no record of the new flow (header key-version: 2)'
-        >>> scan.see(0, 1, 2_000, b"acme/inv-1", True, [("key-version", b"2")])
-        >>> scan.old_flow_evidence() is None
-        True
-        >>> scan.see(1, 0, 3_000, b"inv-2", True, [])  # another partition, a later time
-        >>> print(scan.old_flow_evidence().replace(" is newer", "\\n is newer"))
-        leads.scored: a record under a bare key (partition 1, offset 0)
-         is newer than the first of the new flow (partition 0, offset 1)
-        """
-        if not self.counts()["old"]:
-            return None  # nothing to tombstone, nothing to fear
-        if not self.first_current:
-            return f"{self.topic} holds no record of the new flow (header {_HEADER}: {KEY_VERSION})"
-        for p, offset in sorted(self.last_bare_offset.items()):
-            first = self.first_current.get(p)
+
+def judge(scans: list[TopicScan]) -> tuple[list[str], list[str]]:
+    """``(refusals, notes)``: why the old flow may still run, and what is only worth
+    saying. One flow writes every topic, so the evidence is pooled: the new flow
+    started with its earliest record on any topic (header ``key-version: 2``), and the
+    old one has stopped if no record it wrote under a bare key is newer than that —
+    offsets within one partition, timestamps otherwise. A topic the new flow has not
+    written yet (``crm.handoff`` waits for approvals) is a note, not a refusal.
+
+    >>> old, new = TopicScan("crm.handoff"), TopicScan("leads.scored")
+    >>> old.see(0, 0, 1_000, b"inv-1", True, [])
+    >>> judge([old])[0]
+    ['no topic holds a record of the new flow (header key-version: 2)']
+    >>> new.see(0, 0, 2_000, b"acme/inv-1", True, [("key-version", b"2")])
+    >>> judge([old, new])
+    ([], ['crm.handoff holds no record of the new flow yet: judged by the other topics'])
+    >>> new.see(1, 0, 3_000, b"inv-2", True, [])  # written after the new flow started
+    >>> print(judge([old, new])[0][0].replace(" is newer", "\\n is newer"))
+    leads.scored: a record under a bare key (partition 1, offset 0)
+     is newer than the first of the new flow (leads.scored, partition 0, offset 0)
+    """
+    if not any(scan.counts()["old"] for scan in scans):
+        return [], []  # nothing to tombstone, nothing to fear
+    starts = sorted(start for scan in scans for start in scan.starts())
+    if not any(scan.first_current for scan in scans):
+        return [f"no topic holds a record of the new flow (header {_HEADER}: {KEY_VERSION})"], []
+    refusals, notes = [], []
+    for scan in scans:
+        if not scan.first_current and scan.counts()["old"]:
+            notes.append(f"{scan.topic} holds no record of the new flow yet: judged by the "
+                         f"other topics")
+        for p, offset in sorted(scan.last_bare_offset.items()):
+            first = scan.first_current.get(p)
             if first is not None and offset > first[0]:
-                return (f"{self.topic}: a record under a bare key (partition {p}, offset "
-                        f"{offset}) is newer than the first of the new flow (partition {p}, "
-                        f"offset {first[0]})")
-        for p, ms in sorted(self.last_bare_ms.items()):
+                refusals.append(f"{scan.topic}: a record under a bare key (partition {p}, "
+                                f"offset {offset}) is newer than the first of the new flow "
+                                f"(partition {p}, offset {first[0]})")
+        for p, ms in sorted(scan.last_bare_ms.items()):
             # Offsets of two partitions do not compare: only the timestamps do.
-            others = [(t, q, o) for q, (o, t) in self.first_current.items()
-                      if q != p and t is not None and t >= 0]
-            if others and ms > min(others)[0]:
-                _, q, o = min(others)
-                return (f"{self.topic}: a record under a bare key (partition {p}, offset "
-                        f"{self.last_bare_offset[p]}) is newer than the first of the new flow "
-                        f"(partition {q}, offset {o})")
-        return None
+            earlier = next((s for s in starts if (s[1], s[2]) != (scan.topic, p)), None)
+            if earlier is not None and ms > earlier[0]:
+                refusals.append(f"{scan.topic}: a record under a bare key (partition {p}, "
+                                f"offset {scan.last_bare_offset[p]}) is newer than the first "
+                                f"of the new flow ({earlier[1]}, partition {earlier[2]}, "
+                                f"offset {earlier[3]})")
+    return refusals, notes
 
 
 def _partitions(consumer: Consumer, topic: str, connect_timeout: float) -> list[int]:
@@ -226,18 +242,17 @@ def tombstone_old_keys(config: dict, topics: list[str], *, apply: bool = False,
         scans = [_scan(consumer, topic, layout[topic], timeout) for topic in topics]
     finally:
         consumer.close()
-    doubts = [why for why in (scan.old_flow_evidence() for scan in scans) if why is not None]
-    if apply and doubts:
-        if not force:
-            raise UpgradeRefused(f"{doubts[0]}: the old flow may still run (stop it, and let "
-                                 f"the old crm-sync drain and stop, before this; --force "
-                                 f"publishes anyway)")
+    doubts, notes = judge(scans)
+    if apply and doubts and not force:
+        raise UpgradeRefused(f"{doubts[0]}: the old flow may still run (stop it, and let "
+                             f"the old crm-sync drain and stop, before this; --force "
+                             f"publishes anyway)")
+    if on_warning is not None:
         for why in doubts:
-            if on_warning is not None:
-                on_warning(f"{why}; tombstoning anyway (--force)")
-    elif doubts and on_warning is not None:
-        for why in doubts:
-            on_warning(f"{why}: --apply would refuse")
+            on_warning(f"{why}; tombstoning anyway (--force)" if apply
+                       else f"{why}: --apply would refuse")
+        for note in notes:
+            on_warning(note)
     report: dict[str, dict[str, int]] = {}
     producer = Producer(with_logging({**config, "acks": "all", "enable.idempotence": True})) \
         if apply else None

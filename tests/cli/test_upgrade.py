@@ -33,7 +33,7 @@ def test_apply_before_the_new_flow_ran_is_refused_in_one_line_and_force_override
         code, err = run_main([*argv, "--force"], capsys)
         tombstoned = len(consume_all(broker.bootstrap, "leads.scored"))
     assert untouched == 1 and code == 0 and tombstoned == 2
-    assert err.startswith("warning: leads.scored holds no record of the new flow") and \
+    assert err.startswith("warning: no topic holds a record of the new flow") and \
         "tombstoning anyway (--force)" in err
 
 

@@ -60,9 +60,10 @@ def test_old_bare_keys_are_tombstoned_and_nothing_else() -> None:
 def test_apply_refuses_while_the_old_flow_may_still_run_and_publishes_nothing() -> None:
     """Review of stop 30: the tool run before the old flow stopped tombstones every live
     lead; run before the old crm-sync stopped, each tombstone deletes a CRM lead of every
-    tenant. Refused: a topic with no record of the new flow; a bare key after the first
+    tenant. Refused: no record of the new flow on any topic; a bare key after the first
     of them in its partition (offsets) or in another (timestamps). Nothing is published
-    on any topic, the well-ordered one included; ``force`` publishes, with a warning."""
+    on any topic, the well-ordered one included; ``force`` publishes, with a warning.
+    A topic the new flow has not written yet is judged by the others (a note)."""
     cases = {
         "crm.handoff": [(b"inv-1", b"{}", None, 0, T0),  # well ordered: old, then new
                         (b"acme/inv-1", b"{}", NEW, 0, T0 + 1)],
@@ -91,19 +92,45 @@ def test_apply_refuses_while_the_old_flow_may_still_run_and_publishes_nothing() 
         tombstones = sum(m.value() is None for t in cases
                          for m in consume_all(broker.bootstrap, t))
     assert refusals["crm.handoff"] is None
-    assert refusals["leads.review"].startswith("leads.review holds no record of the new flow")
+    assert refusals["leads.review"].startswith("no topic holds a record of the new flow")
     assert refusals["leads.scored"].startswith(
         "leads.scored: a record under a bare key (partition 1, offset 2) is newer than the "
         "first of the new flow (partition 1, offset 1)")
     assert refusals["leads.shadow"].startswith(
         "leads.shadow: a record under a bare key (partition 0, offset 0) is newer than the "
-        "first of the new flow (partition 1, offset 0)")
-    assert refusals[None] == refusals["leads.review"] and "--force" in refusals[None]
+        "first of the new flow (leads.shadow, partition 1, offset 0)")
+    assert refusals[None] == refusals["leads.scored"] and "--force" in refusals[None]
     # The first call tombstoned crm.handoff's inv-1: the only tombstone before --force.
     assert published == {"crm.handoff": 3, "leads.review": 1, "leads.scored": 3,
                          "leads.shadow": 2}
     assert [f["old"] for f in forced.values()] == [0, 1, 1, 1] and tombstones == 5
-    assert len(warnings) == 3 and all("tombstoning anyway (--force)" in w for w in warnings)
+    assert sum("tombstoning anyway (--force)" in w for w in warnings) == 2
+    assert [w for w in warnings if "anyway" not in w] == [
+        "leads.review holds no record of the new flow yet: judged by the other topics"]
+
+
+def test_a_topic_the_new_flow_has_not_written_yet_is_judged_by_the_others() -> None:
+    """Second review of stop 30: ``crm.handoff`` gets a record of the new flow only after
+    an approval, days later; until then every ``--apply`` was refused, and ``--force``
+    turned off the checks of every topic. One flow writes them all: ``leads.scored``
+    shows the new flow started after the last bare record anywhere, so it goes ahead,
+    and refuses when a bare record on the unwritten topic is newer than that start."""
+    with DevBroker(brokers=1, topics=["crm.handoff", "leads.scored"], partitions=1) as broker:
+        config = {"bootstrap.servers": broker.bootstrap}
+        _publish(config, "crm.handoff", [(b"inv-1", b"{}", None, 0, T0)])
+        _publish(config, "leads.scored", [(b"inv-1", b"{}", None, 0, T0),
+                                          (b"acme/inv-1", b"{}", NEW, 0, T0 + 10)])
+        notes: list[str] = []
+        done = tombstone_old_keys(config, ["crm.handoff", "leads.scored"], apply=True,
+                                  timeout=30, on_warning=notes.append)
+        _publish(config, "crm.handoff", [(b"inv-2", b"{}", None, 0, T0 + 20)])  # old flow lives
+        with pytest.raises(UpgradeRefused, match="crm.handoff: a record under a bare key "
+                           r"\(partition 0, offset 2\) is newer than the first of the new "
+                           r"flow \(leads.scored, partition 0, offset 1\)"):
+            tombstone_old_keys(config, ["crm.handoff", "leads.scored"], apply=True, timeout=30)
+    assert done == {"crm.handoff": {"old": 1, "current": 0, "other": 0},
+                    "leads.scored": {"old": 1, "current": 1, "other": 0}}
+    assert notes == ["crm.handoff holds no record of the new flow yet: judged by the other topics"]
 
 
 def test_a_missing_topic_and_a_full_queue_publish_nothing_wrong() -> None:
@@ -142,32 +169,35 @@ def test_a_failed_broker_call_is_a_runtime_error_naming_the_topic(
                                timeout=5)
 
 
-_records = st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["bare", "new", "tool"]),
-                              st.integers(0, 5)), max_size=25)
+_records = st.lists(st.tuples(st.integers(0, 1), st.integers(0, 2),
+                              st.sampled_from(["bare", "new", "tool"]), st.integers(0, 5)),
+                    max_size=25)
 
 
 @given(_records)
 def test_the_guard_passes_exactly_when_every_old_record_is_before_every_new_start(
-        records: list[tuple[int, str, int]]) -> None:
-    """The rule, against a brute force: refused iff some live bare key exists and (no
-    record of the new flow, or a bare record the old flow wrote is after the first new
-    one of its partition, or later in time than the first new one of another partition).
-    The tool's own tombstones (``key-version: 1``) never count."""
-    scan = TopicScan("t")
-    offsets: dict[int, int] = {}
+        records: list[tuple[int, int, str, int]]) -> None:
+    """The rule, against a brute force over two topics: refused iff some live bare key
+    exists and (no record of the new flow on any topic, or a bare record the old flow
+    wrote is after the first new one of its own partition, or later in time than the
+    first new one of another partition or topic). The tool's own tombstones
+    (``key-version: 1``) never count."""
+    scans = [TopicScan("t0"), TopicScan("t1")]
+    offsets: dict[tuple[int, int], int] = {}
     seen = []
-    for n, (partition, kind, ms) in enumerate(records):
-        offset = offsets[partition] = offsets.get(partition, -1) + 1
+    for n, (topic, partition, kind, ms) in enumerate(records):
+        where = (topic, partition)
+        offset = offsets[where] = offsets.get(where, -1) + 1
         key = b"acme/inv-1" if kind == "new" else f"inv-{n}".encode()
         headers = {"new": NEW, "tool": [("key-version", b"1")], "bare": []}[kind]
-        scan.see(partition, offset, ms, key, kind != "tool", headers)
-        seen.append((partition, offset, kind, ms))
+        scans[topic].see(partition, offset, ms, key, kind != "tool", headers)
+        seen.append((where, offset, kind, ms))
     firsts = {}
-    for p, o, kind, ms in seen:
+    for where, o, kind, ms in seen:
         if kind == "new":
-            firsts.setdefault(p, (o, ms))
-    late = any(kind == "bare" and any((q == p and o > fo) or (q != p and ms > fms)
-                                      for q, (fo, fms) in firsts.items())
-               for p, o, kind, ms in seen)
+            firsts.setdefault(where, (o, ms))
+    late = any(kind == "bare" and any((w == where and o > fo) or (w != where and ms > fms)
+                                      for w, (fo, fms) in firsts.items())
+               for where, o, kind, ms in seen)
     expected = any(k == "bare" for *_, k, _ in seen) and (not firsts or late)
-    assert (scan.old_flow_evidence() is not None) == expected
+    assert bool(key_upgrade.judge(scans)[0]) == expected
