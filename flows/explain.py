@@ -28,12 +28,19 @@ from esg_leads.connectors.parquet_sink import read_records
 
 
 class AmbiguousLead(ValueError):
-    """An investor id given without a tenant that several tenants' outputs hold."""
+    """An investor id given without a tenant that several tenants' outputs hold.
 
-    def __init__(self, investor_id: str, tenants: list[str]) -> None:
+    >>> print(AmbiguousLead("inv-1", ["acme", "beta"], frozenset({"acme"})))
+    investor 'inv-1' is a lead of 2 tenants (acme (audit rows only: erased?), beta); name one: acme/inv-1 or --tenant acme
+    """
+
+    def __init__(self, investor_id: str, tenants: list[str],
+                 audit_only: frozenset[str] = frozenset()) -> None:
         self.investor_id, self.tenants = investor_id, tenants
+        # A tenant with audit rows alone has erased the investor (its erasure row stays).
+        named = [f"{t} (audit rows only: erased?)" if t in audit_only else t for t in tenants]
         super().__init__(
-            f"investor {investor_id!r} is a lead of {len(tenants)} tenants ({', '.join(tenants)}); "
+            f"investor {investor_id!r} is a lead of {len(tenants)} tenants ({', '.join(named)}); "
             f"name one: {tenants[0]}/{investor_id} or --tenant {tenants[0]}")
 
 
@@ -116,7 +123,8 @@ def explain(out: Path, investor_id: str, recording: Path | None = None,
     audit = _audit(out, investor_id, tenant)
     tenants = sorted({r["tenant"] for r in (*leads, *cases, *handoffs, *audit)})
     if len(tenants) > 1:
-        raise AmbiguousLead(investor_id, tenants)
+        raise AmbiguousLead(investor_id, tenants, frozenset(tenants) - {
+            r["tenant"] for r in (*leads, *cases, *handoffs)})
     if not (leads or audit):
         name = investor_id if tenant is None else f"{tenant}/{investor_id}"
         console.print(f"no lead {name!r} in {out} (erased, never scored, or a typo)")
