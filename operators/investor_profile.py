@@ -15,7 +15,7 @@ from datetime import datetime
 
 from esg_leads.operators.feature_definitions import FEATURE_NAMES
 from esg_leads.operators.investor_window import ACTION_INDEX, WindowAggregate
-from esg_leads.operators.lineage import combine, extend_refs
+from esg_leads.operators.lineage import Ref, combine, compact, extend_refs
 from esg_leads.schemas.common import EPC_RANK
 from esg_leads.schemas.inputs import InvestorProfile
 from esg_leads.schemas.records import FeatureVector, InvestorContext, PropertyFacts
@@ -139,8 +139,9 @@ class InvestorProfileState:
         #: (operators.features.thesis_fit).
         self.top_properties: dict[str, list] = {}
         self._engaged: tuple[PropertyFacts, ...] | None = None  # cached ranking
-        #: A tuple: every vector built until the next window shares it, uncopied.
-        self.lineage: tuple[dict, ...] = ()
+        #: A tuple of compact references (operators/lineage.py): every vector built
+        #: until the next window shares it, uncopied.
+        self.lineage: tuple[Ref, ...] = ()
         #: Contributing references no longer in ``lineage`` (operators/lineage.py).
         self.lineage_omitted: dict | None = None
         self.history: list[FeatureVector] = []
@@ -162,14 +163,14 @@ class InvestorProfileState:
     def __setstate__(self, state: tuple) -> None:
         # Slots pickle as (None, {slot: value}); older snapshots lack lineage_omitted,
         # seek_dwell and first_known (features then read first_seen), and hold the
-        # lineage as a list.
+        # lineage as a list, and its references as dicts.
         self.lineage_omitted = None
         self.seek_dwell = [0.0, 0]
         self.first_known = None
         self._engaged = None
         for name, value in state[1].items():
             setattr(self, name, value)
-        self.lineage = tuple(self.lineage)
+        self.lineage = tuple(map(compact, self.lineage))
         # Lists in snapshots of earlier versions (floats: same doubles).
         self.content = array("d", self.content)
         self.epc_ranks = array("d", self.epc_ranks)

@@ -15,6 +15,13 @@ name. It is a checksum against loss and mix-ups, not a signature. A reference us
 again after it fell off the list (a property signal behind a later view) is listed
 again: it counts once in the digest and once in the list.
 
+State keeps references compact: the tuple ``(event_id, topic, partition, offset)``
+(what ``Ingested.ref()`` and a signal's ``PropertyFacts.ref`` are) in window
+aggregates, investor state and feature vectors (:func:`extend_refs`); records get the
+dicts (:func:`as_dicts`). A dict per reference cost ~110 bytes more than its tuple,
+~10 references per investor held (issue 16); a signal's tuple is its facts' own,
+shared by every investor it enriched.
+
 >>> refs = [ref(f"e{i}", "investor.engagements", 0, i) for i in range(5)]
 >>> listed, omitted = append_refs([], None, refs, limit=3)
 >>> [r["offset"] for r in listed], omitted["count"]
@@ -29,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 #: References a lead, review case or handoff lists (the output schemas allow 64).
 MAX_LISTED = 64
@@ -41,10 +48,40 @@ def ref(event_id: str, topic: str, partition: int, offset: int) -> dict:
     return {"event_id": event_id, "topic": topic, "partition": partition, "offset": offset}
 
 
-def ref_digest(r: dict) -> int:
-    """SHA-256 of one reference's canonical text, as an integer."""
-    text = f"{r['topic']}\x1f{r['partition']}\x1f{r['offset']}\x1f{r['event_id']}"
+#: A reference as state keeps it: ``(event_id, topic, partition, offset)``.
+Ref = tuple[str, str, int, int]
+
+
+def ref_digest(r: dict | Ref) -> int:
+    """SHA-256 of one reference's canonical text, as an integer (the same for a
+    reference's dict and its tuple)."""
+    event_id, topic, partition, offset = (
+        r if type(r) is tuple else (r["event_id"], r["topic"], r["partition"], r["offset"]))  # type: ignore[index]
+    text = f"{topic}\x1f{partition}\x1f{offset}\x1f{event_id}"
     return int.from_bytes(hashlib.sha256(text.encode()).digest(), "big")
+
+
+def compact(r: dict | Ref) -> Ref:
+    """A reference as state keeps it (a dict in snapshots of earlier versions).
+
+    >>> compact(ref("e1", "investor.engagements", 0, 7))
+    ('e1', 'investor.engagements', 0, 7)
+    """
+    if type(r) is tuple:
+        return r  # type: ignore[return-value]
+    return (r["event_id"], r["topic"], r["partition"], r["offset"])  # type: ignore[index]
+
+
+def as_dicts(refs: Sequence[Ref] | Sequence[dict]) -> list[dict]:
+    """References kept compactly, as records list them (new dicts, in order). A list
+    of dicts (a vector snapshotted by an earlier version) is copied as it is.
+
+    >>> as_dicts([("e1", "investor.engagements", 0, 7)])
+    [{'event_id': 'e1', 'topic': 'investor.engagements', 'partition': 0, 'offset': 7}]
+    """
+    if refs and type(refs[0]) is dict:
+        return list(refs)  # type: ignore[arg-type]
+    return [{"event_id": e, "topic": t, "partition": p, "offset": o} for e, t, p, o in refs]
 
 
 def digest_hex(value: int) -> str:
@@ -66,6 +103,7 @@ def combine(a: dict | None, b: dict | None) -> dict | None:
 
 #: A reference's identity: (topic, partition, offset), read in C.
 _KEY = operator.itemgetter("topic", "partition", "offset")
+_TUPLE_KEY = operator.itemgetter(1, 2, 3)
 
 
 def append_refs(listed: list[dict], omitted: dict | None, new: Iterable[dict],
@@ -89,22 +127,23 @@ def append_refs(listed: list[dict], omitted: dict | None, new: Iterable[dict],
     return merged[-limit:], combine(omitted, extra)
 
 
-def extend_refs(listed: tuple[dict, ...], omitted: dict | None, new: Iterable[dict],
-                limit: int = MAX_LISTED) -> tuple[tuple[dict, ...], dict | None]:
-    """:func:`append_refs` for a holder that keeps its list as a tuple, which the
-    records built from it share uncopied: ``listed`` itself when nothing is new.
+def extend_refs(listed: tuple[Ref, ...], omitted: dict | None, new: Iterable[Ref],
+                limit: int = MAX_LISTED) -> tuple[tuple[Ref, ...], dict | None]:
+    """:func:`append_refs` for state, which keeps references compact (tuples) and its
+    list as a tuple that the vectors built from it share uncopied: ``listed`` itself
+    when nothing is new.
 
     >>> refs = [ref(f"e{i}", "investor.engagements", 0, i) for i in range(5)]
-    >>> listed, omitted = extend_refs((), None, refs, limit=3)
-    >>> (list(listed), omitted) == append_refs([], None, refs, limit=3)
+    >>> listed, omitted = extend_refs((), None, map(compact, refs), limit=3)
+    >>> (as_dicts(listed), omitted) == append_refs([], None, refs, limit=3)
     True
-    >>> extend_refs(listed, omitted, [refs[4]], limit=3)[0] is listed
+    >>> extend_refs(listed, omitted, [compact(refs[4])], limit=3)[0] is listed
     True
     """
-    seen = set(map(_KEY, listed))
+    seen = set(map(_TUPLE_KEY, listed))
     added = []
     for r in new:
-        k = _KEY(r)
+        k = _TUPLE_KEY(r)
         if k not in seen:
             seen.add(k)
             added.append(r)

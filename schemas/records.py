@@ -259,7 +259,9 @@ class FeatureVector(NamedTuple):
     engagement_readiness: float
     data_freshness_days: float | None
     context: InvestorContext
-    lineage: tuple[dict, ...]  #: ``{"event_id", "topic", "partition", "offset"}`` of inputs
+    #: ``(event_id, topic, partition, offset)`` of inputs (records list them as dicts,
+    #: ``operators.lineage.as_dicts``).
+    lineage: tuple[tuple[str, str, int, int], ...]
     #: Latest Kafka (ingest) timestamp among the inputs behind this vector, if new input.
     ingest_ms: int | None = None
     #: Features that were outside their documented range and were clamped (a defect:

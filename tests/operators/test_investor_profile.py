@@ -33,7 +33,7 @@ from esg_leads.operators.investor_profile import (
     InvestorProfileState,
 )
 from esg_leads.operators.investor_window import ACTION_INDEX, ACTIONS, WindowAggregate
-from esg_leads.operators.lineage import append_refs, combine, ref
+from esg_leads.operators.lineage import append_refs, as_dicts, combine, compact, ref
 from esg_leads.schemas.codec import decode_event
 from esg_leads.schemas.records import InvestorContext, PropertyFacts
 
@@ -137,7 +137,10 @@ def eager_apply(s: InvestorProfileState, agg: WindowAggregate, window_end: datet
     s.seek_dwell[1] += agg.seek_dwell[1]
     s.previous_active = s.last_active
     s.last_active = window_end
-    s.lineage, omitted = append_refs(list(s.lineage), s.lineage_omitted, agg.refs, MAX_LINEAGE)
+    # The code before compact references: dicts, appended to a list (as_dicts passes a
+    # list of dicts through).
+    s.lineage, omitted = append_refs(as_dicts(s.lineage), s.lineage_omitted, as_dicts(agg.refs),
+                                     MAX_LINEAGE)
     s.lineage_omitted = combine(omitted, agg.omitted)
 
 
@@ -200,14 +203,14 @@ def eager_vector(state: InvestorProfileState, as_of: datetime) -> tuple:
     return (as_of, features, tuple(features.values()), alignment, components, intent,
             F.engagement_readiness(features, intent),
             max(0.0, round(state.content[8] / n, 1)) if n else None, eager_context(state),
-            list(state.lineage), state.ingest_ms if state.last_active == as_of else None,
+            as_dicts(state.lineage), state.ingest_ms if state.last_active == as_of else None,
             tuple(clamped), state.lineage_omitted)
 
 
 def new_vector(state: InvestorProfileState, as_of: datetime) -> tuple:
     v = F.build_vector(state, "acme", "inv-1", as_of)
     return (v.as_of, v.features, v.values, v.esg_alignment, v.esg_components, v.intent,
-            v.engagement_readiness, v.data_freshness_days, v.context, list(v.lineage),
+            v.engagement_readiness, v.data_freshness_days, v.context, as_dicts(v.lineage),
             v.ingest_ms, v.clamped, v.lineage_omitted)
 
 
@@ -226,7 +229,7 @@ def snapshot_of(state: InvestorProfileState) -> str:
     top = {k: (e[0], e[1]) for k, e in state.top_properties.items()}
     slots = [getattr(state, name) for name in STATE_SLOTS]
     return repr(([list(v) if isinstance(v, array) else v for v in slots], top,
-                 list(state.lineage)))
+                 as_dicts(state.lineage)))
 
 
 # -------------------------------------------------------------------- inputs
@@ -281,7 +284,7 @@ def aggregates(draw) -> WindowAggregate:
         agg.properties[facts.property_id] = [draw(st.integers(1, 3)), facts]
     agg.first = T0 + timedelta(minutes=draw(st.integers(0, 10_000)))
     for offset in draw(st.lists(st.integers(0, 80), max_size=12)):  # repeats: listed once
-        agg._ref(ref(f"e{offset}", "investor.engagements", 0, offset))
+        agg._ref((f"e{offset}", "investor.engagements", 0, offset))
     agg.dwell = [draw(st.floats(0.0, 500.0)), draw(st.integers(0, 3)),
                  draw(st.floats(0.0, 500.0)), draw(st.integers(0, 3))]
     agg.seek_dwell = [draw(st.floats(0.0, 9.0)), draw(st.integers(0, 3))]
@@ -363,18 +366,20 @@ def test_snapshots_keep_no_cache_and_old_ones_restore():
     state = InvestorProfileState(HALF_LIVES)
     agg = WindowAggregate()
     agg.properties = {"p0": [2, FACTS[0]]}
-    agg._ref(ref("e1", "investor.engagements", 0, 1))
+    agg._ref(("e1", "investor.engagements", 0, 1))
     state.apply_profile(profile(1, T0), "ref")
     state.apply_window(agg, T0 + timedelta(hours=1), HALF_LIVES)
     vector = F.build_vector(state, "acme", "inv-1", state.last_active)
     assert state._context is not None
     assert "_context" not in pickle.loads(pickle.dumps(state)).__getstate__()[1]
-    # A snapshot of df89d1b: lineage a list, no context slot; it restores and builds
-    # the same vector.
-    old_shape = dict(state.__getstate__()[1], lineage=list(state.lineage))
+    # A snapshot of df89d1b: lineage a list of dicts, no context slot; it restores
+    # (compact references, in a tuple) and builds the same vector.
+    old_shape = dict(state.__getstate__()[1], lineage=as_dicts(state.lineage))
+    assert old_shape["lineage"] == [ref("e1", "investor.engagements", 0, 1)]
     restored = InvestorProfileState.__new__(InvestorProfileState)
     restored.__setstate__((None, old_shape))
-    assert restored.lineage == state.lineage and type(restored.lineage) is tuple
+    assert restored.lineage == state.lineage == (compact(old_shape["lineage"][0]),)
+    assert type(restored.lineage) is tuple
     assert F.build_vector(restored, "acme", "inv-1", state.last_active) == vector
     # And the other way: what this version snapshots, df89d1b's code reads -- every top
     # property as exactly (weight, facts), the thesis checks cached after them left out.

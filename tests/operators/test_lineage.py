@@ -12,9 +12,12 @@ from esg_leads.operators.investor_profile import MAX_LINEAGE, InvestorProfileSta
 from esg_leads.operators.investor_window import MAX_REFS
 from esg_leads.operators.lineage import (
     append_refs,
+    as_dicts,
     audit_pointer,
     combine,
+    compact,
     digest_hex,
+    extend_refs,
     omitted_summary,
     ref,
     ref_digest,
@@ -52,6 +55,20 @@ def test_every_reference_is_listed_or_in_the_digest(chunks, limit):
     assert everything == {_key(r) for r in (*listed, *dropped)}  # nothing lost
 
 
+@given(st.lists(refs_st, max_size=6), st.integers(1, 20))
+def test_compact_references_rebuild_exactly_the_dicts_they_replaced(chunks, limit):
+    """Issue 16: state keeps references as tuples (extend_refs), records list dicts.
+    The dicts rebuilt from the compact list are the list of dicts the code before kept
+    (append_refs), with the same omitted count and digest, after every chunk."""
+    dicts, compact_refs, omitted_d, omitted_c = [], (), None, None
+    for chunk in chunks:
+        dicts, omitted_d = append_refs(dicts, omitted_d, chunk, limit)
+        compact_refs, omitted_c = extend_refs(compact_refs, omitted_c, map(compact, chunk), limit)
+        assert as_dicts(compact_refs) == dicts and omitted_c == omitted_d
+        assert list(map(compact, dicts)) == list(compact_refs)
+    assert all(ref_digest(r) == ref_digest(compact(r)) for chunk in chunks for r in chunk)
+
+
 @given(refs_st, refs_st)
 def test_digests_combine_whatever_the_order(a, b):
     x = omitted_summary(len(a), sum(ref_digest(r) for r in a))
@@ -82,8 +99,8 @@ def test_windows_name_the_property_signals_behind_their_facts_once():
     signal = ("sig-9", "esg.property-signals", 1, 77)
     green = facts("p1", high=True)._replace(ref=signal)
     agg = fold([item(f=green), item(f=green), item(f=facts("p2"))])["inv-1"]
-    signals = [r for r in agg.refs if r["topic"] == "esg.property-signals"]
-    assert signals == [ref(*signal)]  # facts without a signal (p2) add nothing
+    signals = [r for r in agg.refs if r[1] == "esg.property-signals"]
+    assert signals == [signal]  # facts without a signal (p2) add nothing
     assert len(agg.refs) == 4
 
 
