@@ -50,6 +50,31 @@ _ZEROS = (0.0,) * 10
 INSTITUTIONAL = frozenset(("asset_manager", "pension_fund", "insurer", "reit", "sovereign_wealth"))
 #: Profile fields counted by ``profile_completeness``.
 PROFILE_FIELDS = 8
+#: Consent maps and stated-profile features, one dict per distinct content (see
+#: :func:`_shared`), and how many distinct ones at most.
+_SHARED: dict[str, dict] = {}
+_SHARED_MAX = 4096
+
+
+def _shared(d: dict) -> dict:
+    """One dict for every investor whose consents (or stated-profile features) are these.
+
+    Few combinations exist (channels x statuses; features of a few stated fields), and a
+    dict each cost ~420 bytes per investor (issue 16). Shared dicts are never changed:
+    a change builds a new dict. Keyed by the items' ``repr``: in order (records list
+    consents in the order the profile gave them), and exact for floats (-0.0). Beyond
+    ``_SHARED_MAX`` distinct contents a dict is kept as it is: same values, unshared.
+
+    >>> _shared({"email": "opted_in"}) is _shared({"email": "opted_in"})
+    True
+    """
+    key = repr(list(d.items()))
+    found = _SHARED.get(key)
+    if found is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            return d
+        found = _SHARED[key] = d
+    return found
 
 
 class InvestorProfileState:
@@ -84,6 +109,7 @@ class InvestorProfileState:
         self.investor_type: str | None = None
         self.subscriber_type: str | None = None
         self.jurisdiction: str | None = None
+        #: Shared with every investor who has the same (:func:`_shared`): never changed.
         self.consents: dict[str, str] = {}
         self.do_not_call = False
         self.do_not_contact = False
@@ -167,10 +193,13 @@ class InvestorProfileState:
         self.lineage_omitted = None
         self.seek_dwell = [0.0, 0]
         self.first_known = None
-        self._engaged = None
+        self._engaged = self._profile_features = None
         for name, value in state[1].items():
             setattr(self, name, value)
         self.lineage = tuple(map(compact, self.lineage))
+        self.consents = _shared(self.consents)
+        if self._profile_features is not None:
+            self._profile_features = _shared(self._profile_features)
         # Lists in snapshots of earlier versions (floats: same doubles).
         self.content = array("d", self.content)
         self.epc_ranks = array("d", self.epc_ranks)
@@ -188,7 +217,7 @@ class InvestorProfileState:
         self.investor_type = profile.investor_type.value
         self.subscriber_type = profile.subscriber_type.value
         self.jurisdiction = profile.jurisdiction
-        self.consents = {c.channel.value: c.status.value for c in profile.consents}
+        consents = {c.channel.value: c.status.value for c in profile.consents}
         if self.unsubscribed:
             # An unsubscribe outranks older consent records; only a fresh, explicit
             # opt-in recorded after it restores e-mail.
@@ -198,7 +227,8 @@ class InvestorProfileState:
                     and email.updated_at > self.unsubscribed_at):
                 self.unsubscribed, self.unsubscribed_at = False, None
             else:
-                self.consents["email"] = "opted_out"
+                consents["email"] = "opted_out"
+        self.consents = _shared(consents)
         self.do_not_call = profile.do_not_call
         self.do_not_contact = profile.do_not_contact
         self.time_zone = profile.time_zone
@@ -219,14 +249,14 @@ class InvestorProfileState:
     def unsubscribe(self, when: datetime) -> None:
         self.unsubscribed = True
         self.unsubscribed_at = when
-        self.consents["email"] = "opted_out"
+        self.consents = _shared({**self.consents, "email": "opted_out"})  # shared: a new one
         self._profile_features = self._context = None
 
     def profile_features(self) -> dict[str, float]:
         """Features of the stated profile, recomputed only after it changes."""
         cached = self._profile_features
         if cached is None:
-            cached = self._profile_features = profile_features(self)
+            cached = self._profile_features = _shared(profile_features(self))
         return cached
 
     # ------------------------------------------------------------ behaviour
@@ -369,7 +399,7 @@ class InvestorProfileState:
                 investor_type=self.investor_type,
                 subscriber_type=self.subscriber_type,
                 jurisdiction=self.jurisdiction,
-                consents=dict(self.consents),
+                consents=self.consents,  # shared, never changed (_shared)
                 do_not_call=self.do_not_call,
                 unsubscribed=self.unsubscribed,
                 ticket_min_eur=self.ticket_min,

@@ -449,3 +449,48 @@ def test_content_counters_are_doubles_and_older_snapshots_holding_lists_restore(
     assert snapshot_of(restored) == snapshot_of(state)
     assert repr(new_vector(restored, T0 + timedelta(days=3))) == repr(
         new_vector(state, T0 + timedelta(days=3)))
+
+
+def test_investors_with_the_same_consents_share_one_dict_that_no_change_reaches():
+    """Issue 16: consents and stated-profile features are one dict per distinct content,
+    shared by investors (and their contexts). An unsubscribe or a new profile of one
+    investor builds a new dict: another's consents, and a context already built, stay
+    as they were. Snapshots restore to the shared dicts and go on alike."""
+    a, b = InvestorProfileState(HALF_LIVES), InvestorProfileState(HALF_LIVES)
+    for state in (a, b):
+        state.apply_profile(profile(1, T0), "ref")
+    assert a.consents is b.consents and a.profile_features() is b.profile_features()
+    before = dict(b.consents)
+    context = a.context()
+    assert context.consents is a.consents
+    a.unsubscribe(T0 + timedelta(hours=1))
+    assert a.consents["email"] == "opted_out" and b.consents == before
+    assert context.consents == before and a.context().consents["email"] == "opted_out"
+    assert list(a.consents) == list(before)  # in the profile's order, as records list them
+    restored = pickle.loads(pickle.dumps(b))
+    assert restored.consents is b.consents
+    assert restored.profile_features() is b.profile_features()
+    agg = WindowAggregate()
+    agg._ref(("e1", "investor.engagements", 0, 1))
+    for state in (b, restored):
+        state.apply_window(agg, T0 + timedelta(hours=2), HALF_LIVES)
+    assert F.build_vector(restored, "acme", "inv-1", T0 + timedelta(hours=2)) == \
+        F.build_vector(b, "acme", "inv-1", T0 + timedelta(hours=2))
+    # A snapshot from before sharing holds its own dicts: restored, they are shared.
+    old = InvestorProfileState.__new__(InvestorProfileState)
+    old.__setstate__((None, {**b.__getstate__()[1], "consents": dict(b.consents),
+                             "_profile_features": dict(b.profile_features())}))
+    assert old.consents is b.consents and old.profile_features() is b.profile_features()
+
+
+def test_shared_dicts_are_bounded_and_exact(monkeypatch):
+    from esg_leads.operators import investor_profile
+
+    monkeypatch.setattr(investor_profile, "_SHARED", {})
+    monkeypatch.setattr(investor_profile, "_SHARED_MAX", 2)
+    shared = investor_profile._shared
+    one, negative = {"x": 0.0}, {"x": -0.0}
+    assert shared(one) is one and shared(negative) is negative  # -0.0 is not 0.0
+    assert shared({"y": 1.0}) == {"y": 1.0} and len(investor_profile._SHARED) == 2
+    assert shared({"x": 0.0}) is one
+    assert shared({"b": "1", "a": "2"}) is not shared({"a": "2", "b": "1"})  # order kept
