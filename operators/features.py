@@ -399,7 +399,7 @@ def build_vector(state: InvestorProfileState, tenant: str, investor_id: str,
         components, intent, engagement_readiness(features, intent),
         max(0.0, round(state.content[8] / n, 1)) if n else None,  # data_freshness_days
         investor_context(state),
-        tuple(state.lineage),  # the state's own tuple: shared, not copied
+        state.lineage,  # the state's own packed references: shared, not copied
         state.ingest_ms if state.last_active == as_of else None,
         tuple(clamped), state.lineage_omitted, feeds))
 

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from esg_leads.operators.feature_definitions import FEATURE_NAMES
 from esg_leads.operators.investor_window import ACTION_INDEX, WindowAggregate
-from esg_leads.operators.lineage import Ref, combine, compact, extend_refs
+from esg_leads.operators.lineage import PackedRefs, Ref, combine, compact, extend_refs, pack
 from esg_leads.schemas.common import EPC_RANK
 from esg_leads.schemas.inputs import InvestorProfile
 from esg_leads.schemas.records import FeatureVector, InvestorContext, PropertyFacts
@@ -165,9 +165,9 @@ class InvestorProfileState:
         #: (operators.features.thesis_fit).
         self.top_properties: dict[str, list] = {}
         self._engaged: tuple[PropertyFacts, ...] | None = None  # cached ranking
-        #: A tuple of compact references (operators/lineage.py): every vector built
-        #: until the next window shares it, uncopied.
-        self.lineage: tuple[Ref, ...] = ()
+        #: Compact references, packed (operators/lineage.py): every vector built until
+        #: the next window shares them, uncopied.
+        self.lineage: PackedRefs | tuple[Ref, ...] = ()
         #: Contributing references no longer in ``lineage`` (operators/lineage.py).
         self.lineage_omitted: dict | None = None
         self.history: list[FeatureVector] = []
@@ -196,7 +196,8 @@ class InvestorProfileState:
         self._engaged = self._profile_features = None
         for name, value in state[1].items():
             setattr(self, name, value)
-        self.lineage = tuple(map(compact, self.lineage))
+        if type(self.lineage) is not PackedRefs:
+            self.lineage = pack(tuple(map(compact, self.lineage)))
         self.consents = _shared(self.consents)
         if self._profile_features is not None:
             self._profile_features = _shared(self._profile_features)

@@ -33,7 +33,7 @@ from esg_leads.operators.investor_profile import (
     InvestorProfileState,
 )
 from esg_leads.operators.investor_window import ACTION_INDEX, ACTIONS, WindowAggregate
-from esg_leads.operators.lineage import append_refs, as_dicts, combine, compact, ref
+from esg_leads.operators.lineage import PackedRefs, append_refs, as_dicts, combine, compact, ref
 from esg_leads.schemas.codec import decode_event
 from esg_leads.schemas.records import InvestorContext, PropertyFacts
 
@@ -379,7 +379,11 @@ def test_snapshots_keep_no_cache_and_old_ones_restore():
     restored = InvestorProfileState.__new__(InvestorProfileState)
     restored.__setstate__((None, old_shape))
     assert restored.lineage == state.lineage == (compact(old_shape["lineage"][0]),)
-    assert type(restored.lineage) is tuple
+    assert type(restored.lineage) is PackedRefs
+    # The shape of 17b023b (a tuple of tuples) restores packed, too.
+    tuples = InvestorProfileState.__new__(InvestorProfileState)
+    tuples.__setstate__((None, dict(old_shape, lineage=tuple(state.lineage))))
+    assert type(tuples.lineage) is PackedRefs and tuples.lineage == state.lineage
     assert F.build_vector(restored, "acme", "inv-1", state.last_active) == vector
     # And the other way: what this version snapshots, df89d1b's code reads -- every top
     # property as exactly (weight, facts), the thesis checks cached after them left out.

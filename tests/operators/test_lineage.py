@@ -19,6 +19,7 @@ from esg_leads.operators.lineage import (
     digest_hex,
     extend_refs,
     omitted_summary,
+    pack,
     ref,
     ref_digest,
 )
@@ -55,18 +56,59 @@ def test_every_reference_is_listed_or_in_the_digest(chunks, limit):
     assert everything == {_key(r) for r in (*listed, *dropped)}  # nothing lost
 
 
-@given(st.lists(refs_st, max_size=6), st.integers(1, 20))
+#: References as state meets them: mostly plain, some that cannot be packed (an id
+#: holding the separator, an offset beyond 64 bits), so lists go packed and back.
+odd_refs_st = st.lists(st.builds(
+    ref, st.sampled_from(["e1", "e2", "e3", "", "e\x1f4"]),
+    st.sampled_from(["investor.engagements", "esg.property-signals"]), st.integers(0, 2),
+    st.integers(0, 30) | st.just(2**64)), max_size=60)
+
+
+@given(st.lists(refs_st | odd_refs_st, max_size=6), st.integers(1, 20))
 def test_compact_references_rebuild_exactly_the_dicts_they_replaced(chunks, limit):
-    """Issue 16: state keeps references as tuples (extend_refs), records list dicts.
-    The dicts rebuilt from the compact list are the list of dicts the code before kept
-    (append_refs), with the same omitted count and digest, after every chunk."""
+    """Issue 16: state keeps references compact and packed (extend_refs), records
+    list dicts. The dicts rebuilt from the packed list are the list of dicts the code
+    before kept (append_refs), with the same omitted count and digest, after every
+    chunk, and also after a snapshot of the packed list."""
     dicts, compact_refs, omitted_d, omitted_c = [], (), None, None
     for chunk in chunks:
         dicts, omitted_d = append_refs(dicts, omitted_d, chunk, limit)
-        compact_refs, omitted_c = extend_refs(compact_refs, omitted_c, map(compact, chunk), limit)
+        previous, before = compact_refs, tuple(compact_refs)
+        compact_refs, omitted_c = extend_refs(compact_refs, omitted_c, list(map(compact, chunk)),
+                                              limit)
         assert as_dicts(compact_refs) == dicts and omitted_c == omitted_d
         assert list(map(compact, dicts)) == list(compact_refs)
+        assert tuple(compact_refs) == tuple(pack(tuple(compact_refs)))
+        compact_refs = pickle.loads(pickle.dumps(compact_refs))
+        assert tuple(compact_refs) == tuple(map(compact, dicts))
+        # What vectors built before share stays as it was, to the last byte.
+        assert pickle.dumps(previous) == pickle.dumps(pack(before))
     assert all(ref_digest(r) == ref_digest(compact(r)) for chunk in chunks for r in chunk)
+
+
+compact_st = st.lists(st.tuples(
+    st.text(max_size=6) | st.sampled_from(["e1", "e\x1f", "\x1f", ""]),
+    st.sampled_from(["investor.engagements", "esg.property-signals"]),
+    st.integers(0, 3) | st.integers(-(2**70), 2**70), st.integers(-(2**70), 2**70)), max_size=12)
+
+
+@given(compact_st)
+def test_packed_references_rebuild_exactly_the_tuples_they_replaced(refs):
+    """Issue 16: an investor's references packed (ids joined, topics interned, pairs
+    of 64-bit integers) iterate as exactly the tuples packed, also after a snapshot;
+    what cannot be packed (an id holding the separator, a number beyond 64 bits) is
+    kept as it was."""
+    refs = tuple(refs)
+    packed = pack(refs)
+    assert tuple(packed) == refs and len(packed) == len(refs) and packed == refs
+    assert as_dicts(packed) == as_dicts(refs) == [ref(*r) for r in refs]
+    restored = pickle.loads(pickle.dumps(packed))
+    assert tuple(restored) == refs and restored == packed
+    fits = refs and not any("\x1f" in r[0] or not all(-(2**63) <= x < 2**63 for x in r[2:])
+                            for r in refs)
+    assert (type(packed) is not tuple) == bool(fits)
+    if fits:  # one string per topic in the process, however restored
+        assert all(t is u for t, u in zip(restored.topics, packed.topics))
 
 
 @given(refs_st, refs_st)
