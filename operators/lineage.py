@@ -286,10 +286,10 @@ def _extend_packed(listed: PackedRefs, added: list[Ref], limit: int
         pairs = iter(coords[:2 * cut])
         dropped = list(zip(ids[:at].split(_SEP), topics[:cut], pairs, pairs))
         ids, topics, coords = ids[at + 1:], topics[cut:], coords[2 * cut:]
-    else:
-        coords = array("q", coords)  # a copy: the vectors built before share listed's
-    coords.extend(fresh.coords)  # type: ignore[union-attr]
-    return PackedRefs(ids + _SEP + fresh.ids, topics + fresh.topics, coords), dropped  # type: ignore[union-attr]
+    # New parts, exactly as long as they need (``+``, not ``extend``: an array grown in
+    # place keeps spare room), and listed's, which vectors built before share, untouched.
+    return PackedRefs(ids + _SEP + fresh.ids, topics + fresh.topics,  # type: ignore[union-attr]
+                      coords + fresh.coords), dropped  # type: ignore[union-attr]
 
 
 def audit_pointer(tenant: str, investor_id: str) -> str:
