@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import pickle
+import sys
+from array import array
 from datetime import datetime, timedelta, timezone
 from unittest import mock
 
@@ -31,6 +33,7 @@ from esg_leads.operators.investor_profile import (
     MAX_LINEAGE,
     TOP_PROPERTIES,
     InvestorProfileState,
+    KeptVector,
 )
 from esg_leads.operators.investor_window import ACTION_INDEX, ACTIONS, WindowAggregate
 from esg_leads.operators.lineage import PackedRefs, append_refs, as_dicts, combine, compact, ref
@@ -418,8 +421,9 @@ def test_a_remembered_vector_comes_back_exactly(values, scores, freshness, compo
             or not all(type(v) is float for v in components.values())):
         return  # kept as it was: nothing here may change in a round trip through doubles
     (kept,) = state.history
-    assert kept.features is None and type(kept.esg_components) is tuple  # issue 16
+    assert type(kept) is KeptVector and len(kept) == 8  # issue 16
     assert sum(type(f) is float for f in kept) == 0  # every number in the one array
+    assert sys.getsizeof(kept.numbers) == sys.getsizeof(array("d", kept.numbers))  # no spare room
 
 
 def test_history_packed_by_the_previous_version_still_rebuilds():
@@ -435,6 +439,18 @@ def test_history_packed_by_the_previous_version_still_rebuilds():
     state = InvestorProfileState(HALF_LIVES)
     state.history.append(older)
     assert repr(state.features_as_of(T0)) == repr(vector.features_only())
+    # As 2b8dadb kept it: a FeatureVector, every number in ``values``, the component
+    # names in ``esg_components``; restored from a snapshot, it rebuilds alike.
+    kept = InvestorProfileState(HALF_LIVES)
+    kept.remember(vector)
+    (new,) = kept.history
+    shape = FeatureVector(*vector[:4], None, new.numbers, None, new.component_keys,
+                          None, None, None, None, (), *vector[-4:-2])
+    previous = InvestorProfileState(HALF_LIVES)
+    previous.history.append(shape)
+    previous = pickle.loads(pickle.dumps(previous))
+    assert repr(previous.features_as_of(T0)) == repr(kept.features_as_of(T0)) == repr(
+        vector.features_only())
 
 
 def test_content_counters_are_doubles_and_older_snapshots_holding_lists_restore():
