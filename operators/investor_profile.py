@@ -134,8 +134,10 @@ class InvestorProfileState:
         # Decayed counters, one slot per half-life; all decayed to ``clock``.
         self.clock: float | None = None
         n = len(half_lives_days)
-        self.counts = [0.0] * n
-        self.depth = [0.0] * n
+        # Arrays of doubles, like the content counters below: a list held a float
+        # object per half-life (~130 bytes per investor more, issue 16).
+        self.counts = array("d", (0.0,) * n)
+        self.depth = array("d", (0.0,) * n)
         self.views = 0.0  # 30-day content half-life, like the ESG content below
         self.esg_reports = 0.0
         self.active_windows = 0.0
@@ -203,6 +205,8 @@ class InvestorProfileState:
         if self._profile_features is not None:
             self._profile_features = _shared(self._profile_features)
         # Lists in snapshots of earlier versions (floats: same doubles).
+        self.counts = array("d", self.counts)
+        self.depth = array("d", self.depth)
         self.content = array("d", self.content)
         self.epc_ranks = array("d", self.epc_ranks)
         self._context = None
@@ -274,8 +278,8 @@ class InvestorProfileState:
             days = (ts - clock) / 86_400
             exp = math.exp
             factors = [exp(-LN2 * days / h) for h in half_lives_days]
-            self.counts = [v * f for v, f in zip(self.counts, factors)]
-            self.depth = [v * f for v, f in zip(self.depth, factors)]
+            self.counts = array("d", [v * f for v, f in zip(self.counts, factors)])
+            self.depth = array("d", [v * f for v, f in zip(self.depth, factors)])
             f = exp(-LN2 * days / _CONTENT_HALF_LIFE_DAYS)
             self.views *= f
             self.esg_reports *= f

@@ -454,18 +454,18 @@ def test_history_packed_by_the_previous_version_still_rebuilds():
 
 
 def test_content_counters_are_doubles_and_older_snapshots_holding_lists_restore():
-    from array import array
-
     state = InvestorProfileState(HALF_LIVES)
     agg = WindowAggregate()
     agg.n, agg.with_facts, agg.high_epc, agg.epc_ranks = 3, 2, 1, [0, 2, 0, 0, 1, 0, 0, 0]
     state.apply_window(agg, T0, HALF_LIVES)
     state.decay_to(T0 + timedelta(days=3), HALF_LIVES)
-    assert type(state.content) is array and type(state.epc_ranks) is array  # issue 16
+    counters = ("content", "epc_ranks", "counts", "depth")
+    assert all(type(getattr(state, name)) is array for name in counters)  # issue 16
     older = pickle.loads(pickle.dumps(state))
-    older.content, older.epc_ranks = list(state.content), list(state.epc_ranks)  # as pickled before
+    for name in counters:  # as pickled before (counts and depth: until e59ea70)
+        setattr(older, name, list(getattr(state, name)))
     restored = pickle.loads(pickle.dumps(older))
-    assert type(restored.content) is array and type(restored.epc_ranks) is array
+    assert all(type(getattr(restored, name)) is array for name in counters)
     assert snapshot_of(restored) == snapshot_of(state)
     assert repr(new_vector(restored, T0 + timedelta(days=3))) == repr(
         new_vector(state, T0 + timedelta(days=3)))
