@@ -34,6 +34,7 @@ from esg_leads.operators.investor_profile import (
     TOP_PROPERTIES,
     InvestorProfileState,
     KeptVector,
+    Weights,
 )
 from esg_leads.operators.investor_window import ACTION_INDEX, ACTIONS, WindowAggregate
 from esg_leads.operators.lineage import PackedRefs, append_refs, as_dicts, combine, compact, ref
@@ -111,6 +112,8 @@ def eager_apply(s: InvestorProfileState, agg: WindowAggregate, window_end: datet
     for i, n in enumerate(agg.epc_ranks):
         if n:
             s.epc_ranks[i] += n
+    # Dicts, as the code before Weights kept them.
+    s.countries, s.assets = dict(s.countries.items()), dict(s.assets.items())
     for k, n in agg.countries.items():
         s.countries[k] = s.countries.get(k, 0.0) + n
     for k, n in agg.assets.items():
@@ -225,13 +228,12 @@ STATE_SLOTS = ("clock", "counts", "depth", "views", "esg_reports", "active_windo
 
 
 def snapshot_of(state: InvestorProfileState) -> str:
-    """The state's values, whatever holds them (the eager code keeps lists, the state
-    arrays of doubles: the same floats)."""
-    from array import array
-
+    """The state's values, whatever holds them (the eager code keeps lists and dicts,
+    the state arrays of doubles and Weights: the same floats, in the same order)."""
     top = {k: (e[0], e[1]) for k, e in state.top_properties.items()}
     slots = [getattr(state, name) for name in STATE_SLOTS]
-    return repr(([list(v) if isinstance(v, array) else v for v in slots], top,
+    return repr(([list(v) if isinstance(v, array) else dict(v.items())
+                  if isinstance(v, Weights) else v for v in slots], top,
                  as_dicts(state.lineage)))
 
 
@@ -457,6 +459,7 @@ def test_content_counters_are_doubles_and_older_snapshots_holding_lists_restore(
     state = InvestorProfileState(HALF_LIVES)
     agg = WindowAggregate()
     agg.n, agg.with_facts, agg.high_epc, agg.epc_ranks = 3, 2, 1, [0, 2, 0, 0, 1, 0, 0, 0]
+    agg.countries, agg.assets = {"DE": 2, "FR": 1}, {"office": 2}
     state.apply_window(agg, T0, HALF_LIVES)
     state.decay_to(T0 + timedelta(days=3), HALF_LIVES)
     counters = ("content", "epc_ranks", "counts", "depth")
@@ -464,8 +467,11 @@ def test_content_counters_are_doubles_and_older_snapshots_holding_lists_restore(
     older = pickle.loads(pickle.dumps(state))
     for name in counters:  # as pickled before (counts and depth: until e59ea70)
         setattr(older, name, list(getattr(state, name)))
+    older.countries, older.assets = dict(state.countries.items()), dict(state.assets.items())
     restored = pickle.loads(pickle.dumps(older))
     assert all(type(getattr(restored, name)) is array for name in counters)
+    assert type(restored.countries) is Weights and type(restored.assets) is Weights
+    assert restored.countries == state.countries and restored.assets == state.assets
     assert snapshot_of(restored) == snapshot_of(state)
     assert repr(new_vector(restored, T0 + timedelta(days=3))) == repr(
         new_vector(state, T0 + timedelta(days=3)))
@@ -514,3 +520,25 @@ def test_shared_dicts_are_bounded_and_exact(monkeypatch):
     assert shared({"y": 1.0}) == {"y": 1.0} and len(investor_profile._SHARED) == 2
     assert shared({"x": 0.0}) is one
     assert shared({"b": "1", "a": "2"}) is not shared({"a": "2", "b": "1"})  # order kept
+
+
+@given(st.lists(st.dictionaries(st.sampled_from(["DE", "FR", "GB", "NL"]), st.integers(1, 4)),
+                max_size=8), st.lists(st.floats(0.01, 1.0), max_size=8))
+def test_weights_are_the_dict_they_replaced(windows, factors):
+    """Issue 16: the decayed country and asset tables as Weights (shared names, an array
+    of doubles) hold the floats the dicts held, in the same order, after any sequence
+    of windows and decays, and after a snapshot (which an earlier version's dict
+    restores to)."""
+    weights, table = Weights(), {}
+    for i, counts in enumerate(windows):
+        weights = weights.plus(counts)
+        for k, n in counts.items():
+            table[k] = table.get(k, 0.0) + n
+        if i < len(factors):
+            weights, table = weights.scaled(factors[i]), {k: v * factors[i] for k, v in table.items()}
+        assert repr(list(weights.items())) == repr(list(table.items()))  # -0.0 and order too
+        assert list(weights.values()) == list(table.values()) and len(weights) == len(table)
+        assert all(weights.get(k) == v for k, v in table.items()) and weights.get("IT", 0.0) == 0.0
+    restored = pickle.loads(pickle.dumps(weights))
+    assert restored == weights == table and restored.names is weights.names  # shared names
+    assert Weights.of(table) == weights and bool(weights) == bool(table)
