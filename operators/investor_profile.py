@@ -14,6 +14,7 @@ from array import array
 from datetime import datetime
 from typing import NamedTuple
 
+from esg_leads.operators.compact import Weights, shared
 from esg_leads.operators.feature_definitions import FEATURE_NAMES
 from esg_leads.operators.investor_window import ACTION_INDEX, WindowAggregate
 from esg_leads.operators.lineage import PackedRefs, Ref, combine, compact, extend_refs, pack
@@ -51,128 +52,6 @@ _ZEROS = (0.0,) * 10
 INSTITUTIONAL = frozenset(("asset_manager", "pension_fund", "insurer", "reit", "sovereign_wealth"))
 #: Profile fields counted by ``profile_completeness``.
 PROFILE_FIELDS = 8
-#: Consent maps and stated-profile features, one dict per distinct content (see
-#: :func:`_shared`), and how many distinct ones at most.
-_SHARED: dict[str, dict] = {}
-_SHARED_MAX = 4096
-
-
-def _shared(d: dict) -> dict:
-    """One dict for every investor whose consents (or stated-profile features) are these.
-
-    Few combinations exist (channels x statuses; features of a few stated fields), and a
-    dict each cost ~420 bytes per investor (issue 16). Shared dicts are never changed:
-    a change builds a new dict. Keyed by the items' ``repr``: in order (records list
-    consents in the order the profile gave them), and exact for floats (-0.0). Beyond
-    ``_SHARED_MAX`` distinct contents a dict is kept as it is: same values, unshared.
-
-    >>> _shared({"email": "opted_in"}) is _shared({"email": "opted_in"})
-    True
-    """
-    key = repr(list(d.items()))
-    found = _SHARED.get(key)
-    if found is None:
-        if len(_SHARED) >= _SHARED_MAX:
-            return d
-        found = _SHARED[key] = d
-    return found
-
-
-class Weights:
-    """Decayed weights by name (the countries and asset classes an investor viewed),
-    read like a dict (``values``, ``items``, ``get``, truth), never changed: a window
-    or a decay builds new weights (:meth:`plus`, :meth:`scaled`).
-
-    The names in one tuple, shared by every investor with the same names in the same
-    order (bounded), the weights in one array of doubles: a dict and a float object per
-    name cost ~120 bytes more per table, two tables per investor (issue 16). The same
-    floats as the dict held, in the same (insertion) order.
-
-    >>> w = Weights().plus({"DE": 2, "FR": 1}).scaled(0.5).plus({"FR": 1, "GB": 3})
-    >>> dict(w.items()), w.get("IT", 0.0), bool(Weights())
-    ({'DE': 1.0, 'FR': 1.5, 'GB': 3.0}, 0.0, False)
-    """
-
-    __slots__ = ("names", "weights")
-
-    def __init__(self, names: tuple[str, ...] = (), weights: array | None = None) -> None:
-        self.names = names
-        self.weights = weights if weights is not None else array("d")
-
-    @classmethod
-    def of(cls, table: dict[str, float] | Weights) -> Weights:
-        """``table`` (a dict, in snapshots of earlier versions) as weights."""
-        if type(table) is Weights:
-            return table
-        return cls(_shared_names(tuple(table)), array("d", table.values()))  # type: ignore[union-attr]
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def values(self) -> array:
-        return self.weights
-
-    def items(self) -> zip:
-        return zip(self.names, self.weights)
-
-    def get(self, name: str, default: float = 0.0) -> float:
-        try:
-            return self.weights[self.names.index(name)]
-        except ValueError:
-            return default
-
-    def scaled(self, factor: float) -> Weights:
-        return Weights(self.names, array("d", [v * factor for v in self.weights]))
-
-    def plus(self, counts: dict[str, int]) -> Weights:
-        """These weights with ``counts`` added (new names after the known ones, in the
-        order ``counts`` gives them, as a dict would insert them)."""
-        names, weights = self.names, list(self.weights)
-        added = []
-        for name, n in counts.items():
-            try:
-                i = names.index(name)
-            except ValueError:
-                added.append(name)
-                weights.append(0.0 + n)
-            else:
-                weights[i] = weights[i] + n
-        if added:
-            names = _shared_names(names + tuple(added))
-        return Weights(names, array("d", weights))
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Weights):
-            return self.names == other.names and self.weights == other.weights
-        return isinstance(other, dict) and dict(self.items()) == other
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Weights({dict(self.items())!r})"
-
-    def __reduce__(self) -> tuple:
-        return (_weights, (self.names, self.weights.tolist()))
-
-
-#: Name tuples of :class:`Weights`, one per distinct sequence, and how many at most.
-_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
-_NAMES_MAX = 65_536
-
-
-def _shared_names(names: tuple[str, ...]) -> tuple[str, ...]:
-    shared = _NAMES.get(names)
-    if shared is None:
-        shared = names
-        if len(_NAMES) < _NAMES_MAX:
-            _NAMES[names] = names
-    return shared
-
-
-def _weights(names: tuple[str, ...], weights: list[float]) -> Weights:
-    return Weights(_shared_names(tuple(names)), array("d", weights))
-
-
 class InvestorProfileState:
     """Everything the flow remembers about one investor between windows."""
 
@@ -205,7 +84,7 @@ class InvestorProfileState:
         self.investor_type: str | None = None
         self.subscriber_type: str | None = None
         self.jurisdiction: str | None = None
-        #: Shared with every investor who has the same (:func:`_shared`): never changed.
+        #: Shared with every investor who has the same (operators/compact.py): never changed.
         self.consents: dict[str, str] = {}
         self.do_not_call = False
         self.do_not_contact = False
@@ -296,9 +175,9 @@ class InvestorProfileState:
             setattr(self, name, value)
         if type(self.lineage) is not PackedRefs:
             self.lineage = pack(tuple(map(compact, self.lineage)))
-        self.consents = _shared(self.consents)
+        self.consents = shared(self.consents)
         if self._profile_features is not None:
-            self._profile_features = _shared(self._profile_features)
+            self._profile_features = shared(self._profile_features)
         # Dicts and lists in snapshots of earlier versions (floats: same doubles).
         self.countries = Weights.of(self.countries)
         self.assets = Weights.of(self.assets)
@@ -331,7 +210,7 @@ class InvestorProfileState:
                 self.unsubscribed, self.unsubscribed_at = False, None
             else:
                 consents["email"] = "opted_out"
-        self.consents = _shared(consents)
+        self.consents = shared(consents)
         self.do_not_call = profile.do_not_call
         self.do_not_contact = profile.do_not_contact
         self.time_zone = profile.time_zone
@@ -352,14 +231,14 @@ class InvestorProfileState:
     def unsubscribe(self, when: datetime) -> None:
         self.unsubscribed = True
         self.unsubscribed_at = when
-        self.consents = _shared({**self.consents, "email": "opted_out"})  # shared: a new one
+        self.consents = shared({**self.consents, "email": "opted_out"})  # shared: a new one
         self._profile_features = self._context = None
 
     def profile_features(self) -> dict[str, float]:
         """Features of the stated profile, recomputed only after it changes."""
         cached = self._profile_features
         if cached is None:
-            cached = self._profile_features = _shared(profile_features(self))
+            cached = self._profile_features = shared(profile_features(self))
         return cached
 
     # ------------------------------------------------------------ behaviour
@@ -502,7 +381,7 @@ class InvestorProfileState:
                 investor_type=self.investor_type,
                 subscriber_type=self.subscriber_type,
                 jurisdiction=self.jurisdiction,
-                consents=self.consents,  # shared, never changed (_shared)
+                consents=self.consents,  # shared, never changed (operators/compact.py)
                 do_not_call=self.do_not_call,
                 unsubscribed=self.unsubscribed,
                 ticket_min_eur=self.ticket_min,
