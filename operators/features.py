@@ -105,13 +105,17 @@ def thesis_fit(state: InvestorProfileState) -> float:
     if not (by_asset or targets_c or ticket):
         return 0.5  # no check is possible: (0 + 3 * 0.5) / (0 + 3), as below
     total = weight = 0.0
-    for entry in state.top_properties.values():
+    top = state.top_properties
+    for property_id, entry in top.items():
         if len(entry) == 2:
             # What the profile and this property's facts give, kept in the entry
             # ([weight, facts, sum of checks, number of checks]) until either changes
             # (InvestorProfileState.apply_profile, _merge_properties): decay moves
-            # only the weight.
-            entry += _thesis_checks(entry[1], by_asset, targets_a, excluded, targets_c, ticket)
+            # only the weight. A new list of four items, not ``+=`` (nor ``[*a, *b]``):
+            # a list grown in place keeps room for eight (~30 bytes per entry, issue 16).
+            w, facts = entry
+            fit, checked = _thesis_checks(facts, by_asset, targets_a, excluded, targets_c, ticket)
+            entry = top[property_id] = [w, facts, fit, checked]
         w, _, fit, checked = entry
         if checked:
             total += w * fit / checked
@@ -399,7 +403,7 @@ def build_vector(state: InvestorProfileState, tenant: str, investor_id: str,
         components, intent, engagement_readiness(features, intent),
         max(0.0, round(state.content[8] / n, 1)) if n else None,  # data_freshness_days
         investor_context(state),
-        tuple(state.lineage),  # the state's own tuple: shared, not copied
+        state.lineage,  # the state's own packed references: shared, not copied
         state.ingest_ms if state.last_active == as_of else None,
         tuple(clamped), state.lineage_omitted, feeds))
 

@@ -12,10 +12,12 @@ import math
 import operator
 from array import array
 from datetime import datetime
+from typing import NamedTuple
 
+from esg_leads.operators.compact import Weights, shared
 from esg_leads.operators.feature_definitions import FEATURE_NAMES
 from esg_leads.operators.investor_window import ACTION_INDEX, WindowAggregate
-from esg_leads.operators.lineage import combine, extend_refs
+from esg_leads.operators.lineage import PackedRefs, Ref, combine, compact, extend_refs, pack
 from esg_leads.schemas.common import EPC_RANK
 from esg_leads.schemas.inputs import InvestorProfile
 from esg_leads.schemas.records import FeatureVector, InvestorContext, PropertyFacts
@@ -50,8 +52,6 @@ _ZEROS = (0.0,) * 10
 INSTITUTIONAL = frozenset(("asset_manager", "pension_fund", "insurer", "reit", "sovereign_wealth"))
 #: Profile fields counted by ``profile_completeness``.
 PROFILE_FIELDS = 8
-
-
 class InvestorProfileState:
     """Everything the flow remembers about one investor between windows."""
 
@@ -84,6 +84,7 @@ class InvestorProfileState:
         self.investor_type: str | None = None
         self.subscriber_type: str | None = None
         self.jurisdiction: str | None = None
+        #: Shared with every investor who has the same (operators/compact.py): never changed.
         self.consents: dict[str, str] = {}
         self.do_not_call = False
         self.do_not_contact = False
@@ -107,8 +108,10 @@ class InvestorProfileState:
         # Decayed counters, one slot per half-life; all decayed to ``clock``.
         self.clock: float | None = None
         n = len(half_lives_days)
-        self.counts = [0.0] * n
-        self.depth = [0.0] * n
+        # Arrays of doubles, like the content counters below: a list held a float
+        # object per half-life (~130 bytes per investor more, issue 16).
+        self.counts = array("d", (0.0,) * n)
+        self.depth = array("d", (0.0,) * n)
         self.views = 0.0  # 30-day content half-life, like the ESG content below
         self.esg_reports = 0.0
         self.active_windows = 0.0
@@ -118,8 +121,8 @@ class InvestorProfileState:
         # bytes more per investor (issue 16); a double holds the same float).
         self.content = array("d", _ZEROS[:10])
         self.epc_ranks = array("d", _ZEROS[:8])
-        self.countries: dict[str, float] = {}
-        self.assets: dict[str, float] = {}
+        self.countries = Weights()  # read like dicts (operators.features._table_features)
+        self.assets = Weights()
         self.value_n = self.value_sum = self.value_sq = 0.0
         self.meetings = 0
         self.replies = 0
@@ -139,11 +142,12 @@ class InvestorProfileState:
         #: (operators.features.thesis_fit).
         self.top_properties: dict[str, list] = {}
         self._engaged: tuple[PropertyFacts, ...] | None = None  # cached ranking
-        #: A tuple: every vector built until the next window shares it, uncopied.
-        self.lineage: tuple[dict, ...] = ()
+        #: Compact references, packed (operators/lineage.py): every vector built until
+        #: the next window shares them, uncopied.
+        self.lineage: PackedRefs | tuple[Ref, ...] = ()
         #: Contributing references no longer in ``lineage`` (operators/lineage.py).
         self.lineage_omitted: dict | None = None
-        self.history: list[FeatureVector] = []
+        self.history: list[KeptVector | FeatureVector] = []
         #: The investor context, built once per change of what it shows (the profile,
         #: the engaged properties) instead of once per vector and notice.
         self._context: InvestorContext | None = None
@@ -162,15 +166,23 @@ class InvestorProfileState:
     def __setstate__(self, state: tuple) -> None:
         # Slots pickle as (None, {slot: value}); older snapshots lack lineage_omitted,
         # seek_dwell and first_known (features then read first_seen), and hold the
-        # lineage as a list.
+        # lineage as a list, and its references as dicts.
         self.lineage_omitted = None
         self.seek_dwell = [0.0, 0]
         self.first_known = None
-        self._engaged = None
+        self._engaged = self._profile_features = None
         for name, value in state[1].items():
             setattr(self, name, value)
-        self.lineage = tuple(self.lineage)
-        # Lists in snapshots of earlier versions (floats: same doubles).
+        if type(self.lineage) is not PackedRefs:
+            self.lineage = pack(tuple(map(compact, self.lineage)))
+        self.consents = shared(self.consents)
+        if self._profile_features is not None:
+            self._profile_features = shared(self._profile_features)
+        # Dicts and lists in snapshots of earlier versions (floats: same doubles).
+        self.countries = Weights.of(self.countries)
+        self.assets = Weights.of(self.assets)
+        self.counts = array("d", self.counts)
+        self.depth = array("d", self.depth)
         self.content = array("d", self.content)
         self.epc_ranks = array("d", self.epc_ranks)
         self._context = None
@@ -187,7 +199,7 @@ class InvestorProfileState:
         self.investor_type = profile.investor_type.value
         self.subscriber_type = profile.subscriber_type.value
         self.jurisdiction = profile.jurisdiction
-        self.consents = {c.channel.value: c.status.value for c in profile.consents}
+        consents = {c.channel.value: c.status.value for c in profile.consents}
         if self.unsubscribed:
             # An unsubscribe outranks older consent records; only a fresh, explicit
             # opt-in recorded after it restores e-mail.
@@ -197,7 +209,8 @@ class InvestorProfileState:
                     and email.updated_at > self.unsubscribed_at):
                 self.unsubscribed, self.unsubscribed_at = False, None
             else:
-                self.consents["email"] = "opted_out"
+                consents["email"] = "opted_out"
+        self.consents = shared(consents)
         self.do_not_call = profile.do_not_call
         self.do_not_contact = profile.do_not_contact
         self.time_zone = profile.time_zone
@@ -218,14 +231,14 @@ class InvestorProfileState:
     def unsubscribe(self, when: datetime) -> None:
         self.unsubscribed = True
         self.unsubscribed_at = when
-        self.consents["email"] = "opted_out"
+        self.consents = shared({**self.consents, "email": "opted_out"})  # shared: a new one
         self._profile_features = self._context = None
 
     def profile_features(self) -> dict[str, float]:
         """Features of the stated profile, recomputed only after it changes."""
         cached = self._profile_features
         if cached is None:
-            cached = self._profile_features = profile_features(self)
+            cached = self._profile_features = shared(profile_features(self))
         return cached
 
     # ------------------------------------------------------------ behaviour
@@ -241,8 +254,8 @@ class InvestorProfileState:
             days = (ts - clock) / 86_400
             exp = math.exp
             factors = [exp(-LN2 * days / h) for h in half_lives_days]
-            self.counts = [v * f for v, f in zip(self.counts, factors)]
-            self.depth = [v * f for v, f in zip(self.depth, factors)]
+            self.counts = array("d", [v * f for v, f in zip(self.counts, factors)])
+            self.depth = array("d", [v * f for v, f in zip(self.depth, factors)])
             f = exp(-LN2 * days / _CONTENT_HALF_LIFE_DAYS)
             self.views *= f
             self.esg_reports *= f
@@ -250,8 +263,8 @@ class InvestorProfileState:
             self.content = array("d", [v * f for v in self.content])
             self.epc_ranks = array("d", [v * f for v in self.epc_ranks])
             if self.countries:
-                self.countries = {k: v * f for k, v in self.countries.items()}
-                self.assets = {k: v * f for k, v in self.assets.items()}
+                self.countries = self.countries.scaled(f)
+                self.assets = self.assets.scaled(f)
             self.value_n *= f
             self.value_sum *= f
             self.value_sq *= f
@@ -299,10 +312,10 @@ class InvestorProfileState:
         for i, n in enumerate(agg.epc_ranks):
             if n:
                 self.epc_ranks[i] += n
-        for k, n in agg.countries.items():
-            self.countries[k] = self.countries.get(k, 0.0) + n
-        for k, n in agg.assets.items():
-            self.assets[k] = self.assets.get(k, 0.0) + n
+        if agg.countries:
+            self.countries = self.countries.plus(agg.countries)
+        if agg.assets:
+            self.assets = self.assets.plus(agg.assets)
         for v in agg.log_values:
             self.value_n += 1
             self.value_sum += v
@@ -368,7 +381,7 @@ class InvestorProfileState:
                 investor_type=self.investor_type,
                 subscriber_type=self.subscriber_type,
                 jurisdiction=self.jurisdiction,
-                consents=dict(self.consents),
+                consents=self.consents,  # shared, never changed (operators/compact.py)
                 do_not_call=self.do_not_call,
                 unsubscribed=self.unsubscribed,
                 ticket_min_eur=self.ticket_min,
@@ -394,14 +407,15 @@ class InvestorProfileState:
     def remember(self, vector: FeatureVector) -> None:
         """Keep ``vector`` (without context and lineage) for point-in-time learning.
 
-        Kept compact: every number it holds as one array of doubles (the features in
-        the feature set's order, then ESG alignment, intent, engagement readiness, data
-        freshness (NaN for ``None``) and the ESG components), no feature or component
-        dict and no float objects; :meth:`features_as_of` rebuilds the vector exactly
-        (a double holds a float as it was). Dicts and float objects cost ~4 KB per
-        vector, four vectors per investor: the largest part of an investor's state
-        (issue 16). A vector that does not fit the pattern (keys of an older feature
-        set, from a snapshot; a number that is not a float) is kept as it is.
+        Kept compact (:class:`KeptVector`): every number it holds as one array of
+        doubles, exactly as long as it needs (the features in the feature set's order,
+        then ESG alignment, intent, engagement readiness, data freshness (NaN for
+        ``None``) and the ESG components), no feature or component dict and no float
+        objects; :meth:`features_as_of` rebuilds the vector exactly (a double holds a
+        float as it was). Dicts and float objects cost ~4 KB per vector, four vectors
+        per investor: the largest part of an investor's state (issue 16). A vector that
+        does not fit the pattern (keys of an older feature set, from a snapshot; a
+        number that is not a float) is kept as it is, without context and lineage.
         """
         features, components = vector.features, vector.esg_components
         scores = _SCORES(vector)
@@ -410,17 +424,14 @@ class InvestorProfileState:
                 and type(components) is dict and _only_floats(map(type, components.values()))
                 and _only_floats(map(type, scores))
                 and (freshness is None or (type(freshness) is float and freshness == freshness))):
-            numbers = array("d", vector.values)
-            numbers.extend(scores)
-            numbers.append(math.nan if freshness is None else freshness)
-            numbers.extend(components.values())
+            # One allocation of the exact length (extending an array leaves spare room).
+            numbers = array("d", (*vector.values, *scores,
+                                  math.nan if freshness is None else freshness,
+                                  *components.values()))
             keys = tuple(components)
             # Component names, once per name set: every kept vector shares the tuple.
             keys = _COMPONENT_KEYS.setdefault(keys, keys)
-            # features_only() with the numbers in ``values`` and the component names in
-            # ``esg_components`` (a tuple, not a dict: how features_as_of tells).
-            vector = FeatureVector(*vector[:4], None, numbers, None, keys,  # type: ignore[arg-type]
-                                   None, None, None, None, (), *vector[-4:-2])
+            vector = KeptVector(*vector[:4], numbers, keys, *vector[-4:-2])  # type: ignore[assignment]
         else:
             vector = vector.features_only()
         self.history.append(vector)
@@ -433,8 +444,10 @@ class InvestorProfileState:
         Equal to the vector :meth:`remember` was given, without context and lineage."""
         for vector in reversed(self.history):
             if vector.as_of <= when:
+                if type(vector) is KeptVector:
+                    return vector.rebuilt()
                 if vector.features is None:
-                    vector = _unpacked(vector)
+                    vector = _unpacked(vector)  # packed by an earlier version (a snapshot)
                 return vector
         return None
 
@@ -448,8 +461,39 @@ _SCORES = operator.itemgetter(6, 8, 9)
 _only_floats = frozenset((float,)).issuperset
 
 
+class KeptVector(NamedTuple):
+    """A feature vector as the investor's history keeps it (see ``remember``): the
+    fields ``features_only()`` keeps that are not numbers, and every number in one
+    array. Eight fields where a ``FeatureVector`` has seventeen, most of them empty
+    here: ~70 bytes less per kept vector (issue 16)."""
+
+    tenant: str
+    investor_id: str
+    as_of: datetime
+    feature_set_version: str
+    #: Features, alignment, intent, readiness, freshness (NaN: ``None``), components.
+    numbers: array
+    #: The ESG components' names, in order (shared by every vector with the same).
+    component_keys: tuple[str, ...]
+    ingest_ms: int | None
+    clamped: tuple[str, ...]
+
+    def rebuilt(self) -> FeatureVector:
+        """The vector kept, as ``features_only()`` gave it, to the last bit."""
+        numbers = self.numbers
+        values = tuple(numbers[:_N])
+        alignment, intent, readiness, freshness = numbers[_N:_N + 4]
+        return FeatureVector(
+            self.tenant, self.investor_id, self.as_of, self.feature_set_version,
+            dict(zip(FEATURE_NAMES, values, strict=True)), values, alignment,
+            dict(zip(self.component_keys, numbers[_N + 4:], strict=True)), intent, readiness,
+            None if freshness != freshness else freshness, None, (),  # type: ignore[arg-type]
+            self.ingest_ms, self.clamped)
+
+
 def _unpacked(vector: FeatureVector) -> FeatureVector:
-    """A vector :meth:`InvestorProfileState.remember` packed, as it was given."""
+    """A vector an earlier version of :meth:`InvestorProfileState.remember` packed (a
+    snapshot's), as it was given."""
     keys = vector.esg_components
     if type(keys) is not tuple:
         # Packed by an earlier version (a snapshot): the feature values only.

@@ -14,8 +14,7 @@ import zlib
 from collections import Counter
 from datetime import datetime, timedelta, timezone, tzinfo
 
-from esg_leads.operators.lineage import omitted_summary, ref_digest
-from esg_leads.operators.lineage import ref as lineage_ref
+from esg_leads.operators.lineage import Ref, compact, omitted_summary, ref_digest
 from esg_leads.operators.validation import dead_letter
 from esg_leads.schemas.common import EngagementAction
 from esg_leads.schemas.outputs import DlqReason
@@ -30,9 +29,6 @@ ALIGN = datetime(2024, 1, 1, tzinfo=timezone.utc)
 MAX_REFS = 32
 MAX_PROPERTIES = 16
 MAX_VALUES = 32
-#: Properties whose latest signal's lineage reference a tenant's windows share (see
-#: ``InvestorWindows._signal_refs``; one cache per tenant): ~220 bytes each.
-SIGNAL_REFS = 65_536
 
 
 class WindowAggregate:
@@ -61,10 +57,11 @@ class WindowAggregate:
         self.properties: dict[str, list] = {}  # property_id -> [count, facts]
         self.first: datetime | None = None
         self.last: datetime | None = None
-        #: Lineage, as output records carry it: the window's engagements and the property
-        #: signals whose facts enriched them; beyond MAX_REFS only counted and digested
-        #: (operators/lineage.py), so a busy window's state stays small but loses no input.
-        self.refs: list[dict] = []
+        #: Lineage: the window's engagements and the property signals whose facts
+        #: enriched them, compact (operators/lineage.py: a signal's is its facts' own
+        #: tuple, shared by every window it enriched); beyond MAX_REFS only counted and
+        #: digested, so a busy window's state stays small but loses no input.
+        self.refs: list[Ref] = []
         self.refs_omitted = 0
         self.refs_digest = 0
         self.signals: set[tuple] = set()  # signal refs already in the lineage
@@ -87,8 +84,9 @@ class WindowAggregate:
         self.seek_dwell = [0.0, 0]
         for name, value in state[1].items():
             setattr(self, name, value)
+        self.refs = [compact(r) for r in self.refs]  # dicts before compact references
 
-    def _ref(self, r: dict) -> None:
+    def _ref(self, r: Ref) -> None:
         if len(self.refs) < MAX_REFS:
             self.refs.append(r)
         else:
@@ -100,10 +98,8 @@ class WindowAggregate:
         """The window's references beyond ``refs`` (see :mod:`operators.lineage`)."""
         return omitted_summary(self.refs_omitted, self.refs_digest)
 
-    def add(self, item: EnrichedEngagement, stale_days: float,
-            signal_refs: dict[str, tuple[tuple, dict]] | None = None) -> None:
-        """Fold one engagement in. ``signal_refs``: references of property signals
-        already built, by the signal's ``facts.ref`` (see ``InvestorWindows``)."""
+    def add(self, item: EnrichedEngagement, stale_days: float) -> None:
+        """Fold one engagement in."""
         ingested = item.ingested
         event = ingested.event
         when = event.event_time  # type: ignore[attr-defined]
@@ -115,8 +111,7 @@ class WindowAggregate:
             self.first = when
         if self.last is None or when > self.last:
             self.last = when
-        self._ref({"event_id": event.event_id, "topic": ingested.topic,  # type: ignore[attr-defined]
-                   "partition": ingested.partition, "offset": ingested.offset})
+        self._ref((event.event_id, ingested.topic, ingested.partition, ingested.offset))  # type: ignore[attr-defined]
         if item.mix.log_value is not None:
             self.catalog_log_value = item.mix.log_value
         duration = event.duration_s  # type: ignore[attr-defined]
@@ -129,30 +124,20 @@ class WindowAggregate:
             if event.property_id is not None:  # type: ignore[attr-defined]
                 self.unknown_property += 1
             return
-        self._add_facts(facts, item, when, stale_days, signal_refs)
+        self._add_facts(facts, item, when, stale_days)
         if duration is not None and event.action == "property_view":  # type: ignore[attr-defined]
             at = 0 if (facts.high_epc or facts.certified) else 2
             self.dwell[at] += duration
             self.dwell[at + 1] += 1
 
     def _add_facts(self, facts: PropertyFacts, item: EnrichedEngagement, when: datetime,
-                   stale_days: float, signal_refs: dict[str, tuple[tuple, dict]] | None) -> None:
+                   stale_days: float) -> None:
         self.with_facts += 1
         signal = facts.ref
         if signal is not None and signal not in self.signals:
             self.signals.add(signal)
-            if signal_refs is None:
-                self._ref(lineage_ref(*signal))
-            else:
-                # One entry per property, its latest signal seen: a restatement replaces
-                # the entry, so the cache stays the size of the catalog (keyed by signal,
-                # superseded versions stayed until the bound: ~15 MB a tenant).
-                entry = signal_refs.get(facts.property_id)
-                if entry is None or entry[0] != signal:
-                    if entry is None and len(signal_refs) >= SIGNAL_REFS:
-                        signal_refs.clear()  # sharing lost, nothing else: a ref is its values
-                    entry = signal_refs[facts.property_id] = (signal, lineage_ref(*signal))
-                self._ref(entry[1])
+            # The facts' own tuple: one object per signal version, whoever it enriched.
+            self._ref(signal)
         self.high_epc += facts.high_epc
         self.certified += facts.certified
         self.low_risk += facts.low_climate_risk
@@ -258,16 +243,10 @@ class InvestorWindows:
         self._timers: list[tuple[float, str, int, float]] = []
         #: Investor id -> [index of its latest closed window, its re-scores still pending].
         self._planned: dict[str, list[int]] = {}
-        #: The lineage reference of each property signal, built once and shared by every
-        #: window (then investor state) it enriched: references are never changed, and
-        #: a popular property's signal was otherwise held once per viewer, ~1 KB per
-        #: investor (issue 16). A cache: not snapshotted, bounded by SIGNAL_REFS.
-        self._signal_refs: dict[str, tuple[tuple, dict]] = {}
 
     def __getstate__(self) -> dict:
         # Caches are rebuilt on demand: snapshots carry only the windows.
-        return {**self.__dict__, "_phases": {}, "_align_in": {}, "_arrived": None,
-                "_signal_refs": {}}
+        return {**self.__dict__, "_phases": {}, "_align_in": {}, "_arrived": None}
 
     def __setstate__(self, state: dict) -> None:
         if "_slots" not in state:  # saved before stagger_step: 10,000 phases per length
@@ -281,7 +260,8 @@ class InvestorWindows:
         state.setdefault("_rescore_after", ())
         state.setdefault("_timers", [])
         state.setdefault("_planned", {})
-        state.setdefault("_signal_refs", {})
+        # A cache of shared signal references, saved empty (they are the facts' own now).
+        state.pop("_signal_refs", None)
         self.__dict__.update(state)
 
     def phase(self, investor_id: str) -> float:
@@ -328,7 +308,7 @@ class InvestorWindows:
                     continue
                 aggregate = open_[key] = WindowAggregate()
                 heapq.heappush(closing, (close_at, investor_id, index))
-            aggregate.add(item, self._stale_days, self._signal_refs)
+            aggregate.add(item, self._stale_days)
             if taken_ms:
                 aggregate.ingest_ms = taken_ms
             if at > self.watermark:

@@ -17,7 +17,7 @@ from esg_leads.online_models.drift import Detection
 from esg_leads.online_models.window_drift import WindowDetection
 from esg_leads.operators.degradation import Degradation, alignment_interval, readiness_interval
 from esg_leads.operators.features import FEATURE_NAMES, SOURCES
-from esg_leads.operators.lineage import audit_pointer
+from esg_leads.operators.lineage import as_dicts, audit_pointer
 from esg_leads.operators.prior import prior_probability
 from esg_leads.schemas.outputs import SCHEMA_VERSION
 from esg_leads.schemas.records import FeatureVector, Scored
@@ -91,7 +91,7 @@ def lead_records(vectors: list[FeatureVector], rows: LeadRows, degraded: Degrada
             "model": model_info,
             "features": f,
             "state": "scored",
-            "lineage": list(vector.lineage),
+            "lineage": as_dicts(vector.lineage),
             "lineage_omitted": vector.lineage_omitted and {
                 **vector.lineage_omitted,
                 "audit": audit_pointer(vector.tenant, vector.investor_id)},

@@ -55,6 +55,22 @@ class IllegalTransition(ValueError):
     """A transition the lead state machine does not allow."""
 
 
+#: Reasons of moves, one string per distinct text: leads repeat them ("worth outreach:
+#: probability 0.26" is built anew for each), and each lead keeps up to HISTORY moves
+#: (issue 16). Bounded: past REASONS_SHARED distinct texts a reason is kept unshared.
+_REASONS: dict[str, str] = {}
+REASONS_SHARED = 4096
+
+
+def _shared_reason(reason: str) -> str:
+    shared = _REASONS.get(reason)
+    if shared is None:
+        shared = reason
+        if len(_REASONS) < REASONS_SHARED:
+            _REASONS[reason] = reason
+    return shared
+
+
 class LeadStateMachine:
     """One lead's state and its recent transitions ``(time, from, to, reason)``."""
 
@@ -76,7 +92,7 @@ class LeadStateMachine:
         if target not in TRANSITIONS[self.state]:
             raise IllegalTransition(f"{self.state} -> {target} is not a lead transition")
         transition = (self.state, target)
-        self.history.append((when, self.state, target, reason))
+        self.history.append((when, self.state, target, _shared_reason(reason)))
         if len(self.history) > HISTORY:
             del self.history[0]
         self.state = target

@@ -15,6 +15,13 @@ name. It is a checksum against loss and mix-ups, not a signature. A reference us
 again after it fell off the list (a property signal behind a later view) is listed
 again: it counts once in the digest and once in the list.
 
+State keeps references compact: the tuple ``(event_id, topic, partition, offset)``
+(what ``Ingested.ref()`` and a signal's ``PropertyFacts.ref`` are) in window
+aggregates, and an investor's list packed (:class:`PackedRefs`, shared by the feature
+vectors built from it; :func:`extend_refs`); records get the dicts (:func:`as_dicts`).
+A dict per reference, ~10 references per investor held, cost ~300 bytes each; packed,
+a reference costs ~30 (issue 16).
+
 >>> refs = [ref(f"e{i}", "investor.engagements", 0, i) for i in range(5)]
 >>> listed, omitted = append_refs([], None, refs, limit=3)
 >>> [r["offset"] for r in listed], omitted["count"]
@@ -29,7 +36,9 @@ from __future__ import annotations
 
 import hashlib
 import operator
-from collections.abc import Iterable
+import sys
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 
 #: References a lead, review case or handoff lists (the output schemas allow 64).
 MAX_LISTED = 64
@@ -41,10 +50,126 @@ def ref(event_id: str, topic: str, partition: int, offset: int) -> dict:
     return {"event_id": event_id, "topic": topic, "partition": partition, "offset": offset}
 
 
-def ref_digest(r: dict) -> int:
-    """SHA-256 of one reference's canonical text, as an integer."""
-    text = f"{r['topic']}\x1f{r['partition']}\x1f{r['offset']}\x1f{r['event_id']}"
+#: A reference as state keeps it: ``(event_id, topic, partition, offset)``.
+Ref = tuple[str, str, int, int]
+
+
+def ref_digest(r: dict | Ref) -> int:
+    """SHA-256 of one reference's canonical text, as an integer (the same for a
+    reference's dict and its tuple)."""
+    event_id, topic, partition, offset = (
+        r if type(r) is tuple else (r["event_id"], r["topic"], r["partition"], r["offset"]))  # type: ignore[index]
+    text = f"{topic}\x1f{partition}\x1f{offset}\x1f{event_id}"
     return int.from_bytes(hashlib.sha256(text.encode()).digest(), "big")
+
+
+def compact(r: dict | Ref) -> Ref:
+    """A reference as state keeps it (a dict in snapshots of earlier versions).
+
+    >>> compact(ref("e1", "investor.engagements", 0, 7))
+    ('e1', 'investor.engagements', 0, 7)
+    """
+    if type(r) is tuple:
+        return r  # type: ignore[return-value]
+    return (r["event_id"], r["topic"], r["partition"], r["offset"])  # type: ignore[index]
+
+
+#: Between the event ids of :class:`PackedRefs` (an id holding it is not packed).
+_SEP = "\x1f"
+#: Whether an iterable of types holds only ``int`` / ``str`` (in C, no call per item).
+_only_ints = frozenset((int,)).issuperset
+_only_strs = frozenset((str,)).issuperset
+
+
+class PackedRefs:
+    """An investor's references in three flat parts instead of a tuple per reference:
+    the event ids joined by U+001F in one string, the topics (interned: one string
+    per topic in the process), and (partition, offset) pairs as 64-bit integers.
+    Iterating yields the tuples it was made of, in order; never changed once built.
+
+    A tuple per reference with its id string and offset integer cost ~160 bytes;
+    packed, ~30 (issue 16). :func:`pack` returns the tuples themselves when they do
+    not fit (an id holding U+001F, an integer beyond 64 bits): same values.
+
+    >>> refs = (("e1", "investor.engagements", 0, 7), ("s9", "esg.property-signals", 2, 3))
+    >>> packed = pack(refs)
+    >>> type(packed).__name__, len(packed), tuple(packed) == refs, packed == refs
+    ('PackedRefs', 2, True, True)
+    >>> odd = ((f"e{chr(0x1f)}1", "t", 0, 1),)  # an id holding the separator
+    >>> pack(odd) is odd  # cannot be packed: kept as it was
+    True
+    """
+
+    __slots__ = ("ids", "topics", "coords")
+
+    def __init__(self, ids: str, topics: tuple[str, ...], coords: array) -> None:
+        self.ids = ids
+        self.topics = topics
+        self.coords = coords
+
+    def __len__(self) -> int:
+        return len(self.topics)
+
+    def __iter__(self) -> Iterator[Ref]:
+        coords = iter(self.coords)
+        return zip(self.ids.split(_SEP), self.topics, coords, coords)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PackedRefs):
+            return (self.ids, self.topics, self.coords) == (other.ids, other.topics, other.coords)
+        return isinstance(other, tuple) and tuple(self) == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"PackedRefs({tuple(self)!r})"
+
+    def __reduce__(self) -> tuple:
+        return (_unpickle, (self.ids, self.topics, self.coords.tobytes()))
+
+
+def _unpickle(ids: str, topics: tuple[str, ...], coords: bytes) -> PackedRefs:
+    # The topics interned again: one string per topic, however many snapshots restored.
+    return PackedRefs(ids, tuple(map(sys.intern, topics)), array("q", coords))
+
+
+def pack(refs: Sequence[Ref]) -> PackedRefs | tuple[Ref, ...]:
+    """``refs`` (tuples) as :class:`PackedRefs`; ``()`` when empty, and the tuples
+    themselves when they cannot be packed exactly."""
+    if not refs:
+        return ()
+    # Transposed in C: ids, topics, partitions, offsets (a reference of another
+    # length does not transpose to four parts and is kept as it was).
+    parts = list(zip(*refs, strict=False))
+    if len(parts) != 4 or max(map(len, refs)) != 4:
+        return tuple(refs)
+    ids, topics, partitions, offsets = parts
+    if not (_only_strs(map(type, ids)) and _only_strs(map(type, topics))
+            and _only_ints(map(type, partitions)) and _only_ints(map(type, offsets))):
+        return tuple(refs)  # (a bool is an int an array would keep as 1)
+    joined = _SEP.join(ids)
+    if joined.count(_SEP) != len(ids) - 1:
+        return tuple(refs)  # an id holds the separator
+    coords = array("q", bytes(16 * len(ids)))
+    try:
+        coords[0::2] = array("q", partitions)
+        coords[1::2] = array("q", offsets)
+    except OverflowError:
+        return tuple(refs)  # beyond 64 bits
+    return PackedRefs(joined, tuple(map(sys.intern, topics)), coords)
+
+
+def as_dicts(refs: Iterable[Ref] | Sequence[dict]) -> list[dict]:
+    """References kept compactly (tuples, or :class:`PackedRefs`), as records list
+    them (new dicts, in order). A list of dicts (a vector snapshotted by an earlier
+    version) is copied as it is.
+
+    >>> as_dicts([("e1", "investor.engagements", 0, 7)])
+    [{'event_id': 'e1', 'topic': 'investor.engagements', 'partition': 0, 'offset': 7}]
+    """
+    if type(refs) is not PackedRefs and refs and type(refs[0]) is dict:  # type: ignore[index]
+        return list(refs)  # type: ignore[arg-type]
+    return [{"event_id": e, "topic": t, "partition": p, "offset": o} for e, t, p, o in refs]
 
 
 def digest_hex(value: int) -> str:
@@ -66,6 +191,7 @@ def combine(a: dict | None, b: dict | None) -> dict | None:
 
 #: A reference's identity: (topic, partition, offset), read in C.
 _KEY = operator.itemgetter("topic", "partition", "offset")
+_TUPLE_KEY = operator.itemgetter(1, 2, 3)
 
 
 def append_refs(listed: list[dict], omitted: dict | None, new: Iterable[dict],
@@ -89,33 +215,81 @@ def append_refs(listed: list[dict], omitted: dict | None, new: Iterable[dict],
     return merged[-limit:], combine(omitted, extra)
 
 
-def extend_refs(listed: tuple[dict, ...], omitted: dict | None, new: Iterable[dict],
-                limit: int = MAX_LISTED) -> tuple[tuple[dict, ...], dict | None]:
-    """:func:`append_refs` for a holder that keeps its list as a tuple, which the
-    records built from it share uncopied: ``listed`` itself when nothing is new.
+def extend_refs(listed: PackedRefs | tuple[Ref, ...], omitted: dict | None,
+                new: Sequence[Ref], limit: int = MAX_LISTED
+                ) -> tuple[PackedRefs | tuple[Ref, ...], dict | None]:
+    """:func:`append_refs` for state, which keeps references compact and its list
+    packed (:func:`pack`), shared uncopied by the vectors built from it: ``listed``
+    itself when nothing is new.
 
     >>> refs = [ref(f"e{i}", "investor.engagements", 0, i) for i in range(5)]
-    >>> listed, omitted = extend_refs((), None, refs, limit=3)
-    >>> (list(listed), omitted) == append_refs([], None, refs, limit=3)
+    >>> listed, omitted = extend_refs((), None, list(map(compact, refs)), limit=3)
+    >>> (as_dicts(listed), omitted) == append_refs([], None, refs, limit=3)
     True
-    >>> extend_refs(listed, omitted, [refs[4]], limit=3)[0] is listed
+    >>> extend_refs(listed, omitted, [compact(refs[4])], limit=3)[0] is listed
     True
     """
-    seen = set(map(_KEY, listed))
+    if not new:
+        return listed, omitted
+    packed = type(listed) is PackedRefs
+    if packed:
+        coords = iter(listed.coords)  # type: ignore[union-attr]
+        seen = set(zip(listed.topics, coords, coords))  # type: ignore[union-attr]
+    else:
+        seen = set(map(_TUPLE_KEY, listed))
     added = []
     for r in new:
-        k = _KEY(r)
+        k = _TUPLE_KEY(r)
         if k not in seen:
             seen.add(k)
             added.append(r)
     if not added:
         return listed, omitted
-    merged = listed + tuple(added)
+    if packed:
+        grown = _extend_packed(listed, added, limit)  # type: ignore[arg-type]
+        if grown is not None:
+            kept, dropped = grown
+            if not dropped:
+                return kept, omitted
+            extra = omitted_summary(len(dropped), sum(ref_digest(r) for r in dropped))
+            return kept, combine(omitted, extra)
+    merged = tuple(listed) + tuple(added)
     if len(merged) <= limit:
-        return merged, omitted
+        return pack(merged), omitted
     dropped = merged[:-limit]
     extra = omitted_summary(len(dropped), sum(ref_digest(r) for r in dropped))
-    return merged[-limit:], combine(omitted, extra)
+    return pack(merged[-limit:]), combine(omitted, extra)
+
+
+def _extend_packed(listed: PackedRefs, added: list[Ref], limit: int
+                   ) -> tuple[PackedRefs, list[Ref]] | None:
+    """``listed`` followed by ``added`` (none of which it holds), its oldest beyond
+    ``limit`` cut off, and what was cut: done on the packed parts (string, tuple and
+    array slices), without unpacking the references that stay. ``None`` when
+    ``added`` cannot be packed (then the caller does it reference by reference)."""
+    fresh = pack(added)
+    if type(fresh) is not PackedRefs:
+        return None
+    n = len(listed)
+    cut = max(0, n + len(added) - limit)  # references to drop, oldest first
+    dropped: list[Ref] = []
+    ids, topics, coords = listed.ids, listed.topics, listed.coords
+    if cut >= n:
+        dropped = [*listed, *added[:cut - n]]
+        if cut > n:
+            fresh = pack(added[cut - n:])
+        return fresh, dropped  # type: ignore[return-value]
+    if cut:
+        at = -1
+        for _ in range(cut):
+            at = ids.index(_SEP, at + 1)
+        pairs = iter(coords[:2 * cut])
+        dropped = list(zip(ids[:at].split(_SEP), topics[:cut], pairs, pairs))
+        ids, topics, coords = ids[at + 1:], topics[cut:], coords[2 * cut:]
+    # New parts, exactly as long as they need (``+``, not ``extend``: an array grown in
+    # place keeps spare room), and listed's, which vectors built before share, untouched.
+    return PackedRefs(ids + _SEP + fresh.ids, topics + fresh.topics,  # type: ignore[union-attr]
+                      coords + fresh.coords), dropped  # type: ignore[union-attr]
 
 
 def audit_pointer(tenant: str, investor_id: str) -> str:

@@ -9,6 +9,7 @@ Topic contracts are the pydantic models in :mod:`schemas.inputs` and
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import NamedTuple
 
@@ -259,7 +260,10 @@ class FeatureVector(NamedTuple):
     engagement_readiness: float
     data_freshness_days: float | None
     context: InvestorContext
-    lineage: tuple[dict, ...]  #: ``{"event_id", "topic", "partition", "offset"}`` of inputs
+    #: ``(event_id, topic, partition, offset)`` of inputs, packed (``PackedRefs`` of
+    #: operators/lineage.py, iterated as those tuples); records list them as dicts
+    #: (``operators.lineage.as_dicts``).
+    lineage: Collection[tuple[str, str, int, int]]
     #: Latest Kafka (ingest) timestamp among the inputs behind this vector, if new input.
     ingest_ms: int | None = None
     #: Features that were outside their documented range and were clamped (a defect:

@@ -117,7 +117,7 @@ def test_build_vector_values_follow_feature_names():
     assert (vector.tenant, vector.investor_id, vector.as_of) == ("acme", "inv-1", T0 + HOUR)
     assert tuple(vector.features) == FEATURE_NAMES
     assert vector.values == tuple(vector.features[n] for n in FEATURE_NAMES)
-    assert len(vector.lineage) == 3 and {r["topic"] for r in vector.lineage} == {"investor.engagements"}
+    assert len(vector.lineage) == 3 and {r[1] for r in vector.lineage} == {"investor.engagements"}
 
 
 def test_an_empty_state_gives_finite_neutral_features():

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import pickle
+import sys
+from array import array
 from datetime import datetime, timedelta, timezone
 from unittest import mock
 
@@ -21,6 +23,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from esg_leads.operators import features as F
+from esg_leads.operators.compact import Weights
 from esg_leads.operators.feature_definitions import FEATURE_NAMES, FEATURE_RANGES
 from esg_leads.operators.investor_profile import (
     _CONTENT_HALF_LIFE_DAYS,
@@ -31,9 +34,10 @@ from esg_leads.operators.investor_profile import (
     MAX_LINEAGE,
     TOP_PROPERTIES,
     InvestorProfileState,
+    KeptVector,
 )
 from esg_leads.operators.investor_window import ACTION_INDEX, ACTIONS, WindowAggregate
-from esg_leads.operators.lineage import append_refs, combine, ref
+from esg_leads.operators.lineage import PackedRefs, append_refs, as_dicts, combine, compact, ref
 from esg_leads.schemas.codec import decode_event
 from esg_leads.schemas.records import InvestorContext, PropertyFacts
 
@@ -108,6 +112,8 @@ def eager_apply(s: InvestorProfileState, agg: WindowAggregate, window_end: datet
     for i, n in enumerate(agg.epc_ranks):
         if n:
             s.epc_ranks[i] += n
+    # Dicts, as the code before Weights kept them.
+    s.countries, s.assets = dict(s.countries.items()), dict(s.assets.items())
     for k, n in agg.countries.items():
         s.countries[k] = s.countries.get(k, 0.0) + n
     for k, n in agg.assets.items():
@@ -137,7 +143,10 @@ def eager_apply(s: InvestorProfileState, agg: WindowAggregate, window_end: datet
     s.seek_dwell[1] += agg.seek_dwell[1]
     s.previous_active = s.last_active
     s.last_active = window_end
-    s.lineage, omitted = append_refs(list(s.lineage), s.lineage_omitted, agg.refs, MAX_LINEAGE)
+    # The code before compact references: dicts, appended to a list (as_dicts passes a
+    # list of dicts through).
+    s.lineage, omitted = append_refs(as_dicts(s.lineage), s.lineage_omitted, as_dicts(agg.refs),
+                                     MAX_LINEAGE)
     s.lineage_omitted = combine(omitted, agg.omitted)
 
 
@@ -200,14 +209,14 @@ def eager_vector(state: InvestorProfileState, as_of: datetime) -> tuple:
     return (as_of, features, tuple(features.values()), alignment, components, intent,
             F.engagement_readiness(features, intent),
             max(0.0, round(state.content[8] / n, 1)) if n else None, eager_context(state),
-            list(state.lineage), state.ingest_ms if state.last_active == as_of else None,
+            as_dicts(state.lineage), state.ingest_ms if state.last_active == as_of else None,
             tuple(clamped), state.lineage_omitted)
 
 
 def new_vector(state: InvestorProfileState, as_of: datetime) -> tuple:
     v = F.build_vector(state, "acme", "inv-1", as_of)
     return (v.as_of, v.features, v.values, v.esg_alignment, v.esg_components, v.intent,
-            v.engagement_readiness, v.data_freshness_days, v.context, list(v.lineage),
+            v.engagement_readiness, v.data_freshness_days, v.context, as_dicts(v.lineage),
             v.ingest_ms, v.clamped, v.lineage_omitted)
 
 
@@ -219,14 +228,13 @@ STATE_SLOTS = ("clock", "counts", "depth", "views", "esg_reports", "active_windo
 
 
 def snapshot_of(state: InvestorProfileState) -> str:
-    """The state's values, whatever holds them (the eager code keeps lists, the state
-    arrays of doubles: the same floats)."""
-    from array import array
-
+    """The state's values, whatever holds them (the eager code keeps lists and dicts,
+    the state arrays of doubles and Weights: the same floats, in the same order)."""
     top = {k: (e[0], e[1]) for k, e in state.top_properties.items()}
     slots = [getattr(state, name) for name in STATE_SLOTS]
-    return repr(([list(v) if isinstance(v, array) else v for v in slots], top,
-                 list(state.lineage)))
+    return repr(([list(v) if isinstance(v, array) else dict(v.items())
+                  if isinstance(v, Weights) else v for v in slots], top,
+                 as_dicts(state.lineage)))
 
 
 # -------------------------------------------------------------------- inputs
@@ -281,7 +289,7 @@ def aggregates(draw) -> WindowAggregate:
         agg.properties[facts.property_id] = [draw(st.integers(1, 3)), facts]
     agg.first = T0 + timedelta(minutes=draw(st.integers(0, 10_000)))
     for offset in draw(st.lists(st.integers(0, 80), max_size=12)):  # repeats: listed once
-        agg._ref(ref(f"e{offset}", "investor.engagements", 0, offset))
+        agg._ref((f"e{offset}", "investor.engagements", 0, offset))
     agg.dwell = [draw(st.floats(0.0, 500.0)), draw(st.integers(0, 3)),
                  draw(st.floats(0.0, 500.0)), draw(st.integers(0, 3))]
     agg.seek_dwell = [draw(st.floats(0.0, 9.0)), draw(st.integers(0, 3))]
@@ -363,18 +371,24 @@ def test_snapshots_keep_no_cache_and_old_ones_restore():
     state = InvestorProfileState(HALF_LIVES)
     agg = WindowAggregate()
     agg.properties = {"p0": [2, FACTS[0]]}
-    agg._ref(ref("e1", "investor.engagements", 0, 1))
+    agg._ref(("e1", "investor.engagements", 0, 1))
     state.apply_profile(profile(1, T0), "ref")
     state.apply_window(agg, T0 + timedelta(hours=1), HALF_LIVES)
     vector = F.build_vector(state, "acme", "inv-1", state.last_active)
     assert state._context is not None
     assert "_context" not in pickle.loads(pickle.dumps(state)).__getstate__()[1]
-    # A snapshot of df89d1b: lineage a list, no context slot; it restores and builds
-    # the same vector.
-    old_shape = dict(state.__getstate__()[1], lineage=list(state.lineage))
+    # A snapshot of df89d1b: lineage a list of dicts, no context slot; it restores
+    # (compact references, in a tuple) and builds the same vector.
+    old_shape = dict(state.__getstate__()[1], lineage=as_dicts(state.lineage))
+    assert old_shape["lineage"] == [ref("e1", "investor.engagements", 0, 1)]
     restored = InvestorProfileState.__new__(InvestorProfileState)
     restored.__setstate__((None, old_shape))
-    assert restored.lineage == state.lineage and type(restored.lineage) is tuple
+    assert restored.lineage == state.lineage == (compact(old_shape["lineage"][0]),)
+    assert type(restored.lineage) is PackedRefs
+    # The shape of 17b023b (a tuple of tuples) restores packed, too.
+    tuples = InvestorProfileState.__new__(InvestorProfileState)
+    tuples.__setstate__((None, dict(old_shape, lineage=tuple(state.lineage))))
+    assert type(tuples.lineage) is PackedRefs and tuples.lineage == state.lineage
     assert F.build_vector(restored, "acme", "inv-1", state.last_active) == vector
     # And the other way: what this version snapshots, df89d1b's code reads -- every top
     # property as exactly (weight, facts), the thesis checks cached after them left out.
@@ -409,8 +423,9 @@ def test_a_remembered_vector_comes_back_exactly(values, scores, freshness, compo
             or not all(type(v) is float for v in components.values())):
         return  # kept as it was: nothing here may change in a round trip through doubles
     (kept,) = state.history
-    assert kept.features is None and type(kept.esg_components) is tuple  # issue 16
+    assert type(kept) is KeptVector and len(kept) == 8  # issue 16
     assert sum(type(f) is float for f in kept) == 0  # every number in the one array
+    assert sys.getsizeof(kept.numbers) == sys.getsizeof(array("d", kept.numbers))  # no spare room
 
 
 def test_history_packed_by_the_previous_version_still_rebuilds():
@@ -426,21 +441,69 @@ def test_history_packed_by_the_previous_version_still_rebuilds():
     state = InvestorProfileState(HALF_LIVES)
     state.history.append(older)
     assert repr(state.features_as_of(T0)) == repr(vector.features_only())
+    # As 2b8dadb kept it: a FeatureVector, every number in ``values``, the component
+    # names in ``esg_components``; restored from a snapshot, it rebuilds alike.
+    kept = InvestorProfileState(HALF_LIVES)
+    kept.remember(vector)
+    (new,) = kept.history
+    shape = FeatureVector(*vector[:4], None, new.numbers, None, new.component_keys,
+                          None, None, None, None, (), *vector[-4:-2])
+    previous = InvestorProfileState(HALF_LIVES)
+    previous.history.append(shape)
+    previous = pickle.loads(pickle.dumps(previous))
+    assert repr(previous.features_as_of(T0)) == repr(kept.features_as_of(T0)) == repr(
+        vector.features_only())
 
 
 def test_content_counters_are_doubles_and_older_snapshots_holding_lists_restore():
-    from array import array
-
     state = InvestorProfileState(HALF_LIVES)
     agg = WindowAggregate()
     agg.n, agg.with_facts, agg.high_epc, agg.epc_ranks = 3, 2, 1, [0, 2, 0, 0, 1, 0, 0, 0]
+    agg.countries, agg.assets = {"DE": 2, "FR": 1}, {"office": 2}
     state.apply_window(agg, T0, HALF_LIVES)
     state.decay_to(T0 + timedelta(days=3), HALF_LIVES)
-    assert type(state.content) is array and type(state.epc_ranks) is array  # issue 16
+    counters = ("content", "epc_ranks", "counts", "depth")
+    assert all(type(getattr(state, name)) is array for name in counters)  # issue 16
     older = pickle.loads(pickle.dumps(state))
-    older.content, older.epc_ranks = list(state.content), list(state.epc_ranks)  # as pickled before
+    for name in counters:  # as pickled before (counts and depth: until e59ea70)
+        setattr(older, name, list(getattr(state, name)))
+    older.countries, older.assets = dict(state.countries.items()), dict(state.assets.items())
     restored = pickle.loads(pickle.dumps(older))
-    assert type(restored.content) is array and type(restored.epc_ranks) is array
+    assert all(type(getattr(restored, name)) is array for name in counters)
+    assert type(restored.countries) is Weights and type(restored.assets) is Weights
+    assert restored.countries == state.countries and restored.assets == state.assets
     assert snapshot_of(restored) == snapshot_of(state)
     assert repr(new_vector(restored, T0 + timedelta(days=3))) == repr(
         new_vector(state, T0 + timedelta(days=3)))
+
+
+def test_investors_with_the_same_consents_share_one_dict_that_no_change_reaches():
+    """Issue 16: consents and stated-profile features are one dict per distinct content,
+    shared by investors (and their contexts). An unsubscribe or a new profile of one
+    investor builds a new dict: another's consents, and a context already built, stay
+    as they were. Snapshots restore to the shared dicts and go on alike."""
+    a, b = InvestorProfileState(HALF_LIVES), InvestorProfileState(HALF_LIVES)
+    for state in (a, b):
+        state.apply_profile(profile(1, T0), "ref")
+    assert a.consents is b.consents and a.profile_features() is b.profile_features()
+    before = dict(b.consents)
+    context = a.context()
+    assert context.consents is a.consents
+    a.unsubscribe(T0 + timedelta(hours=1))
+    assert a.consents["email"] == "opted_out" and b.consents == before
+    assert context.consents == before and a.context().consents["email"] == "opted_out"
+    assert list(a.consents) == list(before)  # in the profile's order, as records list them
+    restored = pickle.loads(pickle.dumps(b))
+    assert restored.consents is b.consents
+    assert restored.profile_features() is b.profile_features()
+    agg = WindowAggregate()
+    agg._ref(("e1", "investor.engagements", 0, 1))
+    for state in (b, restored):
+        state.apply_window(agg, T0 + timedelta(hours=2), HALF_LIVES)
+    assert F.build_vector(restored, "acme", "inv-1", T0 + timedelta(hours=2)) == \
+        F.build_vector(b, "acme", "inv-1", T0 + timedelta(hours=2))
+    # A snapshot from before sharing holds its own dicts: restored, they are shared.
+    old = InvestorProfileState.__new__(InvestorProfileState)
+    old.__setstate__((None, {**b.__getstate__()[1], "consents": dict(b.consents),
+                             "_profile_features": dict(b.profile_features())}))
+    assert old.consents is b.consents and old.profile_features() is b.profile_features()

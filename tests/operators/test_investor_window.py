@@ -163,8 +163,8 @@ def test_log_values_of_valued_properties():
 def test_lineage_refs_name_each_event():
     it = item("email_open")
     agg = fold([it])["inv-1"]
-    assert agg.refs == [{"event_id": it.ingested.event.event_id, "topic": "investor.engagements",
-                         "partition": 0, "offset": it.ingested.offset}]
+    assert agg.refs == [(it.ingested.event.event_id, "investor.engagements", 0, it.ingested.offset)]
+    assert agg.refs == [it.ingested.ref()]
 
 
 def test_state_is_bounded_whatever_the_traffic():
@@ -177,49 +177,45 @@ def test_state_is_bounded_whatever_the_traffic():
     assert sum(c for c, _ in agg.properties.values()) == MAX_PROPERTIES
 
 
-def test_a_property_signal_is_one_shared_reference_in_every_viewers_window(monkeypatch):
-    """Issue 16: a popular property's signal was held once per viewer; the windows of a
-    tenant share one reference per signal, equal to the one built for each before."""
-    from esg_leads.operators import investor_window
-    from esg_leads.operators.lineage import ref
-
+def test_a_property_signal_is_one_shared_reference_in_every_viewers_window():
+    """Issue 16: a popular property's signal was held once per viewer; every window
+    it enriched holds its facts' own reference tuple, one object per signal version
+    (a restated property: each window refers to the version its facts came from)."""
     signal = ("sig-1", "property.esg_signals", 0, 7)
     f = facts("p1")._replace(ref=signal)
+    restated = facts("p1")._replace(ref=("sig-2", "property.esg_signals", 0, 9))
     views = [item(f=f, investor=f"inv-{i}", minutes=i) for i in range(3)]
-
-    def closed(windows: InvestorWindows, batch: list) -> dict:
-        windows.process(batch, NOW)
-        return {w.investor_id: w.aggregate.refs for w in windows.flush(NOW)}
-
-    shared = closed(windows_of(), views)
-    refs = [r for agg_refs in shared.values() for r in agg_refs if r["event_id"] == "sig-1"]
-    assert len(refs) == 3 and all(r is refs[0] for r in refs) and refs[0] == ref(*signal)
-    # What a window built alone, or past the cache's bound, holds: the same values.
-    assert shared == {investor: agg.refs for investor, agg in fold(views).items()}
-    monkeypatch.setattr(investor_window, "SIGNAL_REFS", 1)
-    other = item(f=facts("p2")._replace(ref=signal[:3] + (8,)), investor="inv-0", minutes=1)
-    mixed = [views[0], other, *views[1:]]
-    assert closed(windows_of(), mixed) == {investor: agg.refs for investor, agg in fold(mixed).items()}
+    views.append(item(f=restated, investor="inv-3", minutes=4))
     windows = windows_of()
     windows.process(views, NOW)
-    assert windows._signal_refs and "_signal_refs" not in {  # a cache: never snapshotted
-        k for k, v in pickle.loads(pickle.dumps(windows)).__dict__.items() if v}
-
-
-
-def test_restating_a_property_replaces_its_shared_reference_instead_of_adding_one():
-    """The cache holds one entry per property (its latest signal seen): a property
-    restated 50 times leaves one entry, and each window refers to the signal its own
-    facts came from (keyed by signal, superseded versions stayed until the bound)."""
-    windows = windows_of()
-    batch = []
-    for version in range(50):
-        f = facts("p1")._replace(ref=("sig-%d" % version, "property.esg_signals", 0, version))
-        batch.append(item(f=f, investor=f"inv-{version}", minutes=version))
-    windows.process(batch, NOW)
-    assert len(windows._signal_refs) == 1
     closed = {w.investor_id: w.aggregate.refs for w in windows.flush(NOW)}
-    assert closed == {investor: agg.refs for investor, agg in fold(batch).items()}
+    signals = {investor: [r for r in refs if r[1] == "property.esg_signals"]
+               for investor, refs in closed.items()}
+    assert all(found == [signal] and found[0] is signal
+               for investor, found in signals.items() if investor != "inv-3")
+    assert signals["inv-3"] == [restated.ref] and signals["inv-3"][0] is restated.ref
+    # What a window built alone holds: the same values.
+    assert closed == {investor: agg.refs for investor, agg in fold(views).items()}
+
+
+def test_windows_of_an_earlier_version_restore_with_compact_references():
+    """A snapshot from before compact references: the open windows' references were
+    dicts, and the windows kept an (empty) cache of shared signal references."""
+    from esg_leads.operators.lineage import as_dicts
+
+    windows = windows_of()
+    windows.process([item("email_open"), item(f=facts("p1")._replace(
+        ref=("sig-1", "property.esg_signals", 0, 7)), minutes=2)], NOW)
+    state = windows.__getstate__()
+    (agg,) = state["_open"].values()
+    old = pickle.loads(pickle.dumps(agg))
+    old.refs = as_dicts(agg.refs)  # what the earlier version held
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.refs == agg.refs and all(type(r) is tuple for r in restored.refs)
+    again = InvestorWindows.__new__(InvestorWindows)
+    again.__setstate__({**pickle.loads(pickle.dumps(state)), "_signal_refs": {}})
+    assert "_signal_refs" not in again.__dict__
+    assert [w.aggregate.refs for w in again.flush(NOW)] == [w.aggregate.refs for w in windows.flush(NOW)]
 
 
 # ------------------------------------------------------------- tenant windows
@@ -296,7 +292,7 @@ def test_a_snapshot_from_before_stagger_steps_keeps_its_phases():
 
 
 def _closed(outputs: list) -> list[tuple]:
-    return [(w.investor_id, w.window_start, w.aggregate.n, sorted(r["event_id"] for r in w.aggregate.refs))
+    return [(w.investor_id, w.window_start, w.aggregate.n, sorted(r[0] for r in w.aggregate.refs))
             if isinstance(w, InvestorWindow) else tuple(w) if isinstance(w, SilenceDue)
             else ("late", w["event_id"]) for w in outputs]
 

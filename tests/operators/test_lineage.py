@@ -12,10 +12,14 @@ from esg_leads.operators.investor_profile import MAX_LINEAGE, InvestorProfileSta
 from esg_leads.operators.investor_window import MAX_REFS
 from esg_leads.operators.lineage import (
     append_refs,
+    as_dicts,
     audit_pointer,
     combine,
+    compact,
     digest_hex,
+    extend_refs,
     omitted_summary,
+    pack,
     ref,
     ref_digest,
 )
@@ -52,6 +56,61 @@ def test_every_reference_is_listed_or_in_the_digest(chunks, limit):
     assert everything == {_key(r) for r in (*listed, *dropped)}  # nothing lost
 
 
+#: References as state meets them: mostly plain, some that cannot be packed (an id
+#: holding the separator, an offset beyond 64 bits), so lists go packed and back.
+odd_refs_st = st.lists(st.builds(
+    ref, st.sampled_from(["e1", "e2", "e3", "", "e\x1f4"]),
+    st.sampled_from(["investor.engagements", "esg.property-signals"]), st.integers(0, 2),
+    st.integers(0, 30) | st.just(2**64)), max_size=60)
+
+
+@given(st.lists(refs_st | odd_refs_st, max_size=6), st.integers(1, 20))
+def test_compact_references_rebuild_exactly_the_dicts_they_replaced(chunks, limit):
+    """Issue 16: state keeps references compact and packed (extend_refs), records
+    list dicts. The dicts rebuilt from the packed list are the list of dicts the code
+    before kept (append_refs), with the same omitted count and digest, after every
+    chunk, and also after a snapshot of the packed list."""
+    dicts, compact_refs, omitted_d, omitted_c = [], (), None, None
+    for chunk in chunks:
+        dicts, omitted_d = append_refs(dicts, omitted_d, chunk, limit)
+        previous, before = compact_refs, tuple(compact_refs)
+        compact_refs, omitted_c = extend_refs(compact_refs, omitted_c, list(map(compact, chunk)),
+                                              limit)
+        assert as_dicts(compact_refs) == dicts and omitted_c == omitted_d
+        assert list(map(compact, dicts)) == list(compact_refs)
+        assert tuple(compact_refs) == tuple(pack(tuple(compact_refs)))
+        compact_refs = pickle.loads(pickle.dumps(compact_refs))
+        assert tuple(compact_refs) == tuple(map(compact, dicts))
+        # What vectors built before share stays as it was, to the last byte.
+        assert pickle.dumps(previous) == pickle.dumps(pack(before))
+    assert all(ref_digest(r) == ref_digest(compact(r)) for chunk in chunks for r in chunk)
+
+
+compact_st = st.lists(st.tuples(
+    st.text(max_size=6) | st.sampled_from(["e1", "e\x1f", "\x1f", ""]),
+    st.sampled_from(["investor.engagements", "esg.property-signals"]),
+    st.integers(0, 3) | st.integers(-(2**70), 2**70), st.integers(-(2**70), 2**70)), max_size=12)
+
+
+@given(compact_st)
+def test_packed_references_rebuild_exactly_the_tuples_they_replaced(refs):
+    """Issue 16: an investor's references packed (ids joined, topics interned, pairs
+    of 64-bit integers) iterate as exactly the tuples packed, also after a snapshot;
+    what cannot be packed (an id holding the separator, a number beyond 64 bits) is
+    kept as it was."""
+    refs = tuple(refs)
+    packed = pack(refs)
+    assert tuple(packed) == refs and len(packed) == len(refs) and packed == refs
+    assert as_dicts(packed) == as_dicts(refs) == [ref(*r) for r in refs]
+    restored = pickle.loads(pickle.dumps(packed))
+    assert tuple(restored) == refs and restored == packed
+    fits = refs and not any("\x1f" in r[0] or not all(-(2**63) <= x < 2**63 for x in r[2:])
+                            for r in refs)
+    assert (type(packed) is not tuple) == bool(fits)
+    if fits:  # one string per topic in the process, however restored
+        assert all(t is u for t, u in zip(restored.topics, packed.topics))
+
+
 @given(refs_st, refs_st)
 def test_digests_combine_whatever_the_order(a, b):
     x = omitted_summary(len(a), sum(ref_digest(r) for r in a))
@@ -82,8 +141,8 @@ def test_windows_name_the_property_signals_behind_their_facts_once():
     signal = ("sig-9", "esg.property-signals", 1, 77)
     green = facts("p1", high=True)._replace(ref=signal)
     agg = fold([item(f=green), item(f=green), item(f=facts("p2"))])["inv-1"]
-    signals = [r for r in agg.refs if r["topic"] == "esg.property-signals"]
-    assert signals == [ref(*signal)]  # facts without a signal (p2) add nothing
+    signals = [r for r in agg.refs if r[1] == "esg.property-signals"]
+    assert signals == [signal]  # facts without a signal (p2) add nothing
     assert len(agg.refs) == 4
 
 
