@@ -7,7 +7,10 @@ grow with investors (imports, models, output buffers up to their bound) cancels 
 The worlds run long enough (days per investor) that an investor's state is what a
 long replay holds: windows, decayed counters, feature history, lineage, lead record.
 
-Measured on this project's machine (15 days, 500 vs 2,000 investors): RSS held at the
+The child is :func:`esg_leads.replay.memory.held_memory`, the one ``bench/memory_scale.py``
+uses at issue 16's 100k investors, where the sinks' buffers no longer grow with the
+world (stop 30: 15.4 KB of RSS held per investor between 25k and 100k, against 41-66
+here). Measured on this project's machine (15 days, 500 vs 2,000 investors): RSS held at the
 end of the input 41-66 KB per investor over eight runs, peak 57-75 (92122b3, before the
 memory cuts of issue 16 below: 47-68 and 64-85); at stop 30 49-59 and 57-78 over five
 runs (2b8dadb alongside: 47-68 and 62-83). RSS slopes of one tree vary by ~10-20 KB from
@@ -32,15 +35,11 @@ replay, as it did).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from esg_leads.replay.generator import generate
+from esg_leads.replay import memory
+from esg_leads.replay.memory import held_memory
 from esg_leads.replay.simulate import WorldSpec
 
 N1, N2 = 500, 2_000
@@ -57,45 +56,6 @@ BLOCKS_BOUND = 206.0
 #: with outputs large enough to tell; at these sizes the arenas' noise would hide it.
 FINALIZE_SLACK_MB = 60.0
 
-CHILD = r"""
-import gc, json, resource, sys
-from pathlib import Path
-from esg_leads.flows.config import load_settings
-from esg_leads.replay.runner import prepare_output, replay_settings, run_flow, write_outputs
-
-world, out = Path(sys.argv[1]), Path(sys.argv[2])
-settings = replay_settings(load_settings(world / "config.toml"))
-prepare_output(out)
-held = {}
-
-def progress(done, total):
-    # The whole input read: the state of every investor is held (current RSS, in KB).
-    if done == total and not held:
-        gc.collect()
-        held["state_kb"] = int(open("/proc/self/statm").read().split()[1]) * (
-            resource.getpagesize() // 1024)
-        held["blocks"] = sys.getallocatedblocks()
-
-run = run_flow(world, out, settings, progress=progress)
-assert run.failure is None, run.failure
-during = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-write_outputs(settings, world, out, run.telemetry, emitted=run.emitted,
-              stopped_early=run.stopped_early, seconds=run.seconds)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({**held, "run_kb": during, "finalize_kb": after}))
-"""
-
-
-def peak_rss(world: Path, out: Path) -> dict[str, int]:
-    """Peak RSS (KB) of a fresh child replaying ``world``: at the end of the run, and
-    after finalize."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ESG_LEADS_")}
-    env["PYTHONHASHSEED"] = "0"
-    done = subprocess.run([sys.executable, "-c", CHILD, str(world), str(out)], env=env,
-                          capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, int]]:
@@ -104,12 +64,12 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, in
         world = tmp_path_factory.mktemp(f"world{n}")
         generate(WorldSpec(tenants=2, investors=n, properties=120, days=DAYS, seed=7,
                            reviewers=False, profile_answers=False), world)
-        figures[n] = peak_rss(world, tmp_path_factory.mktemp(f"run{n}"))
+        figures[n] = held_memory(world, tmp_path_factory.mktemp(f"run{n}"))
     return figures
 
 
 def slope(measured: dict[int, dict[str, int]], figure: str) -> float:
-    return (measured[N2][figure] - measured[N1][figure]) / (N2 - N1)
+    return memory.slope(measured[N1], measured[N2], figure, (N1, N2))
 
 
 def test_python_objects_per_active_investor_are_pinned(
