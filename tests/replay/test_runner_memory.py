@@ -9,7 +9,7 @@ long replay holds: windows, decayed counters, feature history, lineage, lead rec
 
 The child is :func:`esg_leads.replay.memory.held_memory`, the one ``bench/memory_scale.py``
 uses at issue 16's 100k investors, where the sinks' buffers no longer grow with the
-world (stop 30: 15.4 KB of RSS held per investor between 25k and 100k, against 41-66
+world (stop 30: 12.5 KB of RSS held per investor between 25k and 100k, against 49-59
 here). Measured on this project's machine (15 days, 500 vs 2,000 investors): RSS held at the
 end of the input 41-66 KB per investor over eight runs, peak 57-75 (92122b3, before the
 memory cuts of issue 16 below: 47-68 and 64-85); at stop 30 49-59 and 57-78 over five
