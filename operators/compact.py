@@ -116,18 +116,38 @@ class Weights:
         return (_weights, (self.names, self.weights.tolist()))
 
 
-#: Name tuples of :class:`Weights`, one per distinct sequence, and how many at most.
-_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
-_NAMES_MAX = 65_536
+class Interned:
+    """One object per distinct value, for values many holders repeat (name tuples,
+    reason texts): the first one seen is kept and handed out for every equal one.
+    Bounded: past ``bound`` distinct values a value is returned as it came, equal but
+    unshared, so nothing is lost and the table cannot grow with the input.
+
+    >>> texts = Interned(1)
+    >>> a, b = "".join(["to ", "review"]), "".join(["to ", "review"])
+    >>> texts(a) is texts(b), texts("other") == "other", len(texts)
+    (True, True, 1)
+    """
+
+    __slots__ = ("bound", "table")
+
+    def __init__(self, bound: int) -> None:
+        self.bound = bound
+        self.table: dict = {}
+
+    def __call__(self, value):  # noqa: ANN001, ANN204 - any hashable value, the same type back
+        shared = self.table.get(value)
+        if shared is None:
+            shared = value
+            if len(self.table) < self.bound:
+                self.table[value] = value
+        return shared
+
+    def __len__(self) -> int:
+        return len(self.table)
 
 
-def _shared_names(names: tuple[str, ...]) -> tuple[str, ...]:
-    shared = _NAMES.get(names)
-    if shared is None:
-        shared = names
-        if len(_NAMES) < _NAMES_MAX:
-            _NAMES[names] = names
-    return shared
+#: Name tuples of :class:`Weights`, one per distinct sequence.
+_shared_names = Interned(65_536)
 
 
 def _weights(names: tuple[str, ...], weights: list[float]) -> Weights:

@@ -26,6 +26,7 @@ esg_leads.operators.lead_state.IllegalTransition: scored -> handed_off is not a 
 
 from __future__ import annotations
 
+from esg_leads.operators.compact import Interned
 from esg_leads.schemas.outputs import LeadState
 
 R, E, S, P, NI, IR, H, D, SU, ER = (s.value for s in (
@@ -57,18 +58,8 @@ class IllegalTransition(ValueError):
 
 #: Reasons of moves, one string per distinct text: leads repeat them ("worth outreach:
 #: probability 0.26" is built anew for each), and each lead keeps up to HISTORY moves
-#: (issue 16). Bounded: past REASONS_SHARED distinct texts a reason is kept unshared.
-_REASONS: dict[str, str] = {}
-REASONS_SHARED = 4096
-
-
-def _shared_reason(reason: str) -> str:
-    shared = _REASONS.get(reason)
-    if shared is None:
-        shared = reason
-        if len(_REASONS) < REASONS_SHARED:
-            _REASONS[reason] = reason
-    return shared
+#: (issue 16). Bounded: past 4,096 distinct texts a reason is kept unshared.
+_shared_reason = Interned(4096)
 
 
 class LeadStateMachine:

@@ -408,9 +408,9 @@ def test_moves_share_their_reason_texts_up_to_a_bound(monkeypatch):
     for the same reason share one string, and past the bound a reason is kept as it
     came, never lost."""
     from esg_leads.operators import lead_state
+    from esg_leads.operators.compact import Interned
 
-    monkeypatch.setattr(lead_state, "_REASONS", {})
-    monkeypatch.setattr(lead_state, "REASONS_SHARED", 2)
+    monkeypatch.setattr(lead_state, "_shared_reason", Interned(2))
     leads = [LeadStateMachine() for _ in range(3)]
     for lead in leads:
         lead.move("scored", 1.0, "".join(["worth outreach: ", "probability 0.26"]))
@@ -419,6 +419,6 @@ def test_moves_share_their_reason_texts_up_to_a_bound(monkeypatch):
     lead.move("scored", 1.0, "first score")
     lead.move("disqualified", 2.0, "".join(["CRM ", "disqualified"]))  # beyond the bound
     assert [h[3] for h in lead.history] == ["first score", "CRM disqualified"]
-    assert len(lead_state._REASONS) == 2
+    assert len(lead_state._shared_reason) == 2
     restored = pickle.loads(pickle.dumps(leads[0]))
     assert restored.history == leads[0].history and restored.state == "scored"
