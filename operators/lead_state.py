@@ -56,10 +56,13 @@ class IllegalTransition(ValueError):
     """A transition the lead state machine does not allow."""
 
 
-#: Reasons of moves, one string per distinct text: leads repeat them ("worth outreach:
-#: probability 0.26" is built anew for each), and each lead keeps up to HISTORY moves
-#: (issue 16). Bounded: past 4,096 distinct texts a reason is kept unshared.
-_shared_reason = Interned(4096)
+#: Reasons of routing moves, one string per distinct text: leads repeat them ("worth
+#: outreach: probability 0.26" is built anew for each), and each lead keeps up to
+#: HISTORY moves (issue 16). Only for texts made from templates and numbers
+#: (``routing.why``): a reason that names an investor or a case (a review decision's)
+#: would outlive that investor's erasure in this process-wide table. Bounded: past
+#: 4,096 distinct texts a reason is kept unshared.
+shared_reason = Interned(4096)
 
 
 class LeadStateMachine:
@@ -83,7 +86,7 @@ class LeadStateMachine:
         if target not in TRANSITIONS[self.state]:
             raise IllegalTransition(f"{self.state} -> {target} is not a lead transition")
         transition = (self.state, target)
-        self.history.append((when, self.state, target, _shared_reason(reason)))
+        self.history.append((when, self.state, target, reason))
         if len(self.history) > HISTORY:
             del self.history[0]
         self.state = target

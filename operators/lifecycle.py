@@ -34,7 +34,7 @@ from esg_leads.operators.audit import dumps
 from esg_leads.operators.claims import ClaimCheck
 from esg_leads.operators.compliance import ComplianceAgent
 from esg_leads.operators.dedup import EventIdDedup
-from esg_leads.operators.lead_state import LeadStateMachine
+from esg_leads.operators.lead_state import LeadStateMachine, shared_reason
 from esg_leads.operators.lineage import append_refs, audit_pointer
 from esg_leads.operators.lineage import ref as lineage_ref
 from esg_leads.operators.property_catalog import salted_id
@@ -335,7 +335,8 @@ class LifecycleShard:
             if before == "needs_info" and not missing:
                 move("scored", "profile: the missing facts arrived, scoring again")
                 self.counts[("info_received", record["tenant"])] += 1
-            move(target, routing.why(target, p, reasons, missing, s))
+            # (Shared: a template's text, never a name; see lead_state.shared_reason.)
+            move(target, shared_reason(routing.why(target, p, reasons, missing, s)))
         if lead.machine.state != before:
             self._decided(record["tenant"], lead.machine.state)
         if lead.machine.state != "in_review":

@@ -403,22 +403,23 @@ def test_needs_info_paths_go_through_scored():
                                                                      "handed_off"]
 
 
-def test_moves_share_their_reason_texts_up_to_a_bound(monkeypatch):
-    """Issue 16: reasons are formatted per move (``f"... {p:.2f}"``); leads that moved
-    for the same reason share one string, and past the bound a reason is kept as it
-    came, never lost."""
+def test_routing_reasons_are_shared_up_to_a_bound(monkeypatch):
+    """Issue 16: routing reasons are formatted per move (``f"... {p:.2f}"``); leads that
+    moved for the same reason share one string, and past the bound a reason is kept as
+    it came, never lost."""
     from esg_leads.operators import lead_state
     from esg_leads.operators.compact import Interned
 
-    monkeypatch.setattr(lead_state, "_shared_reason", Interned(2))
+    shared = Interned(2)
+    monkeypatch.setattr(lead_state, "shared_reason", shared)
     leads = [LeadStateMachine() for _ in range(3)]
     for lead in leads:
-        lead.move("scored", 1.0, "".join(["worth outreach: ", "probability 0.26"]))
+        lead.move("scored", 1.0, shared("".join(["worth outreach: ", "probability 0.26"])))
     assert leads[0].history[0][3] is leads[1].history[0][3] is leads[2].history[0][3]
     lead = LeadStateMachine()
-    lead.move("scored", 1.0, "first score")
-    lead.move("disqualified", 2.0, "".join(["CRM ", "disqualified"]))  # beyond the bound
+    lead.move("scored", 1.0, shared("first score"))
+    lead.move("disqualified", 2.0, shared("".join(["CRM ", "disqualified"])))  # past the bound
     assert [h[3] for h in lead.history] == ["first score", "CRM disqualified"]
-    assert len(lead_state._shared_reason) == 2
+    assert len(shared) == 2
     restored = pickle.loads(pickle.dumps(leads[0]))
     assert restored.history == leads[0].history and restored.state == "scored"

@@ -611,3 +611,19 @@ def test_an_investor_id_of_any_valid_length_gets_a_case_a_decision_and_a_handoff
     check_records(out)
     [handoff] = of(out, "handoff")
     assert handoff["investor_id"] == investor_id and handoff["approved_by_review"]
+
+
+def test_no_reason_naming_an_erased_investor_outlives_the_erasure() -> None:
+    """Review of stop 30: every move's reason went through a process-wide table of
+    shared texts, a review decision's too (``... on case:<investor>:<n>``), so an erased
+    investor's id stayed readable in memory. Only routing's template texts are shared."""
+    from esg_leads.operators import lead_state
+
+    shard = LifecycleShard(SETTINGS)
+    investor = "inv-erased-7"
+    [case] = of(shard.process([scored(0.52, investor_id=investor)], NOW), "review")
+    out = shard.process([decision(case["case_id"], "approve", investor_id=investor)], NOW)
+    assert of(out, "handoff")
+    shard.process([notice("erasure", 6, investor_id=investor)], NOW)
+    assert investor not in shard.leads
+    assert not [text for text in lead_state.shared_reason.table if investor in text]
