@@ -90,3 +90,15 @@ def test_the_summary_counts_what_the_outputs_hold(runs: tuple[Path, Path]) -> No
     for kind in KINDS:  # the erasure took A's inv-1 records and nothing else
         assert (summaries[0]["outputs"][kind] - summaries[1]["outputs"][kind]
                 == len(_of(before, kind, TENANT_A))), kind
+
+
+def test_no_step_changes_a_shared_dict_in_place(runs: tuple[Path, Path]) -> None:
+    """Review of stop 30: consents and stated-profile features are one dict per distinct
+    content, shared by the investors of every tenant (operators/compact.py); a write
+    into one would reach every holder, another tenant's included. After two whole
+    replays each shared dict still holds exactly the content it was filed under."""
+    from esg_leads.operators import compact
+
+    assert len(compact._SHARED) > 1
+    changed = [key for key, d in compact._SHARED.items() if key != repr(list(d.items()))]
+    assert not changed
