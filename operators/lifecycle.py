@@ -19,7 +19,6 @@ from collections import Counter
 from datetime import datetime
 
 import orjson
-import pyarrow as pa
 
 from esg_leads.operators import compliance as compliance_agent
 from esg_leads.operators import contact_rules, outreach, outreach_messages, review, review_auth, routing
@@ -34,6 +33,7 @@ from esg_leads.operators.audit import dumps
 from esg_leads.operators.claims import ClaimCheck
 from esg_leads.operators.compliance import ComplianceAgent
 from esg_leads.operators.dedup import EventIdDedup
+from esg_leads.operators.kept_record import pack, unpack
 from esg_leads.operators.lead_state import LeadStateMachine, shared_reason
 from esg_leads.operators.lineage import append_refs, audit_pointer
 from esg_leads.operators.lineage import ref as lineage_ref
@@ -84,13 +84,13 @@ class LeadRecord:
         if isinstance(self.last_record, dict):
             # Keep the encoding: later snapshots of this shard reuse it until the
             # next publish replaces the record (snapshots cover every lead of a shard).
-            self.last_record = _pack(dumps(self.last_record))
+            self.last_record = pack(dumps(self.last_record))
         return tuple(getattr(self, name) for name in self.__slots__)
 
     def keep(self, record: dict, lineage: bytes | None = None) -> None:
-        """Remember the emitted ``record``, encoded and compressed (:func:`_pack`): its
+        """Remember the emitted ``record``, encoded and compressed (:mod:`.kept_record`): its
         dict tree cost ~15 KB per lead beyond the parts it shares with investor state,
-        its JSON ~5.6 KB, compressed ~3 KB (issue 16). Read back only for a state-only
+        its JSON ~5.6 KB, compressed against a dictionary of lead records ~0.8 KB (issue 16). Read back only for a state-only
         re-emit or a handoff (:meth:`last_record_copy`).
 
         ``lineage``, the JSON of ``record["lineage"]`` if the caller has it (the audit
@@ -98,7 +98,7 @@ class LeadRecord:
         part, are then encoded once per publish, not twice. Same bytes either way."""
         if lineage is not None:
             record = {**record, "lineage": orjson.Fragment(lineage)}
-        self.last_record = _pack(dumps(record))
+        self.last_record = pack(dumps(record))
 
     def last_record_copy(self) -> dict:
         """A copy of the last emitted record whose top-level fields may be replaced.
@@ -111,7 +111,7 @@ class LeadRecord:
         record = self.last_record
         if isinstance(record, dict):
             return dict(record)
-        copy = orjson.loads(_unpack(record))  # type: ignore[arg-type]
+        copy = orjson.loads(unpack(record))  # type: ignore[arg-type]
         for name in _INSTANTS:
             if isinstance(copy.get(name), str):
                 copy[name] = datetime.fromisoformat(copy[name])
@@ -130,39 +130,6 @@ class LeadRecord:
 
 #: The top-level datetime fields of a lead record.
 _INSTANTS = ("event_time", "processed_at")
-#: LZ4 (frame format), from the Arrow C++ library the sinks already load: ~10 us to
-#: compress a 5.6 KB record to ~3 KB, ~5 us back. zlib and zstd shrink it further
-#: (~2.2 KB) but at 35-60 us per publish, a share of the lifecycle's CPU one could see.
-_LZ4 = pa.Codec("lz4")
-#: Records kept compressed are at most this long: their length goes in 3 bytes after a
-#: zero byte, which no JSON text starts with. A longer one (none is: outputs are bounded
-#: far below) is kept as plain JSON.
-_PACKED_LIMIT = 1 << 24
-
-
-def _pack(encoded: bytes) -> bytes:
-    """A lead record's JSON as :class:`LeadRecord` keeps it: its length (4 bytes, big
-    endian, so the first is 0) then its LZ4 frame.
-
-    >>> kept = _pack(b'{"state":"scored","lineage":[' + b'{"topic":"t"},' * 50 + b'{}]}')
-    >>> kept[:1], len(kept) < 100, _unpack(kept)[:27]
-    (b'\\x00', True, b'{"state":"scored","lineage"')
-    """
-    if len(encoded) >= _PACKED_LIMIT:
-        # A copy: orjson's bytes keep the buffer they grew in (16 KB for a 5 KB record).
-        return memoryview(encoded).tobytes()
-    return len(encoded).to_bytes(4, "big") + _LZ4.compress(encoded, asbytes=True)
-
-
-def _unpack(kept: bytes) -> bytes:
-    """The JSON :func:`_pack` kept; plain JSON (``{...``: kept uncompressed, as by
-    versions before it) is returned as it is."""
-    if kept[:1] == b"{":
-        return kept
-    return _LZ4.decompress(memoryview(kept)[4:], decompressed_size=int.from_bytes(kept[:4], "big"),
-                           asbytes=True)
-
-
 class LifecycleShard:
     """Lifecycle state of the leads of one (tenant, shard) key."""
 

@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from esg_leads.operators import review_auth
-from esg_leads.operators.lifecycle import LifecycleShard, _unpack
+from esg_leads.operators.kept_record import unpack as _unpack
+from esg_leads.operators.lifecycle import LifecycleShard
 from esg_leads.operators.lineage import digest_hex, ref_digest
 from esg_leads.schemas.codec import decode_event, validate_record
 from esg_leads.schemas.records import Emitted, Ingested, InvestorContext, InvestorNotice, PropertyFacts, Scored
@@ -257,7 +258,8 @@ def test_last_record_is_kept_compressed_and_reemits_as_older_shapes_did() -> Non
     assert isinstance(packed, bytes)  # at publish: a record's dict tree is ~3x its JSON
     # The record's own JSON, byte for byte: its lineage went in as the audit rows' JSON.
     encoded = orjson.dumps(published, option=orjson.OPT_NON_STR_KEYS)
-    assert _unpack(packed) == encoded and len(packed) < 0.75 * len(encoded)  # issue 16
+    # Against the dictionary of lead records: LZ4 alone kept 0.63 of this record, the dictionary 0.15 (issue 16).
+    assert _unpack(packed) == encoded and len(packed) < 0.3 * len(encoded)
     first = pickle.dumps(from_packed)  # a snapshot keeps those bytes, encodes nothing again
     assert pickle.dumps(from_packed) == first and from_packed.leads["inv-1"].last_record is packed
     # What snapshots of earlier versions restore: the published dict itself, or its JSON.
