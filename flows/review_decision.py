@@ -44,7 +44,8 @@ class PublishFailed(RuntimeError):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("case_id", metavar="CASE_ID", help="the case, e.g. case:inv-1:1")
+    p.add_argument("case_id", metavar="CASE_ID",
+                   help="the case id as published on leads.review, e.g. case:acme-capital/inv-1:1")
     verdict = p.add_mutually_exclusive_group(required=True)
     verdict.add_argument("--approve", dest="verdict", action="store_const",
                          const=ReviewVerdict.APPROVE.value, help="approve: hand the lead off")
