@@ -34,6 +34,8 @@ within the decision's own tenant).
 ('case:acme-capital/inv-1:2', 'q:acme-capital/inv-1:1')
 >>> case_number("case:acme-capital/inv-1:2"), case_number("case:inv-1:2")  # either form
 (2, 2)
+>>> case_owner("case:acme-capital/inv-1:2"), case_owner("case:inv-1:2")
+(('acme-capital', 'inv-1'), None)
 """
 
 from __future__ import annotations
@@ -72,6 +74,18 @@ def case_number(derived_id: str) -> int:
     """The counter ``n`` of a case or qualification id, of either form: what follows
     the last ``:`` (an investor id may hold ``:``, the counter never does)."""
     return int(derived_id.rsplit(":", 1)[1])
+
+
+def case_owner(derived_id: str) -> tuple[str, str] | None:
+    """``(tenant, investor_id)`` a case or qualification id names, or None for an id of
+    the old form (no ``/``: an entity id holds none) or one no valid key spells."""
+    body = derived_id.partition(":")[2].rpartition(":")[0]
+    if "/" not in body:
+        return None
+    try:
+        return parse_output_key(body)
+    except ValueError:
+        return None
 
 
 def parse_output_key(key: str | bytes) -> tuple[str, str]:
