@@ -28,6 +28,7 @@ import orjson
 from esg_leads.operators import review_auth
 from esg_leads.schemas.codec import DecodeFailure, decode_event
 from esg_leads.schemas.common import ReviewVerdict
+from esg_leads.schemas.keys import case_owner, output_key
 from esg_leads.schemas.topics import REVIEW_DECISIONS
 
 SOURCE = "esg-leads-cli"
@@ -44,7 +45,8 @@ class PublishFailed(RuntimeError):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("case_id", metavar="CASE_ID", help="the case, e.g. case:inv-1:1")
+    p.add_argument("case_id", metavar="CASE_ID",
+                   help="the case id as published on leads.review, e.g. case:acme-capital/inv-1:1")
     verdict = p.add_mutually_exclusive_group(required=True)
     verdict.add_argument("--approve", dest="verdict", action="store_const",
                          const=ReviewVerdict.APPROVE.value, help="approve: hand the lead off")
@@ -84,6 +86,11 @@ def signed_decision(settings: Any, *, case_id: str, verdict: str, reviewer: str,
     if reviewer not in settings.tenants[tenant].reviewers:
         raise DecisionError(f"reviewer {reviewer!r} is not on the reviewers list of tenant "
                             f"{tenant!r}: the flow would refuse the decision")
+    owner = case_owner(case_id)
+    if owner is not None and owner != (tenant, investor_id):
+        # The flow looks the case up in --tenant's --investor: it would be unknown there.
+        raise DecisionError(f"case {case_id!r} is of {output_key(*owner)}, not of --tenant "
+                            f"{tenant!r} --investor {investor_id!r}: the flow would not find it")
     payload: dict[str, Any] = {
         "tenant": tenant, "event_id": event_id or f"rd-{uuid.uuid4().hex}",
         "event_time": _event_time(event_time), "source": SOURCE, "investor_id": investor_id,

@@ -39,7 +39,8 @@ from esg_leads.operators.lineage import append_refs, audit_pointer
 from esg_leads.operators.lineage import ref as lineage_ref
 from esg_leads.operators.property_catalog import salted_id
 from esg_leads.operators.validation import dead_letter, processing_error
-from esg_leads.schemas.keys import output_key
+from esg_leads.schemas.keys import case_id as make_case_id
+from esg_leads.schemas.keys import output_key, qualification_id
 from esg_leads.schemas.outputs import SCHEMA_VERSION, DlqReason
 from esg_leads.schemas.records import Emitted, Ingested, InvestorContext, InvestorNotice, Scored
 from esg_leads.schemas.settings import Settings
@@ -391,7 +392,9 @@ class LifecycleShard:
         lead.cases += 1
         lead.needs_info = False
         investor_id, tenant = record["investor_id"], record["tenant"]
-        case_id = f"case:{investor_id}:{lead.cases}"
+        # Named by tenant too (schemas/keys.py): two tenants' inv-1 are two cases to any
+        # tool that keys by case id. A case opened before keeps its old id (restored).
+        case_id = make_case_id(tenant, investor_id, lead.cases)
         lead.open_case = case_id
         self.open_since[investor_id] = record["event_time"].timestamp()
         self.counts[("review_cases", tenant)] += 1
@@ -432,7 +435,7 @@ class LifecycleShard:
         return Emitted("handoff", output_key(tenant, investor_id), {
             "schema_version": SCHEMA_VERSION,
             "idempotency_key": f"handoff:{tenant}:{investor_id}:q{n}",
-            "qualification_id": f"q:{investor_id}:{n}",
+            "qualification_id": qualification_id(tenant, investor_id, n),
             "tenant": tenant,
             "investor_id": investor_id,
             "event_time": record["event_time"],

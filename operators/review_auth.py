@@ -32,15 +32,15 @@ refused by every other, even one that (wrongly) shares its key.
 >>> from datetime import datetime, timezone
 >>> fields = dict(tenant="acme", event_id="d-1",
 ...               event_time=datetime(2026, 3, 2, 10, tzinfo=timezone.utc),
-...               investor_id="inv-1", case_id="case:inv-1:1", verdict="approve",
+...               investor_id="inv-1", case_id="case:acme/inv-1:1", verdict="approve",
 ...               reviewer="rev-7", note=None)
 >>> text = canonical_bytes(**fields).decode()
->>> print(text[:86]); print(text[86:])
-{"case_id":"case:inv-1:1","event_id":"d-1","event_time":"2026-03-02T10:00:00.000000Z",
+>>> print(text[:91]); print(text[91:])
+{"case_id":"case:acme/inv-1:1","event_id":"d-1","event_time":"2026-03-02T10:00:00.000000Z",
 "investor_id":"inv-1","note":null,"reviewer":"rev-7","tenant":"acme","v":1,"verdict":"approve"}
 >>> signature = sign(b"k" * 32, **fields)
 >>> signature
-'sha256=a74e937277074e7cf672ae0e616e087c4916f99290584257f5d9cc7cc6a51653'
+'sha256=4f68f5d750aa44c39262baad4d6f0c1bd1809f7a8538e643737529791157c616'
 >>> verify(b"k" * 32, signature, **fields), verify(b"K" * 32, signature, **fields)
 (True, False)
 """

@@ -18,8 +18,9 @@ changed system would with the people who reviewed the old one.
 A team has a capacity per day, a decision delay, and judgement that follows the
 truth with noise: it reads the investor's true chance of converting through noise
 and approves when that read clears a bar; a few cases it sends back for more
-information. Everything is seeded by the world's seed and the case id, so the same
-cases always get the same decisions.
+information. Everything is seeded by the world's seed and the case — its investor and
+number within the tenant's team (:attr:`Case.legacy_name`) — so the same cases always
+get the same decisions, whatever the form of the id the flow gives them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from datetime import datetime, timezone
 
 from esg_leads.operators import review_auth
 from esg_leads.replay.world import DEV_REVIEWERS, dev_review_signing_key, entity_rng
+from esg_leads.schemas.keys import case_number
 
 DAY_S = 86_400.0
 #: A reviewer approves when their read of the true conversion chance reaches this.
@@ -56,6 +58,18 @@ class Case:
     tenant: str
     investor_id: str
     seen_s: float  #: when the reviewers could first see it (published by the flow)
+
+    @property
+    def legacy_name(self) -> str:
+        """``case:<investor_id>:<n>``: what seeds the verdict, orders the team's queue and
+        names the decision's event id. The flow's case id named no tenant before stop 31
+        and names it now (schemas/keys.py); this name keeps the form of before, so every
+        world generated then (the golden world, the demo) gets exactly the verdicts it
+        got. The tenant need not enter: each team works, seeds and dedups (event ids are
+        per tenant) its own tenant's cases only, where investor and number identify a
+        case. Two tenants sharing an investor id draw the same stream for their n-th
+        case, read through different teams and truths: a correlation, not a merge."""
+        return f"case:{self.investor_id}:{case_number(self.case_id)}"
 
 
 def make_teams(tenants: list[str], seed: int) -> dict[str, ReviewerTeam]:
@@ -87,7 +101,7 @@ def decide(cases: list[Case], teams: dict[str, ReviewerTeam], truth_p: dict[str,
     per (UTC) day; a case still waiting when the world ends stays open.
     """
     by_tenant: dict[str, list[Case]] = defaultdict(list)
-    for case in sorted(cases, key=lambda c: (c.seen_s, c.case_id)):
+    for case in sorted(cases, key=lambda c: (c.seen_s, c.legacy_name)):
         by_tenant[case.tenant].append(case)
     decisions = []
     for tenant in sorted(by_tenant):
@@ -97,7 +111,7 @@ def decide(cases: list[Case], teams: dict[str, ReviewerTeam], truth_p: dict[str,
         key = dev_review_signing_key(seed, tenant)
         used: dict[int, int] = defaultdict(int)  # decisions per day
         for case in by_tenant[tenant]:
-            rng = random.Random(f"{seed}:review:{case.case_id}")
+            rng = random.Random(f"{seed}:review:{case.legacy_name}")
             delay = rng.lognormvariate(math.log(team.median_delay_hours), 0.6) * 3600
             when = _next_work_time(case.seen_s + delay)
             while used[int(when // DAY_S)] >= team.capacity_per_day:
@@ -112,7 +126,7 @@ def decide(cases: list[Case], teams: dict[str, ReviewerTeam], truth_p: dict[str,
                 verdict = "approve" if read >= APPROVE_AT else "reject"
             reviewer = DEV_REVIEWERS[int(rng.random() * len(DEV_REVIEWERS))]
             event_time = datetime.fromtimestamp(round(when, 3), tz=timezone.utc)
-            fields = dict(tenant=tenant, event_id=f"rd:{case.case_id}", event_time=event_time,
+            fields = dict(tenant=tenant, event_id=f"rd:{case.legacy_name}", event_time=event_time,
                           investor_id=case.investor_id, case_id=case.case_id, verdict=verdict,
                           reviewer=reviewer, note=None)
             payload = {**fields, "source": "review-desk",

@@ -71,10 +71,14 @@ TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
 #: Ids of entities and events: printable, no spaces, at most 64 characters.
 ENTITY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 EntityId = Annotated[str, StringConstraints(pattern=ENTITY_ID_PATTERN)]
-#: Ids the flow derives from an entity id (``case:<investor_id>:<n>``,
-#: ``q:<investor_id>:<n>``): an entity id of 64 characters plus a prefix and a counter
-#: must fit, or a long investor id's review case and handoff would fail their own schema.
-DerivedId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,95}$")]
+#: Ids the flow derives from a tenant and an entity id (``case:<tenant>/<investor_id>:<n>``,
+#: ``q:<tenant>/<investor_id>:<n>``, schemas/keys.py; before stop 31 without the tenant,
+#: and a restored case keeps that form): a prefix, the longest tenant (32) and entity id
+#: (64) and a counter must fit, or a long id's review case and handoff would fail their
+#: own schema. ``case:`` + 32 + ``/`` + 64 + ``:`` is 103 characters, leaving 25 digits.
+DERIVED_ID_MAX = 128
+DerivedId = Annotated[str, StringConstraints(
+    pattern=rf"^[A-Za-z0-9][A-Za-z0-9._:/-]{{0,{DERIVED_ID_MAX - 1}}}$")]
 
 #: Free text kept short; long prose is not something a scoring flow needs.
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]

@@ -21,6 +21,21 @@ contract, sent as the ``key-version`` header and shown by ``esg-leads schema``
 Traceback (most recent call last):
 ...
 ValueError: key 'inv-1' is not <tenant>/<investor_id>
+
+The ids the flow derives for a lead name the tenant the same way: a review case
+``case:<tenant>/<investor_id>:<n>`` and a qualification (handoff)
+``q:<tenant>/<investor_id>:<n>``, so two tenants' ``inv-1`` never share a case id in a
+review tool, the audit, ``esg-leads explain`` or a CRM. Until stop 31 they were
+``case:<investor_id>:<n>`` and ``q:<investor_id>:<n>``; a case opened then and restored
+from a snapshot keeps its id and is decided by it (the lifecycle compares ids exactly,
+within the decision's own tenant).
+
+>>> case_id("acme-capital", "inv-1", 2), qualification_id("acme-capital", "inv-1", 1)
+('case:acme-capital/inv-1:2', 'q:acme-capital/inv-1:1')
+>>> case_number("case:acme-capital/inv-1:2"), case_number("case:inv-1:2")  # either form
+(2, 2)
+>>> case_owner("case:acme-capital/inv-1:2"), case_owner("case:inv-1:2")
+(('acme-capital', 'inv-1'), None)
 """
 
 from __future__ import annotations
@@ -43,6 +58,34 @@ def output_key(tenant: str, investor_id: str) -> str:
     """The message key of ``investor_id``'s records of ``tenant`` (both already valid:
     they come from validated events, and this is on every output's path)."""
     return f"{tenant}/{investor_id}"
+
+
+def case_id(tenant: str, investor_id: str, n: int) -> str:
+    """The id of ``investor_id``'s ``n``-th review case of ``tenant``."""
+    return f"case:{output_key(tenant, investor_id)}:{n}"
+
+
+def qualification_id(tenant: str, investor_id: str, n: int) -> str:
+    """The id of ``investor_id``'s ``n``-th qualification (handoff) of ``tenant``."""
+    return f"q:{output_key(tenant, investor_id)}:{n}"
+
+
+def case_number(derived_id: str) -> int:
+    """The counter ``n`` of a case or qualification id, of either form: what follows
+    the last ``:`` (an investor id may hold ``:``, the counter never does)."""
+    return int(derived_id.rsplit(":", 1)[1])
+
+
+def case_owner(derived_id: str) -> tuple[str, str] | None:
+    """``(tenant, investor_id)`` a case or qualification id names, or None for an id of
+    the old form (no ``/``: an entity id holds none) or one no valid key spells."""
+    body = derived_id.partition(":")[2].rpartition(":")[0]
+    if "/" not in body:
+        return None
+    try:
+        return parse_output_key(body)
+    except ValueError:
+        return None
 
 
 def parse_output_key(key: str | bytes) -> tuple[str, str]:

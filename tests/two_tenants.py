@@ -26,6 +26,7 @@ from esg_leads.operators.lifecycle import LifecycleShard
 from esg_leads.replay.generator import generate
 from esg_leads.replay.runner import replay
 from esg_leads.replay.simulate import WorldSpec
+from esg_leads.schemas.keys import case_id
 from esg_leads.schemas.records import Emitted, InvestorNotice, RawMessage, Scored
 from tests.operators.test_lifecycle import KEY, NOW, OTHER_KEY, SETTINGS, decision, notice, scored
 
@@ -89,7 +90,7 @@ WORLD = WorldSpec(tenants=2, investors=200, properties=30, days=10, seed=6, malf
 #: ``(tenant, investor)`` of WORLD renamed ``inv-1``: both tenants' ``inv-1``.
 RENAMED = {("acme-capital", "inv-0000012"): "inv-1", ("borealis-re", "inv-0000046"): "inv-1"}
 TENANT_A, TENANT_B = "acme-capital", "borealis-re"
-#: When each tenant's reviewer approves ``case:inv-1:1``: after the flow opened it (A's
+#: When each tenant's reviewer approves its ``case:<tenant>/inv-1:1``: after the flow opened it (A's
 #: on day 7, B's on day 4), before anything closes it (B's CRM disqualifies on day 6).
 DECIDED = {TENANT_A: WORLD.start + timedelta(days=9), TENANT_B: WORLD.start + timedelta(days=5)}
 #: Settings of the replays: review cases open at once (as they would 7 days later).
@@ -98,7 +99,7 @@ OVERRIDES = {"lifecycle": {"uncertain_review_after": 0}}
 
 def recording(root: Path, erase: bool) -> Path:
     """WORLD's messages with both tenants' investor renamed ``inv-1``, each tenant's
-    reviewer approving ``case:inv-1:1`` (so each ``inv-1`` has a lead, a case and a
+    reviewer approving its ``case:<tenant>/inv-1:1`` (so each ``inv-1`` has a lead, a case and a
     handoff), and with ``erase`` tenant A's erasure of ``inv-1`` after everything else.
 
     Built from a generated world rather than by hand so that the flow scores the two
@@ -128,8 +129,9 @@ def recording(root: Path, erase: bool) -> Path:
         messages.append(RawMessage(topic, 0, offsets[(topic, 0)], at_ms, b"inv-1", value))
 
     for tenant, decided in DECIDED.items():
-        value, _ = signed_decision(settings, case_id="case:inv-1:1", verdict="approve",
-                                   reviewer="reviewer-1", tenant=tenant, investor_id="inv-1",
+        value, _ = signed_decision(settings, case_id=case_id(tenant, "inv-1", 1),
+                                   verdict="approve", reviewer="reviewer-1", tenant=tenant,
+                                   investor_id="inv-1",
                                    event_id=f"rd-{tenant}", event_time=decided.isoformat())
         add("lead.review-decisions", value, int(decided.timestamp() * 1000))
     if erase:

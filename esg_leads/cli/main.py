@@ -457,8 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("review-decision",
                        help="sign a reviewer's verdict on a case; print it or publish it",
-                       epilog=_examples("esg-leads review-decision case:inv-1:1 --approve "
-                                        "--reviewer ann --tenant acme-capital --investor inv-1"))
+                       epilog=_examples("esg-leads review-decision case:acme-capital/inv-1:1 "
+                                        "--approve --reviewer ann --tenant acme-capital --investor inv-1"))
     from esg_leads.flows.review_decision import add_arguments  # light: no Kafka import until used
 
     add_arguments(p)

@@ -257,7 +257,7 @@ def test_only_signed_decisions_of_listed_reviewers_move_a_lead() -> None:
     # An investor whose jurisdiction has no compliance pack: its lead goes to review.
     unsure = profile("pr-au", "inv-1", at(0))
     unsure = unsure._replace(value=orjson.dumps(orjson.loads(unsure.value) | {"jurisdiction": "AU"}))
-    case = "case:inv-1:1"
+    case = "case:acme/inv-1:1"
     messages = [
         signal("s-1", "p-1", at(0)), unsure,
         engagement("e-1", "inv-1", at(10), "esg_report_download"),
@@ -265,8 +265,9 @@ def test_only_signed_decisions_of_listed_reviewers_move_a_lead() -> None:
         review_decision("d-forged", "inv-1", case, at(140)),  # unsigned
         review_decision("d-wrong-key", "inv-1", case, at(141), key="x" * 40),
         review_decision("d-mallory", "inv-1", case, at(142), key=key, reviewer="mallory"),
-        review_decision("d-probe", "inv-1", "case:inv-1:7", at(143)),  # unsigned probe
-        review_decision("d-stale", "inv-1", "case:inv-1:7", at(144), key=key),
+        review_decision("d-probe", "inv-1", "case:acme/inv-1:7", at(143)),  # unsigned probe
+        review_decision("d-stale", "inv-1", "case:acme/inv-1:7", at(144), key=key),
+        review_decision("d-old-form", "inv-1", "case:inv-1:1", at(145), key=key),
         review_decision("d-ok", "inv-1", case, at(150), key=key),
     ]
     out, telemetry = run(messages, config)
@@ -274,7 +275,7 @@ def test_only_signed_decisions_of_listed_reviewers_move_a_lead() -> None:
     by_event = {d["event_id"]: d["reason"] for d in out["dlq"]}
     assert by_event == {"d-forged": "unauthorized", "d-wrong-key": "unauthorized",
                         "d-mallory": "unauthorized", "d-probe": "unauthorized",
-                        "d-stale": "unknown_case"}
+                        "d-stale": "unknown_case", "d-old-form": "unknown_case"}
     for record in out["dlq"]:
         validate_record("leads.dlq", record)
     [handoff] = out["handoff"]

@@ -285,9 +285,9 @@ def open_case_shard(investor_id: str = "inv-1") -> tuple[LifecycleShard, str]:
 
 def tampered(field: str) -> dict:
     """A decision signed for one value of ``field`` and sent with another."""
-    payload = decision_payload("case:inv-1:1", "reject", note="checked the EPC")
+    payload = decision_payload("case:acme/inv-1:1", "reject", note="checked the EPC")
     changed = {"tenant": "beta", "event_id": "d-other", "event_time": (T0 + timedelta(hours=6)).isoformat(),
-               "investor_id": "inv-2", "case_id": "case:inv-1:2", "verdict": "approve",
+               "investor_id": "inv-2", "case_id": "case:acme/inv-1:2", "verdict": "approve",
                "reviewer": "rev-8", "note": "checked the EPC!"}[field]
     return payload | {field: changed}
 
@@ -310,7 +310,7 @@ FORGED = {
 @pytest.mark.parametrize("forge", FORGED.values(), ids=FORGED.keys())
 def test_unauthorized_decisions_are_dead_lettered_and_audited_and_change_nothing(forge) -> None:
     shard, case_id = open_case_shard()
-    assert case_id == "case:inv-1:1"  # the case the tampered decisions were signed for
+    assert case_id == "case:acme/inv-1:1"  # the case the tampered decisions were signed for
     payload = forge(case_id)
     before = pickle.dumps(shard)
     out = shard.process([as_ingested(payload)], NOW)
@@ -358,12 +358,12 @@ def test_each_refusal_reason_is_readable() -> None:
 def test_unauthorized_wins_over_unknown_case_and_erased_subject() -> None:
     """Without the key, nothing tells whether a case is open or an investor erased."""
     shard, case_id = open_case_shard()
-    for probe in ("case:inv-1:1", "case:inv-1:99", "case:nobody:1"):
+    for probe in ("case:acme/inv-1:1", "case:acme/inv-1:99", "case:acme/nobody:1"):
         [dead] = of(shard.process([as_ingested(decision_payload(probe, "approve", key=None))],
                                   NOW), "dlq")
         assert dead["reason"] == "unauthorized"
     # The same probes, properly signed, are told apart: only then is case state revealed.
-    stale = decision("case:inv-1:99", "approve", event_id="d-stale")
+    stale = decision("case:acme/inv-1:99", "approve", event_id="d-stale")
     assert of(shard.process([stale], NOW), "dlq")[0]["reason"] == "unknown_case"
     shard.process([notice("erasure", 6)], NOW)
     forged = as_ingested(decision_payload(case_id, "approve", event_id="d-x", key=None,

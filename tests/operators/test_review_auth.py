@@ -18,7 +18,7 @@ from esg_leads.schemas.settings import TenantSettings
 KEY = "k" * 32
 T = datetime(2026, 3, 2, 10, tzinfo=timezone.utc)
 FIELDS = dict(tenant="acme", event_id="d-1", event_time=T, investor_id="inv-1",
-              case_id="case:inv-1:1", verdict="approve", reviewer="rev-7", note=None)
+              case_id="case:acme/inv-1:1", verdict="approve", reviewer="rev-7", note=None)
 SIGNED = ("tenant", "event_id", "event_time", "investor_id", "case_id", "verdict", "reviewer",
           "note")
 TENANT = TenantSettings(reviewers=("rev-7",), review_signing_key=KEY)
@@ -26,15 +26,15 @@ TENANT = TenantSettings(reviewers=("rev-7",), review_signing_key=KEY)
 #: The canonical bytes and signature of FIELDS, written out by hand: a change of the
 #: form breaks every producer's signatures, so it must be deliberate. The MAC was also
 #: computed outside Python: printf '%s' "$CANONICAL" | openssl dgst -sha256 -hmac "$KEY".
-GOLDEN_CANONICAL = (b'{"case_id":"case:inv-1:1","event_id":"d-1","event_time":'
+GOLDEN_CANONICAL = (b'{"case_id":"case:acme/inv-1:1","event_id":"d-1","event_time":'
                     b'"2026-03-02T10:00:00.000000Z","investor_id":"inv-1","note":null,'
                     b'"reviewer":"rev-7","tenant":"acme","v":1,"verdict":"approve"}')
-GOLDEN_SIGNATURE = "sha256=a74e937277074e7cf672ae0e616e087c4916f99290584257f5d9cc7cc6a51653"
+GOLDEN_SIGNATURE = "sha256=4f68f5d750aa44c39262baad4d6f0c1bd1809f7a8538e643737529791157c616"
 
 
 def payload(**changes) -> dict:
     base = {"tenant": "acme", "event_id": "d-1", "event_time": "2026-03-02T10:00:00Z",
-            "source": "review-ui", "investor_id": "inv-1", "case_id": "case:inv-1:1",
+            "source": "review-ui", "investor_id": "inv-1", "case_id": "case:acme/inv-1:1",
             "verdict": "approve", "reviewer": "rev-7", "note": "EPC certificate checked"}
     base.update(changes)
     event = decode_event("lead.review-decisions", orjson.dumps(base))

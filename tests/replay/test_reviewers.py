@@ -110,3 +110,33 @@ def test_verdicts_follow_the_truth_and_late_cases_stay_open() -> None:
     assert approve[0] > 180 and approve[1] < 20
     assert decide(cases, team, {}, 1, end_s=T0 + 2 * DAY_S) != []
     assert len(decide(cases, team, {}, 1, end_s=T0 + 2 * DAY_S)) < 60
+
+
+def test_verdicts_do_not_depend_on_the_form_of_the_case_id() -> None:
+    """Case ids name the tenant since stop 31 (``case:<tenant>/<investor>:<n>``). The
+    simulated reviewers seed, order and name their decisions by ``case:<investor>:<n>``,
+    the old id's form, so a world generated before gets exactly the same verdicts: on
+    a4481ae, seeded by the id itself, the new form moved them (one handoff of the golden
+    world, every review digest). Only the case id (and so the signature) differs."""
+    team = {t: ReviewerTeam(t, capacity_per_day=4, median_delay_hours=5, noise=0.15)
+            for t in ("acme", "beta")}
+    truth = {f"inv-{i}": i / 40 for i in range(40)}
+
+    def cases(new: bool) -> list[Case]:
+        return [Case(f"case:{t}/inv-{i}:{n}" if new else f"case:inv-{i}:{n}", t, f"inv-{i}",
+                     T0 + (i % 7) * 3600)  # ties in seen_s: the order's second key counts
+                for t in ("acme", "beta") for i in range(40) for n in (1, 2) if (i + n) % 3]
+
+    old, new = (decide(cases(form), team, truth, seed=5, end_s=T0 + 40 * DAY_S)
+                for form in (False, True))
+    assert len(old) == len(new) > 100
+    assert {d["payload"]["verdict"] for d in old} == {"approve", "reject", "needs_info"}
+    for before, after in zip(old, new, strict=True):
+        assert after["payload"]["case_id"] == before["payload"]["case_id"].replace(
+            "case:", f"case:{after['payload']['tenant']}/")
+        same = {k: v for k, v in before["payload"].items() if k not in ("case_id", "signature")}
+        assert same == {k: v for k, v in after["payload"].items()
+                        if k not in ("case_id", "signature")}
+        assert (before["ingest_s"], before["key"]) == (after["ingest_s"], after["key"])
+    # The decision's event id keeps the old form too (its order, its dedup key).
+    assert old[0]["payload"]["event_id"].startswith("rd:case:inv-")

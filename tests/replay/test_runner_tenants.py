@@ -49,6 +49,20 @@ def test_both_tenants_inv_1_are_scored_reviewed_and_handed_off(runs: tuple[Path,
     assert a["approved_by_review"] and b["approved_by_review"]
 
 
+def test_the_two_tenants_cases_and_qualifications_have_ids_of_their_own(
+        runs: tuple[Path, Path]) -> None:
+    """Case and qualification ids name the tenant: on a4481ae both tenants' cases were
+    ``case:inv-1:1`` and both handoffs ``q:inv-1:1``, one id to any tool keyed by it.
+    Each tenant's reviewer decided its own case by its own id (no ``unknown_case``)."""
+    before, _ = runs
+    ids = {(t, kind): sorted(r[field] for r in _of(before, kind, t).values())
+           for t in (TENANT_A, TENANT_B)
+           for kind, field in (("review", "case_id"), ("handoff", "qualification_id"))}
+    assert ids == {(t, kind): [f"{prefix}:{t}/inv-1:1"] for t in (TENANT_A, TENANT_B)
+                   for kind, prefix in (("review", "case"), ("handoff", "q"))}
+    assert not [r for r in read_records(before / "dlq.parquet") if r["reason"] == "unknown_case"]
+
+
 def test_one_tenants_erasure_keeps_the_other_tenants_records(runs: tuple[Path, Path]) -> None:
     before, after = runs
     for kind in KINDS:

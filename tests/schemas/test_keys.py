@@ -9,7 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from esg_leads.schemas.common import ENTITY_ID_PATTERN, TENANT_ID_PATTERN
-from esg_leads.schemas.keys import output_key, parse_output_key
+from esg_leads.schemas.keys import (
+    case_id,
+    case_number,
+    case_owner,
+    output_key,
+    parse_output_key,
+    qualification_id,
+)
 
 tenants = st.from_regex(TENANT_ID_PATTERN, fullmatch=True)
 investors = st.from_regex(ENTITY_ID_PATTERN, fullmatch=True)
@@ -57,3 +64,23 @@ def test_the_error_names_a_bounded_prefix_of_the_key(key: str | bytes) -> None:
     with pytest.raises(ValueError) as error:
         parse_output_key(key)
     assert len(str(error.value)) < 1000
+
+
+@given(tenants, investors, st.integers(1, 10**24 - 1), tenants, investors)
+def test_derived_ids_name_their_tenant_investor_and_number_and_fit_their_schema(
+        tenant: str, investor: str, n: int, t2: str, i2: str) -> None:
+    """Case and qualification ids: any valid tenant and investor id (``:`` and ``.``
+    included), read back whole; two tenants' or investors' ids never collide; the old
+    form (``case:<investor>:<n>``) names no owner; all fit DerivedId."""
+    from pydantic import TypeAdapter
+
+    from esg_leads.schemas.common import DerivedId
+
+    derived = TypeAdapter(DerivedId)
+    for make in (case_id, qualification_id):
+        made = make(tenant, investor, n)
+        assert derived.validate_python(made) == made
+        assert (case_owner(made), case_number(made)) == ((tenant, investor), n)
+        assert (make(t2, i2, n) == made) == ((t2, i2) == (tenant, investor))
+    old = f"case:{investor}:{n}"
+    assert (case_owner(old), case_number(old)) == (None, n)
