@@ -87,7 +87,13 @@ class _Bucket:
     Times and values are arrays of doubles, not lists of float objects: ~8 days of
     every subject's values per scored investor were ~1.5 KB of an investor's memory
     (issue 16), a third of it here. NumPy reads them as they are (same doubles).
-    Snapshots of earlier versions hold lists, which append and convert alike."""
+    Snapshots of earlier versions hold lists, which append and convert alike.
+
+    The arrays a tick reads are views of those doubles, not copies: a copy of every
+    value was half of the detector's memory (issue 16). A view locks its array's size,
+    so :meth:`append` drops the views before it grows the arrays (a late value, or the
+    current interval after a tick read it); nothing else keeps one (:meth:`_Subject.between`
+    returns new arrays). Snapshots keep the doubles, never the views."""
 
     __slots__ = ("times", "values", "_arrays")
 
@@ -96,10 +102,32 @@ class _Bucket:
         self.values: array[float] = array("d")
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None
 
+    def append(self, event_s: float, value: float) -> None:
+        self._arrays = None
+        self.times.append(event_s)
+        self.values.append(value)
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._arrays is None or len(self._arrays[0]) != len(self.times):  # a late value
-            self._arrays = (np.array(self.times), np.array(self.values))
+        if self._arrays is None or len(self._arrays[0]) != len(self.times):
+            self._arrays = (_view(self.times), _view(self.values))
         return self._arrays
+
+    def __getstate__(self) -> tuple:
+        return (None, {"times": self.times, "values": self.values})
+
+    def __setstate__(self, state: tuple) -> None:
+        # Snapshots of earlier versions kept the arrays (copies) too: they are dropped.
+        self._arrays = None
+        for name, value in state[1].items():
+            if name != "_arrays":
+                setattr(self, name, value)
+
+
+def _view(values: array | list) -> np.ndarray:
+    """The doubles as an ndarray without a copy (a list, of an old snapshot: a copy)."""
+    if isinstance(values, array):
+        return np.frombuffer(values, dtype=np.float64) if values else np.empty(0)
+    return np.array(values, dtype=np.float64)
 
 
 class _Subject:
@@ -130,8 +158,7 @@ class _Subject:
         found = self.buckets.get(bucket)
         if found is None:
             found = self.buckets[bucket] = _Bucket()
-        found.times.append(event_s)
-        found.values.append(value)
+        found.append(event_s, value)
 
     def between(self, lo: float, hi: float, cadence_s: float) -> np.ndarray:
         """The values with event time in ``[lo, hi)``, bucket by bucket."""

@@ -146,3 +146,33 @@ def test_values_are_kept_as_doubles_and_snapshots_holding_lists_resume_alike() -
     old = pickle.loads(pickle.dumps(resumed))
     assert [(h.subject, h.at_s, h.evidence) for t, v in stream[600:] for h in old.update(t, v)] \
         == [(h.subject, h.at_s, h.evidence) for h in hits]
+
+
+def test_ticks_read_the_kept_doubles_without_copies_and_late_values_still_land() -> None:
+    """Issue 16: a tick's arrays are views of the kept doubles (a copy of every value was
+    half the detector's memory); a late value after a tick grows the bucket all the same,
+    snapshots keep no views, and a snapshot that kept the copies resumes alike."""
+    import pickle
+
+    rng = random.Random(8)
+    stream = [(T0 + i * 1200, {s: rng.gauss(0.0 if i < 720 else 1.0, 1.0) for s in SUBJECTS})
+              for i in range(1440)]
+    # A late value every 50: an interval a tick has already read grows again.
+    stream = [((t - 86_400) if i % 50 == 49 else t, v) for i, (t, v) in enumerate(stream)]
+    straight, resumed = WindowDrift(SUBJECTS), WindowDrift(SUBJECTS)
+    hits = [[(h.subject, h.at_s, h.evidence) for h in straight.update(t, v)] for t, v in stream]
+    assert any(hits[700:])
+    for t, v in stream[:700]:
+        resumed.update(t, v)
+    read = [b for s in straight.subjects.values() for b in s.buckets.values() if b._arrays]
+    assert read and all(not a.flags.owndata for b in read for a in b._arrays)
+    snapshot = pickle.dumps(resumed)
+    assert b"numpy" not in snapshot
+    old_shape = pickle.loads(snapshot)
+    for subject in old_shape.subjects.values():  # as the previous version pickled: with copies
+        for bucket in subject.buckets.values():
+            bucket.__setstate__((None, {"times": bucket.times, "values": bucket.values,
+                                        "_arrays": (np.array(bucket.times), np.array(bucket.values))}))
+    for monitor in (pickle.loads(snapshot), old_shape):
+        assert [[(h.subject, h.at_s, h.evidence) for h in monitor.update(t, v)]
+                for t, v in stream[700:]] == hits[700:]
