@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import pickle
+import struct
 from datetime import datetime, timedelta, timezone
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from esg_leads.operators.dedup import EventIdDedup
+from esg_leads.operators.dedup import EventIdDedup, id_key
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
+PINNED_KEY = -4484350512283479584  # BLAKE2b-64 of "investor.engagements/e-1", little-endian
 
 
 def test_first_delivery_is_new_and_redelivery_is_duplicate():
@@ -176,3 +178,44 @@ class DedupMachine(RuleBasedStateMachine):
 
 TestDedupMachine = DedupMachine.TestCase
 TestDedupMachine.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+# ------------------------------------------------------------- compact form (issue 16)
+
+def test_the_digest_of_an_id_is_pinned_so_snapshots_read_alike_in_every_process():
+    # BLAKE2b, not hash(): Python's str hash is salted per process.
+    assert id_key("investor.engagements/e-1") == PINNED_KEY
+    assert id_key("\ud800 lone surrogate") != id_key("? lone surrogate")
+
+
+def test_a_snapshot_from_before_digests_resumes_with_the_same_answers():
+    seen = EventIdDedup(horizon=2 * HOUR)
+    for i, minutes in enumerate([0, 30, 60, 90]):
+        seen.first_time(f"e{i}", T0 + timedelta(minutes=minutes))
+    # What a4481ae's EventIdDedup pickled: (horizon s, [(event time s, id)], newest s).
+    t0 = T0.timestamp()
+    old = EventIdDedup.__new__(EventIdDedup)
+    old.__setstate__((7200.0, [(t0 + m * 60, f"e{i}") for i, m in enumerate([0, 30, 60, 90])],
+                      t0 + 5400))
+    for dedup in (seen, old):
+        assert len(dedup) == 4 and dedup.first_time("e3", T0) is False
+        assert dedup.first_time("e9", T0 + timedelta(minutes=150)) is True  # expires e0
+        assert len(dedup) == 4 and dedup.first_time("e0", T0) is True
+
+
+def test_snapshots_are_little_endian_whatever_the_host():
+    seen = EventIdDedup(horizon=HOUR)
+    seen.first_time("x", T0)
+    version, horizon, times, keys, newest = seen.__getstate__()
+    assert (version, horizon, newest) == (2, 3600.0, T0.timestamp())
+    assert struct.unpack("<d", times) == (T0.timestamp(),)
+    assert struct.unpack("<q", keys) == (id_key("x"),)
+
+
+def test_expired_ids_leave_the_arrays_too():
+    seen = EventIdDedup(horizon=HOUR)
+    for i in range(20_000):  # a minute apart: about sixty inside the horizon at any time
+        assert seen.first_time(f"e{i}", T0 + timedelta(minutes=i))
+    assert len(seen) == 61
+    assert len(seen._times) - seen._head == 61 and len(seen._times) <= 2_200
+    assert seen.first_time("e19999", T0) is False and seen.first_time("e0", T0) is True
