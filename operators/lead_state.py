@@ -26,6 +26,8 @@ esg_leads.operators.lead_state.IllegalTransition: scored -> handed_off is not a 
 
 from __future__ import annotations
 
+from array import array
+
 from esg_leads.operators.compact import Interned
 from esg_leads.schemas.outputs import LeadState
 
@@ -63,18 +65,38 @@ class IllegalTransition(ValueError):
 #: would outlive that investor's erasure in this process-wide table. Bounded: past
 #: 4,096 distinct texts a reason is kept unshared.
 shared_reason = Interned(4096)
+#: ``(from, to, reason)`` of moves whose reason is a shared text, one object each.
+_shared_moves = Interned(16_384)
 
 
 class LeadStateMachine:
-    """One lead's state and its recent transitions ``(time, from, to, reason)``."""
+    """One lead's state and its recent transitions ``(time, from, to, reason)``.
 
-    __slots__ = ("state", "history")
+    The transitions are kept as an array of times and a tuple of ``(from, to, reason)``
+    triples; a routing move's triple (its reason a shared template text,
+    :data:`shared_reason`) is one object for every lead that made it. A move was a
+    4-tuple and a float, ~100 bytes; now it is 16 bytes and, when the reason names a
+    case, a triple (issue 16). :attr:`history` gives the 4-tuples back.
+    """
+
+    __slots__ = ("state", "_when", "_moves")
 
     def __init__(self, state: str = R) -> None:
         if state not in TRANSITIONS:
             raise IllegalTransition(f"unknown lead state {state!r}")
         self.state = state
-        self.history: list[tuple[float, str, str, str]] = []
+        self._when = array("d")
+        self._moves: tuple[tuple[str, str, str], ...] = ()
+
+    @property
+    def history(self) -> list[tuple[float, str, str, str]]:
+        """The latest moves (at most :data:`HISTORY`), oldest first."""
+        return [(when, *move) for when, move in zip(self._when, self._moves, strict=True)]
+
+    @property
+    def last(self) -> tuple[float, str, str, str] | None:
+        """The latest move, if any."""
+        return (self._when[-1], *self._moves[-1]) if self._moves else None
 
     def can(self, target: str) -> bool:
         return target in TRANSITIONS[self.state]
@@ -86,11 +108,25 @@ class LeadStateMachine:
         if target not in TRANSITIONS[self.state]:
             raise IllegalTransition(f"{self.state} -> {target} is not a lead transition")
         transition = (self.state, target)
-        self.history.append((when, self.state, target, reason))
-        if len(self.history) > HISTORY:
-            del self.history[0]
+        triple = (self.state, target, reason)
+        if shared_reason.table.get(reason) is reason:  # a template's text: share the move
+            triple = _shared_moves(triple)
+        # New exact-size containers: moves are rare, and appends over-allocate.
+        self._when = (self._when + array("d", (when,)))[-HISTORY:]
+        self._moves = (*self._moves, triple)[-HISTORY:]
         self.state = target
         return transition
+
+    def __getstate__(self) -> tuple:
+        return (None, {"state": self.state, "history": self.history})
+
+    def __setstate__(self, state: tuple) -> None:
+        # Snapshots of every version hold ``history`` as 4-tuples (at most HISTORY).
+        slots = state[1]
+        self.state = slots["state"]
+        history = slots["history"][-HISTORY:]
+        self._when = array("d", (when for when, *_ in history))
+        self._moves = tuple(_restored(*move) for _, *move in history)
 
     def path_to(self, target: str) -> list[str]:
         """The shortest legal path from the current state to ``target`` (exclusive of now).
@@ -112,3 +148,12 @@ class LeadStateMachine:
                 seen.add(nxt)
                 frontier.append(path + [nxt])
         raise IllegalTransition(f"no path from {self.state} to {target}")
+
+
+def _restored(source: str, target: str, reason: str) -> tuple[str, str, str]:
+    """A restored move, shared when its reason is a template text this process shares
+    (a reason that is not one, say a review decision's, is never added to the table)."""
+    shared = shared_reason.table.get(reason)
+    if shared is None:
+        return (source, target, reason)
+    return _shared_moves((source, target, shared))

@@ -253,8 +253,8 @@ class LifecycleShard:
         if lead.machine.state == "received":
             self.counts[("investors_scored", record["tenant"])] += 1
             if context.engaged_properties:
-                move("enriched", "ESG facts of engaged properties attached")
-            move("scored", "first score")
+                move("enriched", shared_reason("ESG facts of engaged properties attached"))
+            move("scored", shared_reason("first score"))
 
         s = self.settings
         cfg = s.lifecycle
@@ -301,7 +301,7 @@ class LifecycleShard:
                                       missing=missing, uncertain=uncertain, settings=s)
         if target != lead.machine.state:
             if before == "needs_info" and not missing:
-                move("scored", "profile: the missing facts arrived, scoring again")
+                move("scored", shared_reason("profile: the missing facts arrived, scoring again"))
                 self.counts[("info_received", record["tenant"])] += 1
             # (Shared: a template's text, never a name; see lead_state.shared_reason.)
             move(target, shared_reason(routing.why(target, p, reasons, missing, s)))
@@ -496,23 +496,23 @@ class LifecycleShard:
                                                  ctx.do_not_contact)
             state = lead.machine.state
             if not channels.allowed and channels.unsure is None and lead.machine.can("suppressed"):
-                lead.machine.move("suppressed", when, f"{notice.kind}: no lawful channel left")
+                lead.machine.move("suppressed", when, shared_reason(f"{notice.kind}: no lawful channel left"))
                 self._decided(notice.tenant, "suppressed")
                 self._close_case(lead, investor_id)
                 self._reemit(lead, notice, now, out)
             elif channels.allowed and state == "suppressed":
-                lead.machine.move("scored", when, f"{notice.kind}: lawful channel restored")
+                lead.machine.move("scored", when, shared_reason(f"{notice.kind}: lawful channel restored"))
                 self._decided(notice.tenant, "scored")
                 self._reemit(lead, notice, now, out)
             elif state == "needs_info" and not review.missing_info(ctx):
-                lead.machine.move("scored", when, f"{notice.kind}: the missing facts arrived, "
-                                                  "scoring again")
+                lead.machine.move("scored", when, shared_reason(
+                    f"{notice.kind}: the missing facts arrived, scoring again"))
                 self._decided(notice.tenant, "scored")
                 self.counts[("info_received", notice.tenant)] += 1
                 self._reemit(lead, notice, now, out)
         elif notice.kind == "outcome":
             if notice.detail == "disqualified" and lead.machine.can("disqualified"):
-                lead.machine.move("disqualified", when, "CRM disqualified the lead")
+                lead.machine.move("disqualified", when, shared_reason("CRM disqualified the lead"))
                 self._decided(notice.tenant, "disqualified")
                 self._close_case(lead, investor_id)
                 self._reemit(lead, notice, now, out)
@@ -544,7 +544,7 @@ class LifecycleShard:
 
     def _audit_notice(self, notice: InvestorNotice, lead: LeadRecord, now: datetime,
                       out: list[Emitted]) -> None:
-        last = lead.machine.history[-1] if lead.machine.history else None
+        last = lead.machine.last
         out.append(Emitted("audit", notice.investor_id,
                            notice_row(notice, lead.machine.state, last, now)))
 

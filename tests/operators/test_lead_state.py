@@ -15,7 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from esg_leads.operators.lead_state import HISTORY, TRANSITIONS, IllegalTransition, LeadStateMachine
+from esg_leads.operators import lead_state
+from esg_leads.operators.lead_state import (
+    HISTORY,
+    TRANSITIONS,
+    IllegalTransition,
+    LeadStateMachine,
+    shared_reason,
+)
 from esg_leads.schemas.outputs import LeadState
 
 STATES = [s.value for s in LeadState]
@@ -242,6 +249,37 @@ def test_a_lead_survives_a_snapshot():
     assert (restored.state, restored.history) == (lead.state, lead.history)
     restored.move("planned", 2.0, "plan")
     assert lead.state == "scored"
+
+
+def test_a_snapshot_of_the_version_that_kept_4_tuples_restores_alike():
+    """a4481ae pickled ``(None, {"state", "history"})`` with up to HISTORY 4-tuples."""
+    moves = [(float(i), "scored" if i % 2 else "planned", "planned" if i % 2 else "scored",
+              f"move {i}") for i in range(40)]
+    old = LeadStateMachine.__new__(LeadStateMachine)
+    old.__setstate__((None, {"state": "scored", "history": moves}))
+    assert old.state == "scored" and old.history == moves[-HISTORY:] and old.last == moves[-1]
+    assert pickle.loads(pickle.dumps(old)).history == moves[-HISTORY:]
+    old.move("planned", 99.0, "again")
+    assert old.history == [*moves[-HISTORY + 1:], (99.0, "scored", "planned", "again")]
+
+
+def test_routing_moves_are_shared_between_leads_and_no_other_reason_is():
+    """Issue 16: a routing move (a shared template text) is one object for every lead
+    that made it; a reason naming a case is never put in a process-wide table, which
+    would outlive the investor's erasure."""
+    reason = shared_reason("".join(["worth outreach: ", "probability 0.26"]))
+    a, b = LeadStateMachine("scored"), LeadStateMachine("scored")
+    a.move("planned", 1.0, reason)
+    b.move("planned", 2.0, shared_reason("worth outreach: probability 0.26"))
+    assert a._moves[0] is b._moves[0] and a.last == (1.0, "scored", "planned", reason)
+    private = "".join(["reviewer r-1 decided approve on ", "case:acme/inv-1:1"])
+    a.move("handed_off", 3.0, private)
+    assert a.last[3] == private
+    assert all(private not in move for move in lead_state._shared_moves.table)
+    assert private not in shared_reason.table
+    restored = pickle.loads(pickle.dumps(a))  # sharing is restored, privacy too
+    assert restored._moves[0] is b._moves[0] and restored.history == a.history
+    assert all(private not in move for move in lead_state._shared_moves.table)
 
 
 # ----------------------------------------------------------------------- reachability
