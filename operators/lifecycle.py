@@ -78,8 +78,9 @@ class LeadRecord:
         self.needs_info = False
         #: Since when (epoch s) the model's uncertainty alone would send it to review.
         self.uncertain_since: float | None = None
-        #: ``(medium, epoch s)`` of contacts earlier plans scheduled: what caps count.
-        self.contacts: list[tuple[str, float]] = []
+        #: Contacts earlier plans scheduled, what caps count (:func:`contact_rules.kept_contacts`;
+        #: a list of ``(medium, epoch s)`` in snapshots of earlier versions).
+        self.contacts: tuple | list = ()
 
     def __getstate__(self) -> tuple:
         if isinstance(self.last_record, dict):
@@ -335,8 +336,8 @@ class LifecycleShard:
                                         record["engagement_readiness"], esg, len(properties))
         contacts = contact_rules.schedule_plan(
             self._compliance.contact_policy(context.jurisdiction), context.jurisdiction,
-            context.time_zone, lead.contacts, steps, when)
-        lead.contacts = contacts.contacts
+            context.time_zone, contact_rules.contact_pairs(lead.contacts), steps, when)
+        lead.contacts = contact_rules.kept_contacts(contacts.contacts)
         record["outreach_plan"] = {
             "plan_id": f"plan:{record['tenant']}:{investor_id}:{int(when)}",
             "agent_version": outreach.AGENT_VERSION,

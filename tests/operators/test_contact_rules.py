@@ -7,6 +7,7 @@ policies, zones (with DST, half-hour and 45-minute offsets), waits and histories
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -17,7 +18,14 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from esg_leads.operators.compliance import DO_NOT_CONTACT_RULE, ComplianceAgent, load_packs
-from esg_leads.operators.contact_rules import MEDIUM, schedule, schedule_plan, zones_for
+from esg_leads.operators.contact_rules import (
+    MEDIUM,
+    contact_pairs,
+    kept_contacts,
+    schedule,
+    schedule_plan,
+    zones_for,
+)
 from esg_leads.schemas.inputs import InvestorProfile
 from esg_leads.schemas.rules import ContactPolicy
 
@@ -249,3 +257,15 @@ def test_any_time_zone_text_validates_or_is_a_validation_error(text):
         InvestorProfile.model_validate_json(orjson.dumps({**PROFILE, "time_zone": text}))
     except ValidationError:
         pass
+
+
+@given(st.lists(st.tuples(st.sampled_from(["email", "phone", "linkedin", "post"]),
+                          st.floats(allow_nan=False, allow_infinity=False)), max_size=40))
+def test_a_kept_contact_history_gives_back_its_pairs_bit_for_bit(pairs):
+    """Issue 16: the lifecycle keeps a lead's contacts as shared media and an array."""
+    kept = kept_contacts(pairs)
+    assert contact_pairs(kept) == pairs
+    assert [math.copysign(1, t) for _, t in contact_pairs(kept)] == [math.copysign(1, t) for _, t in pairs]
+    assert contact_pairs(list(pairs)) == pairs  # a list: what snapshots of earlier versions hold
+    if pairs:
+        assert kept[0] is kept_contacts(list(pairs))[0]  # one tuple per sequence of media
