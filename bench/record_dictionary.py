@@ -47,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--world", type=Path, help="a recording (default: generate v1's)")
     parser.add_argument("--size", type=int, default=16384, help="dictionary bytes")
+    parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     args = parser.parse_args(argv)
+    if args.out.exists() and not args.force:
+        # A shipped dictionary never changes (snapshots hold frames made against it).
+        parser.error(f"{args.out} exists: a new dictionary is a new version (v2.zdict ...)")
     with tempfile.TemporaryDirectory() as tmp:
         world = args.world
         if world is None:

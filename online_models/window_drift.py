@@ -125,9 +125,10 @@ class _Bucket:
 
 def _view(values: array | list) -> np.ndarray:
     """The doubles as an ndarray without a copy (a list, of an old snapshot: a copy)."""
-    if isinstance(values, array):
-        return np.frombuffer(values, dtype=np.float64) if values else np.empty(0)
-    return np.array(values, dtype=np.float64)
+    view = np.frombuffer(values, dtype=np.float64) if isinstance(values, array) and values \
+        else np.array(values, dtype=np.float64)
+    view.flags.writeable = False  # the kept values: a tick reads them, nothing writes
+    return view
 
 
 class _Subject:
