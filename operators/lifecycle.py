@@ -40,7 +40,7 @@ from esg_leads.operators.lineage import ref as lineage_ref
 from esg_leads.operators.property_catalog import salted_id
 from esg_leads.operators.validation import dead_letter, processing_error
 from esg_leads.schemas.keys import case_id as make_case_id
-from esg_leads.schemas.keys import output_key, qualification_id
+from esg_leads.schemas.keys import names_case, output_key, qualification_id
 from esg_leads.schemas.outputs import SCHEMA_VERSION, DlqReason
 from esg_leads.schemas.records import Emitted, Ingested, InvestorContext, InvestorNotice, Scored
 from esg_leads.schemas.settings import Settings
@@ -584,19 +584,23 @@ class LifecycleShard:
                 f"event_id {decision.event_id!r} already processed", now)))  # type: ignore[attr-defined]
             return
         lead = self.leads.get(investor_id)
-        if lead is None or lead.open_case != decision.case_id or lead.last_record is None:  # type: ignore[attr-defined]
+        if lead is None or lead.open_case is None or lead.last_record is None or not names_case(
+                decision.case_id, lead.open_case, decision.tenant, investor_id):  # type: ignore[attr-defined]
             out.append(Emitted("dlq", investor_id, dead_letter(
                 ingested, DlqReason.UNKNOWN_CASE,
                 f"no open review case {decision.case_id!r} for this investor", now)))  # type: ignore[attr-defined]
             return
         verdict = decision.verdict.value  # type: ignore[attr-defined]
         when = decision.event_time.timestamp()  # type: ignore[attr-defined]
+        case = lead.open_case  # the decision may name it as before stop 31 (names_case)
         self._close_case(lead, investor_id)
         self.counts[("review_decisions", decision.tenant)] += 1  # type: ignore[attr-defined]
         notice = InvestorNotice(decision.tenant, investor_id, "review_decision",  # type: ignore[attr-defined]
                                 decision.event_time, ingested.ref(), None, verdict,  # type: ignore[attr-defined]
-                                decision.case_id)  # type: ignore[attr-defined]
-        reason = f"reviewer {decision.reviewer} decided {verdict} on {decision.case_id}"  # type: ignore[attr-defined]
+                                case)
+        reason = f"reviewer {decision.reviewer} decided {verdict} on {case}"  # type: ignore[attr-defined]
+        if case != decision.case_id:  # type: ignore[attr-defined]
+            reason += f" (named {decision.case_id})"  # type: ignore[attr-defined]
         if verdict == "approve":
             lead.machine.move("handed_off", when, reason)
             self._reemit(lead, notice, now, out)

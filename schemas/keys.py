@@ -76,6 +76,28 @@ def case_number(derived_id: str) -> int:
     return int(derived_id.rsplit(":", 1)[1])
 
 
+def names_case(given: str, open_case: str, tenant: str, investor_id: str) -> bool:
+    """Whether a review decision's case id ``given`` names ``open_case``, the open case
+    of ``investor_id`` in ``tenant`` (the tenant whose key signed the decision).
+
+    Its own id, or the id the case would have had before stop 31,
+    ``case:<investor_id>:<n>``: recordings made then carry decisions by that name, and
+    within the signing tenant's leads it names exactly one case. Never a case of
+    another tenant or investor, nor another number.
+
+    >>> open_case = case_id("acme", "inv-1", 2)
+    >>> [names_case(g, open_case, "acme", "inv-1") for g in
+    ...  (open_case, "case:inv-1:2", "case:inv-1:1", "case:inv-2:2", case_id("beta", "inv-1", 2))]
+    [True, True, False, False, False]
+    >>> names_case("case:inv-1:2", open_case, "beta", "inv-1")
+    False
+    """
+    if given == open_case:
+        return True
+    return (case_owner(open_case) == (tenant, investor_id)
+            and given == f"case:{investor_id}:{case_number(open_case)}")
+
+
 def case_owner(derived_id: str) -> tuple[str, str] | None:
     """``(tenant, investor_id)`` a case or qualification id names, or None for an id of
     the old form (no ``/``: an entity id holds none) or one no valid key spells."""

@@ -267,7 +267,8 @@ def test_only_signed_decisions_of_listed_reviewers_move_a_lead() -> None:
         review_decision("d-mallory", "inv-1", case, at(142), key=key, reviewer="mallory"),
         review_decision("d-probe", "inv-1", "case:acme/inv-1:7", at(143)),  # unsigned probe
         review_decision("d-stale", "inv-1", "case:acme/inv-1:7", at(144), key=key),
-        review_decision("d-old-form", "inv-1", "case:inv-1:1", at(145), key=key),
+        # The old form (before stop 31) of a case number that is not open:
+        review_decision("d-old-form", "inv-1", "case:inv-1:2", at(145), key=key),
         review_decision("d-ok", "inv-1", case, at(150), key=key),
     ]
     out, telemetry = run(messages, config)

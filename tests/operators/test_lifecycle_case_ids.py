@@ -83,12 +83,25 @@ def test_two_tenants_inv_1_get_two_case_ids_and_each_decision_closes_its_own() -
         "reviewer rev-7 decided approve on case:beta/inv-1:1"]
 
 
-def test_an_old_form_id_never_decides_a_case_opened_with_the_new_form() -> None:
-    """``case:inv-1:1`` was each tenant's first case of ``inv-1``; now it is nobody's."""
-    shard, case = open_cases()["beta"]
+def test_an_old_form_id_decides_only_its_own_tenants_case_of_that_number() -> None:
+    """``case:inv-1:1`` was each tenant's first case of ``inv-1`` before stop 31, and
+    recordings of then carry decisions by that name: within the signing tenant's leads it
+    names that tenant's case 1 of ``inv-1`` and nothing else (never another number,
+    another investor, nor the other tenant's case)."""
+    cases = open_cases()
+    shard, case = cases["beta"]
+    for stale in ("case:inv-1:2", "case:inv-2:1", "case:inv-1:01"):
+        out = decide(shard, "beta", stale, f"d-{stale}")
+        assert [d["reason"] for d in of(out, "dlq")] == ["unknown_case"]
+        assert shard.leads["inv-1"].open_case == case["case_id"]
     out = decide(shard, "beta", "case:inv-1:1", "d-old")
-    assert [d["reason"] for d in of(out, "dlq")] == ["unknown_case"]
-    assert shard.leads["inv-1"].open_case == case["case_id"]
+    check_records(out)
+    [handoff] = of(out, "handoff")
+    assert handoff["qualification_id"] == "q:beta/inv-1:1" and shard.leads["inv-1"].open_case is None
+    [row] = [a for a in of(out, "audit") if "decided" in (a.get("reason") or "")]
+    assert row["reason"].endswith(f"on {case['case_id']} (named case:inv-1:1)")
+    acme, acme_case = cases["acme"]
+    assert acme.leads["inv-1"].open_case == acme_case["case_id"]  # the other tenant's: open
 
 
 def test_a_case_restored_from_an_a4481ae_snapshot_is_decided_by_its_old_id() -> None:
