@@ -28,7 +28,7 @@ import orjson
 from esg_leads.operators import review_auth
 from esg_leads.schemas.codec import DecodeFailure, decode_event
 from esg_leads.schemas.common import ReviewVerdict
-from esg_leads.schemas.keys import case_owner, output_key
+from esg_leads.schemas.keys import case_owner, is_case_of, output_key
 from esg_leads.schemas.topics import REVIEW_DECISIONS
 
 SOURCE = "esg-leads-cli"
@@ -86,19 +86,23 @@ def signed_decision(settings: Any, *, case_id: str, verdict: str, reviewer: str,
     if reviewer not in settings.tenants[tenant].reviewers:
         raise DecisionError(f"reviewer {reviewer!r} is not on the reviewers list of tenant "
                             f"{tenant!r}: the flow would refuse the decision")
-    owner = case_owner(case_id)
-    if owner is not None and owner != (tenant, investor_id):
-        # The flow looks the case up in --tenant's --investor: it would be unknown there.
-        raise DecisionError(f"case {case_id!r} is of {output_key(*owner)}, not of --tenant "
-                            f"{tenant!r} --investor {investor_id!r}: the flow would not find it")
     payload: dict[str, Any] = {
         "tenant": tenant, "event_id": event_id or f"rd-{uuid.uuid4().hex}",
         "event_time": _event_time(event_time), "source": SOURCE, "investor_id": investor_id,
         "case_id": case_id, "verdict": verdict, "reviewer": reviewer}
     if note is not None:
         payload["note"] = note
-    return signed(REVIEW_DECISIONS.name, payload, "decision",
-                  lambda event: review_auth.sign_decision(key, event))
+    decision = signed(REVIEW_DECISIONS.name, payload, "decision",
+                      lambda event: review_auth.sign_decision(key, event))
+    # After the schema's checks, so that an invalid id is named as such first.
+    if not is_case_of(case_id, tenant, investor_id):
+        # The flow looks the case up in --tenant's --investor: it would be unknown there.
+        owner = case_owner(case_id)
+        whose = f"is of {output_key(*owner)}, not" if owner is not None else "is not a case id"
+        raise DecisionError(
+            f"case {case_id!r} {whose} of --tenant {tenant!r} --investor {investor_id!r} "
+            f"(case:{tenant}/{investor_id}:<n>): the flow would not find it")
+    return decision
 
 
 def signing_key(settings: Any, tenant: str, key_name: str) -> str:

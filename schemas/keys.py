@@ -98,6 +98,22 @@ def names_case(given: str, open_case: str, tenant: str, investor_id: str) -> boo
             and given == f"case:{investor_id}:{case_number(open_case)}")
 
 
+def is_case_of(given: str, tenant: str, investor_id: str) -> bool:
+    """Whether ``given`` is a case id of ``investor_id`` in ``tenant``, of either form
+    (:func:`names_case`): what a decision for that lead may name.
+
+    >>> [is_case_of(g, "acme", "inv-1") for g in ("case:acme/inv-1:3", "case:inv-1:3",
+    ...  "q:acme/inv-1:3", "case:acme/inv-1:x", "case:ACME/inv-1:1", "case:inv-2:1",
+    ...  "case:acme/inv-1:03", "case:acme/inv-1:0")]
+    [True, True, False, False, False, False, False, False]
+    """
+    try:
+        n = case_number(given)
+    except (ValueError, IndexError):  # no counter, or not a number
+        return False
+    return n > 0 and given in (case_id(tenant, investor_id, n), f"case:{investor_id}:{n}")
+
+
 def case_owner(derived_id: str) -> tuple[str, str] | None:
     """``(tenant, investor_id)`` a case or qualification id names, or None for an id of
     the old form (no ``/``: an entity id holds none) or one no valid key spells."""

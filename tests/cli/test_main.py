@@ -207,18 +207,25 @@ def test_review_decision_mistakes_are_one_line_and_exit_2(
     assert REVIEW_KEY not in err
 
 
-@pytest.mark.parametrize("case", ["case:acme/inv-2:1", "case:beta/inv-1:1"])
+@pytest.mark.parametrize("case", ["case:acme/inv-2:1", "case:beta/inv-1:1", "case:inv-2:1",
+                                  "q:acme/inv-1:1", "case:acme/inv-1:abc", "case:ACME/inv-1:1",
+                                  "case:acme/inv-1:0", "case:acme/inv-1: 1", "case"])
 def test_review_decision_refuses_a_case_of_another_tenant_or_investor(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str) -> None:
     """A case id names its tenant and investor (case:<tenant>/<investor>:<n>): a decision
     for it under other --tenant or --investor would only be dead-lettered by the flow."""
     code, out, err = decide(capsys, case, "--approve", "--reviewer", "rev-7", "--tenant", "acme",
                             "--investor", "inv-1", "--config", str(review_config(tmp_path)))
-    assert code == 2 and out == "" and "the flow would not find it" in err
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "the flow would not find it" in err or "invalid decision: case_id" in err
     code, out, err = decide(capsys, "case:acme/inv-1:1", "--approve", "--reviewer", "rev-7",
                             "--tenant", "acme", "--investor", "inv-1",
                             "--config", str(review_config(tmp_path)))
     assert code == 0, err
+    code, out, err = decide(capsys, "case:inv-1:1", "--approve", "--reviewer", "rev-7",
+                            "--tenant", "acme", "--investor", "inv-1",
+                            "--config", str(review_config(tmp_path)))
+    assert code == 0, err  # the form of before stop 31: it still names acme's case 1 of inv-1
 
 
 def test_review_decision_refuses_a_short_key_without_printing_it(
