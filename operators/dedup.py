@@ -34,8 +34,12 @@ def id_key(event_id: str) -> int:
     A string, its (time, id) tuple and its float were ~190 bytes per remembered id, and
     an intake remembers every event of the last three days (issue 16); a digest in a set
     and two arrays is ~80. Two ids share a digest with probability 2^-64 per pair (about
-    1e-9 over a horizon of 200k ids); making a victim's id collide needs a second
-    preimage, ~2^64 hashes.
+    1e-9 over a horizon of 200k ids). The digest is not keyed: a producer could search
+    for an id colliding with one of N predictable future ids (~2^64 / N hashes) to have
+    that event dead-lettered as a duplicate (its bytes kept in the dead letter). Only a
+    producer of the tenant's input topic could send it, and that producer can already
+    publish any event of the tenant; a digest keyed with a deployment secret would close
+    even that, at the cost of the key in every snapshot.
 
     >>> id_key("investor.engagements/e-1") == id_key("investor.engagements/e-1")
     True

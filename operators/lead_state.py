@@ -152,7 +152,10 @@ class LeadStateMachine:
 
 def _restored(source: str, target: str, reason: str) -> tuple[str, str, str]:
     """A restored move, shared when its reason is a template text this process shares
-    (a reason that is not one, say a review decision's, is never added to the table)."""
+    (a reason that is not one, say a review decision's, is never added to the table).
+    Right after a restart the table is empty, so restored moves stay unshared (memory
+    only) until HISTORY newer moves replace them: a snapshot cannot say which of its
+    texts are templates without a format older versions could not read."""
     shared = shared_reason.table.get(reason)
     if shared is None:
         return (source, target, reason)
