@@ -9,14 +9,13 @@ learning). :mod:`operators.features` turns this state into a feature vector.
 from __future__ import annotations
 
 import math
-import operator
 from array import array
 from datetime import datetime
-from typing import NamedTuple
 
 from esg_leads.operators.compact import Weights, shared
-from esg_leads.operators.feature_definitions import FEATURE_NAMES
 from esg_leads.operators.investor_window import ACTION_INDEX, WindowAggregate
+# KeptVector: also where snapshots of a4481ae name it (pickled by module and name).
+from esg_leads.operators.kept_vectors import KeptVector, PackedHistory, kept, unpacked
 from esg_leads.operators.lineage import PackedRefs, Ref, combine, compact, extend_refs, pack
 from esg_leads.schemas.common import EPC_RANK
 from esg_leads.schemas.inputs import InvestorProfile
@@ -147,7 +146,9 @@ class InvestorProfileState:
         self.lineage: PackedRefs | tuple[Ref, ...] = ()
         #: Contributing references no longer in ``lineage`` (operators/lineage.py).
         self.lineage_omitted: dict | None = None
-        self.history: list[KeptVector | FeatureVector] = []
+        #: The last vectors scored, packed (``remember``); a list of them when they
+        #: cannot be (a snapshot's vectors of an older shape); empty: ``()``, shared.
+        self.history: PackedHistory | list[KeptVector | FeatureVector] | tuple = ()
         #: The investor context, built once per change of what it shows (the profile,
         #: the engaged properties) instead of once per vector and notice.
         self._context: InvestorContext | None = None
@@ -168,11 +169,15 @@ class InvestorProfileState:
         # seek_dwell and first_known (features then read first_seen), and hold the
         # lineage as a list, and its references as dicts.
         self.lineage_omitted = None
+        self.history = ()
         self.seek_dwell = [0.0, 0]
         self.first_known = None
         self._engaged = self._profile_features = None
         for name, value in state[1].items():
             setattr(self, name, value)
+        if self.history and type(self.history) is not PackedHistory:
+            # A list of KeptVector (snapshots of a4481ae) or of FeatureVector (earlier).
+            self.history = PackedHistory.of(self.history) or list(self.history)
         if type(self.lineage) is not PackedRefs:
             self.lineage = pack(tuple(map(compact, self.lineage)))
         self.consents = shared(self.consents)
@@ -407,107 +412,47 @@ class InvestorProfileState:
     def remember(self, vector: FeatureVector) -> None:
         """Keep ``vector`` (without context and lineage) for point-in-time learning.
 
-        Kept compact (:class:`KeptVector`): every number it holds as one array of
-        doubles, exactly as long as it needs (the features in the feature set's order,
-        then ESG alignment, intent, engagement readiness, data freshness (NaN for
-        ``None``) and the ESG components), no feature or component dict and no float
-        objects; :meth:`features_as_of` rebuilds the vector exactly (a double holds a
-        float as it was). Dicts and float objects cost ~4 KB per vector, four vectors
-        per investor: the largest part of an investor's state (issue 16). A vector that
-        does not fit the pattern (keys of an older feature set, from a snapshot; a
-        number that is not a float) is kept as it is, without context and lineage.
+        Kept compact: every number as a double (``operators.kept_vectors.kept``), and
+        the last :data:`HISTORY` vectors packed in one ``bytes`` (:class:`PackedHistory`):
+        a dict, a tuple and float objects per kept vector were the largest part of an
+        investor's state (issue 16). :meth:`features_as_of` rebuilds the vector exactly
+        (a double holds a float as it was). A vector that does not fit the pattern (keys
+        of an older feature set, from a snapshot; a number that is not a float) is kept
+        as it is, without context and lineage, and the history as a list.
         """
-        features, components = vector.features, vector.esg_components
-        scores = _SCORES(vector)
-        freshness = vector.data_freshness_days
-        if (features is not None and tuple(features) == FEATURE_NAMES
-                and type(components) is dict and _only_floats(map(type, components.values()))
-                and _only_floats(map(type, scores))
-                and (freshness is None or (type(freshness) is float and freshness == freshness))):
-            # One allocation of the exact length (extending an array leaves spare room).
-            numbers = array("d", (*vector.values, *scores,
-                                  math.nan if freshness is None else freshness,
-                                  *components.values()))
-            keys = tuple(components)
-            # Component names, once per name set: every kept vector shares the tuple.
-            keys = _COMPONENT_KEYS.setdefault(keys, keys)
-            vector = KeptVector(*vector[:4], numbers, keys, *vector[-4:-2])  # type: ignore[assignment]
-        else:
-            vector = vector.features_only()
-        self.history.append(vector)
-        if len(self.history) > HISTORY:
-            del self.history[0]
+        vector = kept(vector)  # type: ignore[assignment]
+        history = self.history
+        if type(history) is PackedHistory:
+            grown = history.plus(vector, HISTORY)  # type: ignore[arg-type]
+            if grown is not None:
+                self.history = grown
+                return
+        history = [*history, vector][-HISTORY:]
+        self.history = PackedHistory.of(history) or history
 
     def features_as_of(self, when: datetime) -> FeatureVector | None:
         """The last vector scored with ``as_of <= when``: what the model knew then.
 
         Equal to the vector :meth:`remember` was given, without context and lineage."""
-        for vector in reversed(self.history):
+        history = self.history
+        if type(history) is PackedHistory:
+            found = history.last_at_or_before(when)
+            return None if found is None else found.rebuilt()
+        for vector in reversed(history):
             if vector.as_of <= when:
                 if type(vector) is KeptVector:
                     return vector.rebuilt()
                 if vector.features is None:
-                    vector = _unpacked(vector)  # packed by an earlier version (a snapshot)
+                    vector = unpacked(vector)  # packed by an earlier version (a snapshot)
                 return vector
         return None
 
-
-#: The ESG component names of kept vectors, interned (see ``remember``).
-_COMPONENT_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
-_N = len(FEATURE_NAMES)
-#: A vector's esg_alignment, intent and engagement_readiness.
-_SCORES = operator.itemgetter(6, 8, 9)
-#: Whether an iterable of types holds only ``float`` (in C, no Python call per item).
-_only_floats = frozenset((float,)).issuperset
-
-
-class KeptVector(NamedTuple):
-    """A feature vector as the investor's history keeps it (see ``remember``): the
-    fields ``features_only()`` keeps that are not numbers, and every number in one
-    array. Eight fields where a ``FeatureVector`` has seventeen, most of them empty
-    here: ~70 bytes less per kept vector (issue 16)."""
-
-    tenant: str
-    investor_id: str
-    as_of: datetime
-    feature_set_version: str
-    #: Features, alignment, intent, readiness, freshness (NaN: ``None``), components.
-    numbers: array
-    #: The ESG components' names, in order (shared by every vector with the same).
-    component_keys: tuple[str, ...]
-    ingest_ms: int | None
-    clamped: tuple[str, ...]
-
-    def rebuilt(self) -> FeatureVector:
-        """The vector kept, as ``features_only()`` gave it, to the last bit."""
-        numbers = self.numbers
-        values = tuple(numbers[:_N])
-        alignment, intent, readiness, freshness = numbers[_N:_N + 4]
-        return FeatureVector(
-            self.tenant, self.investor_id, self.as_of, self.feature_set_version,
-            dict(zip(FEATURE_NAMES, values, strict=True)), values, alignment,
-            dict(zip(self.component_keys, numbers[_N + 4:], strict=True)), intent, readiness,
-            None if freshness != freshness else freshness, None, (),  # type: ignore[arg-type]
-            self.ingest_ms, self.clamped)
-
-
-def _unpacked(vector: FeatureVector) -> FeatureVector:
-    """A vector an earlier version of :meth:`InvestorProfileState.remember` packed (a
-    snapshot's), as it was given."""
-    keys = vector.esg_components
-    if type(keys) is not tuple:
-        # Packed by an earlier version (a snapshot): the feature values only.
-        values = tuple(vector.values)
-        return vector._replace(features=dict(zip(FEATURE_NAMES, values, strict=True)),
-                               values=values)
-    numbers = vector.values
-    values = tuple(numbers[:_N])
-    alignment, intent, readiness, freshness = numbers[_N:_N + 4]
-    return vector._replace(
-        features=dict(zip(FEATURE_NAMES, values, strict=True)), values=values,
-        esg_alignment=alignment, intent=intent, engagement_readiness=readiness,
-        data_freshness_days=None if freshness != freshness else freshness,
-        esg_components=dict(zip(keys, numbers[_N + 4:], strict=True)))
+    def latest_as_of(self) -> datetime | None:
+        """``as_of`` of the last vector remembered (``None``: none yet)."""
+        history = self.history
+        if type(history) is PackedHistory:
+            return history.latest_as_of()
+        return history[-1].as_of if history else None
 
 
 # ------------------------------------------------ features of the stated profile

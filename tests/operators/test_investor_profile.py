@@ -36,6 +36,7 @@ from esg_leads.operators.investor_profile import (
     InvestorProfileState,
     KeptVector,
 )
+from esg_leads.operators.kept_vectors import PackedHistory
 from esg_leads.operators.investor_window import ACTION_INDEX, ACTIONS, WindowAggregate
 from esg_leads.operators.lineage import PackedRefs, append_refs, as_dicts, combine, compact, ref
 from esg_leads.schemas.codec import decode_event
@@ -422,10 +423,12 @@ def test_a_remembered_vector_comes_back_exactly(values, scores, freshness, compo
     if (freshness is not None and (type(freshness) is not float or freshness != freshness)
             or not all(type(v) is float for v in components.values())):
         return  # kept as it was: nothing here may change in a round trip through doubles
+    assert type(state.history) is PackedHistory  # issue 16: one bytes for the history
     (kept,) = state.history
-    assert type(kept) is KeptVector and len(kept) == 8  # issue 16
+    assert type(kept) is KeptVector and len(kept) == 8
     assert sum(type(f) is float for f in kept) == 0  # every number in the one array
-    assert sys.getsizeof(kept.numbers) == sys.getsizeof(array("d", kept.numbers))  # no spare room
+    # The bytes hold its head (as_of, ingest_ms) and its doubles, nothing else.
+    assert len(state.history.data) == 16 + 8 * len(kept.numbers)
 
 
 def test_history_packed_by_the_previous_version_still_rebuilds():
@@ -439,7 +442,7 @@ def test_history_packed_by_the_previous_version_still_rebuilds():
                            61.5, {"fit": 50.0}, 0.25, 0.5, None, None, (), None, (), None, None)
     older = vector.features_only()._replace(features=None, values=array("d", values))
     state = InvestorProfileState(HALF_LIVES)
-    state.history.append(older)
+    state.history = [older]
     assert repr(state.features_as_of(T0)) == repr(vector.features_only())
     # As 2b8dadb kept it: a FeatureVector, every number in ``values``, the component
     # names in ``esg_components``; restored from a snapshot, it rebuilds alike.
@@ -449,7 +452,7 @@ def test_history_packed_by_the_previous_version_still_rebuilds():
     shape = FeatureVector(*vector[:4], None, new.numbers, None, new.component_keys,
                           None, None, None, None, (), *vector[-4:-2])
     previous = InvestorProfileState(HALF_LIVES)
-    previous.history.append(shape)
+    previous.history = [shape]
     previous = pickle.loads(pickle.dumps(previous))
     assert repr(previous.features_as_of(T0)) == repr(kept.features_as_of(T0)) == repr(
         vector.features_only())
