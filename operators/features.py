@@ -22,6 +22,7 @@ from esg_leads.operators.feature_definitions import FEATURE_SET_VERSION as FEATU
 from esg_leads.operators.feature_definitions import FEATURE_SOURCES as FEATURE_SOURCES
 from esg_leads.operators.feature_definitions import SOURCES as SOURCES
 from esg_leads.operators.investor_profile import InvestorProfileState
+from esg_leads.operators.top_properties import UNCHECKED
 from esg_leads.schemas.records import FeatureVector, FeedStatus, InvestorContext, PropertyFacts
 
 
@@ -95,7 +96,9 @@ def thesis_fit(state: InvestorProfileState) -> float:
     ...                          None, None, False, 0, False, False)
     >>> s = InvestorProfileState((1.0, 7.0, 30.0))
     >>> s.target_countries, s.target_assets = ("DE",), ("office",)
-    >>> s.top_properties = {"a": [3.0, facts("DE", "office", 1e6)], "b": [1.0, facts("FR", "office", 1e6)]}
+    >>> from esg_leads.operators.top_properties import TopProperties
+    >>> s.top_properties = TopProperties.of({"a": [3.0, facts("DE", "office", 1e6)],
+    ...                                      "b": [1.0, facts("FR", "office", 1e6)]})
     >>> round(thesis_fit(s), 4)  # (3 * 1 + 1 * 0.5 + 3 * 0.5) / (4 + 3)
     0.7143
     """
@@ -106,19 +109,22 @@ def thesis_fit(state: InvestorProfileState) -> float:
         return 0.5  # no check is possible: (0 + 3 * 0.5) / (0 + 3), as below
     total = weight = 0.0
     top = state.top_properties
-    for property_id, entry in top.items():
-        if len(entry) == 2:
-            # What the profile and this property's facts give, kept in the entry
-            # ([weight, facts, sum of checks, number of checks]) until either changes
-            # (InvestorProfileState.apply_profile, _merge_properties): decay moves
-            # only the weight. A new list of four items, not ``+=`` (nor ``[*a, *b]``):
-            # a list grown in place keeps room for eight (~30 bytes per entry, issue 16).
-            w, facts = entry
-            fit, checked = _thesis_checks(facts, by_asset, targets_a, excluded, targets_c, ticket)
-            entry = top[property_id] = [w, facts, fit, checked]
-        w, _, fit, checked = entry
+    n = len(top.facts)
+    numbers = top.numbers
+    if UNCHECKED in numbers[2 * n:]:
+        # What the profile and a property's facts give, kept (TopProperties: the sum and
+        # number of checks after the weights) until either changes
+        # (InvestorProfileState.apply_profile, TopProperties.merge): decay moves only
+        # the weight.
+        for i, facts in enumerate(top.facts):
+            if numbers[2 * n + i] == UNCHECKED:
+                numbers[n + i], numbers[2 * n + i] = _thesis_checks(
+                    facts, by_asset, targets_a, excluded, targets_c, ticket)
+    for i in range(n):
+        checked = numbers[2 * n + i]
         if checked:
-            total += w * fit / checked
+            w = numbers[i]
+            total += w * numbers[n + i] / checked
             weight += w
     return (total + _PRIOR_VIEWS * 0.5) / (weight + _PRIOR_VIEWS)
 
@@ -169,8 +175,7 @@ def risk_fit(state: InvestorProfileState) -> float:
     if limit is None:
         return 0.5
     within = weight = 0.0
-    for entry in state.top_properties.values():
-        w, facts = entry[0], entry[1]
+    for w, facts in state.top_properties.values():
         if facts.max_climate_risk is not None:
             within += w * (facts.max_climate_risk <= limit)
             weight += w

@@ -16,6 +16,7 @@ from esg_leads.operators.compact import Weights, shared
 from esg_leads.operators.investor_window import ACTION_INDEX, WindowAggregate
 # KeptVector: also where snapshots of a4481ae name it (pickled by module and name).
 from esg_leads.operators.kept_vectors import KeptVector, PackedHistory, kept, unpacked
+from esg_leads.operators.top_properties import TopProperties
 from esg_leads.operators.lineage import PackedRefs, Ref, combine, compact, extend_refs, pack
 from esg_leads.schemas.common import EPC_RANK
 from esg_leads.schemas.inputs import InvestorProfile
@@ -137,9 +138,9 @@ class InvestorProfileState:
         #: When the investor first became known: the earliest profile or engagement
         #: (a CRM record often exists before the first visit; rates run from here).
         self.first_known: datetime | None = None
-        #: property_id -> [weight, facts], and its thesis checks once computed
-        #: (operators.features.thesis_fit).
-        self.top_properties: dict[str, list] = {}
+        #: The most engaged properties: weights, facts, and their thesis checks once
+        #: computed (operators.features.thesis_fit), compact (operators/top_properties.py).
+        self.top_properties = TopProperties()
         self._engaged: tuple[PropertyFacts, ...] | None = None  # cached ranking
         #: Compact references, packed (operators/lineage.py): every vector built until
         #: the next window shares them, uncopied.
@@ -155,13 +156,9 @@ class InvestorProfileState:
 
     def __getstate__(self) -> tuple:
         # The shape default slot pickling gives, without the caches (the context; the
-        # thesis checks kept after each top property's weight and facts): snapshots stay
-        # small, and each top property is pickled as exactly (weight, facts), the shape
-        # every version before the cache reads.
+        # top properties' thesis checks, left out by TopProperties' own pickling).
         state = {name: getattr(self, name) for name in self.__slots__
                  if name not in self._CACHES and hasattr(self, name)}
-        if "top_properties" in state:
-            state["top_properties"] = {pid: entry[:2] for pid, entry in self.top_properties.items()}
         return None, state
 
     def __setstate__(self, state: tuple) -> None:
@@ -180,6 +177,8 @@ class InvestorProfileState:
             self.history = PackedHistory.of(self.history) or list(self.history)
         if type(self.lineage) is not PackedRefs:
             self.lineage = pack(tuple(map(compact, self.lineage)))
+        # A dict of [weight, facts] in snapshots of a4481ae and earlier.
+        self.top_properties = TopProperties.of(self.top_properties)
         self.consents = shared(self.consents)
         if self._profile_features is not None:
             self._profile_features = shared(self._profile_features)
@@ -198,8 +197,7 @@ class InvestorProfileState:
         prefs = profile.preferences
         self._known_at(profile.event_time)
         self._profile_features = self._context = None
-        for entry in self.top_properties.values():
-            del entry[2:]  # thesis checks of the old profile (operators.features.thesis_fit)
+        self.top_properties.clear_checks()  # of the old profile (operators.features.thesis_fit)
         self.has_profile = True
         self.investor_type = profile.investor_type.value
         self.subscriber_type = profile.subscriber_type.value
@@ -273,8 +271,8 @@ class InvestorProfileState:
             self.value_n *= f
             self.value_sum *= f
             self.value_sq *= f
-            for entry in self.top_properties.values():
-                entry[0] *= f
+            if self.top_properties:
+                self.top_properties.scale(f)
         if clock is None or ts > clock:
             self.clock = ts
 
@@ -345,19 +343,7 @@ class InvestorProfileState:
     def _merge_properties(self, agg: WindowAggregate) -> None:
         if agg.properties:
             self._engaged = None
-        top = self.top_properties
-        for property_id, (count, facts) in agg.properties.items():
-            entry = top.get(property_id)
-            if entry is None:
-                top[property_id] = [float(count), facts]
-            else:
-                entry[0] += count
-                if facts is not entry[1] and facts.effective >= entry[1].effective:
-                    entry[1] = facts
-                    del entry[2:]  # its thesis checks were those of the old facts
-        if len(top) > TOP_PROPERTIES:
-            keep = sorted(top.items(), key=lambda kv: (-kv[1][0], kv[0]))[:TOP_PROPERTIES]
-            self.top_properties = dict(keep)
+            self.top_properties.merge(agg.properties, TOP_PROPERTIES)
 
     def engaged_properties(self, limit: int = 5) -> tuple[PropertyFacts, ...]:
         """The most engaged properties; decay scales all weights alike, so the ranking
@@ -365,7 +351,8 @@ class InvestorProfileState:
         if self._engaged is None:
             # Sorted as by the key (-weight, id) (ids are unique: facts are never
             # compared), without a Python call per property.
-            ranked = sorted([(-entry[0], pid, entry[1]) for pid, entry in self.top_properties.items()])
+            top = self.top_properties
+            ranked = sorted(zip([-w for w in top.weights], top.ids, top.facts))
             self._engaged = tuple(r[2] for r in ranked[:5])
         return self._engaged[:limit]
 

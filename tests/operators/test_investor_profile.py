@@ -37,6 +37,7 @@ from esg_leads.operators.investor_profile import (
     KeptVector,
 )
 from esg_leads.operators.kept_vectors import PackedHistory
+from esg_leads.operators.top_properties import UNCHECKED, TopProperties
 from esg_leads.operators.investor_window import ACTION_INDEX, ACTIONS, WindowAggregate
 from esg_leads.operators.lineage import PackedRefs, append_refs, as_dicts, combine, compact, ref
 from esg_leads.schemas.codec import decode_event
@@ -47,6 +48,19 @@ T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
 
 
 # ------------------------------------------------------------ the oracle (df89d1b)
+
+class EagerTop(dict):
+    """Top properties as df89d1b kept them: ``{property_id: [weight, facts]}``."""
+
+    def clear_checks(self) -> None:  # the eager code keeps no checks (the state's method)
+        pass
+
+
+def eager_top(s: InvestorProfileState) -> EagerTop:
+    if type(s.top_properties) is not EagerTop:
+        s.top_properties = EagerTop({k: [w, f] for k, (w, f) in s.top_properties.items()})
+    return s.top_properties
+
 
 def eager_decay(s: InvestorProfileState, now: datetime, half_lives_days) -> None:
     ts = now.timestamp()
@@ -69,7 +83,7 @@ def eager_decay(s: InvestorProfileState, now: datetime, half_lives_days) -> None
         s.value_n *= f
         s.value_sum *= f
         s.value_sq *= f
-        for entry in s.top_properties.values():
+        for entry in eager_top(s).values():
             entry[0] *= f
     if clock is None or ts > clock:
         s.clock = ts
@@ -125,7 +139,7 @@ def eager_apply(s: InvestorProfileState, agg: WindowAggregate, window_end: datet
         s.value_sq += v * v
     if agg.properties:
         s._engaged = None
-    top = s.top_properties
+    top = eager_top(s)
     for property_id, (count, facts) in agg.properties.items():
         entry = top.get(property_id)
         if entry is None:
@@ -135,7 +149,7 @@ def eager_apply(s: InvestorProfileState, agg: WindowAggregate, window_end: datet
             if facts.effective >= entry[1].effective:
                 entry[1] = facts
     if len(top) > TOP_PROPERTIES:
-        s.top_properties = dict(sorted(top.items(), key=lambda kv: (-kv[1][0], kv[0]))[:TOP_PROPERTIES])
+        s.top_properties = EagerTop(sorted(top.items(), key=lambda kv: (-kv[1][0], kv[0]))[:TOP_PROPERTIES])
     if s.first_seen is None or (agg.first is not None and agg.first < s.first_seen):
         s.first_seen = agg.first
     if agg.first is not None and (s.first_known is None or agg.first < s.first_known):
@@ -380,7 +394,9 @@ def test_snapshots_keep_no_cache_and_old_ones_restore():
     assert "_context" not in pickle.loads(pickle.dumps(state)).__getstate__()[1]
     # A snapshot of df89d1b: lineage a list of dicts, no context slot; it restores
     # (compact references, in a tuple) and builds the same vector.
-    old_shape = dict(state.__getstate__()[1], lineage=as_dicts(state.lineage))
+    # Its top properties (and a4481ae's) a dict of [weight, facts].
+    old_shape = dict(state.__getstate__()[1], lineage=as_dicts(state.lineage),
+                     top_properties={pid: [w, f] for pid, (w, f) in state.top_properties.items()})
     assert old_shape["lineage"] == [ref("e1", "investor.engagements", 0, 1)]
     restored = InvestorProfileState.__new__(InvestorProfileState)
     restored.__setstate__((None, old_shape))
@@ -391,11 +407,16 @@ def test_snapshots_keep_no_cache_and_old_ones_restore():
     tuples.__setstate__((None, dict(old_shape, lineage=tuple(state.lineage))))
     assert type(tuples.lineage) is PackedRefs and tuples.lineage == state.lineage
     assert F.build_vector(restored, "acme", "inv-1", state.last_active) == vector
-    # And the other way: what this version snapshots, df89d1b's code reads -- every top
-    # property as exactly (weight, facts), the thesis checks cached after them left out.
-    assert any(len(entry) > 2 for entry in state.top_properties.values())  # cached now
-    assert all(len(entry) == 2 for entry in state.__getstate__()[1]["top_properties"].values())
-    assert [(w, facts) for w, facts in state.__getstate__()[1]["top_properties"].values()]
+    assert type(restored.top_properties) is TopProperties
+    # The thesis checks cached after the weights, left out of snapshots (a cache) and
+    # computed again alike.
+    top, n = state.top_properties, len(state.top_properties)
+    assert n and UNCHECKED not in top.numbers  # cached now
+    again = pickle.loads(pickle.dumps(state))
+    assert list(again.top_properties.numbers[2 * n:]) == [UNCHECKED] * n
+    assert list(again.top_properties.items()) == list(top.items())
+    assert F.build_vector(again, "acme", "inv-1", state.last_active) == vector
+    assert again.top_properties == top  # the checks computed again: the same doubles
 
 
 # ------------------------------------------------- point-in-time history, kept compact
