@@ -9,6 +9,7 @@ learning). :mod:`operators.features` turns this state into a feature vector.
 from __future__ import annotations
 
 import math
+import operator
 from array import array
 from datetime import datetime
 
@@ -352,7 +353,8 @@ class InvestorProfileState:
             # Sorted as by the key (-weight, id) (ids are unique: facts are never
             # compared), without a Python call per property.
             top = self.top_properties
-            ranked = sorted(zip([-w for w in top.weights], top.ids, top.facts))
+            # (zip stops at the facts: the weights come first in ``numbers``)
+            ranked = sorted(zip(map(operator.neg, top.numbers), top.ids, top.facts))
             self._engaged = tuple(r[2] for r in ranked[:5])
         return self._engaged[:limit]
 
@@ -407,15 +409,15 @@ class InvestorProfileState:
         of an older feature set, from a snapshot; a number that is not a float) is kept
         as it is, without context and lineage, and the history as a list.
         """
-        vector = kept(vector)  # type: ignore[assignment]
         history = self.history
         if type(history) is PackedHistory:
-            grown = history.plus(vector, HISTORY)  # type: ignore[arg-type]
-            if grown is not None:
-                self.history = grown
-                return
-        history = [*history, vector][-HISTORY:]
-        self.history = PackedHistory.of(history) or history
+            grown = history.plus(vector, HISTORY)
+        else:  # empty, or a list (vectors of a snapshot that could not be packed)
+            grown = PackedHistory.of([*history, vector][-HISTORY:])
+        if grown is not None:
+            self.history = grown
+        else:
+            self.history = [*history, kept(vector)][-HISTORY:]
 
     def features_as_of(self, when: datetime) -> FeatureVector | None:
         """The last vector scored with ``as_of <= when``: what the model knew then.

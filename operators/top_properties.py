@@ -28,10 +28,13 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator
+from itertools import count
+from operator import attrgetter, neg
 from typing import Any
 
 from esg_leads.schemas.records import PropertyFacts
 
+_PROPERTY_ID = attrgetter("property_id")
 #: The number of checks of a property whose checks are not computed yet.
 UNCHECKED = -1.0
 
@@ -64,7 +67,7 @@ class TopProperties:
 
     @property
     def ids(self) -> tuple[str, ...]:
-        return self._ids if self._ids is not None else tuple(f.property_id for f in self.facts)
+        return self._ids if self._ids is not None else tuple(map(_PROPERTY_ID, self.facts))
 
     def __len__(self) -> int:
         return len(self.facts)
@@ -99,31 +102,51 @@ class TopProperties:
         ``(-weight, property_id)``, in that order -- as the dict did."""
         if not properties:
             return
-        n = len(self.facts)
-        ids, facts = list(self.ids), list(self.facts)
-        numbers = self.numbers
-        weights, sums, checked = numbers[:n].tolist(), numbers[n:2 * n].tolist(), numbers[2 * n:].tolist()
-        for property_id, (count, new) in properties.items():
+        facts = self.facts
+        n = len(facts)
+        ids = self._ids if self._ids is not None else tuple(map(_PROPERTY_ID, facts))
+        numbers = self.numbers  # this table's own: weights raised in place
+        replaced: list[PropertyFacts] | None = None
+        added: list[tuple[str, float, PropertyFacts]] = []
+        own = self._ids is None  # and stays so while every new facts' id is its key's
+        for property_id, (views, new) in properties.items():
             try:
                 i = ids.index(property_id)
             except ValueError:
-                ids.append(property_id)
-                facts.append(new)
-                weights.append(float(count))
-                sums.append(0.0)
-                checked.append(UNCHECKED)
-            else:
-                weights[i] += count
-                if new is not facts[i] and new.effective >= facts[i].effective:
-                    facts[i] = new
-                    sums[i], checked[i] = 0.0, UNCHECKED  # the checks of the old facts
-        if len(ids) > limit:
-            keep = sorted(range(len(ids)), key=lambda i: (-weights[i], ids[i]))[:limit]
-            ids, facts = [ids[i] for i in keep], [facts[i] for i in keep]
-            weights, sums, checked = ([v[i] for i in keep] for v in (weights, sums, checked))
-        self.facts = tuple(facts)
-        self.numbers = array("d", weights + sums + checked)
-        self._ids = _own_ids(tuple(ids), self.facts)
+                added.append((property_id, float(views), new))
+                own = own and new.property_id == property_id
+                continue
+            numbers[i] += views  # the double ``entry[0] += count`` gave
+            old = facts[i] if replaced is None else replaced[i]
+            if new is not old and new.effective >= old.effective:
+                if replaced is None:
+                    replaced = list(facts)
+                replaced[i] = new
+                own = own and new.property_id == property_id
+                numbers[n + i], numbers[2 * n + i] = 0.0, UNCHECKED  # the old facts' checks
+        if replaced is None and not added:
+            return  # weights only (the common case): nothing rebuilt
+        facts_list = replaced if replaced is not None else list(facts)
+        ids_list = list(ids)
+        if added:
+            k = len(added)
+            values = numbers.tolist()
+            ids_list += [a[0] for a in added]
+            facts_list += [a[2] for a in added]
+            weights = values[:n] + [a[1] for a in added]
+            sums = values[n:2 * n] + [0.0] * k
+            checked = values[2 * n:] + [UNCHECKED] * k
+            if len(ids_list) > limit:
+                # By (-weight, id), as the dict was (ids are unique: the index that
+                # follows them is never compared), without a Python call per property.
+                keep = [r[2] for r in sorted(zip(map(neg, weights), ids_list, count()))[:limit]]
+                ids_list, facts_list = [ids_list[i] for i in keep], [facts_list[i] for i in keep]
+                weights = [weights[i] for i in keep]
+                sums = [sums[i] for i in keep]
+                checked = [checked[i] for i in keep]
+            self.numbers = array("d", weights + sums + checked)
+        self.facts = tuple(facts_list)
+        self._ids = None if own else tuple(ids_list)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, TopProperties):
@@ -144,9 +167,7 @@ class TopProperties:
 
 def _own_ids(ids: tuple[str, ...], facts: tuple[PropertyFacts, ...]) -> tuple[str, ...] | None:
     """``None`` when each id equals its facts' ``property_id`` (the case in a flow)."""
-    if all(i == f.property_id and type(i) is str for i, f in zip(ids, facts, strict=True)):
-        return None
-    return ids
+    return None if ids == tuple(map(_PROPERTY_ID, facts)) else ids
 
 
 def _top(ids: tuple[str, ...] | None, facts: tuple[PropertyFacts, ...],

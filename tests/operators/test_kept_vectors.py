@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import pickle
+import random
 import struct
 import sys
 import zlib
 from array import array
 from datetime import datetime, timedelta, timezone
 
+import pyarrow as pa
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -27,7 +29,9 @@ PYDANTIC_UTC = TypeAdapter(datetime).validate_python("2026-03-02T10:00:00Z").tzi
 ZONES = st.sampled_from([timezone.utc, PYDANTIC_UTC, timezone(timedelta(hours=2)),
                          timezone(timedelta(0), "Z"), None])
 # Every double, NaNs with any payload among them (bits, not values, must come back).
-DOUBLES = st.integers(0, (1 << 64) - 1).map(lambda b: struct.unpack("<d", struct.pack("<Q", b))[0])
+# Zeros and repeats too, which compress (raw LZ4), and noise, which does not (kept raw).
+DOUBLES = st.integers(0, (1 << 64) - 1).map(lambda b: struct.unpack("<d", struct.pack("<Q", b))[0]) \
+    | st.sampled_from([0.0, -0.0, 1.0])
 INGEST = st.none() | st.integers(-(1 << 63), (1 << 63) - 1) | st.sampled_from([0, 1_700_000_000_000])
 
 
@@ -39,6 +43,20 @@ def kept_vectors(draw, investor="inv-1") -> KeptVector:
                       array("d", draw(st.lists(DOUBLES, min_size=N + 4 + len(keys),
                                                max_size=N + 4 + len(keys)))),
                       keys, draw(INGEST), draw(st.sampled_from([(), ("recency_days",)])))
+
+
+def stored(history: PackedHistory) -> list[bytes]:
+    """Each vector's doubles as ``data`` holds them (decompressed), read by hand."""
+    out, at = [], 20 * len(history)
+    for i, meta in enumerate(history.metas):
+        size = struct.unpack_from("<I", history.data, 20 * i + 16)[0]
+        width = 8 * (N + 4 + len(meta[1]))
+        body = history.data[at:at + size]
+        out.append(body if size == width else pa.Codec("lz4_raw").decompress(
+            body, decompressed_size=width, asbytes=True))
+        at += size
+    assert at == len(history.data)
+    return out
 
 
 def exact(vector: KeptVector) -> tuple:
@@ -62,7 +80,9 @@ def test_packed_vectors_come_back_exactly_bits_zones_and_all(vectors):
     for v in vectors[1:]:
         grown = grown.plus(v, HISTORY)
     assert [exact(v) for v in grown] == [exact(v) for v in vectors[-HISTORY:]]
-    assert len(grown.data) == sum(16 + 8 * len(v.numbers) for v in vectors[-HISTORY:])
+    kept = vectors[-HISTORY:]
+    assert stored(grown) == [v.numbers.tobytes() for v in kept]  # (a little-endian host)
+    assert len(grown.data) <= sum(20 + 8 * len(v.numbers) for v in kept)  # never longer
 
 
 @hsettings(max_examples=60, deadline=None)
@@ -93,20 +113,20 @@ def test_doubles_are_little_endian_in_memory_and_snapshots_on_any_host():
     packed = PackedHistory.of([KeptVector("acme", "inv-1", T0, "v", numbers, (), 7, ())])
     us = (T0.toordinal() - 1) * 86_400_000_000 + 10 * 3_600_000_000
     expected = struct.pack(f"<qq{N + 4}d", us, 7, *numbers)
-    assert packed.data == expected
-    assert pickle.loads(pickle.dumps(packed)).data == expected
+    assert packed.data[:16] + stored(packed)[0] == expected
+    assert pickle.loads(pickle.dumps(packed)) == packed
     # What a big-endian host does: swap on the way in and out, same bytes.
     with_big = sys.modules["esg_leads.operators.kept_vectors"]
     try:
         with_big._LITTLE = False
         swapped = PackedHistory.of([KeptVector("acme", "inv-1", T0, "v", numbers, (), 7, ())])
-        native = bytearray(swapped.data)
+        (native,) = stored(swapped)
         (back,) = swapped
     finally:
         with_big._LITTLE = True
     # On this (little-endian) host the swapped path writes big-endian doubles and reads
     # them back: a real big-endian host runs the same two swaps on its native order.
-    assert bytes(native[16:]) == struct.pack(f">{N + 4}d", *numbers)
+    assert native == struct.pack(f">{N + 4}d", *numbers)
     assert back.numbers == numbers
 
 
@@ -155,3 +175,14 @@ def test_a_snapshot_of_a4481ae_restores_packed_and_continues_identically():
             assert repr(restored.features_as_of(when)) == repr(unbroken.features_as_of(when))
     assert restored.latest_as_of() == unbroken.latest_as_of() == T0 + timedelta(hours=8)
     assert restored.features_as_of(T0 + timedelta(hours=8)) == vector(8).features_only()
+
+
+def test_the_doubles_are_compressed_when_that_is_shorter_else_kept_raw():
+    zeros = KeptVector("acme", "inv-1", T0, "v", array("d", [0.0] * (N + 4)), (), None, ())
+    packed = PackedHistory.of([zeros] * HISTORY)
+    assert len(packed.data) < HISTORY * (20 + 8 * (N + 4)) / 2  # compressed
+    noise = zeros._replace(numbers=array("d", random.Random(7).randbytes(8 * (N + 4))))
+    raw = PackedHistory.of([noise])
+    assert len(raw.data) == 20 + 8 * (N + 4)  # noise does not compress: kept raw
+    assert [exact(v) for v in raw] == [exact(noise)]
+    assert [exact(v) for v in packed.plus(noise, HISTORY)] == [exact(zeros)] * 3 + [exact(noise)]
