@@ -188,7 +188,8 @@ def _record(vector: KeptVector) -> tuple[tuple, bytes, bytes] | None:
     return meta, _HEAD.pack(us, ingest or 0, len(body)), body
 
 
-def _vector_record(vector: FeatureVector) -> tuple[tuple, bytes, bytes] | None:
+def _vector_record(vector: FeatureVector, last: tuple | None = None
+                   ) -> tuple[tuple, bytes, bytes] | None:
     """:func:`_record` of ``kept(vector)``, straight from the vector: its doubles packed
     little-endian by one ``struct`` call, no array and no :class:`KeptVector` between
     (``remember`` runs once per vector built). ``None`` when ``kept`` would not give a
@@ -208,11 +209,16 @@ def _vector_record(vector: FeatureVector) -> tuple[tuple, bytes, bytes] | None:
     keys = tuple(components)
     keys = _COMPONENT_KEYS.setdefault(keys, keys)
     tz = as_of.tzinfo
-    meta = (version, keys, clamped, tz, as_of.fold, ingest is None, type(tz), as_of.tzname())
-    try:
-        meta = _shared(meta)
-    except TypeError:
-        return None
+    tzname, fold, no_ingest = as_of.tzname(), as_of.fold, ingest is None
+    if (last is not None and last[1] is keys and last[3] is tz and last[0] == version
+            and last[2] == clamped and last[4] == fold and last[5] is no_ingest
+            and last[7] == tzname):
+        meta = last  # the previous vector's shared part (the rule): found without hashing
+    else:
+        try:
+            meta = _shared((version, keys, clamped, tz, fold, no_ingest, type(tz), tzname))
+        except TypeError:
+            return None
     row = _ROWS.get(len(keys))
     if row is None:
         row = _ROWS[len(keys)] = struct.Struct(f"<{_N + 4 + len(keys)}d")
@@ -268,7 +274,8 @@ class PackedHistory:
     def plus(self, vector: KeptVector | FeatureVector, limit: int) -> PackedHistory | None:
         """These vectors and ``vector`` (as ``kept`` keeps it), the oldest beyond
         ``limit`` dropped; ``None`` when ``vector`` cannot be packed with them."""
-        record = _record(vector) if type(vector) is KeptVector else _vector_record(vector)  # type: ignore[arg-type]
+        record = (_record(vector) if type(vector) is KeptVector  # type: ignore[arg-type]
+                  else _vector_record(vector, self.metas[-1]))  # type: ignore[arg-type]
         if record is None or vector.tenant != self.tenant or vector.investor_id != self.investor_id:
             return None
         meta, head, body = record

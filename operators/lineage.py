@@ -125,12 +125,24 @@ class PackedRefs:
         return f"PackedRefs({tuple(self)!r})"
 
     def __reduce__(self) -> tuple:
-        return (_unpickle, (self.ids, self.topics, self.coords.tobytes()))
+        # Little-endian on every host, so that a snapshot reads the same on any (those
+        # of a4481ae and before were native: little-endian on the hosts this runs on).
+        coords = self.coords
+        if not _LITTLE:
+            coords = array("q", coords)
+            coords.byteswap()
+        return (_unpickle, (self.ids, self.topics, coords.tobytes()))
+
+
+_LITTLE = sys.byteorder == "little"
 
 
 def _unpickle(ids: str, topics: tuple[str, ...], coords: bytes) -> PackedRefs:
     # The topics interned again: one string per topic, however many snapshots restored.
-    return PackedRefs(ids, tuple(map(sys.intern, topics)), array("q", coords))
+    numbers = array("q", coords)
+    if not _LITTLE:
+        numbers.byteswap()
+    return PackedRefs(ids, tuple(map(sys.intern, topics)), numbers)
 
 
 def pack(refs: Sequence[Ref]) -> PackedRefs | tuple[Ref, ...]:

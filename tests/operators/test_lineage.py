@@ -160,3 +160,23 @@ def test_investor_lineage_is_bounded_and_loses_nothing():
     del old.lineage_omitted
     resumed = pickle.loads(pickle.dumps(old))
     assert resumed.lineage_omitted is None and resumed.lineage == state.lineage
+
+
+def test_packed_references_pickle_little_endian_on_any_host(monkeypatch):
+    """A snapshot moves between hosts: the 64-bit partitions and offsets are written
+    little-endian whatever the host's order (a4481ae wrote them native)."""
+    import struct
+
+    from esg_leads.operators import lineage
+
+    refs = (("e1", "investor.engagements", 3, 2**40 + 7), ("e2", "esg.property-signals", -1, 5))
+    packed = pack(refs)
+    _, (_, _, coords) = packed.__reduce__()
+    assert coords == struct.pack("<4q", 3, 2**40 + 7, -1, 5)
+    # A big-endian host swaps on the way out and back in: the same bytes, the same refs
+    # (simulated here by telling this module the host is big-endian: it then swaps
+    # native little-endian integers, which a real big-endian host holds swapped).
+    monkeypatch.setattr(lineage, "_LITTLE", False)
+    _, (_, _, swapped) = packed.__reduce__()
+    assert swapped == struct.pack(">4q", 3, 2**40 + 7, -1, 5)
+    assert tuple(lineage._unpickle(packed.ids, packed.topics, swapped)) == refs
