@@ -111,7 +111,7 @@ def thesis_fit(state: InvestorProfileState) -> float:
     top = state.top_properties
     n = len(top.facts)
     numbers = top.numbers
-    if UNCHECKED in numbers[2 * n:]:
+    if n and UNCHECKED in numbers[2 * n:]:
         # What the profile and a property's facts give, kept (TopProperties: the sum and
         # number of checks after the weights) until either changes
         # (InvestorProfileState.apply_profile, TopProperties.merge): decay moves only
@@ -184,8 +184,8 @@ def risk_fit(state: InvestorProfileState) -> float:
 
 def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, float]:
     """The feature dict of ``state`` at ``as_of`` (state must already be decayed there)."""
-    counts, depth = state.counts, state.depth
-    c = state.content
+    (counts, depth, views_30d, reports_30d, windows_30d, value_n, value_sum, _, c,
+     ranks) = state.counters()
     n = c[0]
     if n:
         inv = 1.0 / n
@@ -201,7 +201,6 @@ def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, 
     high_lift = high - expected_high
     cert_lift = certified - expected_certified
     risk_lift = low_risk - expected_low_risk
-    ranks = state.epc_ranks
     rank_n = sum(ranks)
     if rank_n:
         mean_rank = sum(map(operator.mul, _RANKS, ranks)) / rank_n
@@ -213,8 +212,8 @@ def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, 
     stated = profile["stated_esg"]
     behaviour = (high + certified + low_risk) / 3 if n else 0.0
     ticket_max = state.ticket_max
-    if ticket_max and state.value_n:
-        mean_log_value = state.value_sum / state.value_n
+    if ticket_max and value_n:
+        mean_log_value = value_sum / value_n
         ticket_fit = math.exp(-abs(mean_log_value - math.log(ticket_max)) / 2)
     else:
         ticket_fit = 0.0
@@ -251,11 +250,11 @@ def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, 
         "eng_30d": log1p(counts[2]),
         "depth_7d": log1p(depth[1]),
         "depth_30d": log1p(depth[2]),
-        "views_30d": log1p(state.views),
-        "esg_reports_30d": log1p(state.esg_reports),
+        "views_30d": log1p(views_30d),
+        "esg_reports_30d": log1p(reports_30d),
         "meetings": float(min(state.meetings, 5)),
         "replies": float(min(state.replies, 10)),
-        "active_windows_30d": log1p(state.active_windows),
+        "active_windows_30d": log1p(windows_30d),
         "recency_days": recency,
         "tenure_days": tenure,
         # Rates separate how engaged an investor is from how long we have known them.

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import operator
 from array import array
+from operator import mul
+from collections.abc import Iterable
 from datetime import datetime
 
 from esg_leads.operators.compact import Weights, shared
@@ -46,7 +48,29 @@ TOP_PROPERTIES = 8
 #: ``lineage_omitted``. Below the outputs' 64, leaving room for notices (lifecycle).
 MAX_LINEAGE = 48
 _CONTENT_HALF_LIFE_DAYS = 30.0
-_ZEROS = (0.0,) * 10
+#: The decayed counters of ``InvestorProfileState.decayed``, one array of doubles: the
+#: engagement counts and depth, one per half-life (``n``), then these, by the index
+#: from the end each has (the same whatever ``n``). A list or a float object per
+#: counter cost ~340 bytes per investor more than their doubles (issue 16).
+_DECAYED = (
+    ("views", 1),  # 30-day content half-life, like the ESG content below
+    ("esg_reports", 1), ("active_windows", 1), ("value_n", 1), ("value_sum", 1),
+    ("value_sq", 1),
+    # ESG content of viewed properties: with_facts, high, certified, low_risk,
+    # third_party, expected_high, expected_certified, expected_low_risk, age_sum, stale
+    ("content", 10),
+    ("epc_ranks", 8),
+)
+_FIXED = sum(size for _, size in _DECAYED)
+_AT = {}
+_at = -_FIXED
+for _name, _size in _DECAYED:
+    _AT[_name] = (_at, _size)
+    _at += _size
+_VIEWS, _ESG_REPORTS, _ACTIVE_WINDOWS, _VALUE_N, _VALUE_SUM, _VALUE_SQ, _CONTENT, _EPC_RANKS = (
+    _AT[name][0] for name, _ in _DECAYED)
+# ``counters`` spells these out.
+assert (_VIEWS, _VALUE_SQ, _CONTENT, _EPC_RANKS) == (-24, -19, -18, -8)
 
 
 #: Investor types that count as institutional (the ``institutional`` feature).
@@ -66,8 +90,7 @@ class InvestorProfileState:
         "contact_ref", "unsubscribed", "unsubscribed_at", "_profile_features",
         "do_not_contact", "time_zone",
         # behaviour
-        "clock", "counts", "depth", "views", "esg_reports", "active_windows",
-        "content", "epc_ranks", "countries", "assets", "value_n", "value_sum", "value_sq",
+        "clock", "decayed", "countries", "assets",
         "meetings", "replies", "totals", "dwell", "catalog_log_value", "ingest_ms", "first_seen", "last_active", "previous_active",
         "top_properties", "_engaged", "lineage", "lineage_omitted", "history",
         "seek_dwell", "first_known",
@@ -106,25 +129,12 @@ class InvestorProfileState:
         self.unsubscribed = False
         self.unsubscribed_at: datetime | None = None
         self._profile_features: dict[str, float] | None = None
-        # Decayed counters, one slot per half-life; all decayed to ``clock``.
+        # Decayed counters, all decayed to ``clock``, in one array of doubles (see
+        # ``_DECAYED``): read and set by name (the properties below).
         self.clock: float | None = None
-        n = len(half_lives_days)
-        # Arrays of doubles, like the content counters below: a list held a float
-        # object per half-life (~130 bytes per investor more, issue 16).
-        self.counts = array("d", (0.0,) * n)
-        self.depth = array("d", (0.0,) * n)
-        self.views = 0.0  # 30-day content half-life, like the ESG content below
-        self.esg_reports = 0.0
-        self.active_windows = 0.0
-        # ESG content of viewed properties: with_facts, high, certified, low_risk,
-        # third_party, expected_high, expected_certified, expected_low_risk, age_sum, stale
-        # (arrays of doubles: a list held a float object per slot, 18 objects and ~420
-        # bytes more per investor (issue 16); a double holds the same float).
-        self.content = array("d", _ZEROS[:10])
-        self.epc_ranks = array("d", _ZEROS[:8])
+        self.decayed = array("d", bytes(8 * (2 * len(half_lives_days) + _FIXED)))
         self.countries = Weights()  # read like dicts (operators.features._table_features)
         self.assets = Weights()
-        self.value_n = self.value_sum = self.value_sq = 0.0
         self.meetings = 0
         self.replies = 0
         # Undecayed totals since first seen: windows, events, views, depth, ESG reports.
@@ -171,7 +181,17 @@ class InvestorProfileState:
         self.seek_dwell = [0.0, 0]
         self.first_known = None
         self._engaged = self._profile_features = None
-        for name, value in state[1].items():
+        values = state[1]
+        if "decayed" not in values:
+            # a4481ae and before: a slot per counter (floats; lists or arrays of them).
+            values = dict(values)
+            counts, depth = values.pop("counts"), values.pop("depth")
+            fixed: list[float] = []
+            for name, size in _DECAYED:
+                value = values.pop(name, 0.0 if size == 1 else (0.0,) * size)
+                fixed += [value] if size == 1 else value
+            values["decayed"] = array("d", [*counts, *depth, *fixed])
+        for name, value in values.items():
             setattr(self, name, value)
         if self.history and type(self.history) is not PackedHistory:
             # A list of KeptVector (snapshots of a4481ae) or of FeatureVector (earlier).
@@ -186,11 +206,45 @@ class InvestorProfileState:
         # Dicts and lists in snapshots of earlier versions (floats: same doubles).
         self.countries = Weights.of(self.countries)
         self.assets = Weights.of(self.assets)
-        self.counts = array("d", self.counts)
-        self.depth = array("d", self.depth)
-        self.content = array("d", self.content)
-        self.epc_ranks = array("d", self.epc_ranks)
         self._context = None
+
+    # ------------------------------------------------------- decayed counters
+
+    @property
+    def counts(self) -> array:
+        """Events, decayed, one per half-life (a copy: set it, or ``decayed``)."""
+        d = self.decayed
+        return d[:(len(d) - _FIXED) // 2]
+
+    @counts.setter
+    def counts(self, value: Iterable[float]) -> None:
+        d = self.decayed
+        d[:(len(d) - _FIXED) // 2] = array("d", value)
+
+    @property
+    def depth(self) -> array:
+        """Depth of engagement (``DEPTH_WEIGHTS``), decayed, one per half-life."""
+        d = self.decayed
+        n = (len(d) - _FIXED) // 2
+        return d[n:2 * n]
+
+    @depth.setter
+    def depth(self, value: Iterable[float]) -> None:
+        d = self.decayed
+        n = (len(d) - _FIXED) // 2
+        d[n:2 * n] = array("d", value)
+
+    # views, esg_reports, active_windows, value_n, value_sum, value_sq (floats),
+    # content and epc_ranks (arrays: copies): defined after the class (``_counter``).
+
+    def counters(self) -> tuple:
+        """Every decayed counter at once, for the features (one call, not ten): counts,
+        depth, views, esg_reports, active_windows, value_n, value_sum, value_sq (floats),
+        content, epc_ranks (arrays: copies)."""
+        d = self.decayed
+        n = (len(d) - _FIXED) // 2
+        return (d[:n], d[n:2 * n], d[-24], d[-23], d[-22], d[-21], d[-20], d[-19],
+                d[-18:-8], d[-8:])  # (the offsets of ``_DECAYED``, spelled out: faster)
 
     # ------------------------------------------------------------- profile
 
@@ -258,20 +312,18 @@ class InvestorProfileState:
             days = (ts - clock) / 86_400
             exp = math.exp
             factors = [exp(-LN2 * days / h) for h in half_lives_days]
-            self.counts = array("d", [v * f for v, f in zip(self.counts, factors)])
-            self.depth = array("d", [v * f for v, f in zip(self.depth, factors)])
             f = exp(-LN2 * days / _CONTENT_HALF_LIFE_DAYS)
-            self.views *= f
-            self.esg_reports *= f
-            self.active_windows *= f
-            self.content = array("d", [v * f for v in self.content])
-            self.epc_ranks = array("d", [v * f for v in self.epc_ranks])
+            decayed = self.decayed
+            n = (len(decayed) - _FIXED) // 2
+            if len(factors) == n:  # every counter times its factor, in one pass in C
+                self.decayed = array("d", map(mul, decayed, factors + factors + [f] * _FIXED))
+            else:  # other half-lives than the snapshot's: as many as both have (zip)
+                counts = [v * g for v, g in zip(decayed[:n], factors)]
+                depth = [v * g for v, g in zip(decayed[n:2 * n], factors)]
+                self.decayed = array("d", counts + depth + [v * f for v in decayed[2 * n:]])
             if self.countries:
                 self.countries = self.countries.scaled(f)
                 self.assets = self.assets.scaled(f)
-            self.value_n *= f
-            self.value_sum *= f
-            self.value_sq *= f
             if self.top_properties:
                 self.top_properties.scale(f)
         if clock is None or ts > clock:
@@ -282,12 +334,14 @@ class InvestorProfileState:
         self.decay_to(window_end, half_lives_days)
         actions = agg.actions
         depth = sum(actions[i] * w for i, w in _DEPTH)
-        for i in range(len(self.counts)):
-            self.counts[i] += agg.n
-            self.depth[i] += depth
-        self.views += actions[_VIEW]
-        self.esg_reports += actions[_ESG_REPORT]
-        self.active_windows += 1
+        d = self.decayed
+        n = (len(d) - _FIXED) // 2
+        for i in range(n):
+            d[i] += agg.n
+            d[n + i] += depth
+        d[_VIEWS] += actions[_VIEW]
+        d[_ESG_REPORTS] += actions[_ESG_REPORT]
+        d[_ACTIVE_WINDOWS] += 1
         self.meetings += actions[_MEETING]
         self.replies += actions[_REPLY]
         if agg.catalog_log_value is not None:
@@ -302,28 +356,28 @@ class InvestorProfileState:
         totals[2] += actions[_VIEW]
         totals[3] += depth
         totals[4] += actions[_ESG_REPORT]
-        c = self.content
-        c[0] += agg.with_facts
-        c[1] += agg.high_epc
-        c[2] += agg.certified
-        c[3] += agg.low_risk
-        c[4] += agg.third_party
-        c[5] += agg.expected_high
-        c[6] += agg.expected_certified
-        c[7] += agg.expected_low_risk
-        c[8] += agg.data_age_days
-        c[9] += agg.stale
-        for i, n in enumerate(agg.epc_ranks):
-            if n:
-                self.epc_ranks[i] += n
+        c = _CONTENT
+        d[c] += agg.with_facts
+        d[c + 1] += agg.high_epc
+        d[c + 2] += agg.certified
+        d[c + 3] += agg.low_risk
+        d[c + 4] += agg.third_party
+        d[c + 5] += agg.expected_high
+        d[c + 6] += agg.expected_certified
+        d[c + 7] += agg.expected_low_risk
+        d[c + 8] += agg.data_age_days
+        d[c + 9] += agg.stale
+        for i, k in enumerate(agg.epc_ranks, _EPC_RANKS):
+            if k:
+                d[i] += k
         if agg.countries:
             self.countries = self.countries.plus(agg.countries)
         if agg.assets:
             self.assets = self.assets.plus(agg.assets)
         for v in agg.log_values:
-            self.value_n += 1
-            self.value_sum += v
-            self.value_sq += v * v
+            d[_VALUE_N] += 1
+            d[_VALUE_SUM] += v
+            d[_VALUE_SQ] += v * v
         self._merge_properties(agg)
         if self.first_seen is None or (agg.first is not None and agg.first < self.first_seen):
             self.first_seen = agg.first
@@ -442,6 +496,31 @@ class InvestorProfileState:
         if type(history) is PackedHistory:
             return history.latest_as_of()
         return history[-1].as_of if history else None
+
+
+def _counter(name: str) -> property:
+    """A decayed counter of ``InvestorProfileState.decayed`` by name: a float, or an
+    array (a copy) of those ``_DECAYED`` holds several of."""
+    at, size = _AT[name]
+    if size == 1:
+        def get(self: InvestorProfileState) -> float:
+            return self.decayed[at]
+
+        def put(self: InvestorProfileState, value: float) -> None:
+            self.decayed[at] = value
+    else:
+        end = at + size or None
+
+        def get(self: InvestorProfileState) -> array:  # type: ignore[misc]
+            return self.decayed[at:end]
+
+        def put(self: InvestorProfileState, value: Iterable[float]) -> None:  # type: ignore[misc]
+            self.decayed[at:end] = array("d", value)
+    return property(get, put, doc=f"The decayed {name} (in ``decayed``).")
+
+
+for _name, _ in _DECAYED:
+    setattr(InvestorProfileState, _name, _counter(_name))
 
 
 # ------------------------------------------------ features of the stated profile

@@ -92,11 +92,14 @@ def eager_decay(s: InvestorProfileState, now: datetime, half_lives_days) -> None
 def eager_apply(s: InvestorProfileState, agg: WindowAggregate, window_end: datetime,
                 half_lives_days) -> None:
     eager_decay(s, window_end, half_lives_days)
+    # Lists, as df89d1b kept them (the state's own are in one array: set back below).
+    counts, depths, content, epc_ranks = (list(s.counts), list(s.depth), list(s.content),
+                                          list(s.epc_ranks))
     actions = agg.actions
     depth = sum(actions[i] * w for i, w in _DEPTH)
-    for i in range(len(s.counts)):
-        s.counts[i] += agg.n
-        s.depth[i] += depth
+    for i in range(len(counts)):
+        counts[i] += agg.n
+        depths[i] += depth
     s.views += actions[_VIEW]
     s.esg_reports += actions[_ESG_REPORT]
     s.active_windows += 1
@@ -113,7 +116,7 @@ def eager_apply(s: InvestorProfileState, agg: WindowAggregate, window_end: datet
     totals[2] += actions[_VIEW]
     totals[3] += depth
     totals[4] += actions[_ESG_REPORT]
-    c = s.content
+    c = content
     c[0] += agg.with_facts
     c[1] += agg.high_epc
     c[2] += agg.certified
@@ -126,7 +129,8 @@ def eager_apply(s: InvestorProfileState, agg: WindowAggregate, window_end: datet
     c[9] += agg.stale
     for i, n in enumerate(agg.epc_ranks):
         if n:
-            s.epc_ranks[i] += n
+            epc_ranks[i] += n
+    s.counts, s.depth, s.content, s.epc_ranks = counts, depths, content, epc_ranks
     # Dicts, as the code before Weights kept them.
     s.countries, s.assets = dict(s.countries.items()), dict(s.assets.items())
     for k, n in agg.countries.items():
@@ -488,10 +492,19 @@ def test_content_counters_are_doubles_and_older_snapshots_holding_lists_restore(
     state.decay_to(T0 + timedelta(days=3), HALF_LIVES)
     counters = ("content", "epc_ranks", "counts", "depth")
     assert all(type(getattr(state, name)) is array for name in counters)  # issue 16
-    older = pickle.loads(pickle.dumps(state))
-    for name in counters:  # as pickled before (counts and depth: until e59ea70)
-        setattr(older, name, list(getattr(state, name)))
-    older.countries, older.assets = dict(state.countries.items()), dict(state.assets.items())
+    # Every decayed counter in one array of doubles (stop 31), none in a slot of its own.
+    assert len(state.decayed) == 2 * len(HALF_LIVES) + 24 and "views" not in state.__slots__
+    # As pickled before: a slot per counter, lists (counts and depth: until e59ea70),
+    # floats, and dicts for the weights.
+    shape = dict(state.__getstate__()[1], countries=dict(state.countries.items()),
+                 assets=dict(state.assets.items()))
+    del shape["decayed"]
+    for name in counters:
+        shape[name] = list(getattr(state, name))
+    for name in ("views", "esg_reports", "active_windows", "value_n", "value_sum", "value_sq"):
+        shape[name] = getattr(state, name)
+    older = InvestorProfileState.__new__(InvestorProfileState)
+    older.__setstate__((None, shape))
     restored = pickle.loads(pickle.dumps(older))
     assert all(type(getattr(restored, name)) is array for name in counters)
     assert type(restored.countries) is Weights and type(restored.assets) is Weights
@@ -531,3 +544,54 @@ def test_investors_with_the_same_consents_share_one_dict_that_no_change_reaches(
     old.__setstate__((None, {**b.__getstate__()[1], "consents": dict(b.consents),
                              "_profile_features": dict(b.profile_features())}))
     assert old.consents is b.consents and old.profile_features() is b.profile_features()
+
+
+#: ``pickle.dumps`` of the InvestorProfileState a4481ae's code (main at stop 31's start)
+#: built with :func:`counters_state` (zlib, base85): a slot per decayed counter.
+A4481AE_STATE = (
+    "c-o~@Piq@T6j$6>lBGtnp){d6Hc+Jp=NrTdNh*rKg!B>$Wf;vqX(t-ZY-VO9I}k{rc3YU6C;2G(7&!$3xwNIF2lw"
+    "KBfzbDMrL`K|Q&&hk@25BK&+q+te)+}ko3-KzH^5Dp0-m^ClY!;lShp+n92}llX3bbCh~bm3m(YU}`Nne(@g&~-K"
+    "JGt@y-@d{x%M&CVrZw_RX2YQS1N1%FoU=sx-K6%VdV%a=;Oz^l`fIOOQTV43Zorp@8UDGml&pvXM!t*_F7(wDR?%"
+    "Mq*+P)fb1a1AQQ}TJzbYaTqh`BweTdD77`}FdO4PYlSdbChPE3g7!S7-@N_euGKYZTBTy)BqXQ<CoMGM!V<qcdI1"
+    "nmN&>D9RJXzT;4KQJH?X3jDt}L-isYCafHwyXIg7R-;zMc!uEQ|~1y5cCol)LLP;}qY{ieWYe?sJQt_CsgIRA~)w"
+    "Zh1Ka_S9(dvMH1i(>S>E?(w5Q#jh7(x)?UOwfqpv%!&hsK?U$O7g#qebFb1^zE5Jfl*Hlo-D~&d+ryoFr~ile^Vd"
+    "&*yVn0@@b>J7Ti5&1$A_q%K<3k!-sq)Yq&?EF{l~M^pG#P{I9Q>fP5o&hGuE%e9ZXNofi0v?3|-iJe_DU(*_+Uy<"
+    "gs<ud_H)?{LA`jr(eF`@74b2Q^vZrYBaaztH07&`TX$i#W9@iePH{%fx`8RMpT$tMkNkSwg5RvksYkb#=ZOa^VP$"
+    "69KVabLBCUyGT1vSjl(e+uP-|>y&dXij6(qN2=yy<UT8JuT;;&@IUcr3$mKHxhx>oOI{53e&|HE~5c}!#*GFGoz8"
+    "#t~05A2##bGTpuzZR#!E@ak&y}O-h8x4iuvV3HSOe^q1>lTR=;!diG<I-cxiZKHehbIg*IVcbHw>H647A45;@JVv"
+    "dT1+-LfI_HRf5w?6S00giFaF#(~maWCH?86&?LN=nG+I=8A?ETj`FZZpC6H+qewI(QQgeKT$<di{G{I&7B^Z;i=t"
+    "5Lc$3l4X0&;r*lbM(dcr3_tEr)+20Y__=q``U%%u0_zp11ZdWhVF7Uni(7f}VFU1mSkW`XJF$8og#4`WvnaR"
+)
+
+
+def counters_window(k: int) -> WindowAggregate:
+    agg = WindowAggregate()
+    agg.n, agg.with_facts, agg.high_epc, agg.epc_ranks = 3 + k, 2, 1, [0, 2, 0, 0, 1, 0, k, 0]
+    agg.countries, agg.assets = {"DE": 2, "FR": k}, {"office": 2}
+    agg.log_values = [13.5 + k, 14.25]
+    agg.actions[0] += k + 1
+    return agg
+
+
+def counters_state() -> InvestorProfileState:
+    state = InvestorProfileState(HALF_LIVES)
+    state.apply_window(counters_window(0), T0, HALF_LIVES)
+    state.decay_to(T0 + timedelta(days=3), HALF_LIVES)
+    state.apply_window(counters_window(1), T0 + timedelta(days=3, hours=1), HALF_LIVES)
+    return state
+
+
+def test_a_snapshot_of_a4481ae_restores_its_counters_into_one_array_and_goes_on_alike():
+    import base64
+    import zlib
+
+    unbroken = counters_state()
+    restored = pickle.loads(zlib.decompress(base64.b85decode("".join(A4481AE_STATE))))
+    assert type(restored.decayed) is array and restored.decayed.tobytes() == unbroken.decayed.tobytes()
+    assert snapshot_of(restored) == snapshot_of(unbroken)
+    for state in (unbroken, restored):
+        state.decay_to(T0 + timedelta(days=9), HALF_LIVES)
+        state.apply_window(counters_window(2), T0 + timedelta(days=9), HALF_LIVES)
+    assert snapshot_of(restored) == snapshot_of(unbroken)
+    when = T0 + timedelta(days=9)
+    assert repr(new_vector(restored, when)) == repr(new_vector(unbroken, when))
