@@ -228,9 +228,9 @@ def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, 
     recency = min(60.0, (as_of - previous).total_seconds() / 86_400) if previous else 60.0
     tenure = min(90.0, (as_of - state.first_seen).total_seconds() / 86_400) if state.first_seen else 0.0
     log1p = math.log1p
-    windows, events, views, depth_total, reports = state.totals
+    (windows, events, views, depth_total, reports, green_s, green_n, other_s, other_n,
+     seek_sum, seek_n) = state.totals
     per_window = 1.0 / windows if windows else 0.0
-    green_s, green_n, other_s, other_n = state.dwell
     viewed = green_n + other_n
     dwell_per_view = log1p((green_s + other_s) / viewed) if viewed else 0.0
     # Lingering on ESG-strong properties more than on others: log ratio of mean dwell.
@@ -241,7 +241,6 @@ def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, 
     first_known = state.first_known or state.first_seen
     known = (min(90.0, max(0.0, (as_of - first_known).total_seconds() / 86_400))
              if first_known else 0.0)
-    seek_sum, seek_n = state.seek_dwell
     geo_match, geo_concentration = _table_features(state.countries, state.target_countries)
     asset_match, asset_concentration = _table_features(state.assets, state.target_assets)
     return {

@@ -48,6 +48,9 @@ TOP_PROPERTIES = 8
 #: ``lineage_omitted``. Below the outputs' 64, leaving room for notices (lifecycle).
 MAX_LINEAGE = 48
 _CONTENT_HALF_LIFE_DAYS = 30.0
+#: ``InvestorProfileState.totals``: windows, events, views, depth, ESG reports, then
+#: dwell (4) and seek_dwell (2).
+_DWELL, _SEEK_DWELL, _TOTALS = 5, 9, 11
 #: The decayed counters of ``InvestorProfileState.decayed``, one array of doubles: the
 #: engagement counts and depth, one per half-life (``n``), then these, by the index
 #: from the end each has (the same whatever ``n``). A list or a float object per
@@ -91,9 +94,10 @@ class InvestorProfileState:
         "do_not_contact", "time_zone",
         # behaviour
         "clock", "decayed", "countries", "assets",
-        "meetings", "replies", "totals", "dwell", "catalog_log_value", "ingest_ms", "first_seen", "last_active", "previous_active",
+        "meetings", "replies", "totals", "catalog_log_value", "ingest_ms", "first_seen",
+        "last_active", "previous_active",
         "top_properties", "_engaged", "lineage", "lineage_omitted", "history",
-        "seek_dwell", "first_known",
+        "first_known",
         # caches, never pickled (see __getstate__)
         "_context",
     )
@@ -137,11 +141,13 @@ class InvestorProfileState:
         self.assets = Weights()
         self.meetings = 0
         self.replies = 0
-        # Undecayed totals since first seen: windows, events, views, depth, ESG reports.
-        self.totals = [0, 0, 0, 0.0, 0]
+        # Undecayed totals since first seen: windows, events, views, depth, ESG reports,
+        # then ``dwell`` and ``seek_dwell`` (the properties below), as doubles (counts
+        # too: the same numbers below 2**53, and the features' arithmetic gives the same
+        # floats with a count as a double): a list per group and an int object per
+        # count cost ~200 bytes per investor more (issue 16).
+        self.totals = array("d", bytes(8 * _TOTALS))
         self.catalog_log_value: float | None = None  # the tenant's typical lot size, last seen
-        self.dwell = [0.0, 0, 0.0, 0]  # undecayed, as in WindowAggregate.dwell
-        self.seek_dwell = [0.0, 0]  # undecayed, as in WindowAggregate.seek_dwell
         self.ingest_ms: int | None = None  # of the latest window's inputs
         self.first_seen: datetime | None = None
         self.last_active: datetime | None = None
@@ -178,7 +184,6 @@ class InvestorProfileState:
         # lineage as a list, and its references as dicts.
         self.lineage_omitted = None
         self.history = ()
-        self.seek_dwell = [0.0, 0]
         self.first_known = None
         self._engaged = self._profile_features = None
         values = state[1]
@@ -191,6 +196,11 @@ class InvestorProfileState:
                 value = values.pop(name, 0.0 if size == 1 else (0.0,) * size)
                 fixed += [value] if size == 1 else value
             values["decayed"] = array("d", [*counts, *depth, *fixed])
+        if "dwell" in values:
+            # a4481ae and before: totals, dwell and seek_dwell lists of their own.
+            values = dict(values)
+            values["totals"] = array("d", [*values.pop("totals"), *values.pop("dwell"),
+                                           *values.pop("seek_dwell", (0.0, 0))])
         for name, value in values.items():
             setattr(self, name, value)
         if self.history and type(self.history) is not PackedHistory:
@@ -233,6 +243,25 @@ class InvestorProfileState:
         d = self.decayed
         n = (len(d) - _FIXED) // 2
         d[n:2 * n] = array("d", value)
+
+    @property
+    def dwell(self) -> array:
+        """Seconds and views on ESG-strong properties, then on others (undecayed, as in
+        ``WindowAggregate.dwell``; a copy)."""
+        return self.totals[_DWELL:_DWELL + 4]
+
+    @dwell.setter
+    def dwell(self, value: Iterable[float]) -> None:
+        self.totals[_DWELL:_DWELL + 4] = array("d", value)
+
+    @property
+    def seek_dwell(self) -> array:
+        """Sum of log1p(seconds) and views (``WindowAggregate.seek_dwell``; a copy)."""
+        return self.totals[_SEEK_DWELL:_SEEK_DWELL + 2]
+
+    @seek_dwell.setter
+    def seek_dwell(self, value: Iterable[float]) -> None:
+        self.totals[_SEEK_DWELL:_SEEK_DWELL + 2] = array("d", value)
 
     # views, esg_reports, active_windows, value_n, value_sum, value_sq (floats),
     # content and epc_ranks (arrays: copies): defined after the class (``_counter``).
@@ -347,10 +376,9 @@ class InvestorProfileState:
         if agg.catalog_log_value is not None:
             self.catalog_log_value = agg.catalog_log_value
         self.ingest_ms = agg.ingest_ms or None
-        dwell = self.dwell
-        for i, v in enumerate(agg.dwell):
-            dwell[i] += v
         totals = self.totals
+        for i, v in enumerate(agg.dwell, _DWELL):
+            totals[i] += v
         totals[0] += 1
         totals[1] += agg.n
         totals[2] += actions[_VIEW]
@@ -383,8 +411,8 @@ class InvestorProfileState:
             self.first_seen = agg.first
         self._known_at(agg.first)
         seek = agg.seek_dwell
-        self.seek_dwell[0] += seek[0]
-        self.seek_dwell[1] += seek[1]
+        totals[_SEEK_DWELL] += seek[0]
+        totals[_SEEK_DWELL + 1] += seek[1]
         self.previous_active = self.last_active
         self.last_active = window_end
         self.lineage, omitted = extend_refs(self.lineage, self.lineage_omitted, agg.refs,

@@ -108,8 +108,10 @@ def eager_apply(s: InvestorProfileState, agg: WindowAggregate, window_end: datet
     if agg.catalog_log_value is not None:
         s.catalog_log_value = agg.catalog_log_value
     s.ingest_ms = agg.ingest_ms or None
+    dwell = list(s.dwell)  # a list, as df89d1b kept it (set back below)
     for i, v in enumerate(agg.dwell):
-        s.dwell[i] += v
+        dwell[i] += v
+    s.dwell = dwell
     totals = s.totals
     totals[0] += 1
     totals[1] += agg.n
@@ -158,8 +160,10 @@ def eager_apply(s: InvestorProfileState, agg: WindowAggregate, window_end: datet
         s.first_seen = agg.first
     if agg.first is not None and (s.first_known is None or agg.first < s.first_known):
         s.first_known = agg.first
-    s.seek_dwell[0] += agg.seek_dwell[0]
-    s.seek_dwell[1] += agg.seek_dwell[1]
+    seek_dwell = list(s.seek_dwell)
+    seek_dwell[0] += agg.seek_dwell[0]
+    seek_dwell[1] += agg.seek_dwell[1]
+    s.seek_dwell = seek_dwell
     s.previous_active = s.last_active
     s.last_active = window_end
     # The code before compact references: dicts, appended to a list (as_dicts passes a
