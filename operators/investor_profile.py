@@ -64,16 +64,13 @@ _DECAYED = (
     ("content", 10),
     ("epc_ranks", 8),
 )
-_FIXED = sum(size for _, size in _DECAYED)
-_AT = {}
-_at = -_FIXED
-for _name, _size in _DECAYED:
-    _AT[_name] = (_at, _size)
-    _at += _size
+_FIXED = 24
 _VIEWS, _ESG_REPORTS, _ACTIVE_WINDOWS, _VALUE_N, _VALUE_SUM, _VALUE_SQ, _CONTENT, _EPC_RANKS = (
-    _AT[name][0] for name, _ in _DECAYED)
-# ``counters`` spells these out.
-assert (_VIEWS, _VALUE_SQ, _CONTENT, _EPC_RANKS) == (-24, -19, -18, -8)
+    -24, -23, -22, -21, -20, -19, -18, -8)  # (``counters`` spells them out too)
+_AT = {name: (at, size) for (name, size), at in zip(_DECAYED, (
+    _VIEWS, _ESG_REPORTS, _ACTIVE_WINDOWS, _VALUE_N, _VALUE_SUM, _VALUE_SQ, _CONTENT, _EPC_RANKS),
+    strict=True)}
+assert _FIXED == sum(size for _, size in _DECAYED) == -_VIEWS and -_EPC_RANKS == 8
 
 
 #: Investor types that count as institutional (the ``institutional`` feature).
@@ -136,7 +133,8 @@ class InvestorProfileState:
         # Decayed counters, all decayed to ``clock``, in one array of doubles (see
         # ``_DECAYED``): read and set by name (the properties below).
         self.clock: float | None = None
-        self.decayed = array("d", bytes(8 * (2 * len(half_lives_days) + _FIXED)))
+        # (From a list: built from bytes or an iterator, an array keeps spare room.)
+        self.decayed = array("d", [0.0] * (2 * len(half_lives_days) + _FIXED))
         self.countries = Weights()  # read like dicts (operators.features._table_features)
         self.assets = Weights()
         self.meetings = 0
@@ -146,7 +144,7 @@ class InvestorProfileState:
         # too: the same numbers below 2**53, and the features' arithmetic gives the same
         # floats with a count as a double): a list per group and an int object per
         # count cost ~200 bytes per investor more (issue 16).
-        self.totals = array("d", bytes(8 * _TOTALS))
+        self.totals = array("d", [0.0] * _TOTALS)
         self.catalog_log_value: float | None = None  # the tenant's typical lot size, last seen
         self.ingest_ms: int | None = None  # of the latest window's inputs
         self.first_seen: datetime | None = None
@@ -244,27 +242,10 @@ class InvestorProfileState:
         n = (len(d) - _FIXED) // 2
         d[n:2 * n] = array("d", value)
 
-    @property
-    def dwell(self) -> array:
-        """Seconds and views on ESG-strong properties, then on others (undecayed, as in
-        ``WindowAggregate.dwell``; a copy)."""
-        return self.totals[_DWELL:_DWELL + 4]
-
-    @dwell.setter
-    def dwell(self, value: Iterable[float]) -> None:
-        self.totals[_DWELL:_DWELL + 4] = array("d", value)
-
-    @property
-    def seek_dwell(self) -> array:
-        """Sum of log1p(seconds) and views (``WindowAggregate.seek_dwell``; a copy)."""
-        return self.totals[_SEEK_DWELL:_SEEK_DWELL + 2]
-
-    @seek_dwell.setter
-    def seek_dwell(self, value: Iterable[float]) -> None:
-        self.totals[_SEEK_DWELL:_SEEK_DWELL + 2] = array("d", value)
-
     # views, esg_reports, active_windows, value_n, value_sum, value_sq (floats),
-    # content and epc_ranks (arrays: copies): defined after the class (``_counter``).
+    # content and epc_ranks (arrays: copies) of ``decayed``, and dwell (seconds and views
+    # on ESG-strong properties, then on others) and seek_dwell (sum of log1p(seconds),
+    # views) of ``totals``, as WindowAggregate has them: after the class (``_counter``).
 
     def counters(self) -> tuple:
         """Every decayed counter at once, for the features (one call, not ten): counts,
@@ -345,7 +326,7 @@ class InvestorProfileState:
             decayed = self.decayed
             n = (len(decayed) - _FIXED) // 2
             if len(factors) == n:  # every counter times its factor, in one pass in C
-                self.decayed = array("d", map(mul, decayed, factors + factors + [f] * _FIXED))
+                self.decayed = array("d", list(map(mul, decayed, factors + factors + [f] * _FIXED)))
             else:  # other half-lives than the snapshot's: as many as both have (zip)
                 counts = [v * g for v, g in zip(decayed[:n], factors)]
                 depth = [v * g for v, g in zip(decayed[n:2 * n], factors)]
@@ -526,29 +507,30 @@ class InvestorProfileState:
         return history[-1].as_of if history else None
 
 
-def _counter(name: str) -> property:
-    """A decayed counter of ``InvestorProfileState.decayed`` by name: a float, or an
-    array (a copy) of those ``_DECAYED`` holds several of."""
-    at, size = _AT[name]
+def _counter(held: str, at: int, size: int) -> property:
+    """A counter of ``InvestorProfileState.decayed`` or ``totals`` by name: a float, or
+    an array (a copy) of several."""
     if size == 1:
         def get(self: InvestorProfileState) -> float:
-            return self.decayed[at]
+            return getattr(self, held)[at]
 
         def put(self: InvestorProfileState, value: float) -> None:
-            self.decayed[at] = value
+            getattr(self, held)[at] = value
     else:
         end = at + size or None
 
         def get(self: InvestorProfileState) -> array:  # type: ignore[misc]
-            return self.decayed[at:end]
+            return getattr(self, held)[at:end]
 
         def put(self: InvestorProfileState, value: Iterable[float]) -> None:  # type: ignore[misc]
-            self.decayed[at:end] = array("d", value)
-    return property(get, put, doc=f"The decayed {name} (in ``decayed``).")
+            getattr(self, held)[at:end] = array("d", value)
+    return property(get, put, doc=f"In ``{held}``, from {at}: {size}.")
 
 
-for _name, _ in _DECAYED:
-    setattr(InvestorProfileState, _name, _counter(_name))
+for _name, (_at, _size) in _AT.items():
+    setattr(InvestorProfileState, _name, _counter("decayed", _at, _size))
+InvestorProfileState.dwell = _counter("totals", _DWELL, 4)  # type: ignore[attr-defined]
+InvestorProfileState.seek_dwell = _counter("totals", _SEEK_DWELL, 2)  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------ features of the stated profile

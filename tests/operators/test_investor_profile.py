@@ -498,6 +498,8 @@ def test_content_counters_are_doubles_and_older_snapshots_holding_lists_restore(
     assert all(type(getattr(state, name)) is array for name in counters)  # issue 16
     # Every decayed counter in one array of doubles (stop 31), none in a slot of its own.
     assert len(state.decayed) == 2 * len(HALF_LIVES) + 24 and "views" not in state.__slots__
+    for held in (state.decayed, state.totals):  # no spare room (decay built it anew)
+        assert sys.getsizeof(held) == sys.getsizeof(array("d", list(held)))
     # As pickled before: a slot per counter, lists (counts and depth: until e59ea70),
     # floats, and dicts for the weights.
     shape = dict(state.__getstate__()[1], countries=dict(state.countries.items()),
