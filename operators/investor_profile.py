@@ -15,7 +15,7 @@ from operator import mul
 from collections.abc import Iterable
 from datetime import datetime
 
-from esg_leads.operators.compact import Weights, shared
+from esg_leads.operators.compact import Weights, shared, shared_names
 from esg_leads.operators.investor_window import ACTION_INDEX, WindowAggregate
 # KeptVector: also where snapshots of a4481ae name it (pickled by module and name).
 from esg_leads.operators.kept_vectors import KeptVector, PackedHistory, kept, unpacked
@@ -48,6 +48,8 @@ TOP_PROPERTIES = 8
 #: ``lineage_omitted``. Below the outputs' 64, leaving room for notices (lifecycle).
 MAX_LINEAGE = 48
 _CONTENT_HALF_LIFE_DAYS = 30.0
+#: Stated tuples shared by every investor stating the same (``compact.shared_names``).
+_STATED = ("required_certifications", "excluded_assets", "target_countries", "target_assets")
 #: ``InvestorProfileState.totals``: windows, events, views, depth, ESG reports, then
 #: dwell (4) and seek_dwell (2).
 _DWELL, _SEEK_DWELL, _TOTALS = 5, 9, 11
@@ -214,6 +216,8 @@ class InvestorProfileState:
         # Dicts and lists in snapshots of earlier versions (floats: same doubles).
         self.countries = Weights.of(self.countries)
         self.assets = Weights.of(self.assets)
+        for name in _STATED:  # shared again, however many snapshots restored
+            setattr(self, name, shared_names(tuple(getattr(self, name, ()))))
         self._context = None
 
     # ------------------------------------------------------- decayed counters
@@ -286,13 +290,13 @@ class InvestorProfileState:
         self.ticket_max = profile.ticket_max_eur
         self.min_epc_band = prefs.min_epc_band.value if prefs.min_epc_band else None
         self.min_epc_rank = EPC_RANK[self.min_epc_band] if self.min_epc_band else None
-        self.required_certifications = tuple(prefs.required_certifications)
+        self.required_certifications = shared_names(tuple(prefs.required_certifications))
         self.sfdr_target = prefs.sfdr_target.value if prefs.sfdr_target else None
         self.uk_sdr_label = prefs.uk_sdr_label.value if prefs.uk_sdr_label else None
         self.max_climate_risk = prefs.max_climate_risk
-        self.excluded_assets = tuple(a.value for a in prefs.excluded_asset_classes)
-        self.target_countries = tuple(profile.target_countries)
-        self.target_assets = tuple(a.value for a in profile.target_asset_classes)
+        self.excluded_assets = shared_names(tuple(a.value for a in prefs.excluded_asset_classes))
+        self.target_countries = shared_names(tuple(profile.target_countries))
+        self.target_assets = shared_names(tuple(a.value for a in profile.target_asset_classes))
         self.risk_tolerance = profile.risk_tolerance.value if profile.risk_tolerance else None
         self.contact_ref = contact_ref
 

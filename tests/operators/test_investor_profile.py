@@ -601,3 +601,20 @@ def test_a_snapshot_of_a4481ae_restores_its_counters_into_one_array_and_goes_on_
     assert snapshot_of(restored) == snapshot_of(unbroken)
     when = T0 + timedelta(days=9)
     assert repr(new_vector(restored, when)) == repr(new_vector(unbroken, when))
+
+
+def test_investors_stating_the_same_targets_share_the_tuples_and_restores_share_them():
+    """Stop 31 (issue 16): stated targets, exclusions and certifications are one tuple
+    per distinct sequence; snapshots (of a4481ae too: tuples of their own) restore
+    shared."""
+    a, b = InvestorProfileState(HALF_LIVES), InvestorProfileState(HALF_LIVES)
+    for state in (a, b):
+        state.apply_profile(profile(1, T0), "ref")
+    names = ("required_certifications", "excluded_assets", "target_countries", "target_assets")
+    assert a.target_countries == ("DE",) and a.excluded_assets == ("retail",)
+    assert all(getattr(a, name) is getattr(b, name) for name in names)
+    own = {name: tuple(list(getattr(b, name))) for name in names}  # equal, not the same
+    old = InvestorProfileState.__new__(InvestorProfileState)
+    old.__setstate__((None, {**b.__getstate__()[1], **own}))
+    assert all(getattr(old, name) is getattr(a, name) for name in names)
+    assert old.context() == a.context()
