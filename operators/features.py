@@ -22,6 +22,7 @@ from esg_leads.operators.feature_definitions import FEATURE_SET_VERSION as FEATU
 from esg_leads.operators.feature_definitions import FEATURE_SOURCES as FEATURE_SOURCES
 from esg_leads.operators.feature_definitions import SOURCES as SOURCES
 from esg_leads.operators.investor_profile import InvestorProfileState
+from esg_leads.operators.top_properties import UNCHECKED
 from esg_leads.schemas.records import FeatureVector, FeedStatus, InvestorContext, PropertyFacts
 
 
@@ -95,7 +96,9 @@ def thesis_fit(state: InvestorProfileState) -> float:
     ...                          None, None, False, 0, False, False)
     >>> s = InvestorProfileState((1.0, 7.0, 30.0))
     >>> s.target_countries, s.target_assets = ("DE",), ("office",)
-    >>> s.top_properties = {"a": [3.0, facts("DE", "office", 1e6)], "b": [1.0, facts("FR", "office", 1e6)]}
+    >>> from esg_leads.operators.top_properties import TopProperties
+    >>> s.top_properties = TopProperties.of({"a": [3.0, facts("DE", "office", 1e6)],
+    ...                                      "b": [1.0, facts("FR", "office", 1e6)]})
     >>> round(thesis_fit(s), 4)  # (3 * 1 + 1 * 0.5 + 3 * 0.5) / (4 + 3)
     0.7143
     """
@@ -106,19 +109,22 @@ def thesis_fit(state: InvestorProfileState) -> float:
         return 0.5  # no check is possible: (0 + 3 * 0.5) / (0 + 3), as below
     total = weight = 0.0
     top = state.top_properties
-    for property_id, entry in top.items():
-        if len(entry) == 2:
-            # What the profile and this property's facts give, kept in the entry
-            # ([weight, facts, sum of checks, number of checks]) until either changes
-            # (InvestorProfileState.apply_profile, _merge_properties): decay moves
-            # only the weight. A new list of four items, not ``+=`` (nor ``[*a, *b]``):
-            # a list grown in place keeps room for eight (~30 bytes per entry, issue 16).
-            w, facts = entry
-            fit, checked = _thesis_checks(facts, by_asset, targets_a, excluded, targets_c, ticket)
-            entry = top[property_id] = [w, facts, fit, checked]
-        w, _, fit, checked = entry
+    n = len(top.facts)
+    numbers = top.numbers
+    if n and UNCHECKED in numbers[2 * n:]:
+        # What the profile and a property's facts give, kept (TopProperties: the sum and
+        # number of checks after the weights) until either changes
+        # (InvestorProfileState.apply_profile, TopProperties.merge): decay moves only
+        # the weight.
+        for i, facts in enumerate(top.facts):
+            if numbers[2 * n + i] == UNCHECKED:
+                numbers[n + i], numbers[2 * n + i] = _thesis_checks(
+                    facts, by_asset, targets_a, excluded, targets_c, ticket)
+    for i in range(n):
+        checked = numbers[2 * n + i]
         if checked:
-            total += w * fit / checked
+            w = numbers[i]
+            total += w * numbers[n + i] / checked
             weight += w
     return (total + _PRIOR_VIEWS * 0.5) / (weight + _PRIOR_VIEWS)
 
@@ -169,8 +175,7 @@ def risk_fit(state: InvestorProfileState) -> float:
     if limit is None:
         return 0.5
     within = weight = 0.0
-    for entry in state.top_properties.values():
-        w, facts = entry[0], entry[1]
+    for w, facts in state.top_properties.values():
         if facts.max_climate_risk is not None:
             within += w * (facts.max_climate_risk <= limit)
             weight += w
@@ -179,8 +184,8 @@ def risk_fit(state: InvestorProfileState) -> float:
 
 def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, float]:
     """The feature dict of ``state`` at ``as_of`` (state must already be decayed there)."""
-    counts, depth = state.counts, state.depth
-    c = state.content
+    (counts, depth, views_30d, reports_30d, windows_30d, value_n, value_sum, _, c,
+     ranks) = state.counters()
     n = c[0]
     if n:
         inv = 1.0 / n
@@ -196,7 +201,6 @@ def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, 
     high_lift = high - expected_high
     cert_lift = certified - expected_certified
     risk_lift = low_risk - expected_low_risk
-    ranks = state.epc_ranks
     rank_n = sum(ranks)
     if rank_n:
         mean_rank = sum(map(operator.mul, _RANKS, ranks)) / rank_n
@@ -208,8 +212,8 @@ def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, 
     stated = profile["stated_esg"]
     behaviour = (high + certified + low_risk) / 3 if n else 0.0
     ticket_max = state.ticket_max
-    if ticket_max and state.value_n:
-        mean_log_value = state.value_sum / state.value_n
+    if ticket_max and value_n:
+        mean_log_value = value_sum / value_n
         ticket_fit = math.exp(-abs(mean_log_value - math.log(ticket_max)) / 2)
     else:
         ticket_fit = 0.0
@@ -224,9 +228,9 @@ def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, 
     recency = min(60.0, (as_of - previous).total_seconds() / 86_400) if previous else 60.0
     tenure = min(90.0, (as_of - state.first_seen).total_seconds() / 86_400) if state.first_seen else 0.0
     log1p = math.log1p
-    windows, events, views, depth_total, reports = state.totals
+    (windows, events, views, depth_total, reports, green_s, green_n, other_s, other_n,
+     seek_sum, seek_n) = state.totals
     per_window = 1.0 / windows if windows else 0.0
-    green_s, green_n, other_s, other_n = state.dwell
     viewed = green_n + other_n
     dwell_per_view = log1p((green_s + other_s) / viewed) if viewed else 0.0
     # Lingering on ESG-strong properties more than on others: log ratio of mean dwell.
@@ -237,7 +241,6 @@ def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, 
     first_known = state.first_known or state.first_seen
     known = (min(90.0, max(0.0, (as_of - first_known).total_seconds() / 86_400))
              if first_known else 0.0)
-    seek_sum, seek_n = state.seek_dwell
     geo_match, geo_concentration = _table_features(state.countries, state.target_countries)
     asset_match, asset_concentration = _table_features(state.assets, state.target_assets)
     return {
@@ -246,11 +249,11 @@ def compute_features(state: InvestorProfileState, as_of: datetime) -> dict[str, 
         "eng_30d": log1p(counts[2]),
         "depth_7d": log1p(depth[1]),
         "depth_30d": log1p(depth[2]),
-        "views_30d": log1p(state.views),
-        "esg_reports_30d": log1p(state.esg_reports),
+        "views_30d": log1p(views_30d),
+        "esg_reports_30d": log1p(reports_30d),
         "meetings": float(min(state.meetings, 5)),
         "replies": float(min(state.replies, 10)),
-        "active_windows_30d": log1p(state.active_windows),
+        "active_windows_30d": log1p(windows_30d),
         "recency_days": recency,
         "tenure_days": tenure,
         # Rates separate how engaged an investor is from how long we have known them.

@@ -11,12 +11,15 @@ from __future__ import annotations
 import math
 import operator
 from array import array
+from operator import mul
+from collections.abc import Iterable
 from datetime import datetime
-from typing import NamedTuple
 
-from esg_leads.operators.compact import Weights, shared
-from esg_leads.operators.feature_definitions import FEATURE_NAMES
+from esg_leads.operators.compact import Weights, shared, shared_names
 from esg_leads.operators.investor_window import ACTION_INDEX, WindowAggregate
+# KeptVector: also where snapshots of a4481ae name it (pickled by module and name).
+from esg_leads.operators.kept_vectors import KeptVector, PackedHistory, kept, unpacked
+from esg_leads.operators.top_properties import TopProperties
 from esg_leads.operators.lineage import PackedRefs, Ref, combine, compact, extend_refs, pack
 from esg_leads.schemas.common import EPC_RANK
 from esg_leads.schemas.inputs import InvestorProfile
@@ -45,7 +48,31 @@ TOP_PROPERTIES = 8
 #: ``lineage_omitted``. Below the outputs' 64, leaving room for notices (lifecycle).
 MAX_LINEAGE = 48
 _CONTENT_HALF_LIFE_DAYS = 30.0
-_ZEROS = (0.0,) * 10
+#: Stated tuples shared by every investor stating the same (``compact.shared_names``).
+_STATED = ("required_certifications", "excluded_assets", "target_countries", "target_assets")
+#: ``InvestorProfileState.totals``: windows, events, views, depth, ESG reports, then
+#: dwell (4) and seek_dwell (2).
+_DWELL, _SEEK_DWELL, _TOTALS = 5, 9, 11
+#: The decayed counters of ``InvestorProfileState.decayed``, one array of doubles: the
+#: engagement counts and depth, one per half-life (``n``), then these, by the index
+#: from the end each has (the same whatever ``n``). A list or a float object per
+#: counter cost ~340 bytes per investor more than their doubles (issue 16).
+_DECAYED = (
+    ("views", 1),  # 30-day content half-life, like the ESG content below
+    ("esg_reports", 1), ("active_windows", 1), ("value_n", 1), ("value_sum", 1),
+    ("value_sq", 1),
+    # ESG content of viewed properties: with_facts, high, certified, low_risk,
+    # third_party, expected_high, expected_certified, expected_low_risk, age_sum, stale
+    ("content", 10),
+    ("epc_ranks", 8),
+)
+_FIXED = 24
+_VIEWS, _ESG_REPORTS, _ACTIVE_WINDOWS, _VALUE_N, _VALUE_SUM, _VALUE_SQ, _CONTENT, _EPC_RANKS = (
+    -24, -23, -22, -21, -20, -19, -18, -8)  # (``counters`` spells them out too)
+_AT = {name: (at, size) for (name, size), at in zip(_DECAYED, (
+    _VIEWS, _ESG_REPORTS, _ACTIVE_WINDOWS, _VALUE_N, _VALUE_SUM, _VALUE_SQ, _CONTENT, _EPC_RANKS),
+    strict=True)}
+assert _FIXED == sum(size for _, size in _DECAYED) == -_VIEWS and -_EPC_RANKS == 8
 
 
 #: Investor types that count as institutional (the ``institutional`` feature).
@@ -65,11 +92,11 @@ class InvestorProfileState:
         "contact_ref", "unsubscribed", "unsubscribed_at", "_profile_features",
         "do_not_contact", "time_zone",
         # behaviour
-        "clock", "counts", "depth", "views", "esg_reports", "active_windows",
-        "content", "epc_ranks", "countries", "assets", "value_n", "value_sum", "value_sq",
-        "meetings", "replies", "totals", "dwell", "catalog_log_value", "ingest_ms", "first_seen", "last_active", "previous_active",
+        "clock", "decayed", "countries", "assets",
+        "meetings", "replies", "totals", "catalog_log_value", "ingest_ms", "first_seen",
+        "last_active", "previous_active",
         "top_properties", "_engaged", "lineage", "lineage_omitted", "history",
-        "seek_dwell", "first_known",
+        "first_known",
         # caches, never pickled (see __getstate__)
         "_context",
     )
@@ -105,32 +132,22 @@ class InvestorProfileState:
         self.unsubscribed = False
         self.unsubscribed_at: datetime | None = None
         self._profile_features: dict[str, float] | None = None
-        # Decayed counters, one slot per half-life; all decayed to ``clock``.
+        # Decayed counters, all decayed to ``clock``, in one array of doubles (see
+        # ``_DECAYED``): read and set by name (the properties below).
         self.clock: float | None = None
-        n = len(half_lives_days)
-        # Arrays of doubles, like the content counters below: a list held a float
-        # object per half-life (~130 bytes per investor more, issue 16).
-        self.counts = array("d", (0.0,) * n)
-        self.depth = array("d", (0.0,) * n)
-        self.views = 0.0  # 30-day content half-life, like the ESG content below
-        self.esg_reports = 0.0
-        self.active_windows = 0.0
-        # ESG content of viewed properties: with_facts, high, certified, low_risk,
-        # third_party, expected_high, expected_certified, expected_low_risk, age_sum, stale
-        # (arrays of doubles: a list held a float object per slot, 18 objects and ~420
-        # bytes more per investor (issue 16); a double holds the same float).
-        self.content = array("d", _ZEROS[:10])
-        self.epc_ranks = array("d", _ZEROS[:8])
+        # (From a list: built from bytes or an iterator, an array keeps spare room.)
+        self.decayed = array("d", [0.0] * (2 * len(half_lives_days) + _FIXED))
         self.countries = Weights()  # read like dicts (operators.features._table_features)
         self.assets = Weights()
-        self.value_n = self.value_sum = self.value_sq = 0.0
         self.meetings = 0
         self.replies = 0
-        # Undecayed totals since first seen: windows, events, views, depth, ESG reports.
-        self.totals = [0, 0, 0, 0.0, 0]
+        # Undecayed totals since first seen: windows, events, views, depth, ESG reports,
+        # then ``dwell`` and ``seek_dwell`` (the properties below), as doubles (counts
+        # too: the same numbers below 2**53, and the features' arithmetic gives the same
+        # floats with a count as a double): a list per group and an int object per
+        # count cost ~200 bytes per investor more (issue 16).
+        self.totals = array("d", [0.0] * _TOTALS)
         self.catalog_log_value: float | None = None  # the tenant's typical lot size, last seen
-        self.dwell = [0.0, 0, 0.0, 0]  # undecayed, as in WindowAggregate.dwell
-        self.seek_dwell = [0.0, 0]  # undecayed, as in WindowAggregate.seek_dwell
         self.ingest_ms: int | None = None  # of the latest window's inputs
         self.first_seen: datetime | None = None
         self.last_active: datetime | None = None
@@ -138,29 +155,27 @@ class InvestorProfileState:
         #: When the investor first became known: the earliest profile or engagement
         #: (a CRM record often exists before the first visit; rates run from here).
         self.first_known: datetime | None = None
-        #: property_id -> [weight, facts], and its thesis checks once computed
-        #: (operators.features.thesis_fit).
-        self.top_properties: dict[str, list] = {}
+        #: The most engaged properties: weights, facts, and their thesis checks once
+        #: computed (operators.features.thesis_fit), compact (operators/top_properties.py).
+        self.top_properties = TopProperties()
         self._engaged: tuple[PropertyFacts, ...] | None = None  # cached ranking
         #: Compact references, packed (operators/lineage.py): every vector built until
         #: the next window shares them, uncopied.
         self.lineage: PackedRefs | tuple[Ref, ...] = ()
         #: Contributing references no longer in ``lineage`` (operators/lineage.py).
         self.lineage_omitted: dict | None = None
-        self.history: list[KeptVector | FeatureVector] = []
+        #: The last vectors scored, packed (``remember``); a list of them when they
+        #: cannot be (a snapshot's vectors of an older shape); empty: ``()``, shared.
+        self.history: PackedHistory | list[KeptVector | FeatureVector] | tuple = ()
         #: The investor context, built once per change of what it shows (the profile,
         #: the engaged properties) instead of once per vector and notice.
         self._context: InvestorContext | None = None
 
     def __getstate__(self) -> tuple:
         # The shape default slot pickling gives, without the caches (the context; the
-        # thesis checks kept after each top property's weight and facts): snapshots stay
-        # small, and each top property is pickled as exactly (weight, facts), the shape
-        # every version before the cache reads.
+        # top properties' thesis checks, left out by TopProperties' own pickling).
         state = {name: getattr(self, name) for name in self.__slots__
                  if name not in self._CACHES and hasattr(self, name)}
-        if "top_properties" in state:
-            state["top_properties"] = {pid: entry[:2] for pid, entry in self.top_properties.items()}
         return None, state
 
     def __setstate__(self, state: tuple) -> None:
@@ -168,24 +183,82 @@ class InvestorProfileState:
         # seek_dwell and first_known (features then read first_seen), and hold the
         # lineage as a list, and its references as dicts.
         self.lineage_omitted = None
-        self.seek_dwell = [0.0, 0]
+        self.history = ()
         self.first_known = None
         self._engaged = self._profile_features = None
-        for name, value in state[1].items():
+        values = state[1]
+        if "decayed" not in values:
+            # a4481ae and before: a slot per counter (floats; lists or arrays of them).
+            values = dict(values)
+            counts, depth = values.pop("counts"), values.pop("depth")
+            fixed: list[float] = []
+            for name, size in _DECAYED:
+                value = values.pop(name, 0.0 if size == 1 else (0.0,) * size)
+                fixed += [value] if size == 1 else value
+            values["decayed"] = array("d", [*counts, *depth, *fixed])
+        if "dwell" in values:
+            # a4481ae and before: totals, dwell and seek_dwell lists of their own.
+            values = dict(values)
+            values["totals"] = array("d", [*values.pop("totals"), *values.pop("dwell"),
+                                           *values.pop("seek_dwell", (0.0, 0))])
+        for name, value in values.items():
             setattr(self, name, value)
+        if self.history and type(self.history) is not PackedHistory:
+            # A list of KeptVector (snapshots of a4481ae) or of FeatureVector (earlier).
+            self.history = PackedHistory.of(self.history) or list(self.history)
         if type(self.lineage) is not PackedRefs:
             self.lineage = pack(tuple(map(compact, self.lineage)))
+        # A dict of [weight, facts] in snapshots of a4481ae and earlier.
+        self.top_properties = TopProperties.of(self.top_properties)
         self.consents = shared(self.consents)
         if self._profile_features is not None:
             self._profile_features = shared(self._profile_features)
         # Dicts and lists in snapshots of earlier versions (floats: same doubles).
         self.countries = Weights.of(self.countries)
         self.assets = Weights.of(self.assets)
-        self.counts = array("d", self.counts)
-        self.depth = array("d", self.depth)
-        self.content = array("d", self.content)
-        self.epc_ranks = array("d", self.epc_ranks)
+        for name in _STATED:  # shared again, however many snapshots restored
+            setattr(self, name, shared_names(tuple(getattr(self, name, ()))))
         self._context = None
+
+    # ------------------------------------------------------- decayed counters
+
+    @property
+    def counts(self) -> array:
+        """Events, decayed, one per half-life (a copy: set it, or ``decayed``)."""
+        d = self.decayed
+        return d[:(len(d) - _FIXED) // 2]
+
+    @counts.setter
+    def counts(self, value: Iterable[float]) -> None:
+        d = self.decayed
+        d[:(len(d) - _FIXED) // 2] = array("d", value)
+
+    @property
+    def depth(self) -> array:
+        """Depth of engagement (``DEPTH_WEIGHTS``), decayed, one per half-life."""
+        d = self.decayed
+        n = (len(d) - _FIXED) // 2
+        return d[n:2 * n]
+
+    @depth.setter
+    def depth(self, value: Iterable[float]) -> None:
+        d = self.decayed
+        n = (len(d) - _FIXED) // 2
+        d[n:2 * n] = array("d", value)
+
+    # views, esg_reports, active_windows, value_n, value_sum, value_sq (floats),
+    # content and epc_ranks (arrays: copies) of ``decayed``, and dwell (seconds and views
+    # on ESG-strong properties, then on others) and seek_dwell (sum of log1p(seconds),
+    # views) of ``totals``, as WindowAggregate has them: after the class (``_counter``).
+
+    def counters(self) -> tuple:
+        """Every decayed counter at once, for the features (one call, not ten): counts,
+        depth, views, esg_reports, active_windows, value_n, value_sum, value_sq (floats),
+        content, epc_ranks (arrays: copies)."""
+        d = self.decayed
+        n = (len(d) - _FIXED) // 2
+        return (d[:n], d[n:2 * n], d[-24], d[-23], d[-22], d[-21], d[-20], d[-19],
+                d[-18:-8], d[-8:])  # (the offsets of ``_DECAYED``, spelled out: faster)
 
     # ------------------------------------------------------------- profile
 
@@ -193,8 +266,7 @@ class InvestorProfileState:
         prefs = profile.preferences
         self._known_at(profile.event_time)
         self._profile_features = self._context = None
-        for entry in self.top_properties.values():
-            del entry[2:]  # thesis checks of the old profile (operators.features.thesis_fit)
+        self.top_properties.clear_checks()  # of the old profile (operators.features.thesis_fit)
         self.has_profile = True
         self.investor_type = profile.investor_type.value
         self.subscriber_type = profile.subscriber_type.value
@@ -218,13 +290,13 @@ class InvestorProfileState:
         self.ticket_max = profile.ticket_max_eur
         self.min_epc_band = prefs.min_epc_band.value if prefs.min_epc_band else None
         self.min_epc_rank = EPC_RANK[self.min_epc_band] if self.min_epc_band else None
-        self.required_certifications = tuple(prefs.required_certifications)
+        self.required_certifications = shared_names(tuple(prefs.required_certifications))
         self.sfdr_target = prefs.sfdr_target.value if prefs.sfdr_target else None
         self.uk_sdr_label = prefs.uk_sdr_label.value if prefs.uk_sdr_label else None
         self.max_climate_risk = prefs.max_climate_risk
-        self.excluded_assets = tuple(a.value for a in prefs.excluded_asset_classes)
-        self.target_countries = tuple(profile.target_countries)
-        self.target_assets = tuple(a.value for a in profile.target_asset_classes)
+        self.excluded_assets = shared_names(tuple(a.value for a in prefs.excluded_asset_classes))
+        self.target_countries = shared_names(tuple(profile.target_countries))
+        self.target_assets = shared_names(tuple(a.value for a in profile.target_asset_classes))
         self.risk_tolerance = profile.risk_tolerance.value if profile.risk_tolerance else None
         self.contact_ref = contact_ref
 
@@ -254,22 +326,20 @@ class InvestorProfileState:
             days = (ts - clock) / 86_400
             exp = math.exp
             factors = [exp(-LN2 * days / h) for h in half_lives_days]
-            self.counts = array("d", [v * f for v, f in zip(self.counts, factors)])
-            self.depth = array("d", [v * f for v, f in zip(self.depth, factors)])
             f = exp(-LN2 * days / _CONTENT_HALF_LIFE_DAYS)
-            self.views *= f
-            self.esg_reports *= f
-            self.active_windows *= f
-            self.content = array("d", [v * f for v in self.content])
-            self.epc_ranks = array("d", [v * f for v in self.epc_ranks])
+            decayed = self.decayed
+            n = (len(decayed) - _FIXED) // 2
+            if len(factors) == n:  # every counter times its factor, in one pass in C
+                self.decayed = array("d", list(map(mul, decayed, factors + factors + [f] * _FIXED)))
+            else:  # other half-lives than the snapshot's: as many as both have (zip)
+                counts = [v * g for v, g in zip(decayed[:n], factors)]
+                depth = [v * g for v, g in zip(decayed[n:2 * n], factors)]
+                self.decayed = array("d", counts + depth + [v * f for v in decayed[2 * n:]])
             if self.countries:
                 self.countries = self.countries.scaled(f)
                 self.assets = self.assets.scaled(f)
-            self.value_n *= f
-            self.value_sum *= f
-            self.value_sq *= f
-            for entry in self.top_properties.values():
-                entry[0] *= f
+            if self.top_properties:
+                self.top_properties.scale(f)
         if clock is None or ts > clock:
             self.clock = ts
 
@@ -278,55 +348,56 @@ class InvestorProfileState:
         self.decay_to(window_end, half_lives_days)
         actions = agg.actions
         depth = sum(actions[i] * w for i, w in _DEPTH)
-        for i in range(len(self.counts)):
-            self.counts[i] += agg.n
-            self.depth[i] += depth
-        self.views += actions[_VIEW]
-        self.esg_reports += actions[_ESG_REPORT]
-        self.active_windows += 1
+        d = self.decayed
+        n = (len(d) - _FIXED) // 2
+        for i in range(n):
+            d[i] += agg.n
+            d[n + i] += depth
+        d[_VIEWS] += actions[_VIEW]
+        d[_ESG_REPORTS] += actions[_ESG_REPORT]
+        d[_ACTIVE_WINDOWS] += 1
         self.meetings += actions[_MEETING]
         self.replies += actions[_REPLY]
         if agg.catalog_log_value is not None:
             self.catalog_log_value = agg.catalog_log_value
         self.ingest_ms = agg.ingest_ms or None
-        dwell = self.dwell
-        for i, v in enumerate(agg.dwell):
-            dwell[i] += v
         totals = self.totals
+        for i, v in enumerate(agg.dwell, _DWELL):
+            totals[i] += v
         totals[0] += 1
         totals[1] += agg.n
         totals[2] += actions[_VIEW]
         totals[3] += depth
         totals[4] += actions[_ESG_REPORT]
-        c = self.content
-        c[0] += agg.with_facts
-        c[1] += agg.high_epc
-        c[2] += agg.certified
-        c[3] += agg.low_risk
-        c[4] += agg.third_party
-        c[5] += agg.expected_high
-        c[6] += agg.expected_certified
-        c[7] += agg.expected_low_risk
-        c[8] += agg.data_age_days
-        c[9] += agg.stale
-        for i, n in enumerate(agg.epc_ranks):
-            if n:
-                self.epc_ranks[i] += n
+        c = _CONTENT
+        d[c] += agg.with_facts
+        d[c + 1] += agg.high_epc
+        d[c + 2] += agg.certified
+        d[c + 3] += agg.low_risk
+        d[c + 4] += agg.third_party
+        d[c + 5] += agg.expected_high
+        d[c + 6] += agg.expected_certified
+        d[c + 7] += agg.expected_low_risk
+        d[c + 8] += agg.data_age_days
+        d[c + 9] += agg.stale
+        for i, k in enumerate(agg.epc_ranks, _EPC_RANKS):
+            if k:
+                d[i] += k
         if agg.countries:
             self.countries = self.countries.plus(agg.countries)
         if agg.assets:
             self.assets = self.assets.plus(agg.assets)
         for v in agg.log_values:
-            self.value_n += 1
-            self.value_sum += v
-            self.value_sq += v * v
+            d[_VALUE_N] += 1
+            d[_VALUE_SUM] += v
+            d[_VALUE_SQ] += v * v
         self._merge_properties(agg)
         if self.first_seen is None or (agg.first is not None and agg.first < self.first_seen):
             self.first_seen = agg.first
         self._known_at(agg.first)
         seek = agg.seek_dwell
-        self.seek_dwell[0] += seek[0]
-        self.seek_dwell[1] += seek[1]
+        totals[_SEEK_DWELL] += seek[0]
+        totals[_SEEK_DWELL + 1] += seek[1]
         self.previous_active = self.last_active
         self.last_active = window_end
         self.lineage, omitted = extend_refs(self.lineage, self.lineage_omitted, agg.refs,
@@ -340,19 +411,7 @@ class InvestorProfileState:
     def _merge_properties(self, agg: WindowAggregate) -> None:
         if agg.properties:
             self._engaged = None
-        top = self.top_properties
-        for property_id, (count, facts) in agg.properties.items():
-            entry = top.get(property_id)
-            if entry is None:
-                top[property_id] = [float(count), facts]
-            else:
-                entry[0] += count
-                if facts is not entry[1] and facts.effective >= entry[1].effective:
-                    entry[1] = facts
-                    del entry[2:]  # its thesis checks were those of the old facts
-        if len(top) > TOP_PROPERTIES:
-            keep = sorted(top.items(), key=lambda kv: (-kv[1][0], kv[0]))[:TOP_PROPERTIES]
-            self.top_properties = dict(keep)
+            self.top_properties.merge(agg.properties, TOP_PROPERTIES)
 
     def engaged_properties(self, limit: int = 5) -> tuple[PropertyFacts, ...]:
         """The most engaged properties; decay scales all weights alike, so the ranking
@@ -360,7 +419,9 @@ class InvestorProfileState:
         if self._engaged is None:
             # Sorted as by the key (-weight, id) (ids are unique: facts are never
             # compared), without a Python call per property.
-            ranked = sorted([(-entry[0], pid, entry[1]) for pid, entry in self.top_properties.items()])
+            top = self.top_properties
+            # (zip stops at the facts: the weights come first in ``numbers``)
+            ranked = sorted(zip(map(operator.neg, top.numbers), top.ids, top.facts))
             self._engaged = tuple(r[2] for r in ranked[:5])
         return self._engaged[:limit]
 
@@ -407,107 +468,73 @@ class InvestorProfileState:
     def remember(self, vector: FeatureVector) -> None:
         """Keep ``vector`` (without context and lineage) for point-in-time learning.
 
-        Kept compact (:class:`KeptVector`): every number it holds as one array of
-        doubles, exactly as long as it needs (the features in the feature set's order,
-        then ESG alignment, intent, engagement readiness, data freshness (NaN for
-        ``None``) and the ESG components), no feature or component dict and no float
-        objects; :meth:`features_as_of` rebuilds the vector exactly (a double holds a
-        float as it was). Dicts and float objects cost ~4 KB per vector, four vectors
-        per investor: the largest part of an investor's state (issue 16). A vector that
-        does not fit the pattern (keys of an older feature set, from a snapshot; a
-        number that is not a float) is kept as it is, without context and lineage.
+        Kept compact: every number as a double (``operators.kept_vectors.kept``), and
+        the last :data:`HISTORY` vectors packed in one ``bytes`` (:class:`PackedHistory`):
+        a dict, a tuple and float objects per kept vector were the largest part of an
+        investor's state (issue 16). :meth:`features_as_of` rebuilds the vector exactly
+        (a double holds a float as it was). A vector that does not fit the pattern (keys
+        of an older feature set, from a snapshot; a number that is not a float) is kept
+        as it is, without context and lineage, and the history as a list.
         """
-        features, components = vector.features, vector.esg_components
-        scores = _SCORES(vector)
-        freshness = vector.data_freshness_days
-        if (features is not None and tuple(features) == FEATURE_NAMES
-                and type(components) is dict and _only_floats(map(type, components.values()))
-                and _only_floats(map(type, scores))
-                and (freshness is None or (type(freshness) is float and freshness == freshness))):
-            # One allocation of the exact length (extending an array leaves spare room).
-            numbers = array("d", (*vector.values, *scores,
-                                  math.nan if freshness is None else freshness,
-                                  *components.values()))
-            keys = tuple(components)
-            # Component names, once per name set: every kept vector shares the tuple.
-            keys = _COMPONENT_KEYS.setdefault(keys, keys)
-            vector = KeptVector(*vector[:4], numbers, keys, *vector[-4:-2])  # type: ignore[assignment]
+        history = self.history
+        if type(history) is PackedHistory:
+            grown = history.plus(vector, HISTORY)
+        else:  # empty, or a list (vectors of a snapshot that could not be packed)
+            grown = PackedHistory.of([*history, vector][-HISTORY:])
+        if grown is not None:
+            self.history = grown
         else:
-            vector = vector.features_only()
-        self.history.append(vector)
-        if len(self.history) > HISTORY:
-            del self.history[0]
+            self.history = [*history, kept(vector)][-HISTORY:]
 
     def features_as_of(self, when: datetime) -> FeatureVector | None:
         """The last vector scored with ``as_of <= when``: what the model knew then.
 
         Equal to the vector :meth:`remember` was given, without context and lineage."""
-        for vector in reversed(self.history):
+        history = self.history
+        if type(history) is PackedHistory:
+            found = history.last_at_or_before(when)
+            return None if found is None else found.rebuilt()
+        for vector in reversed(history):
             if vector.as_of <= when:
                 if type(vector) is KeptVector:
                     return vector.rebuilt()
                 if vector.features is None:
-                    vector = _unpacked(vector)  # packed by an earlier version (a snapshot)
+                    vector = unpacked(vector)  # packed by an earlier version (a snapshot)
                 return vector
         return None
 
-
-#: The ESG component names of kept vectors, interned (see ``remember``).
-_COMPONENT_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
-_N = len(FEATURE_NAMES)
-#: A vector's esg_alignment, intent and engagement_readiness.
-_SCORES = operator.itemgetter(6, 8, 9)
-#: Whether an iterable of types holds only ``float`` (in C, no Python call per item).
-_only_floats = frozenset((float,)).issuperset
+    def latest_as_of(self) -> datetime | None:
+        """``as_of`` of the last vector remembered (``None``: none yet)."""
+        history = self.history
+        if type(history) is PackedHistory:
+            return history.latest_as_of()
+        return history[-1].as_of if history else None
 
 
-class KeptVector(NamedTuple):
-    """A feature vector as the investor's history keeps it (see ``remember``): the
-    fields ``features_only()`` keeps that are not numbers, and every number in one
-    array. Eight fields where a ``FeatureVector`` has seventeen, most of them empty
-    here: ~70 bytes less per kept vector (issue 16)."""
+def _counter(held: str, at: int, size: int) -> property:
+    """A counter of ``InvestorProfileState.decayed`` or ``totals`` by name: a float, or
+    an array (a copy) of several."""
+    if size == 1:
+        def get(self: InvestorProfileState) -> float:
+            return getattr(self, held)[at]
 
-    tenant: str
-    investor_id: str
-    as_of: datetime
-    feature_set_version: str
-    #: Features, alignment, intent, readiness, freshness (NaN: ``None``), components.
-    numbers: array
-    #: The ESG components' names, in order (shared by every vector with the same).
-    component_keys: tuple[str, ...]
-    ingest_ms: int | None
-    clamped: tuple[str, ...]
+        def put(self: InvestorProfileState, value: float) -> None:
+            getattr(self, held)[at] = value
+    else:
+        end = at + size or None
 
-    def rebuilt(self) -> FeatureVector:
-        """The vector kept, as ``features_only()`` gave it, to the last bit."""
-        numbers = self.numbers
-        values = tuple(numbers[:_N])
-        alignment, intent, readiness, freshness = numbers[_N:_N + 4]
-        return FeatureVector(
-            self.tenant, self.investor_id, self.as_of, self.feature_set_version,
-            dict(zip(FEATURE_NAMES, values, strict=True)), values, alignment,
-            dict(zip(self.component_keys, numbers[_N + 4:], strict=True)), intent, readiness,
-            None if freshness != freshness else freshness, None, (),  # type: ignore[arg-type]
-            self.ingest_ms, self.clamped)
+        def get(self: InvestorProfileState) -> array:  # type: ignore[misc]
+            return getattr(self, held)[at:end]
+
+        def put(self: InvestorProfileState, value: Iterable[float]) -> None:  # type: ignore[misc]
+            getattr(self, held)[at:end] = array("d", value)
+    return property(get, put, doc=f"In ``{held}``, from {at}: {size}.")
 
 
-def _unpacked(vector: FeatureVector) -> FeatureVector:
-    """A vector an earlier version of :meth:`InvestorProfileState.remember` packed (a
-    snapshot's), as it was given."""
-    keys = vector.esg_components
-    if type(keys) is not tuple:
-        # Packed by an earlier version (a snapshot): the feature values only.
-        values = tuple(vector.values)
-        return vector._replace(features=dict(zip(FEATURE_NAMES, values, strict=True)),
-                               values=values)
-    numbers = vector.values
-    values = tuple(numbers[:_N])
-    alignment, intent, readiness, freshness = numbers[_N:_N + 4]
-    return vector._replace(
-        features=dict(zip(FEATURE_NAMES, values, strict=True)), values=values,
-        esg_alignment=alignment, intent=intent, engagement_readiness=readiness,
-        data_freshness_days=None if freshness != freshness else freshness,
-        esg_components=dict(zip(keys, numbers[_N + 4:], strict=True)))
+for _name, (_at, _size) in _AT.items():
+    setattr(InvestorProfileState, _name, _counter("decayed", _at, _size))
+InvestorProfileState.dwell = _counter("totals", _DWELL, 4)  # type: ignore[attr-defined]
+InvestorProfileState.seek_dwell = _counter("totals", _SEEK_DWELL, 2)  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------ features of the stated profile

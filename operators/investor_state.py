@@ -207,7 +207,7 @@ class InvestorShard:
     def _on_profile(self, ingested: Ingested) -> list:
         profile: InvestorProfile = ingested.event  # type: ignore[assignment]
         state = self._state(profile.investor_id)
-        completes = state.history and (state.jurisdiction is None or state.subscriber_type is None)
+        completes = bool(state.history) and (state.jurisdiction is None or state.subscriber_type is None)
         state.apply_profile(profile, contact_ref(self._salt, profile))
         out: list = [self._notice(ingested, "profile", state)]
         if completes:
@@ -215,7 +215,7 @@ class InvestorShard:
             # needs_info waits for exactly this): score again now, with the profile,
             # rather than at the next engagement, which a silent investor never sends.
             # Never before the last score: history stays in as-of order (point-in-time).
-            as_of = max(profile.event_time, state.history[-1].as_of)
+            as_of = max(profile.event_time, state.latest_as_of())  # type: ignore[type-var]
             out.append(self._rescore(state, profile.investor_id, as_of))
         return out
 

@@ -83,40 +83,50 @@ _only_strs = frozenset((str,)).issuperset
 
 class PackedRefs:
     """An investor's references in three flat parts instead of a tuple per reference:
-    the event ids joined by U+001F in one string, the topics (interned: one string
-    per topic in the process), and (partition, offset) pairs as 64-bit integers.
-    Iterating yields the tuples it was made of, in order; never changed once built.
+    the event ids joined by U+001F in one string, each reference's topic as one byte
+    (its index in the process's table of topics, :data:`_TOPICS`), and (partition,
+    offset) pairs as 32-bit integers when they all fit, else 64-bit. Iterating yields
+    the tuples it was made of, in order; never changed once built.
 
     A tuple per reference with its id string and offset integer cost ~160 bytes;
-    packed, ~30 (issue 16). :func:`pack` returns the tuples themselves when they do
-    not fit (an id holding U+001F, an integer beyond 64 bits): same values.
+    packed, ~30 (issue 16); a tuple of topics and 64-bit pairs ~16 bytes more per
+    reference than the bytes and the 32-bit pairs (stop 31). :func:`pack` returns the
+    tuples themselves when they do not fit (an id holding U+001F, an integer beyond
+    64 bits, a 257th topic): same values.
 
     >>> refs = (("e1", "investor.engagements", 0, 7), ("s9", "esg.property-signals", 2, 3))
     >>> packed = pack(refs)
     >>> type(packed).__name__, len(packed), tuple(packed) == refs, packed == refs
     ('PackedRefs', 2, True, True)
+    >>> packed.coords.typecode, pack((("e1", "t", 0, 2**40),)).coords.typecode
+    ('i', 'q')
     >>> odd = ((f"e{chr(0x1f)}1", "t", 0, 1),)  # an id holding the separator
     >>> pack(odd) is odd  # cannot be packed: kept as it was
     True
     """
 
-    __slots__ = ("ids", "topics", "coords")
+    __slots__ = ("ids", "kinds", "coords")
 
-    def __init__(self, ids: str, topics: tuple[str, ...], coords: array) -> None:
+    def __init__(self, ids: str, kinds: bytes, coords: array) -> None:
         self.ids = ids
-        self.topics = topics
+        self.kinds = kinds  # per reference, its topic's index in _TOPICS
         self.coords = coords
 
     def __len__(self) -> int:
-        return len(self.topics)
+        return len(self.kinds)
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """Each reference's topic (the process's one string per topic)."""
+        return tuple(map(_TOPICS.__getitem__, self.kinds))
 
     def __iter__(self) -> Iterator[Ref]:
         coords = iter(self.coords)
-        return zip(self.ids.split(_SEP), self.topics, coords, coords)
+        return zip(self.ids.split(_SEP), map(_TOPICS.__getitem__, self.kinds), coords, coords)
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, PackedRefs):
-            return (self.ids, self.topics, self.coords) == (other.ids, other.topics, other.coords)
+        if isinstance(other, PackedRefs):  # (32- and 64-bit pairs of the same values: equal)
+            return (self.ids, self.kinds, self.coords) == (other.ids, other.kinds, other.coords)
         return isinstance(other, tuple) and tuple(self) == other
 
     __hash__ = None  # type: ignore[assignment]
@@ -125,12 +135,60 @@ class PackedRefs:
         return f"PackedRefs({tuple(self)!r})"
 
     def __reduce__(self) -> tuple:
-        return (_unpickle, (self.ids, self.topics, self.coords.tobytes()))
+        # The shape a4481ae pickled (topic names, 64-bit pairs), whatever is held, so a
+        # snapshot reads the same in any version and equal lists pickle alike; the
+        # pairs little-endian on every host, so that a snapshot reads the same on any
+        # (a4481ae's were native: little-endian on the hosts this runs on).
+        coords = array("q", self.coords)
+        if not _LITTLE:
+            coords.byteswap()
+        return (_unpickle, (self.ids, self.topics, coords.tobytes()))
 
 
-def _unpickle(ids: str, topics: tuple[str, ...], coords: bytes) -> PackedRefs:
-    # The topics interned again: one string per topic, however many snapshots restored.
-    return PackedRefs(ids, tuple(map(sys.intern, topics)), array("q", coords))
+_LITTLE = sys.byteorder == "little"
+#: The topics references name, one string each (interned), in the order first seen;
+#: a reference holds its topic's index, one byte. Bounded by that byte: a list naming
+#: a 257th topic is kept unpacked (same values).
+_TOPICS: list[str] = []
+_TOPIC_INDEX: dict[str, int] = {}
+
+
+def _kinds(topics: Iterable[str]) -> bytes | None:
+    """Each topic's index in :data:`_TOPICS` (added when new); ``None`` past 256."""
+    index = _TOPIC_INDEX
+    try:
+        return bytes(map(index.__getitem__, topics))
+    except KeyError:
+        pass
+    out = []
+    for topic in topics:
+        at = index.get(topic)
+        if at is None:
+            if len(_TOPICS) >= 256:
+                return None
+            at = index[topic] = len(_TOPICS)
+            _TOPICS.append(sys.intern(topic))
+        out.append(at)
+    return bytes(out)
+
+
+def _pairs(values: array) -> array:
+    """``values`` (64-bit) as 32-bit integers when they all fit: half the bytes."""
+    try:
+        return array("i", values)
+    except OverflowError:
+        return values
+
+
+def _unpickle(ids: str, topics: tuple[str, ...], coords: bytes) -> PackedRefs | tuple[Ref, ...]:
+    numbers = array("q", coords)
+    if not _LITTLE:
+        numbers.byteswap()
+    kinds = _kinds(topics)
+    if kinds is None:  # a 257th topic in this process: the tuples, unpacked
+        pairs = iter(numbers)
+        return tuple(zip(ids.split(_SEP), map(sys.intern, topics), pairs, pairs))
+    return PackedRefs(ids, kinds, _pairs(numbers))
 
 
 def pack(refs: Sequence[Ref]) -> PackedRefs | tuple[Ref, ...]:
@@ -156,7 +214,10 @@ def pack(refs: Sequence[Ref]) -> PackedRefs | tuple[Ref, ...]:
         coords[1::2] = array("q", offsets)
     except OverflowError:
         return tuple(refs)  # beyond 64 bits
-    return PackedRefs(joined, tuple(map(sys.intern, topics)), coords)
+    kinds = _kinds(topics)
+    if kinds is None:
+        return tuple(refs)
+    return PackedRefs(joined, kinds, _pairs(coords))
 
 
 def as_dicts(refs: Iterable[Ref] | Sequence[dict]) -> list[dict]:
@@ -234,7 +295,7 @@ def extend_refs(listed: PackedRefs | tuple[Ref, ...], omitted: dict | None,
     packed = type(listed) is PackedRefs
     if packed:
         coords = iter(listed.coords)  # type: ignore[union-attr]
-        seen = set(zip(listed.topics, coords, coords))  # type: ignore[union-attr]
+        seen = set(zip(map(_TOPICS.__getitem__, listed.kinds), coords, coords))  # type: ignore[union-attr]
     else:
         seen = set(map(_TUPLE_KEY, listed))
     added = []
@@ -273,7 +334,7 @@ def _extend_packed(listed: PackedRefs, added: list[Ref], limit: int
     n = len(listed)
     cut = max(0, n + len(added) - limit)  # references to drop, oldest first
     dropped: list[Ref] = []
-    ids, topics, coords = listed.ids, listed.topics, listed.coords
+    ids, kinds, coords = listed.ids, listed.kinds, listed.coords
     if cut >= n:
         dropped = [*listed, *added[:cut - n]]
         if cut > n:
@@ -284,12 +345,19 @@ def _extend_packed(listed: PackedRefs, added: list[Ref], limit: int
         for _ in range(cut):
             at = ids.index(_SEP, at + 1)
         pairs = iter(coords[:2 * cut])
-        dropped = list(zip(ids[:at].split(_SEP), topics[:cut], pairs, pairs))
-        ids, topics, coords = ids[at + 1:], topics[cut:], coords[2 * cut:]
+        dropped = list(zip(ids[:at].split(_SEP), map(_TOPICS.__getitem__, kinds[:cut]),
+                           pairs, pairs))
+        ids, kinds, coords = ids[at + 1:], kinds[cut:], coords[2 * cut:]
     # New parts, exactly as long as they need (``+``, not ``extend``: an array grown in
     # place keeps spare room), and listed's, which vectors built before share, untouched.
-    return PackedRefs(ids + _SEP + fresh.ids, topics + fresh.topics,  # type: ignore[union-attr]
-                      coords + fresh.coords), dropped  # type: ignore[union-attr]
+    more = fresh.coords  # type: ignore[union-attr]
+    if coords.typecode != more.typecode:  # 32- and 64-bit pairs: 64-bit (or 32 if all fit)
+        coords, more = array("q", coords), array("q", more)
+        joined = _pairs(coords + more)
+    else:
+        joined = coords + more
+    return PackedRefs(ids + _SEP + fresh.ids, kinds + fresh.kinds,  # type: ignore[union-attr]
+                      joined), dropped
 
 
 def audit_pointer(tenant: str, investor_id: str) -> str:

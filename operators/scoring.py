@@ -365,9 +365,10 @@ class TenantScorer:
         intent = np.array([v.intent for v in vectors])
         alignment = np.array([v.esg_alignment for v in vectors])
         members, contrib, sources = self._members(X, intent, alignment)
-        # Each score waits for its horizon outcome with its inputs, to be re-scored then.
+        # Each score waits for its horizon outcome with its inputs, to be re-scored then
+        # (little-endian float32s: a snapshot holding them reads the same on any host).
         payloads = [row.tobytes() for row in
-                    np.column_stack([X, intent, alignment]).astype(np.float32)]
+                    np.column_stack([X, intent, alignment]).astype("<f4")]
         order = np.argsort(contrib, axis=1, kind="stable").tolist()
         shares = (sources / np.add.reduce(sources, axis=1, keepdims=True)).round(4).tolist()
         contrib_rows = contrib.round(4).tolist()
@@ -502,7 +503,7 @@ class TenantScorer:
         there were any."""
         if not pairs:
             return False
-        rows = np.frombuffer(b"".join(row for row, _, _ in pairs), dtype=np.float32)
+        rows = np.frombuffer(b"".join(row for row, _, _ in pairs), dtype="<f4")
         rows = rows.reshape(len(pairs), -1).astype(float)
         members, _, _ = self._members(rows[:, :-2], rows[:, -2], rows[:, -1])
         self._learn_pairs(_row_means(members).tolist(), [p for _, p, _ in pairs],

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import pickle
+import struct
+import zlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -154,3 +159,83 @@ def test_waiting_scores_are_lists_and_snapshots_holding_deques_go_on_alike():
                  h.record(["d"], [30.0 + H + 3 * DAY_S], [0.7], [0.7])]
     assert now.out == older.out and now.dropped == older.dropped == 1
     assert {k: list(w) for k, w in older.pending.items()} == now.pending
+
+
+# ------------------------------------------- packed waiting scores (issue 16)
+
+def row(raw: float, wide: bool = False) -> bytes:
+    """A payload as the scorer keeps one (float32s); ``wide``: another length."""
+    return struct.pack("<2f", raw, raw / 2) + (b"\0" * 4 if wide else b"")
+
+
+def raw_of(payload: bytes) -> float:
+    return struct.unpack_from("<f", payload)[0]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(
+    st.sampled_from(["score", "score", "outcome", "restore"]), st.sampled_from("abc"),
+    st.integers(0, 40 * 24), st.booleans(), st.integers(0, 1000), st.booleans()), max_size=60),
+    st.integers(1, 4))
+def test_packed_waiting_scores_label_exactly_as_the_list_of_them(stream, max_pending):
+    """Bytes payloads (packed) and float payloads (a list each): the same pairs, in the
+    same order, the same drops, across snapshot restores; a payload of another length
+    unpacks that investor's scores, and they go on alike."""
+    packed, listed = HorizonLabeller(H, max_pending), HorizonLabeller(H, max_pending)
+    clock = 0.0
+    for kind, who, hours, converted, milli, wide in stream:
+        clock += hours * 3600.0
+        raw = milli / 1000
+        if kind == "score":
+            got = packed.record([who], [clock], [row(raw, wide and milli % 5 == 0)], [raw + 1])
+            want = listed.record([who], [clock], [struct.unpack("<f", row(raw)[:4])[0]], [raw + 1])
+        elif kind == "outcome":
+            got, want = packed.resolve(who, clock, converted), listed.resolve(who, clock, converted)
+        else:
+            packed, listed = (pickle.loads(pickle.dumps(h)) for h in (packed, listed))
+            continue
+        assert [(raw_of(r), p, y) for r, p, y in got] == want
+        assert (packed.waiting(), packed.dropped) == (listed.waiting(), listed.dropped)
+    got, want = packed.advance(clock + 2 * H), listed.advance(clock + 2 * H)
+    assert [(raw_of(r), p, y) for r, p, y in got] == want and packed.waiting() == 0
+
+
+def test_an_investors_waiting_scores_are_one_bytes_with_little_endian_times():
+    h = HorizonLabeller(H, salt=b"k")
+    h.record(["a", "a"], [10.0, 20.0], [row(0.5), row(0.25)], [0.1, 0.2])
+    (waiting,) = h.pending.values()
+    assert waiting == struct.pack("<I", 8) + struct.pack("<dd", 10.0, 0.1) + row(0.5) + \
+        struct.pack("<dd", 20.0, 0.2) + row(0.25)
+    assert pickle.loads(pickle.dumps(h)).pending == h.pending
+
+
+#: ``pickle.dumps`` of a HorizonLabeller that a4481ae's code built (zlib, base85):
+#: ``HorizonLabeller(H, max_pending=3, salt=b"k")``, then ``record(["a", "a", "b",
+#: "c", "a", "a"], [0, 10, 20, 30, 40, 50], [row3(i) for i in range(6)], [0.1, ...,
+#: 0.6])`` (``row3``: ``struct.pack("<3f", i, i / 2, i / 3)``) and ``resolve("c",
+#: 35.0, True)``: its waiting scores lists of tuples.
+A4481AE_LABELLER = (
+    "c-m`VnL34$0StQNQ;XB%b5aviiuLmIax(K$<8$*<Qge#+GV+TutMc=v^zeH?SU!nKsW~~RMN=kE(QKSjJ4K_16RI"
+    "Y@c#6AY?8*aR1G#e(E8+`M^HMVN(x-Sc_prtnC+3t)ac0b((!&lD2kLefkd)gRe$K?D^1uPLY=?<QWv9eW(QtQAf"
+    "jG>Whk>EN9>}m?y=s-+6nFcRGeKZh`xJKv7bGPPK!yWQi9Jxs1Bf_Ci6=tI0-zEFhtSZgASI8D!JvIgs<XiM!j)H"
+    "hn(s$`I9|?VRHASQXurFI2|^=-1IP)hS80JXUWRE*EbU=WNlng7NlgKI!&%@QL*c=hNxAvAXFt1N{Nwdgpc#%0U^"
+    "9w)Sd(+|ld}=d>EVvgORXr0FD_3_EdUCCl~w=?v!@j07Zd;u^kytg(gOgew2MF"
+)
+
+
+def test_a_snapshot_of_a4481ae_restores_packed_and_goes_on_identically():
+    def row3(i: float) -> bytes:
+        return struct.pack("<3f", i, i / 2, i / 3)
+
+    unbroken = HorizonLabeller(H, max_pending=3, salt=b"k")
+    unbroken.record(["a", "a", "b", "c", "a", "a"], [0.0, 10.0, 20.0, 30.0, 40.0, 50.0],
+                    [row3(i) for i in range(6)], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    unbroken.resolve("c", 35.0, True)
+    restored = pickle.loads(zlib.decompress(base64.b85decode("".join(A4481AE_LABELLER))))
+    assert all(type(w) is bytes for w in restored.pending.values())
+    assert restored.__dict__ == unbroken.__dict__
+    for h in (unbroken, restored):
+        h.out = [h.record(["a", "b"], [60.0, 70.0], [row3(6), row3(7)], [0.7, 0.8]),
+                 h.resolve("a", 80.0, True), h.advance(H + 2 * DAY_S),
+                 h.record(["d"], [H + 3 * DAY_S], [row3(8)], [0.9])]
+    assert restored.out == unbroken.out and restored.dropped == unbroken.dropped == 2

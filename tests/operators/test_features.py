@@ -27,6 +27,7 @@ from esg_leads.operators.features import (
 from esg_leads.operators.feature_definitions import FEATURE_RANGES
 from esg_leads.operators.investor_profile import InvestorProfileState
 from esg_leads.operators.investor_window import ACTIONS, WindowAggregate
+from esg_leads.operators.top_properties import TopProperties
 from esg_leads.schemas.codec import decode_event
 from esg_leads.schemas.records import CatalogMix, EnrichedEngagement, Ingested, PropertyFacts
 
@@ -368,9 +369,9 @@ def test_a_stated_risk_tolerance_caps_climate_risk_at_a_third_two_thirds_or_the_
 
 def test_risk_fit_counts_a_property_on_the_limit_as_within_it() -> None:
     state = InvestorProfileState(HALF_LIVES)
-    state.top_properties = {"on": [1.0, facts("on", climate_risk=66)],
-                            "over": [3.0, facts("over", climate_risk=67)],
-                            "unknown": [5.0, facts("unknown")]}  # no climate data: left out
+    state.top_properties = TopProperties.of({
+        "on": [1.0, facts("on", climate_risk=66)], "over": [3.0, facts("over", climate_risk=67)],
+        "unknown": [5.0, facts("unknown")]})  # no climate data: left out
     assert risk_fit(state) == 0.5  # no stated limit: neutral
     state.risk_tolerance = "medium"  # 66: "on" within, "over" not
     assert risk_fit(state) == pytest.approx((1.0 + 1.5) / (4.0 + 3.0))

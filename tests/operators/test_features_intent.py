@@ -206,7 +206,10 @@ def test_a_snapshot_from_before_fs3_restores_and_scores():
 
     state = build_state()
     _, slots = state.__getstate__()
-    old = {k: v for k, v in slots.items() if k not in ("seek_dwell", "first_known")}
+    old = {k: v for k, v in slots.items() if k != "first_known"}
+    # Totals and dwell as lists of their own, no seek_dwell (stop 31 keeps the three in
+    # one array: totals, then dwell, then seek_dwell).
+    old["totals"], old["dwell"] = list(state.totals[:5]), list(state.dwell)
     restored = InvestorProfileState.__new__(InvestorProfileState)
     restored.__setstate__((None, old))
     f = compute_features(restored, AS_OF)

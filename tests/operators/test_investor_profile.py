@@ -36,6 +36,8 @@ from esg_leads.operators.investor_profile import (
     InvestorProfileState,
     KeptVector,
 )
+from esg_leads.operators.kept_vectors import PackedHistory
+from esg_leads.operators.top_properties import UNCHECKED, TopProperties
 from esg_leads.operators.investor_window import ACTION_INDEX, ACTIONS, WindowAggregate
 from esg_leads.operators.lineage import PackedRefs, append_refs, as_dicts, combine, compact, ref
 from esg_leads.schemas.codec import decode_event
@@ -46,6 +48,19 @@ T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
 
 
 # ------------------------------------------------------------ the oracle (df89d1b)
+
+class EagerTop(dict):
+    """Top properties as df89d1b kept them: ``{property_id: [weight, facts]}``."""
+
+    def clear_checks(self) -> None:  # the eager code keeps no checks (the state's method)
+        pass
+
+
+def eager_top(s: InvestorProfileState) -> EagerTop:
+    if type(s.top_properties) is not EagerTop:
+        s.top_properties = EagerTop({k: [w, f] for k, (w, f) in s.top_properties.items()})
+    return s.top_properties
+
 
 def eager_decay(s: InvestorProfileState, now: datetime, half_lives_days) -> None:
     ts = now.timestamp()
@@ -68,7 +83,7 @@ def eager_decay(s: InvestorProfileState, now: datetime, half_lives_days) -> None
         s.value_n *= f
         s.value_sum *= f
         s.value_sq *= f
-        for entry in s.top_properties.values():
+        for entry in eager_top(s).values():
             entry[0] *= f
     if clock is None or ts > clock:
         s.clock = ts
@@ -77,11 +92,14 @@ def eager_decay(s: InvestorProfileState, now: datetime, half_lives_days) -> None
 def eager_apply(s: InvestorProfileState, agg: WindowAggregate, window_end: datetime,
                 half_lives_days) -> None:
     eager_decay(s, window_end, half_lives_days)
+    # Lists, as df89d1b kept them (the state's own are in one array: set back below).
+    counts, depths, content, epc_ranks = (list(s.counts), list(s.depth), list(s.content),
+                                          list(s.epc_ranks))
     actions = agg.actions
     depth = sum(actions[i] * w for i, w in _DEPTH)
-    for i in range(len(s.counts)):
-        s.counts[i] += agg.n
-        s.depth[i] += depth
+    for i in range(len(counts)):
+        counts[i] += agg.n
+        depths[i] += depth
     s.views += actions[_VIEW]
     s.esg_reports += actions[_ESG_REPORT]
     s.active_windows += 1
@@ -90,15 +108,17 @@ def eager_apply(s: InvestorProfileState, agg: WindowAggregate, window_end: datet
     if agg.catalog_log_value is not None:
         s.catalog_log_value = agg.catalog_log_value
     s.ingest_ms = agg.ingest_ms or None
+    dwell = list(s.dwell)  # a list, as df89d1b kept it (set back below)
     for i, v in enumerate(agg.dwell):
-        s.dwell[i] += v
+        dwell[i] += v
+    s.dwell = dwell
     totals = s.totals
     totals[0] += 1
     totals[1] += agg.n
     totals[2] += actions[_VIEW]
     totals[3] += depth
     totals[4] += actions[_ESG_REPORT]
-    c = s.content
+    c = content
     c[0] += agg.with_facts
     c[1] += agg.high_epc
     c[2] += agg.certified
@@ -111,7 +131,8 @@ def eager_apply(s: InvestorProfileState, agg: WindowAggregate, window_end: datet
     c[9] += agg.stale
     for i, n in enumerate(agg.epc_ranks):
         if n:
-            s.epc_ranks[i] += n
+            epc_ranks[i] += n
+    s.counts, s.depth, s.content, s.epc_ranks = counts, depths, content, epc_ranks
     # Dicts, as the code before Weights kept them.
     s.countries, s.assets = dict(s.countries.items()), dict(s.assets.items())
     for k, n in agg.countries.items():
@@ -124,7 +145,7 @@ def eager_apply(s: InvestorProfileState, agg: WindowAggregate, window_end: datet
         s.value_sq += v * v
     if agg.properties:
         s._engaged = None
-    top = s.top_properties
+    top = eager_top(s)
     for property_id, (count, facts) in agg.properties.items():
         entry = top.get(property_id)
         if entry is None:
@@ -134,13 +155,15 @@ def eager_apply(s: InvestorProfileState, agg: WindowAggregate, window_end: datet
             if facts.effective >= entry[1].effective:
                 entry[1] = facts
     if len(top) > TOP_PROPERTIES:
-        s.top_properties = dict(sorted(top.items(), key=lambda kv: (-kv[1][0], kv[0]))[:TOP_PROPERTIES])
+        s.top_properties = EagerTop(sorted(top.items(), key=lambda kv: (-kv[1][0], kv[0]))[:TOP_PROPERTIES])
     if s.first_seen is None or (agg.first is not None and agg.first < s.first_seen):
         s.first_seen = agg.first
     if agg.first is not None and (s.first_known is None or agg.first < s.first_known):
         s.first_known = agg.first
-    s.seek_dwell[0] += agg.seek_dwell[0]
-    s.seek_dwell[1] += agg.seek_dwell[1]
+    seek_dwell = list(s.seek_dwell)
+    seek_dwell[0] += agg.seek_dwell[0]
+    seek_dwell[1] += agg.seek_dwell[1]
+    s.seek_dwell = seek_dwell
     s.previous_active = s.last_active
     s.last_active = window_end
     # The code before compact references: dicts, appended to a list (as_dicts passes a
@@ -379,7 +402,9 @@ def test_snapshots_keep_no_cache_and_old_ones_restore():
     assert "_context" not in pickle.loads(pickle.dumps(state)).__getstate__()[1]
     # A snapshot of df89d1b: lineage a list of dicts, no context slot; it restores
     # (compact references, in a tuple) and builds the same vector.
-    old_shape = dict(state.__getstate__()[1], lineage=as_dicts(state.lineage))
+    # Its top properties (and a4481ae's) a dict of [weight, facts].
+    old_shape = dict(state.__getstate__()[1], lineage=as_dicts(state.lineage),
+                     top_properties={pid: [w, f] for pid, (w, f) in state.top_properties.items()})
     assert old_shape["lineage"] == [ref("e1", "investor.engagements", 0, 1)]
     restored = InvestorProfileState.__new__(InvestorProfileState)
     restored.__setstate__((None, old_shape))
@@ -390,11 +415,16 @@ def test_snapshots_keep_no_cache_and_old_ones_restore():
     tuples.__setstate__((None, dict(old_shape, lineage=tuple(state.lineage))))
     assert type(tuples.lineage) is PackedRefs and tuples.lineage == state.lineage
     assert F.build_vector(restored, "acme", "inv-1", state.last_active) == vector
-    # And the other way: what this version snapshots, df89d1b's code reads -- every top
-    # property as exactly (weight, facts), the thesis checks cached after them left out.
-    assert any(len(entry) > 2 for entry in state.top_properties.values())  # cached now
-    assert all(len(entry) == 2 for entry in state.__getstate__()[1]["top_properties"].values())
-    assert [(w, facts) for w, facts in state.__getstate__()[1]["top_properties"].values()]
+    assert type(restored.top_properties) is TopProperties
+    # The thesis checks cached after the weights, left out of snapshots (a cache) and
+    # computed again alike.
+    top, n = state.top_properties, len(state.top_properties)
+    assert n and UNCHECKED not in top.numbers  # cached now
+    again = pickle.loads(pickle.dumps(state))
+    assert list(again.top_properties.numbers[2 * n:]) == [UNCHECKED] * n
+    assert list(again.top_properties.items()) == list(top.items())
+    assert F.build_vector(again, "acme", "inv-1", state.last_active) == vector
+    assert again.top_properties == top  # the checks computed again: the same doubles
 
 
 # ------------------------------------------------- point-in-time history, kept compact
@@ -422,10 +452,12 @@ def test_a_remembered_vector_comes_back_exactly(values, scores, freshness, compo
     if (freshness is not None and (type(freshness) is not float or freshness != freshness)
             or not all(type(v) is float for v in components.values())):
         return  # kept as it was: nothing here may change in a round trip through doubles
+    assert type(state.history) is PackedHistory  # issue 16: one bytes for the history
     (kept,) = state.history
-    assert type(kept) is KeptVector and len(kept) == 8  # issue 16
+    assert type(kept) is KeptVector and len(kept) == 8
     assert sum(type(f) is float for f in kept) == 0  # every number in the one array
-    assert sys.getsizeof(kept.numbers) == sys.getsizeof(array("d", kept.numbers))  # no spare room
+    # The bytes hold its head (as_of, ingest_ms) and its doubles, nothing else.
+    assert len(state.history.data) <= 20 + 8 * len(kept.numbers)
 
 
 def test_history_packed_by_the_previous_version_still_rebuilds():
@@ -439,7 +471,7 @@ def test_history_packed_by_the_previous_version_still_rebuilds():
                            61.5, {"fit": 50.0}, 0.25, 0.5, None, None, (), None, (), None, None)
     older = vector.features_only()._replace(features=None, values=array("d", values))
     state = InvestorProfileState(HALF_LIVES)
-    state.history.append(older)
+    state.history = [older]
     assert repr(state.features_as_of(T0)) == repr(vector.features_only())
     # As 2b8dadb kept it: a FeatureVector, every number in ``values``, the component
     # names in ``esg_components``; restored from a snapshot, it rebuilds alike.
@@ -449,7 +481,7 @@ def test_history_packed_by_the_previous_version_still_rebuilds():
     shape = FeatureVector(*vector[:4], None, new.numbers, None, new.component_keys,
                           None, None, None, None, (), *vector[-4:-2])
     previous = InvestorProfileState(HALF_LIVES)
-    previous.history.append(shape)
+    previous.history = [shape]
     previous = pickle.loads(pickle.dumps(previous))
     assert repr(previous.features_as_of(T0)) == repr(kept.features_as_of(T0)) == repr(
         vector.features_only())
@@ -464,10 +496,21 @@ def test_content_counters_are_doubles_and_older_snapshots_holding_lists_restore(
     state.decay_to(T0 + timedelta(days=3), HALF_LIVES)
     counters = ("content", "epc_ranks", "counts", "depth")
     assert all(type(getattr(state, name)) is array for name in counters)  # issue 16
-    older = pickle.loads(pickle.dumps(state))
-    for name in counters:  # as pickled before (counts and depth: until e59ea70)
-        setattr(older, name, list(getattr(state, name)))
-    older.countries, older.assets = dict(state.countries.items()), dict(state.assets.items())
+    # Every decayed counter in one array of doubles (stop 31), none in a slot of its own.
+    assert len(state.decayed) == 2 * len(HALF_LIVES) + 24 and "views" not in state.__slots__
+    for held in (state.decayed, state.totals):  # no spare room (decay built it anew)
+        assert sys.getsizeof(held) == sys.getsizeof(array("d", list(held)))
+    # As pickled before: a slot per counter, lists (counts and depth: until e59ea70),
+    # floats, and dicts for the weights.
+    shape = dict(state.__getstate__()[1], countries=dict(state.countries.items()),
+                 assets=dict(state.assets.items()))
+    del shape["decayed"]
+    for name in counters:
+        shape[name] = list(getattr(state, name))
+    for name in ("views", "esg_reports", "active_windows", "value_n", "value_sum", "value_sq"):
+        shape[name] = getattr(state, name)
+    older = InvestorProfileState.__new__(InvestorProfileState)
+    older.__setstate__((None, shape))
     restored = pickle.loads(pickle.dumps(older))
     assert all(type(getattr(restored, name)) is array for name in counters)
     assert type(restored.countries) is Weights and type(restored.assets) is Weights
@@ -507,3 +550,71 @@ def test_investors_with_the_same_consents_share_one_dict_that_no_change_reaches(
     old.__setstate__((None, {**b.__getstate__()[1], "consents": dict(b.consents),
                              "_profile_features": dict(b.profile_features())}))
     assert old.consents is b.consents and old.profile_features() is b.profile_features()
+
+
+#: ``pickle.dumps`` of the InvestorProfileState a4481ae's code (main at stop 31's start)
+#: built with :func:`counters_state` (zlib, base85): a slot per decayed counter.
+A4481AE_STATE = (
+    "c-o~@Piq@T6j$6>lBGtnp){d6Hc+Jp=NrTdNh*rKg!B>$Wf;vqX(t-ZY-VO9I}k{rc3YU6C;2G(7&!$3xwNIF2lw"
+    "KBfzbDMrL`K|Q&&hk@25BK&+q+te)+}ko3-KzH^5Dp0-m^ClY!;lShp+n92}llX3bbCh~bm3m(YU}`Nne(@g&~-K"
+    "JGt@y-@d{x%M&CVrZw_RX2YQS1N1%FoU=sx-K6%VdV%a=;Oz^l`fIOOQTV43Zorp@8UDGml&pvXM!t*_F7(wDR?%"
+    "Mq*+P)fb1a1AQQ}TJzbYaTqh`BweTdD77`}FdO4PYlSdbChPE3g7!S7-@N_euGKYZTBTy)BqXQ<CoMGM!V<qcdI1"
+    "nmN&>D9RJXzT;4KQJH?X3jDt}L-isYCafHwyXIg7R-;zMc!uEQ|~1y5cCol)LLP;}qY{ieWYe?sJQt_CsgIRA~)w"
+    "Zh1Ka_S9(dvMH1i(>S>E?(w5Q#jh7(x)?UOwfqpv%!&hsK?U$O7g#qebFb1^zE5Jfl*Hlo-D~&d+ryoFr~ile^Vd"
+    "&*yVn0@@b>J7Ti5&1$A_q%K<3k!-sq)Yq&?EF{l~M^pG#P{I9Q>fP5o&hGuE%e9ZXNofi0v?3|-iJe_DU(*_+Uy<"
+    "gs<ud_H)?{LA`jr(eF`@74b2Q^vZrYBaaztH07&`TX$i#W9@iePH{%fx`8RMpT$tMkNkSwg5RvksYkb#=ZOa^VP$"
+    "69KVabLBCUyGT1vSjl(e+uP-|>y&dXij6(qN2=yy<UT8JuT;;&@IUcr3$mKHxhx>oOI{53e&|HE~5c}!#*GFGoz8"
+    "#t~05A2##bGTpuzZR#!E@ak&y}O-h8x4iuvV3HSOe^q1>lTR=;!diG<I-cxiZKHehbIg*IVcbHw>H647A45;@JVv"
+    "dT1+-LfI_HRf5w?6S00giFaF#(~maWCH?86&?LN=nG+I=8A?ETj`FZZpC6H+qewI(QQgeKT$<di{G{I&7B^Z;i=t"
+    "5Lc$3l4X0&;r*lbM(dcr3_tEr)+20Y__=q``U%%u0_zp11ZdWhVF7Uni(7f}VFU1mSkW`XJF$8og#4`WvnaR"
+)
+
+
+def counters_window(k: int) -> WindowAggregate:
+    agg = WindowAggregate()
+    agg.n, agg.with_facts, agg.high_epc, agg.epc_ranks = 3 + k, 2, 1, [0, 2, 0, 0, 1, 0, k, 0]
+    agg.countries, agg.assets = {"DE": 2, "FR": k}, {"office": 2}
+    agg.log_values = [13.5 + k, 14.25]
+    agg.actions[0] += k + 1
+    return agg
+
+
+def counters_state() -> InvestorProfileState:
+    state = InvestorProfileState(HALF_LIVES)
+    state.apply_window(counters_window(0), T0, HALF_LIVES)
+    state.decay_to(T0 + timedelta(days=3), HALF_LIVES)
+    state.apply_window(counters_window(1), T0 + timedelta(days=3, hours=1), HALF_LIVES)
+    return state
+
+
+def test_a_snapshot_of_a4481ae_restores_its_counters_into_one_array_and_goes_on_alike():
+    import base64
+    import zlib
+
+    unbroken = counters_state()
+    restored = pickle.loads(zlib.decompress(base64.b85decode("".join(A4481AE_STATE))))
+    assert type(restored.decayed) is array and restored.decayed.tobytes() == unbroken.decayed.tobytes()
+    assert snapshot_of(restored) == snapshot_of(unbroken)
+    for state in (unbroken, restored):
+        state.decay_to(T0 + timedelta(days=9), HALF_LIVES)
+        state.apply_window(counters_window(2), T0 + timedelta(days=9), HALF_LIVES)
+    assert snapshot_of(restored) == snapshot_of(unbroken)
+    when = T0 + timedelta(days=9)
+    assert repr(new_vector(restored, when)) == repr(new_vector(unbroken, when))
+
+
+def test_investors_stating_the_same_targets_share_the_tuples_and_restores_share_them():
+    """Stop 31 (issue 16): stated targets, exclusions and certifications are one tuple
+    per distinct sequence; snapshots (of a4481ae too: tuples of their own) restore
+    shared."""
+    a, b = InvestorProfileState(HALF_LIVES), InvestorProfileState(HALF_LIVES)
+    for state in (a, b):
+        state.apply_profile(profile(1, T0), "ref")
+    names = ("required_certifications", "excluded_assets", "target_countries", "target_assets")
+    assert a.target_countries == ("DE",) and a.excluded_assets == ("retail",)
+    assert all(getattr(a, name) is getattr(b, name) for name in names)
+    own = {name: tuple(list(getattr(b, name))) for name in names}  # equal, not the same
+    old = InvestorProfileState.__new__(InvestorProfileState)
+    old.__setstate__((None, {**b.__getstate__()[1], **own}))
+    assert all(getattr(old, name) is getattr(a, name) for name in names)
+    assert old.context() == a.context()

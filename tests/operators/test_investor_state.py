@@ -9,7 +9,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from esg_leads.operators.investor_profile import KeptVector
+from esg_leads.operators.kept_vectors import KeptVector, PackedHistory
 from esg_leads.operators.investor_state import InvestorShard
 from esg_leads.operators.investor_window import WindowAggregate
 from esg_leads.schemas.codec import decode_event, encode
@@ -98,8 +98,9 @@ def test_label_carries_the_vector_scored_before_the_outcome_never_a_later_one(sh
     assert example.features.values == first[0].values
     assert example.features.as_of == T0
     assert example.features == first[0].features_only()  # every field, rebuilt exactly
-    # Kept compact in between (issue 16): values as doubles, no feature dict.
-    assert all(type(v) is KeptVector for v in shard.investors["inv-1"].history)
+    # Kept compact in between (issue 16): packed, values as doubles, no feature dict.
+    history = shard.investors["inv-1"].history
+    assert type(history) is PackedHistory and all(type(v) is KeptVector for v in history)
     assert (example.label, example.outcome_time, example.outcome_event_id) == (True, T0 + 30 * MIN, "o1")
     assert shard.counts[("labels", "acme")] == 1
 

@@ -16,16 +16,17 @@ memory cuts of issue 16 below: 47-68 and 64-85); at stop 30 49-59 and 57-78 over
 runs (2b8dadb alongside: 47-68 and 62-83). RSS slopes of one tree vary by ~10-20 KB from
 run to run (allocator arenas, GC timing), so their bounds are loose; the tight guard is
 the interpreter's allocated memory blocks per investor (``sys.getallocatedblocks`` after
-a full collection), the same to 0.1 block in every run: 187.1 (2b8dadb: 217.2, 92122b3:
-302.5).
+a full collection), the same to 0.1 block in every run: 127.9 (stop 31: the investor's
+history, top properties, counters, lineage and waiting horizon scores packed; a4481ae:
+187.1 at stop 30, 175.8 measured alongside at stop 31; 2b8dadb: 217.2, 92122b3: 302.5).
 
 Where it goes (tracemalloc at the end of the input, the two sizes diffed per investor):
 Python objects ~17.6 KB (2b8dadb: 19.3, 92122b3: 25.5). The keyed state alone, per
-attribute, is what ``bench/state_size.py`` prints (13.7 KB per investor on these worlds,
-2b8dadb 16.7): the lead's last record, kept LZ4-compressed, ~2.8 KB, four history
-vectors ~2.0 KB, waiting horizon scores ~1.0 KB, lineage references ~0.7 KB (2b8dadb:
-2.4). The Parquet sinks' rows not yet written (a row group's worth) are counted in the
-slope too, and they hold their records' lineage as dicts, which the state no longer
+attribute, is what ``bench/state_size.py`` prints (13.7 KB per investor on these worlds
+at a4481ae, 2b8dadb 16.7): the lead's last record, kept LZ4-compressed, ~2.8 KB, four
+history vectors ~2.0 KB (stop 31: ~1.2, packed in one bytes), waiting horizon scores
+~1.0 KB (stop 31: ~0.6), lineage references ~0.7 KB (2b8dadb: 2.4; stop 31: ~0.5). The Parquet
+sinks' rows not yet written (a row group's worth) are counted in the slope too, and they hold their records' lineage as dicts, which the state no longer
 shares with them. Arrow memory of the sinks is ~21 KB of the slope at these sizes (9 KB live,
 the rest pages its allocator keeps: ``release_unused`` returns them), and bytewax ~12 KB
 (the same replay without its runtime, flows/plain.py). Issue 16's target is 8 KB: not
@@ -48,8 +49,8 @@ DAYS = 15
 #: measured figures plus their run-to-run spread (see the module doc).
 STATE_BOUND_KB = 85.0
 PEAK_BOUND_KB = 100.0
-#: Memory blocks the interpreter holds per active investor: 187.1 measured, +10 %.
-BLOCKS_BOUND = 206.0
+#: Memory blocks the interpreter holds per active investor: 127.9 measured, +10 %.
+BLOCKS_BOUND = 141.0
 #: Finalize (the Parquet merge, retention, summary) may raise the run's peak RSS by a
 #: constant: code and arenas of the Parquet reader, first used there (18-38 MB measured
 #: at both sizes). That the merge streams is held by tests/connectors/test_parquet_merge.py,
