@@ -222,3 +222,38 @@ def test_a_257th_topic_is_kept_unpacked(monkeypatch):
     assert pack(refs) == refs and type(pack(refs)) is tuple
     assert lineage._unpickle("e1\x1fe2", ("t1", "another"), bytes(32)) == (
         ("e1", "t1", 0, 0), ("e2", "another", 0, 0))
+
+
+def test_threads_adding_topics_at_once_never_share_an_index() -> None:
+    """bytewax runs a process's workers as threads: two adding new topics together must
+    not give both one index (a topic would read back as another, in every lineage)."""
+    import sys
+    import threading
+
+    from esg_leads.operators import lineage as module
+
+    saved = (list(module._TOPICS), dict(module._TOPIC_INDEX), sys.getswitchinterval())
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        for _ in range(40):
+            module._TOPICS.clear()
+            module._TOPIC_INDEX.clear()
+            start = threading.Barrier(4)
+
+            def add(k: int) -> None:
+                start.wait()
+                for j in range(50):
+                    module._kinds((f"topic-{k}-{j}",))
+
+            threads = [threading.Thread(target=add, args=(k,)) for k in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert len(module._TOPICS) == 200
+            assert all(module._TOPICS[i] == t for t, i in module._TOPIC_INDEX.items())
+    finally:
+        module._TOPICS[:] = saved[0]
+        module._TOPIC_INDEX.clear()
+        module._TOPIC_INDEX.update(saved[1])
+        sys.setswitchinterval(saved[2])
