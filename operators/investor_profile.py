@@ -223,28 +223,28 @@ class InvestorProfileState:
     # ------------------------------------------------------- decayed counters
 
     @property
-    def counts(self) -> array:
-        """Events, decayed, one per half-life (a copy: set it, or ``decayed``)."""
+    def counts(self) -> tuple:
+        """Events, decayed, one per half-life (a tuple: set it whole, or ``decayed``)."""
         d = self.decayed
-        return d[:(len(d) - _FIXED) // 2]
+        return tuple(d[:(len(d) - _FIXED) // 2])
 
     @counts.setter
     def counts(self, value: Iterable[float]) -> None:
         d = self.decayed
-        d[:(len(d) - _FIXED) // 2] = array("d", value)
+        _put(d, 0, (len(d) - _FIXED) // 2, value)
 
     @property
-    def depth(self) -> array:
+    def depth(self) -> tuple:
         """Depth of engagement (``DEPTH_WEIGHTS``), decayed, one per half-life."""
         d = self.decayed
         n = (len(d) - _FIXED) // 2
-        return d[n:2 * n]
+        return tuple(d[n:2 * n])
 
     @depth.setter
     def depth(self, value: Iterable[float]) -> None:
         d = self.decayed
         n = (len(d) - _FIXED) // 2
-        d[n:2 * n] = array("d", value)
+        _put(d, n, n, value)
 
     # views, esg_reports, active_windows, value_n, value_sum, value_sq (floats),
     # content and epc_ranks (arrays: copies) of ``decayed``, and dwell (seconds and views
@@ -511,9 +511,19 @@ class InvestorProfileState:
         return history[-1].as_of if history else None
 
 
+def _put(held: array, at: int, size: int, value: Iterable[float]) -> None:
+    """``held[at:at + size] = value``, refused unless ``value`` has ``size`` items."""
+    values = array("d", value)
+    if len(values) != size:
+        raise ValueError(f"{size} values expected, got {len(values)}")
+    held[at:at + size] = values
+
+
 def _counter(held: str, at: int, size: int) -> property:
     """A counter of ``InvestorProfileState.decayed`` or ``totals`` by name: a float, or
-    an array (a copy) of several."""
+    a tuple of several. A tuple, not an array: item assignment on a copy would be lost
+    without a word, where it changed the state before the counters were packed; and a
+    value of another length would shift every counter after it, so it is refused."""
     if size == 1:
         def get(self: InvestorProfileState) -> float:
             return getattr(self, held)[at]
@@ -523,11 +533,14 @@ def _counter(held: str, at: int, size: int) -> property:
     else:
         end = at + size or None
 
-        def get(self: InvestorProfileState) -> array:  # type: ignore[misc]
-            return getattr(self, held)[at:end]
+        def get(self: InvestorProfileState) -> tuple:  # type: ignore[misc]
+            return tuple(getattr(self, held)[at:end])
 
         def put(self: InvestorProfileState, value: Iterable[float]) -> None:  # type: ignore[misc]
-            getattr(self, held)[at:end] = array("d", value)
+            values = array("d", value)
+            if len(values) != size:
+                raise ValueError(f"{size} values expected in {held}[{at}:], got {len(values)}")
+            getattr(self, held)[at:end] = values
     return property(get, put, doc=f"In ``{held}``, from {at}: {size}.")
 
 

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from unittest import mock
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -495,7 +496,15 @@ def test_content_counters_are_doubles_and_older_snapshots_holding_lists_restore(
     state.apply_window(agg, T0, HALF_LIVES)
     state.decay_to(T0 + timedelta(days=3), HALF_LIVES)
     counters = ("content", "epc_ranks", "counts", "depth")
-    assert all(type(getattr(state, name)) is array for name in counters)  # issue 16
+    # Issue 16: kept as doubles in one array; the names read tuples, which refuse an
+    # item write (it would change a copy only), and a value of another length is refused
+    # (it would shift every counter after it).
+    assert all(type(getattr(state, name)) is tuple for name in counters)
+    with pytest.raises(TypeError):
+        state.content[0] += 5  # type: ignore[index]
+    for name in counters:
+        with pytest.raises(ValueError, match="values expected"):
+            setattr(state, name, [*getattr(state, name), 1.0])
     # Every decayed counter in one array of doubles (stop 31), none in a slot of its own.
     assert len(state.decayed) == 2 * len(HALF_LIVES) + 24 and "views" not in state.__slots__
     for held in (state.decayed, state.totals):  # no spare room (decay built it anew)
@@ -512,7 +521,8 @@ def test_content_counters_are_doubles_and_older_snapshots_holding_lists_restore(
     older = InvestorProfileState.__new__(InvestorProfileState)
     older.__setstate__((None, shape))
     restored = pickle.loads(pickle.dumps(older))
-    assert all(type(getattr(restored, name)) is array for name in counters)
+    assert all(type(getattr(restored, name)) is tuple for name in counters)
+    assert type(restored.decayed) is array
     assert type(restored.countries) is Weights and type(restored.assets) is Weights
     assert restored.countries == state.countries and restored.assets == state.assets
     assert snapshot_of(restored) == snapshot_of(state)
