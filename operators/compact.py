@@ -119,13 +119,19 @@ class Weights:
 class Interned:
     """One object per distinct value, for values many holders repeat (name tuples,
     reason texts): the first one seen is kept and handed out for every equal one.
-    Bounded: past ``bound`` distinct values a value is returned as it came, equal but
-    unshared, so nothing is lost and the table cannot grow with the input.
+    Bounded: at ``bound`` distinct values the table starts again empty, so it cannot
+    grow with the input and keeps sharing what comes next. (It used to stop adding when
+    full: at 100k investors the name tuples filled it and later ones went unshared, and
+    one tenant sending many distinct values could end the sharing for every tenant.)
+    Objects handed out before stay what they are: equal values, fewer of them shared.
 
-    >>> texts = Interned(1)
+    >>> texts = Interned(2)
     >>> a, b = "".join(["to ", "review"]), "".join(["to ", "review"])
     >>> texts(a) is texts(b), texts("other") == "other", len(texts)
-    (True, True, 1)
+    (True, True, 2)
+    >>> c, d = "".join(["to ", "plan"]), "".join(["to ", "plan"])
+    >>> texts(c) is texts(d), len(texts)  # full: a new generation, sharing goes on
+    (True, 1)
     """
 
     __slots__ = ("bound", "table")
@@ -135,11 +141,12 @@ class Interned:
         self.table: dict = {}
 
     def __call__(self, value):  # noqa: ANN001, ANN204 - any hashable value, the same type back
-        shared = self.table.get(value)
+        table = self.table
+        shared = table.get(value)
         if shared is None:
-            shared = value
-            if len(self.table) < self.bound:
-                self.table[value] = value
+            if len(table) >= self.bound:
+                table.clear()
+            shared = table[value] = value
         return shared
 
     def __len__(self) -> int:

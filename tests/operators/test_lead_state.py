@@ -443,8 +443,8 @@ def test_needs_info_paths_go_through_scored():
 
 def test_routing_reasons_are_shared_up_to_a_bound(monkeypatch):
     """Issue 16: routing reasons are formatted per move (``f"... {p:.2f}"``); leads that
-    moved for the same reason share one string, and past the bound a reason is kept as
-    it came, never lost."""
+    moved for the same reason share one string, and at the bound the table starts anew:
+    a reason is never lost, and sharing goes on."""
     from esg_leads.operators import lead_state
     from esg_leads.operators.compact import Interned
 
@@ -458,6 +458,7 @@ def test_routing_reasons_are_shared_up_to_a_bound(monkeypatch):
     lead.move("scored", 1.0, shared("first score"))
     lead.move("disqualified", 2.0, shared("".join(["CRM ", "disqualified"])))  # past the bound
     assert [h[3] for h in lead.history] == ["first score", "CRM disqualified"]
-    assert len(shared) == 2
+    assert len(shared) == 1  # full at two: a new generation, which shares on
+    assert shared("".join(["CRM ", "disqualified"])) is lead.history[1][3]
     restored = pickle.loads(pickle.dumps(leads[0]))
     assert restored.history == leads[0].history and restored.state == "scored"
