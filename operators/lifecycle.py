@@ -590,6 +590,10 @@ class LifecycleShard:
                 ingested, DlqReason.UNKNOWN_CASE,
                 f"no open review case {decision.case_id!r} for this investor", now)))  # type: ignore[attr-defined]
             return
+        # Read before anything changes: a kept record that cannot be read (a damaged
+        # snapshot) makes the decision a processing-error dead letter, the lead untouched,
+        # rather than a lead handed off without its handoff.
+        lead.last_record_copy()
         verdict = decision.verdict.value  # type: ignore[attr-defined]
         when = decision.event_time.timestamp()  # type: ignore[attr-defined]
         case = lead.open_case  # the decision may name it as before stop 31 (names_case)

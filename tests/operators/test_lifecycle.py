@@ -629,3 +629,18 @@ def test_no_reason_naming_an_erased_investor_outlives_the_erasure() -> None:
     shard.process([notice("erasure", 6, investor_id=investor)], NOW)
     assert investor not in shard.leads
     assert not [text for text in lead_state.shared_reason.table if investor in text]
+
+
+def test_a_decision_on_an_unreadable_kept_record_leaves_the_lead_as_it_was() -> None:
+    """A kept record that cannot be read (a damaged snapshot: frames carry a checksum)
+    makes the decision a processing-error dead letter before anything changes, not a
+    lead handed off without its handoff."""
+    shard, case_id = open_case_shard()
+    lead = shard.leads["inv-1"]
+    damaged = bytearray(lead.last_record)
+    damaged[len(damaged) // 2] ^= 0x10
+    lead.last_record = bytes(damaged)
+    out = shard.process([decision(case_id, "approve")], NOW)
+    assert [d["reason"] for d in of(out, "dlq")] == ["processing_error"]
+    assert not of(out, "leads") and not of(out, "handoff")
+    assert lead.machine.state == "in_review" and lead.open_case == case_id
